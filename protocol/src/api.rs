@@ -1,0 +1,185 @@
+//! JSON bodies of the HTTP API (`/v1/...`), shared by the node and the client SDK.
+//!
+//! With the `openapi` feature the types derive `utoipa::ToSchema`, so the node's OpenAPI
+//! document is generated from these definitions and cannot drift from them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroize;
+
+use crate::ids::{DeviceId, RegistrationId, TenantId, UserId};
+
+/// A secret string (password, token): redacted in `Debug`, wiped on drop.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema), schema(value_type = String))]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The secret itself; call only where it is used (hashing, the Authorization header).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// Error body of every non-2xx answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// A stable machine-readable code, e.g. `unauthorized`, `invalid_request`, `not_found`.
+    pub error: String,
+    /// A human-readable explanation; never contains secrets.
+    pub message: String,
+}
+
+/// Which device a login is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceRequest {
+    /// An existing device of the user to log in as; absent to register a new device (the first
+    /// device of an account becomes the primary, device 1).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<u32>))]
+    #[serde(default)]
+    pub id: Option<DeviceId>,
+    /// The device's 14-bit registration id (1..=16383); a new value for an existing device
+    /// marks it re-registered.
+    #[cfg_attr(feature = "openapi", schema(value_type = u16))]
+    pub registration_id: RegistrationId,
+    /// A human-readable label ("laptop").
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// `POST /v1/login`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginRequest {
+    /// The tenant the user belongs to.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub tenant: TenantId,
+    /// The user name.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// The password.
+    pub password: Secret,
+    /// The device this session is for.
+    pub device: DeviceRequest,
+}
+
+/// Answer to a successful login.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct LoginResponse {
+    /// Opaque 256-bit session token (base64url); send as `Authorization: Bearer <token>`.
+    pub token: Secret,
+    /// The session's public id (for listing and revoking sessions).
+    pub session_id: String,
+    /// The tenant.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub tenant: TenantId,
+    /// The user.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// The device this session is bound to.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    pub device: DeviceId,
+    /// Whether the user is an administrator of the tenant.
+    pub admin: bool,
+}
+
+/// One device of a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceInfo {
+    /// Device id (1 is the primary).
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    pub id: DeviceId,
+    /// Current registration id.
+    #[cfg_attr(feature = "openapi", schema(value_type = u16))]
+    pub registration_id: RegistrationId,
+    /// Label given at registration.
+    pub name: String,
+    /// When the device was registered, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// `GET /v1/devices` and `GET /v1/users/{user}/devices`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DeviceList {
+    /// Whose devices.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// The devices, by id.
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// `POST /v1/admin/users` (tenant administrators).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateUserRequest {
+    /// The new user's name, unique in the tenant.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// The initial password (at least 8 characters).
+    pub password: Secret,
+    /// Whether the user administers the tenant.
+    #[serde(default)]
+    pub admin: bool,
+}
+
+/// A user of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserInfo {
+    /// The tenant.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub tenant: TenantId,
+    /// The user.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// Whether the user administers the tenant.
+    pub admin: bool,
+    /// When the account was created, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// `GET /v1/admin/users`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserList {
+    /// The tenant's users, by name.
+    pub users: Vec<UserInfo>,
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let req: LoginRequest = serde_json::from_str(
+            r#"{"tenant":"acme","user":"alice","password":"hunter2-pass","device":{"registration_id":5}}"#,
+        )
+        .unwrap();
+        let dbg = format!("{req:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert_eq!(req.password.expose(), "hunter2-pass");
+    }
+}

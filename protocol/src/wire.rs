@@ -1,0 +1,433 @@
+//! Client <-> node WebSocket frames: one externally tagged enum per direction.
+//!
+//! Binary WebSocket frames carry postcard, text frames carry JSON; both encode the same enums
+//! ([`ClientFrame`], [`ServerFrame`]), so a client in any language can speak the protocol. The
+//! enums stay externally tagged because postcard cannot decode internally tagged enums. Byte
+//! strings ([`Payload`]) are raw bytes in postcard and standard base64 in JSON.
+//!
+//! Every decode is bounded: a frame above [`MAX_FRAME_BYTES`] is refused before parsing, and
+//! the content of each device message is checked against [`MAX_CONTENT_BYTES`] after.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::ids::{DeviceId, MessageId, RegistrationId, UserId};
+use crate::limits::{MAX_ACKS_PER_FRAME, MAX_CONTENT_BYTES, MAX_FRAME_BYTES, MAX_TEXT_BYTES};
+
+/// WebSocket close code: the session was revoked, logged out, or never authenticated.
+pub const CLOSE_UNAUTHORIZED: u16 = 4401;
+/// WebSocket close code: the same device connected again and displaced this socket.
+pub const CLOSE_DISPLACED: u16 = 4409;
+/// WebSocket close code: the client did not read fast enough; its envelopes stay queued.
+pub const CLOSE_SLOW_CONSUMER: u16 = 4429;
+/// WebSocket close code: no frame (not even a pong) within the idle timeout.
+pub const CLOSE_IDLE: u16 = 4408;
+/// WebSocket close code: the device was removed from its account.
+pub const CLOSE_DEVICE_REMOVED: u16 = 4410;
+
+/// Subprotocol a client names to receive postcard (binary) frames.
+pub const SUBPROTOCOL_POSTCARD: &str = "hush.postcard";
+/// Subprotocol a client names to receive JSON (text) frames.
+pub const SUBPROTOCOL_JSON: &str = "hush.json";
+
+/// Opaque bytes (a ciphertext): raw in binary encodings, base64 in JSON.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct Payload(pub Vec<u8>);
+
+impl fmt::Debug for Payload {
+    // Ciphertexts never appear in logs, only their length.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Payload({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for Payload {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            use base64::Engine;
+            s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+        } else {
+            s.serialize_bytes(&self.0)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Payload {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            use base64::Engine;
+            let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+            base64::engine::general_purpose::STANDARD
+                .decode(s.as_bytes())
+                .map(Payload)
+                .map_err(serde::de::Error::custom)
+        } else {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Payload;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("bytes")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Payload, E> {
+                    Ok(Payload(v.to_vec()))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Payload, E> {
+                    Ok(Payload(v))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+}
+
+/// One ciphertext for one device of a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceMessage {
+    /// The recipient device.
+    pub device: DeviceId,
+    /// The registration id the sender's session was built against; a mismatch means the device
+    /// re-registered and the sender gets `StaleDevices`.
+    pub registration_id: RegistrationId,
+    /// The ciphertext, at most [`MAX_CONTENT_BYTES`].
+    pub content: Payload,
+}
+
+/// A message to one user: one ciphertext per device of the recipient, plus one per other device
+/// of the sender (sync copies, so every device of the sender sees its own conversation).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendMessage {
+    /// Client-chosen id, echoed in `Accepted` and carried to every recipient device.
+    pub id: MessageId,
+    /// The recipient user, in the sender's tenant.
+    pub to: UserId,
+    /// One entry per device of `to`, exactly the current device set.
+    pub devices: Vec<DeviceMessage>,
+    /// One entry per other device of the sender, exactly the current set (empty if it has none).
+    #[serde(default)]
+    pub sync: Vec<DeviceMessage>,
+}
+
+/// Frames a client sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientFrame {
+    /// Authenticates the socket when the token was not sent in the `Authorization` header.
+    /// Must be the first frame; any other frame before it closes the socket with 4401.
+    Auth {
+        /// The session token returned by login.
+        token: String,
+    },
+    /// Sends a message; answered by `Accepted`, `MismatchedDevices`, `StaleDevices` or `Error`.
+    Send(SendMessage),
+    /// Acknowledges delivered envelopes by sequence number; acknowledged envelopes are deleted.
+    Ack {
+        /// Sequence numbers from `Deliver` frames, at most [`MAX_ACKS_PER_FRAME`].
+        seqs: Vec<u64>,
+    },
+}
+
+/// An envelope as the recipient device receives it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Position in the recipient device's queue; acknowledge with it.
+    pub seq: u64,
+    /// The sender's message id (deduplicate on it: delivery is at least once).
+    pub id: MessageId,
+    /// The sending user.
+    pub from: UserId,
+    /// The sending device.
+    pub from_device: DeviceId,
+    /// When the node accepted the message, milliseconds since the Unix epoch.
+    pub timestamp_ms: u64,
+    /// True when this is a copy of the recipient's own user's message (sent from another device).
+    pub sync: bool,
+    /// The ciphertext for this device.
+    pub content: Payload,
+}
+
+/// Typed error codes carried by [`ServerFrame::Error`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame did not decode as a `ClientFrame`.
+    MalformedFrame,
+    /// The frame was larger than the node accepts.
+    FrameTooLarge,
+    /// A device message's content was larger than 96 KiB.
+    ContentTooLarge,
+    /// A field was out of range (too many acks, duplicate device, empty message).
+    InvalidRequest,
+    /// The recipient user does not exist in this tenant.
+    UnknownRecipient,
+    /// The node could not store the message; nothing was accepted, retry later.
+    Unavailable,
+    /// The sender exceeded a rate limit; retry later.
+    RateLimited,
+}
+
+/// Frames the node sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerFrame {
+    /// The socket is authenticated; the queue drain follows, then `QueueEmpty`.
+    Ready {
+        /// The authenticated user.
+        user: UserId,
+        /// The authenticated device.
+        device: DeviceId,
+    },
+    /// The message is durably queued for every recipient device.
+    Accepted {
+        /// The message id from `Send`.
+        id: MessageId,
+    },
+    /// The device set was wrong; nothing was stored. Refresh the device list and resend.
+    MismatchedDevices {
+        /// The message id from `Send`.
+        id: MessageId,
+        /// Whose device set was wrong (the recipient, or the sender for sync copies).
+        user: UserId,
+        /// Devices that exist but had no ciphertext.
+        missing: Vec<DeviceId>,
+        /// Devices that had a ciphertext but do not exist.
+        extra: Vec<DeviceId>,
+    },
+    /// Some devices re-registered; nothing was stored. Rebuild those sessions and resend.
+    StaleDevices {
+        /// The message id from `Send`.
+        id: MessageId,
+        /// Whose devices were stale.
+        user: UserId,
+        /// Devices whose registration id did not match.
+        stale: Vec<DeviceId>,
+    },
+    /// An envelope for this device.
+    Deliver(Envelope),
+    /// Everything queued while the device was offline has been delivered.
+    QueueEmpty,
+    /// A request failed; `id` names the `Send` it answers, if any.
+    Error {
+        /// The message id of the failed `Send`, if the failure concerns one.
+        id: Option<MessageId>,
+        /// What went wrong.
+        code: ErrorCode,
+        /// A human-readable explanation (never contains payloads or secrets).
+        message: String,
+    },
+    /// The session ended (logout, revocation, device removal); the socket closes next.
+    LoggedOut {
+        /// Why the session ended.
+        reason: String,
+    },
+}
+
+/// Why a frame could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Larger than [`MAX_FRAME_BYTES`].
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME_BYTES}")]
+    TooLarge(usize),
+    /// Not a valid encoding of the frame enum.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    /// Decoded, but a device message's content is above [`MAX_CONTENT_BYTES`].
+    #[error("content of {0} bytes exceeds the limit of {MAX_CONTENT_BYTES}")]
+    ContentTooLarge(usize),
+    /// Decoded, but a field is out of range.
+    #[error("invalid frame: {0}")]
+    Invalid(&'static str),
+}
+
+impl FrameError {
+    /// The wire error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            FrameError::TooLarge(_) => ErrorCode::FrameTooLarge,
+            FrameError::Malformed(_) => ErrorCode::MalformedFrame,
+            FrameError::ContentTooLarge(_) => ErrorCode::ContentTooLarge,
+            FrameError::Invalid(_) => ErrorCode::InvalidRequest,
+        }
+    }
+}
+
+fn short(e: impl fmt::Display) -> String {
+    let mut s = e.to_string();
+    if s.len() > MAX_TEXT_BYTES {
+        let mut cut = MAX_TEXT_BYTES;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+impl ClientFrame {
+    /// Decodes a binary (postcard) frame and checks its bounds.
+    pub fn decode_binary(buf: &[u8]) -> Result<Self, FrameError> {
+        if buf.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge(buf.len()));
+        }
+        let f: ClientFrame = postcard::from_bytes(buf).map_err(|e| FrameError::Malformed(short(e)))?;
+        f.check()?;
+        Ok(f)
+    }
+
+    /// Decodes a text (JSON) frame and checks its bounds.
+    pub fn decode_text(s: &str) -> Result<Self, FrameError> {
+        if s.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge(s.len()));
+        }
+        let f: ClientFrame = serde_json::from_str(s).map_err(|e| FrameError::Malformed(short(e)))?;
+        f.check()?;
+        Ok(f)
+    }
+
+    /// Encodes as a binary (postcard) frame.
+    pub fn encode_binary(&self) -> Result<Vec<u8>, FrameError> {
+        postcard::to_allocvec(self).map_err(|e| FrameError::Malformed(short(e)))
+    }
+
+    /// Encodes as a text (JSON) frame.
+    pub fn encode_text(&self) -> Result<String, FrameError> {
+        serde_json::to_string(self).map_err(|e| FrameError::Malformed(short(e)))
+    }
+
+    fn check(&self) -> Result<(), FrameError> {
+        match self {
+            ClientFrame::Auth { token } if token.len() > MAX_TEXT_BYTES => {
+                Err(FrameError::Invalid("token too long"))
+            }
+            ClientFrame::Ack { seqs } if seqs.len() > MAX_ACKS_PER_FRAME => {
+                Err(FrameError::Invalid("too many acks in one frame"))
+            }
+            ClientFrame::Send(m) => {
+                if m.devices.is_empty() {
+                    return Err(FrameError::Invalid("a message needs at least one device"));
+                }
+                for d in m.devices.iter().chain(&m.sync) {
+                    if d.content.0.len() > MAX_CONTENT_BYTES {
+                        return Err(FrameError::ContentTooLarge(d.content.0.len()));
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ServerFrame {
+    /// Decodes a binary (postcard) frame.
+    pub fn decode_binary(buf: &[u8]) -> Result<Self, FrameError> {
+        if buf.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge(buf.len()));
+        }
+        postcard::from_bytes(buf).map_err(|e| FrameError::Malformed(short(e)))
+    }
+
+    /// Decodes a text (JSON) frame.
+    pub fn decode_text(s: &str) -> Result<Self, FrameError> {
+        if s.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::TooLarge(s.len()));
+        }
+        serde_json::from_str(s).map_err(|e| FrameError::Malformed(short(e)))
+    }
+
+    /// Encodes as a binary (postcard) frame.
+    pub fn encode_binary(&self) -> Result<Vec<u8>, FrameError> {
+        postcard::to_allocvec(self).map_err(|e| FrameError::Malformed(short(e)))
+    }
+
+    /// Encodes as a text (JSON) frame.
+    pub fn encode_text(&self) -> Result<String, FrameError> {
+        serde_json::to_string(self).map_err(|e| FrameError::Malformed(short(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_send(content: Vec<u8>) -> ClientFrame {
+        ClientFrame::Send(SendMessage {
+            id: uuid::Uuid::from_u128(7),
+            to: UserId::new("bob").unwrap(),
+            devices: vec![DeviceMessage {
+                device: DeviceId::PRIMARY,
+                registration_id: RegistrationId::new(42).unwrap(),
+                content: Payload(content),
+            }],
+            sync: vec![],
+        })
+    }
+
+    #[test]
+    fn send_roundtrips_in_both_encodings() {
+        let f = sample_send(vec![1, 2, 3]);
+        assert_eq!(ClientFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f);
+        let text = f.encode_text().unwrap();
+        assert!(text.contains("\"content\":\"AQID\""), "{text}");
+        assert_eq!(ClientFrame::decode_text(&text).unwrap(), f);
+    }
+
+    #[test]
+    fn json_shape_is_externally_tagged() {
+        let f = ClientFrame::decode_text(r#"{"Ack":{"seqs":[1,2]}}"#).unwrap();
+        assert_eq!(f, ClientFrame::Ack { seqs: vec![1, 2] });
+        let s = ServerFrame::QueueEmpty.encode_text().unwrap();
+        assert_eq!(s, "\"QueueEmpty\"");
+    }
+
+    #[test]
+    fn bounds_are_enforced() {
+        let big = sample_send(vec![0; MAX_CONTENT_BYTES + 1]);
+        let bytes = big.encode_binary().unwrap();
+        assert_eq!(
+            ClientFrame::decode_binary(&bytes).unwrap_err().code(),
+            ErrorCode::ContentTooLarge
+        );
+        let ok = sample_send(vec![0; MAX_CONTENT_BYTES]);
+        assert!(ClientFrame::decode_binary(&ok.encode_binary().unwrap()).is_ok());
+        let huge = vec![0u8; MAX_FRAME_BYTES + 1];
+        assert_eq!(ClientFrame::decode_binary(&huge).unwrap_err().code(), ErrorCode::FrameTooLarge);
+        let acks = ClientFrame::Ack { seqs: vec![1; MAX_ACKS_PER_FRAME + 1] };
+        assert!(ClientFrame::decode_binary(&acks.encode_binary().unwrap()).is_err());
+        assert_eq!(
+            ClientFrame::decode_text("{\"Send\":1}").unwrap_err().code(),
+            ErrorCode::MalformedFrame
+        );
+        // Invalid ids inside an otherwise well-formed frame are refused at decode.
+        let bad = r#"{"Send":{"id":"00000000-0000-0000-0000-000000000007","to":"Bob","devices":[]}}"#;
+        assert!(ClientFrame::decode_text(bad).is_err());
+    }
+
+    #[test]
+    fn payload_debug_hides_bytes() {
+        let p = Payload(b"secret plaintext".to_vec());
+        assert_eq!(format!("{p:?}"), "Payload(16 bytes)");
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(buf in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = ClientFrame::decode_binary(&buf);
+            let _ = ServerFrame::decode_binary(&buf);
+            if let Ok(s) = std::str::from_utf8(&buf) {
+                let _ = ClientFrame::decode_text(s);
+            }
+        }
+
+        #[test]
+        fn server_frames_roundtrip(seq in any::<u64>(), ts in any::<u64>(), content in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let f = ServerFrame::Deliver(Envelope {
+                seq, id: uuid::Uuid::from_u128(u128::from(seq)), from: UserId::new("alice").unwrap(),
+                from_device: DeviceId::new(3).unwrap(), timestamp_ms: ts, sync: seq % 2 == 0,
+                content: Payload(content),
+            });
+            prop_assert_eq!(ServerFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f.clone());
+            prop_assert_eq!(ServerFrame::decode_text(&f.encode_text().unwrap()).unwrap(), f);
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The behaviour every store backend must show. Each backend's tests call [`run_all`]; a
+//! backend passes only if every check here holds on it. Built for tests only (the
+//! `conformance` feature or `cfg(test)`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use hush_protocol::ids::{DeviceAddress, DeviceId, RegistrationId, TenantId, UserId};
+use hush_protocol::wire::{Envelope, Payload};
+
+use crate::*;
+
+pub fn addr(t: &str, u: &str, d: u32) -> DeviceAddress {
+    DeviceAddress::new(
+        TenantId::new(t).unwrap(),
+        UserId::new(u).unwrap(),
+        DeviceId::new(d).unwrap(),
+    )
+}
+
+pub fn envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
+    (0..n)
+        .map(|i| NewEnvelope {
+            to: to.clone(),
+            envelope: Envelope {
+                seq: 0,
+                id: uuid::Uuid::from_u128(i as u128 + 1),
+                from: UserId::new("alice").unwrap(),
+                from_device: DeviceId::PRIMARY,
+                timestamp_ms: 1_700_000_000_000 + i as u64,
+                sync: false,
+                content: Payload(vec![i as u8; 16]),
+            },
+        })
+        .collect()
+}
+
+/// Runs every conformance check against `store`, which must be empty.
+pub async fn run_all(store: &dyn Store) {
+    accounts(store).await;
+    devices(store).await;
+    sessions(store).await;
+    queues(store).await;
+    concurrent_enqueue(store).await;
+}
+
+async fn accounts(s: &dyn Store) {
+    let t = TenantId::new("acme").unwrap();
+    s.create_tenant(TenantRecord {
+        name: t.clone(),
+        created_ms: 1,
+    })
+    .await
+    .unwrap();
+    assert!(matches!(
+        s.create_tenant(TenantRecord {
+            name: t.clone(),
+            created_ms: 2
+        })
+        .await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(s.get_tenant(&t).await.unwrap().unwrap().created_ms, 1);
+    assert!(s
+        .get_tenant(&TenantId::new("nope").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    for name in ["carol", "alice", "bob"] {
+        s.create_user(UserRecord {
+            tenant: t.clone(),
+            user: UserId::new(name).unwrap(),
+            password_hash: format!("hash-{name}"),
+            admin: name == "alice",
+            created_ms: 5,
+        })
+        .await
+        .unwrap();
+    }
+    let dup = UserRecord {
+        tenant: t.clone(),
+        user: UserId::new("bob").unwrap(),
+        password_hash: "other".into(),
+        admin: true,
+        created_ms: 6,
+    };
+    assert!(matches!(
+        s.create_user(dup).await,
+        Err(StoreError::Conflict)
+    ));
+    let bob = s
+        .get_user(&t, &UserId::new("bob").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(bob.password_hash, "hash-bob");
+    assert!(!bob.admin);
+    // Same user name in another tenant is another user.
+    let other = TenantId::new("other").unwrap();
+    assert!(s
+        .get_user(&other, &UserId::new("bob").unwrap())
+        .await
+        .unwrap()
+        .is_none());
+    s.create_user(UserRecord {
+        tenant: other.clone(),
+        ..bob.clone()
+    })
+    .await
+    .unwrap();
+    let names: Vec<String> = s
+        .list_users(&t, None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user.to_string())
+        .collect();
+    assert_eq!(names, ["alice", "bob", "carol"]);
+    let page: Vec<String> = s
+        .list_users(&t, Some(&UserId::new("alice").unwrap()), 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.user.to_string())
+        .collect();
+    assert_eq!(page, ["bob"]);
+}
+
+async fn devices(s: &dyn Store) {
+    let t = TenantId::new("acme").unwrap();
+    let u = UserId::new("bob").unwrap();
+    let empty = s.get_devices(&t, &u).await.unwrap();
+    assert_eq!(empty.version, 0);
+    assert!(empty.devices.is_empty());
+    let d1 = DeviceRecord {
+        id: DeviceId::PRIMARY,
+        registration_id: RegistrationId::new(7).unwrap(),
+        name: "phone".into(),
+        created_ms: 1,
+    };
+    let set = s.put_devices(&t, &u, 0, vec![d1.clone()]).await.unwrap();
+    assert_eq!(set.version, 1);
+    // A stale writer loses and changes nothing.
+    let d2 = DeviceRecord {
+        id: DeviceId::new(2).unwrap(),
+        ..d1.clone()
+    };
+    assert!(matches!(
+        s.put_devices(&t, &u, 0, vec![d2.clone()]).await,
+        Err(StoreError::VersionConflict)
+    ));
+    assert_eq!(
+        s.get_devices(&t, &u).await.unwrap().devices,
+        vec![d1.clone()]
+    );
+    let set = s
+        .put_devices(&t, &u, 1, vec![d2.clone(), d1.clone()])
+        .await
+        .unwrap();
+    assert_eq!(set.version, 2);
+    let read = s.get_devices(&t, &u).await.unwrap();
+    assert_eq!(read.devices, vec![d1, d2], "sorted by id");
+}
+
+async fn sessions(s: &dyn Store) {
+    let rec = SessionRecord {
+        id: "sess-1".into(),
+        token_hash: TokenHash([9; 32]),
+        device: addr("acme", "bob", 1),
+        created_ms: 10,
+        user_agent: Some("test".into()),
+        ip: None,
+        revoked: None,
+    };
+    s.create_session(rec.clone()).await.unwrap();
+    assert!(matches!(
+        s.create_session(rec.clone()).await,
+        Err(StoreError::Conflict)
+    ));
+    assert_eq!(
+        s.session_by_token(&TokenHash([9; 32]))
+            .await
+            .unwrap()
+            .unwrap(),
+        rec
+    );
+    assert!(s
+        .session_by_token(&TokenHash([8; 32]))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(s.session_by_id("sess-1").await.unwrap().unwrap(), rec);
+    let r1 = Revocation {
+        at_ms: 20,
+        reason: "logout".into(),
+    };
+    let after = s
+        .revoke_session("sess-1", r1.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.revoked, Some(r1.clone()));
+    // Idempotent: the first revocation stays.
+    let again = s
+        .revoke_session(
+            "sess-1",
+            Revocation {
+                at_ms: 30,
+                reason: "other".into(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.revoked, Some(r1));
+    assert!(s
+        .session_by_token(&TokenHash([9; 32]))
+        .await
+        .unwrap()
+        .unwrap()
+        .revoked
+        .is_some());
+    assert!(s
+        .revoke_session(
+            "missing",
+            Revocation {
+                at_ms: 1,
+                reason: "x".into()
+            }
+        )
+        .await
+        .unwrap()
+        .is_none());
+}
+
+async fn queues(s: &dyn Store) {
+    let bob1 = addr("acme", "bob", 1);
+    let bob2 = addr("acme", "bob", 2);
+    let other_tenant = addr("other", "bob", 1);
+    let depth0 = s.depth();
+    let a = s.enqueue(envelopes(&bob1, 5)).await.unwrap();
+    let b = s.enqueue(envelopes(&bob2, 2)).await.unwrap();
+    assert_eq!(a.len(), 5);
+    assert!(a.windows(2).all(|w| w[0].seq < w[1].seq), "seq increases");
+    assert!(b[0].seq > a[4].seq);
+    assert_eq!(s.depth(), depth0 + 7);
+    let got = s.fetch(&bob1, 0, 100).await.unwrap();
+    assert_eq!(got, a, "fetch returns exactly what was enqueued, in order");
+    assert!(
+        s.fetch(&other_tenant, 0, 100).await.unwrap().is_empty(),
+        "no cross-tenant reads"
+    );
+    let page = s.fetch(&bob1, a[1].seq, 2).await.unwrap();
+    assert_eq!(page, a[2..4].to_vec());
+    let n = s
+        .ack(&bob1, vec![a[0].seq, a[2].seq, 999_999_999])
+        .await
+        .unwrap();
+    assert_eq!(n, 2);
+    // Acking another device's seq deletes nothing.
+    assert_eq!(s.ack(&bob2, vec![a[1].seq]).await.unwrap(), 0);
+    let left: Vec<u64> = s
+        .fetch(&bob1, 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, vec![a[1].seq, a[3].seq, a[4].seq]);
+    assert_eq!(s.purge(&bob1).await.unwrap(), 3);
+    assert!(s.fetch(&bob1, 0, 100).await.unwrap().is_empty());
+    assert_eq!(s.fetch(&bob2, 0, 100).await.unwrap().len(), 2);
+    assert_eq!(s.depth(), depth0 + 2);
+}
+
+async fn concurrent_enqueue(s: &dyn Store) {
+    // Many concurrent writers: every envelope lands once, per-device order follows seq.
+    let to = addr("acme", "carol", 1);
+    let futs = (0..50).map(|_| s.enqueue(envelopes(&to, 4)));
+    let results = futures_join_all(futs).await;
+    let mut seqs: Vec<u64> = results
+        .into_iter()
+        .flat_map(|r| r.unwrap())
+        .map(|e| e.seq)
+        .collect();
+    seqs.sort_unstable();
+    seqs.dedup();
+    assert_eq!(seqs.len(), 200);
+    let fetched: Vec<u64> = s
+        .fetch(&to, 0, 1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(fetched, seqs);
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    // Poll all futures concurrently on the current task (no extra dependency needed).
+    let mut set = Vec::new();
+    for f in futs {
+        set.push(Box::pin(f));
+    }
+    let mut out: Vec<Option<F::Output>> = (0..set.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().map(|o| o.unwrap()).collect()
+}

@@ -1,0 +1,649 @@
+//! The embedded backend: one redb file, crash-safe (copy-on-write B-trees, fsync on commit).
+//!
+//! Every write is a job sent to one writer thread. The thread takes every job waiting (up to
+//! [`MAX_JOBS_PER_COMMIT`]), runs them in one write transaction and commits once, then answers
+//! each caller: under load one fsync covers thousands of envelopes (group commit). A caller
+//! hears "done" only after the commit returned, so an acknowledged write is durable. Reads run
+//! on tokio's blocking pool in their own read transactions and never wait for the writer.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
+use hush_protocol::wire::Envelope;
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    AccountStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, NewEnvelope, QueueStore,
+    Result, Revocation, SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord,
+    TokenHash, UserRecord, COMMIT_BUCKETS_US,
+};
+
+/// Write jobs waiting for the writer thread; senders wait (backpressure) when it is full.
+pub const MAX_PENDING_JOBS: usize = 16_384;
+/// Jobs folded into one transaction at most.
+pub const MAX_JOBS_PER_COMMIT: usize = 4_096;
+/// Envelopes returned by one `fetch` at most, whatever the caller asks.
+pub const MAX_FETCH: usize = 1_024;
+
+/// Schema version of the embedded file; bumped with a forward migration when records change.
+pub const SCHEMA_VERSION: u64 = 1;
+
+const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
+const DEVICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("devices");
+const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+const SESSION_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("session_ids");
+const QUEUE: TableDefinition<(&str, &str, u8, u64), &[u8]> = TableDefinition::new("queue");
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
+
+/// What a job sees: the open write transaction and the sequence counter.
+struct Tx<'a> {
+    txn: &'a WriteTransaction,
+    next_seq: &'a mut u64,
+    depth_delta: &'a mut i64,
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
+    postcard::to_allocvec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
+    postcard::from_bytes(b).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+struct Shared {
+    db: Database,
+    depth: AtomicU64,
+    commits: AtomicU64,
+    jobs: AtomicU64,
+    sum_us: AtomicU64,
+    buckets: [AtomicU64; 11],
+}
+
+/// The embedded store. Cheap to clone; the writer thread stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store file at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self> {
+        let db = Database::create(path).map_err(backend)?;
+        let (next_seq, depth) = {
+            let txn = db.begin_write().map_err(backend)?;
+            let (next_seq, depth);
+            {
+                // Create every table so readers never see "table does not exist".
+                txn.open_table(TENANTS).map_err(backend)?;
+                txn.open_table(USERS).map_err(backend)?;
+                txn.open_table(DEVICES).map_err(backend)?;
+                txn.open_table(SESSIONS).map_err(backend)?;
+                txn.open_table(SESSION_IDS).map_err(backend)?;
+                let q = txn.open_table(QUEUE).map_err(backend)?;
+                depth = q.len().map_err(backend)?;
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let version = meta
+                    .get("schema_version")
+                    .map_err(backend)?
+                    .map(|v| v.value());
+                match version {
+                    None => {
+                        meta.insert("schema_version", SCHEMA_VERSION)
+                            .map_err(backend)?;
+                    }
+                    Some(v) if v > SCHEMA_VERSION => {
+                        return Err(StoreError::Backend(format!(
+                            "store schema version {v} is newer than this build ({SCHEMA_VERSION})"
+                        )))
+                    }
+                    Some(_) => {}
+                }
+                next_seq = meta
+                    .get("next_seq")
+                    .map_err(backend)?
+                    .map(|v| v.value())
+                    .unwrap_or(1);
+            }
+            txn.commit().map_err(backend)?;
+            (next_seq, depth)
+        };
+        let shared = Arc::new(Shared {
+            db,
+            depth: AtomicU64::new(depth),
+            commits: AtomicU64::new(0),
+            jobs: AtomicU64::new(0),
+            sum_us: AtomicU64::new(0),
+            buckets: Default::default(),
+        });
+        let (tx, rx) = mpsc::channel(MAX_PENDING_JOBS);
+        let writer_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("hush-store-writer".into())
+            .spawn(move || writer_loop(writer_shared, rx, next_seq))
+            .map_err(backend)?;
+        Ok(Self { shared, jobs: tx })
+    }
+
+    /// Runs `f` in the next group commit and returns its result once the commit is durable.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |t: &mut Tx<'_>| {
+            let out = f(t);
+            Box::new(move |committed: Result<()>| {
+                let _ = tx.send(committed.and(out));
+            })
+        });
+        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs a read on the blocking pool in its own read transaction.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&redb::ReadTransaction) -> Result<T> + Send + 'static,
+    {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || {
+            let txn = shared.db.begin_read().map_err(backend)?;
+            f(&txn)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u64) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+    while let Some(first) = rx.blocking_recv() {
+        batch.push(first);
+        while batch.len() < MAX_JOBS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(j) => batch.push(j),
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let n = batch.len() as u64;
+        let seq_before = next_seq;
+        let mut depth_delta = 0i64;
+        let result = (|| -> Result<Vec<Completion>> {
+            let txn = shared.db.begin_write().map_err(backend)?;
+            let mut completions = Vec::with_capacity(batch.len());
+            {
+                let mut tx = Tx {
+                    txn: &txn,
+                    next_seq: &mut next_seq,
+                    depth_delta: &mut depth_delta,
+                };
+                for job in batch.drain(..) {
+                    completions.push(job(&mut tx));
+                }
+                if *tx.next_seq != seq_before {
+                    let mut meta = txn.open_table(META).map_err(backend)?;
+                    meta.insert("next_seq", *tx.next_seq).map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)?;
+            Ok(completions)
+        })();
+        match result {
+            Ok(completions) => {
+                apply_delta(&shared.depth, depth_delta);
+                for c in completions {
+                    c(Ok(()));
+                }
+            }
+            Err(e) => {
+                // The transaction was dropped (aborted): none of its writes happened. Completions
+                // were consumed only if we got past the jobs; jobs left in `batch` are dropped,
+                // which closes their reply channel and their callers see `Closed`.
+                tracing::error!(error = %e, jobs = n, "store commit failed");
+                next_seq = seq_before;
+                batch.clear();
+            }
+        }
+        let us = started.elapsed().as_micros() as u64;
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+        shared.jobs.fetch_add(n, Ordering::Relaxed);
+        shared.sum_us.fetch_add(us, Ordering::Relaxed);
+        let idx = COMMIT_BUCKETS_US
+            .iter()
+            .position(|b| us <= *b)
+            .unwrap_or(COMMIT_BUCKETS_US.len());
+        shared.buckets[idx].fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::debug!("store writer stopped");
+}
+
+fn apply_delta(depth: &AtomicU64, delta: i64) {
+    if delta >= 0 {
+        depth.fetch_add(delta as u64, Ordering::Relaxed);
+    } else {
+        let d = delta.unsigned_abs();
+        let _ = depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+            Some(v.saturating_sub(d))
+        });
+    }
+}
+
+#[async_trait]
+impl AccountStore for EmbeddedStore {
+    async fn create_tenant(&self, tenant: TenantRecord) -> Result<()> {
+        let bytes = enc(&tenant)?;
+        self.write(move |t| {
+            let mut table = t.txn.open_table(TENANTS).map_err(backend)?;
+            if table.get(tenant.name.as_str()).map_err(backend)?.is_some() {
+                return Err(StoreError::Conflict);
+            }
+            table
+                .insert(tenant.name.as_str(), bytes.as_slice())
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>> {
+        let key = tenant.clone();
+        self.read(move |r| {
+            let table = r.open_table(TENANTS).map_err(backend)?;
+            let v = table.get(key.as_str()).map_err(backend)?;
+            v.map(|v| dec(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn create_user(&self, user: UserRecord) -> Result<()> {
+        let bytes = enc(&user)?;
+        self.write(move |t| {
+            let mut table = t.txn.open_table(USERS).map_err(backend)?;
+            let key = (user.tenant.as_str(), user.user.as_str());
+            if table.get(key).map_err(backend)?.is_some() {
+                return Err(StoreError::Conflict);
+            }
+            table.insert(key, bytes.as_slice()).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn get_user(&self, tenant: &TenantId, user: &UserId) -> Result<Option<UserRecord>> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |r| {
+            let table = r.open_table(USERS).map_err(backend)?;
+            let v = table
+                .get((tenant.as_str(), user.as_str()))
+                .map_err(backend)?;
+            v.map(|v| dec(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn list_users(
+        &self,
+        tenant: &TenantId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserRecord>> {
+        let tenant = tenant.clone();
+        let after = after.cloned();
+        self.read(move |r| {
+            let table = r.open_table(USERS).map_err(backend)?;
+            let start = after.as_ref().map(|u| u.as_str()).unwrap_or("");
+            let mut out = Vec::new();
+            for item in table.range((tenant.as_str(), start)..).map_err(backend)? {
+                let (k, v) = item.map_err(backend)?;
+                let (t, u) = k.value();
+                if t != tenant.as_str() || out.len() >= limit {
+                    break;
+                }
+                if after.is_some() && u == start {
+                    continue;
+                }
+                out.push(dec(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeviceStore for EmbeddedStore {
+    async fn get_devices(&self, tenant: &TenantId, user: &UserId) -> Result<DeviceSet> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |r| {
+            let table = r.open_table(DEVICES).map_err(backend)?;
+            let v = table
+                .get((tenant.as_str(), user.as_str()))
+                .map_err(backend)?;
+            Ok(v.map(|v| dec(v.value())).transpose()?.unwrap_or_default())
+        })
+        .await
+    }
+
+    async fn put_devices(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        expected_version: u64,
+        mut devices: Vec<DeviceRecord>,
+    ) -> Result<DeviceSet> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        devices.sort_by_key(|d| d.id);
+        let set = DeviceSet {
+            version: expected_version + 1,
+            devices,
+        };
+        let bytes = enc(&set)?;
+        self.write(move |t| {
+            let mut table = t.txn.open_table(DEVICES).map_err(backend)?;
+            let key = (tenant.as_str(), user.as_str());
+            let current: DeviceSet = table
+                .get(key)
+                .map_err(backend)?
+                .map(|v| dec(v.value()))
+                .transpose()?
+                .unwrap_or_default();
+            if current.version != expected_version {
+                return Err(StoreError::VersionConflict);
+            }
+            table.insert(key, bytes.as_slice()).map_err(backend)?;
+            Ok(set)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn create_session(&self, session: SessionRecord) -> Result<()> {
+        let bytes = enc(&session)?;
+        self.write(move |t| {
+            let mut sessions = t.txn.open_table(SESSIONS).map_err(backend)?;
+            let mut ids = t.txn.open_table(SESSION_IDS).map_err(backend)?;
+            let hash = session.token_hash.0;
+            if sessions.get(hash.as_slice()).map_err(backend)?.is_some()
+                || ids.get(session.id.as_str()).map_err(backend)?.is_some()
+            {
+                return Err(StoreError::Conflict);
+            }
+            sessions
+                .insert(hash.as_slice(), bytes.as_slice())
+                .map_err(backend)?;
+            ids.insert(session.id.as_str(), hash.as_slice())
+                .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn session_by_token(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>> {
+        let hash = *token_hash;
+        self.read(move |r| {
+            let table = r.open_table(SESSIONS).map_err(backend)?;
+            let v = table.get(hash.0.as_slice()).map_err(backend)?;
+            v.map(|v| dec(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn session_by_id(&self, id: &str) -> Result<Option<SessionRecord>> {
+        let id = id.to_owned();
+        self.read(move |r| {
+            let ids = r.open_table(SESSION_IDS).map_err(backend)?;
+            let Some(hash) = ids.get(id.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let table = r.open_table(SESSIONS).map_err(backend)?;
+            let v = table.get(hash.value()).map_err(backend)?;
+            v.map(|v| dec(v.value())).transpose()
+        })
+        .await
+    }
+
+    async fn revoke_session(
+        &self,
+        id: &str,
+        revocation: Revocation,
+    ) -> Result<Option<SessionRecord>> {
+        let id = id.to_owned();
+        self.write(move |t| {
+            let ids = t.txn.open_table(SESSION_IDS).map_err(backend)?;
+            let Some(hash) = ids
+                .get(id.as_str())
+                .map_err(backend)?
+                .map(|h| h.value().to_vec())
+            else {
+                return Ok(None);
+            };
+            let mut table = t.txn.open_table(SESSIONS).map_err(backend)?;
+            let current = table
+                .get(hash.as_slice())
+                .map_err(backend)?
+                .map(|v| v.value().to_vec());
+            let Some(current) = current else {
+                return Ok(None);
+            };
+            let mut s: SessionRecord = dec(&current)?;
+            if s.revoked.is_none() {
+                s.revoked = Some(revocation);
+                table
+                    .insert(hash.as_slice(), enc(&s)?.as_slice())
+                    .map_err(backend)?;
+            }
+            Ok(Some(s))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl QueueStore for EmbeddedStore {
+    async fn enqueue(&self, items: Vec<NewEnvelope>) -> Result<Vec<Envelope>> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |t| {
+            let mut q = t.txn.open_table(QUEUE).map_err(backend)?;
+            let mut out = Vec::with_capacity(items.len());
+            let mut buf = Vec::with_capacity(512);
+            for mut item in items {
+                let seq = *t.next_seq;
+                *t.next_seq += 1;
+                item.envelope.seq = seq;
+                buf.clear();
+                let bytes = postcard::to_extend(&item.envelope, std::mem::take(&mut buf))
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let a = &item.to;
+                q.insert(
+                    (
+                        a.tenant.as_str(),
+                        a.user.as_str(),
+                        a.device.get() as u8,
+                        seq,
+                    ),
+                    bytes.as_slice(),
+                )
+                .map_err(backend)?;
+                buf = bytes;
+                out.push(item.envelope);
+            }
+            *t.depth_delta += out.len() as i64;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn fetch(
+        &self,
+        device: &DeviceAddress,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Envelope>> {
+        let a = device.clone();
+        let limit = limit.min(MAX_FETCH);
+        self.read(move |r| {
+            let q = r.open_table(QUEUE).map_err(backend)?;
+            let d = a.device.get() as u8;
+            let lo = (
+                a.tenant.as_str(),
+                a.user.as_str(),
+                d,
+                after.saturating_add(1),
+            );
+            let hi = (a.tenant.as_str(), a.user.as_str(), d, u64::MAX);
+            let mut out = Vec::new();
+            for item in q.range(lo..=hi).map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, v) = item.map_err(backend)?;
+                out.push(dec(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack(&self, device: &DeviceAddress, seqs: Vec<u64>) -> Result<u64> {
+        let a = device.clone();
+        self.write(move |t| {
+            let mut q = t.txn.open_table(QUEUE).map_err(backend)?;
+            let d = a.device.get() as u8;
+            let mut n = 0u64;
+            for seq in seqs {
+                if q.remove((a.tenant.as_str(), a.user.as_str(), d, seq))
+                    .map_err(backend)?
+                    .is_some()
+                {
+                    n += 1;
+                }
+            }
+            *t.depth_delta -= n as i64;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn purge(&self, device: &DeviceAddress) -> Result<u64> {
+        let a = device.clone();
+        self.write(move |t| {
+            let mut q = t.txn.open_table(QUEUE).map_err(backend)?;
+            let d = a.device.get() as u8;
+            let lo = (a.tenant.as_str(), a.user.as_str(), d, 0u64);
+            let hi = (a.tenant.as_str(), a.user.as_str(), d, u64::MAX);
+            let keys: Vec<u64> = q
+                .range(lo..=hi)
+                .map_err(backend)?
+                .map(|i| i.map(|(k, _)| k.value().3))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(backend)?;
+            for seq in &keys {
+                q.remove((a.tenant.as_str(), a.user.as_str(), d, *seq))
+                    .map_err(backend)?;
+            }
+            *t.depth_delta -= keys.len() as i64;
+            Ok(keys.len() as u64)
+        })
+        .await
+    }
+
+    fn depth(&self) -> u64 {
+        self.shared.depth.load(Ordering::Relaxed)
+    }
+}
+
+impl StoreStats for EmbeddedStore {
+    fn commit_stats(&self) -> CommitStats {
+        let s = &self.shared;
+        let mut buckets = [0u64; 11];
+        let mut acc = 0;
+        for (i, b) in s.buckets.iter().enumerate() {
+            acc += b.load(Ordering::Relaxed);
+            buckets[i] = acc;
+        }
+        CommitStats {
+            commits: s.commits.load(Ordering::Relaxed),
+            jobs: s.jobs.load(Ordering::Relaxed),
+            sum_us: s.sum_us.load(Ordering::Relaxed),
+            buckets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("hush.redb")).unwrap();
+        crate::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequence_and_queue_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        let addr = crate::conformance::addr("t1", "bob", 1);
+        let first = {
+            let store = EmbeddedStore::open(&path).unwrap();
+            let out = store
+                .enqueue(crate::conformance::envelopes(&addr, 3))
+                .await
+                .unwrap();
+            out.last().unwrap().seq
+        };
+        // Give the writer thread a moment to notice the channel closed and drop the database.
+        for _ in 0..100 {
+            if let Ok(store) = EmbeddedStore::open(&path) {
+                assert_eq!(store.depth(), 3);
+                let more = store
+                    .enqueue(crate::conformance::envelopes(&addr, 1))
+                    .await
+                    .unwrap();
+                assert!(
+                    more[0].seq > first,
+                    "sequence numbers never repeat after reopen"
+                );
+                assert_eq!(store.fetch(&addr, 0, 10).await.unwrap().len(), 4);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("store did not reopen");
+    }
+}
