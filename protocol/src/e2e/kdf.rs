@@ -1,0 +1,194 @@
+//! Key derivation with libsignal's constructions and labels (`rust/protocol/src/ratchet/keys.rs`):
+//!
+//! - root step: HKDF-SHA256(salt = root key, ikm = DH, info = `WhisperRatchet`) -> root || chain;
+//! - chain step: HMAC-SHA256(chain key, `0x01`) = message seed, HMAC-SHA256(chain key, `0x02`)
+//!   = next chain key;
+//! - message keys: HKDF-SHA256(salt = none, ikm = seed, info = `WhisperMessageKeys`, 80 bytes)
+//!   = cipher key (32) || MAC key (32) || IV (16).
+//!
+//! Hush encrypts with AES-256-GCM under the cipher key and the first 12 IV bytes; the MAC key is
+//! derived (so the chain-key vector checks the whole construction) but not needed, since GCM's
+//! 128-bit tag authenticates the header and ciphertext.
+
+use hkdf::Hkdf;
+use hmac::{Hmac, KeyInit, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use super::consts::{CHAIN_MESSAGE_SEED, CHAIN_NEXT_KEY, LABEL_MESSAGE_KEYS, LABEL_RATCHET};
+use super::error::E2eError;
+use super::keys::{PrivateKey, PublicKey};
+use super::secret::Secret32;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn keyed(key: &[u8; 32]) -> Result<HmacSha256, E2eError> {
+    <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|_| E2eError::Crypto)
+}
+
+/// HKDF-SHA256 into `out`.
+pub(crate) fn hkdf(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    info: &[u8],
+    out: &mut [u8],
+) -> Result<(), E2eError> {
+    Hkdf::<Sha256>::new(salt, ikm)
+        .expand(info, out)
+        .map_err(|_| E2eError::Crypto)
+}
+
+/// A chain key with its index: the position of the next message key it yields.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct ChainKey {
+    key: Secret32,
+    index: u32,
+}
+
+impl core::fmt::Debug for ChainKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ChainKey")
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The 32-byte seed of one message key (what skipped-key stores keep).
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct MessageSeed(pub(crate) [u8; 32]);
+
+impl core::fmt::Debug for MessageSeed {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MessageSeed(..)")
+    }
+}
+
+impl ChainKey {
+    /// A chain key at `index`.
+    pub fn new(key: [u8; 32], index: u32) -> Self {
+        Self {
+            key: Secret32(key),
+            index,
+        }
+    }
+
+    /// Index of the next message key.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// The chain key bytes (the sender-key distribution message carries them).
+    pub fn key_bytes(&self) -> &[u8; 32] {
+        self.key.as_bytes()
+    }
+
+    /// The message seed at this index and the next chain key, in one keyed HMAC state.
+    pub fn step(&self) -> Result<(MessageSeed, ChainKey), E2eError> {
+        let index = self.index.checked_add(1).ok_or(E2eError::ChainExhausted)?;
+        let mac = keyed(self.key.as_bytes())?;
+        let mut m1 = mac.clone();
+        m1.update(&[CHAIN_MESSAGE_SEED]);
+        let mut m2 = mac;
+        m2.update(&[CHAIN_NEXT_KEY]);
+        Ok((
+            MessageSeed(m1.finalize().into_bytes().into()),
+            ChainKey {
+                key: Secret32(m2.finalize().into_bytes().into()),
+                index,
+            },
+        ))
+    }
+}
+
+/// The keys of one Double Ratchet message.
+pub struct MessageKeys {
+    /// AES-256 key.
+    pub(crate) cipher_key: [u8; 32],
+    /// libsignal's HMAC key (unused by Hush's AEAD, kept for the known answer).
+    pub(crate) mac_key: [u8; 32],
+    /// libsignal's IV; Hush uses its first 12 bytes as the GCM nonce.
+    pub(crate) iv: [u8; 16],
+}
+
+impl Drop for MessageKeys {
+    fn drop(&mut self) {
+        self.cipher_key.zeroize();
+        self.mac_key.zeroize();
+        self.iv.zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for MessageKeys {}
+
+impl core::fmt::Debug for MessageKeys {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("MessageKeys(..)")
+    }
+}
+
+impl MessageKeys {
+    /// HKDF(`WhisperMessageKeys`) of a seed.
+    pub fn derive(seed: &MessageSeed) -> Result<Self, E2eError> {
+        let mut okm = Zeroizing::new([0u8; 80]);
+        hkdf(None, &seed.0, LABEL_MESSAGE_KEYS, okm.as_mut())?;
+        let mut keys = MessageKeys {
+            cipher_key: [0; 32],
+            mac_key: [0; 32],
+            iv: [0; 16],
+        };
+        keys.cipher_key.copy_from_slice(&okm[..32]);
+        keys.mac_key.copy_from_slice(&okm[32..64]);
+        keys.iv.copy_from_slice(&okm[64..]);
+        Ok(keys)
+    }
+
+    /// Cipher key, MAC key and IV, for the known-answer test.
+    pub fn as_parts(&self) -> (&[u8; 32], &[u8; 32], &[u8; 16]) {
+        (&self.cipher_key, &self.mac_key, &self.iv)
+    }
+
+    pub(crate) fn nonce(&self) -> [u8; 12] {
+        let mut n = [0u8; 12];
+        n.copy_from_slice(&self.iv[..12]);
+        n
+    }
+}
+
+/// A root key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct RootKey(Secret32);
+
+impl core::fmt::Debug for RootKey {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("RootKey(..)")
+    }
+}
+
+impl RootKey {
+    /// A root key from bytes.
+    pub fn new(key: [u8; 32]) -> Self {
+        Self(Secret32(key))
+    }
+
+    /// One DH ratchet step: HKDF(salt = root, ikm = DH(ours, theirs), `WhisperRatchet`).
+    pub fn step(
+        &self,
+        ours: &PrivateKey,
+        theirs: &PublicKey,
+    ) -> Result<(RootKey, ChainKey), E2eError> {
+        let shared = ours.agree(theirs)?;
+        let mut okm = Zeroizing::new([0u8; 64]);
+        hkdf(
+            Some(self.0.as_bytes()),
+            shared.as_ref(),
+            LABEL_RATCHET,
+            okm.as_mut(),
+        )?;
+        let mut root = [0u8; 32];
+        let mut chain = [0u8; 32];
+        root.copy_from_slice(&okm[..32]);
+        chain.copy_from_slice(&okm[32..]);
+        Ok((RootKey::new(root), ChainKey::new(chain, 0)))
+    }
+}

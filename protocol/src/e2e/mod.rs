@@ -1,0 +1,48 @@
+//! End-to-end encryption library of the Signal family, with libsignal-compatible key formats.
+//!
+//! It is pure: no I/O, no async, no logging. Persistence goes through the traits of [`store`],
+//! which come with in-memory implementations.
+//!
+//! - [`consts`]: every bound and KDF label, with its source (libsignal `consts.rs` and the
+//!   Signal specifications).
+//! - [`keys`]: X25519 key pairs, 33-byte public keys (`0x05`), XEdDSA signatures, Kyber-1024
+//!   public keys (`0x08`, parsed and signature-checked only) and key ids.
+//! - [`xeddsa`]: XEdDSA sign/verify with exactly libsignal's verification rules.
+//! - [`prekeys`]: what the node calls at upload ([`prekeys::verify_signed_ec_prekey`],
+//!   [`prekeys::verify_kyber_prekey`], [`prekeys::parse_one_time_prekey`]) and the bundle a
+//!   client fetches.
+//! - [`kdf`]: root, chain and message keys (HKDF/HMAC-SHA256 with libsignal's labels).
+//! - [`x3dh`]: the X3DH agreement (with and without a one-time pre-key).
+//! - [`message`]: the versioned compact binary encodings, decoded with size caps, never panicking.
+//! - [`ratchet`]: the Double Ratchet session state.
+//! - [`session`]: session records (current plus archived states) and the encrypt/decrypt entry
+//!   points, including simultaneous-initiation resolution.
+//! - [`sender_keys`]: Sender Keys for groups, per (sender device, distribution id).
+//! - [`store`]: the store traits and in-memory implementations.
+//! - [`error`]: one error enum per concern.
+
+pub mod consts;
+pub mod error;
+pub mod kdf;
+pub mod keys;
+pub mod message;
+pub mod prekeys;
+pub mod ratchet;
+pub mod sender_keys;
+pub mod session;
+pub mod store;
+pub mod x3dh;
+pub mod xeddsa;
+
+mod aead;
+mod secret;
+
+pub use error::{DecodeError, E2eError, KeyError};
+pub use keys::{KeyId, KeyPair, KyberPublicKey, PrivateKey, PublicKey};
+pub use prekeys::{
+    parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, OneTimePreKey,
+    PreKeyBundle, SignedEcPreKey, SignedKyberPreKey,
+};
+pub use sender_keys::{SenderKeyDistributionMessage, SenderKeyRecord};
+pub use session::{PeerAddress, SessionRecord};
+pub use store::InMemoryStore;
