@@ -64,6 +64,13 @@ impl core::fmt::Debug for MessageSeed {
     }
 }
 
+impl MessageSeed {
+    /// The seed bytes (for known-answer tests).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
 impl ChainKey {
     /// A chain key at `index`.
     pub fn new(key: [u8; 32], index: u32) -> Self {
