@@ -387,4 +387,65 @@ mod tests {
         assert!(!text.contains("07, 07"));
         assert!(!text.contains("9, 9"));
     }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    #[test]
+    fn used_message_seeds_leave_the_serialized_state() {
+        use crate::e2e::keys::KeyId;
+        use crate::e2e::message::PreKeyMessage;
+        use crate::e2e::prekeys::{PreKeyBundle, SignedEcPreKey};
+        use crate::e2e::x3dh;
+
+        let mut rng = rand_core::OsRng;
+        let alice_id = KeyPair::generate(&mut rng);
+        let bob_id = KeyPair::generate(&mut rng);
+        let spk = KeyPair::generate(&mut rng);
+        let bundle = PreKeyBundle {
+            registration_id: 2,
+            device_id: 1,
+            identity_key: *bob_id.public_key(),
+            signed_pre_key: SignedEcPreKey {
+                key_id: KeyId::new(1).unwrap(),
+                public_key: *spk.public_key(),
+                signature: bob_id
+                    .sign(&spk.public_key().serialize(), &mut rng)
+                    .to_vec(),
+            },
+            one_time_pre_key: None,
+            kyber_pre_key: None,
+        };
+        let mut alice = x3dh::initiate(&alice_id, 1, &bundle, &mut rng).unwrap();
+        let mut ck = alice.sender.chain.clone();
+        let mut seeds = Vec::new();
+        let mut chain_keys = Vec::new();
+        for _ in 0..3 {
+            let (seed, next) = ck.step().unwrap();
+            chain_keys.push(*ck.key_bytes());
+            seeds.push(seed.0);
+            ck = next;
+        }
+        let msgs: Vec<Vec<u8>> = (0..3).map(|i| alice.encrypt(&[i]).unwrap()).collect();
+        let pm = PreKeyMessage::decode(&msgs[2]).unwrap();
+        let mut bob = x3dh::respond(&bob_id, 2, &spk, None, &pm.fields).unwrap();
+        assert_eq!(
+            bob.decrypt(pm.prefix, &pm.message, &mut rng).unwrap(),
+            vec![2]
+        );
+        let bytes = postcard::to_allocvec(&bob).unwrap();
+        assert!(contains(&bytes, &seeds[0]) && contains(&bytes, &seeds[1]));
+        assert!(!contains(&bytes, &seeds[2]));
+        for k in &chain_keys {
+            assert!(!contains(&bytes, k));
+        }
+        let pm0 = PreKeyMessage::decode(&msgs[0]).unwrap();
+        assert_eq!(
+            bob.decrypt(pm0.prefix, &pm0.message, &mut rng).unwrap(),
+            vec![0]
+        );
+        let bytes = postcard::to_allocvec(&bob).unwrap();
+        assert!(!contains(&bytes, &seeds[0]) && contains(&bytes, &seeds[1]));
+    }
 }

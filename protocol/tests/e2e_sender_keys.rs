@@ -1,0 +1,202 @@
+//! Sender Keys: delivery in any order, each once; tampering; forward secrecy; rotation locking
+//! out a removed member; the forward-jump bound; the state bound.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use hush_protocol::e2e::consts::{MAX_FORWARD_JUMPS, MAX_SENDER_KEY_STATES};
+use hush_protocol::e2e::store::{
+    create_sender_key_distribution, group_decrypt, group_encrypt, process_sender_key_distribution,
+};
+use hush_protocol::e2e::{
+    E2eError, InMemoryStore, PeerAddress, SenderKeyDistributionMessage, SenderKeyRecord,
+};
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use uuid::Uuid;
+
+const DIST: Uuid = Uuid::from_u128(0x1234_5678_9abc_def0_1234_5678_9abc_def0);
+
+fn group(members: usize, rng: &mut StdRng) -> (SenderKeyRecord, Vec<SenderKeyRecord>) {
+    let mut sender = SenderKeyRecord::new(DIST);
+    let skdm = sender.distribution(rng).unwrap();
+    // Distribution messages travel encoded inside pairwise sessions.
+    let wire = skdm.encode();
+    let received = SenderKeyDistributionMessage::decode(&wire).unwrap();
+    let recs = (0..members)
+        .map(|_| {
+            let mut r = SenderKeyRecord::new(DIST);
+            r.process_distribution(&received).unwrap();
+            r
+        })
+        .collect();
+    (sender, recs)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Messages delivered in any order, with some dropped, decrypt each exactly once; after a
+    /// message decrypted, the restored record can no longer decrypt it.
+    #[test]
+    fn any_order_each_once_and_forward_secret(
+        seed in any::<u64>(),
+        count in 1usize..30,
+        picks in proptest::collection::vec((any::<u16>(), any::<bool>()), 30),
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut sender, mut members) = group(1, &mut rng);
+        let member = &mut members[0];
+        let mut pending: Vec<(Vec<u8>, Vec<u8>)> = (0..count)
+            .map(|i| {
+                let pt = format!("m{i}").into_bytes();
+                (sender.encrypt(&pt, &mut rng).unwrap(), pt)
+            })
+            .collect();
+        let mut k = 0;
+        while !pending.is_empty() {
+            let (pick, drop) = picks[k % picks.len()];
+            k += 1;
+            let (m, pt) = pending.remove(usize::from(pick) % pending.len());
+            if drop {
+                continue;
+            }
+            prop_assert_eq!(member.decrypt(&m).unwrap(), pt);
+            prop_assert_eq!(member.decrypt(&m), Err(E2eError::DuplicateMessage));
+            let bytes = member.serialize().unwrap();
+            let mut restored = SenderKeyRecord::deserialize(&bytes).unwrap();
+            prop_assert!(restored.decrypt(&m).is_err());
+        }
+    }
+
+    /// Changing any byte is refused and leaves the record unchanged.
+    #[test]
+    fn any_changed_byte_is_refused(
+        seed in any::<u64>(),
+        skip in 0usize..3,
+        pos in any::<usize>(),
+        mask in 1u8..=255,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut sender, mut members) = group(1, &mut rng);
+        for _ in 0..skip {
+            sender.encrypt(b"skipped", &mut rng).unwrap();
+        }
+        let m = sender.encrypt(b"payload", &mut rng).unwrap();
+        let mut bad = m.clone();
+        let i = pos % bad.len();
+        bad[i] ^= mask;
+        let before = members[0].serialize().unwrap();
+        prop_assert!(members[0].decrypt(&bad).is_err());
+        prop_assert_eq!(members[0].serialize().unwrap(), before);
+        prop_assert_eq!(members[0].decrypt(&m).unwrap(), b"payload".to_vec());
+    }
+
+    /// A member removed before a rotation reads nothing sent after it; the others read all.
+    #[test]
+    fn removed_member_reads_nothing_after_rotation(
+        seed in any::<u64>(),
+        before in 0usize..5,
+        after in 1usize..10,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (mut sender, mut members) = group(3, &mut rng);
+        for i in 0..before {
+            let m = sender.encrypt(&[i as u8], &mut rng).unwrap();
+            for r in &mut members {
+                prop_assert_eq!(r.decrypt(&m).unwrap(), vec![i as u8]);
+            }
+        }
+        let in_flight = sender.encrypt(b"sent before the removal", &mut rng).unwrap();
+        // Member 2 is removed: rotate and distribute to members 0 and 1 only.
+        let skdm = sender.rotate(&mut rng);
+        members[0].process_distribution(&skdm).unwrap();
+        members[1].process_distribution(&skdm).unwrap();
+        for i in 0..after {
+            let m = sender.encrypt(&[0xa0, i as u8], &mut rng).unwrap();
+            prop_assert_eq!(members[0].decrypt(&m).unwrap(), vec![0xa0, i as u8]);
+            prop_assert_eq!(members[1].decrypt(&m).unwrap(), vec![0xa0, i as u8]);
+            let removed_before = members[2].serialize().unwrap();
+            prop_assert_eq!(members[2].decrypt(&m), Err(E2eError::NoSenderKeyState));
+            prop_assert_eq!(members[2].serialize().unwrap(), removed_before);
+        }
+        // Messages sent before the rotation still decrypt for everyone.
+        for r in &mut members {
+            prop_assert_eq!(r.decrypt(&in_flight).unwrap(), b"sent before the removal".to_vec());
+        }
+    }
+}
+
+#[test]
+fn forward_jump_beyond_bound_is_refused_and_chain_still_works() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let (mut sender, mut members) = group(1, &mut rng);
+    let first = sender.encrypt(b"first", &mut rng).unwrap();
+    let mut at_bound = Vec::new();
+    let mut beyond = Vec::new();
+    for i in 1..=MAX_FORWARD_JUMPS + 1 {
+        let m = sender.encrypt(b"x", &mut rng).unwrap();
+        if i == MAX_FORWARD_JUMPS {
+            at_bound = m;
+        } else if i == MAX_FORWARD_JUMPS + 1 {
+            beyond = m;
+        }
+    }
+    let r = &mut members[0];
+    // `beyond` is MAX_FORWARD_JUMPS + 1 past the chain's position (0): refused, unchanged.
+    let before = r.serialize().unwrap();
+    assert_eq!(r.decrypt(&beyond), Err(E2eError::TooFarInFuture));
+    assert_eq!(r.serialize().unwrap(), before);
+    assert_eq!(r.decrypt(&first).unwrap(), b"first");
+    assert_eq!(r.decrypt(&at_bound).unwrap(), b"x");
+    assert_eq!(r.decrypt(&beyond).unwrap(), b"x");
+    let next = sender.encrypt(b"next", &mut rng).unwrap();
+    assert_eq!(r.decrypt(&next).unwrap(), b"next");
+}
+
+#[test]
+fn at_most_five_states_per_sender() {
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut sender = SenderKeyRecord::new(DIST);
+    let mut member = SenderKeyRecord::new(DIST);
+    let mut first_message = None;
+    for i in 0..=MAX_SENDER_KEY_STATES {
+        let skdm = sender.rotate(&mut rng);
+        member.process_distribution(&skdm).unwrap();
+        if i == 0 {
+            first_message = Some(sender.encrypt(b"oldest", &mut rng).unwrap());
+        }
+    }
+    assert_eq!(member.chain_ids().len(), MAX_SENDER_KEY_STATES);
+    assert_eq!(
+        member.decrypt(&first_message.unwrap()),
+        Err(E2eError::NoSenderKeyState)
+    );
+}
+
+#[test]
+fn store_level_group_flow() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let alice_addr = PeerAddress::new("alice", 1);
+    let mut alice = InMemoryStore::generate(1, &mut rng);
+    let mut bob = InMemoryStore::generate(2, &mut rng);
+    let skdm = create_sender_key_distribution(&mut alice, &alice_addr, DIST, &mut rng).unwrap();
+    // Asking again returns the same chain, not a new one.
+    let again = create_sender_key_distribution(&mut alice, &alice_addr, DIST, &mut rng).unwrap();
+    assert_eq!(skdm.chain_id, again.chain_id);
+    process_sender_key_distribution(&mut bob, &alice_addr, &skdm).unwrap();
+    let m = group_encrypt(&mut alice, &alice_addr, DIST, b"to the group", &mut rng).unwrap();
+    assert_eq!(
+        group_decrypt(&mut bob, &alice_addr, &m).unwrap(),
+        b"to the group"
+    );
+    assert_eq!(
+        group_decrypt(&mut bob, &alice_addr, &m),
+        Err(E2eError::DuplicateMessage)
+    );
+    // A message from a sender bob has no key for.
+    let carol = PeerAddress::new("carol", 1);
+    assert_eq!(
+        group_decrypt(&mut bob, &carol, &m),
+        Err(E2eError::NoSenderKeyState)
+    );
+}
