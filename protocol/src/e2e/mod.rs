@@ -20,9 +20,11 @@
 //! - [`sender_keys`]: Sender Keys for groups, per (sender device, distribution id).
 //! - [`store`]: the store traits and in-memory implementations.
 //! - [`error`]: one error enum per concern.
+//! - [`fuzzing`]: decoder entry points shared by the fuzz targets and the corpus replay test.
 
 pub mod consts;
 pub mod error;
+pub mod fuzzing;
 pub mod kdf;
 pub mod keys;
 pub mod message;

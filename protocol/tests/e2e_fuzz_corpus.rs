@@ -1,0 +1,171 @@
+//! Replays every file of the cargo-fuzz corpus (`protocol/fuzz/corpus/<target>/`) through the
+//! same entry points the fuzz targets call. `write_seed_corpus` (ignored) regenerates the seeds:
+//! `cargo test -p hush-protocol --test e2e_fuzz_corpus -- --ignored`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+
+use hush_protocol::e2e::fuzzing;
+use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
+use hush_protocol::e2e::store::{IdentityStore, SessionStore};
+use hush_protocol::e2e::{InMemoryStore, KeyId, PeerAddress, PreKeyBundle, SenderKeyRecord};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+type Entry = fn(&[u8]) -> bool;
+
+const TARGETS: [(&str, Entry); 7] = [
+    ("ratchet_message", fuzzing::ratchet_message),
+    ("prekey_message", fuzzing::prekey_message),
+    ("sender_key_message", fuzzing::sender_key_message),
+    ("sender_key_distribution", fuzzing::sender_key_distribution),
+    ("key_encodings", fuzzing::key_encodings),
+    ("session_record", fuzzing::session_record),
+    ("sender_key_record", fuzzing::sender_key_record),
+];
+
+fn corpus_dir(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/corpus")
+        .join(target)
+}
+
+#[test]
+fn corpus_replays_without_panic() {
+    for (target, entry) in TARGETS {
+        let dir = corpus_dir(target);
+        let mut n = 0;
+        for file in std::fs::read_dir(&dir).expect(target) {
+            let path = file.unwrap().path();
+            let data = std::fs::read(&path).unwrap();
+            assert!(entry(&data), "{}", path.display());
+            // Truncations and single-byte changes of every seed must not panic either.
+            for cut in [0, 1, data.len() / 2, data.len().saturating_sub(1)] {
+                entry(&data[..cut.min(data.len())]);
+            }
+            for i in (0..data.len()).step_by(7) {
+                let mut d = data.clone();
+                d[i] ^= 0x5a;
+                entry(&d);
+            }
+            n += 1;
+        }
+        assert!(n > 0, "empty corpus for {target}");
+    }
+}
+
+fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut rng = StdRng::seed_from_u64(42);
+    let mut out = Vec::new();
+    let mut alice = InMemoryStore::generate(1, &mut rng);
+    let mut bob = InMemoryStore::generate(2, &mut rng);
+    let (a_addr, b_addr) = (PeerAddress::new("alice", 1), PeerAddress::new("bob", 1));
+    let bob_id = bob.identity_key_pair().unwrap();
+    let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &bob_id, &mut rng);
+    let otk = PreKeyRecord::generate(KeyId::new(2).unwrap(), &mut rng);
+    bob.add_signed_pre_key(spk.clone());
+    bob.add_pre_key(otk.clone());
+    let bundle = PreKeyBundle {
+        registration_id: 2,
+        device_id: 1,
+        identity_key: *bob_id.public_key(),
+        signed_pre_key: spk.public(),
+        one_time_pre_key: Some(otk.public()),
+        kyber_pre_key: None,
+    };
+    process_prekey_bundle(&mut alice, &b_addr, &bundle, &mut rng).unwrap();
+    let pre = encrypt_message(&mut alice, &b_addr, b"hello bob").unwrap();
+    out.push(("prekey_message", "first".into(), pre.clone()));
+    out.push(("ratchet_message", "prekey-kind".into(), pre.clone()));
+    decrypt_message(&mut bob, &a_addr, &pre, &mut rng).unwrap();
+    let reply = encrypt_message(&mut bob, &a_addr, &[0u8; 1024]).unwrap();
+    out.push(("ratchet_message", "reply-1k".into(), reply.clone()));
+    out.push(("prekey_message", "ratchet-kind".into(), reply.clone()));
+    decrypt_message(&mut alice, &b_addr, &reply, &mut rng).unwrap();
+    let next = encrypt_message(&mut alice, &b_addr, b"").unwrap();
+    out.push(("ratchet_message", "empty".into(), next));
+    out.push((
+        "session_record",
+        "alice".into(),
+        alice
+            .load_session(&b_addr)
+            .unwrap()
+            .unwrap()
+            .serialize()
+            .unwrap(),
+    ));
+    out.push((
+        "session_record",
+        "bob".into(),
+        bob.load_session(&a_addr)
+            .unwrap()
+            .unwrap()
+            .serialize()
+            .unwrap(),
+    ));
+    out.push((
+        "session_record",
+        "empty".into(),
+        hush_protocol::e2e::SessionRecord::new()
+            .serialize()
+            .unwrap(),
+    ));
+
+    let mut sender = SenderKeyRecord::new(uuid::Uuid::from_u128(7));
+    let skdm = sender.distribution(&mut rng).unwrap();
+    out.push((
+        "sender_key_distribution",
+        "skdm".into(),
+        skdm.encode().to_vec(),
+    ));
+    let mut member = SenderKeyRecord::new(uuid::Uuid::from_u128(7));
+    member.process_distribution(&skdm).unwrap();
+    let gm = sender.encrypt(b"group hello", &mut rng).unwrap();
+    out.push(("sender_key_message", "msg".into(), gm.clone()));
+    sender.encrypt(b"skipped", &mut rng).unwrap();
+    let gm2 = sender.encrypt(b"second", &mut rng).unwrap();
+    member.decrypt(&gm2).unwrap();
+    out.push((
+        "sender_key_record",
+        "sender".into(),
+        sender.serialize().unwrap(),
+    ));
+    out.push((
+        "sender_key_record",
+        "member".into(),
+        member.serialize().unwrap(),
+    ));
+
+    let pk = bob_id.public_key().serialize().to_vec();
+    let sig = spk.signature.clone();
+    let spk_pub = spk.key_pair.public_key().serialize().to_vec();
+    out.push(("key_encodings", "ec-public".into(), pk.clone()));
+    out.push((
+        "key_encodings",
+        "ec-private".into(),
+        otk.key_pair.private_key().serialize().to_vec(),
+    ));
+    let mut kyber = vec![0x08u8; 1569];
+    kyber[1..]
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8);
+    out.push(("key_encodings", "kyber".into(), kyber));
+    out.push((
+        "key_encodings",
+        "upload".into(),
+        [pk, sig, spk_pub].concat(),
+    ));
+    out
+}
+
+#[test]
+#[ignore = "regenerates the committed seed corpus"]
+fn write_seed_corpus() {
+    for (target, name, data) in seeds() {
+        let dir = corpus_dir(target);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(format!("seed-{name}")), data).unwrap();
+    }
+}
