@@ -1,0 +1,295 @@
+//! E2E library against vodozemac 0.11 (Olm and Megolm), side by side.
+//!
+//! Rows: Double Ratchet encrypt and decrypt in order; a ping-pong where every message carries
+//! a new ratchet key (a DH ratchet step per message); session creation (initiator agreement and
+//! first message, responder agreement and decryption); Sender Key encrypt and decrypt against
+//! Megolm. Payloads of 32 bytes and 1 KiB.
+//!
+//! Run: `cargo bench -p hush-benches --bench e2e -- --warm-up-time 1 --measurement-time 3`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
+use hush_protocol::e2e::store::{IdentityStore, PreKeyStore, SessionStore};
+use hush_protocol::e2e::{
+    x3dh, E2eError, InMemoryStore, KeyId, KeyPair, PeerAddress, PreKeyBundle, SenderKeyRecord,
+    SessionRecord,
+};
+use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig as MegolmConfig};
+use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig};
+
+const SIZES: [usize; 2] = [32, 1024];
+
+/// An established Hush session pair (one message each way, so both sides send plain ratchet
+/// messages).
+fn hush_pair() -> (SessionRecord, SessionRecord) {
+    let mut rng = rand::thread_rng();
+    let mut alice = InMemoryStore::generate(1, &mut rng);
+    let mut bob = InMemoryStore::generate(2, &mut rng);
+    let (a, b) = (PeerAddress::new("alice", 1), PeerAddress::new("bob", 1));
+    let bundle = hush_bundle(&mut bob);
+    process_prekey_bundle(&mut alice, &b, &bundle, &mut rng).unwrap();
+    let m = encrypt_message(&mut alice, &b, b"hi").unwrap();
+    decrypt_message(&mut bob, &a, &m, &mut rng).unwrap();
+    let r = encrypt_message(&mut bob, &a, b"hi").unwrap();
+    decrypt_message(&mut alice, &b, &r, &mut rng).unwrap();
+    (
+        alice.load_session(&b).unwrap().unwrap(),
+        bob.load_session(&a).unwrap().unwrap(),
+    )
+}
+
+fn hush_bundle(bob: &mut InMemoryStore) -> PreKeyBundle {
+    let mut rng = rand::thread_rng();
+    let id = bob.identity_key_pair().unwrap();
+    let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &id, &mut rng);
+    let otk = PreKeyRecord::generate(KeyId::new(2).unwrap(), &mut rng);
+    bob.add_signed_pre_key(spk.clone());
+    bob.add_pre_key(otk.clone());
+    PreKeyBundle {
+        registration_id: 2,
+        device_id: 1,
+        identity_key: *id.public_key(),
+        signed_pre_key: spk.public(),
+        one_time_pre_key: Some(otk.public()),
+        kyber_pre_key: None,
+    }
+}
+
+/// An established Olm session pair (one message each way).
+fn olm_pair() -> (OlmSession, OlmSession) {
+    let alice = Account::new();
+    let mut bob = Account::new();
+    bob.generate_one_time_keys(1);
+    let otk = *bob.one_time_keys().values().next().unwrap();
+    bob.mark_keys_as_published();
+    let mut a = alice
+        .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
+        .unwrap();
+    let OlmMessage::PreKey(m) = a.encrypt(b"hi").unwrap() else {
+        panic!("expected a pre-key message")
+    };
+    let mut b = bob
+        .create_inbound_session(SessionConfig::version_1(), alice.curve25519_key(), &m)
+        .unwrap()
+        .session;
+    let r = b.encrypt(b"hi").unwrap();
+    a.decrypt(&r).unwrap();
+    (a, b)
+}
+
+fn ratchet(c: &mut Criterion) {
+    let mut rng = rand::thread_rng();
+    let mut g = c.benchmark_group("ratchet_encrypt");
+    for size in SIZES {
+        let pt = vec![0x42u8; size];
+        g.throughput(Throughput::Elements(1));
+        let (mut ha, _) = hush_pair();
+        g.bench_with_input(BenchmarkId::new("hush", size), &pt, |b, pt| {
+            b.iter(|| black_box(ha.encrypt(pt).unwrap()))
+        });
+        let (mut oa, _) = olm_pair();
+        g.bench_with_input(BenchmarkId::new("olm", size), &pt, |b, pt| {
+            b.iter(|| black_box(oa.encrypt(pt).unwrap()))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("ratchet_decrypt");
+    for size in SIZES {
+        let pt = vec![0x42u8; size];
+        g.throughput(Throughput::Elements(1));
+        let (mut ha, mut hb) = hush_pair();
+        g.bench_with_input(BenchmarkId::new("hush", size), &pt, |b, pt| {
+            b.iter_custom(|iters| {
+                let msgs: Vec<Vec<u8>> = (0..iters).map(|_| ha.encrypt(pt).unwrap()).collect();
+                let start = Instant::now();
+                for m in &msgs {
+                    black_box(hb.decrypt_ratchet(m, &mut rng).unwrap());
+                }
+                start.elapsed()
+            })
+        });
+        let (mut oa, mut ob) = olm_pair();
+        g.bench_with_input(BenchmarkId::new("olm", size), &pt, |b, pt| {
+            b.iter_custom(|iters| {
+                let msgs: Vec<OlmMessage> = (0..iters).map(|_| oa.encrypt(pt).unwrap()).collect();
+                let start = Instant::now();
+                for m in &msgs {
+                    black_box(ob.decrypt(m).unwrap());
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+
+    // Every message answers the previous one, so each carries a new ratchet key: one DH
+    // ratchet step per message. One iteration = one message each way (encrypt + decrypt twice).
+    let mut g = c.benchmark_group("ratchet_ping_pong");
+    for size in SIZES {
+        let pt = vec![0x42u8; size];
+        g.throughput(Throughput::Elements(2));
+        let (mut ha, mut hb) = hush_pair();
+        g.bench_with_input(BenchmarkId::new("hush", size), &pt, |b, pt| {
+            b.iter(|| {
+                let m = ha.encrypt(pt).unwrap();
+                black_box(hb.decrypt_ratchet(&m, &mut rng).unwrap());
+                let r = hb.encrypt(pt).unwrap();
+                black_box(ha.decrypt_ratchet(&r, &mut rng).unwrap());
+            })
+        });
+        let (mut oa, mut ob) = olm_pair();
+        g.bench_with_input(BenchmarkId::new("olm", size), &pt, |b, pt| {
+            b.iter(|| {
+                let m = oa.encrypt(pt).unwrap();
+                black_box(ob.decrypt(&m).unwrap());
+                let r = ob.encrypt(pt).unwrap();
+                black_box(oa.decrypt(&r).unwrap());
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A pre-key store that never runs out (so the bench measures the agreement, not key upkeep).
+struct FixedPreKeys {
+    spk: SignedPreKeyRecord,
+    otk: PreKeyRecord,
+}
+
+impl PreKeyStore for FixedPreKeys {
+    fn signed_pre_key(&self, _: KeyId) -> Result<Option<SignedPreKeyRecord>, E2eError> {
+        Ok(Some(self.spk.clone()))
+    }
+    fn pre_key(&self, _: KeyId) -> Result<Option<PreKeyRecord>, E2eError> {
+        Ok(Some(self.otk.clone()))
+    }
+    fn remove_pre_key(&mut self, _: KeyId) -> Result<(), E2eError> {
+        Ok(())
+    }
+}
+
+fn session_creation(c: &mut Criterion) {
+    let mut g = c.benchmark_group("session_creation");
+    g.throughput(Throughput::Elements(1));
+    let mut rng = rand::thread_rng();
+    let alice_id = KeyPair::generate(&mut rng);
+    let bob_id = KeyPair::generate(&mut rng);
+    let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &bob_id, &mut rng);
+    let otk = PreKeyRecord::generate(KeyId::new(2).unwrap(), &mut rng);
+    let bundle = PreKeyBundle {
+        registration_id: 2,
+        device_id: 1,
+        identity_key: *bob_id.public_key(),
+        signed_pre_key: spk.public(),
+        one_time_pre_key: Some(otk.public()),
+        kyber_pre_key: None,
+    };
+    let mut keys = FixedPreKeys { spk, otk };
+    // Initiator: verify the signed pre-key, X3DH, first message; responder: X3DH, decrypt it.
+    g.bench_function("hush", |b| {
+        b.iter(|| {
+            let mut alice = SessionRecord::new();
+            alice.promote_new(x3dh::initiate(&alice_id, 1, &bundle, &mut rng).unwrap());
+            let m = alice.encrypt(b"hello").unwrap();
+            let mut bob = SessionRecord::new();
+            black_box(
+                bob.decrypt_prekey(&m, &bob_id, 2, &mut keys, &mut rng)
+                    .unwrap(),
+            );
+        })
+    });
+    let alice = Account::new();
+    let mut bob = Account::new();
+    g.bench_function("olm", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                bob.generate_one_time_keys(1);
+                let otk = *bob.one_time_keys().values().next().unwrap();
+                bob.mark_keys_as_published();
+                let start = Instant::now();
+                let mut a = alice
+                    .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
+                    .unwrap();
+                let OlmMessage::PreKey(m) = a.encrypt(b"hello").unwrap() else {
+                    panic!("expected a pre-key message")
+                };
+                black_box(
+                    bob.create_inbound_session(
+                        SessionConfig::version_1(),
+                        alice.curve25519_key(),
+                        &m,
+                    )
+                    .unwrap(),
+                );
+                total += start.elapsed();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
+fn group(c: &mut Criterion) {
+    let mut rng = rand::thread_rng();
+    let dist = uuid::Uuid::from_u128(1);
+    let mut g = c.benchmark_group("group_encrypt");
+    for size in SIZES {
+        let pt = vec![0x42u8; size];
+        g.throughput(Throughput::Elements(1));
+        let mut sender = SenderKeyRecord::new(dist);
+        sender.distribution(&mut rng).unwrap();
+        g.bench_with_input(BenchmarkId::new("hush_sender_keys", size), &pt, |b, pt| {
+            b.iter(|| black_box(sender.encrypt(pt, &mut rng).unwrap()))
+        });
+        let mut out = GroupSession::new(MegolmConfig::version_1());
+        g.bench_with_input(BenchmarkId::new("megolm", size), &pt, |b, pt| {
+            b.iter(|| black_box(out.encrypt(pt)))
+        });
+    }
+    g.finish();
+
+    let mut g = c.benchmark_group("group_decrypt");
+    for size in SIZES {
+        let pt = vec![0x42u8; size];
+        g.throughput(Throughput::Elements(1));
+        let mut sender = SenderKeyRecord::new(dist);
+        let skdm = sender.distribution(&mut rng).unwrap();
+        let mut member = SenderKeyRecord::new(dist);
+        member.process_distribution(&skdm).unwrap();
+        g.bench_with_input(BenchmarkId::new("hush_sender_keys", size), &pt, |b, pt| {
+            b.iter_custom(|iters| {
+                let msgs: Vec<Vec<u8>> = (0..iters)
+                    .map(|_| sender.encrypt(pt, &mut rng).unwrap())
+                    .collect();
+                let start = Instant::now();
+                for m in &msgs {
+                    black_box(member.decrypt(m).unwrap());
+                }
+                start.elapsed()
+            })
+        });
+        let mut out = GroupSession::new(MegolmConfig::version_1());
+        let mut inb = InboundGroupSession::new(&out.session_key(), MegolmConfig::version_1());
+        g.bench_with_input(BenchmarkId::new("megolm", size), &pt, |b, pt| {
+            b.iter_custom(|iters| {
+                let msgs: Vec<_> = (0..iters).map(|_| out.encrypt(pt)).collect();
+                let start = Instant::now();
+                for m in &msgs {
+                    black_box(inb.decrypt(m).unwrap());
+                }
+                start.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, ratchet, session_creation, group);
+criterion_main!(benches);
