@@ -1,1 +1,35 @@
-//! placeholder
+//! Hush actors: the domain logic of a node.
+//!
+//! - [`limits`]: every bound of the actor layer (mailboxes, buffers, timeouts).
+//! - [`hub`]: what every actor shares ([`hub::Hub`]): the store, the registry, the directory,
+//!   the metrics.
+//! - [`registry`]: which device is connected to this node, and how to reach its actor.
+//! - [`directory`]: cached device sets (the store is the truth).
+//! - [`accounts`]: login, token authentication, users; Argon2id on a bounded blocking pool.
+//! - [`device`]: `DeviceActor`, one per authenticated WebSocket: the 1:1 relay path, queue
+//!   drain, acks, heartbeat and slow-consumer handling.
+//! - [`relay`]: the device-set check and durable enqueue of a `Send`, then live routing.
+//! - [`control`]: `ControlActor`, the admin commands behind the HTTP routes.
+//! - [`metrics`]: counters rendered by the node's `/metrics`.
+//!
+//! The socket itself belongs to the node: a `DeviceActor` reads already-decoded [`device::Inbound`]
+//! items and writes [`device::Outbound`] items into a bounded channel the node drains.
+#![warn(missing_docs)]
+
+pub mod accounts;
+pub mod control;
+pub mod device;
+pub mod directory;
+pub mod hub;
+pub mod limits;
+pub mod metrics;
+pub mod registry;
+pub mod relay;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -44,6 +44,7 @@ pub async fn run_all(store: &dyn Store) {
 
 async fn accounts(s: &dyn Store) {
     let t = TenantId::new("acme").unwrap();
+    assert!(s.list_tenants(10).await.unwrap().is_empty());
     s.create_tenant(TenantRecord {
         name: t.clone(),
         created_ms: 1,
@@ -59,6 +60,7 @@ async fn accounts(s: &dyn Store) {
         Err(StoreError::Conflict)
     ));
     assert_eq!(s.get_tenant(&t).await.unwrap().unwrap().created_ms, 1);
+    assert_eq!(s.list_tenants(10).await.unwrap().len(), 1);
     assert!(s
         .get_tenant(&TenantId::new("nope").unwrap())
         .await

@@ -273,6 +273,22 @@ impl AccountStore for EmbeddedStore {
         .await
     }
 
+    async fn list_tenants(&self, limit: usize) -> Result<Vec<TenantRecord>> {
+        self.read(move |r| {
+            let table = r.open_table(TENANTS).map_err(backend)?;
+            let mut out = Vec::new();
+            for item in table.iter().map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (_, v) = item.map_err(backend)?;
+                out.push(dec(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>> {
         let key = tenant.clone();
         self.read(move |r| {

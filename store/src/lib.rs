@@ -50,6 +50,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub trait AccountStore: Send + Sync {
     /// Creates a tenant; [`StoreError::Conflict`] if the name is taken.
     async fn create_tenant(&self, tenant: TenantRecord) -> Result<()>;
+    /// Lists tenants by name, at most `limit`.
+    async fn list_tenants(&self, limit: usize) -> Result<Vec<TenantRecord>>;
     /// Reads a tenant.
     async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<TenantRecord>>;
     /// Creates a user; [`StoreError::Conflict`] if the name is taken in its tenant.

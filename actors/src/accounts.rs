@@ -1,0 +1,391 @@
+//! Accounts: password login, token authentication, users and the first-run bootstrap.
+//!
+//! Passwords are hashed with Argon2id (the `argon2` crate's defaults: 19 MiB, 2 passes, 1 lane,
+//! OWASP's recommendation) on tokio's blocking pool, at most
+//! [`PASSWORD_HASH_CONCURRENCY`](crate::limits::PASSWORD_HASH_CONCURRENCY) at once. An unknown
+//! user costs one verification against a dummy hash, so it answers like a wrong password, in
+//! the same time class. Tokens are 256 random bits; the store keeps only their SHA-256.
+
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use argon2::Argon2;
+use base64::Engine;
+use hush_protocol::api::{
+    CreateUserRequest, DeviceRequest, LoginRequest, LoginResponse, Secret, UserInfo,
+};
+use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
+use hush_protocol::limits::{MAX_DEVICES_PER_USER, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
+use hush_store::{
+    DeviceRecord, Revocation, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord,
+};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::now_ms;
+
+/// Shortest password accepted for a new account.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
+/// Why an account operation failed. Mapped to HTTP statuses at the node's edge.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// Unknown tenant or user, wrong password, or an unknown/revoked token: one answer for all.
+    #[error("invalid credentials")]
+    Unauthorized,
+    /// Authenticated, but not allowed (not an administrator).
+    #[error("forbidden")]
+    Forbidden,
+    /// The thing does not exist (or belongs to another tenant).
+    #[error("not found")]
+    NotFound,
+    /// The request was well-formed JSON but its content was refused.
+    #[error("{0}")]
+    Invalid(String),
+    /// The name is taken.
+    #[error("already exists")]
+    Conflict,
+    /// The account already has the maximum number of devices.
+    #[error("too many devices: at most {MAX_DEVICES_PER_USER} per user")]
+    TooManyDevices,
+    /// The store failed; nothing was changed.
+    #[error("store unavailable")]
+    Store(#[from] StoreError),
+    /// Password hashing failed.
+    #[error("internal error")]
+    Internal,
+}
+
+/// An authenticated caller.
+#[derive(Clone, Debug)]
+pub struct Authed {
+    /// The session (never revoked at the time of the check).
+    pub session: SessionRecord,
+    /// Whether the user administers its tenant.
+    pub admin: bool,
+}
+
+impl Authed {
+    /// The tenant of the caller.
+    pub fn tenant(&self) -> &TenantId {
+        &self.session.device.tenant
+    }
+    /// The calling user.
+    pub fn user(&self) -> &UserId {
+        &self.session.device.user
+    }
+}
+
+/// SHA-256 of a token, as stored.
+pub fn token_hash(token: &str) -> TokenHash {
+    TokenHash(Sha256::digest(token.as_bytes()).into())
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    b
+}
+
+/// A new opaque 256-bit token, base64url without padding.
+pub fn new_token() -> Secret {
+    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<32>()))
+}
+
+/// A new 128-bit public id, hex.
+pub fn new_public_id() -> String {
+    random_bytes::<16>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Computes the dummy hash used for unknown users now, so the first unknown-user login does
+/// not take longer than later ones.
+pub fn warm_up() {
+    let _ = dummy_hash();
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        Argon2::default()
+            .hash_password(&random_bytes::<16>())
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Hashes a password with Argon2id on the blocking pool.
+pub async fn hash_password(hub: &Hub, password: &Secret) -> Result<String, AccountError> {
+    let _permit = hub
+        .hashing
+        .acquire()
+        .await
+        .map_err(|_| AccountError::Internal)?;
+    let pw = password.clone();
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(pw.expose().as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|_| AccountError::Internal)
+    })
+    .await
+    .map_err(|_| AccountError::Internal)?
+}
+
+async fn verify_password(
+    hub: &Hub,
+    password: &Secret,
+    hash: Option<String>,
+) -> Result<bool, AccountError> {
+    let _permit = hub
+        .hashing
+        .acquire()
+        .await
+        .map_err(|_| AccountError::Internal)?;
+    let pw = password.clone();
+    let real = hash.is_some();
+    tokio::task::spawn_blocking(move || {
+        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+        let ok = Argon2::default()
+            .verify_password(pw.expose().as_bytes(), hash.as_str())
+            .is_ok();
+        ok && real
+    })
+    .await
+    .map_err(|_| AccountError::Internal)
+}
+
+fn check_password(p: &Secret) -> Result<(), AccountError> {
+    let n = p.expose().chars().count();
+    if n < MIN_PASSWORD_CHARS || p.expose().len() > MAX_PASSWORD_BYTES {
+        return Err(AccountError::Invalid(format!(
+            "password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} bytes long"
+        )));
+    }
+    Ok(())
+}
+
+/// Where a login came from (kept in the session record).
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    /// Peer address.
+    pub ip: Option<String>,
+    /// `User-Agent` header, truncated.
+    pub user_agent: Option<String>,
+}
+
+/// Logs in with a password, registering or re-registering the device, and opens a session.
+pub async fn login(
+    hub: &Hub,
+    req: LoginRequest,
+    client: ClientInfo,
+) -> Result<LoginResponse, AccountError> {
+    if req.password.expose().len() > MAX_PASSWORD_BYTES {
+        return Err(AccountError::Unauthorized);
+    }
+    let user = hub.store.get_user(&req.tenant, &req.user).await?;
+    let ok = verify_password(
+        hub,
+        &req.password,
+        user.as_ref().map(|u| u.password_hash.clone()),
+    )
+    .await?;
+    let Some(user) = user.filter(|_| ok) else {
+        Metrics::add(&hub.metrics.login_failures, 1);
+        tracing::info!(tenant = %req.tenant, "login refused");
+        return Err(AccountError::Unauthorized);
+    };
+    let device = register_device(hub, &user, &req.device).await?;
+    let token = new_token();
+    let session = SessionRecord {
+        id: new_public_id(),
+        token_hash: token_hash(token.expose()),
+        device: DeviceAddress::new(user.tenant.clone(), user.user.clone(), device),
+        created_ms: now_ms(),
+        user_agent: client.user_agent,
+        ip: client.ip,
+        revoked: None,
+    };
+    hub.store.create_session(session.clone()).await?;
+    Metrics::add(&hub.metrics.logins, 1);
+    tracing::info!(tenant = %user.tenant, user = %user.user, device = %device, session = %session.id, "login");
+    Ok(LoginResponse {
+        token,
+        session_id: session.id,
+        tenant: user.tenant,
+        user: user.user,
+        device,
+        admin: user.admin,
+    })
+}
+
+async fn register_device(
+    hub: &Hub,
+    user: &UserRecord,
+    req: &DeviceRequest,
+) -> Result<DeviceId, AccountError> {
+    let name = req.name.clone().unwrap_or_default();
+    if name.len() > MAX_NAME_BYTES {
+        return Err(AccountError::Invalid(format!(
+            "device name longer than {MAX_NAME_BYTES} bytes"
+        )));
+    }
+    let mut chosen = None;
+    hub.directory
+        .update(&user.tenant, &user.user, |set| {
+            let mut devices = set.devices.clone();
+            match req.id {
+                Some(id) => {
+                    let d = devices
+                        .iter_mut()
+                        .find(|d| d.id == id)
+                        .ok_or(AccountError::NotFound)?;
+                    // A new registration id marks the device re-registered: senders holding the
+                    // old one get StaleDevices.
+                    d.registration_id = req.registration_id;
+                    if !name.is_empty() {
+                        d.name = name.clone();
+                    }
+                    chosen = Some(id);
+                }
+                None => {
+                    if devices.len() as u32 >= MAX_DEVICES_PER_USER {
+                        return Err(AccountError::TooManyDevices);
+                    }
+                    let id = (1..=hush_protocol::limits::MAX_DEVICE_ID)
+                        .filter_map(|i| DeviceId::new(i).ok())
+                        .find(|i| devices.iter().all(|d| d.id != *i))
+                        .ok_or(AccountError::TooManyDevices)?;
+                    devices.push(DeviceRecord {
+                        id,
+                        registration_id: req.registration_id,
+                        name: name.clone(),
+                        created_ms: now_ms(),
+                    });
+                    chosen = Some(id);
+                }
+            }
+            Ok(devices)
+        })
+        .await?;
+    chosen.ok_or(AccountError::Internal)
+}
+
+/// Checks a bearer token: the session must exist and not be revoked.
+pub async fn authenticate(hub: &Hub, token: &str) -> Result<Authed, AccountError> {
+    if token.is_empty() || token.len() > 128 {
+        return Err(AccountError::Unauthorized);
+    }
+    let session = hub
+        .store
+        .session_by_token(&token_hash(token))
+        .await?
+        .filter(|s| s.revoked.is_none())
+        .ok_or(AccountError::Unauthorized)?;
+    let user = hub
+        .store
+        .get_user(&session.device.tenant, &session.device.user)
+        .await?
+        .ok_or(AccountError::Unauthorized)?;
+    Ok(Authed {
+        session,
+        admin: user.admin,
+    })
+}
+
+/// Revokes a session in the store (the caller then closes its live socket).
+pub async fn revoke(
+    hub: &Hub,
+    session_id: &str,
+    reason: &str,
+) -> Result<Option<SessionRecord>, AccountError> {
+    Ok(hub
+        .store
+        .revoke_session(
+            session_id,
+            Revocation {
+                at_ms: now_ms(),
+                reason: reason.to_owned(),
+            },
+        )
+        .await?)
+}
+
+/// Creates a user in `tenant`.
+pub async fn create_user(
+    hub: &Hub,
+    tenant: &TenantId,
+    req: CreateUserRequest,
+) -> Result<UserInfo, AccountError> {
+    check_password(&req.password)?;
+    let hash = hash_password(hub, &req.password).await?;
+    let rec = UserRecord {
+        tenant: tenant.clone(),
+        user: req.user.clone(),
+        password_hash: hash,
+        admin: req.admin,
+        created_ms: now_ms(),
+    };
+    match hub.store.create_user(rec.clone()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(AccountError::Conflict),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(tenant = %tenant, user = %req.user, admin = req.admin, "user created");
+    Ok(user_info(&rec))
+}
+
+/// Public view of a user record.
+pub fn user_info(u: &UserRecord) -> UserInfo {
+    UserInfo {
+        tenant: u.tenant.clone(),
+        user: u.user.clone(),
+        admin: u.admin,
+        created_ms: u.created_ms,
+    }
+}
+
+/// A random password for bootstrap credentials: 20 characters of base64url (120 bits).
+pub fn random_password() -> Secret {
+    Secret::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(random_bytes::<15>()))
+}
+
+/// Creates a tenant and its first administrator with a random password, returned once.
+/// [`AccountError::Conflict`] if the tenant exists.
+pub async fn bootstrap(
+    hub: &Hub,
+    tenant: &TenantId,
+    admin: &UserId,
+) -> Result<Secret, AccountError> {
+    match hub
+        .store
+        .create_tenant(TenantRecord {
+            name: tenant.clone(),
+            created_ms: now_ms(),
+        })
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(AccountError::Conflict),
+        Err(e) => return Err(e.into()),
+    }
+    let password = random_password();
+    create_user(
+        hub,
+        tenant,
+        CreateUserRequest {
+            user: admin.clone(),
+            password: password.clone(),
+            admin: true,
+        },
+    )
+    .await?;
+    Ok(password)
+}
+
+/// Shared handle type for convenience.
+pub type SharedHub = Arc<Hub>;

@@ -1,0 +1,455 @@
+//! `DeviceActor`: one per authenticated WebSocket.
+//!
+//! It owns the connection's protocol state: the queue drain on connect (in order, then
+//! `QueueEmpty`), live delivery, acks (coalesced: at most one delete in flight per
+//! connection), heartbeat and idle timeout, and the slow-consumer rule: when the bounded
+//! outbound buffer is full, the socket is closed with 4429 and the envelopes stay queued.
+//!
+//! Live deliveries that arrive while the drain is still reading the store are not written
+//! (they are durable, so the drain will read them); they only mark the drain "dirty" so it reads
+//! once more before declaring the queue empty. After the drain, anything at or below the highest
+//! drained sequence number is a duplicate and is skipped.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use hush_protocol::ids::DeviceAddress;
+use hush_protocol::limits::DRAIN_PAGE;
+use hush_protocol::wire::{
+    ClientFrame, Envelope, ErrorCode, FrameError, ServerFrame, CLOSE_IDLE, CLOSE_SLOW_CONSUMER,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::hub::Hub;
+use crate::limits::{
+    DEVICE_MAILBOX, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_INFLIGHT_SENDS,
+    MAX_PENDING_ACKS,
+};
+use crate::metrics::Metrics;
+use crate::registry::Conn;
+use crate::relay;
+
+/// WebSocket close code for "policy violation" (RFC 6455).
+pub const CLOSE_POLICY: u16 = 1008;
+/// WebSocket close code for "message too big" (RFC 6455).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+/// WebSocket close code for "internal error" (RFC 6455).
+pub const CLOSE_INTERNAL: u16 = 1011;
+/// WebSocket close code for "going away" (RFC 6455): the node is shutting down.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+/// WebSocket close code for "protocol error" (RFC 6455).
+pub const CLOSE_PROTOCOL: u16 = 1002;
+
+/// What the node's socket reader hands the actor: frames already decoded at the edge.
+#[derive(Debug)]
+pub enum Inbound {
+    /// A well-formed client frame.
+    Frame(ClientFrame),
+    /// A data frame that did not decode or broke a bound; answered with an `Error` frame.
+    Bad(FrameError),
+    /// A WebSocket-level violation (oversized frame, bad opcode); the socket is closed.
+    Protocol {
+        /// The close code to use.
+        code: u16,
+        /// Why.
+        reason: String,
+    },
+    /// A ping from the client, to answer with a pong.
+    Ping(Vec<u8>),
+    /// A pong (or any sign of life).
+    Pong,
+    /// The client closed.
+    Closed,
+}
+
+/// What the actor asks the node's socket writer to send.
+#[derive(Debug)]
+pub enum Outbound {
+    /// A protocol frame, encoded by the writer in the connection's format.
+    Frame(ServerFrame),
+    /// A heartbeat ping.
+    Ping,
+    /// The answer to a client's ping.
+    Pong(Vec<u8>),
+}
+
+/// A close request for the socket writer.
+#[derive(Debug, Clone)]
+pub struct CloseFrame {
+    /// The WebSocket close code.
+    pub code: u16,
+    /// A short reason.
+    pub reason: String,
+    /// Write the frames already buffered before closing (e.g. `LoggedOut`).
+    pub flush: bool,
+}
+
+/// The writing half of a socket as the actor sees it: a bounded frame buffer and a close
+/// signal that overtakes the buffer.
+pub struct Sink {
+    /// Frames to write, at most [`crate::limits::OUTBOUND_FRAMES`].
+    pub frames: mpsc::Sender<Outbound>,
+    /// Fired once to close the socket.
+    pub close: Option<oneshot::Sender<CloseFrame>>,
+}
+
+/// An envelope to push to this device (its seq is durable in the store).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Deliver(pub Envelope);
+
+/// Asks a connection to close.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    /// The close code (4401 revoked, 4409 displaced, 1001 shutdown, ...).
+    pub code: u16,
+    /// If set, a `LoggedOut { reason }` frame goes out before the close.
+    pub logged_out: Option<String>,
+    /// Only close if the socket authenticated with this session (`None`: any).
+    pub session_id: Option<String>,
+}
+
+#[derive(Default)]
+struct Drain {
+    active: bool,
+    fetching: bool,
+    dirty: bool,
+    after: u64,
+    high_water: u64,
+    last_progress: Option<Instant>,
+}
+
+/// One authenticated device connection.
+pub struct DeviceActor {
+    hub: Arc<Hub>,
+    addr: DeviceAddress,
+    session_id: String,
+    conn_id: u64,
+    sink: Sink,
+    last_seen: Instant,
+    inflight_sends: usize,
+    pending_acks: Vec<u64>,
+    ack_inflight: bool,
+    drain: Drain,
+    closing: bool,
+}
+
+impl DeviceActor {
+    /// Starts the actor for an authenticated socket, reading `inbound` and writing to `sink`.
+    pub fn start_with(
+        hub: Arc<Hub>,
+        addr: DeviceAddress,
+        session_id: String,
+        inbound: impl futures_util::Stream<Item = Inbound> + 'static,
+        sink: Sink,
+    ) -> Addr<Self> {
+        let conn_id = hub.registry.next_conn_id();
+        DeviceActor::create(move |ctx| {
+            ctx.set_mailbox_capacity(DEVICE_MAILBOX);
+            ctx.add_stream(inbound);
+            DeviceActor {
+                hub,
+                addr,
+                session_id,
+                conn_id,
+                sink,
+                last_seen: Instant::now(),
+                inflight_sends: 0,
+                pending_acks: Vec::new(),
+                ack_inflight: false,
+                drain: Drain {
+                    active: true,
+                    ..Drain::default()
+                },
+                closing: false,
+            }
+        })
+    }
+
+    fn push(&mut self, ctx: &mut Context<Self>, item: Outbound) -> bool {
+        if self.closing {
+            return false;
+        }
+        match self.sink.frames.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Metrics::add(&self.hub.metrics.slow_consumers, 1);
+                tracing::info!(device = %self.addr, "slow consumer closed; envelopes stay queued");
+                self.close(ctx, CLOSE_SLOW_CONSUMER, "slow consumer", false);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.closing = true;
+                ctx.stop();
+                false
+            }
+        }
+    }
+
+    fn frame(&mut self, ctx: &mut Context<Self>, f: ServerFrame) -> bool {
+        self.push(ctx, Outbound::Frame(f))
+    }
+
+    fn close(&mut self, ctx: &mut Context<Self>, code: u16, reason: &str, flush: bool) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        if let Some(tx) = self.sink.close.take() {
+            let _ = tx.send(CloseFrame {
+                code,
+                reason: reason.to_owned(),
+                flush,
+            });
+        }
+        ctx.stop();
+    }
+
+    fn error(
+        &mut self,
+        ctx: &mut Context<Self>,
+        id: Option<uuid::Uuid>,
+        code: ErrorCode,
+        message: String,
+    ) {
+        Metrics::add(&self.hub.metrics.sends_refused, 1);
+        self.frame(ctx, ServerFrame::Error { id, code, message });
+    }
+
+    fn drain_next(&mut self, ctx: &mut Context<Self>) {
+        if !self.drain.active || self.drain.fetching || self.closing {
+            return;
+        }
+        let last = *self.drain.last_progress.get_or_insert_with(Instant::now);
+        if self.sink.frames.capacity() < DRAIN_PAGE {
+            if last.elapsed() > DRAIN_STALL_TIMEOUT {
+                Metrics::add(&self.hub.metrics.slow_consumers, 1);
+                self.close(ctx, CLOSE_SLOW_CONSUMER, "slow consumer", false);
+                return;
+            }
+            ctx.run_later(std::time::Duration::from_millis(5), |act, ctx| {
+                act.drain_next(ctx)
+            });
+            return;
+        }
+        self.drain.fetching = true;
+        self.drain.dirty = false;
+        let hub = self.hub.clone();
+        let addr = self.addr.clone();
+        let after = self.drain.after;
+        let fut = async move { hub.store.fetch(&addr, after, DRAIN_PAGE).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.drain.fetching = false;
+            let page = match res {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(device = %act.addr, error = %e, "queue read failed");
+                    act.close(ctx, CLOSE_INTERNAL, "store unavailable", false);
+                    return;
+                }
+            };
+            let full = page.len() >= DRAIN_PAGE;
+            let n = page.len() as u64;
+            for env in page {
+                act.drain.after = env.seq;
+                act.drain.high_water = act.drain.high_water.max(env.seq);
+                if !act.frame(ctx, ServerFrame::Deliver(env)) {
+                    return;
+                }
+            }
+            Metrics::add(&act.hub.metrics.envelopes_delivered, n);
+            if n > 0 {
+                act.drain.last_progress = Some(Instant::now());
+            }
+            if full || act.drain.dirty {
+                act.drain_next(ctx);
+            } else {
+                act.drain.active = false;
+                act.frame(ctx, ServerFrame::QueueEmpty);
+            }
+        }));
+    }
+
+    fn on_frame(&mut self, ctx: &mut Context<Self>, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Auth { .. } => {
+                self.error(
+                    ctx,
+                    None,
+                    ErrorCode::InvalidRequest,
+                    "already authenticated".into(),
+                );
+            }
+            ClientFrame::Send(msg) => {
+                if self.inflight_sends >= MAX_INFLIGHT_SENDS {
+                    self.error(
+                        ctx,
+                        Some(msg.id),
+                        ErrorCode::RateLimited,
+                        "too many sends in flight".into(),
+                    );
+                    return;
+                }
+                self.inflight_sends += 1;
+                let hub = self.hub.clone();
+                let from = self.addr.clone();
+                let fut = async move { relay::send(&hub, &from, msg).await };
+                ctx.spawn(fut.into_actor(self).map(|reply, act, ctx| {
+                    act.inflight_sends -= 1;
+                    if !matches!(reply, ServerFrame::Accepted { .. }) {
+                        Metrics::add(&act.hub.metrics.sends_refused, 1);
+                    }
+                    act.frame(ctx, reply);
+                }));
+            }
+            ClientFrame::Ack { seqs } => {
+                if self.pending_acks.len() + seqs.len() > MAX_PENDING_ACKS {
+                    self.close(ctx, CLOSE_POLICY, "too many unprocessed acks", false);
+                    return;
+                }
+                self.pending_acks.extend(seqs);
+                self.flush_acks(ctx);
+            }
+        }
+    }
+
+    fn flush_acks(&mut self, ctx: &mut Context<Self>) {
+        if self.ack_inflight || self.pending_acks.is_empty() {
+            return;
+        }
+        self.ack_inflight = true;
+        let seqs = std::mem::take(&mut self.pending_acks);
+        let hub = self.hub.clone();
+        let addr = self.addr.clone();
+        let fut = async move { hub.store.ack(&addr, seqs).await };
+        ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+            act.ack_inflight = false;
+            match res {
+                Ok(n) => Metrics::add(&act.hub.metrics.envelopes_acked, n),
+                // Not deleted means redelivered later: at-least-once holds.
+                Err(e) => tracing::warn!(device = %act.addr, error = %e, "ack not stored"),
+            }
+            act.flush_acks(ctx);
+        }));
+    }
+}
+
+impl Actor for DeviceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let me = ctx.address();
+        let conn = Conn {
+            id: self.conn_id,
+            session_id: self.session_id.clone(),
+            deliver: me.clone().recipient(),
+            disconnect: me.recipient(),
+        };
+        if let Some(old) = self.hub.registry.register(self.addr.clone(), conn) {
+            old.disconnect.do_send(Disconnect {
+                code: hush_protocol::wire::CLOSE_DISPLACED,
+                logged_out: None,
+                session_id: None,
+            });
+        }
+        Metrics::add(&self.hub.metrics.connections, 1);
+        ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {
+            if act.last_seen.elapsed() > IDLE_TIMEOUT {
+                act.close(ctx, CLOSE_IDLE, "idle timeout", false);
+            } else {
+                act.push(ctx, Outbound::Ping);
+            }
+        });
+        let ready = ServerFrame::Ready {
+            user: self.addr.user.clone(),
+            device: self.addr.device,
+        };
+        if self.frame(ctx, ready) {
+            self.drain_next(ctx);
+        }
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.hub.registry.unregister(&self.addr, self.conn_id);
+        Metrics::dec(&self.hub.metrics.connections);
+        tracing::debug!(device = %self.addr, "connection closed");
+    }
+}
+
+impl StreamHandler<Inbound> for DeviceActor {
+    fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
+        self.last_seen = Instant::now();
+        match item {
+            Inbound::Frame(f) => self.on_frame(ctx, f),
+            Inbound::Bad(e) => {
+                Metrics::add(&self.hub.metrics.bad_frames, 1);
+                if let FrameError::TooLarge(_) = e {
+                    self.close(ctx, CLOSE_TOO_BIG, "frame too large", true);
+                } else {
+                    self.error(ctx, None, e.code(), e.to_string());
+                }
+            }
+            Inbound::Protocol { code, reason } => {
+                Metrics::add(&self.hub.metrics.bad_frames, 1);
+                self.close(ctx, code, &reason, false);
+            }
+            Inbound::Ping(p) => {
+                self.push(ctx, Outbound::Pong(p));
+            }
+            Inbound::Pong => {}
+            Inbound::Closed => {
+                self.closing = true;
+                ctx.stop();
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        self.closing = true;
+        ctx.stop();
+    }
+}
+
+impl Handler<Deliver> for DeviceActor {
+    type Result = ();
+
+    fn handle(&mut self, Deliver(env): Deliver, ctx: &mut Self::Context) {
+        if self.drain.active {
+            self.drain.dirty = true;
+            return;
+        }
+        if env.seq <= self.drain.high_water {
+            return;
+        }
+        if self.frame(ctx, ServerFrame::Deliver(env)) {
+            Metrics::add(&self.hub.metrics.envelopes_delivered, 1);
+        }
+    }
+}
+
+impl Handler<Disconnect> for DeviceActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        if msg
+            .session_id
+            .as_ref()
+            .is_some_and(|s| *s != self.session_id)
+        {
+            return;
+        }
+        let flush = msg.logged_out.is_some();
+        if let Some(reason) = msg.logged_out {
+            self.frame(ctx, ServerFrame::LoggedOut { reason });
+        }
+        let reason = match msg.code {
+            hush_protocol::wire::CLOSE_DISPLACED => "displaced by a newer connection",
+            hush_protocol::wire::CLOSE_UNAUTHORIZED => "session ended",
+            CLOSE_GOING_AWAY => "node shutting down",
+            _ => "closed",
+        };
+        self.close(ctx, msg.code, reason, flush);
+    }
+}

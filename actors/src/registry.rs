@@ -1,0 +1,104 @@
+//! The local registry: which devices are connected to this node and how to reach their actors.
+//!
+//! One entry per device address. A second connection for the same device replaces the entry
+//! and the first connection is told to close with 4409 (displaced).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use actix::prelude::*;
+use hush_protocol::ids::DeviceAddress;
+
+use crate::device::{Deliver, Disconnect};
+
+/// How to reach one live connection.
+#[derive(Clone)]
+pub struct Conn {
+    /// Unique per connection on this node.
+    pub id: u64,
+    /// The session the socket authenticated with.
+    pub session_id: String,
+    /// Envelope delivery (bounded mailbox: `try_send` only).
+    pub deliver: Recipient<Deliver>,
+    /// Asks the connection to close.
+    pub disconnect: Recipient<Disconnect>,
+}
+
+/// Devices connected to this node.
+#[derive(Default)]
+pub struct Registry {
+    inner: RwLock<HashMap<DeviceAddress, Conn>>,
+    next_id: AtomicU64,
+}
+
+impl Registry {
+    /// A fresh connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a connection; returns the one it displaced, if any.
+    pub fn register(&self, addr: DeviceAddress, conn: Conn) -> Option<Conn> {
+        match self.inner.write() {
+            Ok(mut m) => m.insert(addr, conn),
+            Err(p) => p.into_inner().insert(addr, conn),
+        }
+    }
+
+    /// Removes the entry if it still belongs to connection `id`.
+    pub fn unregister(&self, addr: &DeviceAddress, id: u64) {
+        let mut m = match self.inner.write() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        if m.get(addr).is_some_and(|c| c.id == id) {
+            m.remove(addr);
+        }
+    }
+
+    /// The live connection of a device on this node.
+    pub fn get(&self, addr: &DeviceAddress) -> Option<Conn> {
+        match self.inner.read() {
+            Ok(m) => m.get(addr).cloned(),
+            Err(p) => p.into_inner().get(addr).cloned(),
+        }
+    }
+
+    /// Live connections of every device of one user.
+    pub fn of_user(
+        &self,
+        tenant: &hush_protocol::ids::TenantId,
+        user: &hush_protocol::ids::UserId,
+    ) -> Vec<(DeviceAddress, Conn)> {
+        let m = match self.inner.read() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.iter()
+            .filter(|(a, _)| &a.tenant == tenant && &a.user == user)
+            .map(|(a, c)| (a.clone(), c.clone()))
+            .collect()
+    }
+
+    /// Every live connection (for shutdown).
+    pub fn all(&self) -> Vec<Conn> {
+        match self.inner.read() {
+            Ok(m) => m.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        }
+    }
+
+    /// Number of registered devices.
+    pub fn len(&self) -> usize {
+        match self.inner.read() {
+            Ok(m) => m.len(),
+            Err(p) => p.into_inner().len(),
+        }
+    }
+
+    /// True when no device is connected.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,262 @@
+//! The 1:1 relay path of a `Send` (DESIGN.md, "The path of a message"):
+//!
+//! 1. the recipient's device set (and the sender's own, for sync copies) is checked: a wrong set
+//!    is answered with `MismatchedDevices`, a re-registered device with `StaleDevices`, and
+//!    nothing is stored;
+//! 2. one envelope per device is appended to its durable queue (group commit);
+//! 3. only then is `Accepted` the answer, and each envelope is pushed to its device's actor if
+//!    it is connected here; a full mailbox disconnects that device (its envelopes stay queued).
+
+use std::collections::HashSet;
+
+use hush_protocol::ids::{DeviceAddress, DeviceId, UserId};
+use hush_protocol::wire::{
+    DeviceMessage, Envelope, ErrorCode, SendMessage, ServerFrame, CLOSE_SLOW_CONSUMER,
+};
+use hush_store::{DeviceSet, NewEnvelope};
+
+use crate::device::{Deliver, Disconnect};
+use crate::hub::Hub;
+use crate::metrics::Metrics;
+use crate::now_ms;
+
+/// The outcome of checking one user's device set.
+enum Check {
+    Ok,
+    Mismatched {
+        missing: Vec<DeviceId>,
+        extra: Vec<DeviceId>,
+    },
+    Stale(Vec<DeviceId>),
+    Duplicate,
+}
+
+/// Compares the ciphertexts' devices with the registered set, leaving out `skip` (the sending
+/// device itself, which never gets a copy).
+fn check(set: &DeviceSet, msgs: &[DeviceMessage], skip: Option<DeviceId>) -> Check {
+    let mut seen = HashSet::with_capacity(msgs.len());
+    if msgs.iter().any(|m| !seen.insert(m.device)) {
+        return Check::Duplicate;
+    }
+    let expected = set.devices.iter().filter(|d| Some(d.id) != skip);
+    let missing: Vec<DeviceId> = expected
+        .clone()
+        .filter(|d| !seen.contains(&d.id))
+        .map(|d| d.id)
+        .collect();
+    let mut extra: Vec<DeviceId> = msgs
+        .iter()
+        .filter(|m| Some(m.device) == skip || set.get(m.device).is_none())
+        .map(|m| m.device)
+        .collect();
+    extra.sort_unstable();
+    if !missing.is_empty() || !extra.is_empty() {
+        return Check::Mismatched { missing, extra };
+    }
+    let mut stale: Vec<DeviceId> = msgs
+        .iter()
+        .filter(|m| {
+            set.get(m.device)
+                .is_some_and(|d| d.registration_id != m.registration_id)
+        })
+        .map(|m| m.device)
+        .collect();
+    if stale.is_empty() {
+        Check::Ok
+    } else {
+        stale.sort_unstable();
+        Check::Stale(stale)
+    }
+}
+
+fn refusal(id: uuid::Uuid, user: &UserId, c: Check) -> Option<ServerFrame> {
+    match c {
+        Check::Ok => None,
+        Check::Mismatched { missing, extra } => Some(ServerFrame::MismatchedDevices {
+            id,
+            user: user.clone(),
+            missing,
+            extra,
+        }),
+        Check::Stale(stale) => Some(ServerFrame::StaleDevices {
+            id,
+            user: user.clone(),
+            stale,
+        }),
+        Check::Duplicate => Some(ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::InvalidRequest,
+            message: "a device appears twice".into(),
+        }),
+    }
+}
+
+/// Checks, stores and routes one `Send` from device `from`; returns the frame to answer with.
+pub async fn send(hub: &Hub, from: &DeviceAddress, msg: SendMessage) -> ServerFrame {
+    let id = msg.id;
+    let unavailable = |e: hush_store::StoreError| {
+        tracing::error!(error = %e, "send not stored");
+        ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::Unavailable,
+            message: "message not stored; retry".into(),
+        }
+    };
+    let to_self = msg.to == from.user;
+    let to_set = match hub.directory.get(&from.tenant, &msg.to).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    if to_set.devices.is_empty() {
+        return ServerFrame::Error {
+            id: Some(id),
+            code: ErrorCode::UnknownRecipient,
+            message: "no such user in this tenant".into(),
+        };
+    }
+    let skip = to_self.then_some(from.device);
+    if let Some(r) = refusal(id, &msg.to, check(&to_set, &msg.devices, skip)) {
+        return r;
+    }
+    if to_self {
+        if !msg.sync.is_empty() {
+            let extra = msg.sync.iter().map(|m| m.device).collect();
+            return ServerFrame::MismatchedDevices {
+                id,
+                user: from.user.clone(),
+                missing: vec![],
+                extra,
+            };
+        }
+    } else {
+        let own = match hub.directory.get(&from.tenant, &from.user).await {
+            Ok(s) => s,
+            Err(e) => return unavailable(e),
+        };
+        if let Some(r) = refusal(id, &from.user, check(&own, &msg.sync, Some(from.device))) {
+            return r;
+        }
+    }
+
+    let ts = now_ms();
+    let mk = |user: &UserId, m: DeviceMessage, sync: bool| NewEnvelope {
+        to: DeviceAddress::new(from.tenant.clone(), user.clone(), m.device),
+        envelope: Envelope {
+            seq: 0,
+            id,
+            from: from.user.clone(),
+            from_device: from.device,
+            timestamp_ms: ts,
+            sync,
+            content: m.content,
+        },
+    };
+    let mut items = Vec::with_capacity(msg.devices.len() + msg.sync.len());
+    let to = msg.to;
+    for m in msg.devices {
+        items.push(mk(&to, m, to_self));
+    }
+    for m in msg.sync {
+        items.push(mk(&from.user, m, true));
+    }
+    let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
+    let stored = match hub.store.enqueue(items).await {
+        Ok(s) => s,
+        Err(e) => return unavailable(e),
+    };
+    Metrics::add(&hub.metrics.envelopes_accepted, stored.len() as u64);
+    for (addr, env) in targets.into_iter().zip(stored) {
+        route(hub, &addr, env);
+    }
+    ServerFrame::Accepted { id }
+}
+
+/// Pushes a stored envelope to its device's actor if it is connected to this node.
+pub fn route(hub: &Hub, addr: &DeviceAddress, env: Envelope) {
+    let Some(conn) = hub.registry.get(addr) else {
+        return;
+    };
+    match conn.deliver.try_send(Deliver(env)) {
+        Ok(()) => {}
+        Err(actix::prelude::SendError::Full(_)) => {
+            Metrics::add(&hub.metrics.slow_consumers, 1);
+            conn.disconnect.do_send(Disconnect {
+                code: CLOSE_SLOW_CONSUMER,
+                logged_out: None,
+                session_id: None,
+            });
+        }
+        Err(actix::prelude::SendError::Closed(_)) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use hush_protocol::ids::RegistrationId;
+    use hush_protocol::wire::Payload;
+    use hush_store::DeviceRecord;
+
+    fn set(ids: &[(u32, u32)]) -> DeviceSet {
+        DeviceSet {
+            version: 1,
+            devices: ids
+                .iter()
+                .map(|(d, r)| DeviceRecord {
+                    id: DeviceId::new(*d).unwrap(),
+                    registration_id: RegistrationId::new(*r).unwrap(),
+                    name: String::new(),
+                    created_ms: 0,
+                })
+                .collect(),
+        }
+    }
+    fn msgs(ids: &[(u32, u32)]) -> Vec<DeviceMessage> {
+        ids.iter()
+            .map(|(d, r)| DeviceMessage {
+                device: DeviceId::new(*d).unwrap(),
+                registration_id: RegistrationId::new(*r).unwrap(),
+                content: Payload(vec![1]),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn device_set_check() {
+        let s = set(&[(1, 10), (2, 20)]);
+        assert!(matches!(
+            check(&s, &msgs(&[(1, 10), (2, 20)]), None),
+            Check::Ok
+        ));
+        match check(&s, &msgs(&[(1, 10), (3, 30)]), None) {
+            Check::Mismatched { missing, extra } => {
+                assert_eq!(missing, vec![DeviceId::new(2).unwrap()]);
+                assert_eq!(extra, vec![DeviceId::new(3).unwrap()]);
+            }
+            _ => panic!("expected mismatch"),
+        }
+        match check(&s, &msgs(&[(1, 10), (2, 21)]), None) {
+            Check::Stale(st) => assert_eq!(st, vec![DeviceId::new(2).unwrap()]),
+            _ => panic!("expected stale"),
+        }
+        assert!(matches!(
+            check(&s, &msgs(&[(1, 10), (1, 10)]), None),
+            Check::Duplicate
+        ));
+        // The sending device is skipped, and naming it is an extra.
+        assert!(matches!(
+            check(&s, &msgs(&[(2, 20)]), Some(DeviceId::PRIMARY)),
+            Check::Ok
+        ));
+        assert!(matches!(
+            check(&s, &msgs(&[(1, 10), (2, 20)]), Some(DeviceId::PRIMARY)),
+            Check::Mismatched { .. }
+        ));
+        // Mismatch wins over stale: a client fixes the set first.
+        assert!(matches!(
+            check(&s, &msgs(&[(1, 11)]), None),
+            Check::Mismatched { .. }
+        ));
+    }
+}

@@ -1,0 +1,182 @@
+//! Configuration: a TOML file (`--config` / `HUSH_CONFIG`), then `HUSH_*` environment variables,
+//! then command-line flags; each later source overrides the earlier ones.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Command line of `hushd`.
+#[derive(Parser, Debug)]
+#[command(name = "hushd", version, about = "Hush messaging node")]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(long, env = "HUSH_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (`127.0.0.1:0` picks a free port and logs it).
+    #[arg(long, env = "HUSH_LISTEN", global = true)]
+    pub listen: Option<SocketAddr>,
+    /// Folder of the embedded store.
+    #[arg(long, env = "HUSH_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// Redis URL linking the nodes of a cluster (not built yet: issue 4).
+    #[arg(long, env = "HUSH_REDIS_URL", global = true)]
+    pub redis_url: Option<String>,
+    /// MongoDB URL of the shared store (not built yet: issue 4).
+    #[arg(long, env = "HUSH_MONGODB_URL", global = true)]
+    pub mongodb_url: Option<String>,
+    /// Log format.
+    #[arg(long, env = "HUSH_LOG_FORMAT", global = true)]
+    pub log_format: Option<LogFormat>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "HUSH_WORKERS", global = true)]
+    pub workers: Option<usize>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug, Clone)]
+pub enum Command {
+    /// Run the node (the default).
+    Serve,
+    /// Create a tenant and its first administrator, print one-time credentials, and exit.
+    /// Run it while the node is stopped (the embedded store is single-process).
+    Init {
+        /// Tenant name.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Administrator user name.
+        #[arg(long, default_value = "admin")]
+        admin: String,
+    },
+}
+
+/// The same settings as a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Cli::listen`].
+    pub listen: Option<SocketAddr>,
+    /// See [`Cli::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Cli::redis_url`].
+    pub redis_url: Option<String>,
+    /// See [`Cli::mongodb_url`].
+    pub mongodb_url: Option<String>,
+    /// See [`Cli::log_format`].
+    pub log_format: Option<LogFormat>,
+    /// See [`Cli::workers`].
+    pub workers: Option<usize>,
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub listen: SocketAddr,
+    /// Data folder.
+    pub data_dir: PathBuf,
+    /// Redis URL, if clustered.
+    pub redis_url: Option<String>,
+    /// MongoDB URL, if clustered.
+    pub mongodb_url: Option<String>,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// HTTP workers.
+    pub workers: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./hush-data"),
+            redis_url: None,
+            mongodb_url: None,
+            log_format: LogFormat::Text,
+            workers: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+    toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+}
+
+impl Config {
+    /// Merges defaults, the file named by the command line (if any), and the command line
+    /// (which clap has already merged with the environment, flags winning).
+    pub fn resolve(cli: &Cli) -> anyhow::Result<Self> {
+        let file = match &cli.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let d = Config::default();
+        let workers = cli.workers.or(file.workers).unwrap_or(d.workers);
+        if workers == 0 {
+            anyhow::bail!("workers must be at least 1");
+        }
+        Ok(Config {
+            listen: cli.listen.or(file.listen).unwrap_or(d.listen),
+            data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
+            redis_url: cli.redis_url.clone().or(file.redis_url),
+            mongodb_url: cli.mongodb_url.clone().or(file.mongodb_url),
+            log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
+            workers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = std::env::temp_dir().join(format!("hush-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hush.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nworkers = 3\n",
+        )
+        .unwrap();
+        let cli = Cli::parse_from([
+            "hushd",
+            "--config",
+            file.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9100",
+        ]);
+        let c = Config::resolve(&cli).unwrap();
+        assert_eq!(c.listen.port(), 9100, "flag wins over file");
+        assert_eq!(
+            c.data_dir,
+            PathBuf::from("/tmp/x"),
+            "file wins over default"
+        );
+        assert_eq!(c.workers, 3);
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        assert!(Config::resolve(&cli).is_err(), "unknown keys are refused");
+    }
+}

@@ -1,0 +1,16 @@
+//! `hushd`, the Hush node, as a library the tests and the binary share.
+//!
+//! - [`config`]: configuration from a TOML file, then `HUSH_*` environment, then flags.
+//! - [`server`]: start (store, hub, actors, HTTP server), first-run bootstrap, graceful stop.
+//! - [`routes`]: the HTTP API under `/v1`, health, metrics, and the OpenAPI document.
+//! - [`ws`]: the WebSocket edge: authentication, frame decoding, the bridge into `DeviceActor`.
+//! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
+//! - [`auth`]: the bearer-token extractor.
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod routes;
+pub mod server;
+pub mod ws;

@@ -1,0 +1,347 @@
+//! HTTP routes. Every route is declared with `utoipa::path`, and [`ApiDoc`] lists them all, so
+//! `/openapi.json` is generated from this file and a test checks it against the router.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::{web, HttpRequest, HttpResponse};
+use hush_actors::accounts::{self, ClientInfo};
+use hush_actors::control::{ControlActor, CreateUser, ListUsers, RevokeSession};
+use hush_actors::hub::Hub;
+use hush_actors::metrics::Metrics;
+use hush_protocol::api::{
+    CreateUserRequest, DeviceInfo, DeviceList, ErrorBody, LoginRequest, LoginResponse, UserInfo,
+    UserList,
+};
+use hush_protocol::ids::UserId;
+use hush_protocol::limits::MAX_TEXT_BYTES;
+use hush_store::{DeviceSet, COMMIT_BUCKETS_US};
+use serde::Deserialize;
+use utoipa::OpenApi;
+
+use crate::auth::{Admin, User};
+use crate::error::ApiError;
+
+/// The OpenAPI document of the node.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Hush node API", description = "Accounts, devices and administration of a Hush node. Chat traffic uses the WebSocket at /v1/ws (see docs/protocol.md)."),
+    paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket),
+    components(schemas(LoginRequest, LoginResponse, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList)),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// Registers every route of the node.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(openapi))
+        .service(
+            web::scope("/v1")
+                .route("/login", web::post().to(login))
+                .route("/logout", web::post().to(logout))
+                .route("/devices", web::get().to(my_devices))
+                .route("/users/{user}/devices", web::get().to(user_devices))
+                .route("/admin/users", web::post().to(create_user))
+                .route("/admin/users", web::get().to(list_users))
+                .route("/ws", web::get().to(crate::ws::websocket)),
+        );
+}
+
+fn client_info(req: &HttpRequest) -> ClientInfo {
+    let ua = req
+        .headers()
+        .get(actix_web::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.chars().take(MAX_TEXT_BYTES / 4).collect());
+    ClientInfo {
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+        user_agent: ua,
+    }
+}
+
+/// Logs in with a password; registers a new device unless `device.id` names an existing one.
+#[utoipa::path(post, path = "/v1/login", tag = "accounts", request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in", body = LoginResponse),
+        (status = 400, description = "Malformed request", body = ErrorBody),
+        (status = 401, description = "Unknown tenant or user, or wrong password (one answer for all)", body = ErrorBody),
+        (status = 404, description = "The named device does not exist", body = ErrorBody),
+        (status = 409, description = "The account already has its maximum number of devices", body = ErrorBody),
+    ))]
+async fn login(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    body: web::Json<LoginRequest>,
+) -> Result<web::Json<LoginResponse>, ApiError> {
+    Ok(web::Json(
+        accounts::login(&hub, body.into_inner(), client_info(&req)).await?,
+    ))
+}
+
+/// Ends the calling session; its live socket receives `LoggedOut` and closes with 4401.
+#[utoipa::path(post, path = "/v1/logout", tag = "accounts", security(("bearer" = [])),
+    responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated", body = ErrorBody)))]
+async fn logout(
+    control: web::Data<Addr<ControlActor>>,
+    User(me): User,
+) -> Result<HttpResponse, ApiError> {
+    control
+        .send(RevokeSession {
+            session_id: me.session.id.clone(),
+            tenant: me.tenant().clone(),
+            reason: "logout".into(),
+        })
+        .await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {
+    DeviceList {
+        user,
+        devices: set
+            .devices
+            .iter()
+            .map(|d| DeviceInfo {
+                id: d.id,
+                registration_id: d.registration_id,
+                name: d.name.clone(),
+                created_ms: d.created_ms,
+            })
+            .collect(),
+    }
+}
+
+/// Lists the caller's own devices.
+#[utoipa::path(get, path = "/v1/devices", tag = "devices", security(("bearer" = [])),
+    responses((status = 200, body = DeviceList), (status = 401, body = ErrorBody)))]
+async fn my_devices(
+    hub: web::Data<Hub>,
+    User(me): User,
+) -> Result<web::Json<DeviceList>, ApiError> {
+    let set = hub.directory.get(me.tenant(), me.user()).await?;
+    Ok(web::Json(device_list(me.user().clone(), &set)))
+}
+
+/// Lists the devices of a user of the caller's tenant (to address one ciphertext to each).
+#[utoipa::path(get, path = "/v1/users/{user}/devices", tag = "devices", security(("bearer" = [])),
+    params(("user" = String, Path, description = "User name")),
+    responses((status = 200, body = DeviceList), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, description = "No such user in this tenant", body = ErrorBody)))]
+async fn user_devices(
+    hub: web::Data<Hub>,
+    User(me): User,
+    path: web::Path<String>,
+) -> Result<web::Json<DeviceList>, ApiError> {
+    let user = UserId::new(path.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let set = hub.directory.get(me.tenant(), &user).await?;
+    if set.devices.is_empty() {
+        return Err(ApiError::NotFound);
+    }
+    Ok(web::Json(device_list(user, &set)))
+}
+
+/// Creates a user in the administrator's tenant.
+#[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), request_body = CreateUserRequest,
+    responses((status = 201, body = UserInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 409, description = "Name taken", body = ErrorBody)))]
+async fn create_user(
+    control: web::Data<Addr<ControlActor>>,
+    Admin(me): Admin,
+    body: web::Json<CreateUserRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let info = control
+        .send(CreateUser {
+            tenant: me.tenant().clone(),
+            request: body.into_inner(),
+        })
+        .await??;
+    Ok(HttpResponse::Created().json(info))
+}
+
+/// Query of `GET /v1/admin/users`.
+#[derive(Deserialize, utoipa::IntoParams)]
+struct Page {
+    /// Start after this user name.
+    after: Option<String>,
+    /// Page size (1..=500, default 100).
+    limit: Option<usize>,
+}
+
+/// Lists the users of the administrator's tenant, by name.
+#[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), params(Page),
+    responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn list_users(
+    control: web::Data<Addr<ControlActor>>,
+    Admin(me): Admin,
+    q: web::Query<Page>,
+) -> Result<web::Json<UserList>, ApiError> {
+    let q = q.into_inner();
+    let after = q
+        .after
+        .map(UserId::new)
+        .transpose()
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let list = control
+        .send(ListUsers {
+            tenant: me.tenant().clone(),
+            after,
+            limit: q.limit.unwrap_or(100),
+        })
+        .await??;
+    Ok(web::Json(list))
+}
+
+/// Liveness: the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "Alive")))]
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Ready"), (status = 503, description = "The store does not answer")))]
+async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
+    match hub.store.list_tenants(1).await {
+        Ok(_) => HttpResponse::Ok()
+            .json(serde_json::json!({"status": "ready", "store": "ok", "bus": "local"})),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            HttpResponse::ServiceUnavailable()
+                .json(serde_json::json!({"status": "unavailable", "store": "error"}))
+        }
+    }
+}
+
+/// Prometheus metrics (text exposition format 0.0.4).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", content_type = "text/plain")))]
+async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(render_metrics(&hub))
+}
+
+/// Renders the node's counters in the Prometheus text format.
+pub fn render_metrics(hub: &Arc<Hub>) -> String {
+    use std::fmt::Write;
+    let m = &hub.metrics;
+    let mut out = String::with_capacity(2048);
+    let mut put = |name: &str, kind: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
+        );
+    };
+    put(
+        "hush_connections",
+        "gauge",
+        "Authenticated WebSocket connections open now.",
+        Metrics::get(&m.connections),
+    );
+    put(
+        "hush_envelopes_accepted_total",
+        "counter",
+        "Envelopes durably queued, one per recipient device.",
+        Metrics::get(&m.envelopes_accepted),
+    );
+    put(
+        "hush_envelopes_delivered_total",
+        "counter",
+        "Envelopes written to a recipient socket.",
+        Metrics::get(&m.envelopes_delivered),
+    );
+    put(
+        "hush_envelopes_acked_total",
+        "counter",
+        "Envelopes acknowledged and deleted.",
+        Metrics::get(&m.envelopes_acked),
+    );
+    put(
+        "hush_sends_refused_total",
+        "counter",
+        "Send frames refused.",
+        Metrics::get(&m.sends_refused),
+    );
+    put(
+        "hush_slow_consumers_total",
+        "counter",
+        "Connections closed for not reading fast enough.",
+        Metrics::get(&m.slow_consumers),
+    );
+    put(
+        "hush_logins_total",
+        "counter",
+        "Successful logins.",
+        Metrics::get(&m.logins),
+    );
+    put(
+        "hush_login_failures_total",
+        "counter",
+        "Failed logins.",
+        Metrics::get(&m.login_failures),
+    );
+    put(
+        "hush_bad_frames_total",
+        "counter",
+        "Client frames that did not decode.",
+        Metrics::get(&m.bad_frames),
+    );
+    put(
+        "hush_queue_depth",
+        "gauge",
+        "Envelopes queued in the store.",
+        hub.store.depth(),
+    );
+    let s = hub.store.commit_stats();
+    put(
+        "hush_store_commit_jobs_total",
+        "counter",
+        "Write jobs carried by group commits.",
+        s.jobs,
+    );
+    let _ = writeln!(out, "# HELP hush_store_commit_seconds Latency of one group commit.\n# TYPE hush_store_commit_seconds histogram");
+    for (i, b) in COMMIT_BUCKETS_US.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "hush_store_commit_seconds_bucket{{le=\"{}\"}} {}",
+            *b as f64 / 1e6,
+            s.buckets[i]
+        );
+    }
+    let _ = writeln!(
+        out,
+        "hush_store_commit_seconds_bucket{{le=\"+Inf\"}} {}",
+        s.buckets[COMMIT_BUCKETS_US.len()]
+    );
+    let _ = writeln!(
+        out,
+        "hush_store_commit_seconds_sum {}",
+        s.sum_us as f64 / 1e6
+    );
+    let _ = writeln!(out, "hush_store_commit_seconds_count {}", s.commits);
+    out
+}
+
+/// The OpenAPI 3 document of this API.
+async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Opens the chat WebSocket. Authenticate with `Authorization: Bearer <token>` or with an `Auth`
+/// frame first; name subprotocol `hush.postcard` for binary frames or `hush.json` for text.
+#[utoipa::path(get, path = "/v1/ws", tag = "chat",
+    responses((status = 101, description = "Switching protocols; frames as in docs/protocol.md"), (status = 401, description = "Bad token in the Authorization header", body = ErrorBody), (status = 503, description = "Connection limit reached", body = ErrorBody)))]
+#[allow(dead_code)]
+fn websocket() {}

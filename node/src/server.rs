@@ -1,0 +1,165 @@
+//! Starting and stopping a node.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use actix::{Actor, Addr};
+use actix_web::{web, App, HttpServer};
+use hush_actors::accounts::{self, AccountError};
+use hush_actors::control::{CloseAll, ControlActor};
+use hush_actors::hub::Hub;
+use hush_protocol::api::Secret;
+use hush_protocol::ids::{TenantId, UserId};
+use hush_store::embedded::EmbeddedStore;
+use hush_store::Store;
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// Largest JSON request body accepted by the HTTP API.
+pub const MAX_JSON_BODY: usize = 64 * 1024;
+
+/// File name of the embedded store inside the data folder.
+pub const STORE_FILE: &str = "hush.redb";
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if config.redis_url.is_some() || config.mongodb_url.is_some() {
+        anyhow::bail!("clustering (Redis bus, MongoDB store) is not built yet; run without --redis-url/--mongodb-url");
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let path = config.data_dir.join(STORE_FILE);
+    let store = EmbeddedStore::open(&path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the store at {}: {e} (is another hushd using this data folder?)",
+            path.display()
+        )
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// One-time credentials created by a bootstrap.
+pub struct Bootstrapped {
+    /// The tenant created.
+    pub tenant: TenantId,
+    /// Its administrator.
+    pub admin: UserId,
+    /// The administrator's password, shown once.
+    pub password: Secret,
+}
+
+/// Creates `tenant` and its administrator `admin` (`hushd init`).
+pub async fn init(config: &Config, tenant: &str, admin: &str) -> anyhow::Result<Bootstrapped> {
+    let tenant = TenantId::new(tenant)?;
+    let admin = UserId::new(admin)?;
+    let hub = Hub::new(open_store(config)?);
+    match accounts::bootstrap(&hub, &tenant, &admin).await {
+        Ok(password) => Ok(Bootstrapped {
+            tenant,
+            admin,
+            password,
+        }),
+        Err(AccountError::Conflict) => anyhow::bail!("tenant {tenant} already exists"),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A started node.
+pub struct Running {
+    /// The address it listens on (the real port when 0 was asked).
+    pub addr: SocketAddr,
+    /// Credentials if this start bootstrapped an empty store.
+    pub bootstrapped: Option<Bootstrapped>,
+    hub: Arc<Hub>,
+    control: Addr<ControlActor>,
+    server: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Starts a node inside the current actix system: opens the store, bootstraps an empty one
+/// (tenant `default`, administrator `admin`), starts the actors and the HTTP server.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    let store = open_store(config)?;
+    let hub = Hub::new(store);
+    tokio::task::spawn_blocking(accounts::warm_up).await?;
+    let bootstrapped = if hub.store.list_tenants(1).await?.is_empty() {
+        let tenant = TenantId::new("default")?;
+        let admin = UserId::new("admin")?;
+        let password = accounts::bootstrap(&hub, &tenant, &admin).await?;
+        Some(Bootstrapped {
+            tenant,
+            admin,
+            password,
+        })
+    } else {
+        None
+    };
+    let control = ControlActor::new(hub.clone()).start();
+    let hub_data = web::Data::from(hub.clone());
+    let control_data = web::Data::new(control.clone());
+    let server =
+        HttpServer::new(move || {
+            App::new()
+                .app_data(hub_data.clone())
+                .app_data(control_data.clone())
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_JSON_BODY)
+                        .error_handler(|e, _| {
+                            ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
+                        }),
+                )
+                .app_data(web::QueryConfig::default().error_handler(|e, _| {
+                    ApiError::BadRequest(format!("invalid query: {e}")).into()
+                }))
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    ApiError::BadRequest(format!("invalid path: {e}")).into()
+                }))
+                .configure(crate::routes::configure)
+                .default_service(web::to(|| async {
+                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
+                }))
+        })
+        .workers(config.workers)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .bind(config.listen)?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .ok_or_else(|| anyhow::anyhow!("bound to no address"))?;
+    let server = server.run();
+    let handle = server.handle();
+    let task = actix_rt::spawn(server);
+    tracing::info!(%addr, "listening");
+    Ok(Running {
+        addr,
+        bootstrapped,
+        hub,
+        control,
+        server: handle,
+        task,
+    })
+}
+
+impl Running {
+    /// Graceful stop: stop accepting, close every socket with 1001, drain the HTTP server.
+    /// Every acknowledged write is already durable (each commit syncs), so nothing is lost.
+    pub async fn stop(self) {
+        let n = self.control.send(CloseAll).await.unwrap_or(0);
+        tracing::info!(sockets = n, "shutting down");
+        // Let the writers send their close frames.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        self.server.stop(true).await;
+        let _ = self.task.await;
+        drop(self.hub);
+    }
+}
+
+/// Runs a node until `shutdown` resolves, then stops it gracefully.
+pub async fn serve(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<Running> {
+    let running = start(&config).await?;
+    shutdown.await;
+    Ok(running)
+}
