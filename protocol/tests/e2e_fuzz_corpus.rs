@@ -44,7 +44,7 @@ fn corpus_replays_without_panic() {
             for cut in [0, 1, data.len() / 2, data.len().saturating_sub(1)] {
                 entry(&data[..cut.min(data.len())]);
             }
-            for i in (0..data.len()).step_by(7) {
+            for i in (0..data.len()).step_by((data.len() / 32).max(7)) {
                 let mut d = data.clone();
                 d[i] ^= 0x5a;
                 entry(&d);
