@@ -129,7 +129,8 @@ pub struct DeviceActor {
     conn_id: u64,
     sink: Sink,
     last_seen: Instant,
-    inflight_sends: usize,
+    sends: std::collections::VecDeque<hush_protocol::wire::SendMessage>,
+    sending: usize,
     pending_acks: Vec<u64>,
     ack_inflight: bool,
     drain: Drain,
@@ -156,7 +157,8 @@ impl DeviceActor {
                 conn_id,
                 sink,
                 last_seen: Instant::now(),
-                inflight_sends: 0,
+                sends: std::collections::VecDeque::new(),
+                sending: 0,
                 pending_acks: Vec::new(),
                 ack_inflight: false,
                 drain: Drain {
@@ -283,7 +285,7 @@ impl DeviceActor {
                 );
             }
             ClientFrame::Send(msg) => {
-                if self.inflight_sends >= MAX_INFLIGHT_SENDS {
+                if self.sends.len() + self.sending >= MAX_INFLIGHT_SENDS {
                     self.error(
                         ctx,
                         Some(msg.id),
@@ -292,17 +294,8 @@ impl DeviceActor {
                     );
                     return;
                 }
-                self.inflight_sends += 1;
-                let hub = self.hub.clone();
-                let from = self.addr.clone();
-                let fut = async move { relay::send(&hub, &from, msg).await };
-                ctx.spawn(fut.into_actor(self).map(|reply, act, ctx| {
-                    act.inflight_sends -= 1;
-                    if !matches!(reply, ServerFrame::Accepted { .. }) {
-                        Metrics::add(&act.hub.metrics.sends_refused, 1);
-                    }
-                    act.frame(ctx, reply);
-                }));
+                self.sends.push_back(msg);
+                self.pump_sends(ctx);
             }
             ClientFrame::Ack { seqs } => {
                 if self.pending_acks.len() + seqs.len() > MAX_PENDING_ACKS {
@@ -313,6 +306,32 @@ impl DeviceActor {
                 self.flush_acks(ctx);
             }
         }
+    }
+
+    /// Starts the next batch of queued sends unless one is being stored: one batch at a time
+    /// keeps a device's messages in the order it sent them, and under load every batch grows,
+    /// so a pipelining client still costs one store write per batch.
+    fn pump_sends(&mut self, ctx: &mut Context<Self>) {
+        if self.sending > 0 || self.sends.is_empty() || self.closing {
+            return;
+        }
+        let batch: Vec<_> = self.sends.drain(..).collect();
+        self.sending = batch.len();
+        let hub = self.hub.clone();
+        let from = self.addr.clone();
+        let fut = async move { relay::send_batch(&hub, &from, batch).await };
+        ctx.spawn(fut.into_actor(self).map(|replies, act, ctx| {
+            act.sending = 0;
+            for reply in replies {
+                if !matches!(reply, ServerFrame::Accepted { .. }) {
+                    Metrics::add(&act.hub.metrics.sends_refused, 1);
+                }
+                if !act.frame(ctx, reply) {
+                    return;
+                }
+            }
+            act.pump_sends(ctx);
+        }));
     }
 
     fn flush_acks(&mut self, ctx: &mut Context<Self>) {

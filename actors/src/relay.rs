@@ -91,54 +91,51 @@ fn refusal(id: uuid::Uuid, user: &UserId, c: Check) -> Option<ServerFrame> {
     }
 }
 
-/// Checks, stores and routes one `Send` from device `from`; returns the frame to answer with.
-pub async fn send(hub: &Hub, from: &DeviceAddress, msg: SendMessage) -> ServerFrame {
+/// Checks one `Send`: the refusal to answer with, or the envelopes to store.
+async fn prepare(
+    hub: &Hub,
+    from: &DeviceAddress,
+    msg: SendMessage,
+    ts: u64,
+) -> Result<Vec<NewEnvelope>, ServerFrame> {
     let id = msg.id;
-    let unavailable = |e: hush_store::StoreError| {
-        tracing::error!(error = %e, "send not stored");
-        ServerFrame::Error {
-            id: Some(id),
-            code: ErrorCode::Unavailable,
-            message: "message not stored; retry".into(),
-        }
-    };
     let to_self = msg.to == from.user;
-    let to_set = match hub.directory.get(&from.tenant, &msg.to).await {
-        Ok(s) => s,
-        Err(e) => return unavailable(e),
-    };
+    let to_set = hub
+        .directory
+        .get(&from.tenant, &msg.to)
+        .await
+        .map_err(|e| unavailable(id, e))?;
     if to_set.devices.is_empty() {
-        return ServerFrame::Error {
+        return Err(ServerFrame::Error {
             id: Some(id),
             code: ErrorCode::UnknownRecipient,
             message: "no such user in this tenant".into(),
-        };
+        });
     }
     let skip = to_self.then_some(from.device);
     if let Some(r) = refusal(id, &msg.to, check(&to_set, &msg.devices, skip)) {
-        return r;
+        return Err(r);
     }
     if to_self {
         if !msg.sync.is_empty() {
             let extra = msg.sync.iter().map(|m| m.device).collect();
-            return ServerFrame::MismatchedDevices {
+            return Err(ServerFrame::MismatchedDevices {
                 id,
                 user: from.user.clone(),
                 missing: vec![],
                 extra,
-            };
+            });
         }
     } else {
-        let own = match hub.directory.get(&from.tenant, &from.user).await {
-            Ok(s) => s,
-            Err(e) => return unavailable(e),
-        };
+        let own = hub
+            .directory
+            .get(&from.tenant, &from.user)
+            .await
+            .map_err(|e| unavailable(id, e))?;
         if let Some(r) = refusal(id, &from.user, check(&own, &msg.sync, Some(from.device))) {
-            return r;
+            return Err(r);
         }
     }
-
-    let ts = now_ms();
     let mk = |user: &UserId, m: DeviceMessage, sync: bool| NewEnvelope {
         to: DeviceAddress::new(from.tenant.clone(), user.clone(), m.device),
         envelope: Envelope {
@@ -159,16 +156,68 @@ pub async fn send(hub: &Hub, from: &DeviceAddress, msg: SendMessage) -> ServerFr
     for m in msg.sync {
         items.push(mk(&from.user, m, true));
     }
-    let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
-    let stored = match hub.store.enqueue(items).await {
-        Ok(s) => s,
-        Err(e) => return unavailable(e),
-    };
-    Metrics::add(&hub.metrics.envelopes_accepted, stored.len() as u64);
-    for (addr, env) in targets.into_iter().zip(stored) {
-        route(hub, &addr, env);
+    Ok(items)
+}
+
+fn unavailable(id: uuid::Uuid, e: hush_store::StoreError) -> ServerFrame {
+    tracing::error!(error = %e, "send not stored");
+    ServerFrame::Error {
+        id: Some(id),
+        code: ErrorCode::Unavailable,
+        message: "message not stored; retry".into(),
     }
-    ServerFrame::Accepted { id }
+}
+
+/// Checks, stores and routes a batch of `Send`s from device `from`, in order, with one store
+/// write for all the accepted ones; returns one answer per message, in input order.
+///
+/// A device's sends go through here one batch at a time (the `DeviceActor` queues the next
+/// ones meanwhile), so a sender's messages are queued in the order it sent them.
+pub async fn send_batch(
+    hub: &Hub,
+    from: &DeviceAddress,
+    msgs: Vec<SendMessage>,
+) -> Vec<ServerFrame> {
+    let ts = now_ms();
+    let mut answers: Vec<Option<ServerFrame>> = Vec::with_capacity(msgs.len());
+    let mut items = Vec::new();
+    let mut stored_ids = Vec::new();
+    for msg in msgs {
+        let id = msg.id;
+        match prepare(hub, from, msg, ts).await {
+            Ok(mut its) => {
+                items.append(&mut its);
+                stored_ids.push((answers.len(), id));
+                answers.push(None);
+            }
+            Err(refused) => answers.push(Some(refused)),
+        }
+    }
+    if !items.is_empty() {
+        let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
+        match hub.store.enqueue(items).await {
+            Ok(stored) => {
+                Metrics::add(&hub.metrics.envelopes_accepted, stored.len() as u64);
+                for (addr, env) in targets.into_iter().zip(stored) {
+                    route(hub, &addr, env);
+                }
+                for (i, id) in stored_ids {
+                    answers[i] = Some(ServerFrame::Accepted { id });
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "batch not stored");
+                for (i, id) in stored_ids {
+                    answers[i] = Some(ServerFrame::Error {
+                        id: Some(id),
+                        code: ErrorCode::Unavailable,
+                        message: "message not stored; retry".into(),
+                    });
+                }
+            }
+        }
+    }
+    answers.into_iter().flatten().collect()
 }
 
 /// Pushes a stored envelope to its device's actor if it is connected to this node.

@@ -1,0 +1,147 @@
+//! Durability: every envelope acknowledged with `Accepted` survives `kill -9` of the node, and
+//! a graceful stop closes sockets with 1001.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hush_client::{ClientError, Session};
+use hush_protocol::ids::UserId;
+use hush_protocol::wire::{ClientFrame, DeviceMessage, Payload, SendMessage, ServerFrame};
+use hush_tests::{drain, Node};
+
+/// Pipelines sends to bob (device 1) keeping `window` in flight until the socket dies.
+async fn blast(
+    session: Session,
+    bob_reg: u16,
+    accepted: Arc<Mutex<Vec<uuid::Uuid>>>,
+    count: Arc<AtomicUsize>,
+) {
+    let Ok(mut conn) = session.connect().await else {
+        return;
+    };
+    let window = 128;
+    let mut inflight = 0;
+    loop {
+        while inflight < window {
+            let m = SendMessage {
+                id: uuid::Uuid::new_v4(),
+                to: UserId::new("bob").unwrap(),
+                devices: vec![DeviceMessage {
+                    device: hush_protocol::ids::DeviceId::PRIMARY,
+                    registration_id: hush_protocol::ids::RegistrationId::new(u32::from(bob_reg))
+                        .unwrap(),
+                    content: Payload(vec![7; 256]),
+                }],
+                sync: vec![],
+            };
+            if conn.send_frame(&ClientFrame::Send(m)).await.is_err() {
+                return;
+            }
+            inflight += 1;
+        }
+        match conn.next_frame().await {
+            Ok(ServerFrame::Accepted { id }) => {
+                accepted.lock().unwrap().push(id);
+                count.fetch_add(1, Ordering::Relaxed);
+                inflight -= 1;
+            }
+            Ok(ServerFrame::Error { .. }) => inflight -= 1,
+            Ok(_) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_after_accepted_loses_nothing() {
+    let mut node = Node::start();
+    let admin = node.admin().await;
+    let bob = node.user(&admin, "bob").await;
+    let bob_reg = admin
+        .devices(Some(&UserId::new("bob").unwrap()))
+        .await
+        .unwrap()
+        .devices[0]
+        .registration_id
+        .get();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let count = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let s = node.user(&admin, &format!("sender{i}")).await;
+        tasks.push(tokio::spawn(blast(
+            s,
+            bob_reg,
+            accepted.clone(),
+            count.clone(),
+        )));
+    }
+    // Kill while the senders are still going, with well over 1,000 accepted envelopes queued.
+    let t0 = std::time::Instant::now();
+    while count.load(Ordering::Relaxed) < 1500 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(120),
+            "senders too slow: {}",
+            count.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    node.kill9();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    assert!(
+        accepted.len() >= 1000,
+        "only {} accepted before the kill",
+        accepted.len()
+    );
+
+    node.restart();
+    let mut conn = bob.connect().await.unwrap();
+    let got = drain(&mut conn).await;
+    let ids: std::collections::HashSet<uuid::Uuid> = got.iter().map(|e| e.id).collect();
+    assert_eq!(
+        ids.len(),
+        got.len(),
+        "no envelope delivered twice in one drain"
+    );
+    let lost: Vec<_> = accepted.iter().filter(|id| !ids.contains(id)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} accepted envelopes lost after kill -9",
+        lost.len(),
+        accepted.len()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_closes_sockets_with_1001_and_restart_keeps_data() {
+    let mut node = Node::start();
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let bob = node.user(&admin, "bob").await;
+    let mut a = alice.connect().await.unwrap();
+    drain(&mut a).await;
+    let id = a
+        .send_message(&UserId::new("bob").unwrap(), |_, _| b"kept".to_vec())
+        .await
+        .unwrap();
+    assert!(node.terminate(), "hushd did not exit cleanly on SIGTERM");
+    match tokio::time::timeout(Duration::from_secs(10), a.next_frame())
+        .await
+        .unwrap()
+    {
+        Err(ClientError::Closed(Some(reason))) => assert!(reason.starts_with("1001"), "{reason}"),
+        other => panic!("expected a 1001 close, got {other:?}"),
+    }
+    // Sessions, devices and queues survive the restart: bob's old token still works.
+    node.restart();
+    let mut b = bob.connect().await.unwrap();
+    let got = drain(&mut b).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].id, id);
+    assert_eq!(got[0].content.0, b"kept");
+}
