@@ -306,3 +306,19 @@ fn message_beyond_forward_jump_bound_is_refused_and_session_still_works() {
     let y = send(&mut alice, &bob, b"both ways");
     assert_eq!(recv(&mut bob, &alice, &y, &mut rng).unwrap(), b"both ways");
 }
+
+#[test]
+fn archived_sessions_are_bounded() {
+    use hush_protocol::e2e::consts::MAX_ARCHIVED_SESSIONS;
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut alice = device("alice", 1, &mut rng);
+    let mut bob = device("bob", 2, &mut rng);
+    for _ in 0..MAX_ARCHIVED_SESSIONS + 5 {
+        let b = bundle(&mut bob, false, &mut rng);
+        process_prekey_bundle(&mut alice.store, &bob.addr, &b, &mut rng).unwrap();
+    }
+    let rec = alice.store.load_session(&bob.addr).unwrap().unwrap();
+    assert_eq!(rec.archived_len(), MAX_ARCHIVED_SESSIONS);
+    let restored = SessionRecord::deserialize(&rec.serialize().unwrap()).unwrap();
+    assert_eq!(restored.archived_len(), MAX_ARCHIVED_SESSIONS);
+}
