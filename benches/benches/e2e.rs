@@ -214,33 +214,48 @@ fn session_creation(c: &mut Criterion) {
     }
     let alice = Account::new();
     let mut bob = Account::new();
-    g.bench_function("olm", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                bob.generate_one_time_keys(1);
-                let otk = *bob.one_time_keys().values().next().unwrap();
-                bob.mark_keys_as_published();
-                let start = Instant::now();
-                let mut a = alice
-                    .create_outbound_session(SessionConfig::version_1(), bob.curve25519_key(), otk)
-                    .unwrap();
-                let OlmMessage::PreKey(m) = a.encrypt(b"hello").unwrap() else {
-                    panic!("expected a pre-key message")
-                };
-                black_box(
-                    bob.create_inbound_session(
-                        SessionConfig::version_1(),
-                        alice.curve25519_key(),
-                        &m,
-                    )
-                    .unwrap(),
-                );
-                total += start.elapsed();
-            }
-            total
-        })
-    });
+    // `olm`: the agreement alone. `olm_signed_otk`: plus the Ed25519 check of the one-time key's
+    // signature a Matrix client makes before using it (the counterpart of Hush's signed pre-key
+    // check inside `x3dh::initiate`).
+    for (name, check_signature) in [("olm", false), ("olm_signed_otk", true)] {
+        g.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    bob.generate_one_time_keys(1);
+                    let otk = *bob.one_time_keys().values().next().unwrap();
+                    bob.mark_keys_as_published();
+                    let signature = bob.sign(otk.as_bytes());
+                    let start = Instant::now();
+                    if check_signature {
+                        bob.ed25519_key()
+                            .verify(otk.as_bytes(), &signature)
+                            .unwrap();
+                    }
+                    let mut a = alice
+                        .create_outbound_session(
+                            SessionConfig::version_1(),
+                            bob.curve25519_key(),
+                            otk,
+                        )
+                        .unwrap();
+                    let OlmMessage::PreKey(m) = a.encrypt(b"hello").unwrap() else {
+                        panic!("expected a pre-key message")
+                    };
+                    black_box(
+                        bob.create_inbound_session(
+                            SessionConfig::version_1(),
+                            alice.curve25519_key(),
+                            &m,
+                        )
+                        .unwrap(),
+                    );
+                    total += start.elapsed();
+                }
+                total
+            })
+        });
+    }
     g.finish();
 }
 
