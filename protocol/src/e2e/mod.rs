@@ -22,6 +22,25 @@
 //! - [`error`]: one error enum per concern.
 //! - [`fuzzing`]: decoder entry points shared by the fuzz targets and the corpus replay test.
 
+//! # Entry points
+//!
+//! Node, at key upload (each failure is a [`KeyError`]: `InvalidKey`, `InvalidSignature` or
+//! `InvalidKeyId`, answered with 422):
+//! [`verify_signed_ec_prekey`]`(identity_key, key_id, public_key, signature)`,
+//! [`verify_kyber_prekey`]`(identity_key, key_id, public_key, signature)` (one-time and
+//! last-resort Kyber keys), [`parse_one_time_prekey`]`(key_id, public_key)`.
+//!
+//! Client, pairwise: [`session::process_prekey_bundle`]`(store, peer, bundle, rng)` starts a
+//! session; [`session::encrypt_message`]`(store, peer, plaintext)` and
+//! [`session::decrypt_message`]`(store, peer, bytes, rng)` do the rest (pre-key and ratchet
+//! messages alike). The same operations exist on [`SessionRecord`] for callers that keep records
+//! themselves.
+//!
+//! Client, groups: [`store::create_sender_key_distribution`] (send the encoded
+//! [`SenderKeyDistributionMessage`] to each member over its pairwise session),
+//! [`store::process_sender_key_distribution`], [`store::group_encrypt`],
+//! [`store::group_decrypt`]; [`SenderKeyRecord::rotate`] after removing a member.
+
 pub mod consts;
 pub mod error;
 pub mod fuzzing;
