@@ -4,8 +4,8 @@
 
 use hush_protocol::e2e::kdf::{ChainKey, MessageKeys};
 use hush_protocol::e2e::{
-    parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, KeyError, KeyId,
-    KyberPublicKey, PrivateKey, PublicKey,
+    parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, KeyError, KeyId, KyberPublicKey,
+    PrivateKey, PublicKey,
 };
 use serde_json::Value;
 
@@ -62,13 +62,7 @@ fn xeddsa_edge_cases_match_libsignal() {
     for c in cases {
         let (pk, msg, sig) = (hx(&c["public_key"]), hx(&c["message"]), hx(&c["signature"]));
         let expected = c["valid"].as_bool().unwrap();
-        assert_eq!(
-            verify(&pk, &msg, &sig),
-            expected,
-            "{}: {}",
-            c["id"],
-            c["note"]
-        );
+        assert_eq!(verify(&pk, &msg, &sig), expected, "{}: {}", c["id"], c["note"]);
     }
 }
 
@@ -105,8 +99,7 @@ fn prekey_devices_verify() {
         }
         for otk in d["one_time_pre_keys"].as_array().unwrap() {
             let parsed =
-                parse_one_time_prekey(otk["key_id"].as_i64().unwrap(), &hx(&otk["public_key"]))
-                    .unwrap();
+                parse_one_time_prekey(otk["key_id"].as_i64().unwrap(), &hx(&otk["public_key"])).unwrap();
             let private = PrivateKey::deserialize(&hx(&otk["private_key"])).unwrap();
             assert_eq!(private.public_key(), parsed.public_key);
         }
@@ -154,11 +147,7 @@ fn prekey_bad_uploads_are_refused_with_the_expected_kind() {
             if field.starts_with(name) {
                 assert_eq!(result, Some(expected), "{}: {}", b["id"], b["defect"]);
             } else {
-                assert_eq!(
-                    result, None,
-                    "{}: {} (untouched {name})",
-                    b["id"], b["defect"]
-                );
+                assert_eq!(result, None, "{}: {} (untouched {name})", b["id"], b["defect"]);
             }
         }
     }
@@ -193,11 +182,7 @@ fn parsing_probes_match_libsignal() {
                 assert_eq!(r.is_ok(), accepted, "{what}");
                 if let Ok(k) = r {
                     assert_eq!(k.serialize().to_vec(), hx(&p["reserialized"]), "{what}");
-                    assert_eq!(
-                        k.public_key().serialize().to_vec(),
-                        hx(&p["derived_public_key"]),
-                        "{what}"
-                    );
+                    assert_eq!(k.public_key().serialize().to_vec(), hx(&p["derived_public_key"]), "{what}");
                 }
             }
             other => panic!("unknown probe kind {other}"),
@@ -253,4 +238,54 @@ fn rfc7748_x25519() {
     assert_eq!(b.public_key().u_bytes().to_vec(), hx(&d["bob_public"]));
     assert_eq!(a.agree(&b.public_key()).unwrap().to_vec(), hx(&d["shared"]));
     assert_eq!(b.agree(&a.public_key()).unwrap().to_vec(), hx(&d["shared"]));
+}
+
+#[test]
+fn libsignal_session_bundle_parses_and_verifies() {
+    // session.json is informational (Hush does not speak PQXDH), but the bundle libsignal built
+    // its session from must parse and verify here, and start a Hush session.
+    use hush_protocol::e2e::x3dh;
+    use hush_protocol::e2e::{KeyPair, PreKeyBundle};
+    let v = load("libsignal/session.json");
+    let b = &v["bob"]["bundle"];
+    let ik = hx(&b["identity_key"]);
+    let spk = verify_signed_ec_prekey(
+        &ik,
+        b["signed_pre_key"]["key_id"].as_i64().unwrap(),
+        &hx(&b["signed_pre_key"]["public_key"]),
+        &hx(&b["signed_pre_key"]["signature"]),
+    )
+    .unwrap();
+    let kyber = verify_kyber_prekey(
+        &ik,
+        b["kyber_pre_key"]["key_id"].as_i64().unwrap(),
+        &hx(&b["kyber_pre_key"]["public_key"]),
+        &hx(&b["kyber_pre_key"]["signature"]),
+    )
+    .unwrap();
+    let otk =
+        parse_one_time_prekey(b["pre_key"]["key_id"].as_i64().unwrap(), &hx(&b["pre_key"]["public_key"]))
+            .unwrap();
+    PublicKey::deserialize(&hx(&v["alice"]["identity_key"])).unwrap();
+    let fields = &v["alice_to_bob"][0]["prekey_message_fields"];
+    assert_eq!(i64::from(otk.key_id.get()), fields["pre_key_id"].as_i64().unwrap());
+    assert_eq!(i64::from(spk.key_id.get()), fields["signed_pre_key_id"].as_i64().unwrap());
+    let bundle = PreKeyBundle {
+        registration_id: u32::try_from(b["registration_id"].as_u64().unwrap()).unwrap(),
+        device_id: u32::try_from(b["device_id"].as_u64().unwrap()).unwrap(),
+        identity_key: PublicKey::deserialize(&ik).unwrap(),
+        signed_pre_key: spk,
+        one_time_pre_key: Some(otk),
+        kyber_pre_key: Some(kyber),
+    };
+    let mut rng = rand::thread_rng();
+    let ours = KeyPair::generate(&mut rng);
+    let state = x3dh::initiate(&ours, 1163, &bundle, &mut rng).unwrap();
+    assert!(state.is_unacknowledged());
+    // A flipped bit in the Kyber signature stops the session before any DH.
+    let mut bad = bundle.clone();
+    if let Some(k) = bad.kyber_pre_key.as_mut() {
+        k.signature[0] ^= 1;
+    }
+    assert!(x3dh::initiate(&ours, 1163, &bad, &mut rng).is_err());
 }
