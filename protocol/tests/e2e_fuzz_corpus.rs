@@ -26,9 +26,7 @@ const TARGETS: [(&str, Entry); 7] = [
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/corpus")
-        .join(target)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus").join(target)
 }
 
 #[test]
@@ -88,37 +86,22 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push((
         "session_record",
         "alice".into(),
-        alice
-            .load_session(&b_addr)
-            .unwrap()
-            .unwrap()
-            .serialize()
-            .unwrap(),
+        alice.load_session(&b_addr).unwrap().unwrap().serialize().unwrap(),
     ));
     out.push((
         "session_record",
         "bob".into(),
-        bob.load_session(&a_addr)
-            .unwrap()
-            .unwrap()
-            .serialize()
-            .unwrap(),
+        bob.load_session(&a_addr).unwrap().unwrap().serialize().unwrap(),
     ));
     out.push((
         "session_record",
         "empty".into(),
-        hush_protocol::e2e::SessionRecord::new()
-            .serialize()
-            .unwrap(),
+        hush_protocol::e2e::SessionRecord::new().serialize().unwrap(),
     ));
 
     let mut sender = SenderKeyRecord::new(uuid::Uuid::from_u128(7));
     let skdm = sender.distribution(&mut rng).unwrap();
-    out.push((
-        "sender_key_distribution",
-        "skdm".into(),
-        skdm.encode().to_vec(),
-    ));
+    out.push(("sender_key_distribution", "skdm".into(), skdm.encode().to_vec()));
     let mut member = SenderKeyRecord::new(uuid::Uuid::from_u128(7));
     member.process_distribution(&skdm).unwrap();
     let gm = sender.encrypt(b"group hello", &mut rng).unwrap();
@@ -126,37 +109,18 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     sender.encrypt(b"skipped", &mut rng).unwrap();
     let gm2 = sender.encrypt(b"second", &mut rng).unwrap();
     member.decrypt(&gm2).unwrap();
-    out.push((
-        "sender_key_record",
-        "sender".into(),
-        sender.serialize().unwrap(),
-    ));
-    out.push((
-        "sender_key_record",
-        "member".into(),
-        member.serialize().unwrap(),
-    ));
+    out.push(("sender_key_record", "sender".into(), sender.serialize().unwrap()));
+    out.push(("sender_key_record", "member".into(), member.serialize().unwrap()));
 
     let pk = bob_id.public_key().serialize().to_vec();
     let sig = spk.signature.clone();
     let spk_pub = spk.key_pair.public_key().serialize().to_vec();
     out.push(("key_encodings", "ec-public".into(), pk.clone()));
-    out.push((
-        "key_encodings",
-        "ec-private".into(),
-        otk.key_pair.private_key().serialize().to_vec(),
-    ));
+    out.push(("key_encodings", "ec-private".into(), otk.key_pair.private_key().serialize().to_vec()));
     let mut kyber = vec![0x08u8; 1569];
-    kyber[1..]
-        .iter_mut()
-        .enumerate()
-        .for_each(|(i, b)| *b = i as u8);
+    kyber[1..].iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
     out.push(("key_encodings", "kyber".into(), kyber));
-    out.push((
-        "key_encodings",
-        "upload".into(),
-        [pk, sig, spk_pub].concat(),
-    ));
+    out.push(("key_encodings", "upload".into(), [pk, sig, spk_pub].concat()));
     out
 }
 

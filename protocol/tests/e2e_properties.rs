@@ -7,8 +7,7 @@ use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
 use hush_protocol::e2e::store::{IdentityStore, SessionStore};
 use hush_protocol::e2e::{
-    consts::MAX_RECEIVER_CHAINS, InMemoryStore, KeyId, PeerAddress, PreKeyBundle, PublicKey,
-    SessionRecord,
+    consts::MAX_RECEIVER_CHAINS, InMemoryStore, KeyId, PeerAddress, PreKeyBundle, PublicKey, SessionRecord,
 };
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -47,11 +46,7 @@ fn pair(seed: u64) -> (Side, Side, StdRng) {
             // Alice's first receiving chain is bob's signed pre-key.
             seen: vec![spk.public().public_key],
         },
-        Side {
-            store: bob,
-            addr: bob_addr,
-            seen: Vec::new(),
-        },
+        Side { store: bob, addr: bob_addr, seen: Vec::new() },
         rng,
     )
 }

@@ -9,10 +9,7 @@ use rand::SeedableRng;
 fn forms(bytes: &[u8]) -> Vec<String> {
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     let list = format!("{:?}", &bytes[..4]);
-    vec![
-        hex[..16].to_string(),
-        list.trim_end_matches(']').to_string(),
-    ]
+    vec![hex[..16].to_string(), list.trim_end_matches(']').to_string()]
 }
 
 #[test]

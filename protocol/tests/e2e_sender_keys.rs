@@ -167,10 +167,7 @@ fn at_most_five_states_per_sender() {
         }
     }
     assert_eq!(member.chain_ids().len(), MAX_SENDER_KEY_STATES);
-    assert_eq!(
-        member.decrypt(&first_message.unwrap()),
-        Err(E2eError::NoSenderKeyState)
-    );
+    assert_eq!(member.decrypt(&first_message.unwrap()), Err(E2eError::NoSenderKeyState));
 }
 
 #[test]
@@ -185,18 +182,9 @@ fn store_level_group_flow() {
     assert_eq!(skdm.chain_id, again.chain_id);
     process_sender_key_distribution(&mut bob, &alice_addr, &skdm).unwrap();
     let m = group_encrypt(&mut alice, &alice_addr, DIST, b"to the group", &mut rng).unwrap();
-    assert_eq!(
-        group_decrypt(&mut bob, &alice_addr, &m).unwrap(),
-        b"to the group"
-    );
-    assert_eq!(
-        group_decrypt(&mut bob, &alice_addr, &m),
-        Err(E2eError::DuplicateMessage)
-    );
+    assert_eq!(group_decrypt(&mut bob, &alice_addr, &m).unwrap(), b"to the group");
+    assert_eq!(group_decrypt(&mut bob, &alice_addr, &m), Err(E2eError::DuplicateMessage));
     // A message from a sender bob has no key for.
     let carol = PeerAddress::new("carol", 1);
-    assert_eq!(
-        group_decrypt(&mut bob, &carol, &m),
-        Err(E2eError::NoSenderKeyState)
-    );
+    assert_eq!(group_decrypt(&mut bob, &carol, &m), Err(E2eError::NoSenderKeyState));
 }

@@ -8,8 +8,8 @@ use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
 use hush_protocol::e2e::store::{IdentityStore, SessionStore};
 use hush_protocol::e2e::{
-    consts::MAX_FORWARD_JUMPS, E2eError, InMemoryStore, KeyError, KeyId, KyberPublicKey,
-    PeerAddress, PreKeyBundle, SessionRecord, SignedKyberPreKey,
+    consts::MAX_FORWARD_JUMPS, E2eError, InMemoryStore, KeyError, KeyId, KyberPublicKey, PeerAddress,
+    PreKeyBundle, SessionRecord, SignedKyberPreKey,
 };
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -20,10 +20,7 @@ struct Device {
 }
 
 fn device(name: &str, reg: u32, rng: &mut StdRng) -> Device {
-    Device {
-        store: InMemoryStore::generate(reg, rng),
-        addr: PeerAddress::new(name, 1),
-    }
+    Device { store: InMemoryStore::generate(reg, rng), addr: PeerAddress::new(name, 1) }
 }
 
 /// Publishes a signed pre-key (id 1) and, if asked, a one-time pre-key (id 7).
@@ -67,10 +64,7 @@ fn conversation(with_otk: bool) {
     assert_eq!(bob.store.pre_key_count(), usize::from(!with_otk));
     assert_eq!(recv(&mut bob, &alice, &m[0], &mut rng).unwrap(), vec![0; 5]);
     assert_eq!(recv(&mut bob, &alice, &m[1], &mut rng).unwrap(), vec![1; 5]);
-    assert_eq!(
-        recv(&mut bob, &alice, &m[1], &mut rng),
-        Err(E2eError::DuplicateMessage)
-    );
+    assert_eq!(recv(&mut bob, &alice, &m[1], &mut rng), Err(E2eError::DuplicateMessage));
 
     let r = send(&mut bob, &alice, b"hi alice");
     assert_eq!(message_kind(&r).unwrap(), MessageKind::Ratchet);
@@ -81,11 +75,7 @@ fn conversation(with_otk: bool) {
 
     // Restore both sides from bytes mid-conversation.
     for d in [&mut alice, &mut bob] {
-        let peer = if d.addr.name == "alice" {
-            "bob"
-        } else {
-            "alice"
-        };
+        let peer = if d.addr.name == "alice" { "bob" } else { "alice" };
         let addr = PeerAddress::new(peer, 1);
         let rec = d.store.load_session(&addr).unwrap().unwrap();
         let restored = SessionRecord::deserialize(&rec.serialize().unwrap()).unwrap();
@@ -128,9 +118,7 @@ fn bundle_with_bad_signature_is_refused_before_use() {
     let mut b = bundle(&mut bob, true, &mut rng);
     let mut kyber = vec![0x08u8; 1569];
     kyber[1] = 1;
-    let other = InMemoryStore::generate(9, &mut rng)
-        .identity_key_pair()
-        .unwrap();
+    let other = InMemoryStore::generate(9, &mut rng).identity_key_pair().unwrap();
     b.kyber_pre_key = Some(SignedKyberPreKey {
         key_id: KeyId::new(3).unwrap(),
         public_key: KyberPublicKey::deserialize(&kyber).unwrap(),
@@ -161,20 +149,14 @@ fn unknown_pre_keys_and_untrusted_identity_are_refused() {
         store: InMemoryStore::new(bob.store.identity_key_pair().unwrap(), 2),
         addr: bob.addr.clone(),
     };
-    assert!(matches!(
-        recv(&mut bob2, &alice, &m, &mut rng),
-        Err(E2eError::UnknownSignedPreKey(1))
-    ));
+    assert!(matches!(recv(&mut bob2, &alice, &m, &mut rng), Err(E2eError::UnknownSignedPreKey(1))));
     // A different identity for a known address is refused.
     let mut mallory = device("alice", 1, &mut rng);
     assert_eq!(recv(&mut bob, &alice, &m, &mut rng).unwrap(), b"x");
     let mb = bundle(&mut bob, true, &mut rng);
     process_prekey_bundle(&mut mallory.store, &bob.addr, &mb, &mut rng).unwrap();
     let fake = send(&mut mallory, &bob, b"it's me");
-    assert_eq!(
-        recv(&mut bob, &mallory, &fake, &mut rng),
-        Err(E2eError::UntrustedIdentity)
-    );
+    assert_eq!(recv(&mut bob, &mallory, &fake, &mut rng), Err(E2eError::UntrustedIdentity));
 }
 
 #[test]
@@ -195,26 +177,13 @@ fn archived_session_still_decrypts_in_flight_messages() {
     assert_eq!(recv(&mut alice, &bob, &late, &mut rng).unwrap(), b"late");
     let n = send(&mut alice, &bob, b"new session");
     assert_eq!(message_kind(&n).unwrap(), MessageKind::PreKey);
-    assert_eq!(
-        recv(&mut bob, &alice, &n, &mut rng).unwrap(),
-        b"new session"
-    );
+    assert_eq!(recv(&mut bob, &alice, &n, &mut rng).unwrap(), b"new session");
     let r = send(&mut bob, &alice, b"on the new one");
-    assert_eq!(
-        recv(&mut alice, &bob, &r, &mut rng).unwrap(),
-        b"on the new one"
-    );
+    assert_eq!(recv(&mut alice, &bob, &r, &mut rng).unwrap(), b"on the new one");
 }
 
 fn current_base(d: &Device, peer: &Device) -> [u8; 33] {
-    d.store
-        .load_session(&peer.addr)
-        .unwrap()
-        .unwrap()
-        .current()
-        .unwrap()
-        .base_key()
-        .serialize()
+    d.store.load_session(&peer.addr).unwrap().unwrap().current().unwrap().base_key().serialize()
 }
 
 #[test]
@@ -276,33 +245,15 @@ fn message_beyond_forward_jump_bound_is_refused_and_session_still_works() {
         }
     }
     alice.store.store_session(&bob.addr, rec).unwrap();
-    let before = bob
-        .store
-        .load_session(&alice.addr)
-        .unwrap()
-        .unwrap()
-        .serialize()
-        .unwrap();
-    assert_eq!(
-        recv(&mut bob, &alice, &too_far, &mut rng),
-        Err(E2eError::TooFarInFuture)
-    );
-    let after = bob
-        .store
-        .load_session(&alice.addr)
-        .unwrap()
-        .unwrap()
-        .serialize()
-        .unwrap();
+    let before = bob.store.load_session(&alice.addr).unwrap().unwrap().serialize().unwrap();
+    assert_eq!(recv(&mut bob, &alice, &too_far, &mut rng), Err(E2eError::TooFarInFuture));
+    let after = bob.store.load_session(&alice.addr).unwrap().unwrap().serialize().unwrap();
     assert_eq!(before, after);
     assert_eq!(recv(&mut bob, &alice, &near, &mut rng).unwrap(), b"near");
     // Exactly at the bound (counted from the chain's new position) is accepted.
     assert_eq!(recv(&mut bob, &alice, &last_ok, &mut rng).unwrap(), b"far");
     let x = send(&mut bob, &alice, b"still works");
-    assert_eq!(
-        recv(&mut alice, &bob, &x, &mut rng).unwrap(),
-        b"still works"
-    );
+    assert_eq!(recv(&mut alice, &bob, &x, &mut rng).unwrap(), b"still works");
     let y = send(&mut alice, &bob, b"both ways");
     assert_eq!(recv(&mut bob, &alice, &y, &mut rng).unwrap(), b"both ways");
 }

@@ -7,9 +7,7 @@ use super::consts::TAG_LEN;
 use super::error::E2eError;
 
 fn key(k: &[u8; 32]) -> Result<LessSafeKey, E2eError> {
-    UnboundKey::new(&AES_256_GCM, k)
-        .map(LessSafeKey::new)
-        .map_err(|_| E2eError::Crypto)
+    UnboundKey::new(&AES_256_GCM, k).map(LessSafeKey::new).map_err(|_| E2eError::Crypto)
 }
 
 /// Encrypts `out[start..]` in place and appends the tag.
@@ -30,12 +28,7 @@ pub(crate) fn seal_in_place(
 }
 
 /// Decrypts `ciphertext || tag`.
-pub(crate) fn open(
-    k: &[u8; 32],
-    nonce: [u8; 12],
-    ad: &[u8],
-    ciphertext: &[u8],
-) -> Result<Vec<u8>, E2eError> {
+pub(crate) fn open(k: &[u8; 32], nonce: [u8; 12], ad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, E2eError> {
     if ciphertext.len() < TAG_LEN {
         return Err(E2eError::DecryptionFailed);
     }

@@ -57,10 +57,7 @@ pub fn key_encodings(data: &[u8]) -> bool {
     if let Ok(k) = KyberPublicKey::deserialize(data) {
         ok &= k.serialize() == data;
     }
-    let id = data
-        .get(..8)
-        .and_then(|b| <[u8; 8]>::try_from(b).ok())
-        .map_or(0, i64::from_le_bytes);
+    let id = data.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, i64::from_le_bytes);
     let _ = KeyId::new(id);
     let (ik, rest) = data.split_at(data.len().min(33));
     let (sig, key) = rest.split_at(rest.len().min(64));

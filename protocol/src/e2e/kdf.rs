@@ -18,7 +18,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use super::consts::{CHAIN_MESSAGE_SEED, CHAIN_NEXT_KEY, LABEL_MESSAGE_KEYS, LABEL_RATCHET};
 use super::error::E2eError;
-use super::keys::{PrivateKey, PublicKey};
+use super::keys::{DhPoint, PrivateKey, PublicKey};
 use super::secret::Secret32;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -28,15 +28,8 @@ fn keyed(key: &[u8; 32]) -> Result<HmacSha256, E2eError> {
 }
 
 /// HKDF-SHA256 into `out`.
-pub(crate) fn hkdf(
-    salt: Option<&[u8]>,
-    ikm: &[u8],
-    info: &[u8],
-    out: &mut [u8],
-) -> Result<(), E2eError> {
-    Hkdf::<Sha256>::new(salt, ikm)
-        .expand(info, out)
-        .map_err(|_| E2eError::Crypto)
+pub(crate) fn hkdf(salt: Option<&[u8]>, ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), E2eError> {
+    Hkdf::<Sha256>::new(salt, ikm).expand(info, out).map_err(|_| E2eError::Crypto)
 }
 
 /// A chain key with its index: the position of the next message key it yields.
@@ -48,9 +41,7 @@ pub struct ChainKey {
 
 impl core::fmt::Debug for ChainKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ChainKey")
-            .field("index", &self.index)
-            .finish_non_exhaustive()
+        f.debug_struct("ChainKey").field("index", &self.index).finish_non_exhaustive()
     }
 }
 
@@ -74,10 +65,7 @@ impl MessageSeed {
 impl ChainKey {
     /// A chain key at `index`.
     pub fn new(key: [u8; 32], index: u32) -> Self {
-        Self {
-            key: Secret32(key),
-            index,
-        }
+        Self { key: Secret32(key), index }
     }
 
     /// Index of the next message key.
@@ -100,10 +88,7 @@ impl ChainKey {
         m2.update(&[CHAIN_NEXT_KEY]);
         Ok((
             MessageSeed(m1.finalize().into_bytes().into()),
-            ChainKey {
-                key: Secret32(m2.finalize().into_bytes().into()),
-                index,
-            },
+            ChainKey { key: Secret32(m2.finalize().into_bytes().into()), index },
         ))
     }
 }
@@ -139,11 +124,7 @@ impl MessageKeys {
     pub fn derive(seed: &MessageSeed) -> Result<Self, E2eError> {
         let mut okm = Zeroizing::new([0u8; 80]);
         hkdf(None, &seed.0, LABEL_MESSAGE_KEYS, okm.as_mut())?;
-        let mut keys = MessageKeys {
-            cipher_key: [0; 32],
-            mac_key: [0; 32],
-            iv: [0; 16],
-        };
+        let mut keys = MessageKeys { cipher_key: [0; 32], mac_key: [0; 32], iv: [0; 16] };
         keys.cipher_key.copy_from_slice(&okm[..32]);
         keys.mac_key.copy_from_slice(&okm[32..64]);
         keys.iv.copy_from_slice(&okm[64..]);
@@ -179,19 +160,19 @@ impl RootKey {
     }
 
     /// One DH ratchet step: HKDF(salt = root, ikm = DH(ours, theirs), `WhisperRatchet`).
-    pub fn step(
+    pub fn step(&self, ours: &PrivateKey, theirs: &PublicKey) -> Result<(RootKey, ChainKey), E2eError> {
+        self.step_prepared(ours, &theirs.prepare())
+    }
+
+    /// [`RootKey::step`] with a prepared peer key.
+    pub(crate) fn step_prepared(
         &self,
         ours: &PrivateKey,
-        theirs: &PublicKey,
+        theirs: &DhPoint,
     ) -> Result<(RootKey, ChainKey), E2eError> {
-        let shared = ours.agree(theirs)?;
+        let shared = ours.agree_prepared(theirs)?;
         let mut okm = Zeroizing::new([0u8; 64]);
-        hkdf(
-            Some(self.0.as_bytes()),
-            shared.as_ref(),
-            LABEL_RATCHET,
-            okm.as_mut(),
-        )?;
+        hkdf(Some(self.0.as_bytes()), shared.as_ref(), LABEL_RATCHET, okm.as_mut())?;
         let mut root = [0u8; 32];
         let mut chain = [0u8; 32];
         root.copy_from_slice(&okm[..32]);

@@ -134,13 +134,7 @@ impl<'a> RatchetMessage<'a> {
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::Truncated);
         }
-        Ok(Self {
-            ratchet_key,
-            counter,
-            previous_counter,
-            header,
-            ciphertext,
-        })
+        Ok(Self { ratchet_key, counter, previous_counter, header, ciphertext })
     }
 }
 
@@ -199,24 +193,14 @@ impl<'a> PreKeyMessage<'a> {
         if flags & !1 != 0 {
             return Err(DecodeError::BadFlags);
         }
-        let pre_key_id = if flags & 1 == 1 {
-            Some(r.key_id()?)
-        } else {
-            None
-        };
+        let pre_key_id = if flags & 1 == 1 { Some(r.key_id()?) } else { None };
         let signed_pre_key_id = r.key_id()?;
         let base_key = r.key()?;
         let identity_key = r.key()?;
         let prefix = bytes.get(..r.pos()).ok_or(DecodeError::Truncated)?;
         let message = RatchetMessage::decode(r.rest())?;
         Ok(Self {
-            fields: PreKeyFields {
-                registration_id,
-                pre_key_id,
-                signed_pre_key_id,
-                base_key,
-                identity_key,
-            },
+            fields: PreKeyFields { registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key },
             prefix,
             message,
         })

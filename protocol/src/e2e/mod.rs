@@ -61,8 +61,8 @@ mod secret;
 pub use error::{DecodeError, E2eError, KeyError};
 pub use keys::{KeyId, KeyPair, KyberPublicKey, PrivateKey, PublicKey};
 pub use prekeys::{
-    parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, OneTimePreKey,
-    PreKeyBundle, SignedEcPreKey, SignedKyberPreKey,
+    parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, OneTimePreKey, PreKeyBundle,
+    SignedEcPreKey, SignedKyberPreKey,
 };
 pub use sender_keys::{SenderKeyDistributionMessage, SenderKeyRecord};
 pub use session::{PeerAddress, SessionRecord};

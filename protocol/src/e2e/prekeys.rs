@@ -63,11 +63,7 @@ pub fn verify_signed_ec_prekey(
     let key_id = KeyId::new(key_id)?;
     let public_key = PublicKey::deserialize(public_key)?;
     check_signature(identity_key, &public_key.serialize(), signature)?;
-    Ok(SignedEcPreKey {
-        key_id,
-        public_key,
-        signature: signature.to_vec(),
-    })
+    Ok(SignedEcPreKey { key_id, public_key, signature: signature.to_vec() })
 }
 
 /// Checks an uploaded Kyber-1024 pre-key (one-time or last-resort): exactly 1569 bytes with
@@ -81,19 +77,12 @@ pub fn verify_kyber_prekey(
     let key_id = KeyId::new(key_id)?;
     let public_key = KyberPublicKey::deserialize(public_key)?;
     check_signature(identity_key, public_key.serialize(), signature)?;
-    Ok(SignedKyberPreKey {
-        key_id,
-        public_key,
-        signature: signature.to_vec(),
-    })
+    Ok(SignedKyberPreKey { key_id, public_key, signature: signature.to_vec() })
 }
 
 /// Parses an uploaded EC one-time pre-key.
 pub fn parse_one_time_prekey(key_id: i64, public_key: &[u8]) -> Result<OneTimePreKey, KeyError> {
-    Ok(OneTimePreKey {
-        key_id: KeyId::new(key_id)?,
-        public_key: PublicKey::deserialize(public_key)?,
-    })
+    Ok(OneTimePreKey { key_id: KeyId::new(key_id)?, public_key: PublicKey::deserialize(public_key)? })
 }
 
 /// What a client fetches for one device of a peer to start a session with it.
@@ -126,20 +115,10 @@ pub struct SignedPreKeyRecord {
 
 impl SignedPreKeyRecord {
     /// Generates a signed pre-key signed by `identity`.
-    pub fn generate<R: RngCore + CryptoRng>(
-        key_id: KeyId,
-        identity: &KeyPair,
-        rng: &mut R,
-    ) -> Self {
+    pub fn generate<R: RngCore + CryptoRng>(key_id: KeyId, identity: &KeyPair, rng: &mut R) -> Self {
         let key_pair = KeyPair::generate(rng);
-        let signature = identity
-            .sign(&key_pair.public_key().serialize(), rng)
-            .to_vec();
-        Self {
-            key_id,
-            key_pair,
-            signature,
-        }
+        let signature = identity.sign(&key_pair.public_key().serialize(), rng).to_vec();
+        Self { key_id, key_pair, signature }
     }
 
     /// The public part, as uploaded.
@@ -164,17 +143,11 @@ pub struct PreKeyRecord {
 impl PreKeyRecord {
     /// Generates a one-time pre-key.
     pub fn generate<R: RngCore + CryptoRng>(key_id: KeyId, rng: &mut R) -> Self {
-        Self {
-            key_id,
-            key_pair: KeyPair::generate(rng),
-        }
+        Self { key_id, key_pair: KeyPair::generate(rng) }
     }
 
     /// The public part, as uploaded.
     pub fn public(&self) -> OneTimePreKey {
-        OneTimePreKey {
-            key_id: self.key_id,
-            public_key: *self.key_pair.public_key(),
-        }
+        OneTimePreKey { key_id: self.key_id, public_key: *self.key_pair.public_key() }
     }
 }

@@ -18,8 +18,8 @@ use super::error::{DecodeError, E2eError};
 use super::kdf::{ChainKey, MessageKeys, MessageSeed, RootKey};
 use super::keys::{KeyPair, PublicKey};
 use super::message::{
-    associated_data, write_prekey_prefix, write_ratchet_header, PreKeyFields, RatchetMessage,
-    MAX_AD_LEN, RATCHET_HEADER_LEN,
+    associated_data, write_prekey_prefix, write_ratchet_header, PreKeyFields, RatchetMessage, MAX_AD_LEN,
+    RATCHET_HEADER_LEN,
 };
 use super::secret::Secret32;
 
@@ -107,16 +107,9 @@ impl SessionState {
             remote_registration_id: parties.remote_registration_id,
             base_key: parties.base_key,
             root_key,
-            sender: SenderChain {
-                ratchet,
-                chain: send_chain,
-            },
+            sender: SenderChain { ratchet, chain: send_chain },
             previous_counter: 0,
-            receivers: vec![ReceiverChain {
-                ratchet_key: their_signed_pre_key,
-                chain,
-                skipped: Vec::new(),
-            }],
+            receivers: vec![ReceiverChain { ratchet_key: their_signed_pre_key, chain, skipped: Vec::new() }],
             pending_prekey: Some(pending),
         })
     }
@@ -135,10 +128,7 @@ impl SessionState {
             remote_registration_id: parties.remote_registration_id,
             base_key: parties.base_key,
             root_key: root,
-            sender: SenderChain {
-                ratchet: signed_pre_key,
-                chain,
-            },
+            sender: SenderChain { ratchet: signed_pre_key, chain },
             previous_counter: 0,
             receivers: Vec::new(),
             pending_prekey: None,
@@ -185,13 +175,7 @@ impl SessionState {
         );
         let mut ad_buf = [0u8; MAX_AD_LEN];
         let (prefix, header) = out.split_at(prefix_len);
-        let ad = associated_data(
-            &mut ad_buf,
-            prefix,
-            header,
-            &self.local_identity,
-            &self.remote_identity,
-        )?;
+        let ad = associated_data(&mut ad_buf, prefix, header, &self.local_identity, &self.remote_identity)?;
         let start = out.len();
         out.extend_from_slice(plaintext);
         aead::seal_in_place(&keys.cipher_key, keys.nonce(), ad, &mut out, start)?;
@@ -208,17 +192,9 @@ impl SessionState {
         rng: &mut R,
     ) -> Result<Vec<u8>, E2eError> {
         let mut ad_buf = [0u8; MAX_AD_LEN];
-        let ad = associated_data(
-            &mut ad_buf,
-            prefix,
-            msg.header,
-            &self.remote_identity,
-            &self.local_identity,
-        )?;
-        let found = self
-            .receivers
-            .iter()
-            .position(|c| c.ratchet_key == msg.ratchet_key);
+        let ad =
+            associated_data(&mut ad_buf, prefix, msg.header, &self.remote_identity, &self.local_identity)?;
+        let found = self.receivers.iter().position(|c| c.ratchet_key == msg.ratchet_key);
         let plaintext = if let Some(i) = found {
             let chain = self.receivers.get(i).ok_or(E2eError::Crypto)?;
             if msg.counter < chain.chain.index() {
@@ -246,26 +222,19 @@ impl SessionState {
             if msg.counter > MAX_FORWARD_JUMPS {
                 return Err(E2eError::TooFarInFuture);
             }
-            let (root1, recv_chain) = self
-                .root_key
-                .step(self.sender.ratchet.private_key(), &msg.ratchet_key)?;
+            let their = msg.ratchet_key.prepare();
+            let (root1, recv_chain) =
+                self.root_key.step_prepared(self.sender.ratchet.private_key(), &their)?;
             let (plaintext, adv) = advance_and_open(&recv_chain, msg, ad)?;
             let ratchet = KeyPair::generate(rng);
-            let (root2, send_chain) = root1.step(ratchet.private_key(), &msg.ratchet_key)?;
+            let (root2, send_chain) = root1.step_prepared(ratchet.private_key(), &their)?;
             // Commit: nothing below can fail.
             self.previous_counter = self.sender.chain.index();
-            self.sender = SenderChain {
-                ratchet,
-                chain: send_chain,
-            };
+            self.sender = SenderChain { ratchet, chain: send_chain };
             self.root_key = root2;
             let mut skipped = adv.skipped;
             trim_front(&mut skipped, MAX_SKIPPED_KEYS_PER_CHAIN);
-            self.receivers.push(ReceiverChain {
-                ratchet_key: msg.ratchet_key,
-                chain: adv.chain,
-                skipped,
-            });
+            self.receivers.push(ReceiverChain { ratchet_key: msg.ratchet_key, chain: adv.chain, skipped });
             if self.receivers.len() > MAX_RECEIVER_CHAINS {
                 self.receivers.remove(0);
             }
@@ -296,10 +265,7 @@ impl SessionState {
     /// Checks the bounds of a deserialized state.
     pub(crate) fn validate(&self) -> Result<(), DecodeError> {
         if self.receivers.len() > MAX_RECEIVER_CHAINS
-            || self
-                .receivers
-                .iter()
-                .any(|c| c.skipped.len() > MAX_SKIPPED_KEYS_PER_CHAIN)
+            || self.receivers.iter().any(|c| c.skipped.len() > MAX_SKIPPED_KEYS_PER_CHAIN)
             || self.skipped_keys() > MAX_SKIPPED_KEYS_PER_SESSION
         {
             return Err(DecodeError::BadRecord);
@@ -326,37 +292,23 @@ fn advance_and_open(
     msg: &RatchetMessage<'_>,
     ad: &[u8],
 ) -> Result<(Vec<u8>, Advance), E2eError> {
-    let jump = msg
-        .counter
-        .checked_sub(chain.index())
-        .ok_or(E2eError::DuplicateMessage)?;
+    let jump = msg.counter.checked_sub(chain.index()).ok_or(E2eError::DuplicateMessage)?;
     if jump > MAX_FORWARD_JUMPS {
         return Err(E2eError::TooFarInFuture);
     }
-    let keep_from = msg
-        .counter
-        .saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
+    let keep_from = msg.counter.saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
     let mut skipped = Vec::new();
     let mut ck = chain.step()?;
     while ck.1.index() <= msg.counter {
         let index = ck.1.index() - 1;
         if index >= keep_from {
-            skipped.push(SkippedKey {
-                counter: index,
-                seed: Secret32(ck.0 .0),
-            });
+            skipped.push(SkippedKey { counter: index, seed: Secret32(ck.0 .0) });
         }
         ck = ck.1.step()?;
     }
     let (seed, next) = ck;
     let plaintext = open(&seed, ad, msg.ciphertext)?;
-    Ok((
-        plaintext,
-        Advance {
-            chain: next,
-            skipped,
-        },
-    ))
+    Ok((plaintext, Advance { chain: next, skipped }))
 }
 
 #[cfg(test)]
@@ -410,9 +362,7 @@ mod tests {
             signed_pre_key: SignedEcPreKey {
                 key_id: KeyId::new(1).unwrap(),
                 public_key: *spk.public_key(),
-                signature: bob_id
-                    .sign(&spk.public_key().serialize(), &mut rng)
-                    .to_vec(),
+                signature: bob_id.sign(&spk.public_key().serialize(), &mut rng).to_vec(),
             },
             one_time_pre_key: None,
             kyber_pre_key: None,
@@ -430,10 +380,7 @@ mod tests {
         let msgs: Vec<Vec<u8>> = (0..3).map(|i| alice.encrypt(&[i]).unwrap()).collect();
         let pm = PreKeyMessage::decode(&msgs[2]).unwrap();
         let mut bob = x3dh::respond(&bob_id, 2, &spk, None, &pm.fields).unwrap();
-        assert_eq!(
-            bob.decrypt(pm.prefix, &pm.message, &mut rng).unwrap(),
-            vec![2]
-        );
+        assert_eq!(bob.decrypt(pm.prefix, &pm.message, &mut rng).unwrap(), vec![2]);
         let bytes = postcard::to_allocvec(&bob).unwrap();
         assert!(contains(&bytes, &seeds[0]) && contains(&bytes, &seeds[1]));
         assert!(!contains(&bytes, &seeds[2]));
@@ -441,10 +388,7 @@ mod tests {
             assert!(!contains(&bytes, k));
         }
         let pm0 = PreKeyMessage::decode(&msgs[0]).unwrap();
-        assert_eq!(
-            bob.decrypt(pm0.prefix, &pm0.message, &mut rng).unwrap(),
-            vec![0]
-        );
+        assert_eq!(bob.decrypt(pm0.prefix, &pm0.message, &mut rng).unwrap(), vec![0]);
         let bytes = postcard::to_allocvec(&bob).unwrap();
         assert!(!contains(&bytes, &seeds[0]) && contains(&bytes, &seeds[1]));
     }

@@ -90,13 +90,7 @@ impl SenderKeyDistributionMessage {
         let mut chain_key = Secret32([0; 32]);
         chain_key.0.copy_from_slice(r.take(32)?);
         let signing_key = r.key()?;
-        Ok(Self {
-            distribution_id,
-            chain_id,
-            iteration,
-            chain_key,
-            signing_key,
-        })
+        Ok(Self { distribution_id, chain_id, iteration, chain_key, signing_key })
     }
 }
 
@@ -129,10 +123,7 @@ impl<'a> SenderKeyMessage<'a> {
         if message_kind(bytes)? != MessageKind::SenderKey {
             return Err(DecodeError::BadKind);
         }
-        let split = bytes
-            .len()
-            .checked_sub(SIGNATURE_LEN)
-            .ok_or(DecodeError::Truncated)?;
+        let split = bytes.len().checked_sub(SIGNATURE_LEN).ok_or(DecodeError::Truncated)?;
         let (signed, sig) = bytes.split_at(split);
         let signature: &[u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| DecodeError::Truncated)?;
         let mut r = Reader::new(signed);
@@ -145,15 +136,7 @@ impl<'a> SenderKeyMessage<'a> {
         if ciphertext.len() < TAG_LEN {
             return Err(DecodeError::Truncated);
         }
-        Ok(Self {
-            distribution_id,
-            chain_id,
-            iteration,
-            header,
-            ciphertext,
-            signed,
-            signature,
-        })
+        Ok(Self { distribution_id, chain_id, iteration, header, ciphertext, signed, signature })
     }
 }
 
@@ -195,10 +178,7 @@ impl core::fmt::Debug for SenderKeyRecord {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SenderKeyRecord")
             .field("distribution_id", &self.distribution_id)
-            .field(
-                "chain_ids",
-                &self.states.iter().map(|s| s.chain_id).collect::<Vec<_>>(),
-            )
+            .field("chain_ids", &self.states.iter().map(|s| s.chain_id).collect::<Vec<_>>())
             .finish()
     }
 }
@@ -211,10 +191,7 @@ struct GroupKeys {
 fn group_keys(seed: &MessageSeed) -> Result<GroupKeys, E2eError> {
     let mut okm = Zeroizing::new([0u8; 48]);
     hkdf(None, &seed.0, LABEL_SENDER_KEY, okm.as_mut())?;
-    let mut keys = GroupKeys {
-        iv: Zeroizing::new([0; 16]),
-        key: Zeroizing::new([0; 32]),
-    };
+    let mut keys = GroupKeys { iv: Zeroizing::new([0; 16]), key: Zeroizing::new([0; 32]) };
     keys.iv.copy_from_slice(&okm[..16]);
     keys.key.copy_from_slice(&okm[16..]);
     Ok(keys)
@@ -231,10 +208,7 @@ impl GroupKeys {
 impl SenderKeyRecord {
     /// An empty record for `distribution_id`.
     pub fn new(distribution_id: Uuid) -> Self {
-        Self {
-            distribution_id,
-            states: Vec::new(),
-        }
+        Self { distribution_id, states: Vec::new() }
     }
 
     /// The distribution id.
@@ -253,11 +227,7 @@ impl SenderKeyRecord {
         &mut self,
         rng: &mut R,
     ) -> Result<SenderKeyDistributionMessage, E2eError> {
-        if self
-            .states
-            .first()
-            .is_none_or(|s| s.signing_private.is_none())
-        {
+        if self.states.first().is_none_or(|s| s.signing_private.is_none()) {
             return Ok(self.rotate(rng));
         }
         self.current_distribution()
@@ -306,10 +276,7 @@ impl SenderKeyRecord {
 
     /// Adds a member's chain from its distribution message. A chain id we already hold is left
     /// as it is (re-delivery must not rewind it); at most [`MAX_SENDER_KEY_STATES`] are kept.
-    pub fn process_distribution(
-        &mut self,
-        skdm: &SenderKeyDistributionMessage,
-    ) -> Result<(), E2eError> {
+    pub fn process_distribution(&mut self, skdm: &SenderKeyDistributionMessage) -> Result<(), E2eError> {
         if skdm.distribution_id != self.distribution_id {
             return Err(E2eError::NoSenderKeyState);
         }
@@ -342,10 +309,7 @@ impl SenderKeyRecord {
         }
         let distribution_id = self.distribution_id;
         let state = self.states.first_mut().ok_or(E2eError::NoSenderKeyState)?;
-        let signing = state
-            .signing_private
-            .as_ref()
-            .ok_or(E2eError::NoSenderKeyState)?;
+        let signing = state.signing_private.as_ref().ok_or(E2eError::NoSenderKeyState)?;
         let (seed, next) = state.chain.step()?;
         let keys = group_keys(&seed)?;
         let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN + SIGNATURE_LEN);
@@ -359,12 +323,7 @@ impl SenderKeyRecord {
         aead::seal_in_place(&keys.key, keys.nonce(), &header, &mut out, HEADER_LEN)?;
         let mut random = Zeroizing::new([0u8; 64]);
         rng.fill_bytes(random.as_mut());
-        let sig = xeddsa::sign(
-            signing.private.bytes(),
-            &signing.ed_public,
-            &[&out],
-            &random,
-        );
+        let sig = xeddsa::sign(signing.private.bytes(), &signing.ed_public, &[&out], &random);
         out.extend_from_slice(&sig);
         state.chain = next;
         Ok(out)
@@ -376,18 +335,12 @@ impl SenderKeyRecord {
         if m.distribution_id != self.distribution_id {
             return Err(E2eError::NoSenderKeyState);
         }
-        let state = self
-            .states
-            .iter_mut()
-            .find(|s| s.chain_id == m.chain_id)
-            .ok_or(E2eError::NoSenderKeyState)?;
+        let state =
+            self.states.iter_mut().find(|s| s.chain_id == m.chain_id).ok_or(E2eError::NoSenderKeyState)?;
         if state.verifier.is_none() {
             state.verifier = VerifyingPoint::new(state.signing_public.u_bytes());
         }
-        let verified = state
-            .verifier
-            .as_ref()
-            .is_some_and(|v| v.verify(&[m.signed], m.signature));
+        let verified = state.verifier.as_ref().is_some_and(|v| v.verify(&[m.signed], m.signature));
         if !verified {
             return Err(E2eError::DecryptionFailed);
         }
@@ -407,18 +360,13 @@ impl SenderKeyRecord {
         if jump > MAX_FORWARD_JUMPS {
             return Err(E2eError::TooFarInFuture);
         }
-        let keep_from = m
-            .iteration
-            .saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
+        let keep_from = m.iteration.saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
         let mut skipped = Vec::new();
         let mut ck = state.chain.step()?;
         while ck.1.index() <= m.iteration {
             let index = ck.1.index() - 1;
             if index >= keep_from {
-                skipped.push(SkippedKey {
-                    iteration: index,
-                    seed: Secret32(ck.0 .0),
-                });
+                skipped.push(SkippedKey { iteration: index, seed: Secret32(ck.0 .0) });
             }
             ck = ck.1.step()?;
         }
@@ -452,10 +400,7 @@ impl SenderKeyRecord {
             postcard::take_from_bytes(body).map_err(|_| DecodeError::BadRecord)?;
         if !rest.is_empty()
             || record.states.len() > MAX_SENDER_KEY_STATES
-            || record
-                .states
-                .iter()
-                .any(|s| s.skipped.len() > MAX_SKIPPED_KEYS_PER_CHAIN)
+            || record.states.iter().any(|s| s.skipped.len() > MAX_SKIPPED_KEYS_PER_CHAIN)
         {
             return Err(DecodeError::BadRecord);
         }

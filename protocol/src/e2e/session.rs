@@ -35,10 +35,7 @@ pub struct PeerAddress {
 impl PeerAddress {
     /// An address.
     pub fn new(name: impl Into<String>, device_id: u32) -> Self {
-        Self {
-            name: name.into(),
-            device_id,
-        }
+        Self { name: name.into(), device_id }
     }
 }
 
@@ -139,10 +136,7 @@ impl SessionRecord {
 
     /// Encrypts under the current session.
     pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, E2eError> {
-        self.current
-            .as_mut()
-            .ok_or(E2eError::NoSession)?
-            .encrypt(plaintext)
+        self.current.as_mut().ok_or(E2eError::NoSession)?.encrypt(plaintext)
     }
 
     /// Decrypts a ratchet message under the current session, then the archived ones.
@@ -196,15 +190,9 @@ impl SessionRecord {
             return s.decrypt(m.prefix, &m.message, rng);
         }
         let spk_id = m.fields.signed_pre_key_id;
-        let spk = prekeys
-            .signed_pre_key(spk_id)?
-            .ok_or(E2eError::UnknownSignedPreKey(spk_id.get()))?;
+        let spk = prekeys.signed_pre_key(spk_id)?.ok_or(E2eError::UnknownSignedPreKey(spk_id.get()))?;
         let otk = match m.fields.pre_key_id {
-            Some(id) => Some(
-                prekeys
-                    .pre_key(id)?
-                    .ok_or(E2eError::UnknownPreKey(id.get()))?,
-            ),
+            Some(id) => Some(prekeys.pre_key(id)?.ok_or(E2eError::UnknownPreKey(id.get()))?),
             None => None,
         };
         let mut state = x3dh::respond(

@@ -20,8 +20,7 @@ pub trait IdentityStore {
     /// Our registration id.
     fn local_registration_id(&self) -> Result<u32, E2eError>;
     /// Whether `key` may be used for `address` (trust on first use: true if none is known).
-    fn is_trusted_identity(&self, address: &PeerAddress, key: &PublicKey)
-        -> Result<bool, E2eError>;
+    fn is_trusted_identity(&self, address: &PeerAddress, key: &PublicKey) -> Result<bool, E2eError>;
     /// Records `key` as the identity of `address`.
     fn save_identity(&mut self, address: &PeerAddress, key: &PublicKey) -> Result<(), E2eError>;
 }
@@ -41,11 +40,7 @@ pub trait SessionStore {
     /// The record for `address`.
     fn load_session(&self, address: &PeerAddress) -> Result<Option<SessionRecord>, E2eError>;
     /// Replaces the record for `address`.
-    fn store_session(
-        &mut self,
-        address: &PeerAddress,
-        record: SessionRecord,
-    ) -> Result<(), E2eError>;
+    fn store_session(&mut self, address: &PeerAddress, record: SessionRecord) -> Result<(), E2eError>;
 }
 
 /// Sender-key records per (sender device, distribution id).
@@ -133,11 +128,7 @@ impl IdentityStore for InMemoryStore {
     fn local_registration_id(&self) -> Result<u32, E2eError> {
         Ok(self.registration_id)
     }
-    fn is_trusted_identity(
-        &self,
-        address: &PeerAddress,
-        key: &PublicKey,
-    ) -> Result<bool, E2eError> {
+    fn is_trusted_identity(&self, address: &PeerAddress, key: &PublicKey) -> Result<bool, E2eError> {
         Ok(self.identities.get(address).is_none_or(|k| k == key))
     }
     fn save_identity(&mut self, address: &PeerAddress, key: &PublicKey) -> Result<(), E2eError> {
@@ -163,11 +154,7 @@ impl SessionStore for InMemoryStore {
     fn load_session(&self, address: &PeerAddress) -> Result<Option<SessionRecord>, E2eError> {
         Ok(self.sessions.get(address).cloned())
     }
-    fn store_session(
-        &mut self,
-        address: &PeerAddress,
-        record: SessionRecord,
-    ) -> Result<(), E2eError> {
+    fn store_session(&mut self, address: &PeerAddress, record: SessionRecord) -> Result<(), E2eError> {
         self.sessions.insert(address.clone(), record);
         Ok(())
     }
@@ -179,10 +166,7 @@ impl SenderKeyStore for InMemoryStore {
         sender: &PeerAddress,
         distribution_id: Uuid,
     ) -> Result<Option<SenderKeyRecord>, E2eError> {
-        Ok(self
-            .sender_keys
-            .get(&(sender.clone(), distribution_id))
-            .cloned())
+        Ok(self.sender_keys.get(&(sender.clone(), distribution_id)).cloned())
     }
     fn store_sender_key(
         &mut self,
@@ -190,8 +174,7 @@ impl SenderKeyStore for InMemoryStore {
         distribution_id: Uuid,
         record: SenderKeyRecord,
     ) -> Result<(), E2eError> {
-        self.sender_keys
-            .insert((sender.clone(), distribution_id), record);
+        self.sender_keys.insert((sender.clone(), distribution_id), record);
         Ok(())
     }
 }
@@ -203,9 +186,8 @@ pub fn create_sender_key_distribution<S: SenderKeyStore + ?Sized, R: RngCore + C
     distribution_id: Uuid,
     rng: &mut R,
 ) -> Result<SenderKeyDistributionMessage, E2eError> {
-    let mut record = store
-        .load_sender_key(us, distribution_id)?
-        .unwrap_or_else(|| SenderKeyRecord::new(distribution_id));
+    let mut record =
+        store.load_sender_key(us, distribution_id)?.unwrap_or_else(|| SenderKeyRecord::new(distribution_id));
     let skdm = record.distribution(rng)?;
     store.store_sender_key(us, distribution_id, record)?;
     Ok(skdm)
@@ -232,9 +214,7 @@ pub fn group_encrypt<S: SenderKeyStore + ?Sized, R: RngCore + CryptoRng>(
     plaintext: &[u8],
     rng: &mut R,
 ) -> Result<Vec<u8>, E2eError> {
-    let mut record = store
-        .load_sender_key(us, distribution_id)?
-        .ok_or(E2eError::NoSenderKeyState)?;
+    let mut record = store.load_sender_key(us, distribution_id)?.ok_or(E2eError::NoSenderKeyState)?;
     let out = record.encrypt(plaintext, rng)?;
     store.store_sender_key(us, distribution_id, record)?;
     Ok(out)
@@ -247,9 +227,7 @@ pub fn group_decrypt<S: SenderKeyStore + ?Sized>(
     bytes: &[u8],
 ) -> Result<Vec<u8>, E2eError> {
     let distribution_id = super::sender_keys::SenderKeyMessage::decode(bytes)?.distribution_id;
-    let mut record = store
-        .load_sender_key(sender, distribution_id)?
-        .ok_or(E2eError::NoSenderKeyState)?;
+    let mut record = store.load_sender_key(sender, distribution_id)?.ok_or(E2eError::NoSenderKeyState)?;
     let out = record.decrypt(bytes)?;
     store.store_sender_key(sender, distribution_id, record)?;
     Ok(out)

@@ -13,7 +13,7 @@ use zeroize::Zeroizing;
 use super::consts::LABEL_X3DH;
 use super::error::{E2eError, KeyError};
 use super::kdf::{hkdf, ChainKey, RootKey};
-use super::keys::{KeyPair, PrivateKey, PublicKey};
+use super::keys::{DhPoint, KeyPair, PrivateKey};
 use super::message::PreKeyFields;
 use super::prekeys::PreKeyBundle;
 use super::ratchet::{SessionParties, SessionState};
@@ -22,20 +22,12 @@ fn derive(dhs: &[PrivateKeyAndPeer<'_>]) -> Result<(RootKey, ChainKey), E2eError
     let mut secret = Zeroizing::new([0xffu8; 32 * 5]);
     let mut len = 32;
     for d in dhs {
-        let shared = d.0.agree(d.1)?;
-        secret
-            .get_mut(len..len + 32)
-            .ok_or(E2eError::Crypto)?
-            .copy_from_slice(shared.as_ref());
+        let shared = d.0.agree_prepared(d.1)?;
+        secret.get_mut(len..len + 32).ok_or(E2eError::Crypto)?.copy_from_slice(shared.as_ref());
         len += 32;
     }
     let mut okm = Zeroizing::new([0u8; 64]);
-    hkdf(
-        None,
-        secret.get(..len).ok_or(E2eError::Crypto)?,
-        LABEL_X3DH,
-        okm.as_mut(),
-    )?;
+    hkdf(None, secret.get(..len).ok_or(E2eError::Crypto)?, LABEL_X3DH, okm.as_mut())?;
     let mut root = [0u8; 32];
     let mut chain = [0u8; 32];
     root.copy_from_slice(&okm[..32]);
@@ -43,22 +35,16 @@ fn derive(dhs: &[PrivateKeyAndPeer<'_>]) -> Result<(RootKey, ChainKey), E2eError
     Ok((RootKey::new(root), ChainKey::new(chain, 0)))
 }
 
-struct PrivateKeyAndPeer<'a>(&'a PrivateKey, &'a PublicKey);
+struct PrivateKeyAndPeer<'a>(&'a PrivateKey, &'a DhPoint);
 
 /// Checks a bundle's signatures, as done before any use of its keys.
 pub fn verify_bundle(bundle: &PreKeyBundle) -> Result<(), KeyError> {
     let spk = &bundle.signed_pre_key;
-    if !bundle
-        .identity_key
-        .verify_signature(&spk.public_key.serialize(), &spk.signature)
-    {
+    if !bundle.identity_key.verify_signature(&spk.public_key.serialize(), &spk.signature) {
         return Err(KeyError::InvalidSignature);
     }
     if let Some(k) = &bundle.kyber_pre_key {
-        if !bundle
-            .identity_key
-            .verify_signature(k.public_key.serialize(), &k.signature)
-        {
+        if !bundle.identity_key.verify_signature(k.public_key.serialize(), &k.signature) {
             return Err(KeyError::InvalidSignature);
         }
     }
@@ -76,13 +62,16 @@ pub fn initiate<R: RngCore + CryptoRng>(
     verify_bundle(bundle)?;
     let base = KeyPair::generate(rng);
     let spk = &bundle.signed_pre_key.public_key;
+    let spk_point = spk.prepare();
+    let ik_point = bundle.identity_key.prepare();
+    let otk_point = bundle.one_time_pre_key.map(|k| k.public_key.prepare());
     let mut dhs = vec![
-        PrivateKeyAndPeer(our_identity.private_key(), spk),
-        PrivateKeyAndPeer(base.private_key(), &bundle.identity_key),
-        PrivateKeyAndPeer(base.private_key(), spk),
+        PrivateKeyAndPeer(our_identity.private_key(), &spk_point),
+        PrivateKeyAndPeer(base.private_key(), &ik_point),
+        PrivateKeyAndPeer(base.private_key(), &spk_point),
     ];
-    if let Some(otk) = &bundle.one_time_pre_key {
-        dhs.push(PrivateKeyAndPeer(base.private_key(), &otk.public_key));
+    if let Some(otk) = &otk_point {
+        dhs.push(PrivateKeyAndPeer(base.private_key(), otk));
     }
     let (root, chain) = derive(&dhs)?;
     let fields = PreKeyFields {
@@ -117,13 +106,15 @@ pub fn respond(
     fields: &PreKeyFields,
 ) -> Result<SessionState, E2eError> {
     let spk = signed_pre_key.private_key();
+    let ik_point = fields.identity_key.prepare();
+    let base_point = fields.base_key.prepare();
     let mut dhs = vec![
-        PrivateKeyAndPeer(spk, &fields.identity_key),
-        PrivateKeyAndPeer(our_identity.private_key(), &fields.base_key),
-        PrivateKeyAndPeer(spk, &fields.base_key),
+        PrivateKeyAndPeer(spk, &ik_point),
+        PrivateKeyAndPeer(our_identity.private_key(), &base_point),
+        PrivateKeyAndPeer(spk, &base_point),
     ];
     if let Some(otk) = one_time_pre_key {
-        dhs.push(PrivateKeyAndPeer(otk.private_key(), &fields.base_key));
+        dhs.push(PrivateKeyAndPeer(otk.private_key(), &base_point));
     }
     let (root, chain) = derive(&dhs)?;
     Ok(SessionState::responder(

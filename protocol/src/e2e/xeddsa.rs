@@ -27,9 +27,7 @@ pub struct VerifyingPoint {
 
 impl core::fmt::Debug for VerifyingPoint {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_tuple("VerifyingPoint")
-            .field(&self.points[0].1)
-            .finish()
+        f.debug_tuple("VerifyingPoint").field(&self.points[0].1).finish()
     }
 }
 
@@ -39,12 +37,7 @@ impl VerifyingPoint {
     pub fn new(u: &[u8; 32]) -> Option<Self> {
         let p0 = MontgomeryPoint(*u).to_edwards(0)?;
         let p1 = MontgomeryPoint(*u).to_edwards(1)?;
-        Some(Self {
-            points: [
-                (p0, p0.compress().to_bytes()),
-                (p1, p1.compress().to_bytes()),
-            ],
-        })
+        Some(Self { points: [(p0, p0.compress().to_bytes()), (p1, p1.compress().to_bytes())] })
     }
 
     /// Verifies `signature` over the concatenation of `message` parts.
@@ -79,12 +72,9 @@ fn verify_with(
     }
     let h = Scalar::from_hash(hash);
     let minus_a = -a;
-    let r_check = EdwardsPoint::vartime_double_scalar_mul_basepoint(
-        &h,
-        &minus_a,
-        &Scalar::from_bytes_mod_order(s),
-    )
-    .compress();
+    let r_check =
+        EdwardsPoint::vartime_double_scalar_mul_basepoint(&h, &minus_a, &Scalar::from_bytes_mod_order(s))
+            .compress();
     bool::from(r_check.as_bytes().ct_eq(&r_bytes))
 }
 
