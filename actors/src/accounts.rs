@@ -11,14 +11,10 @@ use std::sync::{Arc, OnceLock};
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine;
-use hush_protocol::api::{
-    CreateUserRequest, DeviceRequest, LoginRequest, LoginResponse, Secret, UserInfo,
-};
+use hush_protocol::api::{CreateUserRequest, DeviceRequest, LoginRequest, LoginResponse, Secret, UserInfo};
 use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
 use hush_protocol::limits::{MAX_DEVICES_PER_USER, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
-use hush_store::{
-    DeviceRecord, Revocation, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord,
-};
+use hush_store::{DeviceRecord, Revocation, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -96,10 +92,7 @@ pub fn new_token() -> Secret {
 
 /// A new 128-bit public id, hex.
 pub fn new_public_id() -> String {
-    random_bytes::<16>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    random_bytes::<16>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Computes the dummy hash used for unknown users now, so the first unknown-user login does
@@ -111,20 +104,13 @@ pub fn warm_up() {
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
     DUMMY.get_or_init(|| {
-        Argon2::default()
-            .hash_password(&random_bytes::<16>())
-            .map(|h| h.to_string())
-            .unwrap_or_default()
+        Argon2::default().hash_password(&random_bytes::<16>()).map(|h| h.to_string()).unwrap_or_default()
     })
 }
 
 /// Hashes a password with Argon2id on the blocking pool.
 pub async fn hash_password(hub: &Hub, password: &Secret) -> Result<String, AccountError> {
-    let _permit = hub
-        .hashing
-        .acquire()
-        .await
-        .map_err(|_| AccountError::Internal)?;
+    let _permit = hub.hashing.acquire().await.map_err(|_| AccountError::Internal)?;
     let pw = password.clone();
     tokio::task::spawn_blocking(move || {
         Argon2::default()
@@ -136,23 +122,13 @@ pub async fn hash_password(hub: &Hub, password: &Secret) -> Result<String, Accou
     .map_err(|_| AccountError::Internal)?
 }
 
-async fn verify_password(
-    hub: &Hub,
-    password: &Secret,
-    hash: Option<String>,
-) -> Result<bool, AccountError> {
-    let _permit = hub
-        .hashing
-        .acquire()
-        .await
-        .map_err(|_| AccountError::Internal)?;
+async fn verify_password(hub: &Hub, password: &Secret, hash: Option<String>) -> Result<bool, AccountError> {
+    let _permit = hub.hashing.acquire().await.map_err(|_| AccountError::Internal)?;
     let pw = password.clone();
     let real = hash.is_some();
     tokio::task::spawn_blocking(move || {
         let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
-        let ok = Argon2::default()
-            .verify_password(pw.expose().as_bytes(), hash.as_str())
-            .is_ok();
+        let ok = Argon2::default().verify_password(pw.expose().as_bytes(), hash.as_str()).is_ok();
         ok && real
     })
     .await
@@ -179,21 +155,12 @@ pub struct ClientInfo {
 }
 
 /// Logs in with a password, registering or re-registering the device, and opens a session.
-pub async fn login(
-    hub: &Hub,
-    req: LoginRequest,
-    client: ClientInfo,
-) -> Result<LoginResponse, AccountError> {
+pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<LoginResponse, AccountError> {
     if req.password.expose().len() > MAX_PASSWORD_BYTES {
         return Err(AccountError::Unauthorized);
     }
     let user = hub.store.get_user(&req.tenant, &req.user).await?;
-    let ok = verify_password(
-        hub,
-        &req.password,
-        user.as_ref().map(|u| u.password_hash.clone()),
-    )
-    .await?;
+    let ok = verify_password(hub, &req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let Some(user) = user.filter(|_| ok) else {
         Metrics::add(&hub.metrics.login_failures, 1);
         tracing::info!(tenant = %req.tenant, "login refused");
@@ -230,9 +197,7 @@ async fn register_device(
 ) -> Result<DeviceId, AccountError> {
     let name = req.name.clone().unwrap_or_default();
     if name.len() > MAX_NAME_BYTES {
-        return Err(AccountError::Invalid(format!(
-            "device name longer than {MAX_NAME_BYTES} bytes"
-        )));
+        return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
     }
     let mut chosen = None;
     hub.directory
@@ -240,10 +205,7 @@ async fn register_device(
             let mut devices = set.devices.clone();
             match req.id {
                 Some(id) => {
-                    let d = devices
-                        .iter_mut()
-                        .find(|d| d.id == id)
-                        .ok_or(AccountError::NotFound)?;
+                    let d = devices.iter_mut().find(|d| d.id == id).ok_or(AccountError::NotFound)?;
                     // A new registration id marks the device re-registered: senders holding the
                     // old one get StaleDevices.
                     d.registration_id = req.registration_id;
@@ -291,10 +253,7 @@ pub async fn authenticate(hub: &Hub, token: &str) -> Result<Authed, AccountError
         .get_user(&session.device.tenant, &session.device.user)
         .await?
         .ok_or(AccountError::Unauthorized)?;
-    Ok(Authed {
-        session,
-        admin: user.admin,
-    })
+    Ok(Authed { session, admin: user.admin })
 }
 
 /// Revokes a session in the store (the caller then closes its live socket).
@@ -305,13 +264,7 @@ pub async fn revoke(
 ) -> Result<Option<SessionRecord>, AccountError> {
     Ok(hub
         .store
-        .revoke_session(
-            session_id,
-            Revocation {
-                at_ms: now_ms(),
-                reason: reason.to_owned(),
-            },
-        )
+        .revoke_session(session_id, Revocation { at_ms: now_ms(), reason: reason.to_owned() })
         .await?)
 }
 
@@ -341,12 +294,7 @@ pub async fn create_user(
 
 /// Public view of a user record.
 pub fn user_info(u: &UserRecord) -> UserInfo {
-    UserInfo {
-        tenant: u.tenant.clone(),
-        user: u.user.clone(),
-        admin: u.admin,
-        created_ms: u.created_ms,
-    }
+    UserInfo { tenant: u.tenant.clone(), user: u.user.clone(), admin: u.admin, created_ms: u.created_ms }
 }
 
 /// A random password for bootstrap credentials: 20 characters of base64url (120 bits).
@@ -356,19 +304,8 @@ pub fn random_password() -> Secret {
 
 /// Creates a tenant and its first administrator with a random password, returned once.
 /// [`AccountError::Conflict`] if the tenant exists.
-pub async fn bootstrap(
-    hub: &Hub,
-    tenant: &TenantId,
-    admin: &UserId,
-) -> Result<Secret, AccountError> {
-    match hub
-        .store
-        .create_tenant(TenantRecord {
-            name: tenant.clone(),
-            created_ms: now_ms(),
-        })
-        .await
-    {
+pub async fn bootstrap(hub: &Hub, tenant: &TenantId, admin: &UserId) -> Result<Secret, AccountError> {
+    match hub.store.create_tenant(TenantRecord { name: tenant.clone(), created_ms: now_ms() }).await {
         Ok(()) => {}
         Err(StoreError::Conflict) => return Err(AccountError::Conflict),
         Err(e) => return Err(e.into()),
@@ -377,11 +314,7 @@ pub async fn bootstrap(
     create_user(
         hub,
         tenant,
-        CreateUserRequest {
-            user: admin.clone(),
-            password: password.clone(),
-            admin: true,
-        },
+        CreateUserRequest { user: admin.clone(), password: password.clone(), admin: true },
     )
     .await?;
     Ok(password)

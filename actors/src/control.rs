@@ -69,17 +69,9 @@ impl Handler<ListUsers> for ControlActor {
     fn handle(&mut self, msg: ListUsers, _ctx: &mut Self::Context) -> Self::Result {
         let hub = self.hub.clone();
         Box::pin(async move {
-            let users = hub
-                .store
-                .list_users(
-                    &msg.tenant,
-                    msg.after.as_ref(),
-                    msg.limit.clamp(1, MAX_PAGE),
-                )
-                .await?;
-            Ok(UserList {
-                users: users.iter().map(accounts::user_info).collect(),
-            })
+            let users =
+                hub.store.list_users(&msg.tenant, msg.after.as_ref(), msg.limit.clamp(1, MAX_PAGE)).await?;
+            Ok(UserList { users: users.iter().map(accounts::user_info).collect() })
         })
     }
 }
@@ -108,16 +100,29 @@ impl Handler<RevokeSession> for ControlActor {
             if existing.device.tenant != msg.tenant {
                 return Err(AccountError::NotFound);
             }
-            let session = accounts::revoke(&hub, &msg.session_id, &msg.reason)
-                .await?
-                .ok_or(AccountError::NotFound)?;
+            let session =
+                accounts::revoke(&hub, &msg.session_id, &msg.reason).await?.ok_or(AccountError::NotFound)?;
             tracing::info!(session = %session.id, device = %session.device, reason = %msg.reason, "session revoked");
+            let kick = Disconnect {
+                code: CLOSE_UNAUTHORIZED,
+                logged_out: Some(msg.reason.clone()),
+                session_id: Some(session.id.clone()),
+                opened_before_ms: None,
+            };
             if let Some(conn) = hub.registry.get(&session.device) {
-                conn.disconnect.do_send(Disconnect {
-                    code: CLOSE_UNAUTHORIZED,
-                    logged_out: Some(msg.reason),
-                    session_id: Some(session.id),
-                });
+                conn.disconnect.do_send(kick);
+            }
+            let remote = hush_cluster::Kick {
+                device: session.device.clone(),
+                code: CLOSE_UNAUTHORIZED,
+                session_id: Some(session.id),
+                logged_out: Some(msg.reason),
+                opened_before_ms: None,
+            };
+            if let Err(e) = hub.bus.broadcast(&hush_cluster::BusMessage::Kick(remote)).await {
+                // The token is refused everywhere already (the store says revoked); a socket on
+                // another node closes when its node hears of it or at its next auth check.
+                tracing::warn!(error = %e, "revocation not broadcast");
             }
             Ok(())
         })
@@ -134,12 +139,8 @@ impl Handler<CloseAll> for ControlActor {
 
     fn handle(&mut self, _msg: CloseAll, _ctx: &mut Self::Context) -> usize {
         let conns = self.hub.registry.all();
-        for c in &conns {
-            c.disconnect.do_send(Disconnect {
-                code: crate::device::CLOSE_GOING_AWAY,
-                logged_out: None,
-                session_id: None,
-            });
+        for (_, c) in &conns {
+            c.disconnect.do_send(Disconnect::new(crate::device::CLOSE_GOING_AWAY));
         }
         conns.len()
     }

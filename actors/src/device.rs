@@ -109,7 +109,22 @@ pub struct Disconnect {
     pub logged_out: Option<String>,
     /// Only close if the socket authenticated with this session (`None`: any).
     pub session_id: Option<String>,
+    /// Only close if the socket was opened before this time, ms since the Unix epoch.
+    pub opened_before_ms: Option<u64>,
 }
+
+impl Disconnect {
+    /// Close with `code`, whatever the session.
+    pub fn new(code: u16) -> Self {
+        Self { code, logged_out: None, session_id: None, opened_before_ms: None }
+    }
+}
+
+/// Re-read the queue from the store (the link to the other nodes was lost: live deliveries
+/// may have been missed). Envelopes already sent may come again; clients deduplicate by id.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Resync;
 
 #[derive(Default)]
 struct Drain {
@@ -127,6 +142,7 @@ pub struct DeviceActor {
     addr: DeviceAddress,
     session_id: String,
     conn_id: u64,
+    opened_ms: u64,
     sink: Sink,
     last_seen: Instant,
     sends: std::collections::VecDeque<hush_protocol::wire::SendMessage>,
@@ -155,16 +171,14 @@ impl DeviceActor {
                 addr,
                 session_id,
                 conn_id,
+                opened_ms: crate::now_ms(),
                 sink,
                 last_seen: Instant::now(),
                 sends: std::collections::VecDeque::new(),
                 sending: 0,
                 pending_acks: Vec::new(),
                 ack_inflight: false,
-                drain: Drain {
-                    active: true,
-                    ..Drain::default()
-                },
+                drain: Drain { active: true, ..Drain::default() },
                 closing: false,
             }
         })
@@ -200,22 +214,12 @@ impl DeviceActor {
         }
         self.closing = true;
         if let Some(tx) = self.sink.close.take() {
-            let _ = tx.send(CloseFrame {
-                code,
-                reason: reason.to_owned(),
-                flush,
-            });
+            let _ = tx.send(CloseFrame { code, reason: reason.to_owned(), flush });
         }
         ctx.stop();
     }
 
-    fn error(
-        &mut self,
-        ctx: &mut Context<Self>,
-        id: Option<uuid::Uuid>,
-        code: ErrorCode,
-        message: String,
-    ) {
+    fn error(&mut self, ctx: &mut Context<Self>, id: Option<uuid::Uuid>, code: ErrorCode, message: String) {
         Metrics::add(&self.hub.metrics.sends_refused, 1);
         self.frame(ctx, ServerFrame::Error { id, code, message });
     }
@@ -231,9 +235,7 @@ impl DeviceActor {
                 self.close(ctx, CLOSE_SLOW_CONSUMER, "slow consumer", false);
                 return;
             }
-            ctx.run_later(std::time::Duration::from_millis(5), |act, ctx| {
-                act.drain_next(ctx)
-            });
+            ctx.run_later(std::time::Duration::from_millis(5), |act, ctx| act.drain_next(ctx));
             return;
         }
         self.drain.fetching = true;
@@ -277,21 +279,11 @@ impl DeviceActor {
     fn on_frame(&mut self, ctx: &mut Context<Self>, frame: ClientFrame) {
         match frame {
             ClientFrame::Auth { .. } => {
-                self.error(
-                    ctx,
-                    None,
-                    ErrorCode::InvalidRequest,
-                    "already authenticated".into(),
-                );
+                self.error(ctx, None, ErrorCode::InvalidRequest, "already authenticated".into());
             }
             ClientFrame::Send(msg) => {
                 if self.sends.len() + self.sending >= MAX_INFLIGHT_SENDS {
-                    self.error(
-                        ctx,
-                        Some(msg.id),
-                        ErrorCode::RateLimited,
-                        "too many sends in flight".into(),
-                    );
+                    self.error(ctx, Some(msg.id), ErrorCode::RateLimited, "too many sends in flight".into());
                     return;
                 }
                 self.sends.push_back(msg);
@@ -364,13 +356,35 @@ impl Actor for DeviceActor {
             id: self.conn_id,
             session_id: self.session_id.clone(),
             deliver: me.clone().recipient(),
-            disconnect: me.recipient(),
+            disconnect: me.clone().recipient(),
+            resync: me.recipient(),
         };
         if let Some(old) = self.hub.registry.register(self.addr.clone(), conn) {
-            old.disconnect.do_send(Disconnect {
-                code: hush_protocol::wire::CLOSE_DISPLACED,
-                logged_out: None,
-                session_id: None,
+            old.disconnect.do_send(Disconnect::new(hush_protocol::wire::CLOSE_DISPLACED));
+        }
+        // Cluster: displace a connection of this device on another node, then claim presence.
+        if self.hub.bus.kind() != "local" {
+            let hub = self.hub.clone();
+            let addr = self.addr.clone();
+            let opened = self.opened_ms;
+            actix::spawn(async move {
+                if let Ok(nodes) = hub.bus.locate(std::slice::from_ref(&addr)).await {
+                    if let Some(Some(node)) =
+                        nodes.first().filter(|n| n.as_deref() != Some(hub.bus.node_id()))
+                    {
+                        let kick = hush_cluster::Kick {
+                            device: addr.clone(),
+                            code: hush_protocol::wire::CLOSE_DISPLACED,
+                            session_id: None,
+                            logged_out: None,
+                            opened_before_ms: Some(opened),
+                        };
+                        let _ = hub.bus.send_to(node, &hush_cluster::BusMessage::Kick(kick)).await;
+                    }
+                }
+                if let Err(e) = hub.bus.announce(std::slice::from_ref(&addr)).await {
+                    tracing::debug!(error = %e, "presence not announced; will be on reconnect");
+                }
             });
         }
         Metrics::add(&self.hub.metrics.connections, 1);
@@ -381,17 +395,20 @@ impl Actor for DeviceActor {
                 act.push(ctx, Outbound::Ping);
             }
         });
-        let ready = ServerFrame::Ready {
-            user: self.addr.user.clone(),
-            device: self.addr.device,
-        };
+        let ready = ServerFrame::Ready { user: self.addr.user.clone(), device: self.addr.device };
         if self.frame(ctx, ready) {
             self.drain_next(ctx);
         }
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
-        self.hub.registry.unregister(&self.addr, self.conn_id);
+        if self.hub.registry.unregister(&self.addr, self.conn_id) && self.hub.bus.kind() != "local" {
+            let hub = self.hub.clone();
+            let addr = self.addr.clone();
+            actix::spawn(async move {
+                let _ = hub.bus.withdraw(&addr).await;
+            });
+        }
         Metrics::dec(&self.hub.metrics.connections);
         tracing::debug!(device = %self.addr, "connection closed");
     }
@@ -452,11 +469,7 @@ impl Handler<Disconnect> for DeviceActor {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        if msg
-            .session_id
-            .as_ref()
-            .is_some_and(|s| *s != self.session_id)
-        {
+        if msg.session_id.as_ref().is_some_and(|s| *s != self.session_id) {
             return;
         }
         let flush = msg.logged_out.is_some();
@@ -470,5 +483,20 @@ impl Handler<Disconnect> for DeviceActor {
             _ => "closed",
         };
         self.close(ctx, msg.code, reason, flush);
+    }
+}
+
+impl Handler<Resync> for DeviceActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Resync, ctx: &mut Self::Context) {
+        if self.drain.active {
+            self.drain.dirty = true;
+            return;
+        }
+        self.drain.active = true;
+        self.drain.after = 0;
+        self.drain.last_progress = None;
+        self.drain_next(ctx);
     }
 }

@@ -3,35 +3,33 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Instant;
 
+use hush_cluster::{Bus, BusMessage};
 use hush_protocol::ids::{TenantId, UserId};
 use hush_store::{DeviceRecord, DeviceSet, Store, StoreError};
 
-use crate::limits::MAX_CACHED_DEVICE_SETS;
+use crate::limits::{DIRECTORY_TTL, MAX_CACHED_DEVICE_SETS};
 
 type Key = (TenantId, UserId);
 
-/// Device sets by user, cached.
+/// Device sets by user, cached for at most [`DIRECTORY_TTL`]. A change made on any node is
+/// broadcast so the other nodes drop their copy at once; the time-to-live bounds staleness
+/// when a broadcast was missed (bus down).
 pub struct Directory {
     store: Arc<dyn Store>,
-    cache: RwLock<HashMap<Key, Arc<DeviceSet>>>,
+    bus: Arc<dyn Bus>,
+    cache: RwLock<HashMap<Key, (Arc<DeviceSet>, Instant)>>,
 }
 
 impl Directory {
-    /// A directory over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self {
-            store,
-            cache: RwLock::new(HashMap::new()),
-        }
+    /// A directory over `store`, announcing changes on `bus`.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
+        Self { store, bus, cache: RwLock::new(HashMap::new()) }
     }
 
     /// A user's devices (from the cache, or read and cached).
-    pub async fn get(
-        &self,
-        tenant: &TenantId,
-        user: &UserId,
-    ) -> Result<Arc<DeviceSet>, StoreError> {
+    pub async fn get(&self, tenant: &TenantId, user: &UserId) -> Result<Arc<DeviceSet>, StoreError> {
         let key = (tenant.clone(), user.clone());
         if let Some(set) = self.cached(&key) {
             return Ok(set);
@@ -42,10 +40,11 @@ impl Directory {
     }
 
     fn cached(&self, key: &Key) -> Option<Arc<DeviceSet>> {
-        match self.cache.read() {
-            Ok(c) => c.get(key).cloned(),
-            Err(p) => p.into_inner().get(key).cloned(),
-        }
+        let c = match self.cache.read() {
+            Ok(c) => c,
+            Err(p) => p.into_inner(),
+        };
+        c.get(key).filter(|(_, at)| at.elapsed() < DIRECTORY_TTL).map(|(s, _)| s.clone())
     }
 
     fn insert(&self, key: Key, set: Arc<DeviceSet>) {
@@ -58,9 +57,9 @@ impl Directory {
         }
         // Never replace a newer version by an older one read concurrently.
         match c.get(&key) {
-            Some(old) if old.version > set.version => {}
+            Some((old, at)) if old.version > set.version && at.elapsed() < DIRECTORY_TTL => {}
             _ => {
-                c.insert(key, set);
+                c.insert(key, (set, Instant::now()));
             }
         }
     }
@@ -89,14 +88,14 @@ impl Directory {
         for _ in 0..16 {
             let current = self.store.get_devices(tenant, user).await?;
             let next = change(&current)?;
-            match self
-                .store
-                .put_devices(tenant, user, current.version, next)
-                .await
-            {
+            match self.store.put_devices(tenant, user, current.version, next).await {
                 Ok(set) => {
                     let set = Arc::new(set);
                     self.insert((tenant.clone(), user.clone()), set.clone());
+                    let msg = BusMessage::DevicesChanged { tenant: tenant.clone(), user: user.clone() };
+                    if let Err(e) = self.bus.broadcast(&msg).await {
+                        tracing::warn!(error = %e, "device change not broadcast; other nodes refresh within the cache TTL");
+                    }
                     return Ok(set);
                 }
                 Err(StoreError::VersionConflict) => continue,

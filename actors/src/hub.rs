@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use hush_cluster::Bus;
 use hush_store::Store;
 use tokio::sync::Semaphore;
 
@@ -22,13 +23,16 @@ pub struct Hub {
     pub metrics: Metrics,
     /// Bounds concurrent Argon2id computations.
     pub hashing: Semaphore,
+    /// The link to the other nodes (a local bus when alone).
+    pub bus: Arc<dyn Bus>,
 }
 
 impl Hub {
-    /// A hub over `store`.
-    pub fn new(store: Arc<dyn Store>) -> Arc<Self> {
+    /// A hub over `store`, linked to other nodes by `bus`.
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Arc<Self> {
         Arc::new(Self {
-            directory: Directory::new(store.clone()),
+            directory: Directory::new(store.clone(), bus.clone()),
+            bus,
             store,
             registry: Registry::default(),
             metrics: Metrics::default(),

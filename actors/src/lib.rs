@@ -9,6 +9,8 @@
 //! - [`device`]: `DeviceActor`, one per authenticated WebSocket: the 1:1 relay path, queue
 //!   drain, acks, heartbeat and slow-consumer handling.
 //! - [`relay`]: the device-set check and durable enqueue of a `Send`, then live routing.
+//! - [`bus_events`]: what arrives from other nodes (deliveries, kicks, cache invalidations,
+//!   reconnection) dispatched to local actors.
 //! - [`control`]: `ControlActor`, the admin commands behind the HTTP routes.
 //! - [`metrics`]: counters rendered by the node's `/metrics`.
 //!
@@ -17,6 +19,7 @@
 #![warn(missing_docs)]
 
 pub mod accounts;
+pub mod bus_events;
 pub mod control;
 pub mod device;
 pub mod directory;

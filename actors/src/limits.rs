@@ -39,3 +39,10 @@ pub const MAX_CONNECTIONS: usize = 100_000;
 
 /// Users listed per page by the admin API.
 pub const MAX_PAGE: usize = 500;
+
+/// A cached device set is re-read from the store after this long, which bounds how stale a
+/// node's view can be when it missed a change broadcast.
+pub const DIRECTORY_TTL: Duration = Duration::from_secs(10);
+
+/// Envelopes per `Deliver` message routed to another node.
+pub const ROUTE_BATCH: usize = 512;

@@ -32,9 +32,7 @@ impl Metrics {
     }
     /// Subtracts one from a gauge.
     pub fn dec(c: &AtomicU64) {
-        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_sub(1))
-        });
+        let _ = c.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
     }
     /// Reads a counter.
     pub fn get(c: &AtomicU64) -> u64 {

@@ -10,7 +10,7 @@ use std::sync::RwLock;
 use actix::prelude::*;
 use hush_protocol::ids::DeviceAddress;
 
-use crate::device::{Deliver, Disconnect};
+use crate::device::{Deliver, Disconnect, Resync};
 
 /// How to reach one live connection.
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct Conn {
     pub deliver: Recipient<Deliver>,
     /// Asks the connection to close.
     pub disconnect: Recipient<Disconnect>,
+    /// Asks the connection to re-read its queue.
+    pub resync: Recipient<Resync>,
 }
 
 /// Devices connected to this node.
@@ -46,14 +48,17 @@ impl Registry {
         }
     }
 
-    /// Removes the entry if it still belongs to connection `id`.
-    pub fn unregister(&self, addr: &DeviceAddress, id: u64) {
+    /// Removes the entry if it still belongs to connection `id`; true if it did.
+    pub fn unregister(&self, addr: &DeviceAddress, id: u64) -> bool {
         let mut m = match self.inner.write() {
             Ok(m) => m,
             Err(p) => p.into_inner(),
         };
         if m.get(addr).is_some_and(|c| c.id == id) {
             m.remove(addr);
+            true
+        } else {
+            false
         }
     }
 
@@ -81,12 +86,13 @@ impl Registry {
             .collect()
     }
 
-    /// Every live connection (for shutdown).
-    pub fn all(&self) -> Vec<Conn> {
-        match self.inner.read() {
-            Ok(m) => m.values().cloned().collect(),
-            Err(p) => p.into_inner().values().cloned().collect(),
-        }
+    /// Every live connection with its device (for shutdown and resync).
+    pub fn all(&self) -> Vec<(DeviceAddress, Conn)> {
+        let m = match self.inner.read() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.iter().map(|(a, c)| (a.clone(), c.clone())).collect()
     }
 
     /// Number of registered devices.

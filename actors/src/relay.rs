@@ -7,7 +7,9 @@
 //! 3. only then is `Accepted` the answer, and each envelope is pushed to its device's actor if
 //!    it is connected here; a full mailbox disconnects that device (its envelopes stay queued).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+
+use hush_cluster::BusMessage;
 
 use hush_protocol::ids::{DeviceAddress, DeviceId, UserId};
 use hush_protocol::wire::{
@@ -17,16 +19,15 @@ use hush_store::{DeviceSet, NewEnvelope};
 
 use crate::device::{Deliver, Disconnect};
 use crate::hub::Hub;
+use crate::limits::ROUTE_BATCH;
 use crate::metrics::Metrics;
 use crate::now_ms;
+use crate::registry::Conn;
 
 /// The outcome of checking one user's device set.
 enum Check {
     Ok,
-    Mismatched {
-        missing: Vec<DeviceId>,
-        extra: Vec<DeviceId>,
-    },
+    Mismatched { missing: Vec<DeviceId>, extra: Vec<DeviceId> },
     Stale(Vec<DeviceId>),
     Duplicate,
 }
@@ -39,11 +40,7 @@ fn check(set: &DeviceSet, msgs: &[DeviceMessage], skip: Option<DeviceId>) -> Che
         return Check::Duplicate;
     }
     let expected = set.devices.iter().filter(|d| Some(d.id) != skip);
-    let missing: Vec<DeviceId> = expected
-        .clone()
-        .filter(|d| !seen.contains(&d.id))
-        .map(|d| d.id)
-        .collect();
+    let missing: Vec<DeviceId> = expected.clone().filter(|d| !seen.contains(&d.id)).map(|d| d.id).collect();
     let mut extra: Vec<DeviceId> = msgs
         .iter()
         .filter(|m| Some(m.device) == skip || set.get(m.device).is_none())
@@ -55,10 +52,7 @@ fn check(set: &DeviceSet, msgs: &[DeviceMessage], skip: Option<DeviceId>) -> Che
     }
     let mut stale: Vec<DeviceId> = msgs
         .iter()
-        .filter(|m| {
-            set.get(m.device)
-                .is_some_and(|d| d.registration_id != m.registration_id)
-        })
+        .filter(|m| set.get(m.device).is_some_and(|d| d.registration_id != m.registration_id))
         .map(|m| m.device)
         .collect();
     if stale.is_empty() {
@@ -72,17 +66,10 @@ fn check(set: &DeviceSet, msgs: &[DeviceMessage], skip: Option<DeviceId>) -> Che
 fn refusal(id: uuid::Uuid, user: &UserId, c: Check) -> Option<ServerFrame> {
     match c {
         Check::Ok => None,
-        Check::Mismatched { missing, extra } => Some(ServerFrame::MismatchedDevices {
-            id,
-            user: user.clone(),
-            missing,
-            extra,
-        }),
-        Check::Stale(stale) => Some(ServerFrame::StaleDevices {
-            id,
-            user: user.clone(),
-            stale,
-        }),
+        Check::Mismatched { missing, extra } => {
+            Some(ServerFrame::MismatchedDevices { id, user: user.clone(), missing, extra })
+        }
+        Check::Stale(stale) => Some(ServerFrame::StaleDevices { id, user: user.clone(), stale }),
         Check::Duplicate => Some(ServerFrame::Error {
             id: Some(id),
             code: ErrorCode::InvalidRequest,
@@ -100,11 +87,7 @@ async fn prepare(
 ) -> Result<Vec<NewEnvelope>, ServerFrame> {
     let id = msg.id;
     let to_self = msg.to == from.user;
-    let to_set = hub
-        .directory
-        .get(&from.tenant, &msg.to)
-        .await
-        .map_err(|e| unavailable(id, e))?;
+    let to_set = hub.directory.get(&from.tenant, &msg.to).await.map_err(|e| unavailable(id, e))?;
     if to_set.devices.is_empty() {
         return Err(ServerFrame::Error {
             id: Some(id),
@@ -127,11 +110,7 @@ async fn prepare(
             });
         }
     } else {
-        let own = hub
-            .directory
-            .get(&from.tenant, &from.user)
-            .await
-            .map_err(|e| unavailable(id, e))?;
+        let own = hub.directory.get(&from.tenant, &from.user).await.map_err(|e| unavailable(id, e))?;
         if let Some(r) = refusal(id, &from.user, check(&own, &msg.sync, Some(from.device))) {
             return Err(r);
         }
@@ -173,11 +152,7 @@ fn unavailable(id: uuid::Uuid, e: hush_store::StoreError) -> ServerFrame {
 ///
 /// A device's sends go through here one batch at a time (the `DeviceActor` queues the next
 /// ones meanwhile), so a sender's messages are queued in the order it sent them.
-pub async fn send_batch(
-    hub: &Hub,
-    from: &DeviceAddress,
-    msgs: Vec<SendMessage>,
-) -> Vec<ServerFrame> {
+pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>) -> Vec<ServerFrame> {
     let ts = now_ms();
     let mut answers: Vec<Option<ServerFrame>> = Vec::with_capacity(msgs.len());
     let mut items = Vec::new();
@@ -198,9 +173,7 @@ pub async fn send_batch(
         match hub.store.enqueue(items).await {
             Ok(stored) => {
                 Metrics::add(&hub.metrics.envelopes_accepted, stored.len() as u64);
-                for (addr, env) in targets.into_iter().zip(stored) {
-                    route(hub, &addr, env);
-                }
+                route_all(hub, targets.into_iter().zip(stored).collect()).await;
                 for (i, id) in stored_ids {
                     answers[i] = Some(ServerFrame::Accepted { id });
                 }
@@ -220,20 +193,70 @@ pub async fn send_batch(
     answers.into_iter().flatten().collect()
 }
 
-/// Pushes a stored envelope to its device's actor if it is connected to this node.
-pub fn route(hub: &Hub, addr: &DeviceAddress, env: Envelope) {
-    let Some(conn) = hub.registry.get(addr) else {
+/// Pushes stored envelopes to their devices: through the local registry when connected here,
+/// else to the node that presence names (one bus message per node and batch). A device that
+/// is offline, or whose node cannot be reached, gets the envelope from its queue later.
+pub async fn route_all(hub: &Hub, items: Vec<(DeviceAddress, Envelope)>) {
+    let mut remote = Vec::new();
+    for (addr, env) in items {
+        match hub.registry.get(&addr) {
+            Some(conn) => deliver_local(hub, &conn, env),
+            None => remote.push((addr, env)),
+        }
+    }
+    if remote.is_empty() || hub.bus.kind() == "local" {
         return;
+    }
+    let addrs: Vec<DeviceAddress> = remote.iter().map(|(a, _)| a.clone()).collect();
+    let nodes = match hub.bus.locate(&addrs).await {
+        Ok(n) => n,
+        Err(e) => {
+            // Degraded: the envelopes are durable; the devices get them on resync/reconnect.
+            tracing::debug!(error = %e, "presence lookup failed");
+            return;
+        }
     };
+    let mut by_node: HashMap<String, Vec<(DeviceAddress, Envelope)>> = HashMap::new();
+    for ((addr, env), node) in remote.into_iter().zip(nodes) {
+        if let Some(n) = node.filter(|n| n != hub.bus.node_id()) {
+            by_node.entry(n).or_default().push((addr, env));
+        }
+    }
+    for (node, items) in by_node {
+        let mut batch = Vec::new();
+        let mut bytes = 0usize;
+        for (addr, env) in items {
+            bytes += env.content.0.len() + 64;
+            batch.push((addr, env));
+            if batch.len() >= ROUTE_BATCH || bytes >= ROUTE_BATCH_BYTES {
+                send_remote(hub, &node, std::mem::take(&mut batch)).await;
+                bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            send_remote(hub, &node, batch).await;
+        }
+    }
+}
+
+/// Bytes of envelope content per bus message to another node.
+const ROUTE_BATCH_BYTES: usize = 1024 * 1024;
+
+async fn send_remote(hub: &Hub, node: &str, batch: Vec<(DeviceAddress, Envelope)>) {
+    let n = batch.len();
+    if let Err(e) = hub.bus.send_to(node, &BusMessage::Deliver(batch)).await {
+        tracing::debug!(error = %e, node, envelopes = n, "live routing failed; envelopes stay queued");
+    }
+}
+
+/// Pushes a stored envelope to the actor of a device connected to this node. A full mailbox
+/// means the device cannot keep up: it is disconnected and reads its queue when it reconnects.
+pub fn deliver_local(hub: &Hub, conn: &Conn, env: Envelope) {
     match conn.deliver.try_send(Deliver(env)) {
         Ok(()) => {}
         Err(actix::prelude::SendError::Full(_)) => {
             Metrics::add(&hub.metrics.slow_consumers, 1);
-            conn.disconnect.do_send(Disconnect {
-                code: CLOSE_SLOW_CONSUMER,
-                logged_out: None,
-                session_id: None,
-            });
+            conn.disconnect.do_send(Disconnect::new(CLOSE_SLOW_CONSUMER));
         }
         Err(actix::prelude::SendError::Closed(_)) => {}
     }
@@ -274,10 +297,7 @@ mod tests {
     #[test]
     fn device_set_check() {
         let s = set(&[(1, 10), (2, 20)]);
-        assert!(matches!(
-            check(&s, &msgs(&[(1, 10), (2, 20)]), None),
-            Check::Ok
-        ));
+        assert!(matches!(check(&s, &msgs(&[(1, 10), (2, 20)]), None), Check::Ok));
         match check(&s, &msgs(&[(1, 10), (3, 30)]), None) {
             Check::Mismatched { missing, extra } => {
                 assert_eq!(missing, vec![DeviceId::new(2).unwrap()]);
@@ -289,23 +309,14 @@ mod tests {
             Check::Stale(st) => assert_eq!(st, vec![DeviceId::new(2).unwrap()]),
             _ => panic!("expected stale"),
         }
-        assert!(matches!(
-            check(&s, &msgs(&[(1, 10), (1, 10)]), None),
-            Check::Duplicate
-        ));
+        assert!(matches!(check(&s, &msgs(&[(1, 10), (1, 10)]), None), Check::Duplicate));
         // The sending device is skipped, and naming it is an extra.
-        assert!(matches!(
-            check(&s, &msgs(&[(2, 20)]), Some(DeviceId::PRIMARY)),
-            Check::Ok
-        ));
+        assert!(matches!(check(&s, &msgs(&[(2, 20)]), Some(DeviceId::PRIMARY)), Check::Ok));
         assert!(matches!(
             check(&s, &msgs(&[(1, 10), (2, 20)]), Some(DeviceId::PRIMARY)),
             Check::Mismatched { .. }
         ));
         // Mismatch wins over stale: a client fixes the set first.
-        assert!(matches!(
-            check(&s, &msgs(&[(1, 11)]), None),
-            Check::Mismatched { .. }
-        ));
+        assert!(matches!(check(&s, &msgs(&[(1, 11)]), None), Check::Mismatched { .. }));
     }
 }

@@ -1,3 +1,152 @@
-//! Hush cluster bus (issue 4). A single node uses the in-process routing of `hush-actors`;
-//! the Redis-backed bus that links nodes lands here.
+//! The cluster bus: how the nodes of a Hush cluster find each other and pass messages.
+//!
+//! - [`Bus`]: membership, presence (which node a device is connected to), routing to one
+//!   node's inbox, broadcasts to every other node.
+//! - [`LocalBus`]: a single node; nothing to route.
+//! - [`redis::RedisBus`]: nodes linked by one Redis: membership and presence are keys with a
+//!   time-to-live refreshed by their owner (a dead node's entries vanish within
+//!   [`limits::PRESENCE_TTL`]), inboxes and broadcasts are pub/sub channels.
+//!
+//! The bus never stores messages: envelopes are durable in the store before they are routed,
+//! so a publish that fails (Redis down) only delays a live delivery. When Redis comes back,
+//! the bus emits [`BusEvent::Reconnected`] and every node re-reads its connected devices'
+//! queues, which delivers whatever was missed.
 #![warn(missing_docs)]
+
+use async_trait::async_trait;
+use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
+use hush_protocol::wire::Envelope;
+use serde::{Deserialize, Serialize};
+
+pub mod limits;
+pub mod redis;
+
+/// Errors of the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// Redis is unreachable; the node runs degraded (local delivery only).
+    #[error("bus unavailable: {0}")]
+    Unavailable(String),
+    /// A message could not be encoded or decoded.
+    #[error("bad bus message: {0}")]
+    Codec(String),
+}
+
+/// Asks the node that holds a device's socket to close it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Kick {
+    /// The device.
+    pub device: DeviceAddress,
+    /// The close code (4401 revoked, 4409 displaced, 4410 device removed).
+    pub code: u16,
+    /// Only close a socket of this session (`None`: any).
+    pub session_id: Option<String>,
+    /// If set, a `LoggedOut { reason }` frame precedes the close.
+    pub logged_out: Option<String>,
+    /// Only close sockets opened before this time (ms since the Unix epoch), so that a kick
+    /// for displacement never closes the newer connection.
+    pub opened_before_ms: Option<u64>,
+}
+
+/// A message between nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BusMessage {
+    /// Envelopes (already durable) for devices connected to the receiving node.
+    Deliver(Vec<(DeviceAddress, Envelope)>),
+    /// Close a device's socket.
+    Kick(Kick),
+    /// A user's device set changed: drop cached copies.
+    DevicesChanged {
+        /// The tenant.
+        tenant: TenantId,
+        /// The user.
+        user: UserId,
+    },
+}
+
+/// What the bus hands the node.
+#[derive(Debug)]
+pub enum BusEvent {
+    /// A message from another node.
+    Message(BusMessage),
+    /// The link to the other nodes was lost and is back: messages may have been missed, so
+    /// connected devices should re-read their queues and presence should be re-announced.
+    Reconnected,
+}
+
+/// Membership, presence, routing and broadcast between nodes.
+#[async_trait]
+pub trait Bus: Send + Sync {
+    /// This node's id (unique per process start).
+    fn node_id(&self) -> &str;
+    /// False while the link to the other nodes is down (the node then reports itself degraded).
+    fn healthy(&self) -> bool;
+    /// Which kind of bus (`local`, `redis`), for `/readyz`.
+    fn kind(&self) -> &'static str;
+    /// Records that these devices are connected to this node.
+    async fn announce(&self, devices: &[DeviceAddress]) -> Result<(), BusError>;
+    /// Removes a device's presence if it still points at this node.
+    async fn withdraw(&self, device: &DeviceAddress) -> Result<(), BusError>;
+    /// The node each device is connected to, if any (and known).
+    async fn locate(&self, devices: &[DeviceAddress]) -> Result<Vec<Option<String>>, BusError>;
+    /// Sends a message to one node's inbox.
+    async fn send_to(&self, node: &str, msg: &BusMessage) -> Result<(), BusError>;
+    /// Sends a message to every other node.
+    async fn broadcast(&self, msg: &BusMessage) -> Result<(), BusError>;
+    /// The live nodes of the cluster (this one included).
+    async fn members(&self) -> Result<Vec<String>, BusError>;
+    /// Takes the stream of events for this node (once; later calls get `None`).
+    fn events(&self) -> Option<tokio::sync::mpsc::Receiver<BusEvent>>;
+}
+
+/// The bus of a node that runs alone: no presence, no routing, nothing to receive.
+pub struct LocalBus {
+    id: String,
+    events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<BusEvent>>>,
+    _tx: tokio::sync::mpsc::Sender<BusEvent>,
+}
+
+impl LocalBus {
+    /// A local bus.
+    pub fn new(id: impl Into<String>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        Self { id: id.into(), events: std::sync::Mutex::new(Some(rx)), _tx: tx }
+    }
+}
+
+#[async_trait]
+impl Bus for LocalBus {
+    fn node_id(&self) -> &str {
+        &self.id
+    }
+    fn healthy(&self) -> bool {
+        true
+    }
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+    async fn announce(&self, _: &[DeviceAddress]) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn withdraw(&self, _: &DeviceAddress) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn locate(&self, devices: &[DeviceAddress]) -> Result<Vec<Option<String>>, BusError> {
+        Ok(vec![None; devices.len()])
+    }
+    async fn send_to(&self, _: &str, _: &BusMessage) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn broadcast(&self, _: &BusMessage) -> Result<(), BusError> {
+        Ok(())
+    }
+    async fn members(&self) -> Result<Vec<String>, BusError> {
+        Ok(vec![self.id.clone()])
+    }
+    fn events(&self) -> Option<tokio::sync::mpsc::Receiver<BusEvent>> {
+        match self.events.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+}

@@ -12,15 +12,9 @@ use crate::error::ApiError;
 
 /// The token of an `Authorization: Bearer <token>` header, if present.
 pub fn bearer(req: &HttpRequest) -> Option<String> {
-    let h = req
-        .headers()
-        .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
+    let h = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = h.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
 /// An authenticated caller (any user).
@@ -30,9 +24,7 @@ pub struct User(pub Authed);
 pub struct Admin(pub Authed);
 
 fn hub(req: &HttpRequest) -> Result<Arc<Hub>, ApiError> {
-    req.app_data::<web::Data<Hub>>()
-        .map(|d| d.clone().into_inner())
-        .ok_or(ApiError::Internal)
+    req.app_data::<web::Data<Hub>>().map(|d| d.clone().into_inner()).ok_or(ApiError::Internal)
 }
 
 async fn authed(hub: Arc<Hub>, token: Option<String>) -> Result<Authed, ApiError> {

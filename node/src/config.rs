@@ -31,12 +31,15 @@ pub struct Cli {
     /// Folder of the embedded store.
     #[arg(long, env = "HUSH_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
-    /// Redis URL linking the nodes of a cluster (not built yet: issue 4).
+    /// Redis URL linking the nodes of a cluster (unset: this node runs alone).
     #[arg(long, env = "HUSH_REDIS_URL", global = true)]
     pub redis_url: Option<String>,
-    /// MongoDB URL of the shared store (not built yet: issue 4).
+    /// MongoDB URL of the shared store (unset: the embedded store in the data folder).
     #[arg(long, env = "HUSH_MONGODB_URL", global = true)]
     pub mongodb_url: Option<String>,
+    /// This node's id in the cluster (default: random at each start).
+    #[arg(long, env = "HUSH_NODE_ID", global = true)]
+    pub node_id: Option<String>,
     /// Log format.
     #[arg(long, env = "HUSH_LOG_FORMAT", global = true)]
     pub log_format: Option<LogFormat>,
@@ -81,6 +84,8 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// See [`Cli::workers`].
     pub workers: Option<usize>,
+    /// See [`Cli::node_id`].
+    pub node_id: Option<String>,
 }
 
 /// The effective configuration.
@@ -98,6 +103,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// HTTP workers.
     pub workers: usize,
+    /// Node id in the cluster.
+    pub node_id: String,
 }
 
 impl Default for Config {
@@ -108,9 +115,8 @@ impl Default for Config {
             redis_url: None,
             mongodb_url: None,
             log_format: LogFormat::Text,
-            workers: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
         }
     }
 }
@@ -118,8 +124,7 @@ impl Default for Config {
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-    toml::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))
 }
 
 impl Config {
@@ -142,6 +147,7 @@ impl Config {
             mongodb_url: cli.mongodb_url.clone().or(file.mongodb_url),
             log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
             workers,
+            node_id: cli.node_id.clone().or(file.node_id).unwrap_or(d.node_id),
         })
     }
 }
@@ -156,25 +162,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hush-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("hush.toml");
-        std::fs::write(
-            &file,
-            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nworkers = 3\n",
-        )
-        .unwrap();
-        let cli = Cli::parse_from([
-            "hushd",
-            "--config",
-            file.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:9100",
-        ]);
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/x\"\nworkers = 3\n").unwrap();
+        let cli =
+            Cli::parse_from(["hushd", "--config", file.to_str().unwrap(), "--listen", "127.0.0.1:9100"]);
         let c = Config::resolve(&cli).unwrap();
         assert_eq!(c.listen.port(), 9100, "flag wins over file");
-        assert_eq!(
-            c.data_dir,
-            PathBuf::from("/tmp/x"),
-            "file wins over default"
-        );
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"), "file wins over default");
         assert_eq!(c.workers, 3);
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         assert!(Config::resolve(&cli).is_err(), "unknown keys are refused");

@@ -68,10 +68,7 @@ impl ResponseError for ApiError {
         if matches!(self, ApiError::Unauthorized) {
             r.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        r.json(ErrorBody {
-            error: self.code().to_owned(),
-            message: self.to_string(),
-        })
+        r.json(ErrorBody { error: self.code().to_owned(), message: self.to_string() })
     }
 }
 

@@ -8,9 +8,7 @@ use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_env("HUSH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
@@ -34,20 +32,11 @@ async fn shutdown_signal() {
 
 fn print_credentials(b: &server::Bootstrapped, first_run: bool) {
     if first_run {
-        println!(
-            "First run: created tenant '{}' with administrator '{}'.",
-            b.tenant, b.admin
-        );
+        println!("First run: created tenant '{}' with administrator '{}'.", b.tenant, b.admin);
     } else {
-        println!(
-            "Created tenant '{}' with administrator '{}'.",
-            b.tenant, b.admin
-        );
+        println!("Created tenant '{}' with administrator '{}'.", b.tenant, b.admin);
     }
-    println!(
-        "One-time password (shown only now): {}",
-        b.password.expose()
-    );
+    println!("One-time password (shown only now): {}", b.password.expose());
 }
 
 fn main() -> anyhow::Result<()> {

@@ -10,8 +10,7 @@ use hush_actors::control::{ControlActor, CreateUser, ListUsers, RevokeSession};
 use hush_actors::hub::Hub;
 use hush_actors::metrics::Metrics;
 use hush_protocol::api::{
-    CreateUserRequest, DeviceInfo, DeviceList, ErrorBody, LoginRequest, LoginResponse, UserInfo,
-    UserList,
+    CreateUserRequest, DeviceInfo, DeviceList, ErrorBody, LoginRequest, LoginResponse, UserInfo, UserList,
 };
 use hush_protocol::ids::UserId;
 use hush_protocol::limits::MAX_TEXT_BYTES;
@@ -68,10 +67,7 @@ fn client_info(req: &HttpRequest) -> ClientInfo {
         .get(actix_web::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|s| s.chars().take(MAX_TEXT_BYTES / 4).collect());
-    ClientInfo {
-        ip: req.peer_addr().map(|a| a.ip().to_string()),
-        user_agent: ua,
-    }
+    ClientInfo { ip: req.peer_addr().map(|a| a.ip().to_string()), user_agent: ua }
 }
 
 /// Logs in with a password; registers a new device unless `device.id` names an existing one.
@@ -88,18 +84,13 @@ async fn login(
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<web::Json<LoginResponse>, ApiError> {
-    Ok(web::Json(
-        accounts::login(&hub, body.into_inner(), client_info(&req)).await?,
-    ))
+    Ok(web::Json(accounts::login(&hub, body.into_inner(), client_info(&req)).await?))
 }
 
 /// Ends the calling session; its live socket receives `LoggedOut` and closes with 4401.
 #[utoipa::path(post, path = "/v1/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated", body = ErrorBody)))]
-async fn logout(
-    control: web::Data<Addr<ControlActor>>,
-    User(me): User,
-) -> Result<HttpResponse, ApiError> {
+async fn logout(control: web::Data<Addr<ControlActor>>, User(me): User) -> Result<HttpResponse, ApiError> {
     control
         .send(RevokeSession {
             session_id: me.session.id.clone(),
@@ -129,10 +120,7 @@ fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {
 /// Lists the caller's own devices.
 #[utoipa::path(get, path = "/v1/devices", tag = "devices", security(("bearer" = [])),
     responses((status = 200, body = DeviceList), (status = 401, body = ErrorBody)))]
-async fn my_devices(
-    hub: web::Data<Hub>,
-    User(me): User,
-) -> Result<web::Json<DeviceList>, ApiError> {
+async fn my_devices(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<DeviceList>, ApiError> {
     let set = hub.directory.get(me.tenant(), me.user()).await?;
     Ok(web::Json(device_list(me.user().clone(), &set)))
 }
@@ -162,12 +150,7 @@ async fn create_user(
     Admin(me): Admin,
     body: web::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let info = control
-        .send(CreateUser {
-            tenant: me.tenant().clone(),
-            request: body.into_inner(),
-        })
-        .await??;
+    let info = control.send(CreateUser { tenant: me.tenant().clone(), request: body.into_inner() }).await??;
     Ok(HttpResponse::Created().json(info))
 }
 
@@ -189,17 +172,9 @@ async fn list_users(
     q: web::Query<Page>,
 ) -> Result<web::Json<UserList>, ApiError> {
     let q = q.into_inner();
-    let after = q
-        .after
-        .map(UserId::new)
-        .transpose()
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let after = q.after.map(UserId::new).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let list = control
-        .send(ListUsers {
-            tenant: me.tenant().clone(),
-            after,
-            limit: q.limit.unwrap_or(100),
-        })
+        .send(ListUsers { tenant: me.tenant().clone(), after, limit: q.limit.unwrap_or(100) })
         .await??;
     Ok(web::Json(list))
 }
@@ -215,8 +190,9 @@ async fn healthz() -> HttpResponse {
     responses((status = 200, description = "Ready"), (status = 503, description = "The store does not answer")))]
 async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
     match hub.store.list_tenants(1).await {
-        Ok(_) => HttpResponse::Ok()
-            .json(serde_json::json!({"status": "ready", "store": "ok", "bus": "local"})),
+        Ok(_) => {
+            HttpResponse::Ok().json(serde_json::json!({"status": "ready", "store": "ok", "bus": "local"}))
+        }
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             HttpResponse::ServiceUnavailable()
@@ -228,9 +204,7 @@ async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
 /// Prometheus metrics (text exposition format 0.0.4).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Metrics", content_type = "text/plain")))]
 async fn metrics(hub: web::Data<Hub>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(render_metrics(&hub))
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(render_metrics(&hub))
 }
 
 /// Renders the node's counters in the Prometheus text format.
@@ -239,10 +213,7 @@ pub fn render_metrics(hub: &Arc<Hub>) -> String {
     let m = &hub.metrics;
     let mut out = String::with_capacity(2048);
     let mut put = |name: &str, kind: &str, help: &str, v: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}"
-        );
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
     };
     put(
         "hush_connections",
@@ -268,68 +239,35 @@ pub fn render_metrics(hub: &Arc<Hub>) -> String {
         "Envelopes acknowledged and deleted.",
         Metrics::get(&m.envelopes_acked),
     );
-    put(
-        "hush_sends_refused_total",
-        "counter",
-        "Send frames refused.",
-        Metrics::get(&m.sends_refused),
-    );
+    put("hush_sends_refused_total", "counter", "Send frames refused.", Metrics::get(&m.sends_refused));
     put(
         "hush_slow_consumers_total",
         "counter",
         "Connections closed for not reading fast enough.",
         Metrics::get(&m.slow_consumers),
     );
-    put(
-        "hush_logins_total",
-        "counter",
-        "Successful logins.",
-        Metrics::get(&m.logins),
-    );
-    put(
-        "hush_login_failures_total",
-        "counter",
-        "Failed logins.",
-        Metrics::get(&m.login_failures),
-    );
+    put("hush_logins_total", "counter", "Successful logins.", Metrics::get(&m.logins));
+    put("hush_login_failures_total", "counter", "Failed logins.", Metrics::get(&m.login_failures));
     put(
         "hush_bad_frames_total",
         "counter",
         "Client frames that did not decode.",
         Metrics::get(&m.bad_frames),
     );
-    put(
-        "hush_queue_depth",
-        "gauge",
-        "Envelopes queued in the store.",
-        hub.store.depth(),
-    );
+    put("hush_queue_depth", "gauge", "Envelopes queued in the store.", hub.store.depth());
     let s = hub.store.commit_stats();
-    put(
-        "hush_store_commit_jobs_total",
-        "counter",
-        "Write jobs carried by group commits.",
-        s.jobs,
-    );
+    put("hush_store_commit_jobs_total", "counter", "Write jobs carried by group commits.", s.jobs);
     let _ = writeln!(out, "# HELP hush_store_commit_seconds Latency of one group commit.\n# TYPE hush_store_commit_seconds histogram");
     for (i, b) in COMMIT_BUCKETS_US.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "hush_store_commit_seconds_bucket{{le=\"{}\"}} {}",
-            *b as f64 / 1e6,
-            s.buckets[i]
-        );
+        let _ =
+            writeln!(out, "hush_store_commit_seconds_bucket{{le=\"{}\"}} {}", *b as f64 / 1e6, s.buckets[i]);
     }
     let _ = writeln!(
         out,
         "hush_store_commit_seconds_bucket{{le=\"+Inf\"}} {}",
         s.buckets[COMMIT_BUCKETS_US.len()]
     );
-    let _ = writeln!(
-        out,
-        "hush_store_commit_seconds_sum {}",
-        s.sum_us as f64 / 1e6
-    );
+    let _ = writeln!(out, "hush_store_commit_seconds_sum {}", s.sum_us as f64 / 1e6);
     let _ = writeln!(out, "hush_store_commit_seconds_count {}", s.commits);
     out
 }

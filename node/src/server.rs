@@ -9,6 +9,8 @@ use actix_web::{web, App, HttpServer};
 use hush_actors::accounts::{self, AccountError};
 use hush_actors::control::{CloseAll, ControlActor};
 use hush_actors::hub::Hub;
+use hush_cluster::redis::RedisBus;
+use hush_cluster::{Bus, LocalBus};
 use hush_protocol::api::Secret;
 use hush_protocol::ids::{TenantId, UserId};
 use hush_store::embedded::EmbeddedStore;
@@ -23,9 +25,16 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// File name of the embedded store inside the data folder.
 pub const STORE_FILE: &str = "hush.redb";
 
+fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
+    Ok(match &config.redis_url {
+        Some(url) => Arc::new(RedisBus::start(url, config.node_id.clone())?),
+        None => Arc::new(LocalBus::new(config.node_id.clone())),
+    })
+}
+
 fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if config.redis_url.is_some() || config.mongodb_url.is_some() {
-        anyhow::bail!("clustering (Redis bus, MongoDB store) is not built yet; run without --redis-url/--mongodb-url");
+    if config.mongodb_url.is_some() {
+        anyhow::bail!("the MongoDB store is not built into this binary yet");
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let path = config.data_dir.join(STORE_FILE);
@@ -52,13 +61,9 @@ pub struct Bootstrapped {
 pub async fn init(config: &Config, tenant: &str, admin: &str) -> anyhow::Result<Bootstrapped> {
     let tenant = TenantId::new(tenant)?;
     let admin = UserId::new(admin)?;
-    let hub = Hub::new(open_store(config)?);
+    let hub = Hub::new(open_store(config)?, Arc::new(LocalBus::new(config.node_id.clone())));
     match accounts::bootstrap(&hub, &tenant, &admin).await {
-        Ok(password) => Ok(Bootstrapped {
-            tenant,
-            admin,
-            password,
-        }),
+        Ok(password) => Ok(Bootstrapped { tenant, admin, password }),
         Err(AccountError::Conflict) => anyhow::bail!("tenant {tenant} already exists"),
         Err(e) => Err(e.into()),
     }
@@ -80,67 +85,54 @@ pub struct Running {
 /// (tenant `default`, administrator `admin`), starts the actors and the HTTP server.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store = open_store(config)?;
-    let hub = Hub::new(store);
+    let bus = open_bus(config)?;
+    let events = bus.events();
+    let hub = Hub::new(store, bus);
+    if let Some(events) = events {
+        actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
+    }
     tokio::task::spawn_blocking(accounts::warm_up).await?;
     let bootstrapped = if hub.store.list_tenants(1).await?.is_empty() {
         let tenant = TenantId::new("default")?;
         let admin = UserId::new("admin")?;
         let password = accounts::bootstrap(&hub, &tenant, &admin).await?;
-        Some(Bootstrapped {
-            tenant,
-            admin,
-            password,
-        })
+        Some(Bootstrapped { tenant, admin, password })
     } else {
         None
     };
     let control = ControlActor::new(hub.clone()).start();
     let hub_data = web::Data::from(hub.clone());
     let control_data = web::Data::new(control.clone());
-    let server =
-        HttpServer::new(move || {
-            App::new()
-                .app_data(hub_data.clone())
-                .app_data(control_data.clone())
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(MAX_JSON_BODY)
-                        .error_handler(|e, _| {
-                            ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
-                        }),
-                )
-                .app_data(web::QueryConfig::default().error_handler(|e, _| {
-                    ApiError::BadRequest(format!("invalid query: {e}")).into()
-                }))
-                .app_data(web::PathConfig::default().error_handler(|e, _| {
-                    ApiError::BadRequest(format!("invalid path: {e}")).into()
-                }))
-                .configure(crate::routes::configure)
-                .default_service(web::to(|| async {
-                    Err::<actix_web::HttpResponse, _>(ApiError::NotFound)
-                }))
-        })
-        .workers(config.workers)
-        .disable_signals()
-        .shutdown_timeout(5)
-        .bind(config.listen)?;
-    let addr = server
-        .addrs()
-        .first()
-        .copied()
-        .ok_or_else(|| anyhow::anyhow!("bound to no address"))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(hub_data.clone())
+            .app_data(control_data.clone())
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_JSON_BODY)
+                    .error_handler(|e, _| ApiError::BadRequest(format!("invalid JSON body: {e}")).into()),
+            )
+            .app_data(
+                web::QueryConfig::default()
+                    .error_handler(|e, _| ApiError::BadRequest(format!("invalid query: {e}")).into()),
+            )
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|e, _| ApiError::BadRequest(format!("invalid path: {e}")).into()),
+            )
+            .configure(crate::routes::configure)
+            .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound) }))
+    })
+    .workers(config.workers)
+    .disable_signals()
+    .shutdown_timeout(5)
+    .bind(config.listen)?;
+    let addr = server.addrs().first().copied().ok_or_else(|| anyhow::anyhow!("bound to no address"))?;
     let server = server.run();
     let handle = server.handle();
     let task = actix_rt::spawn(server);
-    tracing::info!(%addr, "listening");
-    Ok(Running {
-        addr,
-        bootstrapped,
-        hub,
-        control,
-        server: handle,
-        task,
-    })
+    tracing::info!(%addr, node = %config.node_id, bus = hub.bus.kind(), "listening");
+    Ok(Running { addr, bootstrapped, hub, control, server: handle, task })
 }
 
 impl Running {

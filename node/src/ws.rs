@@ -13,9 +13,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
 use futures_util::StreamExt;
 use hush_actors::accounts::{self, Authed};
-use hush_actors::device::{
-    CloseFrame, DeviceActor, Inbound, Outbound, Sink, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
-};
+use hush_actors::device::{CloseFrame, DeviceActor, Inbound, Outbound, Sink, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
 use hush_actors::hub::Hub;
 use hush_actors::limits::{AUTH_TIMEOUT, MAX_CONNECTIONS, OUTBOUND_FRAMES};
 use hush_actors::metrics::Metrics;
@@ -60,10 +58,8 @@ pub async fn websocket(
     let (resp, session, stream) =
         actix_ws::handle_with_protocols(&req, body, &[SUBPROTOCOL_POSTCARD, SUBPROTOCOL_JSON])
             .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
-    let chosen = resp
-        .headers()
-        .get(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL)
-        .and_then(|v| v.to_str().ok());
+    let chosen =
+        resp.headers().get(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL).and_then(|v| v.to_str().ok());
     let format = match chosen {
         Some(SUBPROTOCOL_POSTCARD) => Format::Postcard,
         Some(SUBPROTOCOL_JSON) => Format::Json,
@@ -73,22 +69,13 @@ pub async fn websocket(
         .max_frame_size(MAX_FRAME_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_FRAME_BYTES);
-    actix_web::rt::spawn(connection(
-        hub.into_inner(),
-        session,
-        stream,
-        header_auth,
-        format,
-    ));
+    actix_web::rt::spawn(connection(hub.into_inner(), session, stream, header_auth, format));
     Ok(resp)
 }
 
 async fn close(session: Session, code: u16, reason: &str) {
     let _ = session
-        .close(Some(CloseReason {
-            code: CloseCode::from(code),
-            description: Some(reason.to_owned()),
-        }))
+        .close(Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) }))
         .await;
 }
 
@@ -117,18 +104,11 @@ async fn connection(
             };
             let token = match frame {
                 Ok(ClientFrame::Auth { token }) => token,
-                Ok(_) => {
-                    return close(session, CLOSE_UNAUTHORIZED, "the first frame must be Auth").await
-                }
+                Ok(_) => return close(session, CLOSE_UNAUTHORIZED, "the first frame must be Auth").await,
                 Err(e) => {
-                    let err = ServerFrame::Error {
-                        id: None,
-                        code: e.code(),
-                        message: e.to_string(),
-                    };
+                    let err = ServerFrame::Error { id: None, code: e.code(), message: e.to_string() };
                     let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
-                    return close(session, CLOSE_UNAUTHORIZED, "the first frame must be Auth")
-                        .await;
+                    return close(session, CLOSE_UNAUTHORIZED, "the first frame must be Auth").await;
                 }
             };
             match accounts::authenticate(&hub, &token).await {
@@ -155,10 +135,7 @@ async fn connection(
         authed.session.device.clone(),
         authed.session.id.clone(),
         inbound,
-        Sink {
-            frames: tx,
-            close: Some(close_tx),
-        },
+        Sink { frames: tx, close: Some(close_tx) },
     );
     writer(session, rx, close_rx, fmt).await;
 }
@@ -177,17 +154,9 @@ fn decode(item: Result<AggregatedMessage, ProtocolError>, fmt: &SharedFormat) ->
         Ok(AggregatedMessage::Pong(_)) => return Inbound::Pong,
         Ok(AggregatedMessage::Close(_)) => return Inbound::Closed,
         Err(ProtocolError::Overflow) => {
-            return Inbound::Protocol {
-                code: CLOSE_TOO_BIG,
-                reason: "frame too large".into(),
-            }
+            return Inbound::Protocol { code: CLOSE_TOO_BIG, reason: "frame too large".into() }
         }
-        Err(e) => {
-            return Inbound::Protocol {
-                code: CLOSE_PROTOCOL,
-                reason: e.to_string(),
-            }
-        }
+        Err(e) => return Inbound::Protocol { code: CLOSE_PROTOCOL, reason: e.to_string() },
     };
     match parsed {
         Ok(f) => Inbound::Frame(f),

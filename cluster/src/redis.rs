@@ -1,0 +1,338 @@
+//! The Redis bus.
+//!
+//! Keys and channels (all under `hush:`):
+//! - `hush:nodes`: sorted set of node ids scored by their last heartbeat (ms); members are the
+//!   nodes seen within [`NODE_TTL`].
+//! - `hush:p:<tenant>/<user>/<device>`: the id of the node holding the device's socket, with a
+//!   [`PRESENCE_TTL`] the owner refreshes every [`PRESENCE_REFRESH`] (only while the key still
+//!   names it). A node that dies stops refreshing, so its entries expire on their own.
+//! - channel `hush:inbox:<node>`: messages for one node; channel `hush:all`: broadcasts.
+//!
+//! One supervisor task owns the connections: it (re)connects with backoff, subscribes, reads
+//! the channels, heartbeats and refreshes presence. While Redis is down every call fails fast
+//! with [`BusError::Unavailable`] and [`Bus::healthy`] is false; on each successful
+//! (re)connection it emits [`BusEvent::Reconnected`].
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use hush_protocol::ids::DeviceAddress;
+use redis::aio::MultiplexedConnection;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::limits::*;
+use crate::{Bus, BusError, BusEvent, BusMessage};
+
+const NODES: &str = "hush:nodes";
+const BROADCAST: &str = "hush:all";
+
+fn inbox(node: &str) -> String {
+    format!("hush:inbox:{node}")
+}
+
+fn presence_key(d: &DeviceAddress) -> String {
+    format!("hush:p:{d}")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    from: String,
+    msg: BusMessage,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> BusError {
+    BusError::Unavailable(e.to_string())
+}
+
+struct Inner {
+    id: String,
+    client: redis::Client,
+    conn: Mutex<Option<MultiplexedConnection>>,
+    healthy: AtomicBool,
+    local: Mutex<HashSet<DeviceAddress>>,
+    events: Mutex<Option<mpsc::Receiver<BusEvent>>>,
+    withdraw: redis::Script,
+    refresh: redis::Script,
+}
+
+/// The bus of a clustered node.
+#[derive(Clone)]
+pub struct RedisBus {
+    inner: Arc<Inner>,
+}
+
+impl RedisBus {
+    /// Starts the bus for node `id` on Redis at `url`. Returns at once: if Redis is not
+    /// reachable yet the node starts degraded and the supervisor keeps trying.
+    pub fn start(url: &str, id: String) -> Result<Self, BusError> {
+        let client = redis::Client::open(url).map_err(unavailable)?;
+        let (tx, rx) = mpsc::channel(EVENT_QUEUE);
+        let inner = Arc::new(Inner {
+            id,
+            client,
+            conn: Mutex::new(None),
+            healthy: AtomicBool::new(false),
+            local: Mutex::new(HashSet::new()),
+            events: Mutex::new(Some(rx)),
+            withdraw: redis::Script::new(
+                "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0",
+            ),
+            refresh: redis::Script::new(
+                "for _, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end end return 0",
+            ),
+        });
+        tokio::spawn(supervise(inner.clone(), tx));
+        Ok(Self { inner })
+    }
+
+    fn conn(&self) -> Result<MultiplexedConnection, BusError> {
+        let g = match self.inner.conn.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.clone().ok_or_else(|| BusError::Unavailable("not connected to Redis".into()))
+    }
+}
+
+async fn timed<T>(f: impl std::future::Future<Output = redis::RedisResult<T>>) -> Result<T, BusError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, f).await {
+        Ok(r) => r.map_err(unavailable),
+        Err(_) => Err(BusError::Unavailable("Redis command timed out".into())),
+    }
+}
+
+fn set_conn(inner: &Inner, c: Option<MultiplexedConnection>) {
+    let mut g = match inner.conn.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    *g = c;
+}
+
+async fn heartbeat(inner: &Inner, conn: &mut MultiplexedConnection) -> Result<(), BusError> {
+    let now = now_ms();
+    let cutoff = now.saturating_sub(NODE_TTL.as_millis() as u64 * 4);
+    timed(
+        redis::pipe()
+            .zadd(NODES, &inner.id, now)
+            .ignore()
+            .zrembyscore(NODES, 0, cutoff)
+            .ignore()
+            .query_async::<()>(conn),
+    )
+    .await
+}
+
+async fn refresh_presence(inner: &Inner, conn: &mut MultiplexedConnection) -> Result<(), BusError> {
+    let keys: Vec<String> = {
+        let g = match inner.local.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        g.iter().map(presence_key).collect()
+    };
+    for chunk in keys.chunks(REFRESH_CHUNK) {
+        let mut inv = inner.refresh.prepare_invoke();
+        for k in chunk {
+            inv.key(k);
+        }
+        inv.arg(&inner.id).arg(PRESENCE_TTL.as_millis() as u64);
+        timed(inv.invoke_async::<()>(conn)).await?;
+    }
+    Ok(())
+}
+
+async fn supervise(inner: Arc<Inner>, events: mpsc::Sender<BusEvent>) {
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let connected = async {
+            let conn = timed(inner.client.get_multiplexed_async_connection()).await?;
+            let mut pubsub = timed(inner.client.get_async_pubsub()).await?;
+            timed(pubsub.subscribe(inbox(&inner.id))).await?;
+            timed(pubsub.subscribe(BROADCAST)).await?;
+            Ok::<_, BusError>((conn, pubsub))
+        }
+        .await;
+        let (mut conn, pubsub) = match connected {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "Redis unreachable; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        if let Err(e) = heartbeat(&inner, &mut conn).await {
+            tracing::warn!(error = %e, "Redis heartbeat failed");
+            tokio::time::sleep(backoff).await;
+            continue;
+        }
+        backoff = BACKOFF_MIN;
+        set_conn(&inner, Some(conn.clone()));
+        inner.healthy.store(true, Ordering::Relaxed);
+        tracing::info!(node = %inner.id, "connected to the Redis bus");
+        if events.send(BusEvent::Reconnected).await.is_err() {
+            return;
+        }
+        let mut stream = pubsub.into_on_message();
+        let mut beat = tokio::time::interval(HEARTBEAT);
+        let mut refresh = tokio::time::interval(PRESENCE_REFRESH);
+        beat.tick().await;
+        refresh.tick().await;
+        loop {
+            tokio::select! {
+                msg = stream.next() => {
+                    let Some(msg) = msg else { break };
+                    let payload: Vec<u8> = match msg.get_payload() {
+                        Ok(p) => p,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "unreadable bus message");
+                            continue;
+                        }
+                    };
+                    match postcard::from_bytes::<Wire>(&payload) {
+                        Ok(w) if w.from == inner.id => {}
+                        Ok(w) => {
+                            if events.send(BusEvent::Message(w.msg)).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "undecodable bus message"),
+                    }
+                }
+                _ = beat.tick() => {
+                    if let Err(e) = heartbeat(&inner, &mut conn).await {
+                        tracing::warn!(error = %e, "Redis heartbeat failed");
+                        break;
+                    }
+                }
+                _ = refresh.tick() => {
+                    if let Err(e) = refresh_presence(&inner, &mut conn).await {
+                        tracing::warn!(error = %e, "presence refresh failed");
+                        break;
+                    }
+                }
+            }
+        }
+        inner.healthy.store(false, Ordering::Relaxed);
+        set_conn(&inner, None);
+        tracing::warn!(node = %inner.id, "lost the Redis bus; running degraded");
+        tokio::time::sleep(backoff).await;
+    }
+}
+
+#[async_trait]
+impl Bus for RedisBus {
+    fn node_id(&self) -> &str {
+        &self.inner.id
+    }
+
+    fn healthy(&self) -> bool {
+        self.inner.healthy.load(Ordering::Relaxed)
+    }
+
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn announce(&self, devices: &[DeviceAddress]) -> Result<(), BusError> {
+        {
+            let mut g = match self.inner.local.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.extend(devices.iter().cloned());
+        }
+        let mut conn = self.conn()?;
+        let mut pipe = redis::pipe();
+        for d in devices {
+            pipe.cmd("SET")
+                .arg(presence_key(d))
+                .arg(&self.inner.id)
+                .arg("PX")
+                .arg(PRESENCE_TTL.as_millis() as u64)
+                .ignore();
+        }
+        timed(pipe.query_async::<()>(&mut conn)).await
+    }
+
+    async fn withdraw(&self, device: &DeviceAddress) -> Result<(), BusError> {
+        {
+            let mut g = match self.inner.local.lock() {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+            g.remove(device);
+        }
+        let mut conn = self.conn()?;
+        let mut inv = self.inner.withdraw.prepare_invoke();
+        inv.key(presence_key(device)).arg(&self.inner.id);
+        timed(inv.invoke_async::<i64>(&mut conn)).await.map(|_| ())
+    }
+
+    async fn locate(&self, devices: &[DeviceAddress]) -> Result<Vec<Option<String>>, BusError> {
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn()?;
+        let keys: Vec<String> = devices.iter().map(presence_key).collect();
+        let mut cmd = redis::cmd("MGET");
+        for k in &keys {
+            cmd.arg(k);
+        }
+        timed(cmd.query_async::<Vec<Option<String>>>(&mut conn)).await
+    }
+
+    async fn send_to(&self, node: &str, msg: &BusMessage) -> Result<(), BusError> {
+        let bytes = postcard::to_allocvec(&Wire { from: self.inner.id.clone(), msg: msg.clone() })
+            .map_err(|e| BusError::Codec(e.to_string()))?;
+        let mut conn = self.conn()?;
+        timed(redis::cmd("PUBLISH").arg(inbox(node)).arg(bytes).query_async::<i64>(&mut conn))
+            .await
+            .map(|_| ())
+    }
+
+    async fn broadcast(&self, msg: &BusMessage) -> Result<(), BusError> {
+        let bytes = postcard::to_allocvec(&Wire { from: self.inner.id.clone(), msg: msg.clone() })
+            .map_err(|e| BusError::Codec(e.to_string()))?;
+        let mut conn = self.conn()?;
+        timed(redis::cmd("PUBLISH").arg(BROADCAST).arg(bytes).query_async::<i64>(&mut conn)).await.map(|_| ())
+    }
+
+    async fn members(&self) -> Result<Vec<String>, BusError> {
+        let mut conn = self.conn()?;
+        let cutoff = now_ms().saturating_sub(NODE_TTL.as_millis() as u64);
+        timed(
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(NODES)
+                .arg(cutoff)
+                .arg("+inf")
+                .query_async::<Vec<String>>(&mut conn),
+        )
+        .await
+    }
+
+    fn events(&self) -> Option<mpsc::Receiver<BusEvent>> {
+        match self.inner.events.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        }
+    }
+}
+
+/// How long to wait in tests for presence to vanish after a node died.
+pub fn presence_expiry_bound() -> Duration {
+    PRESENCE_TTL + PRESENCE_REFRESH
+}
