@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
-    CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest, ErrorBody, LoginRequest,
-    LoginResponse, Secret, UserInfo, UserList,
+    CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest, ErrorBody, LoginRequest, LoginResponse, Secret,
+    UserInfo, UserList,
 };
 use hush_protocol::ids::{DeviceId, MessageId, RegistrationId, TenantId, UserId};
 use hush_protocol::wire::{
@@ -73,20 +73,14 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
         error: "unknown".into(),
         message: status.canonical_reason().unwrap_or("error").into(),
     });
-    Err(ClientError::Http {
-        status: status.as_u16(),
-        body,
-    })
+    Err(ClientError::Http { status: status.as_u16(), body })
 }
 
 impl Client {
     /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: impl Into<String>) -> Self {
         let base = base.into().trim_end_matches('/').to_owned();
-        Self {
-            base,
-            http: reqwest::Client::new(),
-        }
+        Self { base, http: reqwest::Client::new() }
     }
 
     /// The node's base URL.
@@ -102,32 +96,17 @@ impl Client {
         password: &Secret,
         device: DeviceRequest,
     ) -> Result<Session> {
-        let req = LoginRequest {
-            tenant: tenant.clone(),
-            user: user.clone(),
-            password: password.clone(),
-            device,
-        };
-        let resp = self
-            .http
-            .post(format!("{}/v1/login", self.base))
-            .json(&req)
-            .send()
-            .await
-            .map_err(transport)?;
+        let req =
+            LoginRequest { tenant: tenant.clone(), user: user.clone(), password: password.clone(), device };
+        let resp =
+            self.http.post(format!("{}/v1/login", self.base)).json(&req).send().await.map_err(transport)?;
         let login: LoginResponse = check(resp).await?.json().await.map_err(transport)?;
-        Ok(Session {
-            client: self.clone(),
-            login,
-        })
+        Ok(Session { client: self.clone(), login })
     }
 
     /// Resumes a saved session.
     pub fn resume(&self, login: LoginResponse) -> Session {
-        Session {
-            client: self.clone(),
-            login,
-        }
+        Session { client: self.clone(), login }
     }
 }
 
@@ -158,10 +137,7 @@ impl Session {
 
     /// Ends this session on the node.
     pub async fn logout(&self) -> Result<()> {
-        let rb = self
-            .client
-            .http
-            .post(format!("{}/v1/logout", self.client.base));
+        let rb = self.client.http.post(format!("{}/v1/logout", self.client.base));
         check(self.auth(rb).send().await.map_err(transport)?).await?;
         Ok(())
     }
@@ -172,51 +148,21 @@ impl Session {
             Some(u) => format!("{}/v1/users/{u}/devices", self.client.base),
             None => format!("{}/v1/devices", self.client.base),
         };
-        let resp = check(
-            self.auth(self.client.http.get(url))
-                .send()
-                .await
-                .map_err(transport)?,
-        )
-        .await?;
+        let resp = check(self.auth(self.client.http.get(url)).send().await.map_err(transport)?).await?;
         resp.json().await.map_err(transport)
     }
 
     /// Creates a user (tenant administrators).
-    pub async fn create_user(
-        &self,
-        user: &UserId,
-        password: &Secret,
-        admin: bool,
-    ) -> Result<UserInfo> {
-        let req = CreateUserRequest {
-            user: user.clone(),
-            password: password.clone(),
-            admin,
-        };
-        let rb = self
-            .client
-            .http
-            .post(format!("{}/v1/admin/users", self.client.base))
-            .json(&req);
-        check(self.auth(rb).send().await.map_err(transport)?)
-            .await?
-            .json()
-            .await
-            .map_err(transport)
+    pub async fn create_user(&self, user: &UserId, password: &Secret, admin: bool) -> Result<UserInfo> {
+        let req = CreateUserRequest { user: user.clone(), password: password.clone(), admin };
+        let rb = self.client.http.post(format!("{}/v1/admin/users", self.client.base)).json(&req);
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
     }
 
     /// Lists users (tenant administrators).
     pub async fn list_users(&self) -> Result<UserList> {
-        let rb = self
-            .client
-            .http
-            .get(format!("{}/v1/admin/users", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?)
-            .await?
-            .json()
-            .await
-            .map_err(transport)
+        let rb = self.client.http.get(format!("{}/v1/admin/users", self.client.base));
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
     }
 
     /// Opens the chat socket, authenticated by header, speaking postcard.
@@ -226,32 +172,17 @@ impl Session {
         let h = req.headers_mut();
         h.insert(
             "authorization",
-            HeaderValue::from_str(&format!("Bearer {}", self.login.token.expose()))
-                .map_err(transport)?,
+            HeaderValue::from_str(&format!("Bearer {}", self.login.token.expose())).map_err(transport)?,
         );
-        h.insert(
-            "sec-websocket-protocol",
-            HeaderValue::from_static(SUBPROTOCOL_POSTCARD),
-        );
-        let (ws, _) = tokio_tungstenite::connect_async(req)
-            .await
-            .map_err(|e| match e {
-                tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => {
-                    ClientError::Http {
-                        status: 401,
-                        body: ErrorBody {
-                            error: "unauthorized".into(),
-                            message: "invalid or revoked token".into(),
-                        },
-                    }
-                }
-                e => transport(e),
-            })?;
-        Ok(Connection {
-            ws,
-            pending: VecDeque::new(),
-            session: self.clone(),
-        })
+        h.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL_POSTCARD));
+        let (ws, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| match e {
+            tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => ClientError::Http {
+                status: 401,
+                body: ErrorBody { error: "unauthorized".into(), message: "invalid or revoked token".into() },
+            },
+            e => transport(e),
+        })?;
+        Ok(Connection { ws, pending: VecDeque::new(), session: self.clone() })
     }
 }
 
@@ -269,10 +200,7 @@ impl Connection {
     /// Sends one frame.
     pub async fn send_frame(&mut self, f: &ClientFrame) -> Result<()> {
         let bytes = f.encode_binary().map_err(transport)?;
-        self.ws
-            .send(Message::Binary(bytes.into()))
-            .await
-            .map_err(transport)
+        self.ws.send(Message::Binary(bytes.into())).await.map_err(transport)
     }
 
     /// Sends raw bytes as a binary frame (for tests of malformed input).
@@ -300,9 +228,7 @@ impl Connection {
                 Message::Binary(b) => return ServerFrame::decode_binary(&b).map_err(transport),
                 Message::Text(t) => return ServerFrame::decode_text(&t).map_err(transport),
                 Message::Close(c) => {
-                    return Err(ClientError::Closed(
-                        c.map(|c| format!("{} {}", u16::from(c.code), c.reason)),
-                    ))
+                    return Err(ClientError::Closed(c.map(|c| format!("{} {}", u16::from(c.code), c.reason))))
                 }
                 _ => continue,
             }
@@ -314,14 +240,10 @@ impl Connection {
         let mut kept = Vec::new();
         let res = loop {
             let f = match self.ws.next().await {
-                Some(Ok(Message::Binary(b))) => {
-                    ServerFrame::decode_binary(&b).map_err(transport)?
-                }
+                Some(Ok(Message::Binary(b))) => ServerFrame::decode_binary(&b).map_err(transport)?,
                 Some(Ok(Message::Text(t))) => ServerFrame::decode_text(&t).map_err(transport)?,
                 Some(Ok(Message::Close(c))) => {
-                    break Err(ClientError::Closed(
-                        c.map(|c| format!("{} {}", u16::from(c.code), c.reason)),
-                    ))
+                    break Err(ClientError::Closed(c.map(|c| format!("{} {}", u16::from(c.code), c.reason))))
                 }
                 Some(Ok(_)) => continue,
                 Some(Err(e)) => break Err(transport(e)),
@@ -355,11 +277,7 @@ impl Connection {
         for _ in 0..SEND_ATTEMPTS {
             let theirs = self.session.devices(Some(to)).await?;
             let me = self.session.user().clone();
-            let mine = if *to == me {
-                None
-            } else {
-                Some(self.session.devices(None).await?)
-            };
+            let mine = if *to == me { None } else { Some(self.session.devices(None).await?) };
             let own_device = self.session.device();
             let mk = |user: &UserId, d: &DeviceInfo, encrypt: &mut F| DeviceMessage {
                 device: d.id,
@@ -381,13 +299,7 @@ impl Connection {
                         .collect()
                 })
                 .unwrap_or_default();
-            self.send_frame(&ClientFrame::Send(SendMessage {
-                id,
-                to: to.clone(),
-                devices,
-                sync,
-            }))
-            .await?;
+            self.send_frame(&ClientFrame::Send(SendMessage { id, to: to.clone(), devices, sync })).await?;
             match self.answer(id).await? {
                 ServerFrame::Accepted { .. } => return Ok(id),
                 f @ (ServerFrame::MismatchedDevices { .. } | ServerFrame::StaleDevices { .. }) => {
@@ -396,9 +308,7 @@ impl Connection {
                 f => return Err(ClientError::Refused(Box::new(f))),
             }
         }
-        Err(ClientError::Refused(Box::new(
-            last.unwrap_or(ServerFrame::QueueEmpty),
-        )))
+        Err(ClientError::Refused(Box::new(last.unwrap_or(ServerFrame::QueueEmpty))))
     }
 
     /// Closes the socket politely.

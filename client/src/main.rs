@@ -17,21 +17,10 @@ use serde::{Deserialize, Serialize};
 #[command(name = "hush", version, about = "Hush command-line client")]
 struct Cli {
     /// Profile name: one per logged-in device.
-    #[arg(
-        long,
-        short,
-        env = "HUSH_PROFILE",
-        default_value = "default",
-        global = true
-    )]
+    #[arg(long, short, env = "HUSH_PROFILE", default_value = "default", global = true)]
     profile: String,
     /// Node URL (used by `login`; later commands use the profile's).
-    #[arg(
-        long,
-        env = "HUSH_SERVER",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "HUSH_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     server: String,
     #[command(subcommand)]
     cmd: Cmd,
@@ -114,18 +103,12 @@ fn home() -> PathBuf {
     if let Some(h) = std::env::var_os("HUSH_HOME") {
         return PathBuf::from(h);
     }
-    let base = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     base.join(".hush")
 }
 
 fn profile_path(name: &str) -> anyhow::Result<PathBuf> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         bail!("profile names are letters, digits, '-' and '_'");
     }
     Ok(home().join(format!("{name}.json")))
@@ -135,9 +118,7 @@ fn load(name: &str) -> anyhow::Result<Option<Profile>> {
     let p = profile_path(name)?;
     match std::fs::read(&p) {
         Ok(b) => {
-            Ok(Some(serde_json::from_slice(&b).with_context(|| {
-                format!("corrupt profile {}", p.display())
-            })?))
+            Ok(Some(serde_json::from_slice(&b).with_context(|| format!("corrupt profile {}", p.display()))?))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.into()),
@@ -150,12 +131,7 @@ fn save(name: &str, p: &Profile) -> anyhow::Result<()> {
     let path = profile_path(name)?;
     std::fs::create_dir_all(home())?;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
     f.write_all(&serde_json::to_vec_pretty(p)?)?;
     f.sync_all()?;
     std::fs::rename(tmp, path)?;
@@ -163,12 +139,11 @@ fn save(name: &str, p: &Profile) -> anyhow::Result<()> {
 }
 
 fn session_of(name: &str) -> anyhow::Result<hush_client::Session> {
-    let p = load(name)?.with_context(|| {
-        format!("profile '{name}' is not logged in: run `hush --profile {name} login`")
-    })?;
-    let login = p.login.with_context(|| {
-        format!("profile '{name}' is logged out: run `hush --profile {name} login`")
-    })?;
+    let p = load(name)?
+        .with_context(|| format!("profile '{name}' is not logged in: run `hush --profile {name} login`"))?;
+    let login = p
+        .login
+        .with_context(|| format!("profile '{name}' is logged out: run `hush --profile {name} login`"))?;
     Ok(Client::new(p.server).resume(login))
 }
 
@@ -183,12 +158,7 @@ fn ask_password(given: Option<String>, prompt: &str) -> anyhow::Result<Secret> {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
-        Cmd::Login {
-            tenant,
-            user,
-            password,
-            device_name,
-        } => {
+        Cmd::Login { tenant, user, password, device_name } => {
             let tenant = TenantId::new(tenant)?;
             let user = UserId::new(user)?;
             let password = ask_password(password, "Password: ")?;
@@ -202,17 +172,10 @@ async fn main() -> anyhow::Result<()> {
                 _ => (random_registration_id(), None),
             };
             let client = Client::new(&cli.server);
-            let req = DeviceRequest {
-                id: device,
-                registration_id,
-                name: Some(device_name),
-            };
+            let req = DeviceRequest { id: device, registration_id, name: Some(device_name) };
             let session = client.login(&tenant, &user, &password, req).await?;
             let info = session.login_info().clone();
-            println!(
-                "Logged in as {}/{} on device {}.",
-                info.tenant, info.user, info.device
-            );
+            println!("Logged in as {}/{} on device {}.", info.tenant, info.user, info.device);
             save(
                 &cli.profile,
                 &Profile {
@@ -237,13 +200,7 @@ async fn main() -> anyhow::Result<()> {
             let user = user.map(UserId::new).transpose()?;
             let list = s.devices(user.as_ref()).await?;
             for d in list.devices {
-                println!(
-                    "{}/{}  registration {}  {}",
-                    list.user,
-                    d.id,
-                    d.registration_id.get(),
-                    d.name
-                );
+                println!("{}/{}  registration {}  {}", list.user, d.id, d.registration_id.get(), d.name);
             }
         }
         Cmd::Send { to, text } => {
@@ -252,9 +209,7 @@ async fn main() -> anyhow::Result<()> {
             let text = text.join(" ");
             let mut conn = s.connect().await?;
             // Not yet end-to-end encrypted: the E2E layer (issue 5) replaces this identity map.
-            let id = conn
-                .send_message(&to, |_, _| text.as_bytes().to_vec())
-                .await?;
+            let id = conn.send_message(&to, |_, _| text.as_bytes().to_vec()).await?;
             println!("Sent {id} to {to}.");
             let _ = conn.close().await;
         }
@@ -265,9 +220,7 @@ async fn main() -> anyhow::Result<()> {
             loop {
                 let next = match idle {
                     Some(secs) => {
-                        match tokio::time::timeout(Duration::from_secs(secs), conn.next_frame())
-                            .await
-                        {
+                        match tokio::time::timeout(Duration::from_secs(secs), conn.next_frame()).await {
                             Ok(r) => r,
                             Err(_) => break,
                         }
@@ -277,11 +230,7 @@ async fn main() -> anyhow::Result<()> {
                 match next {
                     Ok(ServerFrame::Deliver(env)) => {
                         let text = String::from_utf8_lossy(&env.content.0);
-                        let tag = if env.sync {
-                            " (sent from your other device)"
-                        } else {
-                            ""
-                        };
+                        let tag = if env.sync { " (sent from your other device)" } else { "" };
                         println!("{}/{}: {}{}", env.from, env.from_device, text, tag);
                         conn.ack(vec![env.seq]).await?;
                         n += 1;
@@ -295,10 +244,9 @@ async fn main() -> anyhow::Result<()> {
                         break;
                     }
                     Ok(_) => {}
-                    Err(ClientError::Closed(c)) => bail!(
-                        "connection closed{}",
-                        c.map(|c| format!(": {c}")).unwrap_or_default()
-                    ),
+                    Err(ClientError::Closed(c)) => {
+                        bail!("connection closed{}", c.map(|c| format!(": {c}")).unwrap_or_default())
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
@@ -307,11 +255,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Admin { cmd } => {
             let s = session_of(&cli.profile)?;
             match cmd {
-                AdminCmd::CreateUser {
-                    user,
-                    password,
-                    admin,
-                } => {
+                AdminCmd::CreateUser { user, password, admin } => {
                     let user = UserId::new(user)?;
                     let pw = ask_password(password, "New user's password: ")?;
                     let info = s.create_user(&user, &pw, admin).await?;

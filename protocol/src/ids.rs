@@ -32,8 +32,7 @@ fn valid_name(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_NAME_BYTES
         && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'_' | b'-'))
 }
 
 macro_rules! name_id {

@@ -384,20 +384,14 @@ mod tests {
     fn bounds_are_enforced() {
         let big = sample_send(vec![0; MAX_CONTENT_BYTES + 1]);
         let bytes = big.encode_binary().unwrap();
-        assert_eq!(
-            ClientFrame::decode_binary(&bytes).unwrap_err().code(),
-            ErrorCode::ContentTooLarge
-        );
+        assert_eq!(ClientFrame::decode_binary(&bytes).unwrap_err().code(), ErrorCode::ContentTooLarge);
         let ok = sample_send(vec![0; MAX_CONTENT_BYTES]);
         assert!(ClientFrame::decode_binary(&ok.encode_binary().unwrap()).is_ok());
         let huge = vec![0u8; MAX_FRAME_BYTES + 1];
         assert_eq!(ClientFrame::decode_binary(&huge).unwrap_err().code(), ErrorCode::FrameTooLarge);
         let acks = ClientFrame::Ack { seqs: vec![1; MAX_ACKS_PER_FRAME + 1] };
         assert!(ClientFrame::decode_binary(&acks.encode_binary().unwrap()).is_err());
-        assert_eq!(
-            ClientFrame::decode_text("{\"Send\":1}").unwrap_err().code(),
-            ErrorCode::MalformedFrame
-        );
+        assert_eq!(ClientFrame::decode_text("{\"Send\":1}").unwrap_err().code(), ErrorCode::MalformedFrame);
         // Invalid ids inside an otherwise well-formed frame are refused at decode.
         let bad = r#"{"Send":{"id":"00000000-0000-0000-0000-000000000007","to":"Bob","devices":[]}}"#;
         assert!(ClientFrame::decode_text(bad).is_err());

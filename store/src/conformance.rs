@@ -9,11 +9,7 @@ use hush_protocol::wire::{Envelope, Payload};
 use crate::*;
 
 pub fn addr(t: &str, u: &str, d: u32) -> DeviceAddress {
-    DeviceAddress::new(
-        TenantId::new(t).unwrap(),
-        UserId::new(u).unwrap(),
-        DeviceId::new(d).unwrap(),
-    )
+    DeviceAddress::new(TenantId::new(t).unwrap(), UserId::new(u).unwrap(), DeviceId::new(d).unwrap())
 }
 
 pub fn envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
@@ -45,27 +41,14 @@ pub async fn run_all(store: &dyn Store) {
 async fn accounts(s: &dyn Store) {
     let t = TenantId::new("acme").unwrap();
     assert!(s.list_tenants(10).await.unwrap().is_empty());
-    s.create_tenant(TenantRecord {
-        name: t.clone(),
-        created_ms: 1,
-    })
-    .await
-    .unwrap();
+    s.create_tenant(TenantRecord { name: t.clone(), created_ms: 1 }).await.unwrap();
     assert!(matches!(
-        s.create_tenant(TenantRecord {
-            name: t.clone(),
-            created_ms: 2
-        })
-        .await,
+        s.create_tenant(TenantRecord { name: t.clone(), created_ms: 2 }).await,
         Err(StoreError::Conflict)
     ));
     assert_eq!(s.get_tenant(&t).await.unwrap().unwrap().created_ms, 1);
     assert_eq!(s.list_tenants(10).await.unwrap().len(), 1);
-    assert!(s
-        .get_tenant(&TenantId::new("nope").unwrap())
-        .await
-        .unwrap()
-        .is_none());
+    assert!(s.get_tenant(&TenantId::new("nope").unwrap()).await.unwrap().is_none());
     for name in ["carol", "alice", "bob"] {
         s.create_user(UserRecord {
             tenant: t.clone(),
@@ -84,37 +67,16 @@ async fn accounts(s: &dyn Store) {
         admin: true,
         created_ms: 6,
     };
-    assert!(matches!(
-        s.create_user(dup).await,
-        Err(StoreError::Conflict)
-    ));
-    let bob = s
-        .get_user(&t, &UserId::new("bob").unwrap())
-        .await
-        .unwrap()
-        .unwrap();
+    assert!(matches!(s.create_user(dup).await, Err(StoreError::Conflict)));
+    let bob = s.get_user(&t, &UserId::new("bob").unwrap()).await.unwrap().unwrap();
     assert_eq!(bob.password_hash, "hash-bob");
     assert!(!bob.admin);
     // Same user name in another tenant is another user.
     let other = TenantId::new("other").unwrap();
-    assert!(s
-        .get_user(&other, &UserId::new("bob").unwrap())
-        .await
-        .unwrap()
-        .is_none());
-    s.create_user(UserRecord {
-        tenant: other.clone(),
-        ..bob.clone()
-    })
-    .await
-    .unwrap();
-    let names: Vec<String> = s
-        .list_users(&t, None, 10)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|u| u.user.to_string())
-        .collect();
+    assert!(s.get_user(&other, &UserId::new("bob").unwrap()).await.unwrap().is_none());
+    s.create_user(UserRecord { tenant: other.clone(), ..bob.clone() }).await.unwrap();
+    let names: Vec<String> =
+        s.list_users(&t, None, 10).await.unwrap().into_iter().map(|u| u.user.to_string()).collect();
     assert_eq!(names, ["alice", "bob", "carol"]);
     let page: Vec<String> = s
         .list_users(&t, Some(&UserId::new("alice").unwrap()), 1)
@@ -141,22 +103,10 @@ async fn devices(s: &dyn Store) {
     let set = s.put_devices(&t, &u, 0, vec![d1.clone()]).await.unwrap();
     assert_eq!(set.version, 1);
     // A stale writer loses and changes nothing.
-    let d2 = DeviceRecord {
-        id: DeviceId::new(2).unwrap(),
-        ..d1.clone()
-    };
-    assert!(matches!(
-        s.put_devices(&t, &u, 0, vec![d2.clone()]).await,
-        Err(StoreError::VersionConflict)
-    ));
-    assert_eq!(
-        s.get_devices(&t, &u).await.unwrap().devices,
-        vec![d1.clone()]
-    );
-    let set = s
-        .put_devices(&t, &u, 1, vec![d2.clone(), d1.clone()])
-        .await
-        .unwrap();
+    let d2 = DeviceRecord { id: DeviceId::new(2).unwrap(), ..d1.clone() };
+    assert!(matches!(s.put_devices(&t, &u, 0, vec![d2.clone()]).await, Err(StoreError::VersionConflict)));
+    assert_eq!(s.get_devices(&t, &u).await.unwrap().devices, vec![d1.clone()]);
+    let set = s.put_devices(&t, &u, 1, vec![d2.clone(), d1.clone()]).await.unwrap();
     assert_eq!(set.version, 2);
     let read = s.get_devices(&t, &u).await.unwrap();
     assert_eq!(read.devices, vec![d1, d2], "sorted by id");
@@ -173,61 +123,20 @@ async fn sessions(s: &dyn Store) {
         revoked: None,
     };
     s.create_session(rec.clone()).await.unwrap();
-    assert!(matches!(
-        s.create_session(rec.clone()).await,
-        Err(StoreError::Conflict)
-    ));
-    assert_eq!(
-        s.session_by_token(&TokenHash([9; 32]))
-            .await
-            .unwrap()
-            .unwrap(),
-        rec
-    );
-    assert!(s
-        .session_by_token(&TokenHash([8; 32]))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(matches!(s.create_session(rec.clone()).await, Err(StoreError::Conflict)));
+    assert_eq!(s.session_by_token(&TokenHash([9; 32])).await.unwrap().unwrap(), rec);
+    assert!(s.session_by_token(&TokenHash([8; 32])).await.unwrap().is_none());
     assert_eq!(s.session_by_id("sess-1").await.unwrap().unwrap(), rec);
-    let r1 = Revocation {
-        at_ms: 20,
-        reason: "logout".into(),
-    };
-    let after = s
-        .revoke_session("sess-1", r1.clone())
-        .await
-        .unwrap()
-        .unwrap();
+    let r1 = Revocation { at_ms: 20, reason: "logout".into() };
+    let after = s.revoke_session("sess-1", r1.clone()).await.unwrap().unwrap();
     assert_eq!(after.revoked, Some(r1.clone()));
     // Idempotent: the first revocation stays.
-    let again = s
-        .revoke_session(
-            "sess-1",
-            Revocation {
-                at_ms: 30,
-                reason: "other".into(),
-            },
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    let again =
+        s.revoke_session("sess-1", Revocation { at_ms: 30, reason: "other".into() }).await.unwrap().unwrap();
     assert_eq!(again.revoked, Some(r1));
+    assert!(s.session_by_token(&TokenHash([9; 32])).await.unwrap().unwrap().revoked.is_some());
     assert!(s
-        .session_by_token(&TokenHash([9; 32]))
-        .await
-        .unwrap()
-        .unwrap()
-        .revoked
-        .is_some());
-    assert!(s
-        .revoke_session(
-            "missing",
-            Revocation {
-                at_ms: 1,
-                reason: "x".into()
-            }
-        )
+        .revoke_session("missing", Revocation { at_ms: 1, reason: "x".into() })
         .await
         .unwrap()
         .is_none());
@@ -246,26 +155,14 @@ async fn queues(s: &dyn Store) {
     assert_eq!(s.depth(), depth0 + 7);
     let got = s.fetch(&bob1, 0, 100).await.unwrap();
     assert_eq!(got, a, "fetch returns exactly what was enqueued, in order");
-    assert!(
-        s.fetch(&other_tenant, 0, 100).await.unwrap().is_empty(),
-        "no cross-tenant reads"
-    );
+    assert!(s.fetch(&other_tenant, 0, 100).await.unwrap().is_empty(), "no cross-tenant reads");
     let page = s.fetch(&bob1, a[1].seq, 2).await.unwrap();
     assert_eq!(page, a[2..4].to_vec());
-    let n = s
-        .ack(&bob1, vec![a[0].seq, a[2].seq, 999_999_999])
-        .await
-        .unwrap();
+    let n = s.ack(&bob1, vec![a[0].seq, a[2].seq, 999_999_999]).await.unwrap();
     assert_eq!(n, 2);
     // Acking another device's seq deletes nothing.
     assert_eq!(s.ack(&bob2, vec![a[1].seq]).await.unwrap(), 0);
-    let left: Vec<u64> = s
-        .fetch(&bob1, 0, 100)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    let left: Vec<u64> = s.fetch(&bob1, 0, 100).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(left, vec![a[1].seq, a[3].seq, a[4].seq]);
     assert_eq!(s.purge(&bob1).await.unwrap(), 3);
     assert!(s.fetch(&bob1, 0, 100).await.unwrap().is_empty());
@@ -278,27 +175,15 @@ async fn concurrent_enqueue(s: &dyn Store) {
     let to = addr("acme", "carol", 1);
     let futs = (0..50).map(|_| s.enqueue(envelopes(&to, 4)));
     let results = futures_join_all(futs).await;
-    let mut seqs: Vec<u64> = results
-        .into_iter()
-        .flat_map(|r| r.unwrap())
-        .map(|e| e.seq)
-        .collect();
+    let mut seqs: Vec<u64> = results.into_iter().flat_map(|r| r.unwrap()).map(|e| e.seq).collect();
     seqs.sort_unstable();
     seqs.dedup();
     assert_eq!(seqs.len(), 200);
-    let fetched: Vec<u64> = s
-        .fetch(&to, 0, 1000)
-        .await
-        .unwrap()
-        .iter()
-        .map(|e| e.seq)
-        .collect();
+    let fetched: Vec<u64> = s.fetch(&to, 0, 1000).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(fetched, seqs);
 }
 
-async fn futures_join_all<F: std::future::Future>(
-    futs: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     // Poll all futures concurrently on the current task (no extra dependency needed).
     let mut set = Vec::new();
     for f in futs {

@@ -15,17 +15,16 @@ use async_trait::async_trait;
 use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
 use hush_protocol::wire::Envelope;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    AccountStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, NewEnvelope, QueueStore,
-    Result, Revocation, SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord,
-    TokenHash, UserRecord, COMMIT_BUCKETS_US,
+    AccountStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, NewEnvelope, QueueStore, Result,
+    Revocation, SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
+    COMMIT_BUCKETS_US,
 };
 
 /// Write jobs waiting for the writer thread; senders wait (backpressure) when it is full.
@@ -107,14 +106,10 @@ impl EmbeddedStore {
                 let q = txn.open_table(QUEUE).map_err(backend)?;
                 depth = q.len().map_err(backend)?;
                 let mut meta = txn.open_table(META).map_err(backend)?;
-                let version = meta
-                    .get("schema_version")
-                    .map_err(backend)?
-                    .map(|v| v.value());
+                let version = meta.get("schema_version").map_err(backend)?.map(|v| v.value());
                 match version {
                     None => {
-                        meta.insert("schema_version", SCHEMA_VERSION)
-                            .map_err(backend)?;
+                        meta.insert("schema_version", SCHEMA_VERSION).map_err(backend)?;
                     }
                     Some(v) if v > SCHEMA_VERSION => {
                         return Err(StoreError::Backend(format!(
@@ -123,11 +118,7 @@ impl EmbeddedStore {
                     }
                     Some(_) => {}
                 }
-                next_seq = meta
-                    .get("next_seq")
-                    .map_err(backend)?
-                    .map(|v| v.value())
-                    .unwrap_or(1);
+                next_seq = meta.get("next_seq").map_err(backend)?.map(|v| v.value()).unwrap_or(1);
             }
             txn.commit().map_err(backend)?;
             (next_seq, depth)
@@ -200,11 +191,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
             let txn = shared.db.begin_write().map_err(backend)?;
             let mut completions = Vec::with_capacity(batch.len());
             {
-                let mut tx = Tx {
-                    txn: &txn,
-                    next_seq: &mut next_seq,
-                    depth_delta: &mut depth_delta,
-                };
+                let mut tx = Tx { txn: &txn, next_seq: &mut next_seq, depth_delta: &mut depth_delta };
                 for job in batch.drain(..) {
                     completions.push(job(&mut tx));
                 }
@@ -236,10 +223,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
         shared.commits.fetch_add(1, Ordering::Relaxed);
         shared.jobs.fetch_add(n, Ordering::Relaxed);
         shared.sum_us.fetch_add(us, Ordering::Relaxed);
-        let idx = COMMIT_BUCKETS_US
-            .iter()
-            .position(|b| us <= *b)
-            .unwrap_or(COMMIT_BUCKETS_US.len());
+        let idx = COMMIT_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(COMMIT_BUCKETS_US.len());
         shared.buckets[idx].fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!("store writer stopped");
@@ -250,9 +234,7 @@ fn apply_delta(depth: &AtomicU64, delta: i64) {
         depth.fetch_add(delta as u64, Ordering::Relaxed);
     } else {
         let d = delta.unsigned_abs();
-        let _ = depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
-            Some(v.saturating_sub(d))
-        });
+        let _ = depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(d)));
     }
 }
 
@@ -265,9 +247,7 @@ impl AccountStore for EmbeddedStore {
             if table.get(tenant.name.as_str()).map_err(backend)?.is_some() {
                 return Err(StoreError::Conflict);
             }
-            table
-                .insert(tenant.name.as_str(), bytes.as_slice())
-                .map_err(backend)?;
+            table.insert(tenant.name.as_str(), bytes.as_slice()).map_err(backend)?;
             Ok(())
         })
         .await
@@ -317,9 +297,7 @@ impl AccountStore for EmbeddedStore {
         let (tenant, user) = (tenant.clone(), user.clone());
         self.read(move |r| {
             let table = r.open_table(USERS).map_err(backend)?;
-            let v = table
-                .get((tenant.as_str(), user.as_str()))
-                .map_err(backend)?;
+            let v = table.get((tenant.as_str(), user.as_str())).map_err(backend)?;
             v.map(|v| dec(v.value())).transpose()
         })
         .await
@@ -360,9 +338,7 @@ impl DeviceStore for EmbeddedStore {
         let (tenant, user) = (tenant.clone(), user.clone());
         self.read(move |r| {
             let table = r.open_table(DEVICES).map_err(backend)?;
-            let v = table
-                .get((tenant.as_str(), user.as_str()))
-                .map_err(backend)?;
+            let v = table.get((tenant.as_str(), user.as_str())).map_err(backend)?;
             Ok(v.map(|v| dec(v.value())).transpose()?.unwrap_or_default())
         })
         .await
@@ -377,20 +353,13 @@ impl DeviceStore for EmbeddedStore {
     ) -> Result<DeviceSet> {
         let (tenant, user) = (tenant.clone(), user.clone());
         devices.sort_by_key(|d| d.id);
-        let set = DeviceSet {
-            version: expected_version + 1,
-            devices,
-        };
+        let set = DeviceSet { version: expected_version + 1, devices };
         let bytes = enc(&set)?;
         self.write(move |t| {
             let mut table = t.txn.open_table(DEVICES).map_err(backend)?;
             let key = (tenant.as_str(), user.as_str());
-            let current: DeviceSet = table
-                .get(key)
-                .map_err(backend)?
-                .map(|v| dec(v.value()))
-                .transpose()?
-                .unwrap_or_default();
+            let current: DeviceSet =
+                table.get(key).map_err(backend)?.map(|v| dec(v.value())).transpose()?.unwrap_or_default();
             if current.version != expected_version {
                 return Err(StoreError::VersionConflict);
             }
@@ -414,11 +383,8 @@ impl SessionStore for EmbeddedStore {
             {
                 return Err(StoreError::Conflict);
             }
-            sessions
-                .insert(hash.as_slice(), bytes.as_slice())
-                .map_err(backend)?;
-            ids.insert(session.id.as_str(), hash.as_slice())
-                .map_err(backend)?;
+            sessions.insert(hash.as_slice(), bytes.as_slice()).map_err(backend)?;
+            ids.insert(session.id.as_str(), hash.as_slice()).map_err(backend)?;
             Ok(())
         })
         .await
@@ -448,35 +414,22 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
-    async fn revoke_session(
-        &self,
-        id: &str,
-        revocation: Revocation,
-    ) -> Result<Option<SessionRecord>> {
+    async fn revoke_session(&self, id: &str, revocation: Revocation) -> Result<Option<SessionRecord>> {
         let id = id.to_owned();
         self.write(move |t| {
             let ids = t.txn.open_table(SESSION_IDS).map_err(backend)?;
-            let Some(hash) = ids
-                .get(id.as_str())
-                .map_err(backend)?
-                .map(|h| h.value().to_vec())
-            else {
+            let Some(hash) = ids.get(id.as_str()).map_err(backend)?.map(|h| h.value().to_vec()) else {
                 return Ok(None);
             };
             let mut table = t.txn.open_table(SESSIONS).map_err(backend)?;
-            let current = table
-                .get(hash.as_slice())
-                .map_err(backend)?
-                .map(|v| v.value().to_vec());
+            let current = table.get(hash.as_slice()).map_err(backend)?.map(|v| v.value().to_vec());
             let Some(current) = current else {
                 return Ok(None);
             };
             let mut s: SessionRecord = dec(&current)?;
             if s.revoked.is_none() {
                 s.revoked = Some(revocation);
-                table
-                    .insert(hash.as_slice(), enc(&s)?.as_slice())
-                    .map_err(backend)?;
+                table.insert(hash.as_slice(), enc(&s)?.as_slice()).map_err(backend)?;
             }
             Ok(Some(s))
         })
@@ -502,16 +455,8 @@ impl QueueStore for EmbeddedStore {
                 let bytes = postcard::to_extend(&item.envelope, std::mem::take(&mut buf))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                 let a = &item.to;
-                q.insert(
-                    (
-                        a.tenant.as_str(),
-                        a.user.as_str(),
-                        a.device.get() as u8,
-                        seq,
-                    ),
-                    bytes.as_slice(),
-                )
-                .map_err(backend)?;
+                q.insert((a.tenant.as_str(), a.user.as_str(), a.device.get() as u8, seq), bytes.as_slice())
+                    .map_err(backend)?;
                 buf = bytes;
                 out.push(item.envelope);
             }
@@ -521,23 +466,13 @@ impl QueueStore for EmbeddedStore {
         .await
     }
 
-    async fn fetch(
-        &self,
-        device: &DeviceAddress,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<Envelope>> {
+    async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>> {
         let a = device.clone();
         let limit = limit.min(MAX_FETCH);
         self.read(move |r| {
             let q = r.open_table(QUEUE).map_err(backend)?;
             let d = a.device.get() as u8;
-            let lo = (
-                a.tenant.as_str(),
-                a.user.as_str(),
-                d,
-                after.saturating_add(1),
-            );
+            let lo = (a.tenant.as_str(), a.user.as_str(), d, after.saturating_add(1));
             let hi = (a.tenant.as_str(), a.user.as_str(), d, u64::MAX);
             let mut out = Vec::new();
             for item in q.range(lo..=hi).map_err(backend)? {
@@ -559,10 +494,7 @@ impl QueueStore for EmbeddedStore {
             let d = a.device.get() as u8;
             let mut n = 0u64;
             for seq in seqs {
-                if q.remove((a.tenant.as_str(), a.user.as_str(), d, seq))
-                    .map_err(backend)?
-                    .is_some()
-                {
+                if q.remove((a.tenant.as_str(), a.user.as_str(), d, seq)).map_err(backend)?.is_some() {
                     n += 1;
                 }
             }
@@ -586,8 +518,7 @@ impl QueueStore for EmbeddedStore {
                 .collect::<std::result::Result<_, _>>()
                 .map_err(backend)?;
             for seq in &keys {
-                q.remove((a.tenant.as_str(), a.user.as_str(), d, *seq))
-                    .map_err(backend)?;
+                q.remove((a.tenant.as_str(), a.user.as_str(), d, *seq)).map_err(backend)?;
             }
             *t.depth_delta -= keys.len() as i64;
             Ok(keys.len() as u64)
@@ -637,24 +568,15 @@ mod tests {
         let addr = crate::conformance::addr("t1", "bob", 1);
         let first = {
             let store = EmbeddedStore::open(&path).unwrap();
-            let out = store
-                .enqueue(crate::conformance::envelopes(&addr, 3))
-                .await
-                .unwrap();
+            let out = store.enqueue(crate::conformance::envelopes(&addr, 3)).await.unwrap();
             out.last().unwrap().seq
         };
         // Give the writer thread a moment to notice the channel closed and drop the database.
         for _ in 0..100 {
             if let Ok(store) = EmbeddedStore::open(&path) {
                 assert_eq!(store.depth(), 3);
-                let more = store
-                    .enqueue(crate::conformance::envelopes(&addr, 1))
-                    .await
-                    .unwrap();
-                assert!(
-                    more[0].seq > first,
-                    "sequence numbers never repeat after reopen"
-                );
+                let more = store.enqueue(crate::conformance::envelopes(&addr, 1)).await.unwrap();
+                assert!(more[0].seq > first, "sequence numbers never repeat after reopen");
                 assert_eq!(store.fetch(&addr, 0, 10).await.unwrap().len(), 4);
                 return;
             }

@@ -26,12 +26,7 @@ pub fn bin(name: &str) -> PathBuf {
     // target/<profile>/deps/<test> -> target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo build --bins` first (looked at {})",
-        name,
-        p.display()
-    );
+    assert!(p.exists(), "{} not built: run `cargo build --bins` first (looked at {})", name, p.display());
     p
 }
 
@@ -59,11 +54,7 @@ impl Node {
     pub fn start_in(data: &Path, listen: Option<&str>) -> Node {
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension(format!("log-{}", std::process::id()));
-        let stderr = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
         let mut child = Command::new(bin("hushd"))
             .arg("--listen")
             .arg(listen.unwrap_or("127.0.0.1:0"))
@@ -85,14 +76,9 @@ impl Node {
         });
         let mut password = None;
         let addr = loop {
-            let line = rx
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "hushd did not start; log: {}",
-                        std::fs::read_to_string(&log).unwrap_or_default()
-                    )
-                });
+            let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
+                panic!("hushd did not start; log: {}", std::fs::read_to_string(&log).unwrap_or_default())
+            });
             if let Some(p) = line.strip_prefix("One-time password (shown only now): ") {
                 password = Some(p.trim().to_owned());
             }
@@ -134,11 +120,7 @@ impl Node {
     /// SIGTERM and wait for a clean exit; returns the exit status success.
     pub fn terminate(&mut self) -> bool {
         if let Some(mut c) = self.child.take() {
-            Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status()
-                .unwrap();
+            Command::new("kill").arg("-TERM").arg(c.id().to_string()).status().unwrap();
             for _ in 0..200 {
                 if let Some(st) = c.try_wait().unwrap() {
                     return st.success();
@@ -196,11 +178,7 @@ pub async fn login(client: &Client, tenant: &str, user: &str, password: &str) ->
             &TenantId::new(tenant).unwrap(),
             &UserId::new(user).unwrap(),
             &Secret::new(password),
-            DeviceRequest {
-                id: None,
-                registration_id: random_registration_id(),
-                name: Some("test".into()),
-            },
+            DeviceRequest { id: None, registration_id: random_registration_id(), name: Some("test".into()) },
         )
         .await
         .unwrap()
