@@ -5,6 +5,8 @@
 //!   [`Store`] is all of them, what the actors hold as `Arc<dyn Store>`.
 //! - [`embedded`]: the default backend, one crash-safe redb file, with every write going through
 //!   one writer thread that commits in groups (many callers, one fsync).
+//! - `mongo` (feature `mongo`): the MongoDB backend shared by a cluster's nodes, kept to plain
+//!   CRUD, `findOneAndUpdate` and unique indexes (no transactions, no change streams).
 //! - [`conformance`]: the behaviour every backend must show, run by each backend's tests.
 //!
 //! The store holds no business rules: limits such as "six devices per user" are decided by the
@@ -18,6 +20,8 @@ use hush_protocol::wire::Envelope;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "mongo")]
+pub mod mongo;
 pub mod records;
 
 pub use records::*;
@@ -94,11 +98,7 @@ pub trait SessionStore: Send + Sync {
     async fn session_by_id(&self, id: &str) -> Result<Option<SessionRecord>>;
     /// Marks a session revoked (idempotent: the first revocation's time and reason stay).
     /// Returns the session as stored afterwards, or `None` if there is no such session.
-    async fn revoke_session(
-        &self,
-        id: &str,
-        revocation: Revocation,
-    ) -> Result<Option<SessionRecord>>;
+    async fn revoke_session(&self, id: &str, revocation: Revocation) -> Result<Option<SessionRecord>>;
 }
 
 /// Durable per-device envelope queues.
@@ -109,12 +109,7 @@ pub trait QueueStore: Send + Sync {
     /// increasing within each queue); the returned envelopes carry it, in input order.
     async fn enqueue(&self, items: Vec<NewEnvelope>) -> Result<Vec<Envelope>>;
     /// Reads up to `limit` envelopes of a device's queue with `seq > after`, in order.
-    async fn fetch(
-        &self,
-        device: &DeviceAddress,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<Envelope>>;
+    async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>>;
     /// Deletes acknowledged envelopes (unknown sequence numbers are ignored); returns how many
     /// were deleted.
     async fn ack(&self, device: &DeviceAddress, seqs: Vec<u64>) -> Result<u64>;
@@ -135,9 +130,8 @@ pub trait StoreStats: Send + Sync {
 }
 
 /// Upper bounds (microseconds) of the commit-latency histogram buckets.
-pub const COMMIT_BUCKETS_US: [u64; 10] = [
-    250, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000,
-];
+pub const COMMIT_BUCKETS_US: [u64; 10] =
+    [250, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
 
 /// Commit statistics: group commits, the jobs they carried, and latency buckets.
 #[derive(Clone, Debug, Default)]
