@@ -119,6 +119,14 @@ impl TestMongo {
             .await
             .unwrap_or_else(|e| panic!("connect to {} (db {db}): {e}", self.uri))
     }
+
+    /// Drops a passed test's database on a shared MongoDB (a child server's goes with its
+    /// temp dir); a failed test keeps it for inspection.
+    async fn cleanup(&self, store: &MongoStore) {
+        if self.child.is_none() {
+            store.database().drop().await.unwrap();
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -128,6 +136,7 @@ async fn mongo_conformance() {
     hush_store::conformance::run_all(&store).await;
     let stats = hush_store::StoreStats::commit_stats(&store);
     assert!(stats.commits > 0 && stats.buckets[10] == stats.commits);
+    mongo.cleanup(&store).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -159,6 +168,7 @@ async fn reconnect_keeps_sequence_depth_and_schema() {
         Err(StoreError::Backend(m)) => assert!(m.contains("newer"), "{m}"),
         other => panic!("expected a refusal, got {other:?}"),
     }
+    mongo.cleanup(&s).await;
 }
 
 /// Two "nodes" (two stores on one database) enqueue concurrently to the same devices while a
@@ -246,6 +256,7 @@ async fn two_nodes_enqueue_concurrently() {
         let stored: Vec<u64> = a.fetch(&dev, 0, 1_000).await.unwrap().iter().map(|e| e.seq).collect();
         assert_eq!(stored, want);
     }
+    mongo.cleanup(&a).await;
 }
 
 /// Two nodes race to change one user's device set from the same version: exactly one wins,
@@ -282,6 +293,7 @@ async fn put_devices_race_has_one_winner() {
             assert_eq!(a.get_devices(&tenant, &user).await.unwrap(), won, "the winner's set is stored");
         }
     }
+    mongo.cleanup(&a).await;
 }
 
 /// An `insert_many` that fails part-way leaves nothing of its batch behind (no transaction: the
@@ -312,6 +324,7 @@ async fn failed_enqueue_leaves_nothing() {
     let next = s.enqueue(envelopes(&to, 2)).await.unwrap();
     assert!(next[0].seq > first + 5);
     assert_eq!(s.fetch(&to, 0, 100).await.unwrap().len(), 3);
+    mongo.cleanup(&s).await;
 }
 
 /// An in-flight entry left by a writer that died holds back its devices' reads only until it
@@ -333,4 +346,5 @@ async fn dead_writers_entry_expires() {
     let counter = meta.find_one(doc! { "_id": "seq" }).await.unwrap().unwrap();
     let pending = counter.get_array("pending").unwrap();
     assert!(pending.iter().all(|p| p.as_str() != Some(stale.as_str())), "expired entry removed");
+    mongo.cleanup(&s).await;
 }
