@@ -273,3 +273,29 @@ fn archived_sessions_are_bounded() {
     let restored = SessionRecord::deserialize(&rec.serialize().unwrap()).unwrap();
     assert_eq!(restored.archived_len(), MAX_ARCHIVED_SESSIONS);
 }
+
+#[test]
+fn size_caps_are_enforced() {
+    use hush_protocol::e2e::consts::{MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN};
+    use hush_protocol::e2e::message::RatchetMessage;
+    use hush_protocol::e2e::DecodeError;
+    let mut rng = StdRng::seed_from_u64(8);
+    let mut alice = device("alice", 1, &mut rng);
+    let mut bob = device("bob", 2, &mut rng);
+    let b = bundle(&mut bob, true, &mut rng);
+    process_prekey_bundle(&mut alice.store, &bob.addr, &b, &mut rng).unwrap();
+    let max = send(&mut alice, &bob, &vec![1u8; MAX_PLAINTEXT_LEN]);
+    assert!(max.len() <= MAX_MESSAGE_LEN);
+    assert_eq!(recv(&mut bob, &alice, &max, &mut rng).unwrap().len(), MAX_PLAINTEXT_LEN);
+    assert_eq!(
+        encrypt_message(&mut alice.store, &bob.addr, &vec![1u8; MAX_PLAINTEXT_LEN + 1]),
+        Err(E2eError::PlaintextTooLong)
+    );
+    let r = send(&mut bob, &alice, b"x");
+    let mut long = r.clone();
+    long.resize(MAX_MESSAGE_LEN + 1, 0);
+    assert_eq!(RatchetMessage::decode(&long).err(), Some(DecodeError::TooLong));
+    assert_eq!(RatchetMessage::decode(&r[..20]).err(), Some(DecodeError::Truncated));
+    assert_eq!(RatchetMessage::decode(&[]).err(), Some(DecodeError::Truncated));
+    assert_eq!(RatchetMessage::decode(&[0x21]).err(), Some(DecodeError::BadVersion));
+}
