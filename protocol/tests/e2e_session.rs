@@ -299,3 +299,27 @@ fn size_caps_are_enforced() {
     assert_eq!(RatchetMessage::decode(&[]).err(), Some(DecodeError::Truncated));
     assert_eq!(RatchetMessage::decode(&[0x21]).err(), Some(DecodeError::BadVersion));
 }
+
+#[test]
+fn skipped_keys_are_bounded_per_chain_oldest_dropped_first() {
+    use hush_protocol::e2e::consts::MAX_SKIPPED_KEYS_PER_CHAIN;
+    let mut rng = StdRng::seed_from_u64(10);
+    let mut alice = device("alice", 1, &mut rng);
+    let mut bob = device("bob", 2, &mut rng);
+    let b = bundle(&mut bob, false, &mut rng);
+    process_prekey_bundle(&mut alice.store, &bob.addr, &b, &mut rng).unwrap();
+    let first = send(&mut alice, &bob, b"open");
+    recv(&mut bob, &alice, &first, &mut rng).unwrap();
+    let r = send(&mut bob, &alice, b"ack");
+    recv(&mut alice, &bob, &r, &mut rng).unwrap();
+    let mut rec = alice.store.load_session(&bob.addr).unwrap().unwrap();
+    let msgs: Vec<Vec<u8>> =
+        (0..MAX_SKIPPED_KEYS_PER_CHAIN + 2).map(|i| rec.encrypt(&i.to_le_bytes()).unwrap()).collect();
+    let last = msgs.len() - 1;
+    assert_eq!(recv(&mut bob, &alice, &msgs[last], &mut rng).unwrap(), last.to_le_bytes());
+    let stored = bob.store.load_session(&alice.addr).unwrap().unwrap();
+    assert_eq!(stored.current().unwrap().skipped_keys(), MAX_SKIPPED_KEYS_PER_CHAIN);
+    // Message 0 fell out of the window; message 1 is the oldest kept.
+    assert_eq!(recv(&mut bob, &alice, &msgs[0], &mut rng), Err(E2eError::DuplicateMessage));
+    assert_eq!(recv(&mut bob, &alice, &msgs[1], &mut rng).unwrap(), 1usize.to_le_bytes());
+}
