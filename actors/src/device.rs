@@ -469,7 +469,9 @@ impl Handler<Disconnect> for DeviceActor {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
-        if msg.session_id.as_ref().is_some_and(|s| *s != self.session_id) {
+        if msg.session_id.as_ref().is_some_and(|s| *s != self.session_id)
+            || msg.opened_before_ms.is_some_and(|t| self.opened_ms >= t)
+        {
             return;
         }
         let flush = msg.logged_out.is_some();

@@ -37,6 +37,9 @@ pub struct Cli {
     /// MongoDB URL of the shared store (unset: the embedded store in the data folder).
     #[arg(long, env = "HUSH_MONGODB_URL", global = true)]
     pub mongodb_url: Option<String>,
+    /// MongoDB database name.
+    #[arg(long, env = "HUSH_MONGODB_DATABASE", global = true)]
+    pub mongodb_database: Option<String>,
     /// This node's id in the cluster (default: random at each start).
     #[arg(long, env = "HUSH_NODE_ID", global = true)]
     pub node_id: Option<String>,
@@ -86,6 +89,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// See [`Cli::node_id`].
     pub node_id: Option<String>,
+    /// See [`Cli::mongodb_database`].
+    pub mongodb_database: Option<String>,
 }
 
 /// The effective configuration.
@@ -105,6 +110,8 @@ pub struct Config {
     pub workers: usize,
     /// Node id in the cluster.
     pub node_id: String,
+    /// MongoDB database name.
+    pub mongodb_database: String,
 }
 
 impl Default for Config {
@@ -117,6 +124,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
+            mongodb_database: "hush".into(),
         }
     }
 }
@@ -148,6 +156,11 @@ impl Config {
             log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
             workers,
             node_id: cli.node_id.clone().or(file.node_id).unwrap_or(d.node_id),
+            mongodb_database: cli
+                .mongodb_database
+                .clone()
+                .or(file.mongodb_database)
+                .unwrap_or(d.mongodb_database),
         })
     }
 }

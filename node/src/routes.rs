@@ -185,18 +185,26 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers.
+/// Readiness: 200 while the store answers (`status` is `degraded` while the bus to the other
+/// nodes is down: local delivery and accepting go on), 503 when the store does not answer.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready"), (status = 503, description = "The store does not answer")))]
+    responses((status = 200, description = "Ready or degraded"), (status = 503, description = "The store does not answer")))]
 async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
+    let bus_ok = hub.bus.healthy();
+    let body = |status: &str, store: &str| {
+        serde_json::json!({
+            "status": status,
+            "store": store,
+            "bus": hub.bus.kind(),
+            "bus_healthy": bus_ok,
+            "node": hub.bus.node_id(),
+        })
+    };
     match hub.store.list_tenants(1).await {
-        Ok(_) => {
-            HttpResponse::Ok().json(serde_json::json!({"status": "ready", "store": "ok", "bus": "local"}))
-        }
+        Ok(_) => HttpResponse::Ok().json(body(if bus_ok { "ready" } else { "degraded" }, "ok")),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable()
-                .json(serde_json::json!({"status": "unavailable", "store": "error"}))
+            HttpResponse::ServiceUnavailable().json(body("unavailable", "error"))
         }
     }
 }

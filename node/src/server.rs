@@ -32,9 +32,12 @@ fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     })
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if config.mongodb_url.is_some() {
-        anyhow::bail!("the MongoDB store is not built into this binary yet");
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(url) = &config.mongodb_url {
+        let store = hush_store::mongo::MongoStore::connect(url, &config.mongodb_database)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?;
+        return Ok(Arc::new(store));
     }
     std::fs::create_dir_all(&config.data_dir)?;
     let path = config.data_dir.join(STORE_FILE);
@@ -61,7 +64,7 @@ pub struct Bootstrapped {
 pub async fn init(config: &Config, tenant: &str, admin: &str) -> anyhow::Result<Bootstrapped> {
     let tenant = TenantId::new(tenant)?;
     let admin = UserId::new(admin)?;
-    let hub = Hub::new(open_store(config)?, Arc::new(LocalBus::new(config.node_id.clone())));
+    let hub = Hub::new(open_store(config).await?, Arc::new(LocalBus::new(config.node_id.clone())));
     match accounts::bootstrap(&hub, &tenant, &admin).await {
         Ok(password) => Ok(Bootstrapped { tenant, admin, password }),
         Err(AccountError::Conflict) => anyhow::bail!("tenant {tenant} already exists"),
@@ -84,7 +87,7 @@ pub struct Running {
 /// Starts a node inside the current actix system: opens the store, bootstraps an empty one
 /// (tenant `default`, administrator `admin`), starts the actors and the HTTP server.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     let bus = open_bus(config)?;
     let events = bus.events();
     let hub = Hub::new(store, bus);

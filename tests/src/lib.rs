@@ -37,6 +37,7 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub admin_password: Option<String>,
     log: PathBuf,
+    extra: Vec<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -52,6 +53,34 @@ impl Node {
 
     /// Starts a node on an existing data folder (restart), optionally on a given address.
     pub fn start_in(data: &Path, listen: Option<&str>) -> Node {
+        Node::start_with(data, listen, &[])
+    }
+
+    /// Starts a cluster node: Redis bus, MongoDB store (shared with the other nodes).
+    pub fn start_clustered(redis: &Redis, mongo: &Mongo, name: &str) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let args = Node::cluster_args(redis, mongo, name);
+        let mut n = Node::start_with(&data, None, &args);
+        n._tmp = Some(tmp);
+        n.extra = args;
+        n
+    }
+
+    fn cluster_args(redis: &Redis, mongo: &Mongo, name: &str) -> Vec<String> {
+        vec![
+            "--redis-url".into(),
+            redis.url(),
+            "--mongodb-url".into(),
+            mongo.url.clone(),
+            "--mongodb-database".into(),
+            mongo.database.clone(),
+            "--node-id".into(),
+            name.into(),
+        ]
+    }
+
+    fn start_with(data: &Path, listen: Option<&str>, extra: &[String]) -> Node {
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension(format!("log-{}", std::process::id()));
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
@@ -62,6 +91,7 @@ impl Node {
             .arg(data)
             .arg("--workers")
             .arg("2")
+            .args(extra)
             .env("HUSH_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(stderr)
@@ -92,6 +122,7 @@ impl Node {
             data_dir: data.to_owned(),
             admin_password: password,
             log,
+            extra: extra.to_vec(),
             _tmp: None,
         }
     }
@@ -138,10 +169,15 @@ impl Node {
     pub fn restart(&mut self) {
         self.kill9();
         let tmp = self._tmp.take();
-        let mut n = Node::start_in(&self.data_dir, Some(&self.addr));
+        let mut n = Node::start_with(&self.data_dir, Some(&self.addr), &self.extra);
         n._tmp = tmp;
         n.admin_password = self.admin_password.clone();
         *self = n;
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Logs in as the bootstrap administrator (new device each time).
@@ -202,5 +238,134 @@ pub async fn drain(conn: &mut Connection) -> Vec<hush_protocol::wire::Envelope> 
             ServerFrame::Ready { .. } => {}
             other => panic!("unexpected frame while draining: {other:?}"),
         }
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(30), "{what} did not start on port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `redis-server` started for one test, on its own port, without persistence.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let mut r = Redis { port: free_port(), child: None };
+        r.spawn();
+        r
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: run ./scripts/test.sh, which installs it");
+        self.child = Some(child);
+        wait_for_port(self.port, "redis-server");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// SIGKILL: Redis loses everything it held (no persistence).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same port, empty.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    /// Runs a redis-cli command and returns its output lines.
+    pub fn cli(&self, args: &[&str]) -> Vec<String> {
+        let out = Command::new("redis-cli").arg("-p").arg(self.port.to_string()).args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A MongoDB for one test: the real one named by `HUSH_TEST_MONGODB_URI` (a fresh database),
+/// or an `nx-27017` MongoDB-wire server started on its own port.
+pub struct Mongo {
+    pub url: String,
+    pub database: String,
+    child: Option<Child>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Mongo {
+    pub fn start() -> Mongo {
+        let database = format!("hush_test_{}", uuid::Uuid::new_v4().simple());
+        if let Ok(url) = std::env::var("HUSH_TEST_MONGODB_URI") {
+            return Mongo { url, database, child: None, _dir: None };
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new("nx-27017")
+            .args(["--host", "127.0.0.1", "-p", &port.to_string()])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .arg("--log-file")
+            .arg(dir.path().join("log"))
+            .arg("--pid-file")
+            .arg(dir.path().join("pid"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nx-27017 not found: run ./scripts/test.sh, which installs it");
+        wait_for_port(port, "nx-27017");
+        Mongo { url: format!("mongodb://127.0.0.1:{port}/"), database, child: Some(child), _dir: Some(dir) }
+    }
+}
+
+impl Drop for Mongo {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Polls `f` until it returns true, for at most `secs` seconds.
+pub async fn eventually(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t0 = std::time::Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(secs), "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

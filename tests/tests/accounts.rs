@@ -32,8 +32,7 @@ async fn get(node: &Node, path: &str, token: Option<&str>) -> (u16, Value) {
 }
 
 fn login_body(tenant: &str, user: &str, pw: &str) -> String {
-    json!({"tenant": tenant, "user": user, "password": pw, "device": {"registration_id": 77}})
-        .to_string()
+    json!({"tenant": tenant, "user": user, "password": pw, "device": {"registration_id": 77}}).to_string()
 }
 
 #[tokio::test]
@@ -58,52 +57,22 @@ async fn login_logout_and_single_unauthorized_answer() {
         other => panic!("revoked token opened a socket: {:?}", other.map(|_| ())),
     }
     // A second logout with the same token is refused too.
-    assert!(matches!(
-        alice.logout().await,
-        Err(ClientError::Http { status: 401, .. })
-    ));
+    assert!(matches!(alice.logout().await, Err(ClientError::Http { status: 401, .. })));
 
     // Unknown user, wrong password and unknown tenant all get the same answer.
-    let a = post(
-        &node,
-        "/v1/login",
-        &login_body("default", "nobody", "whatever-pw"),
-        None,
-    )
-    .await;
-    let b = post(
-        &node,
-        "/v1/login",
-        &login_body("default", "alice", "wrong-password"),
-        None,
-    )
-    .await;
-    let c = post(
-        &node,
-        "/v1/login",
-        &login_body("elsewhere", "alice", "alice-password"),
-        None,
-    )
-    .await;
+    let a = post(&node, "/v1/login", &login_body("default", "nobody", "whatever-pw"), None).await;
+    let b = post(&node, "/v1/login", &login_body("default", "alice", "wrong-password"), None).await;
+    let c = post(&node, "/v1/login", &login_body("elsewhere", "alice", "alice-password"), None).await;
     assert_eq!(a.0, 401);
     assert_eq!(a, b);
     assert_eq!(a, c);
     // The right password still works.
-    let d = post(
-        &node,
-        "/v1/login",
-        &login_body("default", "alice", "alice-password"),
-        None,
-    )
-    .await;
+    let d = post(&node, "/v1/login", &login_body("default", "alice", "alice-password"), None).await;
     assert_eq!(d.0, 200, "{:?}", d.1);
     assert_eq!(d.1["user"], "alice");
     // The node's log has no password or token.
     let log = node.log();
-    assert!(
-        !log.contains("alice-password") && !log.contains(&token),
-        "secret in log"
-    );
+    assert!(!log.contains("alice-password") && !log.contains(&token), "secret in log");
 }
 
 #[tokio::test]
@@ -115,44 +84,26 @@ async fn authorization_and_typed_errors() {
     let admin_token = admin.login_info().token.expose().to_owned();
 
     // Non-admins get 403 on admin routes; nothing is created.
-    let (st, body) = post(
-        &node,
-        "/v1/admin/users",
-        r#"{"user":"eve","password":"eve-password"}"#,
-        Some(&bob_token),
-    )
-    .await;
+    let (st, body) =
+        post(&node, "/v1/admin/users", r#"{"user":"eve","password":"eve-password"}"#, Some(&bob_token)).await;
     assert_eq!(st, 403);
     assert_eq!(body["error"], "forbidden");
     assert_eq!(get(&node, "/v1/admin/users", Some(&bob_token)).await.0, 403);
     let (_, users) = get(&node, "/v1/admin/users", Some(&admin_token)).await;
-    let names: Vec<&str> = users["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["user"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> =
+        users["users"].as_array().unwrap().iter().map(|u| u["user"].as_str().unwrap()).collect();
     assert_eq!(names, ["admin", "bob"]);
     // No token at all.
     assert_eq!(get(&node, "/v1/admin/users", None).await.0, 401);
 
     // Malformed bodies and ids: 400 with a JSON body, nothing created.
-    let (st, body) = post(
-        &node,
-        "/v1/admin/users",
-        r#"{"user":"Bad Name","password":"long-enough"}"#,
-        Some(&admin_token),
-    )
-    .await;
+    let (st, body) =
+        post(&node, "/v1/admin/users", r#"{"user":"Bad Name","password":"long-enough"}"#, Some(&admin_token))
+            .await;
     assert_eq!(st, 400);
     assert_eq!(body["error"], "invalid_request");
-    let (st, _) = post(
-        &node,
-        "/v1/admin/users",
-        r#"{"user":"carol","password":"short"}"#,
-        Some(&admin_token),
-    )
-    .await;
+    let (st, _) =
+        post(&node, "/v1/admin/users", r#"{"user":"carol","password":"short"}"#, Some(&admin_token)).await;
     assert_eq!(st, 400);
     let (st, _) = post(&node, "/v1/admin/users", "{not json", Some(&admin_token)).await;
     assert_eq!(st, 400);
@@ -167,24 +118,15 @@ async fn authorization_and_typed_errors() {
     let (_, users) = get(&node, "/v1/admin/users", Some(&admin_token)).await;
     assert_eq!(users["users"].as_array().unwrap().len(), 2);
     // Duplicate user: 409.
-    let (st, body) = post(
-        &node,
-        "/v1/admin/users",
-        r#"{"user":"bob","password":"other-password"}"#,
-        Some(&admin_token),
-    )
-    .await;
+    let (st, body) =
+        post(&node, "/v1/admin/users", r#"{"user":"bob","password":"other-password"}"#, Some(&admin_token))
+            .await;
     assert_eq!((st, body["error"].as_str()), (409, Some("conflict")));
     // Unknown route: 404 JSON.
     let (st, body) = get(&node, "/v1/nope", None).await;
     assert_eq!((st, body["error"].as_str()), (404, Some("not_found")));
     // Devices of an unknown user: 404; of a known one: its devices.
-    assert_eq!(
-        get(&node, "/v1/users/nobody/devices", Some(&bob_token))
-            .await
-            .0,
-        404
-    );
+    assert_eq!(get(&node, "/v1/users/nobody/devices", Some(&bob_token)).await.0, 404);
     let (st, list) = get(&node, "/v1/users/admin/devices", Some(&bob_token)).await;
     assert_eq!(st, 200);
     assert_eq!(list["devices"][0]["id"], 1);
@@ -195,11 +137,7 @@ async fn devices_primary_limit_and_reregistration() {
     let node = Node::start();
     let admin = node.admin().await;
     let first = node.user(&admin, "dana").await;
-    assert_eq!(
-        first.device(),
-        DeviceId::PRIMARY,
-        "the first device is the primary"
-    );
+    assert_eq!(first.device(), DeviceId::PRIMARY, "the first device is the primary");
     for expected in 2..=6u32 {
         let s = node.device("dana").await;
         assert_eq!(s.device().get(), expected);
@@ -211,11 +149,7 @@ async fn devices_primary_limit_and_reregistration() {
             &TenantId::new("default").unwrap(),
             &UserId::new("dana").unwrap(),
             &Secret::new("dana-password"),
-            DeviceRequest {
-                id: None,
-                registration_id: RegistrationId::new(9).unwrap(),
-                name: None,
-            },
+            DeviceRequest { id: None, registration_id: RegistrationId::new(9).unwrap(), name: None },
         )
         .await;
     match r {
@@ -266,15 +200,9 @@ async fn operability_routes() {
         "/readyz",
         "/metrics",
     ] {
-        assert!(
-            paths.contains_key(p),
-            "{p} missing from the OpenAPI document"
-        );
+        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
     }
-    assert!(
-        paths["/v1/admin/users"].get("get").is_some()
-            && paths["/v1/admin/users"].get("post").is_some()
-    );
+    assert!(paths["/v1/admin/users"].get("get").is_some() && paths["/v1/admin/users"].get("post").is_some());
     // Every documented route answers something other than 404 (so the document matches the router).
     let client = reqwest::Client::new();
     for (path, item) in paths {
@@ -285,26 +213,11 @@ async fn operability_routes() {
                 "post" => client.post(&url).send().await.unwrap(),
                 m => panic!("unexpected method {m}"),
             };
-            assert_ne!(
-                r.status().as_u16(),
-                404,
-                "{method} {path} is documented but not routed"
-            );
+            assert_ne!(r.status().as_u16(), 404, "{method} {path} is documented but not routed");
         }
     }
-    let _ = login(
-        &node.client(),
-        "default",
-        "admin",
-        node.admin_password.as_deref().unwrap(),
-    )
-    .await;
-    let metrics = reqwest::get(format!("{}/metrics", node.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let _ = login(&node.client(), "default", "admin", node.admin_password.as_deref().unwrap()).await;
+    let metrics = reqwest::get(format!("{}/metrics", node.url())).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("hush_logins_total 1"), "{metrics}");
     assert!(metrics.contains("hush_store_commit_seconds_count"));
     assert!(metrics.contains("hush_queue_depth 0"));

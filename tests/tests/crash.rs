@@ -30,8 +30,7 @@ async fn blast(
                 to: UserId::new("bob").unwrap(),
                 devices: vec![DeviceMessage {
                     device: hush_protocol::ids::DeviceId::PRIMARY,
-                    registration_id: hush_protocol::ids::RegistrationId::new(u32::from(bob_reg))
-                        .unwrap(),
+                    registration_id: hush_protocol::ids::RegistrationId::new(u32::from(bob_reg)).unwrap(),
                     content: Payload(vec![7; 256]),
                 }],
                 sync: vec![],
@@ -59,24 +58,14 @@ async fn kill_9_after_accepted_loses_nothing() {
     let mut node = Node::start();
     let admin = node.admin().await;
     let bob = node.user(&admin, "bob").await;
-    let bob_reg = admin
-        .devices(Some(&UserId::new("bob").unwrap()))
-        .await
-        .unwrap()
-        .devices[0]
-        .registration_id
-        .get();
+    let bob_reg =
+        admin.devices(Some(&UserId::new("bob").unwrap())).await.unwrap().devices[0].registration_id.get();
     let accepted = Arc::new(Mutex::new(Vec::new()));
     let count = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for i in 0..4 {
         let s = node.user(&admin, &format!("sender{i}")).await;
-        tasks.push(tokio::spawn(blast(
-            s,
-            bob_reg,
-            accepted.clone(),
-            count.clone(),
-        )));
+        tasks.push(tokio::spawn(blast(s, bob_reg, accepted.clone(), count.clone())));
     }
     // Kill while the senders are still going, with well over 1,000 accepted envelopes queued.
     let t0 = std::time::Instant::now();
@@ -93,28 +82,15 @@ async fn kill_9_after_accepted_loses_nothing() {
         t.await.unwrap();
     }
     let accepted = accepted.lock().unwrap().clone();
-    assert!(
-        accepted.len() >= 1000,
-        "only {} accepted before the kill",
-        accepted.len()
-    );
+    assert!(accepted.len() >= 1000, "only {} accepted before the kill", accepted.len());
 
     node.restart();
     let mut conn = bob.connect().await.unwrap();
     let got = drain(&mut conn).await;
     let ids: std::collections::HashSet<uuid::Uuid> = got.iter().map(|e| e.id).collect();
-    assert_eq!(
-        ids.len(),
-        got.len(),
-        "no envelope delivered twice in one drain"
-    );
+    assert_eq!(ids.len(), got.len(), "no envelope delivered twice in one drain");
     let lost: Vec<_> = accepted.iter().filter(|id| !ids.contains(id)).collect();
-    assert!(
-        lost.is_empty(),
-        "{} of {} accepted envelopes lost after kill -9",
-        lost.len(),
-        accepted.len()
-    );
+    assert!(lost.is_empty(), "{} of {} accepted envelopes lost after kill -9", lost.len(), accepted.len());
 }
 
 #[tokio::test]
@@ -125,15 +101,9 @@ async fn sigterm_closes_sockets_with_1001_and_restart_keeps_data() {
     let bob = node.user(&admin, "bob").await;
     let mut a = alice.connect().await.unwrap();
     drain(&mut a).await;
-    let id = a
-        .send_message(&UserId::new("bob").unwrap(), |_, _| b"kept".to_vec())
-        .await
-        .unwrap();
+    let id = a.send_message(&UserId::new("bob").unwrap(), |_, _| b"kept".to_vec()).await.unwrap();
     assert!(node.terminate(), "hushd did not exit cleanly on SIGTERM");
-    match tokio::time::timeout(Duration::from_secs(10), a.next_frame())
-        .await
-        .unwrap()
-    {
+    match tokio::time::timeout(Duration::from_secs(10), a.next_frame()).await.unwrap() {
         Err(ClientError::Closed(Some(reason))) => assert!(reason.starts_with("1001"), "{reason}"),
         other => panic!("expected a 1001 close, got {other:?}"),
     }

@@ -37,11 +37,7 @@ async fn offline_messages_are_delivered_in_order_then_live() {
     for i in 0..50 {
         let text = format!("offline {i}");
         ids.push(
-            a.send_message(&UserId::new("bob").unwrap(), |_, _| {
-                text.clone().into_bytes()
-            })
-            .await
-            .unwrap(),
+            a.send_message(&UserId::new("bob").unwrap(), |_, _| text.clone().into_bytes()).await.unwrap(),
         );
     }
     // Bob connects: everything, in order, then QueueEmpty.
@@ -56,14 +52,9 @@ async fn offline_messages_are_delivered_in_order_then_live() {
     }
     assert!(got.windows(2).all(|w| w[0].seq < w[1].seq));
     // Ack half; the other half comes back on reconnect, and nothing else.
-    b.ack(got[..25].iter().map(|e| e.seq).collect())
-        .await
-        .unwrap();
+    b.ack(got[..25].iter().map(|e| e.seq).collect()).await.unwrap();
     // A live message while connected.
-    let live = a
-        .send_message(&UserId::new("bob").unwrap(), |_, _| b"live".to_vec())
-        .await
-        .unwrap();
+    let live = a.send_message(&UserId::new("bob").unwrap(), |_, _| b"live".to_vec()).await.unwrap();
     match next(&mut b).await {
         ServerFrame::Deliver(e) => {
             assert_eq!(e.id, live);
@@ -76,10 +67,7 @@ async fn offline_messages_are_delivered_in_order_then_live() {
     drop(b);
     let mut b = bob.connect().await.unwrap();
     let again = drain(&mut b).await;
-    assert_eq!(
-        again.iter().map(|e| e.id).collect::<Vec<_>>(),
-        ids[25..].to_vec()
-    );
+    assert_eq!(again.iter().map(|e| e.id).collect::<Vec<_>>(), ids[25..].to_vec());
 }
 
 #[tokio::test]
@@ -89,10 +77,7 @@ async fn wrong_device_sets_store_nothing() {
     let alice = node.user(&admin, "alice").await;
     let bob = node.user(&admin, "bob").await;
     let bob2 = node.device("bob").await;
-    let bob_devices = alice
-        .devices(Some(&UserId::new("bob").unwrap()))
-        .await
-        .unwrap();
+    let bob_devices = alice.devices(Some(&UserId::new("bob").unwrap())).await.unwrap();
     let r1 = bob_devices.devices[0].registration_id.get();
     let r2 = bob_devices.devices[1].registration_id.get();
     let mut a = alice.connect().await.unwrap();
@@ -102,12 +87,7 @@ async fn wrong_device_sets_store_nothing() {
     let m = msg("bob", &[(1, r1), (5, 1)], "x");
     a.send_frame(&ClientFrame::Send(m.clone())).await.unwrap();
     match next(&mut a).await {
-        ServerFrame::MismatchedDevices {
-            id,
-            user,
-            missing,
-            extra,
-        } => {
+        ServerFrame::MismatchedDevices { id, user, missing, extra } => {
             assert_eq!(id, m.id);
             assert_eq!(user.as_str(), "bob");
             assert_eq!(missing, vec![DeviceId::new(2).unwrap()]);
@@ -131,18 +111,12 @@ async fn wrong_device_sets_store_nothing() {
     a.send_frame(&ClientFrame::Send(m.clone())).await.unwrap();
     assert!(matches!(
         next(&mut a).await,
-        ServerFrame::Error {
-            code: hush_protocol::wire::ErrorCode::UnknownRecipient,
-            ..
-        }
+        ServerFrame::Error { code: hush_protocol::wire::ErrorCode::UnknownRecipient, .. }
     ));
     // Nothing was stored for either of bob's devices.
     for s in [&bob, &bob2] {
         let mut c = s.connect().await.unwrap();
-        assert!(
-            drain(&mut c).await.is_empty(),
-            "a refused send left an envelope"
-        );
+        assert!(drain(&mut c).await.is_empty(), "a refused send left an envelope");
     }
     // The right set is accepted and reaches both devices.
     let m = msg("bob", &[(1, r1), (2, r2)], "ok");
@@ -166,13 +140,8 @@ async fn sync_copies_reach_the_senders_other_devices() {
     let mut a = alice.connect().await.unwrap();
     drain(&mut a).await;
     // Without a sync copy for alice's device 2, the node refuses: the sender's set is checked too.
-    let bob_r = alice
-        .devices(Some(&UserId::new("bob").unwrap()))
-        .await
-        .unwrap()
-        .devices[0]
-        .registration_id
-        .get();
+    let bob_r =
+        alice.devices(Some(&UserId::new("bob").unwrap())).await.unwrap().devices[0].registration_id.get();
     let m = msg("bob", &[(1, bob_r)], "no sync");
     a.send_frame(&ClientFrame::Send(m)).await.unwrap();
     match next(&mut a).await {
@@ -184,9 +153,7 @@ async fn sync_copies_reach_the_senders_other_devices() {
     }
     // The SDK includes it.
     let id = a
-        .send_message(&UserId::new("bob").unwrap(), |u, d| {
-            format!("for {u}/{}", d.id).into_bytes()
-        })
+        .send_message(&UserId::new("bob").unwrap(), |u, d| format!("for {u}/{}", d.id).into_bytes())
         .await
         .unwrap();
     let mut a2 = alice2.connect().await.unwrap();
@@ -207,10 +174,7 @@ async fn second_connection_displaces_the_first() {
     let mut second = alice.connect().await.unwrap();
     drain(&mut second).await;
     let err = loop {
-        match tokio::time::timeout(std::time::Duration::from_secs(10), first.next_frame())
-            .await
-            .unwrap()
-        {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), first.next_frame()).await.unwrap() {
             Ok(_) => continue,
             Err(e) => break e,
         }
@@ -224,9 +188,7 @@ async fn second_connection_displaces_the_first() {
     let admin_conn_id = {
         let mut c = admin.connect().await.unwrap();
         drain(&mut c).await;
-        c.send_message(&UserId::new("alice").unwrap(), |_, _| b"hi".to_vec())
-            .await
-            .unwrap()
+        c.send_message(&UserId::new("alice").unwrap(), |_, _| b"hi".to_vec()).await.unwrap()
     };
     let _ = me;
     match next(&mut second).await {
@@ -243,12 +205,7 @@ async fn logout_closes_the_live_socket_with_logged_out() {
     let mut conn = alice.connect().await.unwrap();
     drain(&mut conn).await;
     alice.logout().await.unwrap();
-    assert_eq!(
-        next(&mut conn).await,
-        ServerFrame::LoggedOut {
-            reason: "logout".into()
-        }
-    );
+    assert_eq!(next(&mut conn).await, ServerFrame::LoggedOut { reason: "logout".into() });
     match conn.next_frame().await {
         Err(ClientError::Closed(Some(reason))) => assert!(reason.starts_with("4401"), "{reason}"),
         other => panic!("expected a 4401 close, got {other:?}"),

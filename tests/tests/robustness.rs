@@ -9,9 +9,7 @@ use futures_util::{SinkExt, StreamExt};
 use hush_client::ClientError;
 use hush_protocol::ids::{DeviceId, RegistrationId, UserId};
 use hush_protocol::limits::MAX_CONTENT_BYTES;
-use hush_protocol::wire::{
-    ClientFrame, DeviceMessage, ErrorCode, Payload, SendMessage, ServerFrame,
-};
+use hush_protocol::wire::{ClientFrame, DeviceMessage, ErrorCode, Payload, SendMessage, ServerFrame};
 use hush_tests::{drain, next, Node};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -48,13 +46,8 @@ async fn slow_consumer_is_closed_and_loses_nothing() {
     let alice = node.user(&admin, "alice").await;
     let bob = node.user(&admin, "bob").await;
     let carol = node.user(&admin, "carol").await;
-    let reg = admin
-        .devices(Some(&UserId::new("bob").unwrap()))
-        .await
-        .unwrap()
-        .devices[0]
-        .registration_id
-        .get();
+    let reg =
+        admin.devices(Some(&UserId::new("bob").unwrap())).await.unwrap().devices[0].registration_id.get();
 
     // Bob connects, reads up to QueueEmpty, then stops reading.
     let mut slow = bob.connect().await.unwrap();
@@ -86,12 +79,7 @@ async fn slow_consumer_is_closed_and_loses_nothing() {
         }
     }
     // Meanwhile everyone else is served: carol gets a message live.
-    let cid = a
-        .send_message(&UserId::new("carol").unwrap(), |_, _| {
-            b"still here".to_vec()
-        })
-        .await
-        .unwrap();
+    let cid = a.send_message(&UserId::new("carol").unwrap(), |_, _| b"still here".to_vec()).await.unwrap();
     match next(&mut c).await {
         ServerFrame::Deliver(e) => assert_eq!(e.id, cid),
         other => panic!("{other:?}"),
@@ -111,12 +99,7 @@ async fn slow_consumer_is_closed_and_loses_nothing() {
             order[&got_ids[i]]
         );
     }
-    let metrics = reqwest::get(format!("{}/metrics", node.url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = reqwest::get(format!("{}/metrics", node.url())).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("hush_slow_consumers_total 1"), "{metrics}");
 }
 
@@ -126,28 +109,19 @@ async fn bad_frames_get_typed_errors_and_change_nothing() {
     let admin = node.admin().await;
     let alice = node.user(&admin, "alice").await;
     let bob = node.user(&admin, "bob").await;
-    let reg = admin
-        .devices(Some(&UserId::new("bob").unwrap()))
-        .await
-        .unwrap()
-        .devices[0]
-        .registration_id
-        .get();
+    let reg =
+        admin.devices(Some(&UserId::new("bob").unwrap())).await.unwrap().devices[0].registration_id.get();
     let mut a = alice.connect().await.unwrap();
     drain(&mut a).await;
 
     // Garbage binary frame: an error frame, and the socket stays usable.
-    a.send_raw(Message::Binary(vec![0xff, 0xff, 0xff, 0x01].into()))
-        .await
-        .unwrap();
+    a.send_raw(Message::Binary(vec![0xff, 0xff, 0xff, 0x01].into())).await.unwrap();
     match next(&mut a).await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::MalformedFrame),
         other => panic!("{other:?}"),
     }
     // Malformed JSON text frame: same.
-    a.send_raw(Message::Text("{\"Send\": 42}".into()))
-        .await
-        .unwrap();
+    a.send_raw(Message::Text("{\"Send\": 42}".into())).await.unwrap();
     match next(&mut a).await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::MalformedFrame),
         other => panic!("{other:?}"),
@@ -165,19 +139,13 @@ async fn bad_frames_get_typed_errors_and_change_nothing() {
     a.send_frame(&ClientFrame::Send(ok)).await.unwrap();
     assert_eq!(next(&mut a).await, ServerFrame::Accepted { id: ok_id });
     // Too many acks in one frame.
-    a.send_frame(&ClientFrame::Ack {
-        seqs: vec![1; 5000],
-    })
-    .await
-    .unwrap();
+    a.send_frame(&ClientFrame::Ack { seqs: vec![1; 5000] }).await.unwrap();
     match next(&mut a).await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::InvalidRequest),
         other => panic!("{other:?}"),
     }
     // A frame above the frame limit closes that socket with 1009...
-    a.send_raw(Message::Binary(vec![0u8; 2 * 1024 * 1024].into()))
-        .await
-        .unwrap();
+    a.send_raw(Message::Binary(vec![0u8; 2 * 1024 * 1024].into())).await.unwrap();
     let reason = close_code(&mut a).await;
     assert!(reason.starts_with("1009"), "{reason}");
     // ...and the node keeps serving: bob got exactly the one valid message.
@@ -187,9 +155,7 @@ async fn bad_frames_get_typed_errors_and_change_nothing() {
     assert_eq!(got[0].id, ok_id);
     let mut a2 = alice.connect().await.unwrap();
     drain(&mut a2).await;
-    a2.send_message(&UserId::new("bob").unwrap(), |_, _| b"after".to_vec())
-        .await
-        .unwrap();
+    a2.send_message(&UserId::new("bob").unwrap(), |_, _| b"after".to_vec()).await.unwrap();
 }
 
 #[tokio::test]
@@ -198,21 +164,13 @@ async fn json_protocol_with_auth_frame() {
     let admin = node.admin().await;
     let alice = node.user(&admin, "alice").await;
     let bob = node.user(&admin, "bob").await;
-    let reg = admin
-        .devices(Some(&UserId::new("bob").unwrap()))
-        .await
-        .unwrap()
-        .devices[0]
-        .registration_id
-        .get();
+    let reg =
+        admin.devices(Some(&UserId::new("bob").unwrap())).await.unwrap().devices[0].registration_id.get();
     let url = format!("ws://{}/v1/ws", node.addr);
 
     // No header: the first frame authenticates; replies follow the text format.
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-    let auth = format!(
-        "{{\"Auth\":{{\"token\":\"{}\"}}}}",
-        alice.login_info().token.expose()
-    );
+    let auth = format!("{{\"Auth\":{{\"token\":\"{}\"}}}}", alice.login_info().token.expose());
     ws.send(Message::Text(auth.into())).await.unwrap();
     let mut texts = Vec::new();
     while texts.len() < 2 {
@@ -233,19 +191,13 @@ async fn json_protocol_with_auth_frame() {
             break t.to_string();
         }
     };
-    assert_eq!(
-        reply,
-        r#"{"Accepted":{"id":"6f1c2a52-8a3e-4c1e-9a55-3f1f0e1b2c3d"}}"#
-    );
+    assert_eq!(reply, r#"{"Accepted":{"id":"6f1c2a52-8a3e-4c1e-9a55-3f1f0e1b2c3d"}}"#);
     let mut b = bob.connect().await.unwrap();
     let got = drain(&mut b).await;
     assert_eq!(got[0].content.0, b"hello");
 
     // A wrong token in the Auth frame, or another frame first: closed with 4401.
-    for first in [
-        r#"{"Auth":{"token":"not-a-token"}}"#.to_owned(),
-        r#"{"Ack":{"seqs":[]}}"#.to_owned(),
-    ] {
+    for first in [r#"{"Auth":{"token":"not-a-token"}}"#.to_owned(), r#"{"Ack":{"seqs":[]}}"#.to_owned()] {
         let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
         ws.send(Message::Text(first.into())).await.unwrap();
         let code = loop {
@@ -258,12 +210,9 @@ async fn json_protocol_with_auth_frame() {
         assert_eq!(code, 4401);
     }
     // A bad token in the header is refused before the upgrade.
-    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
-        url.as_str(),
-    )
-    .unwrap();
-    req.headers_mut()
-        .insert("authorization", "Bearer nope".parse().unwrap());
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    req.headers_mut().insert("authorization", "Bearer nope".parse().unwrap());
     match tokio_tungstenite::connect_async(req).await {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
         other => panic!("{:?}", other.map(|_| ())),

@@ -11,20 +11,10 @@ use std::time::Duration;
 use hush_tests::{bin, Node};
 
 fn walkthrough_commands() -> Vec<Vec<String>> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let start = readme
-        .find("<!-- walkthrough:start -->")
-        .expect("walkthrough start marker");
-    let end = readme
-        .find("<!-- walkthrough:end -->")
-        .expect("walkthrough end marker");
-    readme[start..end]
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.starts_with("hush "))
-        .map(split_shell)
-        .collect()
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme.find("<!-- walkthrough:start -->").expect("walkthrough start marker");
+    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
+    readme[start..end].lines().map(str::trim).filter(|l| l.starts_with("hush ")).map(split_shell).collect()
 }
 
 /// Splits a command line on spaces, honouring double quotes (all the README uses).
@@ -59,30 +49,20 @@ fn readme_walkthrough_works_as_written() {
     let mut listener = None;
     for args in cmds {
         let mut args: Vec<String> = args[1..].to_vec();
-        if args.windows(2).any(|w| w == ["login", "--user"])
-            && !args.contains(&"--password".to_owned())
-        {
+        if args.windows(2).any(|w| w == ["login", "--user"]) && !args.contains(&"--password".to_owned()) {
             args.push("--password".into());
             args.push(node.admin_password.clone().unwrap());
         }
         let mut cmd = Command::new(&hush);
-        cmd.args(&args)
-            .env("HUSH_HOME", home.path())
-            .env("HUSH_SERVER", node.url());
+        cmd.args(&args).env("HUSH_HOME", home.path()).env("HUSH_SERVER", node.url());
         if args.contains(&"listen".to_owned()) {
-            cmd.arg("--count")
-                .arg("1")
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
+            cmd.arg("--count").arg("1").stdout(Stdio::piped()).stderr(Stdio::piped());
             let mut child = cmd.spawn().unwrap();
             // Wait until the listener is connected and up to date before anyone sends.
             let stderr = child.stderr.take().unwrap();
             let mut line = String::new();
             BufReader::new(stderr).read_line(&mut line).unwrap();
-            assert!(
-                line.contains("up to date"),
-                "listen did not connect: {line}"
-            );
+            assert!(line.contains("up to date"), "listen did not connect: {line}");
             listener = Some(child);
             continue;
         }
@@ -101,22 +81,14 @@ fn readme_walkthrough_works_as_written() {
         if child.try_wait().unwrap().is_some() {
             break;
         }
-        assert!(
-            t0.elapsed() < Duration::from_secs(20),
-            "listener got no message"
-        );
+        assert!(t0.elapsed() < Duration::from_secs(20), "listener got no message");
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut out = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut out)
-        .unwrap();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut out).unwrap();
     assert_eq!(out.trim(), "bob/1: hello from bob");
     // The profile files are private to their owner.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(home.path().join("alice.json"))
-        .unwrap()
-        .permissions()
-        .mode();
+    let mode = std::fs::metadata(home.path().join("alice.json")).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "profile readable by others");
 }
