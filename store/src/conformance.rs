@@ -34,6 +34,8 @@ pub async fn run_all(store: &dyn Store) {
     accounts(store).await;
     devices(store).await;
     sessions(store).await;
+    session_listing(store).await;
+    audit_log(store).await;
     queues(store).await;
     concurrent_enqueue(store).await;
 }
@@ -140,6 +142,78 @@ async fn sessions(s: &dyn Store) {
         .await
         .unwrap()
         .is_none());
+}
+
+fn session(id: &str, hash: u8, tenant: &str, user: &str, device: u32, created: u64) -> SessionRecord {
+    SessionRecord {
+        id: id.into(),
+        token_hash: TokenHash([hash; 32]),
+        device: addr(tenant, user, device),
+        created_ms: created,
+        user_agent: None,
+        ip: Some("127.0.0.1".into()),
+        revoked: None,
+    }
+}
+
+async fn session_listing(s: &dyn Store) {
+    let t = TenantId::new("listing").unwrap();
+    let u = UserId::new("erin").unwrap();
+    s.create_session(session("l-b", 101, "listing", "erin", 1, 30)).await.unwrap();
+    s.create_session(session("l-a", 102, "listing", "erin", 2, 20)).await.unwrap();
+    s.create_session(session("l-c", 103, "listing", "frank", 1, 10)).await.unwrap();
+    s.create_session(session("l-d", 104, "elsewhere", "erin", 1, 5)).await.unwrap();
+    let mine: Vec<String> = s.sessions_of_user(&t, &u).await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(mine, ["l-a", "l-b"], "a user's sessions, oldest first, never another tenant's");
+    let active: Vec<String> =
+        s.active_sessions(&t, None, 10).await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(active, ["l-a", "l-b", "l-c"]);
+    let page: Vec<String> =
+        s.active_sessions(&t, Some("l-a"), 1).await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(page, ["l-b"]);
+    s.revoke_session("l-b", Revocation { at_ms: 40, reason: "revoked_by_user".into() }).await.unwrap();
+    let active: Vec<String> =
+        s.active_sessions(&t, None, 10).await.unwrap().into_iter().map(|x| x.id).collect();
+    assert_eq!(active, ["l-a", "l-c"], "revoked sessions leave the active list");
+    let mine = s.sessions_of_user(&t, &u).await.unwrap();
+    assert_eq!(mine.len(), 2, "revoked sessions stay listed for the user");
+    assert!(mine.iter().find(|x| x.id == "l-b").unwrap().revoked.is_some());
+}
+
+async fn audit_log(s: &dyn Store) {
+    let t = TenantId::new("audited").unwrap();
+    let rec = |actor: &str, action: &str| AuditRecord {
+        id: 0,
+        tenant: t.clone(),
+        at_ms: 1,
+        actor: Some(UserId::new(actor).unwrap()),
+        actor_session: None,
+        action: action.into(),
+        target: None,
+        ip: None,
+        result: "ok".into(),
+    };
+    let a = s.append_audit(rec("ann", "login")).await.unwrap();
+    let b = s.append_audit(rec("bea", "login")).await.unwrap();
+    let c = s.append_audit(rec("ann", "session.revoke")).await.unwrap();
+    assert!(a < b && b < c, "ids increase");
+    s.append_audit(AuditRecord { tenant: TenantId::new("other").unwrap(), ..rec("ann", "login") })
+        .await
+        .unwrap();
+    let all = s.audit(&t, &AuditQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [c, b, a], "newest first, one tenant only");
+    let anns = s
+        .audit(&t, &AuditQuery { actor: Some(UserId::new("ann").unwrap()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(anns.iter().map(|r| r.id).collect::<Vec<_>>(), [c, a]);
+    let logins = s
+        .audit(&t, &AuditQuery { action: Some("login".into()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(logins.len(), 2);
+    let page = s.audit(&t, &AuditQuery { before: Some(c), limit: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(page.iter().map(|r| r.id).collect::<Vec<_>>(), [b]);
 }
 
 async fn queues(s: &dyn Store) {

@@ -22,9 +22,9 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    AccountStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, NewEnvelope, QueueStore, Result,
-    Revocation, SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
-    COMMIT_BUCKETS_US,
+    AccountStore, AuditQuery, AuditRecord, AuditStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore,
+    NewEnvelope, QueueStore, Result, Revocation, SessionRecord, SessionStore, StoreError, StoreStats,
+    TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US,
 };
 
 /// Write jobs waiting for the writer thread; senders wait (backpressure) when it is full.
@@ -44,6 +44,12 @@ const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions")
 const SESSION_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("session_ids");
 const QUEUE: TableDefinition<(&str, &str, u8, u64), &[u8]> = TableDefinition::new("queue");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (tenant, user, session id) -> created ms: every session of a user.
+const USER_SESSIONS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("user_sessions");
+/// (tenant, session id): the active sessions of a tenant (removed on revocation).
+const ACTIVE_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("active_sessions");
+/// (tenant, id) -> audit record.
+const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
@@ -103,6 +109,9 @@ impl EmbeddedStore {
                 txn.open_table(DEVICES).map_err(backend)?;
                 txn.open_table(SESSIONS).map_err(backend)?;
                 txn.open_table(SESSION_IDS).map_err(backend)?;
+                txn.open_table(USER_SESSIONS).map_err(backend)?;
+                txn.open_table(ACTIVE_SESSIONS).map_err(backend)?;
+                txn.open_table(AUDIT).map_err(backend)?;
                 let q = txn.open_table(QUEUE).map_err(backend)?;
                 depth = q.len().map_err(backend)?;
                 let mut meta = txn.open_table(META).map_err(backend)?;
@@ -385,6 +394,15 @@ impl SessionStore for EmbeddedStore {
             }
             sessions.insert(hash.as_slice(), bytes.as_slice()).map_err(backend)?;
             ids.insert(session.id.as_str(), hash.as_slice()).map_err(backend)?;
+            let d = &session.device;
+            let mut by_user = t.txn.open_table(USER_SESSIONS).map_err(backend)?;
+            by_user
+                .insert((d.tenant.as_str(), d.user.as_str(), session.id.as_str()), session.created_ms)
+                .map_err(backend)?;
+            if session.revoked.is_none() {
+                let mut active = t.txn.open_table(ACTIVE_SESSIONS).map_err(backend)?;
+                active.insert((d.tenant.as_str(), session.id.as_str()), ()).map_err(backend)?;
+            }
             Ok(())
         })
         .await
@@ -430,8 +448,114 @@ impl SessionStore for EmbeddedStore {
             if s.revoked.is_none() {
                 s.revoked = Some(revocation);
                 table.insert(hash.as_slice(), enc(&s)?.as_slice()).map_err(backend)?;
+                let mut active = t.txn.open_table(ACTIVE_SESSIONS).map_err(backend)?;
+                active.remove((s.device.tenant.as_str(), s.id.as_str())).map_err(backend)?;
             }
             Ok(Some(s))
+        })
+        .await
+    }
+
+    async fn sessions_of_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>> {
+        let (tenant, user) = (tenant.clone(), user.clone());
+        self.read(move |r| {
+            let by_user = r.open_table(USER_SESSIONS).map_err(backend)?;
+            let ids = r.open_table(SESSION_IDS).map_err(backend)?;
+            let sessions = r.open_table(SESSIONS).map_err(backend)?;
+            let mut out = Vec::new();
+            let lo = (tenant.as_str(), user.as_str(), "");
+            for item in by_user.range(lo..).map_err(backend)? {
+                let (k, _) = item.map_err(backend)?;
+                let (t, u, id) = k.value();
+                if t != tenant.as_str() || u != user.as_str() {
+                    break;
+                }
+                let Some(hash) = ids.get(id).map_err(backend)? else { continue };
+                if let Some(v) = sessions.get(hash.value()).map_err(backend)? {
+                    out.push(dec::<SessionRecord>(v.value())?);
+                }
+            }
+            out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
+            out.truncate(crate::MAX_SESSIONS_PER_USER_LISTED);
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn active_sessions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>> {
+        let tenant = tenant.clone();
+        let after = after.map(str::to_owned);
+        self.read(move |r| {
+            let active = r.open_table(ACTIVE_SESSIONS).map_err(backend)?;
+            let ids = r.open_table(SESSION_IDS).map_err(backend)?;
+            let sessions = r.open_table(SESSIONS).map_err(backend)?;
+            let start = after.as_deref().unwrap_or("");
+            let mut out = Vec::new();
+            for item in active.range((tenant.as_str(), start)..).map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, _) = item.map_err(backend)?;
+                let (t, id) = k.value();
+                if t != tenant.as_str() {
+                    break;
+                }
+                if after.is_some() && id == start {
+                    continue;
+                }
+                let Some(hash) = ids.get(id).map_err(backend)? else { continue };
+                if let Some(v) = sessions.get(hash.value()).map_err(backend)? {
+                    out.push(dec::<SessionRecord>(v.value())?);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditStore for EmbeddedStore {
+    async fn append_audit(&self, mut record: AuditRecord) -> Result<u64> {
+        self.write(move |t| {
+            let mut meta = t.txn.open_table(META).map_err(backend)?;
+            let id = meta.get("audit_seq").map_err(backend)?.map(|v| v.value()).unwrap_or(0) + 1;
+            meta.insert("audit_seq", id).map_err(backend)?;
+            record.id = id;
+            let mut audit = t.txn.open_table(AUDIT).map_err(backend)?;
+            audit.insert((record.tenant.as_str(), id), enc(&record)?.as_slice()).map_err(backend)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        let tenant = tenant.clone();
+        let q = query.clone();
+        self.read(move |r| {
+            let audit = r.open_table(AUDIT).map_err(backend)?;
+            let hi = q.before.unwrap_or(u64::MAX);
+            let mut out = Vec::new();
+            for item in audit.range((tenant.as_str(), 0u64)..(tenant.as_str(), hi)).map_err(backend)?.rev() {
+                if out.len() >= q.limit {
+                    break;
+                }
+                let (_, v) = item.map_err(backend)?;
+                let rec: AuditRecord = dec(v.value())?;
+                if q.actor.as_ref().is_some_and(|a| rec.actor.as_ref() != Some(a)) {
+                    continue;
+                }
+                if q.action.as_ref().is_some_and(|a| *a != rec.action) {
+                    continue;
+                }
+                out.push(rec);
+            }
+            Ok(out)
         })
         .await
     }

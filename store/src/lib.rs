@@ -99,6 +99,28 @@ pub trait SessionStore: Send + Sync {
     /// Marks a session revoked (idempotent: the first revocation's time and reason stay).
     /// Returns the session as stored afterwards, or `None` if there is no such session.
     async fn revoke_session(&self, id: &str, revocation: Revocation) -> Result<Option<SessionRecord>>;
+    /// Every session (active and revoked) of one user, oldest first, at most
+    /// [`MAX_SESSIONS_PER_USER_LISTED`].
+    async fn sessions_of_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>>;
+    /// Active sessions of a tenant ordered by session id, after the id `after`, at most `limit`.
+    async fn active_sessions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>>;
+}
+
+/// Sessions listed per user at most (oldest first); older ones are still enforced.
+pub const MAX_SESSIONS_PER_USER_LISTED: usize = 1_000;
+
+/// The append-only audit log.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends a record (its `id` is assigned: increasing within the tenant); returns the id.
+    async fn append_audit(&self, record: AuditRecord) -> Result<u64>;
+    /// Records of a tenant matching `query`, newest first.
+    async fn audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
 
 /// Durable per-device envelope queues.
@@ -120,8 +142,8 @@ pub trait QueueStore: Send + Sync {
 }
 
 /// Everything the node persists.
-pub trait Store: AccountStore + DeviceStore + SessionStore + QueueStore + StoreStats {}
-impl<T: AccountStore + DeviceStore + SessionStore + QueueStore + StoreStats> Store for T {}
+pub trait Store: AccountStore + DeviceStore + SessionStore + QueueStore + AuditStore + StoreStats {}
+impl<T: AccountStore + DeviceStore + SessionStore + QueueStore + AuditStore + StoreStats> Store for T {}
 
 /// Counters a backend exposes for the node's metrics.
 pub trait StoreStats: Send + Sync {

@@ -110,6 +110,50 @@ pub struct SessionRecord {
     pub revoked: Option<Revocation>,
 }
 
+impl SessionRecord {
+    /// True until revoked.
+    pub fn active(&self) -> bool {
+        self.revoked.is_none()
+    }
+}
+
+/// One audit record: who did what, when, from where, with what result. Append-only; never
+/// holds a secret (no token, password or code: only ids and names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Assigned by the store, increasing within a tenant (0 on append).
+    pub id: u64,
+    /// The tenant the action belongs to.
+    pub tenant: TenantId,
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Who acted (the user name; for a failed login, the name that was tried).
+    pub actor: Option<UserId>,
+    /// The actor's session, when authenticated.
+    pub actor_session: Option<String>,
+    /// What: `login`, `logout`, `session.revoke`, `device.add`, `device.remove`, `user.create`, ...
+    pub action: String,
+    /// On what (a session id, `user/device`, a user name).
+    pub target: Option<String>,
+    /// Client address.
+    pub ip: Option<String>,
+    /// `ok`, `denied`, `failed`.
+    pub result: String,
+}
+
+/// A filter over the audit log (newest first).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditQuery {
+    /// Only this actor.
+    pub actor: Option<UserId>,
+    /// Only this action.
+    pub action: Option<String>,
+    /// Only records with an id below this (pagination: the last id of the previous page).
+    pub before: Option<u64>,
+    /// Page size.
+    pub limit: usize,
+}
+
 /// An envelope to append to one device's queue (its `seq` is assigned by the store).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEnvelope {
