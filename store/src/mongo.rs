@@ -10,16 +10,21 @@
 //!
 //! | collection | document | unique indexes |
 //! |---|---|---|
-//! | `meta` | `{_id: "schema", version}`, `{_id: "seq", next, pending: [string]}` | |
+//! | `meta` | `{_id: "schema", version}`, `{_id: "seq", next, pending: [string]}`, `{_id: "audit", next}` | |
 //! | `tenants` | `{name, created_ms, rec}` | `name` |
 //! | `users` | `{t, u, admin, created_ms, rec}` | `(t, u)` |
 //! | `devices` | `{t, u, version, rec}` | `(t, u)` |
-//! | `sessions` | `{sid, th, t, u, d, revoked, rec}` | `sid`, `th` |
+//! | `sessions` | `{sid, th, t, u, d, c, revoked, rec}` | `sid`, `th` (plus non-unique `(t, u, c, sid)`, `(t, revoked, sid)`) |
 //! | `queue` | `{seq, t, u, d, env}` | `(t, u, d, seq)`, `seq` |
+//! | `audit` | `{t, id, actor, action, rec}` | `(t, id)` |
 //!
 //! `rec`/`env` hold the postcard encoding of the record (the source of truth when read back);
 //! the plain fields next to it are what the indexes and filters use. `th` is the token hash in
-//! lower-case hex (the test server cannot match binary values in a filter).
+//! lower-case hex (the test server cannot match binary values in a filter). `c` is the session's
+//! `created_ms`; sessions written before it existed lack it and sort first in a user's list
+//! (the list is re-sorted by the decoded `created_ms` before it is returned, so only which
+//! sessions make the [`crate::MAX_SESSIONS_PER_USER_LISTED`] cut can differ for such users).
+//! `actor` is the audit record's actor name, or null.
 //!
 //! # What replaces transactions
 //!
@@ -52,6 +57,11 @@
 //! - **Revocation.** `revoke_session` reads the session and writes the revoked record with
 //!   `update_one` filtered on `revoked: false`; a writer that loses re-reads and returns the
 //!   first revocation.
+//! - **Audit ids.** `append_audit` takes the next number of the `audit` counter document with
+//!   one `findOneAndUpdate` `$inc` (one counter for all tenants, so ids increase within each),
+//!   then inserts the record. Two concurrent appends may become visible in the other order than
+//!   their ids; a reader paging with `before` at that instant can miss the lower one. A failed
+//!   insert leaves a gap in the ids, never a duplicate.
 //! - **Queue depth.** [`QueueStore::depth`] is an in-process counter, initialized with
 //!   `count_documents` at connect and moved by this process's enqueues, acks and purges. With
 //!   several nodes it is this node's view: approximate (other nodes' writes are not counted).
@@ -83,9 +93,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    AccountStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, NewEnvelope, QueueStore, Result,
-    Revocation, SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
-    COMMIT_BUCKETS_US,
+    AccountStore, AuditQuery, AuditRecord, AuditStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore,
+    NewEnvelope, QueueStore, Result, Revocation, SessionRecord, SessionStore, StoreError, StoreStats,
+    TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_SESSIONS_PER_USER_LISTED,
 };
 
 /// Version of the stored layout this build writes (the last entry of [`MIGRATIONS`]).
@@ -104,8 +114,10 @@ const USERS: &str = "users";
 const DEVICES: &str = "devices";
 const SESSIONS: &str = "sessions";
 const QUEUE: &str = "queue";
+const AUDIT: &str = "audit";
 const SCHEMA_ID: &str = "schema";
 const SEQ_ID: &str = "seq";
+const AUDIT_ID: &str = "audit";
 
 /// A forward migration of the stored layout.
 pub struct Migration {
@@ -258,6 +270,7 @@ struct Inner {
     devices: Collection<Document>,
     sessions: Collection<Document>,
     queue: Collection<Document>,
+    audit: Collection<Document>,
     depth: AtomicU64,
     /// Highest counter value this process has seen (a lower bound of the next block).
     seen_seq: AtomicU64,
@@ -292,10 +305,14 @@ impl MongoStore {
         migrate(&db).await?;
         create_indexes(&db).await?;
         let meta = db.collection::<Document>(META);
-        match meta.insert_one(doc! { "_id": SEQ_ID, "next": 0i64, "pending": [] }).await {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {}
-            Err(e) => return Err(backend(e)),
+        for counter in
+            [doc! { "_id": SEQ_ID, "next": 0i64, "pending": [] }, doc! { "_id": AUDIT_ID, "next": 0i64 }]
+        {
+            match meta.insert_one(counter).await {
+                Ok(_) => {}
+                Err(e) if is_duplicate_key(&e) => {}
+                Err(e) => return Err(backend(e)),
+            }
         }
         let queue = db.collection::<Document>(QUEUE);
         let depth = queue.count_documents(doc! {}).await.map_err(backend)?;
@@ -312,6 +329,7 @@ impl MongoStore {
             devices: db.collection(DEVICES),
             sessions: db.collection(SESSIONS),
             queue,
+            audit: db.collection(AUDIT),
             db,
             depth: AtomicU64::new(depth),
             seen_seq: AtomicU64::new(seen_seq),
@@ -474,7 +492,7 @@ async fn migrate(db: &Database) -> Result<()> {
 
 async fn create_indexes(db: &Database) -> Result<()> {
     let unique = |name: &str| IndexOptions::builder().unique(true).name(name.to_owned()).build();
-    let plan: [(&str, Document, &str); 7] = [
+    let plan: [(&str, Document, &str); 8] = [
         (TENANTS, doc! { "name": 1 }, "name"),
         (USERS, doc! { "t": 1, "u": 1 }, "tenant_user"),
         (DEVICES, doc! { "t": 1, "u": 1 }, "tenant_user"),
@@ -482,10 +500,23 @@ async fn create_indexes(db: &Database) -> Result<()> {
         (SESSIONS, doc! { "th": 1 }, "token_hash"),
         (QUEUE, doc! { "t": 1, "u": 1, "d": 1, "seq": 1 }, "device_seq"),
         (QUEUE, doc! { "seq": 1 }, "seq"),
+        (AUDIT, doc! { "t": 1, "id": 1 }, "tenant_id"),
     ];
     for (coll, keys, name) in plan {
         db.collection::<Document>(coll)
             .create_index(IndexModel::builder().keys(keys).options(unique(name)).build())
+            .await
+            .map_err(backend)?;
+    }
+    // Listing indexes (not unique: they only serve the sorts of the session listings).
+    let listing: [(&str, Document, &str); 2] = [
+        (SESSIONS, doc! { "t": 1, "u": 1, "c": 1, "sid": 1 }, "user_created"),
+        (SESSIONS, doc! { "t": 1, "revoked": 1, "sid": 1 }, "tenant_active"),
+    ];
+    for (coll, keys, name) in listing {
+        let opts = IndexOptions::builder().name(name.to_owned()).build();
+        db.collection::<Document>(coll)
+            .create_index(IndexModel::builder().keys(keys).options(opts).build())
             .await
             .map_err(backend)?;
     }
@@ -643,6 +674,7 @@ impl SessionStore for MongoStore {
             "t": session.device.tenant.as_str(),
             "u": session.device.user.as_str(),
             "d": session.device.device.get() as i32,
+            "c": int(session.created_ms)?,
             "revoked": session.revoked.is_some(),
             "rec": enc(&session)?,
         };
@@ -685,6 +717,117 @@ impl SessionStore for MongoStore {
         }
         Err(StoreError::Backend(format!("session {id} changed under every revocation attempt")))
     }
+
+    async fn sessions_of_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>> {
+        let cursor = self
+            .inner
+            .sessions
+            .find(doc! { "t": tenant.as_str(), "u": user.as_str() })
+            .sort(doc! { "c": 1, "sid": 1 })
+            .limit(int(MAX_SESSIONS_PER_USER_LISTED as u64)?)
+            .await
+            .map_err(backend)?;
+        let mut out: Vec<SessionRecord> = read_all(cursor, "rec").await?;
+        // The decoded record is the source of truth (documents written before `c` lack it).
+        out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    async fn active_sessions(
+        &self,
+        tenant: &TenantId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<SessionRecord>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = doc! { "t": tenant.as_str(), "revoked": false };
+        if let Some(after) = after {
+            filter.insert("sid", doc! { "$gt": after });
+        }
+        let cursor = self
+            .inner
+            .sessions
+            .find(filter)
+            .sort(doc! { "sid": 1 })
+            .limit(int(limit as u64)?)
+            .await
+            .map_err(backend)?;
+        read_all(cursor, "rec").await
+    }
+}
+
+#[async_trait]
+impl AuditStore for MongoStore {
+    async fn append_audit(&self, mut record: AuditRecord) -> Result<u64> {
+        let started = Instant::now();
+        let counter = self
+            .inner
+            .meta
+            .find_one_and_update(doc! { "_id": AUDIT_ID }, doc! { "$inc": { "next": 1i64 } })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::Corrupt("audit counter missing".into()))?;
+        let id = get_u64(&counter, "next")?;
+        record.id = id;
+        let actor = record.actor.as_ref().map_or(Bson::Null, |a| Bson::String(a.as_str().to_owned()));
+        let d = doc! {
+            "t": record.tenant.as_str(),
+            "id": int(id)?,
+            "actor": actor,
+            "action": record.action.as_str(),
+            "rec": enc(&record)?,
+        };
+        let r = self.inner.audit.insert_one(d).await;
+        self.inner.stats.record(started);
+        match r {
+            Ok(_) => Ok(id),
+            Err(e) if is_duplicate_key(&e) => {
+                Err(StoreError::Corrupt(format!("audit id {id} taken twice (counter went backwards)")))
+            }
+            Err(e) => Err(backend(e)),
+        }
+    }
+
+    async fn audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut filter = doc! { "t": tenant.as_str() };
+        if let Some(before) = query.before {
+            // Ids above i64::MAX are never assigned: every stored id is below such a bound.
+            if let Ok(before) = i64::try_from(before) {
+                filter.insert("id", doc! { "$lt": before });
+            }
+        }
+        if let Some(actor) = &query.actor {
+            filter.insert("actor", actor.as_str());
+        }
+        if let Some(action) = &query.action {
+            filter.insert("action", action.as_str());
+        }
+        let cursor = self
+            .inner
+            .audit
+            .find(filter)
+            .sort(doc! { "id": -1 })
+            .limit(int(query.limit as u64)?)
+            .await
+            .map_err(backend)?;
+        read_all(cursor, "rec").await
+    }
+}
+
+/// Decodes the postcard `field` of every document a cursor yields, in order.
+async fn read_all<T: DeserializeOwned>(mut cursor: mongodb::Cursor<Document>, field: &str) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    while cursor.advance().await.map_err(backend)? {
+        let d = cursor.deserialize_current().map_err(backend)?;
+        out.push(dec(&d, field)?);
+    }
+    Ok(out)
 }
 
 #[async_trait]
