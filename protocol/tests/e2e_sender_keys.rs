@@ -5,6 +5,7 @@
 use hush_protocol::e2e::consts::{MAX_FORWARD_JUMPS, MAX_SENDER_KEY_STATES};
 use hush_protocol::e2e::store::{
     create_sender_key_distribution, group_decrypt, group_encrypt, process_sender_key_distribution,
+    rotate_sender_key,
 };
 use hush_protocol::e2e::{
     E2eError, InMemoryStore, PeerAddress, SenderKeyDistributionMessage, SenderKeyRecord,
@@ -184,6 +185,15 @@ fn store_level_group_flow() {
     let m = group_encrypt(&mut alice, &alice_addr, DIST, b"to the group", &mut rng).unwrap();
     assert_eq!(group_decrypt(&mut bob, &alice_addr, &m).unwrap(), b"to the group");
     assert_eq!(group_decrypt(&mut bob, &alice_addr, &m), Err(E2eError::DuplicateMessage));
+    // Rotation through the store: bob (still a member) gets the new chain, carol does not.
+    let mut carol_store = InMemoryStore::generate(3, &mut rng);
+    process_sender_key_distribution(&mut carol_store, &alice_addr, &skdm).unwrap();
+    let rotated = rotate_sender_key(&mut alice, &alice_addr, DIST, &mut rng).unwrap();
+    assert_ne!(rotated.chain_id, skdm.chain_id);
+    process_sender_key_distribution(&mut bob, &alice_addr, &rotated).unwrap();
+    let after = group_encrypt(&mut alice, &alice_addr, DIST, b"after rotation", &mut rng).unwrap();
+    assert_eq!(group_decrypt(&mut bob, &alice_addr, &after).unwrap(), b"after rotation");
+    assert_eq!(group_decrypt(&mut carol_store, &alice_addr, &after), Err(E2eError::NoSenderKeyState));
     // A message from a sender bob has no key for.
     let carol = PeerAddress::new("carol", 1);
     assert_eq!(group_decrypt(&mut bob, &carol, &m), Err(E2eError::NoSenderKeyState));

@@ -39,7 +39,7 @@
 //! Client, groups: [`store::create_sender_key_distribution`] (send the encoded
 //! [`SenderKeyDistributionMessage`] to each member over its pairwise session),
 //! [`store::process_sender_key_distribution`], [`store::group_encrypt`],
-//! [`store::group_decrypt`]; [`SenderKeyRecord::rotate`] after removing a member.
+//! [`store::group_decrypt`]; [`store::rotate_sender_key`] after removing a member.
 
 pub mod consts;
 pub mod error;

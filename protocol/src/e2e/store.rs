@@ -193,6 +193,21 @@ pub fn create_sender_key_distribution<S: SenderKeyStore + ?Sized, R: RngCore + C
     Ok(skdm)
 }
 
+/// Starts a new sending chain for a group (after removing a member) and returns its
+/// distribution message, to be sent to the remaining members only.
+pub fn rotate_sender_key<S: SenderKeyStore + ?Sized, R: RngCore + CryptoRng>(
+    store: &mut S,
+    us: &PeerAddress,
+    distribution_id: Uuid,
+    rng: &mut R,
+) -> Result<SenderKeyDistributionMessage, E2eError> {
+    let mut record =
+        store.load_sender_key(us, distribution_id)?.unwrap_or_else(|| SenderKeyRecord::new(distribution_id));
+    let skdm = record.rotate(rng);
+    store.store_sender_key(us, distribution_id, record)?;
+    Ok(skdm)
+}
+
 /// Stores a member's chain from its distribution message.
 pub fn process_sender_key_distribution<S: SenderKeyStore + ?Sized>(
     store: &mut S,
