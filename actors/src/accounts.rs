@@ -14,6 +14,7 @@ use base64::Engine;
 use hush_protocol::api::{CreateUserRequest, DeviceRequest, LoginRequest, LoginResponse, Secret, UserInfo};
 use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
 use hush_protocol::limits::{MAX_DEVICES_PER_USER, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
+use hush_protocol::wire::SessionEvent;
 use hush_store::{DeviceRecord, Revocation, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -161,12 +162,15 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
     }
     let user = hub.store.get_user(&req.tenant, &req.user).await?;
     let ok = verify_password(hub, &req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
+    let actor =
+        crate::sessions::Initiator { user: Some(req.user.clone()), session: None, ip: client.ip.clone() };
     let Some(user) = user.filter(|_| ok) else {
         Metrics::add(&hub.metrics.login_failures, 1);
         tracing::info!(tenant = %req.tenant, "login refused");
+        crate::sessions::audit(hub, &req.tenant, &actor, "login", None, "denied").await;
         return Err(AccountError::Unauthorized);
     };
-    let device = register_device(hub, &user, &req.device).await?;
+    let (device, added) = register_device(hub, &user, &req.device).await?;
     let token = new_token();
     let session = SessionRecord {
         id: new_public_id(),
@@ -179,6 +183,15 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
     };
     hub.store.create_session(session.clone()).await?;
     Metrics::add(&hub.metrics.logins, 1);
+    let actor = crate::sessions::Initiator { session: Some(session.id.clone()), ..actor };
+    let target = Some(format!("session:{} device:{}", session.id, session.device));
+    crate::sessions::audit(hub, &user.tenant, &actor, "login", target, "ok").await;
+    if added {
+        let ev = SessionEvent::DeviceAdded { device };
+        crate::sessions::emit(hub, &user.tenant, &user.user, device, Some(device), ev).await;
+    }
+    let ev = SessionEvent::NewLogin { session_id: session.id.clone(), device, ip: session.ip.clone() };
+    crate::sessions::emit(hub, &user.tenant, &user.user, device, Some(device), ev).await;
     tracing::info!(tenant = %user.tenant, user = %user.user, device = %device, session = %session.id, "login");
     Ok(LoginResponse {
         token,
@@ -194,12 +207,13 @@ async fn register_device(
     hub: &Hub,
     user: &UserRecord,
     req: &DeviceRequest,
-) -> Result<DeviceId, AccountError> {
+) -> Result<(DeviceId, bool), AccountError> {
     let name = req.name.clone().unwrap_or_default();
     if name.len() > MAX_NAME_BYTES {
         return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
     }
     let mut chosen = None;
+    let mut added = false;
     hub.directory
         .update(&user.tenant, &user.user, |set| {
             let mut devices = set.devices.clone();
@@ -213,6 +227,7 @@ async fn register_device(
                         d.name = name.clone();
                     }
                     chosen = Some(id);
+                    added = false;
                 }
                 None => {
                     if devices.len() as u32 >= MAX_DEVICES_PER_USER {
@@ -229,12 +244,13 @@ async fn register_device(
                         created_ms: now_ms(),
                     });
                     chosen = Some(id);
+                    added = true;
                 }
             }
             Ok(devices)
         })
         .await?;
-    chosen.ok_or(AccountError::Internal)
+    chosen.map(|c| (c, added)).ok_or(AccountError::Internal)
 }
 
 /// Checks a bearer token: the session must exist and not be revoked.

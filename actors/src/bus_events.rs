@@ -20,14 +20,10 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
                     }
                 }
             }
-            BusEvent::Message(BusMessage::Kick(k)) => {
-                if let Some(conn) = hub.registry.get(&k.device) {
-                    conn.disconnect.do_send(Disconnect {
-                        code: k.code,
-                        logged_out: k.logged_out,
-                        session_id: k.session_id,
-                        opened_before_ms: k.opened_before_ms,
-                    });
+            BusEvent::Message(BusMessage::Kick(k)) => kick(&hub, k),
+            BusEvent::Message(BusMessage::KickMany(ks)) => {
+                for k in ks {
+                    kick(&hub, k);
                 }
             }
             BusEvent::Message(BusMessage::DevicesChanged { tenant, user }) => {
@@ -50,5 +46,16 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
                 }
             }
         }
+    }
+}
+
+fn kick(hub: &Hub, k: hush_cluster::Kick) {
+    if let Some(conn) = hub.registry.get(&k.device) {
+        conn.disconnect.do_send(Disconnect {
+            code: k.code,
+            logged_out: k.logged_out,
+            session_id: k.session_id,
+            opened_before_ms: k.opened_before_ms,
+        });
     }
 }

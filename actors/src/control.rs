@@ -13,6 +13,7 @@ use crate::accounts::{self, AccountError};
 use crate::device::Disconnect;
 use crate::hub::Hub;
 use crate::limits::MAX_PAGE;
+use crate::sessions::{self, Initiator};
 
 /// The control actor of a node.
 pub struct ControlActor {
@@ -40,6 +41,8 @@ pub struct CreateUser {
     pub tenant: TenantId,
     /// The new account.
     pub request: CreateUserRequest,
+    /// Who asks.
+    pub actor: Initiator,
 }
 
 impl Handler<CreateUser> for ControlActor {
@@ -47,7 +50,13 @@ impl Handler<CreateUser> for ControlActor {
 
     fn handle(&mut self, msg: CreateUser, _ctx: &mut Self::Context) -> Self::Result {
         let hub = self.hub.clone();
-        Box::pin(async move { accounts::create_user(&hub, &msg.tenant, msg.request).await })
+        Box::pin(async move {
+            let target = Some(msg.request.user.to_string());
+            let r = accounts::create_user(&hub, &msg.tenant, msg.request).await;
+            let result = if r.is_ok() { "ok" } else { "failed" };
+            sessions::audit(&hub, &msg.tenant, &msg.actor, "user.create", target, result).await;
+            r
+        })
     }
 }
 
@@ -76,55 +85,63 @@ impl Handler<ListUsers> for ControlActor {
     }
 }
 
-/// Ends a session: revoked in the store first, then its live socket gets `LoggedOut` and 4401.
+/// Ends sessions: each revoked in the store first, audited, its user's devices told, then its
+/// live sockets (on every node) get `LoggedOut` and close with 4401. Sessions of another
+/// tenant, unknown or already revoked ones are skipped.
 #[derive(Message)]
-#[rtype(result = "Result<(), AccountError>")]
-pub struct RevokeSession {
-    /// The session's public id.
-    pub session_id: String,
-    /// Only if it belongs to this tenant (answers `NotFound` otherwise).
+#[rtype(result = "Result<usize, AccountError>")]
+pub struct RevokeSessions {
+    /// The tenant the sessions must belong to.
     pub tenant: TenantId,
-    /// Why (`logout`, `revoked_by_user`, ...), sent to the client.
+    /// Public session ids.
+    pub ids: Vec<String>,
+    /// Why (`logout`, `revoked_by_user`, `revoked_by_admin`), sent to the clients.
     pub reason: String,
+    /// Who asks (for the audit log).
+    pub actor: Initiator,
 }
 
-impl Handler<RevokeSession> for ControlActor {
-    type Result = ResponseFuture<Result<(), AccountError>>;
+impl Handler<RevokeSessions> for ControlActor {
+    type Result = ResponseFuture<Result<usize, AccountError>>;
 
-    fn handle(&mut self, msg: RevokeSession, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: RevokeSessions, _ctx: &mut Self::Context) -> Self::Result {
         let hub = self.hub.clone();
         Box::pin(async move {
-            let Some(existing) = hub.store.session_by_id(&msg.session_id).await? else {
-                return Err(AccountError::NotFound);
-            };
-            if existing.device.tenant != msg.tenant {
-                return Err(AccountError::NotFound);
-            }
-            let session =
-                accounts::revoke(&hub, &msg.session_id, &msg.reason).await?.ok_or(AccountError::NotFound)?;
-            tracing::info!(session = %session.id, device = %session.device, reason = %msg.reason, "session revoked");
-            let kick = Disconnect {
-                code: CLOSE_UNAUTHORIZED,
-                logged_out: Some(msg.reason.clone()),
-                session_id: Some(session.id.clone()),
-                opened_before_ms: None,
-            };
-            if let Some(conn) = hub.registry.get(&session.device) {
-                conn.disconnect.do_send(kick);
-            }
-            let remote = hush_cluster::Kick {
-                device: session.device.clone(),
-                code: CLOSE_UNAUTHORIZED,
-                session_id: Some(session.id),
-                logged_out: Some(msg.reason),
-                opened_before_ms: None,
-            };
-            if let Err(e) = hub.bus.broadcast(&hush_cluster::BusMessage::Kick(remote)).await {
-                // The token is refused everywhere already (the store says revoked); a socket on
-                // another node closes when its node hears of it or at its next auth check.
-                tracing::warn!(error = %e, "revocation not broadcast");
-            }
-            Ok(())
+            let revoked = sessions::revoke_many(
+                &hub,
+                &msg.tenant,
+                msg.ids,
+                &msg.reason,
+                CLOSE_UNAUTHORIZED,
+                &msg.actor,
+            )
+            .await?;
+            Ok(revoked.len())
+        })
+    }
+}
+
+/// Removes a linked device of a user (its sessions, queue and sockets go with it).
+#[derive(Message)]
+#[rtype(result = "Result<(), AccountError>")]
+pub struct RemoveDevice {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// The user.
+    pub user: UserId,
+    /// The device (never the primary).
+    pub device: hush_protocol::ids::DeviceId,
+    /// Who asks.
+    pub actor: Initiator,
+}
+
+impl Handler<RemoveDevice> for ControlActor {
+    type Result = ResponseFuture<Result<(), AccountError>>;
+
+    fn handle(&mut self, msg: RemoveDevice, _ctx: &mut Self::Context) -> Self::Result {
+        let hub = self.hub.clone();
+        Box::pin(async move {
+            sessions::remove_device(&hub, &msg.tenant, &msg.user, msg.device, &msg.actor).await
         })
     }
 }

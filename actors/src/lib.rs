@@ -11,6 +11,8 @@
 //! - [`relay`]: the device-set check and durable enqueue of a `Send`, then live routing.
 //! - [`bus_events`]: what arrives from other nodes (deliveries, kicks, cache invalidations,
 //!   reconnection) dispatched to local actors.
+//! - [`sessions`]: listing and revoking sessions, device removal, session events to every
+//!   device of a user, the audit log.
 //! - [`control`]: `ControlActor`, the admin commands behind the HTTP routes.
 //! - [`metrics`]: counters rendered by the node's `/metrics`.
 //!
@@ -28,6 +30,7 @@ pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod relay;
+pub mod sessions;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

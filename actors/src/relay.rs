@@ -125,6 +125,7 @@ async fn prepare(
             timestamp_ms: ts,
             sync,
             content: m.content,
+            event: None,
         },
     };
     let mut items = Vec::with_capacity(msg.devices.len() + msg.sync.len());

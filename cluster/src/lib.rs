@@ -55,6 +55,8 @@ pub enum BusMessage {
     Deliver(Vec<(DeviceAddress, Envelope)>),
     /// Close a device's socket.
     Kick(Kick),
+    /// Close many sockets (a bulk revocation).
+    KickMany(Vec<Kick>),
     /// A user's device set changed: drop cached copies.
     DevicesChanged {
         /// The tenant.

@@ -5,16 +5,19 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
+use hush_actors::accounts::Authed;
 use hush_actors::accounts::{self, ClientInfo};
-use hush_actors::control::{ControlActor, CreateUser, ListUsers, RevokeSession};
+use hush_actors::control::{ControlActor, CreateUser, ListUsers, RemoveDevice, RevokeSessions};
 use hush_actors::hub::Hub;
 use hush_actors::metrics::Metrics;
+use hush_actors::sessions::Initiator;
+use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList};
 use hush_protocol::api::{
     CreateUserRequest, DeviceInfo, DeviceList, ErrorBody, LoginRequest, LoginResponse, UserInfo, UserList,
 };
-use hush_protocol::ids::UserId;
+use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::limits::MAX_TEXT_BYTES;
-use hush_store::{DeviceSet, COMMIT_BUCKETS_US};
+use hush_store::{AuditQuery, DeviceSet, SessionRecord, COMMIT_BUCKETS_US};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
@@ -25,8 +28,11 @@ use crate::error::ApiError;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hush node API", description = "Accounts, devices and administration of a Hush node. Chat traffic uses the WebSocket at /v1/ws (see docs/protocol.md)."),
-    paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket),
-    components(schemas(LoginRequest, LoginResponse, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList)),
+    paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket,
+        remove_device, my_sessions, revoke_others, revoke_all, revoke_mine, admin_user_sessions, admin_revoke_user,
+        admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit),
+    components(schemas(LoginRequest, LoginResponse, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList,
+        SessionInfo, SessionList, Revoked, AuditEntry, AuditPage)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -57,6 +63,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/users/{user}/devices", web::get().to(user_devices))
                 .route("/admin/users", web::post().to(create_user))
                 .route("/admin/users", web::get().to(list_users))
+                .route("/devices/{id}", web::delete().to(remove_device))
+                .route("/sessions", web::get().to(my_sessions))
+                .route("/sessions/others", web::delete().to(revoke_others))
+                .route("/sessions/all", web::delete().to(revoke_all))
+                .route("/sessions/{id}", web::delete().to(revoke_mine))
+                .route("/admin/users/{user}/sessions", web::get().to(admin_user_sessions))
+                .route("/admin/users/{user}/sessions", web::delete().to(admin_revoke_user))
+                .route("/admin/sessions/active", web::get().to(admin_active_sessions))
+                .route("/admin/sessions/active", web::delete().to(admin_revoke_active))
+                .route("/admin/sessions/{id}", web::delete().to(admin_revoke_session))
+                .route("/admin/audit", web::get().to(admin_audit))
                 .route("/ws", web::get().to(crate::ws::websocket)),
         );
 }
@@ -90,15 +107,299 @@ async fn login(
 /// Ends the calling session; its live socket receives `LoggedOut` and closes with 4401.
 #[utoipa::path(post, path = "/v1/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated", body = ErrorBody)))]
-async fn logout(control: web::Data<Addr<ControlActor>>, User(me): User) -> Result<HttpResponse, ApiError> {
-    control
-        .send(RevokeSession {
-            session_id: me.session.id.clone(),
-            tenant: me.tenant().clone(),
-            reason: "logout".into(),
-        })
-        .await??;
+async fn logout(
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    User(me): User,
+) -> Result<HttpResponse, ApiError> {
+    revoke(&control, &me, &req, vec![me.session.id.clone()], "logout").await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+fn initiator(me: &Authed, req: &HttpRequest) -> Initiator {
+    Initiator {
+        user: Some(me.user().clone()),
+        session: Some(me.session.id.clone()),
+        ip: req.peer_addr().map(|a| a.ip().to_string()),
+    }
+}
+
+async fn revoke(
+    control: &Addr<ControlActor>,
+    me: &Authed,
+    req: &HttpRequest,
+    ids: Vec<String>,
+    reason: &str,
+) -> Result<usize, ApiError> {
+    let msg =
+        RevokeSessions { tenant: me.tenant().clone(), ids, reason: reason.into(), actor: initiator(me, req) };
+    Ok(control.send(msg).await??)
+}
+
+fn session_info(s: &SessionRecord, current: &str) -> SessionInfo {
+    SessionInfo {
+        id: s.id.clone(),
+        user: s.device.user.clone(),
+        device: s.device.device,
+        created_ms: s.created_ms,
+        ip: s.ip.clone(),
+        user_agent: s.user_agent.clone(),
+        current: s.id == current,
+    }
+}
+
+async fn active_of(hub: &Hub, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>, ApiError> {
+    Ok(hub.store.sessions_of_user(tenant, user).await?.into_iter().filter(|s| s.active()).collect())
+}
+
+fn parse_user(s: String) -> Result<UserId, ApiError> {
+    UserId::new(s).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Lists the caller's active sessions (every device), the current one marked.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody)))]
+async fn my_sessions(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<SessionList>, ApiError> {
+    let list = active_of(&hub, me.tenant(), me.user()).await?;
+    let sessions = list.iter().map(|s| session_info(s, &me.session.id)).collect();
+    Ok(web::Json(SessionList { sessions, next: None }))
+}
+
+/// Revokes one of the caller's own sessions (404 for anyone else's).
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn revoke_mine(
+    hub: web::Data<Hub>,
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    User(me): User,
+    path: web::Path<String>,
+) -> Result<web::Json<Revoked>, ApiError> {
+    let id = path.into_inner();
+    let mine = active_of(&hub, me.tenant(), me.user()).await?;
+    if !mine.iter().any(|s| s.id == id) {
+        return Err(ApiError::NotFound);
+    }
+    let n = revoke(&control, &me, &req, vec![id], "revoked_by_user").await?;
+    Ok(web::Json(Revoked { revoked: n }))
+}
+
+/// Revokes every session of the caller but the current one.
+#[utoipa::path(delete, path = "/v1/sessions/others", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
+async fn revoke_others(
+    hub: web::Data<Hub>,
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    User(me): User,
+) -> Result<web::Json<Revoked>, ApiError> {
+    let ids = active_of(&hub, me.tenant(), me.user())
+        .await?
+        .into_iter()
+        .filter(|s| s.id != me.session.id)
+        .map(|s| s.id)
+        .collect();
+    let n = revoke(&control, &me, &req, ids, "revoked_by_user").await?;
+    Ok(web::Json(Revoked { revoked: n }))
+}
+
+/// Revokes every session of the caller, the current one included.
+#[utoipa::path(delete, path = "/v1/sessions/all", tag = "sessions", security(("bearer" = [])),
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
+async fn revoke_all(
+    hub: web::Data<Hub>,
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    User(me): User,
+) -> Result<web::Json<Revoked>, ApiError> {
+    let ids = active_of(&hub, me.tenant(), me.user()).await?.into_iter().map(|s| s.id).collect();
+    let n = revoke(&control, &me, &req, ids, "revoked_by_user").await?;
+    Ok(web::Json(Revoked { revoked: n }))
+}
+
+/// Removes a linked device; only the primary device may do it, and the primary cannot be removed.
+/// The device's sessions, queue and sockets go with it.
+#[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
+    params(("id" = u32, Path, description = "Device id")),
+    responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "Not called from the primary device", body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn remove_device(
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    User(me): User,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let device: DeviceId = path
+        .into_inner()
+        .parse()
+        .map_err(|e: hush_protocol::ids::IdError| ApiError::BadRequest(e.to_string()))?;
+    if me.session.device.device != DeviceId::PRIMARY {
+        return Err(ApiError::Forbidden);
+    }
+    let msg = RemoveDevice {
+        tenant: me.tenant().clone(),
+        user: me.user().clone(),
+        device,
+        actor: initiator(&me, &req),
+    };
+    control.send(msg).await??;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn user_in_tenant(hub: &Hub, tenant: &TenantId, user: &UserId) -> Result<(), ApiError> {
+    // Another tenant's user answers exactly like a user that does not exist.
+    hub.store.get_user(tenant, user).await?.map(|_| ()).ok_or(ApiError::NotFound)
+}
+
+/// Lists a user's active sessions (tenant administrators, own tenant only).
+#[utoipa::path(get, path = "/v1/admin/users/{user}/sessions", tag = "admin", security(("bearer" = [])),
+    params(("user" = String, Path, description = "User name")),
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn admin_user_sessions(
+    hub: web::Data<Hub>,
+    Admin(me): Admin,
+    path: web::Path<String>,
+) -> Result<web::Json<SessionList>, ApiError> {
+    let user = parse_user(path.into_inner())?;
+    user_in_tenant(&hub, me.tenant(), &user).await?;
+    let list = active_of(&hub, me.tenant(), &user).await?;
+    Ok(web::Json(SessionList {
+        sessions: list.iter().map(|s| session_info(s, &me.session.id)).collect(),
+        next: None,
+    }))
+}
+
+/// Revokes every session of a user (tenant administrators, own tenant only).
+#[utoipa::path(delete, path = "/v1/admin/users/{user}/sessions", tag = "admin", security(("bearer" = [])),
+    params(("user" = String, Path, description = "User name")),
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn admin_revoke_user(
+    hub: web::Data<Hub>,
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    Admin(me): Admin,
+    path: web::Path<String>,
+) -> Result<web::Json<Revoked>, ApiError> {
+    let user = parse_user(path.into_inner())?;
+    user_in_tenant(&hub, me.tenant(), &user).await?;
+    let ids = active_of(&hub, me.tenant(), &user).await?.into_iter().map(|s| s.id).collect();
+    let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
+    Ok(web::Json(Revoked { revoked: n }))
+}
+
+/// Revokes one session of the tenant (tenant administrators; another tenant's session is 404).
+#[utoipa::path(delete, path = "/v1/admin/sessions/{id}", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn admin_revoke_session(
+    hub: web::Data<Hub>,
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    Admin(me): Admin,
+    path: web::Path<String>,
+) -> Result<web::Json<Revoked>, ApiError> {
+    let id = path.into_inner();
+    match hub.store.session_by_id(&id).await? {
+        Some(s) if s.device.tenant == *me.tenant() && s.active() => {}
+        _ => return Err(ApiError::NotFound),
+    }
+    let n = revoke(&control, &me, &req, vec![id], "revoked_by_admin").await?;
+    Ok(web::Json(Revoked { revoked: n }))
+}
+
+/// Query of paginated session lists.
+#[derive(Deserialize, utoipa::IntoParams)]
+struct SessionPage {
+    /// Start after this session id.
+    after: Option<String>,
+    /// Page size (1..=500, default 100).
+    limit: Option<usize>,
+}
+
+/// Lists the tenant's active sessions by id, paginated (tenant administrators).
+#[utoipa::path(get, path = "/v1/admin/sessions/active", tag = "admin", security(("bearer" = [])), params(SessionPage),
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn admin_active_sessions(
+    hub: web::Data<Hub>,
+    Admin(me): Admin,
+    q: web::Query<SessionPage>,
+) -> Result<web::Json<SessionList>, ApiError> {
+    let limit = q.limit.unwrap_or(100).clamp(1, hush_actors::limits::MAX_PAGE);
+    let page = hub.store.active_sessions(me.tenant(), q.after.as_deref(), limit).await?;
+    let next = (page.len() == limit).then(|| page.last().map(|s| s.id.clone())).flatten();
+    Ok(web::Json(SessionList {
+        sessions: page.iter().map(|s| session_info(s, &me.session.id)).collect(),
+        next,
+    }))
+}
+
+/// Revokes every active session of the tenant but the caller's ("log everyone out").
+#[utoipa::path(delete, path = "/v1/admin/sessions/active", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn admin_revoke_active(
+    hub: web::Data<Hub>,
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    Admin(me): Admin,
+) -> Result<web::Json<Revoked>, ApiError> {
+    let mut ids = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page =
+            hub.store.active_sessions(me.tenant(), after.as_deref(), hush_actors::limits::MAX_PAGE).await?;
+        let full = page.len() == hush_actors::limits::MAX_PAGE;
+        after = page.last().map(|s| s.id.clone());
+        ids.extend(page.into_iter().map(|s| s.id).filter(|id| *id != me.session.id));
+        if !full {
+            break;
+        }
+    }
+    let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
+    Ok(web::Json(Revoked { revoked: n }))
+}
+
+/// Query of `GET /v1/admin/audit`.
+#[derive(Deserialize, utoipa::IntoParams)]
+struct AuditParams {
+    /// Only this actor (user name).
+    actor: Option<String>,
+    /// Only this action (`login`, `logout`, `session.revoke`, `device.remove`, `user.create`).
+    action: Option<String>,
+    /// Only records older than this id (the `next` of the previous page).
+    before: Option<u64>,
+    /// Page size (1..=500, default 100).
+    limit: Option<usize>,
+}
+
+/// Reads the tenant's audit log, newest first (tenant administrators).
+#[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", security(("bearer" = [])), params(AuditParams),
+    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn admin_audit(
+    hub: web::Data<Hub>,
+    Admin(me): Admin,
+    q: web::Query<AuditParams>,
+) -> Result<web::Json<AuditPage>, ApiError> {
+    let q = q.into_inner();
+    let limit = q.limit.unwrap_or(100).clamp(1, hush_actors::limits::MAX_PAGE);
+    let actor = q.actor.map(parse_user).transpose()?;
+    let query = AuditQuery { actor, action: q.action, before: q.before, limit };
+    let recs = hub.store.audit(me.tenant(), &query).await?;
+    let next = (recs.len() == limit).then(|| recs.last().map(|r| r.id)).flatten();
+    let records = recs
+        .into_iter()
+        .map(|r| AuditEntry {
+            id: r.id,
+            at_ms: r.at_ms,
+            actor: r.actor.map(|a| a.to_string()),
+            actor_session: r.actor_session,
+            action: r.action,
+            target: r.target,
+            ip: r.ip,
+            result: r.result,
+        })
+        .collect();
+    Ok(web::Json(AuditPage { records, next }))
 }
 
 fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {
@@ -147,10 +448,13 @@ async fn user_devices(
     responses((status = 201, body = UserInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 409, description = "Name taken", body = ErrorBody)))]
 async fn create_user(
     control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
     Admin(me): Admin,
     body: web::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let info = control.send(CreateUser { tenant: me.tenant().clone(), request: body.into_inner() }).await??;
+    let msg =
+        CreateUser { tenant: me.tenant().clone(), request: body.into_inner(), actor: initiator(&me, &req) };
+    let info = control.send(msg).await??;
     Ok(HttpResponse::Created().json(info))
 }
 

@@ -167,6 +167,78 @@ pub struct UserList {
     pub users: Vec<UserInfo>,
 }
 
+/// One login session.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionInfo {
+    /// Public id (revoke with it).
+    pub id: String,
+    /// The user.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// The device it is bound to.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    pub device: DeviceId,
+    /// Login time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Client address at login.
+    pub ip: Option<String>,
+    /// Client user agent at login.
+    pub user_agent: Option<String>,
+    /// True for the session making this request.
+    pub current: bool,
+}
+
+/// A list of sessions; `next` is the cursor of the next page, if any.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionList {
+    /// The sessions.
+    pub sessions: Vec<SessionInfo>,
+    /// Pass as `after` to get the next page (paginated lists only).
+    pub next: Option<String>,
+}
+
+/// How many sessions a revocation ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Revoked {
+    /// Sessions revoked by this call.
+    pub revoked: usize,
+}
+
+/// One audit record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditEntry {
+    /// Increasing id within the tenant.
+    pub id: u64,
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Who acted.
+    pub actor: Option<String>,
+    /// The actor's session.
+    pub actor_session: Option<String>,
+    /// What (`login`, `logout`, `session.revoke`, `device.remove`, `user.create`).
+    pub action: String,
+    /// On what.
+    pub target: Option<String>,
+    /// From where.
+    pub ip: Option<String>,
+    /// `ok`, `denied`, `failed`.
+    pub result: String,
+}
+
+/// A page of the audit log, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditPage {
+    /// The records.
+    pub records: Vec<AuditEntry>,
+    /// Pass as `before` to get the next (older) page.
+    pub next: Option<u64>,
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -141,8 +141,44 @@ pub struct Envelope {
     pub timestamp_ms: u64,
     /// True when this is a copy of the recipient's own user's message (sent from another device).
     pub sync: bool,
-    /// The ciphertext for this device.
+    /// The ciphertext for this device (empty for a session event).
     pub content: Payload,
+    /// Set when the node itself queued this envelope to keep the user's devices in sync;
+    /// `content` is then empty. Queued and acknowledged like messages.
+    pub event: Option<SessionEvent>,
+}
+
+/// Account changes every device of a user hears about, reliably (queued like envelopes).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SessionEvent {
+    /// A new login (session) on one of the user's devices.
+    NewLogin {
+        /// The new session's id.
+        session_id: String,
+        /// Its device.
+        device: DeviceId,
+        /// Client address.
+        ip: Option<String>,
+    },
+    /// A device was registered.
+    DeviceAdded {
+        /// The new device.
+        device: DeviceId,
+    },
+    /// A device was removed (its keys and queue are gone).
+    DeviceRemoved {
+        /// The removed device.
+        device: DeviceId,
+    },
+    /// A session was revoked.
+    SessionRevoked {
+        /// The revoked session.
+        session_id: String,
+        /// Its device.
+        device: DeviceId,
+        /// `logout`, `revoked_by_user`, `revoked_by_admin`, `device_removed`.
+        reason: String,
+    },
 }
 
 /// Typed error codes carried by [`ServerFrame::Error`].
@@ -419,6 +455,7 @@ mod tests {
                 seq, id: uuid::Uuid::from_u128(u128::from(seq)), from: UserId::new("alice").unwrap(),
                 from_device: DeviceId::new(3).unwrap(), timestamp_ms: ts, sync: seq % 2 == 0,
                 content: Payload(content),
+                event: None,
             });
             prop_assert_eq!(ServerFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f.clone());
             prop_assert_eq!(ServerFrame::decode_text(&f.encode_text().unwrap()).unwrap(), f);

@@ -24,6 +24,7 @@ pub fn envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
                 timestamp_ms: 1_700_000_000_000 + i as u64,
                 sync: false,
                 content: Payload(vec![i as u8; 16]),
+                event: None,
             },
         })
         .collect()

@@ -1,0 +1,214 @@
+//! Sessions across a user's devices: listing, revocation (store first, then audit, then the
+//! sockets on every node), device removal, the session events every device of the user
+//! receives reliably, and the audit log.
+//!
+//! Conflicts resolve the same way on every node because every decision is a write to the
+//! shared store: revocation is one-way (a revoked session never becomes active again, whatever
+//! activity races with it), and device-set changes are compare-and-set, so a linked device's
+//! concurrent re-registration cannot resurrect a device the primary removed.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use hush_cluster::{BusMessage, Kick};
+use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
+use hush_protocol::wire::{Envelope, Payload, SessionEvent, CLOSE_DEVICE_REMOVED};
+use hush_store::{AuditRecord, NewEnvelope, SessionRecord};
+
+use crate::accounts::AccountError;
+use crate::device::Disconnect;
+use crate::hub::Hub;
+use crate::now_ms;
+use crate::relay::route_all;
+
+/// Who performs an action (for the audit log).
+#[derive(Clone, Debug, Default)]
+pub struct Initiator {
+    /// The acting user (or the user name tried, for a failed login).
+    pub user: Option<UserId>,
+    /// The acting session.
+    pub session: Option<String>,
+    /// Client address.
+    pub ip: Option<String>,
+}
+
+/// Appends an audit record. A failure is logged, not returned: the action itself has happened.
+pub async fn audit(
+    hub: &Hub,
+    tenant: &TenantId,
+    actor: &Initiator,
+    action: &str,
+    target: Option<String>,
+    result: &str,
+) {
+    let rec = AuditRecord {
+        id: 0,
+        tenant: tenant.clone(),
+        at_ms: now_ms(),
+        actor: actor.user.clone(),
+        actor_session: actor.session.clone(),
+        action: action.to_owned(),
+        target,
+        ip: actor.ip.clone(),
+        result: result.to_owned(),
+    };
+    if let Err(e) = hub.store.append_audit(rec).await {
+        tracing::error!(error = %e, action, "audit record not written");
+    }
+}
+
+/// Queues `event` for every device of `user` (but `except`) and pushes it to connected ones.
+pub async fn emit(
+    hub: &Hub,
+    tenant: &TenantId,
+    user: &UserId,
+    from: DeviceId,
+    except: Option<DeviceId>,
+    event: SessionEvent,
+) {
+    let set = match hub.directory.get(tenant, user).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "session event not queued");
+            return;
+        }
+    };
+    let ts = now_ms();
+    let id = uuid::Uuid::new_v4();
+    let items: Vec<NewEnvelope> = set
+        .devices
+        .iter()
+        .filter(|d| Some(d.id) != except)
+        .map(|d| NewEnvelope {
+            to: DeviceAddress::new(tenant.clone(), user.clone(), d.id),
+            envelope: Envelope {
+                seq: 0,
+                id,
+                from: user.clone(),
+                from_device: from,
+                timestamp_ms: ts,
+                sync: true,
+                content: Payload::default(),
+                event: Some(event.clone()),
+            },
+        })
+        .collect();
+    let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
+    match hub.store.enqueue(items).await {
+        Ok(stored) => route_all(hub, targets.into_iter().zip(stored).collect()).await,
+        Err(e) => tracing::error!(error = %e, "session event not queued"),
+    }
+}
+
+/// Closes the live sockets of these sessions on every node (`LoggedOut` first, then `code`).
+pub async fn kick_sessions(hub: &Hub, sessions: &[SessionRecord], reason: &str, code: u16) {
+    let mut kicks = Vec::with_capacity(sessions.len());
+    for s in sessions {
+        if let Some(conn) = hub.registry.get(&s.device) {
+            conn.disconnect.do_send(Disconnect {
+                code,
+                logged_out: Some(reason.to_owned()),
+                session_id: Some(s.id.clone()),
+                opened_before_ms: None,
+            });
+        }
+        kicks.push(Kick {
+            device: s.device.clone(),
+            code,
+            session_id: Some(s.id.clone()),
+            logged_out: Some(reason.to_owned()),
+            opened_before_ms: None,
+        });
+    }
+    if hub.bus.kind() != "local" && !kicks.is_empty() {
+        // The tokens are already refused on every node (the store says revoked); this closes
+        // the sockets now rather than at their next check.
+        if let Err(e) = hub.bus.broadcast(&BusMessage::KickMany(kicks)).await {
+            tracing::warn!(error = %e, "revocation not broadcast");
+        }
+    }
+}
+
+/// Revokes sessions by id: each in the store (one-way), audited, its user's devices told, its
+/// sockets closed on every node. Sessions of another tenant, unknown or already revoked ones
+/// are skipped. Returns the sessions this call revoked.
+pub async fn revoke_many(
+    hub: &Arc<Hub>,
+    tenant: &TenantId,
+    ids: Vec<String>,
+    reason: &str,
+    code: u16,
+    actor: &Initiator,
+) -> Result<Vec<SessionRecord>, AccountError> {
+    let revs = ids.into_iter().map(|id| {
+        let hub = hub.clone();
+        let tenant = tenant.clone();
+        let reason = reason.to_owned();
+        async move {
+            let Some(existing) = hub.store.session_by_id(&id).await? else { return Ok(None) };
+            if existing.device.tenant != tenant || existing.revoked.is_some() {
+                return Ok(None);
+            }
+            let r = hush_store::Revocation { at_ms: now_ms(), reason };
+            Ok::<_, AccountError>(hub.store.revoke_session(&id, r).await?)
+        }
+    });
+    let mut revoked = Vec::new();
+    for r in join_all(revs).await {
+        if let Some(s) = r? {
+            revoked.push(s);
+        }
+    }
+    kick_sessions(hub, &revoked, reason, code).await;
+    let audits = revoked.iter().map(|s| {
+        let target = Some(format!("session:{} device:{}", s.id, s.device));
+        audit(hub, tenant, actor, "session.revoke", target, "ok")
+    });
+    join_all(audits).await;
+    for s in &revoked {
+        tracing::info!(session = %s.id, device = %s.device, reason, "session revoked");
+        let ev = SessionEvent::SessionRevoked {
+            session_id: s.id.clone(),
+            device: s.device.device,
+            reason: reason.to_owned(),
+        };
+        emit(hub, tenant, &s.device.user, s.device.device, None, ev).await;
+    }
+    Ok(revoked)
+}
+
+/// Removes a linked device (never the primary): its sessions are revoked, its queue purged,
+/// its sockets closed with 4410, and the user's other devices are told.
+pub async fn remove_device(
+    hub: &Arc<Hub>,
+    tenant: &TenantId,
+    user: &UserId,
+    device: DeviceId,
+    actor: &Initiator,
+) -> Result<(), AccountError> {
+    if device == DeviceId::PRIMARY {
+        return Err(AccountError::Invalid("the primary device cannot be removed".into()));
+    }
+    hub.directory
+        .update(tenant, user, |set| {
+            if set.get(device).is_none() {
+                return Err(AccountError::NotFound);
+            }
+            Ok(set.devices.iter().filter(|d| d.id != device).cloned().collect())
+        })
+        .await?;
+    let addr = DeviceAddress::new(tenant.clone(), user.clone(), device);
+    let sessions: Vec<String> = hub
+        .store
+        .sessions_of_user(tenant, user)
+        .await?
+        .into_iter()
+        .filter(|s| s.device.device == device && s.active())
+        .map(|s| s.id)
+        .collect();
+    revoke_many(hub, tenant, sessions, "device_removed", CLOSE_DEVICE_REMOVED, actor).await?;
+    hub.store.purge(&addr).await?;
+    audit(hub, tenant, actor, "device.remove", Some(addr.to_string()), "ok").await;
+    emit(hub, tenant, user, device, None, SessionEvent::DeviceRemoved { device }).await;
+    Ok(())
+}
