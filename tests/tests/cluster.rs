@@ -284,3 +284,73 @@ async fn redis_restart_under_load_loses_nothing() {
     let body: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
     assert_eq!(body["status"], "ready");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_others_closes_sockets_on_every_node_and_survives_restart() {
+    let mut c = Cluster::start(3);
+    let admin = c.nodes[0].admin().await;
+    let d1 = c.nodes[0].user(&admin, "alice").await;
+    let d2 = c.nodes[0].device("alice").await;
+    let d3 = c.nodes[0].device("alice").await;
+    // One device on each node.
+    let mut c1 = d1.connect().await.unwrap();
+    drain(&mut c1).await;
+    let mut c2 = on(&c.nodes[1], &d2).connect().await.unwrap();
+    drain(&mut c2).await;
+    let mut c3 = on(&c.nodes[2], &d3).connect().await.unwrap();
+    drain(&mut c3).await;
+
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/sessions/others", c.nodes[0].url()))
+        .bearer_auth(d1.login_info().token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["revoked"], 2);
+    // The other sockets, on other nodes, get LoggedOut first, then close with 4401.
+    for conn in [&mut c2, &mut c3] {
+        assert_eq!(next(conn).await, ServerFrame::LoggedOut { reason: "revoked_by_user".into() });
+        let reason = close_reason(conn).await;
+        assert!(reason.starts_with("4401"), "{reason}");
+    }
+    // The calling device keeps working.
+    let mut ca = admin.connect().await.unwrap();
+    drain(&mut ca).await;
+    let id = ca.send_message(&UserId::new("alice").unwrap(), |_, _| b"still on".to_vec()).await.unwrap();
+    loop {
+        match next(&mut c1).await {
+            ServerFrame::Deliver(e) if e.event.is_some() => continue,
+            ServerFrame::Deliver(e) => {
+                assert_eq!(e.id, id);
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // The revoked tokens are refused on every node, over HTTP and WebSocket, also after the
+    // nodes restart; the surviving session still works everywhere.
+    for round in 0..2 {
+        for n in &c.nodes {
+            for s in [&d2, &d3] {
+                assert!(
+                    matches!(on(n, s).devices(None).await, Err(ClientError::Http { status: 401, .. })),
+                    "round {round}: revoked token accepted over HTTP by {}",
+                    n.addr
+                );
+                assert!(
+                    matches!(on(n, s).connect().await, Err(ClientError::Http { status: 401, .. })),
+                    "round {round}: revoked token opened a socket on {}",
+                    n.addr
+                );
+            }
+            assert!(on(n, &d1).devices(None).await.is_ok());
+        }
+        if round == 0 {
+            for n in &mut c.nodes {
+                n.restart();
+            }
+        }
+    }
+}
