@@ -5,17 +5,29 @@
 //! each caller: under load one fsync covers thousands of envelopes (group commit). A caller
 //! hears "done" only after the commit returned, so an acknowledged write is durable. Reads run
 //! on tokio's blocking pool in their own read transactions and never wait for the writer.
+//!
+//! Queue layout (schema 2): envelopes live in one table keyed by their sequence number alone
+//! (`queue_by_seq`, value = postcard `(DeviceAddress, Envelope)`). Sequence numbers are global
+//! and strictly increasing, so enqueues append to the right edge of the B-tree and acks of recent
+//! envelopes delete from the same few leaves: a group commit dirties a handful of pages instead
+//! of one random leaf per envelope (schema 1 keyed by `(tenant, user, device, seq)`, which made
+//! every commit rewrite hundreds of scattered leaves). The per-device view (which seqs belong to
+//! which device) is an in-memory index rebuilt from the table at open and updated by the writer
+//! thread after each commit, before any caller hears "done"; the table is the only durable state.
+//! A schema-1 file is migrated at open (its `queue` table moved into `queue_by_seq`).
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
+use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
 use hush_protocol::wire::Envelope;
 use redb::{
-    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction,
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
+    WriteTransaction,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -35,14 +47,19 @@ pub const MAX_JOBS_PER_COMMIT: usize = 4_096;
 pub const MAX_FETCH: usize = 1_024;
 
 /// Schema version of the embedded file; bumped with a forward migration when records change.
-pub const SCHEMA_VERSION: u64 = 1;
+/// Version 2: the queue keyed by sequence number alone (see the module docs); version 1 files
+/// are migrated at open.
+pub const SCHEMA_VERSION: u64 = 2;
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
 const DEVICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("devices");
 const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
 const SESSION_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("session_ids");
-const QUEUE: TableDefinition<(&str, &str, u8, u64), &[u8]> = TableDefinition::new("queue");
+/// Schema 1 queue, `(tenant, user, device, seq)` -> envelope; only read to migrate it.
+const QUEUE_V1: TableDefinition<(&str, &str, u8, u64), &[u8]> = TableDefinition::new("queue");
+/// seq -> postcard `(DeviceAddress, Envelope)`.
+const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_by_seq");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (tenant, user, session id) -> created ms: every session of a user.
 const USER_SESSIONS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("user_sessions");
@@ -54,11 +71,37 @@ const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit")
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
-/// What a job sees: the open write transaction and the sequence counter.
+/// The committed per-device queue index: device -> its queued sequence numbers.
+type QueueIndex = HashMap<DeviceAddress, BTreeSet<u64>>;
+
+/// What a job sees: the open write transaction, the sequence counter, the queue table (opened
+/// once per transaction, on first use) and the index changes to apply once the commit is durable.
 struct Tx<'a> {
     txn: &'a WriteTransaction,
     next_seq: &'a mut u64,
     depth_delta: &'a mut i64,
+    queue: Option<Table<'a, u64, &'static [u8]>>,
+    index: &'a RwLock<QueueIndex>,
+    added: &'a mut Vec<(DeviceAddress, u64)>,
+    removed: &'a mut Vec<(DeviceAddress, u64)>,
+}
+
+impl<'a> Tx<'a> {
+    fn queue(&mut self) -> Result<&mut Table<'a, u64, &'static [u8]>> {
+        let q = match self.queue.take() {
+            Some(q) => q,
+            None => self.txn.open_table(QUEUE).map_err(backend)?,
+        };
+        Ok(self.queue.insert(q))
+    }
+}
+
+fn read_index(index: &RwLock<QueueIndex>) -> RwLockReadGuard<'_, QueueIndex> {
+    index.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write_index(index: &RwLock<QueueIndex>) -> RwLockWriteGuard<'_, QueueIndex> {
+    index.write().unwrap_or_else(|e| e.into_inner())
 }
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -75,6 +118,7 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 
 struct Shared {
     db: Database,
+    index: RwLock<QueueIndex>,
     depth: AtomicU64,
     commits: AtomicU64,
     jobs: AtomicU64,
@@ -99,9 +143,10 @@ impl EmbeddedStore {
     /// Opens (or creates) the store file at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self> {
         let db = Database::create(path).map_err(backend)?;
-        let (next_seq, depth) = {
+        let (next_seq, depth, index) = {
             let txn = db.begin_write().map_err(backend)?;
             let (next_seq, depth);
+            let mut index = QueueIndex::new();
             {
                 // Create every table so readers never see "table does not exist".
                 txn.open_table(TENANTS).map_err(backend)?;
@@ -112,8 +157,7 @@ impl EmbeddedStore {
                 txn.open_table(USER_SESSIONS).map_err(backend)?;
                 txn.open_table(ACTIVE_SESSIONS).map_err(backend)?;
                 txn.open_table(AUDIT).map_err(backend)?;
-                let q = txn.open_table(QUEUE).map_err(backend)?;
-                depth = q.len().map_err(backend)?;
+                let mut q = txn.open_table(QUEUE).map_err(backend)?;
                 let mut meta = txn.open_table(META).map_err(backend)?;
                 let version = meta.get("schema_version").map_err(backend)?.map(|v| v.value());
                 match version {
@@ -125,15 +169,26 @@ impl EmbeddedStore {
                             "store schema version {v} is newer than this build ({SCHEMA_VERSION})"
                         )))
                     }
+                    Some(1) => {
+                        migrate_queue_v1(&txn, &mut q)?;
+                        meta.insert("schema_version", SCHEMA_VERSION).map_err(backend)?;
+                    }
                     Some(_) => {}
                 }
+                for item in q.iter().map_err(backend)? {
+                    let (k, v) = item.map_err(backend)?;
+                    let (addr, _): (DeviceAddress, Envelope) = dec(v.value())?;
+                    index.entry(addr).or_default().insert(k.value());
+                }
+                depth = q.len().map_err(backend)?;
                 next_seq = meta.get("next_seq").map_err(backend)?.map(|v| v.value()).unwrap_or(1);
             }
             txn.commit().map_err(backend)?;
-            (next_seq, depth)
+            (next_seq, depth, index)
         };
         let shared = Arc::new(Shared {
             db,
+            index: RwLock::new(index),
             depth: AtomicU64::new(depth),
             commits: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
@@ -184,6 +239,8 @@ impl EmbeddedStore {
 
 fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u64) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+    let mut added: Vec<(DeviceAddress, u64)> = Vec::new();
+    let mut removed: Vec<(DeviceAddress, u64)> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_JOBS_PER_COMMIT {
@@ -196,11 +253,21 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
         let n = batch.len() as u64;
         let seq_before = next_seq;
         let mut depth_delta = 0i64;
+        added.clear();
+        removed.clear();
         let result = (|| -> Result<Vec<Completion>> {
             let txn = shared.db.begin_write().map_err(backend)?;
             let mut completions = Vec::with_capacity(batch.len());
             {
-                let mut tx = Tx { txn: &txn, next_seq: &mut next_seq, depth_delta: &mut depth_delta };
+                let mut tx = Tx {
+                    txn: &txn,
+                    next_seq: &mut next_seq,
+                    depth_delta: &mut depth_delta,
+                    queue: None,
+                    index: &shared.index,
+                    added: &mut added,
+                    removed: &mut removed,
+                };
                 for job in batch.drain(..) {
                     completions.push(job(&mut tx));
                 }
@@ -214,6 +281,21 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
         })();
         match result {
             Ok(completions) => {
+                if !added.is_empty() || !removed.is_empty() {
+                    // Adds first: a remove in the same commit (purge) always follows its add.
+                    let mut index = write_index(&shared.index);
+                    for (addr, seq) in added.drain(..) {
+                        index.entry(addr).or_default().insert(seq);
+                    }
+                    for (addr, seq) in removed.drain(..) {
+                        if let Some(set) = index.get_mut(&addr) {
+                            set.remove(&seq);
+                            if set.is_empty() {
+                                index.remove(&addr);
+                            }
+                        }
+                    }
+                }
                 apply_delta(&shared.depth, depth_delta);
                 for c in completions {
                     c(Ok(()));
@@ -236,6 +318,26 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
         shared.buckets[idx].fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!("store writer stopped");
+}
+
+/// Moves every schema-1 queue entry into the schema-2 table (same seq) and drops the old table.
+fn migrate_queue_v1(txn: &WriteTransaction, q: &mut Table<'_, u64, &'static [u8]>) -> Result<()> {
+    {
+        let old = txn.open_table(QUEUE_V1).map_err(backend)?;
+        for item in old.iter().map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            let (tenant, user, device, seq) = k.value();
+            let env: Envelope = dec(v.value())?;
+            let addr = DeviceAddress::new(
+                TenantId::new(tenant).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                UserId::new(user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                DeviceId::new(u32::from(device)).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            );
+            q.insert(seq, enc(&(&addr, &env))?.as_slice()).map_err(backend)?;
+        }
+    }
+    txn.delete_table(QUEUE_V1).map_err(backend)?;
+    Ok(())
 }
 
 fn apply_delta(depth: &AtomicU64, delta: i64) {
@@ -568,7 +670,6 @@ impl QueueStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         self.write(move |t| {
-            let mut q = t.txn.open_table(QUEUE).map_err(backend)?;
             let mut out = Vec::with_capacity(items.len());
             let mut buf = Vec::with_capacity(512);
             for mut item in items {
@@ -576,12 +677,11 @@ impl QueueStore for EmbeddedStore {
                 *t.next_seq += 1;
                 item.envelope.seq = seq;
                 buf.clear();
-                let bytes = postcard::to_extend(&item.envelope, std::mem::take(&mut buf))
+                let bytes = postcard::to_extend(&(&item.to, &item.envelope), std::mem::take(&mut buf))
                     .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                let a = &item.to;
-                q.insert((a.tenant.as_str(), a.user.as_str(), a.device.get() as u8, seq), bytes.as_slice())
-                    .map_err(backend)?;
+                t.queue()?.insert(seq, bytes.as_slice()).map_err(backend)?;
                 buf = bytes;
+                t.added.push((item.to, seq));
                 out.push(item.envelope);
             }
             *t.depth_delta += out.len() as i64;
@@ -593,18 +693,29 @@ impl QueueStore for EmbeddedStore {
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>> {
         let a = device.clone();
         let limit = limit.min(MAX_FETCH);
+        let shared = self.shared.clone();
         self.read(move |r| {
+            // The snapshot first, then the index: every seq in the snapshot that is not acked yet
+            // is in the index; seqs the index holds but the snapshot lacks are newer than every
+            // seq in it (commits are sequential) or acked since, and are skipped.
             let q = r.open_table(QUEUE).map_err(backend)?;
-            let d = a.device.get() as u8;
-            let lo = (a.tenant.as_str(), a.user.as_str(), d, after.saturating_add(1));
-            let hi = (a.tenant.as_str(), a.user.as_str(), d, u64::MAX);
             let mut out = Vec::new();
-            for item in q.range(lo..=hi).map_err(backend)? {
-                if out.len() >= limit {
-                    break;
+            let mut cursor = after;
+            while out.len() < limit {
+                let seqs: Vec<u64> = match read_index(&shared.index).get(&a) {
+                    Some(set) => {
+                        set.range(cursor.saturating_add(1)..).take(limit - out.len()).copied().collect()
+                    }
+                    None => Vec::new(),
+                };
+                let Some(&last) = seqs.last() else { break };
+                for seq in seqs {
+                    if let Some(v) = q.get(seq).map_err(backend)? {
+                        let (_, env): (DeviceAddress, Envelope) = dec(v.value())?;
+                        out.push(env);
+                    }
                 }
-                let (_, v) = item.map_err(backend)?;
-                out.push(dec(v.value())?);
+                cursor = last;
             }
             Ok(out)
         })
@@ -614,12 +725,21 @@ impl QueueStore for EmbeddedStore {
     async fn ack(&self, device: &DeviceAddress, seqs: Vec<u64>) -> Result<u64> {
         let a = device.clone();
         self.write(move |t| {
-            let mut q = t.txn.open_table(QUEUE).map_err(backend)?;
-            let d = a.device.get() as u8;
+            // Only seqs the committed index gives this device: a seq is global, so the table
+            // alone cannot tell whose it is. (A seq enqueued in this same commit cannot be
+            // known to the caller yet.)
+            let mine: Vec<u64> = {
+                let index = read_index(t.index);
+                match index.get(&a) {
+                    Some(set) => seqs.into_iter().filter(|s| set.contains(s)).collect(),
+                    None => Vec::new(),
+                }
+            };
             let mut n = 0u64;
-            for seq in seqs {
-                if q.remove((a.tenant.as_str(), a.user.as_str(), d, seq)).map_err(backend)?.is_some() {
+            for seq in mine {
+                if t.queue()?.remove(seq).map_err(backend)?.is_some() {
                     n += 1;
+                    t.removed.push((a.clone(), seq));
                 }
             }
             *t.depth_delta -= n as i64;
@@ -631,21 +751,19 @@ impl QueueStore for EmbeddedStore {
     async fn purge(&self, device: &DeviceAddress) -> Result<u64> {
         let a = device.clone();
         self.write(move |t| {
-            let mut q = t.txn.open_table(QUEUE).map_err(backend)?;
-            let d = a.device.get() as u8;
-            let lo = (a.tenant.as_str(), a.user.as_str(), d, 0u64);
-            let hi = (a.tenant.as_str(), a.user.as_str(), d, u64::MAX);
-            let keys: Vec<u64> = q
-                .range(lo..=hi)
-                .map_err(backend)?
-                .map(|i| i.map(|(k, _)| k.value().3))
-                .collect::<std::result::Result<_, _>>()
-                .map_err(backend)?;
-            for seq in &keys {
-                q.remove((a.tenant.as_str(), a.user.as_str(), d, *seq)).map_err(backend)?;
+            let mut keys: Vec<u64> =
+                read_index(t.index).get(&a).map(|s| s.iter().copied().collect()).unwrap_or_default();
+            // Envelopes enqueued earlier in this same commit are not in the index yet.
+            keys.extend(t.added.iter().filter(|(to, _)| *to == a).map(|(_, seq)| *seq));
+            let mut n = 0u64;
+            for seq in keys {
+                if t.queue()?.remove(seq).map_err(backend)?.is_some() {
+                    n += 1;
+                    t.removed.push((a.clone(), seq));
+                }
             }
-            *t.depth_delta -= keys.len() as i64;
-            Ok(keys.len() as u64)
+            *t.depth_delta -= n as i64;
+            Ok(n)
         })
         .await
     }
@@ -683,6 +801,36 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("hush.redb")).unwrap();
         crate::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn schema_1_queue_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        let addr = crate::conformance::addr("t1", "bob", 2);
+        let mut env = crate::conformance::envelopes(&addr, 1).remove(0).envelope;
+        env.seq = 7;
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            {
+                let mut old = txn.open_table(QUEUE_V1).unwrap();
+                old.insert(("t1", "bob", 2u8, 7u64), enc(&env).unwrap().as_slice()).unwrap();
+                let mut meta = txn.open_table(META).unwrap();
+                meta.insert("schema_version", 1).unwrap();
+                meta.insert("next_seq", 8).unwrap();
+            }
+            txn.commit().unwrap();
+        }
+        let store = EmbeddedStore::open(&path).unwrap();
+        assert_eq!(store.depth(), 1);
+        assert_eq!(store.fetch(&addr, 0, 10).await.unwrap(), vec![env]);
+        let other = crate::conformance::addr("t1", "bob", 1);
+        assert_eq!(store.ack(&other, vec![7]).await.unwrap(), 0, "another device cannot ack it");
+        assert_eq!(store.ack(&addr, vec![7]).await.unwrap(), 1);
+        assert!(store.fetch(&addr, 0, 10).await.unwrap().is_empty());
+        let more = store.enqueue(crate::conformance::envelopes(&addr, 1)).await.unwrap();
+        assert_eq!(more[0].seq, 8);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
