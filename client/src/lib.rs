@@ -15,8 +15,8 @@ use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
-    CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest, ErrorBody, LoginRequest, LoginResponse, Secret,
-    UserInfo, UserList,
+    CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest, ErrorBody, LoginRequest, LoginResponse,
+    Revoked, Secret, SessionList, UserInfo, UserList,
 };
 use hush_protocol::ids::{DeviceId, MessageId, RegistrationId, TenantId, UserId};
 use hush_protocol::wire::{
@@ -163,6 +163,34 @@ impl Session {
     pub async fn list_users(&self) -> Result<UserList> {
         let rb = self.client.http.get(format!("{}/v1/admin/users", self.client.base));
         check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    async fn delete_revoke(&self, path: &str) -> Result<usize> {
+        let rb = self.client.http.delete(format!("{}{path}", self.client.base));
+        let r: Revoked =
+            check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)?;
+        Ok(r.revoked)
+    }
+
+    /// This user's active sessions (every device), the current one marked.
+    pub async fn sessions(&self) -> Result<SessionList> {
+        let rb = self.client.http.get(format!("{}/v1/sessions", self.client.base));
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    /// Revokes one of this user's sessions.
+    pub async fn revoke_session(&self, id: &str) -> Result<usize> {
+        self.delete_revoke(&format!("/v1/sessions/{id}")).await
+    }
+
+    /// Revokes every session of this user but this one.
+    pub async fn revoke_other_sessions(&self) -> Result<usize> {
+        self.delete_revoke("/v1/sessions/others").await
+    }
+
+    /// Revokes every active session of the tenant but this one (tenant administrators).
+    pub async fn admin_revoke_all_active(&self) -> Result<usize> {
+        self.delete_revoke("/v1/admin/sessions/active").await
     }
 
     /// Opens the chat socket, authenticated by header, speaking postcard.

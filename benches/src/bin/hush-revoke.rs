@@ -1,0 +1,203 @@
+//! `hush-revoke`: time from one admin call that revokes many live sessions to the close of each
+//! of their sockets, with the sockets spread over several nodes.
+//!
+//! Creates `--sessions` users (`<prefix>-<i>`, one device each) if absent, logs each in, opens
+//! its socket on node `i % N` of `--servers`, waits until every socket is up to date, then calls
+//! `DELETE /v1/admin/sessions/active` on the first node and records, per socket, the time from
+//! the call to its `LoggedOut` frame and to its close. Prints p50/p99/max. Traffic goes only to
+//! the given servers (use loopback addresses).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use hush_client::{random_registration_id, Client, ClientError};
+use hush_protocol::api::{DeviceRequest, Secret};
+use hush_protocol::ids::{TenantId, UserId};
+use hush_protocol::wire::ServerFrame;
+
+#[derive(Parser)]
+#[command(name = "hush-revoke", about = "Revocation latency across nodes")]
+struct Args {
+    /// Comma-separated node URLs; sockets are spread over them round-robin.
+    #[arg(long, value_delimiter = ',')]
+    servers: Vec<String>,
+    /// The bootstrap administrator's password.
+    #[arg(long, env = "HUSH_ADMIN_PASSWORD")]
+    admin_password: String,
+    /// Tenant.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Live sessions to revoke.
+    #[arg(long, default_value_t = 1000)]
+    sessions: usize,
+    /// User name prefix.
+    #[arg(long, default_value = "revoke")]
+    prefix: String,
+    /// Concurrent logins during setup (Argon2id is costly).
+    #[arg(long, default_value_t = 8)]
+    login_concurrency: usize,
+}
+
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if args.servers.is_empty() {
+        bail!("--servers is required");
+    }
+    let tenant = TenantId::new(&args.tenant)?;
+    let first = Client::new(&args.servers[0]);
+    let admin = first
+        .login(
+            &tenant,
+            &UserId::new("admin")?,
+            &Secret::new(args.admin_password.clone()),
+            DeviceRequest {
+                id: None,
+                registration_id: random_registration_id(),
+                name: Some("revoke-bench".into()),
+            },
+        )
+        .await
+        .context("admin login")?;
+    let password = Secret::new("revoke-bench-password");
+    let sem = Arc::new(tokio::sync::Semaphore::new(args.login_concurrency));
+    let t_setup = Instant::now();
+    let mut logins = Vec::new();
+    for i in 0..args.sessions {
+        let user = UserId::new(format!("{}-{i}", args.prefix))?;
+        let (admin, first, tenant, password, sem) =
+            (admin.clone(), first.clone(), tenant.clone(), password.clone(), sem.clone());
+        logins.push(tokio::spawn(async move {
+            let _p = sem.acquire().await?;
+            match admin.create_user(&user, &password, false).await {
+                Ok(_) | Err(ClientError::Http { status: 409, .. }) => {}
+                Err(e) => return Err(anyhow::anyhow!("create {user}: {e}")),
+            }
+            // Device 1 is reused across runs (at most 6 devices per user).
+            let existing = first.login(
+                &tenant,
+                &user,
+                &password,
+                DeviceRequest {
+                    id: Some(hush_protocol::ids::DeviceId::PRIMARY),
+                    registration_id: random_registration_id(),
+                    name: None,
+                },
+            );
+            let s = match existing.await {
+                Ok(s) => s,
+                Err(_) => {
+                    first
+                        .login(
+                            &tenant,
+                            &user,
+                            &password,
+                            DeviceRequest { id: None, registration_id: random_registration_id(), name: None },
+                        )
+                        .await?
+                }
+            };
+            Ok::<_, anyhow::Error>(s)
+        }));
+    }
+    let mut sessions = Vec::with_capacity(args.sessions);
+    for l in logins {
+        sessions.push(l.await??);
+    }
+    eprintln!("{} sessions logged in in {:.1} s", sessions.len(), t_setup.elapsed().as_secs_f64());
+
+    // Open every socket on its node and wait until each is up to date.
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(args.sessions);
+    let start = Arc::new(tokio::sync::OnceCell::<Instant>::new());
+    let mut waiters = Vec::new();
+    for (i, s) in sessions.iter().enumerate() {
+        let node = &args.servers[i % args.servers.len()];
+        let s = Client::new(node).resume(s.login_info().clone());
+        let ready_tx = ready_tx.clone();
+        let start = start.clone();
+        waiters.push(tokio::spawn(async move {
+            let mut conn = s.connect().await?;
+            let mut logged_out = None;
+            loop {
+                match conn.next_frame().await {
+                    Ok(ServerFrame::QueueEmpty) => {
+                        let _ = ready_tx.send(()).await;
+                    }
+                    Ok(ServerFrame::LoggedOut { .. }) => {
+                        logged_out = start.get().map(|t| t.elapsed());
+                    }
+                    Ok(ServerFrame::Deliver(e)) => {
+                        let _ = conn.ack(vec![e.seq]).await;
+                    }
+                    Ok(_) => {}
+                    Err(ClientError::Closed(reason)) => {
+                        let closed = start.get().map(|t| t.elapsed());
+                        return Ok::<_, anyhow::Error>((logged_out, closed, reason));
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }));
+    }
+    drop(ready_tx);
+    for _ in 0..args.sessions {
+        tokio::time::timeout(Duration::from_secs(60), ready_rx.recv()).await.context("sockets not ready")?;
+    }
+    eprintln!("{} sockets up on {} nodes", args.sessions, args.servers.len());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let t0 = Instant::now();
+    let _ = start.set(t0);
+    let revoked = admin.admin_revoke_all_active().await?;
+    let call = t0.elapsed();
+
+    let mut closes = Vec::new();
+    let mut logged = Vec::new();
+    let mut wrong_code = 0;
+    for w in waiters {
+        let (lo, cl, reason) =
+            tokio::time::timeout(Duration::from_secs(30), w).await.context("a socket never closed")???;
+        if !reason.as_deref().is_some_and(|r| r.starts_with("4401")) {
+            wrong_code += 1;
+        }
+        if let Some(d) = cl {
+            closes.push(d.as_secs_f64() * 1e3);
+        }
+        if let Some(d) = lo {
+            logged.push(d.as_secs_f64() * 1e3);
+        }
+    }
+    closes.sort_by(f64::total_cmp);
+    logged.sort_by(f64::total_cmp);
+    println!(
+        "revoked {revoked} sessions over {} nodes; call returned in {:.1} ms",
+        args.servers.len(),
+        call.as_secs_f64() * 1e3
+    );
+    println!(
+        "call -> LoggedOut: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (n={})",
+        pct(&logged, 0.5),
+        pct(&logged, 0.99),
+        logged.last().copied().unwrap_or(f64::NAN),
+        logged.len()
+    );
+    println!(
+        "call -> close:     p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (n={}, not 4401: {wrong_code})",
+        pct(&closes, 0.5),
+        pct(&closes, 0.99),
+        closes.last().copied().unwrap_or(f64::NAN),
+        closes.len()
+    );
+    Ok(())
+}
