@@ -19,4 +19,4 @@ if ! command -v nx-27017 >/dev/null 2>&1; then
 fi
 
 cargo build --workspace --bins --all-features
-cargo test --workspace --all-features -- --test-threads="${HUSH_TEST_THREADS:-4}"
+cargo test --workspace --all-features --no-fail-fast -- --test-threads="${HUSH_TEST_THREADS:-4}"

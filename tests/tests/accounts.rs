@@ -207,10 +207,11 @@ async fn operability_routes() {
     let client = reqwest::Client::new();
     for (path, item) in paths {
         for method in item.as_object().unwrap().keys() {
-            let url = format!("{}{}", node.url(), path.replace("{user}", "admin"));
+            let url = format!("{}{}", node.url(), path.replace("{user}", "admin").replace("{id}", "2"));
             let r = match method.as_str() {
                 "get" => client.get(&url).send().await.unwrap(),
                 "post" => client.post(&url).send().await.unwrap(),
+                "delete" => client.delete(&url).send().await.unwrap(),
                 m => panic!("unexpected method {m}"),
             };
             assert_ne!(r.status().as_u16(), 404, "{method} {path} is documented but not routed");
