@@ -228,8 +228,14 @@ pub async fn next(conn: &mut Connection) -> ServerFrame {
         .expect("connection failed")
 }
 
-/// Reads frames until `QueueEmpty`, returning the delivered envelopes (not acked).
+/// Reads frames until `QueueEmpty`, returning the delivered messages (not acked); session
+/// events queued by the node are left out (see [`drain_all`]).
 pub async fn drain(conn: &mut Connection) -> Vec<hush_protocol::wire::Envelope> {
+    drain_all(conn).await.into_iter().filter(|e| e.event.is_none()).collect()
+}
+
+/// Reads frames until `QueueEmpty`, returning every delivered envelope, session events included.
+pub async fn drain_all(conn: &mut Connection) -> Vec<hush_protocol::wire::Envelope> {
     let mut out = Vec::new();
     loop {
         match next(conn).await {

@@ -5,7 +5,7 @@
 
 use hush_client::Session;
 use hush_protocol::wire::{ServerFrame, SessionEvent};
-use hush_tests::{drain, next, Node};
+use hush_tests::{drain, drain_all, next, Node};
 use serde_json::Value;
 
 async fn call(node: &Node, method: &str, path: &str, who: &Session) -> (u16, Value) {
@@ -60,7 +60,7 @@ async fn user_routes_authorization_events_and_audit() {
 
     // Device 2 hears, reliably (queued), about the new logins and the revocation.
     let mut c2 = alice2.connect().await.unwrap();
-    let events: Vec<SessionEvent> = drain(&mut c2).await.into_iter().filter_map(|e| e.event).collect();
+    let events: Vec<SessionEvent> = drain_all(&mut c2).await.into_iter().filter_map(|e| e.event).collect();
     assert!(
         events
             .iter()
@@ -227,7 +227,7 @@ async fn primary_removes_a_linked_device() {
     assert_eq!(devs["devices"].as_array().unwrap().len(), 1);
     // The primary hears about it.
     let mut cp = primary.connect().await.unwrap();
-    let events: Vec<SessionEvent> = drain(&mut cp).await.into_iter().filter_map(|e| e.event).collect();
+    let events: Vec<SessionEvent> = drain_all(&mut cp).await.into_iter().filter_map(|e| e.event).collect();
     assert!(
         events.iter().any(|e| matches!(e, SessionEvent::DeviceRemoved { device } if device.get() == 2)),
         "{events:?}"
