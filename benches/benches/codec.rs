@@ -28,6 +28,7 @@ fn deliver(len: usize) -> Option<ServerFrame> {
         timestamp_ms: 1_795_000_000_000,
         sync: false,
         content: Payload((0..len).map(|i| i as u8).collect()),
+        event: None,
     }))
 }
 
