@@ -177,7 +177,9 @@ impl EmbeddedStore {
                 }
                 for item in q.iter().map_err(backend)? {
                     let (k, v) = item.map_err(backend)?;
-                    let (addr, _): (DeviceAddress, Envelope) = dec(v.value())?;
+                    // The address is the tuple's first field: decode only it.
+                    let (addr, _) = postcard::take_from_bytes::<DeviceAddress>(v.value())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     index.entry(addr).or_default().insert(k.value());
                 }
                 depth = q.len().map_err(backend)?;
