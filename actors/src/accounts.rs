@@ -53,6 +53,9 @@ pub enum AccountError {
     /// Password hashing failed.
     #[error("internal error")]
     Internal,
+    /// Too many logins are waiting for password hashing; retry shortly.
+    #[error("busy")]
+    Busy,
 }
 
 /// An authenticated caller.
@@ -111,29 +114,29 @@ fn dummy_hash() -> &'static str {
 
 /// Hashes a password with Argon2id on the blocking pool.
 pub async fn hash_password(hub: &Hub, password: &Secret) -> Result<String, AccountError> {
-    let _permit = hub.hashing.acquire().await.map_err(|_| AccountError::Internal)?;
     let pw = password.clone();
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(pw.expose().as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|_| AccountError::Internal)
-    })
-    .await
-    .map_err(|_| AccountError::Internal)?
+    hub.hashing
+        .run(move || {
+            Argon2::default()
+                .hash_password(pw.expose().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|_| AccountError::Internal)
+        })
+        .await
+        .ok_or(AccountError::Busy)?
 }
 
 async fn verify_password(hub: &Hub, password: &Secret, hash: Option<String>) -> Result<bool, AccountError> {
-    let _permit = hub.hashing.acquire().await.map_err(|_| AccountError::Internal)?;
     let pw = password.clone();
     let real = hash.is_some();
-    tokio::task::spawn_blocking(move || {
-        let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
-        let ok = Argon2::default().verify_password(pw.expose().as_bytes(), hash.as_str()).is_ok();
-        ok && real
-    })
-    .await
-    .map_err(|_| AccountError::Internal)
+    hub.hashing
+        .run(move || {
+            let hash = hash.unwrap_or_else(|| dummy_hash().to_owned());
+            let ok = Argon2::default().verify_password(pw.expose().as_bytes(), hash.as_str()).is_ok();
+            ok && real
+        })
+        .await
+        .ok_or(AccountError::Busy)
 }
 
 fn check_password(p: &Secret) -> Result<(), AccountError> {

@@ -4,10 +4,9 @@ use std::sync::Arc;
 
 use hush_cluster::Bus;
 use hush_store::Store;
-use tokio::sync::Semaphore;
 
 use crate::directory::Directory;
-use crate::limits::PASSWORD_HASH_CONCURRENCY;
+use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
@@ -21,22 +20,23 @@ pub struct Hub {
     pub directory: Directory,
     /// Counters.
     pub metrics: Metrics,
-    /// Bounds concurrent Argon2id computations.
-    pub hashing: Semaphore,
+    /// The Argon2id threads.
+    pub hashing: HashPool,
     /// The link to the other nodes (a local bus when alone).
     pub bus: Arc<dyn Bus>,
 }
 
 impl Hub {
     /// A hub over `store`, linked to other nodes by `bus`.
-    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Arc<Self> {
-        Arc::new(Self {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> std::io::Result<Arc<Self>> {
+        let hashing = HashPool::new()?;
+        Ok(Arc::new(Self {
             directory: Directory::new(store.clone(), bus.clone()),
             bus,
             store,
             registry: Registry::default(),
             metrics: Metrics::default(),
-            hashing: Semaphore::new(PASSWORD_HASH_CONCURRENCY),
-        })
+            hashing,
+        }))
     }
 }

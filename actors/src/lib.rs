@@ -3,6 +3,7 @@
 //! - [`limits`]: every bound of the actor layer (mailboxes, buffers, timeouts).
 //! - [`hub`]: what every actor shares ([`hub::Hub`]): the store, the registry, the directory,
 //!   the metrics.
+//! - [`hashing`]: the two Argon2id threads.
 //! - [`registry`]: which device is connected to this node, and how to reach its actor.
 //! - [`directory`]: cached device sets (the store is the truth).
 //! - [`accounts`]: login, token authentication, users; Argon2id on a bounded blocking pool.
@@ -25,6 +26,7 @@ pub mod bus_events;
 pub mod control;
 pub mod device;
 pub mod directory;
+pub mod hashing;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

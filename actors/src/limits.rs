@@ -34,6 +34,9 @@ pub const MAX_CACHED_DEVICE_SETS: usize = 100_000;
 /// Password hashes computed at once (Argon2id is memory- and CPU-heavy); others wait.
 pub const PASSWORD_HASH_CONCURRENCY: usize = 2;
 
+/// Logins waiting for a hashing thread; past it a login answers 503 (busy) at once.
+pub const PASSWORD_HASH_QUEUE: usize = 1_024;
+
 /// Live connections per node.
 pub const MAX_CONNECTIONS: usize = 100_000;
 

@@ -86,6 +86,7 @@ impl From<AccountError> for ApiError {
                 ApiError::Unavailable
             }
             AccountError::Internal => ApiError::Internal,
+            AccountError::Busy => ApiError::Unavailable,
         }
     }
 }

@@ -64,7 +64,7 @@ pub struct Bootstrapped {
 pub async fn init(config: &Config, tenant: &str, admin: &str) -> anyhow::Result<Bootstrapped> {
     let tenant = TenantId::new(tenant)?;
     let admin = UserId::new(admin)?;
-    let hub = Hub::new(open_store(config).await?, Arc::new(LocalBus::new(config.node_id.clone())));
+    let hub = Hub::new(open_store(config).await?, Arc::new(LocalBus::new(config.node_id.clone())))?;
     match accounts::bootstrap(&hub, &tenant, &admin).await {
         Ok(password) => Ok(Bootstrapped { tenant, admin, password }),
         Err(AccountError::Conflict) => anyhow::bail!("tenant {tenant} already exists"),
@@ -90,7 +90,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
     let bus = open_bus(config)?;
     let events = bus.events();
-    let hub = Hub::new(store, bus);
+    let hub = Hub::new(store, bus)?;
     if let Some(events) = events {
         actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
     }
