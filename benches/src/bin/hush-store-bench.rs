@@ -44,6 +44,11 @@ struct Args {
     /// Envelopes queued before the run and never acked (spread over the devices).
     #[arg(long, default_value_t = 0)]
     backlog: usize,
+    /// Drain the backlog meanwhile: every N-th ack of a task also acks its device's oldest
+    /// backlog envelope (one ack job, two seqs), as a node draining a queue after overload
+    /// does; 0 = never.
+    #[arg(long, default_value_t = 0)]
+    drain: u64,
 }
 
 fn envelope(to: &DeviceAddress, from: &UserId, payload: usize, i: u64) -> NewEnvelope {
@@ -101,17 +106,31 @@ async fn main() -> anyhow::Result<()> {
         let measuring = measuring.clone();
         let stop = stop.clone();
         let payload = args.payload;
+        let drain = args.drain;
         handles.push(tokio::spawn(async move {
             let mut lat = Lat {
                 enqueue: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
                 ack: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
             };
             let mut i = (t as u64) << 32;
+            let mut old: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+            if drain > 0 {
+                let mut after = 0;
+                loop {
+                    let page = store.fetch(&addr, after, 1024).await?;
+                    let Some(last) = page.last() else { break };
+                    after = last.seq;
+                    old.extend(page.iter().map(|e| e.seq));
+                }
+            }
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 let out = store.enqueue(vec![envelope(&addr, &from, payload, i)]).await?;
                 let t1 = Instant::now();
-                let seqs = out.iter().map(|e| e.seq).collect();
+                let mut seqs: Vec<u64> = out.iter().map(|e| e.seq).collect();
+                if drain > 0 && i % drain == 0 {
+                    seqs.extend(old.pop_front());
+                }
                 store.ack(&addr, seqs).await?;
                 let t2 = Instant::now();
                 i += 1;
@@ -153,11 +172,12 @@ async fn main() -> anyhow::Result<()> {
     let mean_commit_ms = if commits > 0 { sum_us as f64 / commits as f64 / 1000.0 } else { 0.0 };
     let busy = sum_us as f64 / 1e6 / secs;
     println!(
-        "tasks {} payload {} B backlog {}: {:.0} jobs/s ({:.0} msgs/s), {} commits, {:.0} jobs/commit, \
+"tasks {} payload {} B backlog {} drain 1/{}: {:.0} jobs/s ({:.0} msgs/s), {} commits, {:.0} jobs/commit, \
          commit mean {:.2} ms, writer busy {:.0}%, {:.1} us/job",
         args.tasks,
         args.payload,
         args.backlog,
+        args.drain,
         jobs as f64 / secs,
         jobs as f64 / secs / 2.0,
         commits,
@@ -167,13 +187,14 @@ async fn main() -> anyhow::Result<()> {
         if jobs > 0 { sum_us as f64 / jobs as f64 } else { 0.0 },
     );
     println!(
-        "enqueue p50/p99/max {:.2}/{:.2}/{:.2} ms, ack p50/p99/max {:.2}/{:.2}/{:.2} ms",
+        "enqueue p50/p99/max {:.2}/{:.2}/{:.2} ms, ack p50/p99/max {:.2}/{:.2}/{:.2} ms, queue depth at end {}",
         enq.value_at_quantile(0.5) as f64 / 1000.0,
         enq.value_at_quantile(0.99) as f64 / 1000.0,
         enq.max() as f64 / 1000.0,
         ack.value_at_quantile(0.5) as f64 / 1000.0,
         ack.value_at_quantile(0.99) as f64 / 1000.0,
         ack.max() as f64 / 1000.0,
+        store.depth(),
     );
     drop(store);
     let _ = std::fs::remove_dir_all(&dir);
