@@ -127,6 +127,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound) }))
     })
     .workers(config.workers)
+    // Small frames must not wait for the peer's delayed ACK (Nagle): that stall alone put the
+    // p99 at ~40 ms below saturation. Under load several frames still leave in one write,
+    // because the HTTP/1 dispatcher drains every frame already queued before it flushes.
+    .tcp_nodelay(true)
     .disable_signals()
     .shutdown_timeout(5)
     .bind(config.listen)?;
