@@ -232,7 +232,7 @@ fn hush_cluster_bound() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restart_under_load_loses_nothing() {
-    let mut c = Cluster::start(2);
+    let mut c = Cluster::start(3);
     let admin = c.nodes[0].admin().await;
     let alice = c.nodes[0].user(&admin, "alice").await;
     let bob = c.nodes[0].user(&admin, "bob").await;
