@@ -6,7 +6,7 @@
 //! user costs one verification against a dummy hash, so it answers like a wrong password, in
 //! the same time class. Tokens are 256 random bits; the store keeps only their SHA-256.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
@@ -15,7 +15,7 @@ use hush_protocol::api::{CreateUserRequest, DeviceRequest, LoginRequest, LoginRe
 use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
 use hush_protocol::limits::{MAX_DEVICES_PER_USER, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
 use hush_protocol::wire::SessionEvent;
-use hush_store::{DeviceRecord, Revocation, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord};
+use hush_store::{DeviceRecord, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -275,18 +275,6 @@ pub async fn authenticate(hub: &Hub, token: &str) -> Result<Authed, AccountError
     Ok(Authed { session, admin: user.admin })
 }
 
-/// Revokes a session in the store (the caller then closes its live socket).
-pub async fn revoke(
-    hub: &Hub,
-    session_id: &str,
-    reason: &str,
-) -> Result<Option<SessionRecord>, AccountError> {
-    Ok(hub
-        .store
-        .revoke_session(session_id, Revocation { at_ms: now_ms(), reason: reason.to_owned() })
-        .await?)
-}
-
 /// Creates a user in `tenant`.
 pub async fn create_user(
     hub: &Hub,
@@ -338,6 +326,3 @@ pub async fn bootstrap(hub: &Hub, tenant: &TenantId, admin: &UserId) -> Result<S
     .await?;
     Ok(password)
 }
-
-/// Shared handle type for convenience.
-pub type SharedHub = Arc<Hub>;

@@ -70,22 +70,6 @@ impl Registry {
         }
     }
 
-    /// Live connections of every device of one user.
-    pub fn of_user(
-        &self,
-        tenant: &hush_protocol::ids::TenantId,
-        user: &hush_protocol::ids::UserId,
-    ) -> Vec<(DeviceAddress, Conn)> {
-        let m = match self.inner.read() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        m.iter()
-            .filter(|(a, _)| &a.tenant == tenant && &a.user == user)
-            .map(|(a, c)| (a.clone(), c.clone()))
-            .collect()
-    }
-
     /// Every live connection with its device (for shutdown and resync).
     pub fn all(&self) -> Vec<(DeviceAddress, Conn)> {
         let m = match self.inner.read() {

@@ -16,7 +16,6 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -330,9 +329,4 @@ impl Bus for RedisBus {
             Err(p) => p.into_inner().take(),
         }
     }
-}
-
-/// How long to wait in tests for presence to vanish after a node died.
-pub fn presence_expiry_bound() -> Duration {
-    PRESENCE_TTL + PRESENCE_REFRESH
 }
