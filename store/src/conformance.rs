@@ -39,6 +39,9 @@ pub async fn run_all(store: &dyn Store) {
     audit_log(store).await;
     queues(store).await;
     concurrent_enqueue(store).await;
+    kv_basics(store).await;
+    kv_prefixes(store).await;
+    kv_take_exactly_once(store).await;
 }
 
 async fn accounts(s: &dyn Store) {
@@ -256,6 +259,100 @@ async fn concurrent_enqueue(s: &dyn Store) {
     assert_eq!(seqs.len(), 200);
     let fetched: Vec<u64> = s.fetch(&to, 0, 1000).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(fetched, seqs);
+}
+
+async fn kv_basics(s: &dyn Store) {
+    assert!(s.kv_get("t", "a").await.unwrap().is_none());
+    // Create-only, then compare-and-set on the version.
+    assert_eq!(s.kv_put("t", "a", 0, b"one".to_vec()).await.unwrap(), 1);
+    assert!(matches!(s.kv_put("t", "a", 0, b"x".to_vec()).await, Err(StoreError::VersionConflict)));
+    assert!(matches!(s.kv_put("t", "a", 5, b"x".to_vec()).await, Err(StoreError::VersionConflict)));
+    assert!(matches!(s.kv_put("t", "missing", 1, b"x".to_vec()).await, Err(StoreError::VersionConflict)));
+    assert_eq!(s.kv_put("t", "a", 1, b"two".to_vec()).await.unwrap(), 2);
+    let e = s.kv_get("t", "a").await.unwrap().unwrap();
+    assert_eq!((e.key.as_str(), e.version, e.value.as_slice()), ("a", 2, &b"two"[..]));
+    // Namespaces are separate.
+    assert!(s.kv_get("u", "a").await.unwrap().is_none());
+    // Unconditional set continues the version.
+    assert_eq!(s.kv_set("t", "a", b"three".to_vec()).await.unwrap(), 3);
+    assert_eq!(s.kv_set("t", "b", b"new".to_vec()).await.unwrap(), 1);
+    // Delete: a wrong expected version deletes nothing.
+    assert!(!s.kv_delete("t", "a", Some(2)).await.unwrap());
+    assert!(s.kv_delete("t", "a", Some(3)).await.unwrap());
+    assert!(!s.kv_delete("t", "a", None).await.unwrap());
+    assert!(s.kv_delete("t", "b", None).await.unwrap());
+    assert!(s.kv_get("t", "a").await.unwrap().is_none());
+    // Bad keys are refused and write nothing.
+    for bad in ["", "has space", "tab\t", "é"] {
+        assert!(matches!(s.kv_set("t", bad, vec![1]).await, Err(StoreError::InvalidKey(_))), "{bad:?}");
+    }
+    assert!(matches!(
+        s.kv_set("t", &"k".repeat(MAX_KV_KEY + 1), vec![1]).await,
+        Err(StoreError::InvalidKey(_))
+    ));
+    assert_eq!(s.kv_count("t", "").await.unwrap(), 0);
+}
+
+async fn kv_prefixes(s: &dyn Store) {
+    for k in ["dev/1/ec/003", "dev/1/ec/001", "dev/1/ec/002", "dev/1/ecx", "dev/10/ec/001", "dev/2/ec/001"] {
+        s.kv_set("p", k, k.as_bytes().to_vec()).await.unwrap();
+    }
+    s.kv_set("q", "dev/1/ec/000", vec![0]).await.unwrap();
+    let keys = |v: Vec<KvEntry>| v.into_iter().map(|e| e.key).collect::<Vec<_>>();
+    assert_eq!(
+        keys(s.kv_scan("p", "dev/1/ec/", None, 100).await.unwrap()),
+        ["dev/1/ec/001", "dev/1/ec/002", "dev/1/ec/003"]
+    );
+    assert_eq!(keys(s.kv_scan("p", "dev/1/ec/", Some("dev/1/ec/001"), 1).await.unwrap()), ["dev/1/ec/002"]);
+    assert_eq!(keys(s.kv_scan("p", "dev/1/", Some("dev/1/ec/003"), 10).await.unwrap()), ["dev/1/ecx"]);
+    assert_eq!(s.kv_count("p", "dev/1/").await.unwrap(), 4);
+    assert_eq!(s.kv_count("p", "dev/").await.unwrap(), 6);
+    assert_eq!(s.kv_count("p", "").await.unwrap(), 6);
+    assert_eq!(s.kv_scan("p", "dev/1/ec/", None, 100).await.unwrap()[0].value, b"dev/1/ec/001");
+    // Replace a subtree: old entries go, new ones come, versions continue, others untouched.
+    s.kv_replace_prefix(
+        "p",
+        "dev/1/ec/",
+        vec![("dev/1/ec/002".into(), b"n2".to_vec()), ("dev/1/ec/009".into(), b"n9".to_vec())],
+    )
+    .await
+    .unwrap();
+    let now = s.kv_scan("p", "dev/1/ec/", None, 100).await.unwrap();
+    assert_eq!(keys(now.clone()), ["dev/1/ec/002", "dev/1/ec/009"]);
+    assert_eq!((now[0].version, now[1].version), (2, 1));
+    assert_eq!(s.kv_count("p", "dev/").await.unwrap(), 5);
+    // A key outside the prefix, or a duplicate, is refused and changes nothing.
+    for bad in [
+        vec![("dev/2/x".to_string(), vec![1])],
+        vec![("dev/1/ec/1".into(), vec![1]), ("dev/1/ec/1".into(), vec![2])],
+    ] {
+        assert!(matches!(s.kv_replace_prefix("p", "dev/1/ec/", bad).await, Err(StoreError::InvalidKey(_))));
+    }
+    assert_eq!(keys(s.kv_scan("p", "dev/1/ec/", None, 100).await.unwrap()), ["dev/1/ec/002", "dev/1/ec/009"]);
+    // An empty replacement deletes the subtree.
+    s.kv_replace_prefix("p", "dev/1/ec/", Vec::new()).await.unwrap();
+    assert_eq!(s.kv_count("p", "dev/1/ec/").await.unwrap(), 0);
+    assert_eq!(s.kv_count("q", "").await.unwrap(), 1);
+}
+
+async fn kv_take_exactly_once(s: &dyn Store) {
+    let entries: Vec<(String, Vec<u8>)> =
+        (0..40u32).map(|i| (format!("otk/a/{i:08}"), i.to_be_bytes().to_vec())).collect();
+    s.kv_replace_prefix("k", "otk/a/", entries).await.unwrap();
+    s.kv_set("k", "otk/b/00000001", vec![9]).await.unwrap();
+    // The first take returns the lowest key.
+    let first = s.kv_take_first("k", "otk/a/").await.unwrap().unwrap();
+    assert_eq!(first.key, "otk/a/00000000");
+    // 60 concurrent takers for 39 entries: each entry handed out once, 21 get nothing.
+    let results = futures_join_all((0..60).map(|_| s.kv_take_first("k", "otk/a/"))).await;
+    let mut got: Vec<String> = results.into_iter().filter_map(|r| r.unwrap()).map(|e| e.key).collect();
+    assert_eq!(got.len(), 39);
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 39);
+    assert!(s.kv_take_first("k", "otk/a/").await.unwrap().is_none());
+    // Another prefix is untouched.
+    assert_eq!(s.kv_count("k", "otk/").await.unwrap(), 1);
 }
 
 async fn futures_join_all<F: std::future::Future>(futs: impl IntoIterator<Item = F>) -> Vec<F::Output> {

@@ -34,9 +34,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    AccountStore, AuditQuery, AuditRecord, AuditStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore,
-    NewEnvelope, QueueStore, Result, Revocation, SessionRecord, SessionStore, StoreError, StoreStats,
-    TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US,
+    check_kv_key, check_kv_replace, AccountStore, AuditQuery, AuditRecord, AuditStore, CommitStats,
+    DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result, Revocation,
+    SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
+    COMMIT_BUCKETS_US, MAX_KV_SCAN,
 };
 
 /// Write jobs waiting for the writer thread; senders wait (backpressure) when it is full.
@@ -67,6 +68,8 @@ const USER_SESSIONS: TableDefinition<(&str, &str, &str), u64> = TableDefinition:
 const ACTIVE_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("active_sessions");
 /// (tenant, id) -> audit record.
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+/// Generic key-value entries: (namespace, key) -> 8-byte big-endian version, then the value.
+const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
@@ -157,6 +160,7 @@ impl EmbeddedStore {
                 txn.open_table(USER_SESSIONS).map_err(backend)?;
                 txn.open_table(ACTIVE_SESSIONS).map_err(backend)?;
                 txn.open_table(AUDIT).map_err(backend)?;
+                txn.open_table(KV).map_err(backend)?;
                 let mut q = txn.open_table(QUEUE).map_err(backend)?;
                 let mut meta = txn.open_table(META).map_err(backend)?;
                 let version = meta.get("schema_version").map_err(backend)?.map(|v| v.value());
@@ -660,6 +664,216 @@ impl AuditStore for EmbeddedStore {
                 out.push(rec);
             }
             Ok(out)
+        })
+        .await
+    }
+}
+
+fn kv_encode(version: u64, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn kv_decode(key: &str, raw: &[u8]) -> Result<KvEntry> {
+    let (v, value) = raw.split_at_checked(8).ok_or_else(|| StoreError::Corrupt(format!("kv entry {key}")))?;
+    let mut version = [0u8; 8];
+    version.copy_from_slice(v);
+    Ok(KvEntry { key: key.to_owned(), version: u64::from_be_bytes(version), value: value.to_vec() })
+}
+
+/// The stored version of `(ns, key)`, 0 if absent.
+fn kv_version(
+    table: &Table<'_, (&'static str, &'static str), &'static [u8]>,
+    ns: &str,
+    key: &str,
+) -> Result<u64> {
+    match table.get((ns, key)).map_err(backend)? {
+        Some(raw) => Ok(kv_decode(key, raw.value())?.version),
+        None => Ok(0),
+    }
+}
+
+/// Keys of `(ns, prefix…)` in order, after `after`, at most `limit` (for deletes inside a write).
+fn kv_keys_under(
+    table: &Table<'_, (&'static str, &'static str), &'static [u8]>,
+    ns: &str,
+    prefix: &str,
+    limit: usize,
+) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    for item in table.range((ns, prefix)..).map_err(backend)? {
+        let (k, _) = item.map_err(backend)?;
+        let (kns, key) = k.value();
+        if kns != ns || !key.starts_with(prefix) || keys.len() >= limit {
+            break;
+        }
+        keys.push(key.to_owned());
+    }
+    Ok(keys)
+}
+
+#[async_trait]
+impl KvStore for EmbeddedStore {
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.read(move |r| {
+            let table = r.open_table(KV).map_err(backend)?;
+            let got = table.get((ns.as_str(), key.as_str())).map_err(backend)?;
+            got.map(|raw| kv_decode(&key, raw.value())).transpose()
+        })
+        .await
+    }
+
+    async fn kv_put(&self, ns: &str, key: &str, expected: u64, value: Vec<u8>) -> Result<u64> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            let current = kv_version(&table, &ns, &key)?;
+            if current != expected {
+                return Err(StoreError::VersionConflict);
+            }
+            let version = current + 1;
+            table
+                .insert((ns.as_str(), key.as_str()), kv_encode(version, &value).as_slice())
+                .map_err(backend)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn kv_set(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<u64> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            let version = kv_version(&table, &ns, &key)? + 1;
+            table
+                .insert((ns.as_str(), key.as_str()), kv_encode(version, &value).as_slice())
+                .map_err(backend)?;
+            Ok(version)
+        })
+        .await
+    }
+
+    async fn kv_delete(&self, ns: &str, key: &str, expected: Option<u64>) -> Result<bool> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            let current = kv_version(&table, &ns, &key)?;
+            if current == 0 || expected.is_some_and(|e| e != current) {
+                return Ok(false);
+            }
+            table.remove((ns.as_str(), key.as_str())).map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn kv_scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        check_kv_key(ns)?;
+        if !prefix.is_empty() {
+            check_kv_key(prefix)?;
+        }
+        let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
+        let after = after.map(str::to_owned);
+        let limit = limit.min(MAX_KV_SCAN);
+        self.read(move |r| {
+            let table = r.open_table(KV).map_err(backend)?;
+            let start = match &after {
+                Some(a) if a.as_str() >= prefix.as_str() => a.as_str(),
+                _ => prefix.as_str(),
+            };
+            let mut out = Vec::new();
+            for item in table.range((ns.as_str(), start)..).map_err(backend)? {
+                if out.len() >= limit {
+                    break;
+                }
+                let (k, v) = item.map_err(backend)?;
+                let (kns, key) = k.value();
+                if kns != ns || !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                if after.as_deref().is_some_and(|a| key <= a) {
+                    continue;
+                }
+                out.push(kv_decode(key, v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn kv_count(&self, ns: &str, prefix: &str) -> Result<u64> {
+        check_kv_key(ns)?;
+        if !prefix.is_empty() {
+            check_kv_key(prefix)?;
+        }
+        let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
+        self.read(move |r| {
+            let table = r.open_table(KV).map_err(backend)?;
+            let mut n = 0u64;
+            for item in table.range((ns.as_str(), prefix.as_str())..).map_err(backend)? {
+                let (k, _) = item.map_err(backend)?;
+                let (kns, key) = k.value();
+                if kns != ns || !key.starts_with(prefix.as_str()) {
+                    break;
+                }
+                n += 1;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn kv_take_first(&self, ns: &str, prefix: &str) -> Result<Option<KvEntry>> {
+        check_kv_key(ns)?;
+        check_kv_key(prefix)?;
+        let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            let Some(key) = kv_keys_under(&table, &ns, &prefix, 1)?.pop() else {
+                return Ok(None);
+            };
+            let raw = table.remove((ns.as_str(), key.as_str())).map_err(backend)?;
+            raw.map(|raw| kv_decode(&key, raw.value())).transpose()
+        })
+        .await
+    }
+
+    async fn kv_replace_prefix(&self, ns: &str, prefix: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+        check_kv_replace(ns, prefix, &entries)?;
+        let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            // Versions continue across a replace for keys that existed before.
+            let mut old = HashMap::new();
+            for key in kv_keys_under(&table, &ns, &prefix, usize::MAX)? {
+                let version = kv_version(&table, &ns, &key)?;
+                table.remove((ns.as_str(), key.as_str())).map_err(backend)?;
+                old.insert(key, version);
+            }
+            for (key, value) in entries {
+                let version = old.get(&key).copied().unwrap_or(0) + 1;
+                table
+                    .insert((ns.as_str(), key.as_str()), kv_encode(version, &value).as_slice())
+                    .map_err(backend)?;
+            }
+            Ok(())
         })
         .await
     }

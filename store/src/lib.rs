@@ -44,6 +44,10 @@ pub enum StoreError {
     /// The store is shutting down or its writer has stopped.
     #[error("store closed")]
     Closed,
+    /// A key-value namespace or key was empty, too long, not printable ASCII, or outside the
+    /// prefix it was written under (a caller bug; nothing was written).
+    #[error("invalid key-value key: {0}")]
+    InvalidKey(String),
 }
 
 /// Result alias of the persistence layer.
@@ -141,9 +145,116 @@ pub trait QueueStore: Send + Sync {
     fn depth(&self) -> u64;
 }
 
+/// One versioned entry of the generic key-value store.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KvEntry {
+    /// Its key (printable ASCII, unique within its namespace).
+    pub key: String,
+    /// Incremented by every write; the first write gives 1.
+    pub version: u64,
+    /// Opaque bytes (the owner's postcard encoding of its record).
+    pub value: Vec<u8>,
+}
+
+impl std::fmt::Debug for KvEntry {
+    // The value may be secret material (encrypted or hashed, but still): never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KvEntry")
+            .field("key", &self.key)
+            .field("version", &self.version)
+            .field("value_len", &self.value.len())
+            .finish()
+    }
+}
+
+/// Longest key the key-value store accepts, in bytes.
+pub const MAX_KV_KEY: usize = 512;
+/// Entries one `kv_scan` returns at most, whatever the caller asks.
+pub const MAX_KV_SCAN: usize = 1_000;
+/// Entries one `kv_replace_prefix` writes at most.
+pub const MAX_KV_REPLACE: usize = 1_000;
+
+/// Checks a namespace or key: non-empty printable ASCII (0x21..=0x7e), at most [`MAX_KV_KEY`]
+/// bytes. Both backends order keys bytewise, so prefix ranges are the same everywhere.
+pub fn check_kv_key(s: &str) -> Result<()> {
+    if s.is_empty() || s.len() > MAX_KV_KEY || !s.bytes().all(|b| (0x21..=0x7e).contains(&b)) {
+        return Err(StoreError::InvalidKey(s.chars().take(64).collect()));
+    }
+    Ok(())
+}
+
+/// The smallest string greater than every key starting with `prefix` (keys are printable
+/// ASCII, so appending 0x7f bounds them), or `None` for the empty prefix (no upper bound).
+pub fn kv_prefix_end(prefix: &str) -> Option<String> {
+    if prefix.is_empty() {
+        None
+    } else {
+        Some(format!("{prefix}\u{7f}"))
+    }
+}
+
+/// A generic, namespaced key-value store with compare-and-set, for records that need no index
+/// of their own (pre-keys, groups, MFA state, tenant settings). Namespaces are chosen by their
+/// owning module; keys are printable ASCII built as `/`-separated paths (numbers zero-padded so
+/// key order is numeric order), so a prefix selects a subtree.
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    /// Reads one entry.
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>>;
+    /// Compare-and-set: `expected` 0 writes only if the key is absent, otherwise only if the
+    /// stored version is `expected`. Returns the new version; [`StoreError::VersionConflict`]
+    /// (and nothing changes) otherwise.
+    async fn kv_put(&self, ns: &str, key: &str, expected: u64, value: Vec<u8>) -> Result<u64>;
+    /// Unconditional upsert; returns the new version.
+    async fn kv_set(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<u64>;
+    /// Deletes the entry if present (with `Some(v)`, only at version `v`); true if it deleted.
+    async fn kv_delete(&self, ns: &str, key: &str, expected: Option<u64>) -> Result<bool>;
+    /// Entries whose key starts with `prefix`, in key order, with keys greater than `after`, at
+    /// most `limit` (capped at [`MAX_KV_SCAN`]).
+    async fn kv_scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>>;
+    /// Number of entries whose key starts with `prefix`.
+    async fn kv_count(&self, ns: &str, prefix: &str) -> Result<u64>;
+    /// Removes and returns the first entry (in key order) under `prefix`, atomically: two
+    /// concurrent callers, on any nodes, never get the same entry.
+    async fn kv_take_first(&self, ns: &str, prefix: &str) -> Result<Option<KvEntry>>;
+    /// Deletes every entry under `prefix`, then writes `entries` (each key must start with
+    /// `prefix`; at most [`MAX_KV_REPLACE`]). Atomic in the embedded store; the MongoDB backend
+    /// deletes then inserts, so a reader in between sees no entry under `prefix`.
+    async fn kv_replace_prefix(&self, ns: &str, prefix: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()>;
+}
+
+/// Validates a `kv_replace_prefix` call (shared by the backends).
+pub fn check_kv_replace(ns: &str, prefix: &str, entries: &[(String, Vec<u8>)]) -> Result<()> {
+    check_kv_key(ns)?;
+    check_kv_key(prefix)?;
+    if entries.len() > MAX_KV_REPLACE {
+        return Err(StoreError::InvalidKey(format!("{} entries (max {MAX_KV_REPLACE})", entries.len())));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in entries {
+        check_kv_key(k)?;
+        if !k.starts_with(prefix) || !seen.insert(k.as_str()) {
+            return Err(StoreError::InvalidKey(k.chars().take(64).collect()));
+        }
+    }
+    Ok(())
+}
+
 /// Everything the node persists.
-pub trait Store: AccountStore + DeviceStore + SessionStore + QueueStore + AuditStore + StoreStats {}
-impl<T: AccountStore + DeviceStore + SessionStore + QueueStore + AuditStore + StoreStats> Store for T {}
+pub trait Store:
+    AccountStore + DeviceStore + SessionStore + QueueStore + AuditStore + KvStore + StoreStats
+{
+}
+impl<T: AccountStore + DeviceStore + SessionStore + QueueStore + AuditStore + KvStore + StoreStats> Store
+    for T
+{
+}
 
 /// Counters a backend exposes for the node's metrics.
 pub trait StoreStats: Send + Sync {

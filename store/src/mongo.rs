@@ -17,6 +17,7 @@
 //! | `sessions` | `{sid, th, t, u, d, c, revoked, rec}` | `sid`, `th` (plus non-unique `(t, u, c, sid)`, `(t, revoked, sid)`) |
 //! | `queue` | `{seq, t, u, d, env}` | `(t, u, d, seq)`, `seq` |
 //! | `audit` | `{t, id, actor, action, rec}` | `(t, id)` |
+//! | `kv` | `{ns, k, v, val}` (generic key-value: version `v`, opaque bytes `val`) | `(ns, k)` |
 //!
 //! `rec`/`env` hold the postcard encoding of the record (the source of truth when read back);
 //! the plain fields next to it are what the indexes and filters use. `th` is the token hash in
@@ -93,9 +94,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    AccountStore, AuditQuery, AuditRecord, AuditStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore,
-    NewEnvelope, QueueStore, Result, Revocation, SessionRecord, SessionStore, StoreError, StoreStats,
-    TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_SESSIONS_PER_USER_LISTED,
+    check_kv_key, check_kv_replace, kv_prefix_end, AccountStore, AuditQuery, AuditRecord, AuditStore,
+    CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result,
+    Revocation, SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
+    COMMIT_BUCKETS_US, MAX_KV_SCAN, MAX_SESSIONS_PER_USER_LISTED,
 };
 
 /// Version of the stored layout this build writes (the last entry of [`MIGRATIONS`]).
@@ -115,6 +117,7 @@ const DEVICES: &str = "devices";
 const SESSIONS: &str = "sessions";
 const QUEUE: &str = "queue";
 const AUDIT: &str = "audit";
+const KV: &str = "kv";
 const SCHEMA_ID: &str = "schema";
 const SEQ_ID: &str = "seq";
 const AUDIT_ID: &str = "audit";
@@ -271,6 +274,7 @@ struct Inner {
     sessions: Collection<Document>,
     queue: Collection<Document>,
     audit: Collection<Document>,
+    kv: Collection<Document>,
     depth: AtomicU64,
     /// Highest counter value this process has seen (a lower bound of the next block).
     seen_seq: AtomicU64,
@@ -330,6 +334,7 @@ impl MongoStore {
             sessions: db.collection(SESSIONS),
             queue,
             audit: db.collection(AUDIT),
+            kv: db.collection(KV),
             db,
             depth: AtomicU64::new(depth),
             seen_seq: AtomicU64::new(seen_seq),
@@ -492,7 +497,7 @@ async fn migrate(db: &Database) -> Result<()> {
 
 async fn create_indexes(db: &Database) -> Result<()> {
     let unique = |name: &str| IndexOptions::builder().unique(true).name(name.to_owned()).build();
-    let plan: [(&str, Document, &str); 8] = [
+    let plan: [(&str, Document, &str); 9] = [
         (TENANTS, doc! { "name": 1 }, "name"),
         (USERS, doc! { "t": 1, "u": 1 }, "tenant_user"),
         (DEVICES, doc! { "t": 1, "u": 1 }, "tenant_user"),
@@ -501,6 +506,7 @@ async fn create_indexes(db: &Database) -> Result<()> {
         (QUEUE, doc! { "t": 1, "u": 1, "d": 1, "seq": 1 }, "device_seq"),
         (QUEUE, doc! { "seq": 1 }, "seq"),
         (AUDIT, doc! { "t": 1, "id": 1 }, "tenant_id"),
+        (KV, doc! { "ns": 1, "k": 1 }, "ns_key"),
     ];
     for (coll, keys, name) in plan {
         db.collection::<Document>(coll)
@@ -755,6 +761,161 @@ impl SessionStore for MongoStore {
             .await
             .map_err(backend)?;
         read_all(cursor, "rec").await
+    }
+}
+
+fn kv_entry(d: &Document) -> Result<KvEntry> {
+    let key = d.get_str("k").map_err(|_| StoreError::Corrupt("kv entry without key".into()))?.to_owned();
+    let version = get_u64(d, "v")?;
+    let value = match d.get("val") {
+        Some(Bson::Binary(b)) => b.bytes.clone(),
+        _ => return Err(StoreError::Corrupt(format!("kv entry {key} without value"))),
+    };
+    Ok(KvEntry { key, version, value })
+}
+
+fn kv_val(value: Vec<u8>) -> Bson {
+    Bson::Binary(Binary { subtype: BinarySubtype::Generic, bytes: value })
+}
+
+/// The filter of every key of `ns` under `prefix` (keys are printable ASCII: see
+/// [`crate::kv_prefix_end`]), with keys above `after` if given.
+fn kv_range(ns: &str, prefix: &str, after: Option<&str>) -> Document {
+    let mut range = Document::new();
+    match after {
+        Some(a) if a >= prefix => range.insert("$gt", a),
+        _ => range.insert("$gte", prefix),
+    };
+    if let Some(end) = kv_prefix_end(prefix) {
+        range.insert("$lt", end);
+    }
+    doc! { "ns": ns, "k": range }
+}
+
+#[async_trait]
+impl KvStore for MongoStore {
+    async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let found = self.inner.kv.find_one(doc! { "ns": ns, "k": key }).await.map_err(backend)?;
+        found.as_ref().map(kv_entry).transpose()
+    }
+
+    async fn kv_put(&self, ns: &str, key: &str, expected: u64, value: Vec<u8>) -> Result<u64> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let version = expected + 1;
+        if expected == 0 {
+            let d = doc! { "ns": ns, "k": key, "v": int(version)?, "val": kv_val(value) };
+            return match self.timed(self.inner.kv.insert_one(d)).await {
+                Ok(_) => Ok(version),
+                Err(e) if is_duplicate_key(&e) => Err(StoreError::VersionConflict),
+                Err(e) => Err(backend(e)),
+            };
+        }
+        let filter = doc! { "ns": ns, "k": key, "v": int(expected)? };
+        let update = doc! { "$set": { "v": int(version)?, "val": kv_val(value) } };
+        let res = self.timed(self.inner.kv.update_one(filter, update)).await.map_err(backend)?;
+        if res.matched_count == 0 {
+            return Err(StoreError::VersionConflict);
+        }
+        Ok(version)
+    }
+
+    async fn kv_set(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<u64> {
+        // A compare-and-set loop: plain CRUD only (no upsert semantics to rely on).
+        loop {
+            let current = self.kv_get(ns, key).await?.map_or(0, |e| e.version);
+            match self.kv_put(ns, key, current, value.clone()).await {
+                Err(StoreError::VersionConflict) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn kv_delete(&self, ns: &str, key: &str, expected: Option<u64>) -> Result<bool> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let mut filter = doc! { "ns": ns, "k": key };
+        if let Some(v) = expected {
+            filter.insert("v", int(v)?);
+        }
+        let res = self.timed(self.inner.kv.delete_one(filter)).await.map_err(backend)?;
+        Ok(res.deleted_count > 0)
+    }
+
+    async fn kv_scan(
+        &self,
+        ns: &str,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<KvEntry>> {
+        check_kv_key(ns)?;
+        if !prefix.is_empty() {
+            check_kv_key(prefix)?;
+        }
+        let limit = limit.min(MAX_KV_SCAN);
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut cursor = self
+            .inner
+            .kv
+            .find(kv_range(ns, prefix, after))
+            .sort(doc! { "k": 1 })
+            .limit(int(limit as u64)?)
+            .await
+            .map_err(backend)?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(backend)? {
+            let d = cursor.deserialize_current().map_err(backend)?;
+            out.push(kv_entry(&d)?);
+        }
+        Ok(out)
+    }
+
+    async fn kv_count(&self, ns: &str, prefix: &str) -> Result<u64> {
+        check_kv_key(ns)?;
+        if !prefix.is_empty() {
+            check_kv_key(prefix)?;
+        }
+        self.inner.kv.count_documents(kv_range(ns, prefix, None)).await.map_err(backend)
+    }
+
+    async fn kv_take_first(&self, ns: &str, prefix: &str) -> Result<Option<KvEntry>> {
+        check_kv_key(ns)?;
+        check_kv_key(prefix)?;
+        // findAndModify with `remove`: the server deletes and returns one document atomically,
+        // so concurrent takers on any node never get the same entry.
+        let taken = self
+            .timed(self.inner.kv.find_one_and_delete(kv_range(ns, prefix, None)).sort(doc! { "k": 1 }))
+            .await
+            .map_err(backend)?;
+        taken.as_ref().map(kv_entry).transpose()
+    }
+
+    async fn kv_replace_prefix(&self, ns: &str, prefix: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+        check_kv_replace(ns, prefix, &entries)?;
+        // Versions continue across a replace for keys that existed before (no ABA for a
+        // compare-and-set holding an old version).
+        let mut old = std::collections::HashMap::new();
+        let mut cursor = self.inner.kv.find(kv_range(ns, prefix, None)).await.map_err(backend)?;
+        while cursor.advance().await.map_err(backend)? {
+            let e = kv_entry(&cursor.deserialize_current().map_err(backend)?)?;
+            old.insert(e.key, e.version);
+        }
+        self.timed(self.inner.kv.delete_many(kv_range(ns, prefix, None))).await.map_err(backend)?;
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut docs = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            let version = old.get(&key).copied().unwrap_or(0) + 1;
+            docs.push(doc! { "ns": ns, "k": key, "v": int(version)?, "val": kv_val(value) });
+        }
+        self.timed(self.inner.kv.insert_many(docs)).await.map_err(backend)?;
+        Ok(())
     }
 }
 
