@@ -22,6 +22,8 @@ use sha2::{Digest, Sha256};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::now_ms;
+use crate::sessions;
+use crate::tenant;
 
 /// Shortest password accepted for a new account.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -56,6 +58,9 @@ pub enum AccountError {
     /// Too many logins are waiting for password hashing; retry shortly.
     #[error("busy")]
     Busy,
+    /// The session passed its tenant's idle or absolute limit; it is now revoked.
+    #[error("session expired")]
+    SessionExpired,
 }
 
 /// An authenticated caller.
@@ -272,6 +277,24 @@ pub async fn authenticate(hub: &Hub, token: &str) -> Result<Authed, AccountError
         .get_user(&session.device.tenant, &session.device.user)
         .await?
         .ok_or(AccountError::Unauthorized)?;
+    // The tenant's session lifetimes: an expired session is revoked now (once, on whichever
+    // node sees it first) and refused like a revoked one, with its own error.
+    let settings = hub.tenants.settings(&*hub.store, &session.device.tenant).await?;
+    let policy = &settings.sessions;
+    let now = now_ms();
+    let (idle, absolute) = policy.limits_ms(user.admin);
+    if idle.is_some() || absolute.is_some() {
+        let last_seen = if idle.is_some() {
+            hub.tenants.last_seen(&*hub.store, &session).await?
+        } else {
+            session.created_ms
+        };
+        if let Some(why) = tenant::expiry(policy, user.admin, &session, last_seen, now) {
+            sessions::expire(hub, &session, why).await;
+            return Err(AccountError::SessionExpired);
+        }
+    }
+    hub.tenants.touch(&*hub.store, &session.id, now, tenant::seen_granularity_ms(policy, user.admin)).await;
     Ok(Authed { session, admin: user.admin })
 }
 

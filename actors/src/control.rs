@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use actix::prelude::*;
-use hush_protocol::api::{CreateUserRequest, UserInfo, UserList};
+use hush_protocol::api::{CreateUserRequest, SessionPolicy, UserInfo, UserList};
 use hush_protocol::ids::{TenantId, UserId};
 use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 
@@ -142,6 +142,50 @@ impl Handler<RemoveDevice> for ControlActor {
         let hub = self.hub.clone();
         Box::pin(async move {
             sessions::remove_device(&hub, &msg.tenant, &msg.user, msg.device, &msg.actor).await
+        })
+    }
+}
+
+/// Replaces a tenant's session lifetimes (tenant administrators). Live sessions apply it at
+/// their next tick; other nodes within [`crate::tenant::SETTINGS_TTL`].
+#[derive(Message)]
+#[rtype(result = "Result<SessionPolicy, AccountError>")]
+pub struct SetSessionPolicy {
+    /// The tenant (the administrator's own).
+    pub tenant: TenantId,
+    /// The new policy.
+    pub policy: SessionPolicy,
+    /// Who asks.
+    pub actor: Initiator,
+}
+
+impl Handler<SetSessionPolicy> for ControlActor {
+    type Result = ResponseFuture<Result<SessionPolicy, AccountError>>;
+
+    fn handle(&mut self, msg: SetSessionPolicy, _ctx: &mut Self::Context) -> Self::Result {
+        let hub = self.hub.clone();
+        Box::pin(async move {
+            if let Err(m) = msg.policy.validate() {
+                sessions::audit(&hub, &msg.tenant, &msg.actor, "tenant.session_policy", None, "refused")
+                    .await;
+                return Err(AccountError::Invalid(m));
+            }
+            let policy = msg.policy.clone();
+            let r = hub
+                .tenants
+                .update(&*hub.store, &msg.tenant, |s| {
+                    s.sessions = policy.clone();
+                    Ok::<_, AccountError>(())
+                })
+                .await;
+            let result = if r.is_ok() { "ok" } else { "failed" };
+            let p = &msg.policy;
+            let target = Some(format!(
+                "idle={:?} absolute={:?} admin_idle={:?} admin_absolute={:?}",
+                p.idle_timeout_s, p.absolute_timeout_s, p.admin_idle_timeout_s, p.admin_absolute_timeout_s
+            ));
+            sessions::audit(&hub, &msg.tenant, &msg.actor, "tenant.session_policy", target, result).await;
+            Ok(r?.sessions.clone())
         })
     }
 }

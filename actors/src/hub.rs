@@ -9,6 +9,7 @@ use crate::directory::Directory;
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::tenant::Tenants;
 
 /// Shared state of one node: cheap to clone through `Arc<Hub>`.
 pub struct Hub {
@@ -24,6 +25,8 @@ pub struct Hub {
     pub hashing: HashPool,
     /// The link to the other nodes (a local bus when alone).
     pub bus: Arc<dyn Bus>,
+    /// Cached tenant settings and last-seen bookkeeping.
+    pub tenants: Tenants,
 }
 
 impl Hub {
@@ -37,6 +40,7 @@ impl Hub {
             registry: Registry::default(),
             metrics: Metrics::default(),
             hashing,
+            tenants: Tenants::default(),
         }))
     }
 }

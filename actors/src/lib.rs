@@ -14,6 +14,8 @@
 //!   reconnection) dispatched to local actors.
 //! - [`sessions`]: listing and revoking sessions, device removal, session events to every
 //!   device of a user, the audit log.
+//! - [`session`]: `SessionActor`, one per live session: last seen and expiry.
+//! - [`tenant`]: per-tenant settings (session lifetimes) and last-seen times.
 //! - [`control`]: `ControlActor`, the admin commands behind the HTTP routes.
 //! - [`metrics`]: counters rendered by the node's `/metrics`.
 //!
@@ -32,7 +34,9 @@ pub mod limits;
 pub mod metrics;
 pub mod registry;
 pub mod relay;
+pub mod session;
 pub mod sessions;
+pub mod tenant;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

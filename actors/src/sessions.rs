@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use hush_cluster::{BusMessage, Kick};
 use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
-use hush_protocol::wire::{Envelope, Payload, SessionEvent, CLOSE_DEVICE_REMOVED};
+use hush_protocol::wire::{Envelope, Payload, SessionEvent, CLOSE_DEVICE_REMOVED, CLOSE_UNAUTHORIZED};
 use hush_store::{AuditRecord, NewEnvelope, SessionRecord};
 
 use crate::accounts::AccountError;
@@ -20,6 +20,7 @@ use crate::device::Disconnect;
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::relay::route_all;
+use crate::tenant::Expiry;
 
 /// Who performs an action (for the audit log).
 #[derive(Clone, Debug, Default)]
@@ -178,7 +179,43 @@ pub async fn revoke_many(
         emit(hub, tenant, &s.device.user, s.device.device, None, ev)
     });
     join_all(events).await;
+    join_all(revoked.iter().map(|s| hub.tenants.forget(&*hub.store, &s.id))).await;
     Ok(revoked)
+}
+
+/// Ends a session its tenant's policy expired: revoked in the store (reason `expired`),
+/// audited, the user's devices told, its sockets closed on every node with `LoggedOut` and
+/// 4401. Only the call whose revocation the store kept does the rest (a concurrent revocation
+/// for another reason wins and is reported by its own caller).
+pub async fn expire(hub: &Hub, session: &SessionRecord, why: Expiry) {
+    let revocation = hush_store::Revocation { at_ms: now_ms(), reason: "expired".into() };
+    let stored = match hub.store.revoke_session(&session.id, revocation.clone()).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!(error = %e, session = %session.id, "expired session not revoked");
+            return;
+        }
+    };
+    if stored.revoked.as_ref() != Some(&revocation) {
+        return;
+    }
+    tracing::info!(session = %session.id, device = %session.device, ?why, "session expired");
+    kick_sessions(hub, std::slice::from_ref(&stored), "expired", CLOSE_UNAUTHORIZED).await;
+    let result = match why {
+        Expiry::Idle => "idle",
+        Expiry::Absolute => "absolute",
+    };
+    let target = Some(format!("session:{} device:{}", session.id, session.device));
+    let tenant = &session.device.tenant;
+    audit(hub, tenant, &Initiator::default(), "session.expire", target, result).await;
+    let ev = SessionEvent::SessionRevoked {
+        session_id: session.id.clone(),
+        device: session.device.device,
+        reason: "expired".into(),
+    };
+    emit(hub, tenant, &session.device.user, session.device.device, None, ev).await;
+    hub.tenants.forget(&*hub.store, &session.id).await;
 }
 
 /// Removes a linked device (never the primary): its sessions are revoked, its queue purged,

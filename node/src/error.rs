@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 503: the store or a dependency is unavailable; nothing was changed.
     #[error("service unavailable")]
     Unavailable,
+    /// 401: the session passed its tenant's idle or absolute limit (it is revoked; log in again).
+    #[error("session expired")]
+    SessionExpired,
     /// 500: a bug; logged.
     #[error("internal error")]
     Internal,
@@ -40,6 +43,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "invalid_request",
             ApiError::Unauthorized => "unauthorized",
+            ApiError::SessionExpired => "session_expired",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::Conflict => "conflict",
@@ -54,7 +58,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::SessionExpired => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict | ApiError::TooManyDevices(_) => StatusCode::CONFLICT,
@@ -65,7 +69,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if matches!(self, ApiError::Unauthorized) {
+        if matches!(self, ApiError::Unauthorized | ApiError::SessionExpired) {
             r.insert_header(("WWW-Authenticate", "Bearer"));
         }
         r.json(ErrorBody { error: self.code().to_owned(), message: self.to_string() })
@@ -87,6 +91,7 @@ impl From<AccountError> for ApiError {
             }
             AccountError::Internal => ApiError::Internal,
             AccountError::Busy => ApiError::Unavailable,
+            AccountError::SessionExpired => ApiError::SessionExpired,
         }
     }
 }

@@ -7,11 +7,13 @@ use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::accounts::Authed;
 use hush_actors::accounts::{self, ClientInfo};
-use hush_actors::control::{ControlActor, CreateUser, ListUsers, RemoveDevice, RevokeSessions};
+use hush_actors::control::{
+    ControlActor, CreateUser, ListUsers, RemoveDevice, RevokeSessions, SetSessionPolicy,
+};
 use hush_actors::hub::Hub;
 use hush_actors::metrics::Metrics;
 use hush_actors::sessions::Initiator;
-use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList};
+use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList, SessionPolicy};
 use hush_protocol::api::{
     CreateUserRequest, DeviceInfo, DeviceList, ErrorBody, LoginRequest, LoginResponse, UserInfo, UserList,
 };
@@ -30,9 +32,10 @@ use crate::error::ApiError;
     info(title = "Hush node API", description = "Accounts, devices and administration of a Hush node. Chat traffic uses the WebSocket at /v1/ws (see docs/protocol.md)."),
     paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket,
         remove_device, my_sessions, revoke_others, revoke_all, revoke_mine, admin_user_sessions, admin_revoke_user,
-        admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit),
+        admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit, get_session_policy,
+        put_session_policy),
     components(schemas(LoginRequest, LoginResponse, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList,
-        SessionInfo, SessionList, Revoked, AuditEntry, AuditPage)),
+        SessionInfo, SessionList, Revoked, AuditEntry, AuditPage, SessionPolicy)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -74,6 +77,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/admin/sessions/active", web::delete().to(admin_revoke_active))
                 .route("/admin/sessions/{id}", web::delete().to(admin_revoke_session))
                 .route("/admin/audit", web::get().to(admin_audit))
+                .route("/admin/tenant/sessions", web::get().to(get_session_policy))
+                .route("/admin/tenant/sessions", web::put().to(put_session_policy))
                 .route("/ws", web::get().to(crate::ws::websocket)),
         );
 }
@@ -136,16 +141,42 @@ async fn revoke(
     Ok(control.send(msg).await??)
 }
 
-fn session_info(s: &SessionRecord, current: &str) -> SessionInfo {
-    SessionInfo {
-        id: s.id.clone(),
-        user: s.device.user.clone(),
-        device: s.device.device,
-        created_ms: s.created_ms,
-        ip: s.ip.clone(),
-        user_agent: s.user_agent.clone(),
-        current: s.id == current,
+/// Public views of sessions of one tenant, with their last activity and expiry under the
+/// tenant's policy (which depends on whether each session's user is an administrator).
+async fn session_infos(
+    hub: &Hub,
+    list: &[SessionRecord],
+    current: &str,
+) -> Result<Vec<SessionInfo>, ApiError> {
+    let Some(first) = list.first() else { return Ok(Vec::new()) };
+    let tenant = &first.device.tenant;
+    let settings = hub.tenants.settings(&*hub.store, tenant).await?;
+    let mut admins = std::collections::HashMap::new();
+    for s in list {
+        if !admins.contains_key(&s.device.user) {
+            let admin = hub.store.get_user(tenant, &s.device.user).await?.is_some_and(|u| u.admin);
+            admins.insert(s.device.user.clone(), admin);
+        }
     }
+    let seen =
+        futures_util::future::join_all(list.iter().map(|s| hub.tenants.last_seen(&*hub.store, s))).await;
+    let mut out = Vec::with_capacity(list.len());
+    for (s, last_seen) in list.iter().zip(seen) {
+        let last_seen = last_seen?;
+        let admin = admins.get(&s.device.user).copied().unwrap_or(false);
+        out.push(SessionInfo {
+            id: s.id.clone(),
+            user: s.device.user.clone(),
+            device: s.device.device,
+            created_ms: s.created_ms,
+            ip: s.ip.clone(),
+            user_agent: s.user_agent.clone(),
+            current: s.id == current,
+            last_seen_ms: Some(last_seen),
+            expires_ms: hush_actors::tenant::expires_at(&settings.sessions, admin, s, last_seen),
+        });
+    }
+    Ok(out)
 }
 
 async fn active_of(hub: &Hub, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>, ApiError> {
@@ -161,7 +192,7 @@ fn parse_user(s: String) -> Result<UserId, ApiError> {
     responses((status = 200, body = SessionList), (status = 401, body = ErrorBody)))]
 async fn my_sessions(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<SessionList>, ApiError> {
     let list = active_of(&hub, me.tenant(), me.user()).await?;
-    let sessions = list.iter().map(|s| session_info(s, &me.session.id)).collect();
+    let sessions = session_infos(&hub, &list, &me.session.id).await?;
     Ok(web::Json(SessionList { sessions, next: None }))
 }
 
@@ -264,10 +295,7 @@ async fn admin_user_sessions(
     let user = parse_user(path.into_inner())?;
     user_in_tenant(&hub, me.tenant(), &user).await?;
     let list = active_of(&hub, me.tenant(), &user).await?;
-    Ok(web::Json(SessionList {
-        sessions: list.iter().map(|s| session_info(s, &me.session.id)).collect(),
-        next: None,
-    }))
+    Ok(web::Json(SessionList { sessions: session_infos(&hub, &list, &me.session.id).await?, next: None }))
 }
 
 /// Revokes every session of a user (tenant administrators, own tenant only).
@@ -328,10 +356,7 @@ async fn admin_active_sessions(
     let limit = q.limit.unwrap_or(100).clamp(1, hush_actors::limits::MAX_PAGE);
     let page = hub.store.active_sessions(me.tenant(), q.after.as_deref(), limit).await?;
     let next = (page.len() == limit).then(|| page.last().map(|s| s.id.clone())).flatten();
-    Ok(web::Json(SessionList {
-        sessions: page.iter().map(|s| session_info(s, &me.session.id)).collect(),
-        next,
-    }))
+    Ok(web::Json(SessionList { sessions: session_infos(&hub, &page, &me.session.id).await?, next }))
 }
 
 /// Revokes every active session of the tenant but the caller's ("log everyone out").
@@ -400,6 +425,35 @@ async fn admin_audit(
         })
         .collect();
     Ok(web::Json(AuditPage { records, next }))
+}
+
+/// Reads the tenant's session lifetimes (tenant administrators).
+#[utoipa::path(get, path = "/v1/admin/tenant/sessions", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = SessionPolicy), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn get_session_policy(
+    hub: web::Data<Hub>,
+    Admin(me): Admin,
+) -> Result<web::Json<SessionPolicy>, ApiError> {
+    Ok(web::Json(hub.tenants.settings(&*hub.store, me.tenant()).await?.sessions.clone()))
+}
+
+/// Replaces the tenant's session lifetimes (tenant administrators); audited. Each limit is
+/// 1 second to 1 year, or null for none.
+#[utoipa::path(put, path = "/v1/admin/tenant/sessions", tag = "admin", security(("bearer" = [])),
+    request_body = SessionPolicy,
+    responses((status = 200, body = SessionPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+async fn put_session_policy(
+    control: web::Data<Addr<ControlActor>>,
+    Admin(me): Admin,
+    req: HttpRequest,
+    body: web::Json<SessionPolicy>,
+) -> Result<web::Json<SessionPolicy>, ApiError> {
+    let msg = SetSessionPolicy {
+        tenant: me.tenant().clone(),
+        policy: body.into_inner(),
+        actor: initiator(&me, &req),
+    };
+    Ok(web::Json(control.send(msg).await??))
 }
 
 fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {

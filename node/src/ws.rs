@@ -17,6 +17,7 @@ use hush_actors::device::{CloseFrame, DeviceActor, Inbound, Outbound, Sink, CLOS
 use hush_actors::hub::Hub;
 use hush_actors::limits::{AUTH_TIMEOUT, MAX_CONNECTIONS, OUTBOUND_FRAMES};
 use hush_actors::metrics::Metrics;
+use hush_actors::session::SessionActor;
 use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{
     ClientFrame, ErrorCode, ServerFrame, CLOSE_UNAUTHORIZED, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
@@ -113,14 +114,15 @@ async fn connection(
             };
             match accounts::authenticate(&hub, &token).await {
                 Ok(a) => a,
-                Err(_) => {
-                    let err = ServerFrame::Error {
-                        id: None,
-                        code: ErrorCode::InvalidRequest,
-                        message: "invalid or revoked token".into(),
+                Err(e) => {
+                    let why = match e {
+                        accounts::AccountError::SessionExpired => "session expired",
+                        _ => "invalid or revoked token",
                     };
+                    let err =
+                        ServerFrame::Error { id: None, code: ErrorCode::InvalidRequest, message: why.into() };
                     let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
-                    return close(session, CLOSE_UNAUTHORIZED, "invalid or revoked token").await;
+                    return close(session, CLOSE_UNAUTHORIZED, why).await;
                 }
             }
         }
@@ -130,13 +132,14 @@ async fn connection(
     let (close_tx, close_rx) = oneshot::channel();
     let in_fmt = fmt.clone();
     let inbound = stream.map(move |item| decode(item, &in_fmt));
-    DeviceActor::start_with(
-        hub,
+    let device = DeviceActor::start_with(
+        hub.clone(),
         authed.session.device.clone(),
         authed.session.id.clone(),
         inbound,
         Sink { frames: tx, close: Some(close_tx) },
     );
+    SessionActor::start_for(hub, authed.session, authed.admin, device.recipient());
     writer(session, rx, close_rx, fmt).await;
 }
 

@@ -187,6 +187,86 @@ pub struct SessionInfo {
     pub user_agent: Option<String>,
     /// True for the session making this request.
     pub current: bool,
+    /// Last activity (an authenticated request, or a live socket), ms since the Unix epoch;
+    /// recorded with a granularity of at most a minute.
+    #[serde(default)]
+    pub last_seen_ms: Option<u64>,
+    /// When the session expires under the tenant's policy if it stays idle from now on
+    /// (the earlier of the idle and the absolute limit); `None`: lives until revoked.
+    #[serde(default)]
+    pub expires_ms: Option<u64>,
+}
+
+/// Longest session lifetime or idle limit a tenant may set: one year, in seconds.
+pub const MAX_SESSION_TIMEOUT_S: u64 = 366 * 24 * 3600;
+
+/// A tenant's session lifetimes (`GET`/`PUT /v1/admin/tenant/sessions`). Each limit is in
+/// seconds; `null` means no limit. Administrators' sessions have their own, stricter limits
+/// (defaults after NIST SP 800-63B AAL2: 30 minutes idle, 12 hours absolute); chat devices'
+/// sessions live until revoked by default.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionPolicy {
+    /// A member's session ends after this long without activity.
+    #[serde(default)]
+    pub idle_timeout_s: Option<u64>,
+    /// A member's session ends this long after login, active or not.
+    #[serde(default)]
+    pub absolute_timeout_s: Option<u64>,
+    /// An administrator's session ends after this long without activity.
+    #[serde(default = "default_admin_idle")]
+    pub admin_idle_timeout_s: Option<u64>,
+    /// An administrator's session ends this long after login.
+    #[serde(default = "default_admin_absolute")]
+    pub admin_absolute_timeout_s: Option<u64>,
+}
+
+fn default_admin_idle() -> Option<u64> {
+    Some(30 * 60)
+}
+
+fn default_admin_absolute() -> Option<u64> {
+    Some(12 * 3600)
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout_s: None,
+            absolute_timeout_s: None,
+            admin_idle_timeout_s: default_admin_idle(),
+            admin_absolute_timeout_s: default_admin_absolute(),
+        }
+    }
+}
+
+impl SessionPolicy {
+    /// Refuses a limit of 0 or above [`MAX_SESSION_TIMEOUT_S`].
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("idle_timeout_s", self.idle_timeout_s),
+            ("absolute_timeout_s", self.absolute_timeout_s),
+            ("admin_idle_timeout_s", self.admin_idle_timeout_s),
+            ("admin_absolute_timeout_s", self.admin_absolute_timeout_s),
+        ] {
+            if let Some(v) = v {
+                if v == 0 || v > MAX_SESSION_TIMEOUT_S {
+                    return Err(format!("{name} must be 1..={MAX_SESSION_TIMEOUT_S} seconds or null"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The (idle, absolute) limits in milliseconds for an administrator or a member.
+    pub fn limits_ms(&self, admin: bool) -> (Option<u64>, Option<u64>) {
+        let (idle, abs) = if admin {
+            (self.admin_idle_timeout_s, self.admin_absolute_timeout_s)
+        } else {
+            (self.idle_timeout_s, self.absolute_timeout_s)
+        };
+        (idle.map(|s| s.saturating_mul(1000)), abs.map(|s| s.saturating_mul(1000)))
+    }
 }
 
 /// A list of sessions; `next` is the cursor of the next page, if any.
