@@ -39,6 +39,7 @@ pub async fn run_all(store: &dyn Store) {
     audit_log(store).await;
     queues(store).await;
     concurrent_enqueue(store).await;
+    bulk_revocation(store).await;
     kv_basics(store).await;
     kv_prefixes(store).await;
     kv_take_exactly_once(store).await;
@@ -259,6 +260,60 @@ async fn concurrent_enqueue(s: &dyn Store) {
     assert_eq!(seqs.len(), 200);
     let fetched: Vec<u64> = s.fetch(&to, 0, 1000).await.unwrap().iter().map(|e| e.seq).collect();
     assert_eq!(fetched, seqs);
+}
+
+async fn bulk_revocation(s: &dyn Store) {
+    let t = TenantId::new("bulk").unwrap();
+    let other = TenantId::new("elsewhere").unwrap();
+    let mk = |tenant: &TenantId, i: u8| SessionRecord {
+        id: format!("bulk{i:03}"),
+        token_hash: TokenHash([i; 32]),
+        device: DeviceAddress::new(
+            tenant.clone(),
+            UserId::new(format!("u{}", i % 3)).unwrap(),
+            DeviceId::PRIMARY,
+        ),
+        created_ms: 1_000 + i as u64,
+        user_agent: None,
+        ip: None,
+        revoked: None,
+    };
+    for i in 200..230u8 {
+        s.create_session(mk(&t, i)).await.unwrap();
+    }
+    s.create_session(mk(&other, 230)).await.unwrap();
+    // One already revoked by someone else keeps its first revocation.
+    let first = Revocation { at_ms: 5, reason: "logout".into() };
+    s.revoke_session("bulk200", first.clone()).await.unwrap();
+    let r = Revocation { at_ms: 9, reason: "revoked_by_admin".into() };
+    let mut ids: Vec<String> = (200..231u8).map(|i| format!("bulk{i:03}")).collect();
+    ids.push("bulk201".into()); // duplicate
+    ids.push("nosuch".into());
+    let mut got: Vec<String> = s
+        .revoke_sessions(&t, ids.clone(), r.clone())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| {
+            assert_eq!(x.revoked.as_ref(), Some(&r));
+            x.id
+        })
+        .collect();
+    got.sort();
+    // 29 of this tenant (not the one revoked before, not the other tenant's, not unknown).
+    assert_eq!(got, (201..230u8).map(|i| format!("bulk{i:03}")).collect::<Vec<_>>());
+    // Every read path sees the revocation; the other tenant's session is untouched.
+    assert_eq!(s.session_by_id("bulk205").await.unwrap().unwrap().revoked, Some(r.clone()));
+    assert_eq!(s.session_by_token(&TokenHash([206; 32])).await.unwrap().unwrap().revoked, Some(r.clone()));
+    assert_eq!(s.session_by_id("bulk200").await.unwrap().unwrap().revoked, Some(first));
+    assert!(s.session_by_id("bulk230").await.unwrap().unwrap().revoked.is_none());
+    assert!(s.active_sessions(&t, None, 100).await.unwrap().is_empty());
+    let of_user = s.sessions_of_user(&t, &UserId::new("u1").unwrap()).await.unwrap();
+    assert!(!of_user.is_empty() && of_user.iter().all(|x| x.revoked.is_some()));
+    // A single revocation afterwards returns the bulk one; a second bulk call revokes nothing.
+    let again = Revocation { at_ms: 11, reason: "logout".into() };
+    assert_eq!(s.revoke_session("bulk207", again.clone()).await.unwrap().unwrap().revoked, Some(r));
+    assert!(s.revoke_sessions(&t, ids, again).await.unwrap().is_empty());
 }
 
 async fn kv_basics(s: &dyn Store) {

@@ -564,6 +564,46 @@ impl SessionStore for EmbeddedStore {
         .await
     }
 
+    async fn revoke_sessions(
+        &self,
+        tenant: &TenantId,
+        ids: Vec<String>,
+        revocation: Revocation,
+    ) -> Result<Vec<SessionRecord>> {
+        let tenant = tenant.clone();
+        let mut ids = ids;
+        ids.sort_unstable();
+        ids.dedup();
+        self.write(move |t| {
+            let by_id = t.txn.open_table(SESSION_IDS).map_err(backend)?;
+            let mut table = t.txn.open_table(SESSIONS).map_err(backend)?;
+            let mut active = t.txn.open_table(ACTIVE_SESSIONS).map_err(backend)?;
+            // Decide everything first, then write: a decode error leaves no partial write.
+            let mut revoked = Vec::new();
+            for id in &ids {
+                let Some(hash) = by_id.get(id.as_str()).map_err(backend)?.map(|h| h.value().to_vec()) else {
+                    continue;
+                };
+                let Some(current) = table.get(hash.as_slice()).map_err(backend)?.map(|v| v.value().to_vec())
+                else {
+                    continue;
+                };
+                let mut s: SessionRecord = dec(&current)?;
+                if s.device.tenant != tenant || s.revoked.is_some() {
+                    continue;
+                }
+                s.revoked = Some(revocation.clone());
+                revoked.push((hash, s));
+            }
+            for (hash, s) in &revoked {
+                table.insert(hash.as_slice(), enc(s)?.as_slice()).map_err(backend)?;
+                active.remove((s.device.tenant.as_str(), s.id.as_str())).map_err(backend)?;
+            }
+            Ok(revoked.into_iter().map(|(_, s)| s).collect())
+        })
+        .await
+    }
+
     async fn sessions_of_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>> {
         let (tenant, user) = (tenant.clone(), user.clone());
         self.read(move |r| {

@@ -103,6 +103,16 @@ pub trait SessionStore: Send + Sync {
     /// Marks a session revoked (idempotent: the first revocation's time and reason stay).
     /// Returns the session as stored afterwards, or `None` if there is no such session.
     async fn revoke_session(&self, id: &str, revocation: Revocation) -> Result<Option<SessionRecord>>;
+    /// Revokes many sessions of `tenant` in a few store operations whatever their number (the
+    /// path of bulk revocations, whose latency is the time to close every socket). Unknown
+    /// ids, other tenants' sessions and sessions already revoked are skipped. Returns the
+    /// sessions this call revoked, as stored.
+    async fn revoke_sessions(
+        &self,
+        tenant: &TenantId,
+        ids: Vec<String>,
+        revocation: Revocation,
+    ) -> Result<Vec<SessionRecord>>;
     /// Every session (active and revoked) of one user, oldest first, at most
     /// [`MAX_SESSIONS_PER_USER_LISTED`].
     async fn sessions_of_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>>;

@@ -14,7 +14,7 @@
 //! | `tenants` | `{name, created_ms, rec}` | `name` |
 //! | `users` | `{t, u, admin, created_ms, rec}` | `(t, u)` |
 //! | `devices` | `{t, u, version, rec}` | `(t, u)` |
-//! | `sessions` | `{sid, th, t, u, d, c, revoked, rec}` | `sid`, `th` (plus non-unique `(t, u, c, sid)`, `(t, revoked, sid)`) |
+//! | `sessions` | `{sid, th, t, u, d, c, revoked, rec, rv_at?, rv_reason?, rv_by?}` | `sid`, `th` (plus non-unique `(t, u, c, sid)`, `(t, revoked, sid)`, `rv_by`) |
 //! | `queue` | `{seq, t, u, d, env}` | `(t, u, d, seq)`, `seq` |
 //! | `audit` | `{t, id, actor, action, rec}` | `(t, id)` |
 //! | `kv` | `{ns, k, v, val}` (generic key-value: version `v`, opaque bytes `val`) | `(ns, k)` |
@@ -57,7 +57,10 @@
 //!   `update_one` filtered on the expected version.
 //! - **Revocation.** `revoke_session` reads the session and writes the revoked record with
 //!   `update_one` filtered on `revoked: false`; a writer that loses re-reads and returns the
-//!   first revocation.
+//!   first revocation. `revoke_sessions` (bulk) is one `update_many` per 1,000 ids, filtered on
+//!   `revoked: false`, setting the plain fields `revoked`, `rv_at`, `rv_reason` and a per-call
+//!   token `rv_by` (`rec` keeps `revoked: None`; every session read merges the plain fields into
+//!   it), then one `find` on the token returns exactly what this call revoked.
 //! - **Audit ids.** `append_audit` takes the next number of the `audit` counter document with
 //!   one `findOneAndUpdate` `$inc` (one counter for all tenants, so ids increase within each),
 //!   then inserts the record. Two concurrent appends may become visible in the other order than
@@ -515,9 +518,10 @@ async fn create_indexes(db: &Database) -> Result<()> {
             .map_err(backend)?;
     }
     // Listing indexes (not unique: they only serve the sorts of the session listings).
-    let listing: [(&str, Document, &str); 2] = [
+    let listing: [(&str, Document, &str); 3] = [
         (SESSIONS, doc! { "t": 1, "u": 1, "c": 1, "sid": 1 }, "user_created"),
         (SESSIONS, doc! { "t": 1, "revoked": 1, "sid": 1 }, "tenant_active"),
+        (SESSIONS, doc! { "rv_by": 1 }, "bulk_revocation"),
     ];
     for (coll, keys, name) in listing {
         let opts = IndexOptions::builder().name(name.to_owned()).build();
@@ -693,12 +697,12 @@ impl SessionStore for MongoStore {
 
     async fn session_by_token(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>> {
         let d = self.inner.sessions.find_one(doc! { "th": token_key(token_hash) }).await.map_err(backend)?;
-        d.map(|d| dec(&d, "rec")).transpose()
+        d.map(|d| session_doc(&d)).transpose()
     }
 
     async fn session_by_id(&self, id: &str) -> Result<Option<SessionRecord>> {
         let d = self.inner.sessions.find_one(doc! { "sid": id }).await.map_err(backend)?;
-        d.map(|d| dec(&d, "rec")).transpose()
+        d.map(|d| session_doc(&d)).transpose()
     }
 
     async fn revoke_session(&self, id: &str, revocation: Revocation) -> Result<Option<SessionRecord>> {
@@ -724,6 +728,39 @@ impl SessionStore for MongoStore {
         Err(StoreError::Backend(format!("session {id} changed under every revocation attempt")))
     }
 
+    async fn revoke_sessions(
+        &self,
+        tenant: &TenantId,
+        ids: Vec<String>,
+        revocation: Revocation,
+    ) -> Result<Vec<SessionRecord>> {
+        // One `update_many` per chunk marks the sessions revoked in their plain fields (`rec`
+        // cannot be rewritten per document by one update; readers merge `rv_*` into it, see
+        // `session_doc`), tagged with this call's token; one `find` on the token then returns
+        // exactly the sessions this call revoked (a concurrent revoker's are filtered out by
+        // `revoked: false`).
+        let mut ids = ids;
+        ids.sort_unstable();
+        ids.dedup();
+        let token = ObjectId::new().to_hex();
+        for chunk in ids.chunks(1_000) {
+            let filter = doc! { "t": tenant.as_str(), "sid": { "$in": chunk.to_vec() }, "revoked": false };
+            let update = doc! { "$set": {
+                "revoked": true,
+                "rv_at": int(revocation.at_ms)?,
+                "rv_reason": revocation.reason.as_str(),
+                "rv_by": token.as_str(),
+            } };
+            self.timed(self.inner.sessions.update_many(filter, update)).await.map_err(backend)?;
+        }
+        let mut cursor = self.inner.sessions.find(doc! { "rv_by": token.as_str() }).await.map_err(backend)?;
+        let mut out = Vec::new();
+        while cursor.advance().await.map_err(backend)? {
+            out.push(session_doc(&cursor.deserialize_current().map_err(backend)?)?);
+        }
+        Ok(out)
+    }
+
     async fn sessions_of_user(&self, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>> {
         let cursor = self
             .inner
@@ -733,7 +770,7 @@ impl SessionStore for MongoStore {
             .limit(int(MAX_SESSIONS_PER_USER_LISTED as u64)?)
             .await
             .map_err(backend)?;
-        let mut out: Vec<SessionRecord> = read_all(cursor, "rec").await?;
+        let mut out = read_sessions(cursor).await?;
         // The decoded record is the source of truth (documents written before `c` lack it).
         out.sort_by(|a, b| a.created_ms.cmp(&b.created_ms).then_with(|| a.id.cmp(&b.id)));
         Ok(out)
@@ -760,8 +797,31 @@ impl SessionStore for MongoStore {
             .limit(int(limit as u64)?)
             .await
             .map_err(backend)?;
-        read_all(cursor, "rec").await
+        read_sessions(cursor).await
     }
+}
+
+/// Decodes a session document: `rec`, plus a revocation written by `revoke_sessions` in the
+/// plain fields only (`revoked: true` with `rv_at`/`rv_reason`).
+fn session_doc(d: &Document) -> Result<SessionRecord> {
+    let mut s: SessionRecord = dec(d, "rec")?;
+    // The test server may hand booleans back as integers.
+    let flagged =
+        matches!(d.get("revoked"), Some(Bson::Boolean(true)) | Some(Bson::Int32(1)) | Some(Bson::Int64(1)));
+    if s.revoked.is_none() && flagged {
+        let at_ms = get_u64(d, "rv_at").unwrap_or(0);
+        let reason = d.get_str("rv_reason").unwrap_or("revoked").to_owned();
+        s.revoked = Some(Revocation { at_ms, reason });
+    }
+    Ok(s)
+}
+
+async fn read_sessions(mut cursor: mongodb::Cursor<Document>) -> Result<Vec<SessionRecord>> {
+    let mut out = Vec::new();
+    while cursor.advance().await.map_err(backend)? {
+        out.push(session_doc(&cursor.deserialize_current().map_err(backend)?)?);
+    }
+    Ok(out)
 }
 
 fn kv_entry(d: &Document) -> Result<KvEntry> {
