@@ -289,6 +289,10 @@ impl DeviceActor {
                 self.sends.push_back(msg);
                 self.pump_sends(ctx);
             }
+            ClientFrame::GroupSend(msg) => {
+                // Interim: the contract is in place; the fan-out lands next.
+                self.error(ctx, Some(msg.id), ErrorCode::UnknownGroup, "groups are not served yet".into());
+            }
             ClientFrame::Ack { seqs } => {
                 if self.pending_acks.len() + seqs.len() > MAX_PENDING_ACKS {
                     self.close(ctx, CLOSE_POLICY, "too many unprocessed acks", false);

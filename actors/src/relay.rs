@@ -126,6 +126,7 @@ async fn prepare(
             sync,
             content: m.content,
             event: None,
+            group: None,
         },
     };
     let mut items = Vec::with_capacity(msg.devices.len() + msg.sync.len());

@@ -91,6 +91,7 @@ pub async fn emit(
                 sync: true,
                 content: Payload::default(),
                 event: Some(event.clone()),
+                group: None,
             },
         })
         .collect();

@@ -29,6 +29,7 @@ fn deliver(len: usize) -> Option<ServerFrame> {
         sync: false,
         content: Payload((0..len).map(|i| i as u8).collect()),
         event: None,
+        group: None,
     }))
 }
 

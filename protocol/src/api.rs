@@ -8,7 +8,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
-use crate::ids::{DeviceId, RegistrationId, TenantId, UserId};
+use crate::ids::{DeviceId, GroupId, RegistrationId, TenantId, UserId};
 
 /// A secret string (password, token): redacted in `Debug`, wiped on drop.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +317,58 @@ pub struct AuditPage {
     pub records: Vec<AuditEntry>,
     /// Pass as `before` to get the next (older) page.
     pub next: Option<u64>,
+}
+
+/// `POST /v1/groups`: the caller becomes the group's first administrator and a member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateGroupRequest {
+    /// A human-readable name, 1..=128 bytes (not unique; members see it, the node never uses it).
+    pub name: String,
+    /// Other initial members (users of the caller's tenant); the caller is always a member.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    #[serde(default)]
+    pub members: Vec<UserId>,
+}
+
+/// A group as its members (and the tenant's administrators) see it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupInfo {
+    /// The group id (32 hex digits, random).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub id: GroupId,
+    /// Its name.
+    pub name: String,
+    /// Members, by name.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub members: Vec<UserId>,
+    /// Group administrators (a subset of the members), by name.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub admins: Vec<UserId>,
+    /// Bumped by every removal: a group message must carry the current epoch.
+    pub epoch: u64,
+    /// Bumped by every change of the record (any membership change).
+    pub version: u64,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// `GET /v1/groups`: the caller's groups.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct GroupList {
+    /// The groups, by id.
+    pub groups: Vec<GroupInfo>,
+}
+
+/// `POST /v1/groups/{id}/members` (group administrators and tenant administrators).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AddMembersRequest {
+    /// Users of the caller's tenant to add; those already members are ignored.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub users: Vec<UserId>,
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub enum IdError {
     /// A registration id was 0 or wider than 14 bits.
     #[error("invalid registration id: expected 1..=16383")]
     InvalidRegistrationId,
+    /// A group id was not 32 lower-case hex digits.
+    #[error("invalid group id: expected 32 lower-case hex digits")]
+    InvalidGroupId,
 }
 
 fn valid_name(s: &str) -> bool {
@@ -170,6 +173,60 @@ impl<'de> Deserialize<'de> for RegistrationId {
     }
 }
 
+/// A group: 128 random bits chosen by the node, written as 32 lower-case hex digits. Opaque to
+/// clients (nothing can be learnt from it, nothing guessed), safe in URLs, logs and store keys.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GroupId(String);
+
+impl GroupId {
+    /// Hex digits of a group id.
+    pub const LEN: usize = 32;
+
+    /// Parses and validates a group id.
+    pub fn new(s: impl Into<String>) -> Result<Self, IdError> {
+        let s = s.into();
+        if s.len() == Self::LEN && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)) {
+            Ok(Self(s))
+        } else {
+            Err(IdError::InvalidGroupId)
+        }
+    }
+    /// A new random group id (128 bits from the OS generator).
+    pub fn random() -> Self {
+        Self(uuid::Uuid::new_v4().simple().to_string())
+    }
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+impl FromStr for GroupId {
+    type Err = IdError;
+    fn from_str(s: &str) -> Result<Self, IdError> {
+        Self::new(s)
+    }
+}
+impl fmt::Display for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for GroupId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "GroupId({:?})", self.0)
+    }
+}
+impl Serialize for GroupId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+impl<'de> Deserialize<'de> for GroupId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::new(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A client-chosen message id (a UUID), echoed in `Accepted` and carried to the recipient so
 /// that clients can deduplicate at-least-once delivery.
 pub type MessageId = uuid::Uuid;
@@ -203,6 +260,17 @@ mod tests {
         assert_eq!(RegistrationId::new(16383).unwrap().get(), 16383);
         let r: Result<DeviceId, _> = serde_json::from_str("0");
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn group_ids_are_random_hex() {
+        let a = GroupId::random();
+        assert_eq!(a.as_str().len(), GroupId::LEN);
+        assert_eq!(GroupId::new(a.as_str()).unwrap(), a);
+        assert_ne!(GroupId::random(), a);
+        assert!(GroupId::new("ABCDEF0123456789abcdef0123456789").is_err());
+        assert!(GroupId::new("abc").is_err());
+        assert!(GroupId::new("g".repeat(32)).is_err());
     }
 }
 

@@ -35,3 +35,12 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// Bytes of the longest free-text field (error message, logout reason, user agent).
 pub const MAX_TEXT_BYTES: usize = 512;
+
+/// Members of one group at most (Signal's limit is 1,000 members besides the creator).
+pub const MAX_GROUP_MEMBERS: usize = 1_024;
+
+/// Bytes of the longest group name.
+pub const MAX_GROUP_NAME_BYTES: usize = 128;
+
+/// Groups `GET /v1/groups` lists at most for one user.
+pub const MAX_GROUPS_LISTED: usize = 1_000;

@@ -12,7 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ids::{DeviceId, MessageId, RegistrationId, UserId};
+use crate::ids::{DeviceId, GroupId, MessageId, RegistrationId, UserId};
 use crate::limits::{MAX_ACKS_PER_FRAME, MAX_CONTENT_BYTES, MAX_FRAME_BYTES, MAX_TEXT_BYTES};
 
 /// WebSocket close code: the session was revoked, logged out, or never authenticated.
@@ -108,6 +108,21 @@ pub struct SendMessage {
     pub sync: Vec<DeviceMessage>,
 }
 
+/// A message to a group: ONE ciphertext (a Sender Keys message) that the node fans out to every
+/// device of every member, except the sending device (the sender's other devices get it too, as
+/// sync). Sender keys themselves travel over pairwise sessions, as ordinary `Send`s.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSendMessage {
+    /// Client-chosen id, echoed in `Accepted` and carried to every recipient device.
+    pub id: MessageId,
+    /// The group; the sender must be a member.
+    pub group: GroupId,
+    /// The group epoch the sender key was made for; an old one is refused with `StaleEpoch`.
+    pub epoch: u64,
+    /// The ciphertext, at most [`MAX_CONTENT_BYTES`]; stored once, whatever the group size.
+    pub content: Payload,
+}
+
 /// Frames a client sends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientFrame {
@@ -119,6 +134,9 @@ pub enum ClientFrame {
     },
     /// Sends a message; answered by `Accepted`, `MismatchedDevices`, `StaleDevices` or `Error`.
     Send(SendMessage),
+    /// Sends a message to a group; answered by `Accepted`, `StaleEpoch` or `Error`
+    /// (`unknown_group` when the group does not exist or the sender is not a member).
+    GroupSend(GroupSendMessage),
     /// Acknowledges delivered envelopes by sequence number; acknowledged envelopes are deleted.
     Ack {
         /// Sequence numbers from `Deliver` frames, at most [`MAX_ACKS_PER_FRAME`].
@@ -143,12 +161,35 @@ pub struct Envelope {
     pub sync: bool,
     /// The ciphertext for this device (empty for a session event).
     pub content: Payload,
-    /// Set when the node itself queued this envelope to keep the user's devices in sync;
-    /// `content` is then empty. Queued and acknowledged like messages.
+    /// Set when the node itself queued this envelope (account and group changes); `content`
+    /// is then empty. Queued and acknowledged like messages.
     pub event: Option<SessionEvent>,
+    /// Set on a group message: the group and the epoch the sender encrypted for (`sync` is then
+    /// true on the copies for the sender's other devices).
+    #[serde(default)]
+    pub group: Option<GroupStamp>,
 }
 
-/// Account changes every device of a user hears about, reliably (queued like envelopes).
+/// Which group a group message belongs to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStamp {
+    /// The group.
+    pub group: GroupId,
+    /// The epoch the message was sent in.
+    pub epoch: u64,
+}
+
+/// One device of a group member.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MemberDevice {
+    /// The member.
+    pub user: UserId,
+    /// One of its devices.
+    pub device: DeviceId,
+}
+
+/// Changes a device hears about from the node, reliably (queued like envelopes): changes of its
+/// own account, and changes of the groups its user belongs to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SessionEvent {
     /// A new login (session) on one of the user's devices.
@@ -179,6 +220,46 @@ pub enum SessionEvent {
         /// `logout`, `revoked_by_user`, `revoked_by_admin`, `device_removed`.
         reason: String,
     },
+    /// A group's membership changed (sent to every device of every member after the change,
+    /// and of the users just removed, who no longer appear in `members`).
+    GroupChanged {
+        /// The group.
+        group: GroupId,
+        /// Its name.
+        name: String,
+        /// The members after the change.
+        members: Vec<UserId>,
+        /// The group administrators after the change.
+        admins: Vec<UserId>,
+        /// The epoch after the change.
+        epoch: u64,
+        /// The record's version after the change (orders concurrent changes).
+        version: u64,
+        /// Who made the change.
+        by: UserId,
+    },
+    /// Make a new sender key for this group and send its distribution message to every other
+    /// member device over pairwise sessions; group messages must carry `epoch` from now on.
+    /// Sent to every remaining member device when a member is removed, and to one sending
+    /// device when its sender key is older or has been used more than the node allows.
+    RotateSenderKey {
+        /// The group.
+        group: GroupId,
+        /// The current epoch.
+        epoch: u64,
+        /// `member_removed`, `max_age` or `max_messages`.
+        reason: String,
+    },
+    /// Members were added: send your current sender key's distribution message to these
+    /// devices over pairwise sessions (sent to the existing members' devices).
+    DistributeSenderKey {
+        /// The group.
+        group: GroupId,
+        /// The current epoch.
+        epoch: u64,
+        /// The new members' devices.
+        devices: Vec<MemberDevice>,
+    },
 }
 
 /// Typed error codes carried by [`ServerFrame::Error`].
@@ -199,6 +280,8 @@ pub enum ErrorCode {
     Unavailable,
     /// The sender exceeded a rate limit; retry later.
     RateLimited,
+    /// The group does not exist or the sender is not a member (one answer for both).
+    UnknownGroup,
 }
 
 /// Frames the node sends.
@@ -235,6 +318,16 @@ pub enum ServerFrame {
         user: UserId,
         /// Devices whose registration id did not match.
         stale: Vec<DeviceId>,
+    },
+    /// A group message carried an old epoch (a member was removed since); nothing was stored.
+    /// Rotate the sender key, distribute it, and resend with `epoch`.
+    StaleEpoch {
+        /// The message id from `GroupSend`.
+        id: MessageId,
+        /// The group.
+        group: GroupId,
+        /// The group's current epoch.
+        epoch: u64,
     },
     /// An envelope for this device.
     Deliver(Envelope),
@@ -347,6 +440,9 @@ impl ClientFrame {
                 }
                 Ok(())
             }
+            ClientFrame::GroupSend(m) if m.content.0.len() > MAX_CONTENT_BYTES => {
+                Err(FrameError::ContentTooLarge(m.content.0.len()))
+            }
             _ => Ok(()),
         }
     }
@@ -434,6 +530,35 @@ mod tests {
     }
 
     #[test]
+    fn group_send_roundtrips_and_is_bounded() {
+        let g = GroupId::new("0123456789abcdef0123456789abcdef").unwrap();
+        let f = ClientFrame::GroupSend(GroupSendMessage {
+            id: uuid::Uuid::from_u128(9),
+            group: g.clone(),
+            epoch: 3,
+            content: Payload(vec![5; 10]),
+        });
+        assert_eq!(ClientFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f);
+        let text = f.encode_text().unwrap();
+        assert!(text.contains("\"group\":\"0123456789abcdef0123456789abcdef\""), "{text}");
+        assert_eq!(ClientFrame::decode_text(&text).unwrap(), f);
+        let big = ClientFrame::GroupSend(GroupSendMessage {
+            id: uuid::Uuid::from_u128(9),
+            group: g.clone(),
+            epoch: 3,
+            content: Payload(vec![0; MAX_CONTENT_BYTES + 1]),
+        });
+        assert_eq!(
+            ClientFrame::decode_binary(&big.encode_binary().unwrap()).unwrap_err().code(),
+            ErrorCode::ContentTooLarge
+        );
+        let stale = ServerFrame::StaleEpoch { id: uuid::Uuid::from_u128(9), group: g, epoch: 4 };
+        assert_eq!(ServerFrame::decode_text(&stale.encode_text().unwrap()).unwrap(), stale);
+        let err = ServerFrame::Error { id: None, code: ErrorCode::UnknownGroup, message: String::new() };
+        assert!(err.encode_text().unwrap().contains("unknown_group"));
+    }
+
+    #[test]
     fn payload_debug_hides_bytes() {
         let p = Payload(b"secret plaintext".to_vec());
         assert_eq!(format!("{p:?}"), "Payload(16 bytes)");
@@ -456,6 +581,7 @@ mod tests {
                 from_device: DeviceId::new(3).unwrap(), timestamp_ms: ts, sync: seq % 2 == 0,
                 content: Payload(content),
                 event: None,
+                group: (seq % 3 == 0).then(|| GroupStamp { group: crate::ids::GroupId::random(), epoch: ts }),
             });
             prop_assert_eq!(ServerFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f.clone());
             prop_assert_eq!(ServerFrame::decode_text(&f.encode_text().unwrap()).unwrap(), f);

@@ -25,6 +25,7 @@ pub fn envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
                 sync: false,
                 content: Payload(vec![i as u8; 16]),
                 event: None,
+                group: None,
             },
         })
         .collect()

@@ -568,7 +568,8 @@ async fn reader(
             ServerFrame::Ready { .. } => {}
             f @ (ServerFrame::Error { .. }
             | ServerFrame::MismatchedDevices { .. }
-            | ServerFrame::StaleDevices { .. }) => {
+            | ServerFrame::StaleDevices { .. }
+            | ServerFrame::StaleEpoch { .. }) => {
                 st.refused.fetch_add(1, Ordering::Relaxed);
                 if refusals_shown < 3 {
                     refusals_shown += 1;

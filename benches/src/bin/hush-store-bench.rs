@@ -63,6 +63,7 @@ fn envelope(to: &DeviceAddress, from: &UserId, payload: usize, i: u64) -> NewEnv
             sync: false,
             content: Payload(vec![(i % 251) as u8; payload]),
             event: None,
+            group: None,
         },
     }
 }
