@@ -64,6 +64,8 @@ pub enum Inbound {
 }
 
 /// What the actor asks the node's socket writer to send.
+// Frames are nearly every item: boxing them would cost an allocation per frame for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Outbound {
     /// A protocol frame, encoded by the writer in the connection's format.
