@@ -208,6 +208,7 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         user: user.user,
         device,
         admin: user.admin,
+        registration_id: req.device.registration_id,
     })
 }
 

@@ -172,7 +172,8 @@ async fn main() -> anyhow::Result<()> {
                 _ => (random_registration_id(), None),
             };
             let client = Client::new(&cli.server);
-            let req = DeviceRequest { id: device, registration_id, name: Some(device_name) };
+            let req =
+                DeviceRequest { id: device, registration_id, name: Some(device_name), identity_key: None };
             let session = client.login(&tenant, &user, &password, req).await?;
             let info = session.login_info().clone();
             println!("Logged in as {}/{} on device {}.", info.tenant, info.user, info.device);

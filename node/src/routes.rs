@@ -467,6 +467,7 @@ fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {
                 registration_id: d.registration_id,
                 name: d.name.clone(),
                 created_ms: d.created_ms,
+                identity_key: None,
             })
             .collect(),
     }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroize;
 
 use crate::ids::{DeviceId, GroupId, RegistrationId, TenantId, UserId};
+use crate::wire::Payload;
 
 /// A secret string (password, token): redacted in `Debug`, wiped on drop.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +64,14 @@ pub struct DeviceRequest {
     /// A human-readable label ("laptop").
     #[serde(default)]
     pub name: Option<String>,
+    /// The device's identity public key: 33 bytes, `0x05` then the X25519 u-coordinate
+    /// (standard base64 in JSON). Every pre-key signature the device uploads is checked against
+    /// it. Absent: the stored one is kept (a device without one cannot upload keys). A new value
+    /// for an existing device is an identity change: its pre-keys are deleted and it gets a new
+    /// registration id (see [`LoginResponse::registration_id`]).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
+    #[serde(default)]
+    pub identity_key: Option<Payload>,
 }
 
 /// `POST /v1/login`.
@@ -100,6 +109,11 @@ pub struct LoginResponse {
     pub device: DeviceId,
     /// Whether the user is an administrator of the tenant.
     pub admin: bool,
+    /// The device's registration id as the node stored it: the one asked for, except after an
+    /// identity change that reused the old value, where the node picks a fresh one (senders
+    /// holding the old one then get `StaleDevices`). Use this value from now on.
+    #[cfg_attr(feature = "openapi", schema(value_type = u16))]
+    pub registration_id: RegistrationId,
 }
 
 /// One device of a user.
@@ -116,6 +130,10 @@ pub struct DeviceInfo {
     pub name: String,
     /// When the device was registered, milliseconds since the Unix epoch.
     pub created_ms: u64,
+    /// The device's identity public key (33 bytes, base64 in JSON), if it registered one.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
+    #[serde(default)]
+    pub identity_key: Option<Payload>,
 }
 
 /// `GET /v1/devices` and `GET /v1/users/{user}/devices`.
@@ -369,6 +387,115 @@ pub struct AddMembersRequest {
     /// Users of the caller's tenant to add; those already members are ignored.
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub users: Vec<UserId>,
+}
+
+/// A signed pre-key: the signed EC pre-key, a Kyber one-time pre-key, or the Kyber last-resort
+/// key. The signature is the device identity key's XEdDSA signature over `public_key` (type
+/// byte included), as libsignal makes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SignedPreKey {
+    /// Key id, `0..=2^31-1`. Carried as a signed 64-bit number so that an out-of-range id is
+    /// refused as `invalid_key_id` rather than as a malformed body.
+    pub key_id: i64,
+    /// The serialized public key: 33 bytes (EC, `0x05`) or 1569 bytes (Kyber-1024, `0x08`);
+    /// standard base64 in JSON, raw bytes in postcard.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
+    pub public_key: Payload,
+    /// 64 bytes (base64 in JSON).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
+    pub signature: Payload,
+}
+
+/// An EC one-time pre-key (unsigned).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreKey {
+    /// Key id, `0..=2^31-1` (see [`SignedPreKey::key_id`]).
+    pub key_id: i64,
+    /// The serialized EC public key, 33 bytes (base64 in JSON).
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
+    pub public_key: Payload,
+}
+
+/// `PUT /v1/keys` (and the WebSocket `UploadKeys` frame): the calling device's pre-keys.
+///
+/// Each part is optional; a present signed key replaces the stored one, a non-empty list
+/// replaces every stored one-time key of that kind. At most
+/// [`MAX_KEYS_PER_UPLOAD`](crate::limits::MAX_KEYS_PER_UPLOAD) keys per list. Every signature is
+/// checked against the device's identity key; one bad key refuses the whole upload (422,
+/// nothing stored).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UploadKeysRequest {
+    /// The signed EC pre-key.
+    #[serde(default)]
+    pub signed_pre_key: Option<SignedPreKey>,
+    /// EC one-time pre-keys.
+    #[serde(default)]
+    pub pre_keys: Vec<PreKey>,
+    /// Kyber-1024 one-time pre-keys (signed).
+    #[serde(default)]
+    pub kyber_pre_keys: Vec<SignedPreKey>,
+    /// The Kyber-1024 last-resort key, served when the Kyber one-time keys run out.
+    #[serde(default)]
+    pub kyber_last_resort: Option<SignedPreKey>,
+}
+
+/// How many one-time pre-keys the node holds for a device (`GET /v1/keys`, and the answer to
+/// an upload).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyCounts {
+    /// EC one-time pre-keys left.
+    pub ec: u32,
+    /// Kyber one-time pre-keys left (the last-resort key is not counted).
+    pub kyber: u32,
+}
+
+/// The keys of one device, as fetched to start a session with it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct DevicePreKeys {
+    /// The device.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    pub device_id: DeviceId,
+    /// Its current registration id (put it in the `Send` frames to this device).
+    #[cfg_attr(feature = "openapi", schema(value_type = u16))]
+    pub registration_id: RegistrationId,
+    /// Its identity public key (33 bytes, base64 in JSON). Hush keeps one per device.
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = Byte))]
+    pub identity_key: Payload,
+    /// Its signed EC pre-key.
+    pub signed_pre_key: SignedPreKey,
+    /// An EC one-time pre-key, handed out once and deleted; absent when none is left.
+    pub pre_key: Option<PreKey>,
+    /// A Kyber one-time pre-key (handed out once and deleted), or else the last-resort key;
+    /// absent only if the device uploaded neither.
+    pub kyber_pre_key: Option<SignedPreKey>,
+}
+
+/// `GET /v1/keys/{user}/{device}` and `GET /v1/keys/{user}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PreKeyResponse {
+    /// Whose keys.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// One entry per device asked for that has a signed pre-key, by device id.
+    pub devices: Vec<DevicePreKeys>,
+}
+
+/// Body of a 429 answer: the error body plus when to retry (also in the `Retry-After` header).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RateLimitedBody {
+    /// `rate_limited`.
+    pub error: String,
+    /// A human-readable explanation.
+    pub message: String,
+    /// Seconds until the next attempt can succeed.
+    pub retry_after_s: u64,
 }
 
 #[cfg(test)]

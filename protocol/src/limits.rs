@@ -44,3 +44,9 @@ pub const MAX_GROUP_NAME_BYTES: usize = 128;
 
 /// Groups `GET /v1/groups` lists at most for one user.
 pub const MAX_GROUPS_LISTED: usize = 1_000;
+
+/// Keys one upload may carry per list (EC one-time, Kyber one-time). Signal-Server: 100.
+pub const MAX_KEYS_PER_UPLOAD: usize = 100;
+
+/// Bytes of a serialized EC public key (identity key, EC pre-keys): `0x05` then 32 bytes.
+pub const EC_PUBLIC_KEY_BYTES: usize = 33;

@@ -12,6 +12,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::api::{KeyCounts, PreKeyResponse, UploadKeysRequest};
 use crate::ids::{DeviceId, GroupId, MessageId, RegistrationId, UserId};
 use crate::limits::{MAX_ACKS_PER_FRAME, MAX_CONTENT_BYTES, MAX_FRAME_BYTES, MAX_TEXT_BYTES};
 
@@ -141,6 +142,31 @@ pub enum ClientFrame {
     Ack {
         /// Sequence numbers from `Deliver` frames, at most [`MAX_ACKS_PER_FRAME`].
         seqs: Vec<u64>,
+    },
+    /// Uploads this device's pre-keys (the same body and rules as `PUT /v1/keys`); answered by
+    /// `KeyCounts` or `Error` (`invalid_signature`, `invalid_key`, `invalid_key_id`,
+    /// `too_many_keys`: nothing was stored).
+    UploadKeys {
+        /// Client-chosen request id, echoed in the answer.
+        id: MessageId,
+        /// The keys.
+        keys: UploadKeysRequest,
+    },
+    /// Asks how many one-time pre-keys this device has left; answered by `KeyCounts`.
+    GetKeyCounts {
+        /// Client-chosen request id, echoed in the answer.
+        id: MessageId,
+    },
+    /// Fetches the pre-keys of one device of `user`, or of all its devices (`device` absent),
+    /// consuming one-time keys (as `GET /v1/keys/...`); answered by `PreKeys` or `Error`
+    /// (`not_found`, `rate_limited`).
+    GetPreKeys {
+        /// Client-chosen request id, echoed in the answer.
+        id: MessageId,
+        /// Whose keys (in the caller's tenant).
+        user: UserId,
+        /// Which device; absent for every device.
+        device: Option<DeviceId>,
     },
 }
 
@@ -278,10 +304,23 @@ pub enum ErrorCode {
     UnknownRecipient,
     /// The node could not store the message; nothing was accepted, retry later.
     Unavailable,
-    /// The sender exceeded a rate limit; retry later.
+    /// The sender exceeded a rate limit; retry later. For pre-key fetches the message ends with
+    /// `retry after <n> s`.
     RateLimited,
     /// The group does not exist or the sender is not a member (one answer for both).
     UnknownGroup,
+    /// A pre-key signature did not verify under the device's identity key (or the device has
+    /// no identity key); nothing was stored.
+    InvalidSignature,
+    /// A key did not parse (wrong type byte or length); nothing was stored.
+    InvalidKey,
+    /// A key id was outside `0..=2^31-1` or repeated in one list; nothing was stored.
+    InvalidKeyId,
+    /// A list had more than [`MAX_KEYS_PER_UPLOAD`](crate::limits::MAX_KEYS_PER_UPLOAD) keys;
+    /// nothing was stored.
+    TooManyKeys,
+    /// The user or device asked for does not exist, or has no keys.
+    NotFound,
 }
 
 /// Frames the node sends.
@@ -346,6 +385,38 @@ pub enum ServerFrame {
     LoggedOut {
         /// Why the session ended.
         reason: String,
+    },
+    /// Answer to `UploadKeys` and `GetKeyCounts`: the one-time pre-keys this device has left.
+    KeyCounts {
+        /// The request id.
+        id: MessageId,
+        /// The counts.
+        counts: KeyCounts,
+    },
+    /// Answer to `GetPreKeys`.
+    PreKeys {
+        /// The request id.
+        id: MessageId,
+        /// The keys, one entry per device.
+        keys: PreKeyResponse,
+    },
+    /// This device's one-time pre-keys fell below the node's threshold (default 10) after
+    /// fetches consumed them: upload more. Sent live, or at the next connection if the device
+    /// was offline, until an upload.
+    PreKeysLow {
+        /// EC one-time pre-keys left.
+        ec: u32,
+        /// Kyber one-time pre-keys left.
+        kyber: u32,
+    },
+    /// The node asks the device to upload a new signed EC pre-key and/or Kyber last-resort key:
+    /// the stored one is older than the node's rotation age (default 7 days). Sent after
+    /// `Ready` and after an upload that leaves an old key.
+    RotateKeys {
+        /// Upload a new signed EC pre-key.
+        signed_pre_key: bool,
+        /// Upload a new Kyber last-resort key.
+        last_resort: bool,
     },
 }
 
@@ -556,6 +627,37 @@ mod tests {
         assert_eq!(ServerFrame::decode_text(&stale.encode_text().unwrap()).unwrap(), stale);
         let err = ServerFrame::Error { id: None, code: ErrorCode::UnknownGroup, message: String::new() };
         assert!(err.encode_text().unwrap().contains("unknown_group"));
+    }
+
+    #[test]
+    fn key_frames_roundtrip_with_base64_keys_in_json() {
+        use crate::api::{PreKey, SignedPreKey};
+        let f = ClientFrame::UploadKeys {
+            id: uuid::Uuid::from_u128(9),
+            keys: UploadKeysRequest {
+                signed_pre_key: Some(SignedPreKey {
+                    key_id: 7,
+                    public_key: Payload(vec![5; 33]),
+                    signature: Payload(vec![1; 64]),
+                }),
+                pre_keys: vec![PreKey { key_id: -1, public_key: Payload(vec![5, 1]) }],
+                kyber_pre_keys: vec![],
+                kyber_last_resort: None,
+            },
+        };
+        assert_eq!(ClientFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f);
+        let text = f.encode_text().unwrap();
+        assert!(text.contains("\"public_key\":\"BQE=\""), "{text}");
+        assert_eq!(ClientFrame::decode_text(&text).unwrap(), f);
+        // Lists may be left out in JSON.
+        let g = ClientFrame::decode_text(
+            r#"{"UploadKeys":{"id":"00000000-0000-0000-0000-000000000009","keys":{}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(g, ClientFrame::UploadKeys { keys, .. } if keys == UploadKeysRequest::default()));
+        let low = ServerFrame::PreKeysLow { ec: 3, kyber: 0 };
+        assert_eq!(ServerFrame::decode_text(&low.encode_text().unwrap()).unwrap(), low);
+        assert_eq!(ServerFrame::decode_binary(&low.encode_binary().unwrap()).unwrap(), low);
     }
 
     #[test]

@@ -214,7 +214,12 @@ pub async fn login(client: &Client, tenant: &str, user: &str, password: &str) ->
             &TenantId::new(tenant).unwrap(),
             &UserId::new(user).unwrap(),
             &Secret::new(password),
-            DeviceRequest { id: None, registration_id: random_registration_id(), name: Some("test".into()) },
+            DeviceRequest {
+                id: None,
+                registration_id: random_registration_id(),
+                name: Some("test".into()),
+                identity_key: None,
+            },
         )
         .await
         .unwrap()

@@ -149,7 +149,12 @@ async fn devices_primary_limit_and_reregistration() {
             &TenantId::new("default").unwrap(),
             &UserId::new("dana").unwrap(),
             &Secret::new("dana-password"),
-            DeviceRequest { id: None, registration_id: RegistrationId::new(9).unwrap(), name: None },
+            DeviceRequest {
+                id: None,
+                registration_id: RegistrationId::new(9).unwrap(),
+                name: None,
+                identity_key: None,
+            },
         )
         .await;
     match r {
@@ -167,6 +172,7 @@ async fn devices_primary_limit_and_reregistration() {
                 id: Some(DeviceId::new(3).unwrap()),
                 registration_id: RegistrationId::new(4242).unwrap(),
                 name: None,
+                identity_key: None,
             },
         )
         .await

@@ -259,15 +259,17 @@ fn save_cache(path: &PathBuf, tokens: &HashMap<String, String>) -> anyhow::Resul
     Ok(())
 }
 
-fn resume(client: &Client, tenant: &TenantId, user: &UserId, token: &str) -> Session {
-    client.resume(LoginResponse {
+fn resume(client: &Client, tenant: &TenantId, user: &UserId, token: &str) -> anyhow::Result<Session> {
+    Ok(client.resume(LoginResponse {
         token: Secret::new(token),
         session_id: String::new(),
         tenant: tenant.clone(),
         user: user.clone(),
         device: DeviceId::PRIMARY,
         admin: false,
-    })
+        // Unused by the SDK after login.
+        registration_id: RegistrationId::new(1)?,
+    }))
 }
 
 /// Logs in as device 1, registering it first when `fresh` (or when device 1 does not exist).
@@ -282,6 +284,7 @@ async fn login(
         id,
         registration_id: user.registration_id,
         name: Some("hush-load".into()),
+        identity_key: None,
     };
     if !fresh {
         match client.login(tenant, &user.name, password, req(Some(DeviceId::PRIMARY))).await {
@@ -313,7 +316,7 @@ async fn prepare_users(args: &Args, users: &[User]) -> anyhow::Result<Vec<String
     // Tokens die with the node's data folder: check one before trusting the file.
     if let Some((name, token)) = cache.iter().find(|(k, _)| !k.starts_with('@')) {
         let user = UserId::new(name.clone())?;
-        if resume(&client, &tenant, &user, token).devices(None).await.is_err() {
+        if resume(&client, &tenant, &user, token)?.devices(None).await.is_err() {
             println!("token cache {} is stale, logging in again", path.display());
             cache.clear();
         }
@@ -387,7 +390,7 @@ async fn admin_session(
 ) -> anyhow::Result<Session> {
     let name = UserId::new(args.admin_user.clone())?;
     if let Some(t) = cache.get("@admin") {
-        let s = resume(client, tenant, &name, t);
+        let s = resume(client, tenant, &name, t)?;
         if s.devices(None).await.is_ok() {
             return Ok(s);
         }
@@ -579,6 +582,11 @@ async fn reader(
             ServerFrame::LoggedOut { reason } => {
                 eprintln!("logged out: {reason}");
             }
+            // hush-load uploads no pre-keys and fetches none.
+            ServerFrame::KeyCounts { .. }
+            | ServerFrame::PreKeys { .. }
+            | ServerFrame::PreKeysLow { .. }
+            | ServerFrame::RotateKeys { .. } => {}
         }
     }
 }

@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
                 id: None,
                 registration_id: random_registration_id(),
                 name: Some("revoke-bench".into()),
+                identity_key: None,
             },
         )
         .await
@@ -93,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
                     id: Some(hush_protocol::ids::DeviceId::PRIMARY),
                     registration_id: random_registration_id(),
                     name: None,
+                    identity_key: None,
                 },
             );
             let s = match existing.await {
@@ -103,7 +105,12 @@ async fn main() -> anyhow::Result<()> {
                             &tenant,
                             &user,
                             &password,
-                            DeviceRequest { id: None, registration_id: random_registration_id(), name: None },
+                            DeviceRequest {
+                                id: None,
+                                registration_id: random_registration_id(),
+                                name: None,
+                                identity_key: None,
+                            },
                         )
                         .await?
                 }
