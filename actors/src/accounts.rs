@@ -70,6 +70,8 @@ pub struct Authed {
     pub session: SessionRecord,
     /// Whether the user administers its tenant.
     pub admin: bool,
+    /// The session's MFA state (a pending session may use only the MFA routes).
+    pub mfa: crate::mfa::SessionMfaRec,
 }
 
 impl Authed {
@@ -179,6 +181,7 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         return Err(AccountError::Unauthorized);
     };
     let (device, added) = register_device(hub, &user, &req.device).await?;
+    let existing_device = req.device.id.is_some();
     let token = new_token();
     let session = SessionRecord {
         id: new_public_id(),
@@ -190,6 +193,12 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         revoked: None,
     };
     hub.store.create_session(session.clone()).await?;
+    let mfa = crate::mfa::on_login(hub, &user, &session, existing_device, req.trusted_device_token.as_ref())
+        .await
+        .map_err(|e| match e {
+            crate::mfa::MfaError::Account(a) => a,
+            _ => AccountError::Internal,
+        })?;
     Metrics::add(&hub.metrics.logins, 1);
     let actor = crate::sessions::Initiator { session: Some(session.id.clone()), ..actor };
     let target = Some(format!("session:{} device:{}", session.id, session.device));
@@ -209,6 +218,7 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         device,
         admin: user.admin,
         registration_id: req.device.registration_id,
+        mfa: Some(mfa),
     })
 }
 
@@ -296,7 +306,8 @@ pub async fn authenticate(hub: &Hub, token: &str) -> Result<Authed, AccountError
         }
     }
     hub.tenants.touch(&*hub.store, &session.id, now, tenant::seen_granularity_ms(policy, user.admin)).await;
-    Ok(Authed { session, admin: user.admin })
+    let mfa = crate::mfa::session_rec(hub, &session.id).await?;
+    Ok(Authed { session, admin: user.admin, mfa })
 }
 
 /// Creates a user in `tenant`.
@@ -341,6 +352,7 @@ pub async fn bootstrap(hub: &Hub, tenant: &TenantId, admin: &UserId) -> Result<S
         Err(StoreError::Conflict) => return Err(AccountError::Conflict),
         Err(e) => return Err(e.into()),
     }
+    crate::mfa::write_default_policy(hub, tenant).await.map_err(|_| AccountError::Internal)?;
     let password = random_password();
     create_user(
         hub,

@@ -27,6 +27,8 @@ pub struct Hub {
     pub bus: Arc<dyn Bus>,
     /// Cached tenant settings and last-seen bookkeeping.
     pub tenants: Tenants,
+    /// The key sealing TOTP secrets at rest, set once at start from the node's configuration.
+    pub mfa_key: std::sync::OnceLock<crate::mfa::SealKey>,
 }
 
 impl Hub {
@@ -41,6 +43,7 @@ impl Hub {
             metrics: Metrics::default(),
             hashing,
             tenants: Tenants::default(),
+            mfa_key: std::sync::OnceLock::new(),
         }))
     }
 }

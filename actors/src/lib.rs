@@ -16,6 +16,8 @@
 //!   device of a user, the audit log.
 //! - [`session`]: `SessionActor`, one per live session: last seen and expiry.
 //! - [`tenant`]: per-tenant settings (session lifetimes) and last-seen times.
+//! - [`mfa`]: TOTP enrolment, login challenges, backup codes, trusted devices, tenant MFA
+//!   policies and step-up, on the store's key-value records.
 //! - [`control`]: `ControlActor`, the admin commands behind the HTTP routes.
 //! - [`metrics`]: counters rendered by the node's `/metrics`.
 //!
@@ -32,6 +34,7 @@ pub mod hashing;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod mfa;
 pub mod registry;
 pub mod relay;
 pub mod session;

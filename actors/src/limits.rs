@@ -49,3 +49,36 @@ pub const DIRECTORY_TTL: Duration = Duration::from_secs(10);
 
 /// Envelopes per `Deliver` message routed to another node.
 pub const ROUTE_BATCH: usize = 512;
+
+/// Tenants whose default MFA policy the start-up migration writes at most (per start).
+pub const MAX_TENANTS_MIGRATED: usize = 100_000;
+
+/// An MFA challenge expires this long after it was issued, ms.
+pub const MFA_CHALLENGE_TTL_MS: u64 = 5 * 60 * 1000;
+
+/// Failed MFA attempts are counted in windows this long, ms.
+pub const MFA_FAILURE_WINDOW_MS: u64 = 15 * 60 * 1000;
+
+/// Failed attempts in one window that lock the factor (the next attempt is refused).
+pub const MFA_FAILURES_PER_WINDOW: u32 = 5;
+
+/// The longest lock of a factor (each lockout doubles the previous one up to this), ms.
+pub const MFA_MAX_LOCK_MS: u64 = 24 * 3600 * 1000;
+
+/// Consecutive failures after which the factor stays locked (NIST SP 800-63B: at most 100).
+pub const MFA_MAX_CONSECUTIVE_FAILURES: u32 = 100;
+
+/// Compare-and-set attempts on one MFA record before answering busy.
+pub const MFA_CAS_RETRIES: usize = 32;
+
+/// Backup codes in a set.
+pub const BACKUP_CODES: usize = 10;
+
+/// Trusted devices listed per user (a user has at most 127 devices).
+pub const MFA_MAX_TRUSTED_LISTED: usize = 128;
+
+/// Sessions read per page when a policy change is applied to a tenant's live sessions.
+pub const MFA_REFRESH_PAGE: usize = 500;
+
+/// Users a tenant policy may exempt by name.
+pub const MFA_MAX_EXEMPT_USERS: usize = 1_000;

@@ -96,8 +96,13 @@ impl Client {
         password: &Secret,
         device: DeviceRequest,
     ) -> Result<Session> {
-        let req =
-            LoginRequest { tenant: tenant.clone(), user: user.clone(), password: password.clone(), device };
+        let req = LoginRequest {
+            tenant: tenant.clone(),
+            user: user.clone(),
+            password: password.clone(),
+            device,
+            trusted_device_token: None,
+        };
         let resp =
             self.http.post(format!("{}/v1/login", self.base)).json(&req).send().await.map_err(transport)?;
         let login: LoginResponse = check(resp).await?.json().await.map_err(transport)?;

@@ -17,11 +17,16 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }
 
-/// An authenticated caller (any user).
+/// An authenticated caller (any user) whose session has passed MFA if it had to: a session with
+/// MFA pending, or past its enrolment grace period, is refused with `mfa_required` /
+/// `mfa_enrollment_required`.
 pub struct User(pub Authed);
 
-/// An authenticated tenant administrator.
+/// An authenticated tenant administrator (MFA passed, as for [`User`]).
 pub struct Admin(pub Authed);
+
+/// Any live session, MFA pending or not: only for the `/v1/mfa/...` routes and logout.
+pub struct AnySession(pub Authed);
 
 fn hub(req: &HttpRequest) -> Result<Arc<Hub>, ApiError> {
     req.app_data::<web::Data<Hub>>().map(|d| d.clone().into_inner()).ok_or(ApiError::Internal)
@@ -32,6 +37,25 @@ async fn authed(hub: Arc<Hub>, token: Option<String>) -> Result<Authed, ApiError
     Ok(accounts::authenticate(&hub, &token).await?)
 }
 
+/// Refuses a session that must still pass (or enrol) MFA.
+pub fn mfa_gate(a: &Authed) -> Result<(), ApiError> {
+    match a.mfa.block(hush_actors::now_ms()) {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+impl FromRequest for AnySession {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let hub = hub(req);
+        let token = bearer(req);
+        Box::pin(async move { Ok(AnySession(authed(hub?, token).await?)) })
+    }
+}
+
 impl FromRequest for User {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
@@ -39,7 +63,11 @@ impl FromRequest for User {
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let hub = hub(req);
         let token = bearer(req);
-        Box::pin(async move { Ok(User(authed(hub?, token).await?)) })
+        Box::pin(async move {
+            let a = authed(hub?, token).await?;
+            mfa_gate(&a)?;
+            Ok(User(a))
+        })
     }
 }
 
@@ -52,6 +80,7 @@ impl FromRequest for Admin {
         let token = bearer(req);
         Box::pin(async move {
             let a = authed(hub?, token).await?;
+            mfa_gate(&a)?;
             if a.admin {
                 Ok(Admin(a))
             } else {

@@ -49,6 +49,11 @@ pub struct Cli {
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "HUSH_WORKERS", global = true)]
     pub workers: Option<usize>,
+    /// File holding the key that seals TOTP secrets at rest: 32 bytes, standard base64 (every
+    /// node of a cluster needs the same one). Unset on a single node: `mfa.key` in the data
+    /// folder, generated at first start.
+    #[arg(long, env = "HUSH_MFA_KEY_FILE", global = true)]
+    pub mfa_key_file: Option<PathBuf>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -91,6 +96,8 @@ pub struct FileConfig {
     pub node_id: Option<String>,
     /// See [`Cli::mongodb_database`].
     pub mongodb_database: Option<String>,
+    /// See [`Cli::mfa_key_file`].
+    pub mfa_key_file: Option<PathBuf>,
 }
 
 /// The effective configuration.
@@ -112,6 +119,8 @@ pub struct Config {
     pub node_id: String,
     /// MongoDB database name.
     pub mongodb_database: String,
+    /// The MFA key file, if configured.
+    pub mfa_key_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -125,6 +134,7 @@ impl Default for Config {
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
             mongodb_database: "hush".into(),
+            mfa_key_file: None,
         }
     }
 }
@@ -161,6 +171,7 @@ impl Config {
                 .clone()
                 .or(file.mongodb_database)
                 .unwrap_or(d.mongodb_database),
+            mfa_key_file: cli.mfa_key_file.clone().or(file.mfa_key_file),
         })
     }
 }

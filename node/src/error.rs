@@ -36,6 +36,33 @@ pub enum ApiError {
     /// 500: a bug; logged.
     #[error("internal error")]
     Internal,
+    /// 401: the session must pass its MFA challenge first (only `/v1/mfa/...` and logout answer).
+    #[error("MFA verification required: answer the challenge at /v1/mfa/verify or /v1/mfa/backup")]
+    MfaRequired,
+    /// 401: the grace period is over; the user must enrol a second factor first.
+    #[error("MFA enrolment required: the grace period is over (POST /v1/mfa/totp/enroll)")]
+    MfaEnrollRequired,
+    /// 403: the action needs a recent MFA verification.
+    #[error("this action needs a recent MFA verification (POST /v1/mfa/challenge, then /v1/mfa/verify)")]
+    StepUpRequired,
+    /// 401: wrong, expired or already used code.
+    #[error("invalid code")]
+    InvalidCode,
+    /// 403: not this session's open challenge, or expired.
+    #[error("unknown or expired challenge")]
+    InvalidChallenge,
+    /// 429: too many failed attempts; locked until the given time (ms since the Unix epoch).
+    #[error("too many failed attempts: locked until {0} ms since the Unix epoch")]
+    MfaLocked(u64),
+    /// 403: MFA is turned off for the tenant.
+    #[error("MFA is turned off for this tenant")]
+    MfaDisabled,
+    /// 409: no (pending) TOTP factor.
+    #[error("no TOTP factor enrolled")]
+    MfaNotEnrolled,
+    /// 409: TOTP is already on.
+    #[error("TOTP is already enabled; disable it first")]
+    MfaAlreadyEnrolled,
 }
 
 impl ApiError {
@@ -50,6 +77,15 @@ impl ApiError {
             ApiError::TooManyDevices(_) => "too_many_devices",
             ApiError::Unavailable => "unavailable",
             ApiError::Internal => "internal",
+            ApiError::MfaRequired => "mfa_required",
+            ApiError::MfaEnrollRequired => "mfa_enrollment_required",
+            ApiError::StepUpRequired => "step_up_required",
+            ApiError::InvalidCode => "invalid_code",
+            ApiError::InvalidChallenge => "invalid_challenge",
+            ApiError::MfaLocked(_) => "mfa_locked",
+            ApiError::MfaDisabled => "mfa_disabled",
+            ApiError::MfaNotEnrolled => "mfa_not_enrolled",
+            ApiError::MfaAlreadyEnrolled => "mfa_already_enrolled",
         }
     }
 }
@@ -64,6 +100,14 @@ impl ResponseError for ApiError {
             ApiError::Conflict | ApiError::TooManyDevices(_) => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::MfaRequired | ApiError::MfaEnrollRequired | ApiError::InvalidCode => {
+                StatusCode::UNAUTHORIZED
+            }
+            ApiError::StepUpRequired | ApiError::InvalidChallenge | ApiError::MfaDisabled => {
+                StatusCode::FORBIDDEN
+            }
+            ApiError::MfaLocked(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MfaNotEnrolled | ApiError::MfaAlreadyEnrolled => StatusCode::CONFLICT,
         }
     }
 
@@ -105,5 +149,27 @@ impl From<actix::MailboxError> for ApiError {
 impl From<hush_store::StoreError> for ApiError {
     fn from(e: hush_store::StoreError) -> Self {
         ApiError::from(AccountError::Store(e))
+    }
+}
+
+impl From<hush_actors::mfa::MfaError> for ApiError {
+    fn from(e: hush_actors::mfa::MfaError) -> Self {
+        use hush_actors::mfa::MfaError;
+        match e {
+            MfaError::Required => ApiError::MfaRequired,
+            MfaError::EnrollRequired => ApiError::MfaEnrollRequired,
+            MfaError::StepUpRequired => ApiError::StepUpRequired,
+            MfaError::InvalidCode => ApiError::InvalidCode,
+            MfaError::InvalidChallenge => ApiError::InvalidChallenge,
+            MfaError::Locked { until_ms } => ApiError::MfaLocked(until_ms),
+            MfaError::Disabled => ApiError::MfaDisabled,
+            MfaError::NotEnrolled => ApiError::MfaNotEnrolled,
+            MfaError::AlreadyEnrolled => ApiError::MfaAlreadyEnrolled,
+            MfaError::NoKey => {
+                tracing::error!("no MFA key configured");
+                ApiError::Internal
+            }
+            MfaError::Account(a) => a.into(),
+        }
     }
 }

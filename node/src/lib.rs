@@ -5,12 +5,16 @@
 //! - [`routes`]: the HTTP API under `/v1`, health, metrics, and the OpenAPI document.
 //! - [`ws`]: the WebSocket edge: authentication, frame decoding, the bridge into `DeviceActor`.
 //! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
-//! - [`auth`]: the bearer-token extractor.
+//! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
+//! - [`mfa_routes`]: the `/v1/mfa/...` routes and the tenant MFA administration.
+//! - [`qr`]: the TOTP enrolment URI as a QR code (PNG).
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod mfa_routes;
+pub mod qr;
 pub mod routes;
 pub mod server;
 pub mod ws;

@@ -15,6 +15,11 @@ use hush_actors::metrics::Metrics;
 use hush_actors::sessions::Initiator;
 use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList, SessionPolicy};
 use hush_protocol::api::{
+    BackupCodes, Enforced, MfaChallenge, MfaCodeRequest, MfaLevel, MfaMethod, MfaPolicy, MfaState, MfaStatus,
+    MfaVerified, MfaVerifyRequest, Role, SessionMfa, TotpEnrollment, TrustedDevice, TrustedDeviceList,
+    UserMfaStatus, UserMfaStatusList,
+};
+use hush_protocol::api::{
     CreateUserRequest, DeviceInfo, DeviceList, ErrorBody, LoginRequest, LoginResponse, UserInfo, UserList,
 };
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
@@ -23,7 +28,7 @@ use hush_store::{AuditQuery, DeviceSet, SessionRecord, COMMIT_BUCKETS_US};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
-use crate::auth::{Admin, User};
+use crate::auth::{Admin, AnySession, User};
 use crate::error::ApiError;
 
 /// The OpenAPI document of the node.
@@ -33,9 +38,17 @@ use crate::error::ApiError;
     paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket,
         remove_device, my_sessions, revoke_others, revoke_all, revoke_mine, admin_user_sessions, admin_revoke_user,
         admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit, get_session_policy,
-        put_session_policy),
+        put_session_policy,
+        crate::mfa_routes::totp_enroll, crate::mfa_routes::totp_confirm, crate::mfa_routes::totp_disable,
+        crate::mfa_routes::backup_regenerate, crate::mfa_routes::challenge, crate::mfa_routes::verify,
+        crate::mfa_routes::backup, crate::mfa_routes::status, crate::mfa_routes::trusted_devices,
+        crate::mfa_routes::revoke_trusted_device, crate::mfa_routes::get_policy, crate::mfa_routes::put_policy,
+        crate::mfa_routes::users_status, crate::mfa_routes::enforce_user, crate::mfa_routes::enforce_all),
     components(schemas(LoginRequest, LoginResponse, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList,
-        SessionInfo, SessionList, Revoked, AuditEntry, AuditPage, SessionPolicy)),
+        SessionInfo, SessionList, Revoked, AuditEntry, AuditPage, SessionPolicy, SessionMfa, MfaState, MfaMethod,
+        MfaLevel, Role, MfaChallenge, TotpEnrollment, MfaCodeRequest, BackupCodes, MfaVerifyRequest, MfaVerified,
+        MfaStatus, TrustedDevice, TrustedDeviceList, MfaPolicy, UserMfaStatus, UserMfaStatusList, Enforced,
+        hush_protocol::otp::Algorithm)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -59,7 +72,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/metrics", web::get().to(metrics))
         .route("/openapi.json", web::get().to(openapi))
         .service(
-            web::scope("/v1")
+            crate::mfa_routes::configure(web::scope("/v1"))
                 .route("/login", web::post().to(login))
                 .route("/logout", web::post().to(logout))
                 .route("/devices", web::get().to(my_devices))
@@ -115,7 +128,7 @@ async fn login(
 async fn logout(
     control: web::Data<Addr<ControlActor>>,
     req: HttpRequest,
-    User(me): User,
+    AnySession(me): AnySession,
 ) -> Result<HttpResponse, ApiError> {
     revoke(&control, &me, &req, vec![me.session.id.clone()], "logout").await?;
     Ok(HttpResponse::NoContent().finish())
@@ -160,8 +173,10 @@ async fn session_infos(
     }
     let seen =
         futures_util::future::join_all(list.iter().map(|s| hub.tenants.last_seen(&*hub.store, s))).await;
+    let ids: Vec<String> = list.iter().map(|s| s.id.clone()).collect();
+    let mfa = hush_actors::mfa::session_views(hub, &ids).await;
     let mut out = Vec::with_capacity(list.len());
-    for (s, last_seen) in list.iter().zip(seen) {
+    for ((s, last_seen), mfa) in list.iter().zip(seen).zip(mfa) {
         let last_seen = last_seen?;
         let admin = admins.get(&s.device.user).copied().unwrap_or(false);
         out.push(SessionInfo {
@@ -174,9 +189,14 @@ async fn session_infos(
             current: s.id == current,
             last_seen_ms: Some(last_seen),
             expires_ms: hush_actors::tenant::expires_at(&settings.sessions, admin, s, last_seen),
+            mfa,
         });
     }
     Ok(out)
+}
+
+fn ip_of(req: &HttpRequest) -> Option<String> {
+    req.peer_addr().map(|a| a.ip().to_string())
 }
 
 async fn active_of(hub: &Hub, tenant: &TenantId, user: &UserId) -> Result<Vec<SessionRecord>, ApiError> {
@@ -212,6 +232,9 @@ async fn revoke_mine(
     if !mine.iter().any(|s| s.id == id) {
         return Err(ApiError::NotFound);
     }
+    if id != me.session.id {
+        hush_actors::mfa::require_step_up(&hub, &me, "session.revoke", ip_of(&req)).await?;
+    }
     let n = revoke(&control, &me, &req, vec![id], "revoked_by_user").await?;
     Ok(web::Json(Revoked { revoked: n }))
 }
@@ -225,6 +248,7 @@ async fn revoke_others(
     req: HttpRequest,
     User(me): User,
 ) -> Result<web::Json<Revoked>, ApiError> {
+    hush_actors::mfa::require_step_up(&hub, &me, "session.revoke_others", ip_of(&req)).await?;
     let ids = active_of(&hub, me.tenant(), me.user())
         .await?
         .into_iter()
@@ -246,6 +270,8 @@ async fn revoke_all(
 ) -> Result<web::Json<Revoked>, ApiError> {
     let ids = active_of(&hub, me.tenant(), me.user()).await?.into_iter().map(|s| s.id).collect();
     let n = revoke(&control, &me, &req, ids, "revoked_by_user").await?;
+    // Every session gone: no device stays trusted to skip MFA.
+    hush_actors::mfa::drop_trust_of_user(&hub, me.tenant(), me.user()).await?;
     Ok(web::Json(Revoked { revoked: n }))
 }
 
@@ -256,6 +282,7 @@ async fn revoke_all(
     responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "Not called from the primary device", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn remove_device(
+    hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
     req: HttpRequest,
     User(me): User,
@@ -275,6 +302,7 @@ async fn remove_device(
         actor: initiator(&me, &req),
     };
     control.send(msg).await??;
+    hush_actors::mfa::drop_trust(&hub, me.tenant(), me.user(), device).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -311,8 +339,10 @@ async fn admin_revoke_user(
 ) -> Result<web::Json<Revoked>, ApiError> {
     let user = parse_user(path.into_inner())?;
     user_in_tenant(&hub, me.tenant(), &user).await?;
+    hush_actors::mfa::require_step_up(&hub, &me, "admin.revoke_user", ip_of(&req)).await?;
     let ids = active_of(&hub, me.tenant(), &user).await?.into_iter().map(|s| s.id).collect();
     let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
+    hush_actors::mfa::drop_trust_of_user(&hub, me.tenant(), &user).await?;
     Ok(web::Json(Revoked { revoked: n }))
 }
 
@@ -332,6 +362,7 @@ async fn admin_revoke_session(
         Some(s) if s.device.tenant == *me.tenant() && s.active() => {}
         _ => return Err(ApiError::NotFound),
     }
+    hush_actors::mfa::require_step_up(&hub, &me, "admin.revoke_session", ip_of(&req)).await?;
     let n = revoke(&control, &me, &req, vec![id], "revoked_by_admin").await?;
     Ok(web::Json(Revoked { revoked: n }))
 }
@@ -368,6 +399,7 @@ async fn admin_revoke_active(
     req: HttpRequest,
     Admin(me): Admin,
 ) -> Result<web::Json<Revoked>, ApiError> {
+    hush_actors::mfa::require_step_up(&hub, &me, "admin.revoke_active", ip_of(&req)).await?;
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -381,6 +413,8 @@ async fn admin_revoke_active(
         }
     }
     let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
+    // Everyone logged out: every trusted device of the tenant must pass MFA again.
+    hush_actors::mfa::drop_trust_of_tenant(&hub, me.tenant()).await?;
     Ok(web::Json(Revoked { revoked: n }))
 }
 

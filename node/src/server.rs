@@ -50,6 +50,56 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// File name of the generated MFA key inside the data folder (single node, none configured).
+pub const MFA_KEY_FILE: &str = "mfa.key";
+
+fn parse_key(text: &str, path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| anyhow::anyhow!("MFA key file {} is not base64", path.display()))?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| anyhow::anyhow!("MFA key file {} must hold 32 bytes", path.display()))
+}
+
+/// The key sealing TOTP secrets: the configured file; on a single node without one, the data
+/// folder's `mfa.key`, generated (mode 0600) at the first start. A cluster must configure one
+/// (every node needs the same key), so its absence there stops the start.
+pub fn load_mfa_key(config: &Config) -> anyhow::Result<hush_actors::mfa::SealKey> {
+    let bytes = match &config.mfa_key_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| anyhow::anyhow!("cannot read MFA key file {}: {e}", path.display()))?;
+            parse_key(&text, path)?
+        }
+        None if config.mongodb_url.is_some() => anyhow::bail!(
+            "a node on a shared MongoDB store needs --mfa-key-file (HUSH_MFA_KEY_FILE), the same on every node"
+        ),
+        None => {
+            std::fs::create_dir_all(&config.data_dir)?;
+            let path = config.data_dir.join(MFA_KEY_FILE);
+            match std::fs::read_to_string(&path) {
+                Ok(text) => parse_key(&text, &path)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    use base64::Engine;
+                    use std::io::Write;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let key: [u8; 32] = ring::rand::generate(&ring::rand::SystemRandom::new())
+                        .map_err(|_| anyhow::anyhow!("no system randomness"))?
+                        .expose();
+                    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+                    f.write_all(base64::engine::general_purpose::STANDARD.encode(key).as_bytes())?;
+                    f.sync_all()?;
+                    tracing::warn!(path = %path.display(), "generated a new MFA key (no --mfa-key-file configured); back it up with the data folder");
+                    key
+                }
+                Err(e) => anyhow::bail!("cannot read MFA key file {}: {e}", path.display()),
+            }
+        }
+    };
+    hush_actors::mfa::SealKey::new(&bytes).map_err(|e| anyhow::anyhow!("MFA key: {e}"))
+}
+
 /// One-time credentials created by a bootstrap.
 pub struct Bootstrapped {
     /// The tenant created.
@@ -91,6 +141,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let bus = open_bus(config)?;
     let events = bus.events();
     let hub = Hub::new(store, bus)?;
+    let _ = hub.mfa_key.set(load_mfa_key(config)?);
     if let Some(events) = events {
         actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
     }
@@ -103,6 +154,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    // Store migration: every tenant gets the default MFA policy record if it has none.
+    let migrated =
+        hush_actors::mfa::migrate(&hub).await.map_err(|e| anyhow::anyhow!("MFA migration: {e}"))?;
+    if migrated > 0 {
+        tracing::info!(tenants = migrated, "wrote the default MFA policy of existing tenants");
+    }
     let control = ControlActor::new(hub.clone()).start();
     let hub_data = web::Data::from(hub.clone());
     let control_data = web::Data::new(control.clone());

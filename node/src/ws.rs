@@ -52,8 +52,13 @@ pub async fn websocket(
         return Err(ApiError::Unavailable);
     }
     // A bad token in the header is refused before the upgrade, with a JSON 401.
+    // So is a session that must still pass MFA (401 `mfa_required`).
     let header_auth = match bearer(&req) {
-        Some(t) => Some(accounts::authenticate(&hub, &t).await?),
+        Some(t) => {
+            let a = accounts::authenticate(&hub, &t).await?;
+            crate::auth::mfa_gate(&a)?;
+            Some(a)
+        }
         None => None,
     };
     let (resp, session, stream) =
@@ -113,6 +118,16 @@ async fn connection(
                 }
             };
             match accounts::authenticate(&hub, &token).await {
+                Ok(a) if a.mfa.block(hush_actors::now_ms()).is_some() => {
+                    // A session with MFA pending (or past its enrolment deadline) gets no socket.
+                    let err = ServerFrame::Error {
+                        id: None,
+                        code: ErrorCode::InvalidRequest,
+                        message: "mfa_required".into(),
+                    };
+                    let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
+                    return close(session, CLOSE_UNAUTHORIZED, "mfa_required").await;
+                }
                 Ok(a) => a,
                 Err(e) => {
                     let why = match e {

@@ -88,6 +88,10 @@ pub struct LoginRequest {
     pub password: Secret,
     /// The device this session is for.
     pub device: DeviceRequest,
+    /// The token a `remember_device` MFA verification returned for this device (`device.id`
+    /// must name it): a trusted device skips the MFA challenge until the trust expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_device_token: Option<Secret>,
 }
 
 /// Answer to a successful login.
@@ -114,6 +118,11 @@ pub struct LoginResponse {
     /// holding the old one then get `StaleDevices`). Use this value from now on.
     #[cfg_attr(feature = "openapi", schema(value_type = u16))]
     pub registration_id: RegistrationId,
+    /// The session's MFA state: `mfa_pending` (with a challenge) means the token works only on
+    /// the `/v1/mfa/...` routes until verified; `none` with `enroll_deadline_ms` means the
+    /// tenant requires MFA and the user must enrol before then.
+    #[serde(default)]
+    pub mfa: Option<SessionMfa>,
 }
 
 /// One device of a user.
@@ -213,6 +222,9 @@ pub struct SessionInfo {
     /// (the earlier of the idle and the absolute limit); `None`: lives until revoked.
     #[serde(default)]
     pub expires_ms: Option<u64>,
+    /// The session's MFA state (absent when unknown).
+    #[serde(default)]
+    pub mfa: Option<SessionMfa>,
 }
 
 /// Longest session lifetime or idle limit a tenant may set: one year, in seconds.
@@ -496,6 +508,266 @@ pub struct RateLimitedBody {
     pub message: String,
     /// Seconds until the next attempt can succeed.
     pub retry_after_s: u64,
+}
+
+/// MFA state of a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum MfaState {
+    /// No second factor was asked of this session (none needed, or still in the grace period).
+    #[default]
+    None,
+    /// A second factor is due: only the `/v1/mfa/...` routes (and logout) answer.
+    MfaPending,
+    /// A second factor was verified (`method`, `verified_at_ms`).
+    Verified,
+    /// The tenant requires MFA, the grace period is over and the user has none: only enrolment
+    /// (and logout) answer.
+    EnrollRequired,
+}
+
+/// How a session proved its second factor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum MfaMethod {
+    /// A TOTP code.
+    Totp,
+    /// A backup code.
+    Backup,
+    /// A device the user trusted earlier ("remember this device").
+    TrustedDevice,
+}
+
+/// A tenant's MFA requirement.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum MfaLevel {
+    /// MFA is not offered: no enrolment, no challenge.
+    Off,
+    /// Users may enrol; a user who did is challenged at every login.
+    #[default]
+    Optional,
+    /// Every (non-exempt) user must use MFA, after a grace period to enrol.
+    Required,
+    /// Like `required` for administrators, like `optional` for members.
+    RequiredForAdmins,
+}
+
+/// A role, for exemptions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum Role {
+    /// Tenant administrators.
+    Admin,
+    /// Everyone else.
+    Member,
+}
+
+/// A pending MFA challenge, bound to the session that received it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MfaChallenge {
+    /// Pass it to `/v1/mfa/verify` or `/v1/mfa/backup` from the same session.
+    pub challenge_id: String,
+    /// When it expires, ms since the Unix epoch.
+    pub expires_ms: u64,
+    /// The methods that may answer it.
+    pub methods: Vec<MfaMethod>,
+}
+
+/// A session's MFA state as shown to clients.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionMfa {
+    /// The state.
+    pub state: MfaState,
+    /// The tenant's level when the state was decided.
+    pub level: MfaLevel,
+    /// How the second factor was proved (verified sessions).
+    pub method: Option<MfaMethod>,
+    /// When, ms since the Unix epoch (verified sessions; step-up looks at it).
+    pub verified_at_ms: Option<u64>,
+    /// The open challenge (pending sessions).
+    pub challenge: Option<MfaChallenge>,
+    /// The user must enrol before this time (ms since the Unix epoch), then can do nothing else.
+    pub enroll_deadline_ms: Option<u64>,
+}
+
+/// `POST /v1/mfa/totp/enroll`: a new (not yet active) TOTP secret. Shown once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TotpEnrollment {
+    /// The secret, base32 without padding, for manual entry.
+    pub secret: Secret,
+    /// `otpauth://totp/ISSUER:ACCOUNT?secret=...&issuer=...&algorithm=...&digits=...&period=30`.
+    pub otpauth_uri: Secret,
+    /// The URI as a QR code: a PNG image, standard base64.
+    pub qr_png_base64: Secret,
+    /// The HMAC algorithm.
+    pub algorithm: crate::otp::Algorithm,
+    /// Code length.
+    pub digits: u32,
+    /// Time step, seconds.
+    pub period: u64,
+}
+
+/// A code typed by the user (TOTP or backup).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MfaCodeRequest {
+    /// The code.
+    pub code: Secret,
+}
+
+/// `POST /v1/mfa/totp/confirm` answer: TOTP is on; the backup codes are shown only now.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BackupCodes {
+    /// One-time backup codes (each works once); any earlier set is void.
+    pub codes: Vec<Secret>,
+}
+
+/// `POST /v1/mfa/verify` and `POST /v1/mfa/backup`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MfaVerifyRequest {
+    /// The challenge this session received.
+    pub challenge_id: String,
+    /// The TOTP or backup code.
+    pub code: Secret,
+    /// Trust this device: later logins of it skip the challenge for the tenant's number of days.
+    #[serde(default)]
+    pub remember_device: bool,
+}
+
+/// A successful verification.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MfaVerified {
+    /// The session's new state.
+    pub session: SessionMfa,
+    /// With `remember_device`: send it as `trusted_device_token` when logging in this device.
+    pub trusted_device_token: Option<Secret>,
+    /// Until when the device is trusted.
+    pub trusted_until_ms: Option<u64>,
+}
+
+/// `GET /v1/mfa/status`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MfaStatus {
+    /// The tenant's level.
+    pub level: MfaLevel,
+    /// Whether this user must use MFA (level, role, enforcement, exemptions).
+    pub required: bool,
+    /// Whether this user is exempt.
+    pub exempt: bool,
+    /// Whether TOTP is on (confirmed).
+    pub totp_enabled: bool,
+    /// Unused backup codes.
+    pub backup_codes_left: u32,
+    /// Failed attempts counted now (in the current window).
+    pub failed_attempts: u32,
+    /// The factor is locked until then (ms since the Unix epoch).
+    pub locked_until_ms: Option<u64>,
+    /// This session's state.
+    pub session: SessionMfa,
+}
+
+/// A trusted device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrustedDevice {
+    /// The device.
+    #[cfg_attr(feature = "openapi", schema(value_type = u32))]
+    pub device: DeviceId,
+    /// When it was trusted, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When the trust ends.
+    pub expires_ms: u64,
+}
+
+/// `GET /v1/mfa/trusted-devices`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TrustedDeviceList {
+    /// The caller's trusted devices (unexpired).
+    pub devices: Vec<TrustedDevice>,
+}
+
+/// A tenant's MFA policy (`GET`/`PUT /v1/admin/tenant/mfa`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MfaPolicy {
+    /// The level.
+    pub level: MfaLevel,
+    /// Seconds each user has to enrol once MFA is required of them, counted from their first
+    /// login after enforcement. Lowering it applies to users already in their grace period.
+    pub grace_period_secs: u64,
+    /// Users never challenged.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub exempt_users: Vec<UserId>,
+    /// Roles never challenged.
+    pub exempt_roles: Vec<Role>,
+    /// HMAC of new TOTP enrolments.
+    pub totp_algorithm: crate::otp::Algorithm,
+    /// Digits of new TOTP enrolments (6 or 8).
+    pub totp_digits: u32,
+    /// How long "remember this device" lasts, days (0: never offered).
+    pub trusted_device_days: u32,
+    /// When set, overrides `trusted_device_days` with a duration in seconds (short trusts for
+    /// kiosks, and tests).
+    #[serde(default)]
+    pub trusted_device_secs: Option<u64>,
+    /// Sensitive actions need an MFA verification at most this old, seconds.
+    pub step_up_window_secs: u64,
+}
+
+/// One user's MFA state (`GET /v1/admin/users/mfa-status`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserMfaStatus {
+    /// The user.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
+    pub user: UserId,
+    /// Administrator of the tenant.
+    pub admin: bool,
+    /// TOTP on.
+    pub totp_enabled: bool,
+    /// Unused backup codes.
+    pub backup_codes_left: u32,
+    /// MFA enforced on this user by an administrator.
+    pub enforced: bool,
+    /// Exempt by name or role.
+    pub exempt: bool,
+    /// Must use MFA.
+    pub required: bool,
+    /// End of the user's grace period, if it has started and the user has no MFA.
+    pub enroll_deadline_ms: Option<u64>,
+    /// Factor locked until then.
+    pub locked_until_ms: Option<u64>,
+}
+
+/// A page of [`UserMfaStatus`], by user name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserMfaStatusList {
+    /// The users.
+    pub users: Vec<UserMfaStatus>,
+    /// Pass as `after` for the next page.
+    pub next: Option<String>,
+}
+
+/// How many users an enforcement touched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Enforced {
+    /// Users now required to use MFA.
+    pub users: usize,
 }
 
 #[cfg(test)]

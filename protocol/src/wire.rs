@@ -286,6 +286,21 @@ pub enum SessionEvent {
         /// The new members' devices.
         devices: Vec<MemberDevice>,
     },
+    /// A second-factor attempt (TOTP or backup code) failed.
+    MfaFailed {
+        /// The session that tried.
+        session_id: String,
+        /// Failures counted in the current window.
+        attempts: u32,
+        /// Set when the factor is now locked: until then, ms since the Unix epoch.
+        locked_until_ms: Option<u64>,
+    },
+    /// The user's MFA changed: `totp_enabled`, `totp_disabled`, `backup_codes_regenerated`,
+    /// `backup_code_used`, `device_trusted`, `trust_revoked`, `policy_changed`, `enforced`.
+    MfaChanged {
+        /// What changed.
+        change: String,
+    },
 }
 
 /// Typed error codes carried by [`ServerFrame::Error`].

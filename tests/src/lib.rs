@@ -69,6 +69,8 @@ impl Node {
 
     fn cluster_args(redis: &Redis, mongo: &Mongo, name: &str) -> Vec<String> {
         vec![
+            "--mfa-key-file".into(),
+            mongo.mfa_key_file().display().to_string(),
             "--redis-url".into(),
             redis.url(),
             "--mongodb-url".into(),
@@ -363,8 +365,23 @@ impl Mongo {
     }
 }
 
+impl Mongo {
+    /// The MFA key file every node on this store shares (a cluster must configure one).
+    pub fn mfa_key_file(&self) -> PathBuf {
+        use base64::Engine;
+        let path = std::env::temp_dir().join(format!("{}.mfa.key", self.database));
+        if !path.exists() {
+            let mut key = uuid::Uuid::new_v4().as_bytes().to_vec();
+            key.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+            std::fs::write(&path, base64::engine::general_purpose::STANDARD.encode(key)).unwrap();
+        }
+        path
+    }
+}
+
 impl Drop for Mongo {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(std::env::temp_dir().join(format!("{}.mfa.key", self.database)));
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();

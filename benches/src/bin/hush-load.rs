@@ -269,6 +269,7 @@ fn resume(client: &Client, tenant: &TenantId, user: &UserId, token: &str) -> any
         admin: false,
         // Unused by the SDK after login.
         registration_id: RegistrationId::new(1)?,
+        mfa: None,
     }))
 }
 
