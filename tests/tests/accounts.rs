@@ -229,7 +229,6 @@ async fn operability_routes() {
                 "post" => client.post(&url).send().await.unwrap(),
                 "put" => client.put(&url).send().await.unwrap(),
                 "delete" => client.delete(&url).send().await.unwrap(),
-                "put" => client.put(&url).send().await.unwrap(),
                 m => panic!("unexpected method {m}"),
             };
             assert_ne!(r.status().as_u16(), 404, "{method} {path} is documented but not routed");

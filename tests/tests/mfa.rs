@@ -220,7 +220,7 @@ async fn ws_auth_frame(node: &Node, token: &str) -> String {
 async fn events(node: &Node, s: &Sess) -> Vec<SessionEvent> {
     let c = hush_client::Client::new(node.url());
     let info: hush_protocol::api::LoginResponse = serde_json::from_value(json!({
-        "token": s.token, "session_id": s.id, "tenant": "default", "user": "x", "device": s.device, "admin": false
+        "token": s.token, "session_id": s.id, "tenant": "default", "user": "x", "device": s.device, "admin": false, "registration_id": 77
     }))
     .unwrap();
     let mut conn = c.resume(info).connect().await.unwrap();
@@ -707,7 +707,7 @@ async fn a_code_is_accepted_once_across_the_cluster() {
         .resume(
             serde_json::from_value(
                 json!({"token": winner.token, "session_id": winner.id, "tenant": "default",
-                "user": "hank", "device": winner.device, "admin": false}),
+                "user": "hank", "device": winner.device, "admin": false, "registration_id": 77}),
             )
             .unwrap(),
         )
