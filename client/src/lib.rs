@@ -1,26 +1,36 @@
 //! Hush client SDK.
 //!
-//! - [`Client`]: the HTTP API (login, devices, administration).
+//! - [`Client`]: the HTTP API (login, devices, keys, administration).
 //! - [`Session`]: a logged-in device; opens [`Connection`]s.
-//! - [`Connection`]: the chat WebSocket (postcard frames), with [`Connection::send_message`]
-//!   that builds one ciphertext per recipient device and handles `MismatchedDevices` /
-//!   `StaleDevices` by refreshing the device lists and resending.
-//!
-//! The API is shaped for end-to-end encryption: callers give a function from recipient device
-//! to ciphertext. Until the E2E layer is wired in (issue 5), the CLI passes the text through
-//! unencrypted.
+//! - [`Connection`]: the chat WebSocket (postcard frames); [`Connection::send_message`] sends
+//!   caller-made bytes per device (tests and tools that speak the wire protocol directly).
+//! - [`messenger::Messenger`]: end-to-end encrypted chat over a connection: sessions from
+//!   fetched pre-key bundles, per-device encryption with refresh and resend on
+//!   `MismatchedDevices` / `StaleDevices`, decryption with deduplication, key replenishment and
+//!   rotation on the node's requests, and groups with Sender Keys.
+//! - [`state::DeviceState`]: the device's keys, sessions and sender keys (memory or a 0600 file).
+//! - [`content::Content`]: the plaintext envelope inside every ciphertext.
+//! - [`register_device`]: a new device with a fresh identity and uploaded pre-keys.
 #![warn(missing_docs)]
+
+pub mod content;
+pub mod messenger;
+pub mod state;
 
 use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
-    CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest, ErrorBody, LoginRequest, LoginResponse,
-    Revoked, Secret, SessionList, UserInfo, UserList,
+    AddMembersRequest, CreateGroupRequest, CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest,
+    ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse, PreKey, PreKeyResponse, Revoked,
+    Secret, SessionList, SignedPreKey, UploadKeysRequest, UserInfo, UserList,
 };
-use hush_protocol::ids::{DeviceId, MessageId, RegistrationId, TenantId, UserId};
+use hush_protocol::e2e::{
+    parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, PreKeyBundle, PublicKey,
+};
+use hush_protocol::ids::{DeviceId, GroupId, MessageId, RegistrationId, TenantId, UserId};
 use hush_protocol::wire::{
-    ClientFrame, DeviceMessage, Payload, SendMessage, ServerFrame, SUBPROTOCOL_POSTCARD,
+    ClientFrame, DeviceMessage, GroupSendMessage, Payload, SendMessage, ServerFrame, SUBPROTOCOL_POSTCARD,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -48,6 +58,9 @@ pub enum ClientError {
     /// The node refused a message.
     #[error("refused: {0:?}")]
     Refused(Box<ServerFrame>),
+    /// End-to-end encryption failed (a bad bundle, a broken session, a corrupt state file).
+    #[error("end-to-end: {0}")]
+    E2e(String),
 }
 
 /// Result alias of the SDK.
@@ -198,6 +211,67 @@ impl Session {
         self.delete_revoke("/v1/admin/sessions/active").await
     }
 
+    /// Uploads this device's pre-keys (`PUT /v1/keys`); returns the one-time keys it holds.
+    pub async fn upload_keys(&self, keys: &UploadKeysRequest) -> Result<KeyCounts> {
+        let rb = self.client.http.put(format!("{}/v1/keys", self.client.base)).json(keys);
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    /// The one-time pre-keys the node holds for this device (`GET /v1/keys`).
+    pub async fn key_counts(&self) -> Result<KeyCounts> {
+        let rb = self.client.http.get(format!("{}/v1/keys", self.client.base));
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    /// Fetches the pre-keys of one device of `user`, or of all its devices, as the node returns
+    /// them (each fetch consumes one-time keys and a rate-limit token per device).
+    pub async fn prekeys(&self, user: &UserId, device: Option<DeviceId>) -> Result<PreKeyResponse> {
+        let url = match device {
+            Some(d) => format!("{}/v1/keys/{user}/{d}", self.client.base),
+            None => format!("{}/v1/keys/{user}", self.client.base),
+        };
+        let resp = check(self.auth(self.client.http.get(url)).send().await.map_err(transport)?).await?;
+        resp.json().await.map_err(transport)
+    }
+
+    /// Fetches and checks the bundles of one device of `user`, or of all its devices: every
+    /// key parsed and every signature verified under the device's identity key.
+    pub async fn prekey_bundles(&self, user: &UserId, device: Option<DeviceId>) -> Result<Vec<PreKeyBundle>> {
+        self.prekeys(user, device).await?.devices.iter().map(bundle_of).collect()
+    }
+
+    /// Creates a group with `members` (the caller is a member and its first administrator).
+    pub async fn create_group(&self, name: &str, members: &[UserId]) -> Result<GroupInfo> {
+        let req = CreateGroupRequest { name: name.to_owned(), members: members.to_vec() };
+        let rb = self.client.http.post(format!("{}/v1/groups", self.client.base)).json(&req);
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    /// This user's groups.
+    pub async fn groups(&self) -> Result<GroupList> {
+        let rb = self.client.http.get(format!("{}/v1/groups", self.client.base));
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    /// One group (members and tenant administrators).
+    pub async fn group(&self, group: &GroupId) -> Result<GroupInfo> {
+        let rb = self.client.http.get(format!("{}/v1/groups/{group}", self.client.base));
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    /// Adds members to a group (group and tenant administrators).
+    pub async fn add_group_members(&self, group: &GroupId, users: &[UserId]) -> Result<GroupInfo> {
+        let req = AddMembersRequest { users: users.to_vec() };
+        let rb = self.client.http.post(format!("{}/v1/groups/{group}/members", self.client.base)).json(&req);
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
+    /// Removes a member from a group (group and tenant administrators, or the member itself).
+    pub async fn remove_group_member(&self, group: &GroupId, user: &UserId) -> Result<GroupInfo> {
+        let rb = self.client.http.delete(format!("{}/v1/groups/{group}/members/{user}", self.client.base));
+        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+    }
+
     /// Opens the chat socket, authenticated by header, speaking postcard.
     pub async fn connect(&self) -> Result<Connection> {
         let url = format!("{}/v1/ws", self.client.base.replacen("http", "ws", 1));
@@ -269,7 +343,7 @@ impl Connection {
     }
 
     /// Waits for the answer to message `id`; other frames are kept for `next_frame`.
-    async fn answer(&mut self, id: MessageId) -> Result<ServerFrame> {
+    pub(crate) async fn answer(&mut self, id: MessageId) -> Result<ServerFrame> {
         let mut kept = Vec::new();
         let res = loop {
             let f = match self.ws.next().await {
@@ -285,7 +359,8 @@ impl Connection {
             let mine = match &f {
                 ServerFrame::Accepted { id: i }
                 | ServerFrame::MismatchedDevices { id: i, .. }
-                | ServerFrame::StaleDevices { id: i, .. } => *i == id,
+                | ServerFrame::StaleDevices { id: i, .. }
+                | ServerFrame::StaleEpoch { id: i, .. } => *i == id,
                 ServerFrame::Error { id: Some(i), .. } => *i == id,
                 _ => false,
             };
@@ -344,10 +419,134 @@ impl Connection {
         Err(ClientError::Refused(Box::new(last.unwrap_or(ServerFrame::QueueEmpty))))
     }
 
+    /// Sends one group ciphertext for `epoch` and returns the node's answer (`Accepted`,
+    /// `StaleEpoch` or `Error`).
+    pub async fn send_group(
+        &mut self,
+        id: MessageId,
+        group: &GroupId,
+        epoch: u64,
+        content: Vec<u8>,
+    ) -> Result<ServerFrame> {
+        let f = ClientFrame::GroupSend(GroupSendMessage {
+            id,
+            group: group.clone(),
+            epoch,
+            content: Payload(content),
+        });
+        self.send_frame(&f).await?;
+        self.answer(id).await
+    }
+
     /// Closes the socket politely.
     pub async fn close(mut self) -> Result<()> {
         self.ws.close(None).await.map_err(transport)
     }
+}
+
+fn bad_bundle(e: impl std::fmt::Display) -> ClientError {
+    ClientError::E2e(format!("bad pre-key bundle: {e}"))
+}
+
+/// Checks a fetched device's keys and turns them into the library's bundle.
+pub fn bundle_of(d: &hush_protocol::api::DevicePreKeys) -> Result<PreKeyBundle> {
+    let ik = &d.identity_key.0;
+    let identity_key = PublicKey::from_exact(ik).map_err(bad_bundle)?;
+    let s = &d.signed_pre_key;
+    let signed_pre_key =
+        verify_signed_ec_prekey(ik, s.key_id, &s.public_key.0, &s.signature.0).map_err(bad_bundle)?;
+    let one_time_pre_key = d
+        .pre_key
+        .as_ref()
+        .map(|k| parse_one_time_prekey(k.key_id, &k.public_key.0))
+        .transpose()
+        .map_err(bad_bundle)?;
+    let kyber_pre_key = d
+        .kyber_pre_key
+        .as_ref()
+        .map(|k| verify_kyber_prekey(ik, k.key_id, &k.public_key.0, &k.signature.0))
+        .transpose()
+        .map_err(bad_bundle)?;
+    Ok(state::bundle(
+        d.registration_id,
+        d.device_id,
+        identity_key,
+        signed_pre_key,
+        one_time_pre_key,
+        kyber_pre_key,
+    ))
+}
+
+/// The upload body of a set of public pre-keys.
+pub fn upload_request(up: &state::PreKeyUpload) -> UploadKeysRequest {
+    let signed = |key_id: u32, pk: Vec<u8>, sig: &[u8]| SignedPreKey {
+        key_id: i64::from(key_id),
+        public_key: Payload(pk),
+        signature: Payload(sig.to_vec()),
+    };
+    UploadKeysRequest {
+        signed_pre_key: up
+            .signed_pre_key
+            .as_ref()
+            .map(|k| signed(k.key_id.get(), k.public_key.serialize().to_vec(), &k.signature)),
+        pre_keys: up
+            .one_time
+            .iter()
+            .map(|k| PreKey {
+                key_id: i64::from(k.key_id.get()),
+                public_key: Payload(k.public_key.serialize().to_vec()),
+            })
+            .collect(),
+        kyber_pre_keys: up
+            .kyber_one_time
+            .iter()
+            .map(|k| signed(k.key_id.get(), k.public_key.serialize().to_vec(), &k.signature))
+            .collect(),
+        kyber_last_resort: up
+            .kyber_last_resort
+            .as_ref()
+            .map(|k| signed(k.key_id.get(), k.public_key.serialize().to_vec(), &k.signature)),
+    }
+}
+
+/// Registers a new device of `user` with a fresh end-to-end identity: logs in with its
+/// identity key, then uploads its signed pre-key, [`state::ONE_TIME_BATCH`] EC and as many
+/// Kyber one-time pre-keys, and its Kyber last-resort key. Returns the session and the device
+/// state (to be saved by the caller).
+pub async fn register_device(
+    client: &Client,
+    tenant: &TenantId,
+    user: &UserId,
+    password: &Secret,
+    name: Option<String>,
+) -> Result<(Session, state::DeviceState)> {
+    let mut st = state::DeviceState::generate(random_registration_id())?;
+    let session = login_device(client, tenant, user, password, None, name, &mut st).await?;
+    let up = st.full_upload()?;
+    session.upload_keys(&upload_request(&up)).await?;
+    Ok((session, st))
+}
+
+/// Logs in as device `device` (or a new one) with the identity key of `st`, and adopts the
+/// registration id the node keeps for it.
+pub async fn login_device(
+    client: &Client,
+    tenant: &TenantId,
+    user: &UserId,
+    password: &Secret,
+    device: Option<DeviceId>,
+    name: Option<String>,
+    st: &mut state::DeviceState,
+) -> Result<Session> {
+    let req = DeviceRequest {
+        id: device,
+        registration_id: st.registration_id(),
+        name,
+        identity_key: Some(Payload(st.identity_key().serialize().to_vec())),
+    };
+    let session = client.login(tenant, user, password, req).await?;
+    st.set_registration_id(session.login_info().registration_id);
+    Ok(session)
 }
 
 /// A random 14-bit registration id (1..=16383), as a new device would pick.

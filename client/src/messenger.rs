@@ -1,0 +1,678 @@
+//! [`Messenger`]: end-to-end encrypted chat over one device's [`Connection`].
+//!
+//! It owns the device's [`DeviceState`] and saves it (when it has a file) after every change and
+//! before anything leaves the device: a message is encrypted, the state saved, then the frame
+//! sent, so a crash never reuses a message key; a message is decrypted, the state saved, then the
+//! envelope acknowledged, so a crash never loses a session step (a redelivered envelope is
+//! recognised by its id and only acknowledged).
+//!
+//! - 1:1: [`Messenger::send_text`] starts a session from a fetched bundle with every device
+//!   that has none (the recipient's, and this user's other devices for the sync copies),
+//!   encrypts per device and sends; `MismatchedDevices` / `StaleDevices` drop the sessions of
+//!   the devices named and resend with fresh bundles, at most [`SEND_ATTEMPTS`] times.
+//! - Groups: [`Messenger::send_group_text`] makes sure every member device holds this device's
+//!   current sender key for the group's epoch (a new chain after a member left), distributing it
+//!   pairwise as a [`Content::SenderKeyDistribution`], then encrypts once and sends the group
+//!   frame with the epoch; a stale epoch refreshes the group and retries.
+//! - [`Messenger::next_event`] decrypts deliveries, deduplicates them by message id,
+//!   acknowledges them, and handles the node's key events: `PreKeysLow` (upload a new batch),
+//!   `RotateKeys` (new signed pre-key and last-resort key), `RotateSenderKey` (new chain,
+//!   redistributed to the remaining members) and `DistributeSenderKey` (our chain to new
+//!   devices). A group message that arrives before its sender's key is held (at most
+//!   [`MAX_HELD_GROUP_MESSAGES`], unacknowledged) until the key arrives.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use hush_protocol::api::DeviceInfo;
+use hush_protocol::api::GroupInfo;
+use hush_protocol::e2e::PeerAddress;
+use hush_protocol::ids::{DeviceId, GroupId, MessageId, UserId};
+use hush_protocol::wire::{
+    ClientFrame, DeviceMessage, Envelope, Payload, SendMessage, ServerFrame, SessionEvent,
+};
+
+use crate::content::{Content, MAX_BODY_BYTES};
+use crate::state::{peer, DeviceState, PreKeyUpload, StateError, ONE_TIME_BATCH};
+use crate::{upload_request, ClientError, Connection, Result, Session, SEND_ATTEMPTS};
+use hush_protocol::e2e::E2eError;
+
+/// Group messages held while their sender's key has not arrived yet.
+pub const MAX_HELD_GROUP_MESSAGES: usize = 256;
+
+/// What [`Messenger::next_event`] reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A text from another user.
+    Text {
+        /// The message id.
+        id: MessageId,
+        /// The sender.
+        from: UserId,
+        /// The sending device.
+        from_device: DeviceId,
+        /// The text.
+        body: String,
+    },
+    /// A text this user sent from another device (sync copy).
+    Sent {
+        /// The message id.
+        id: MessageId,
+        /// The recipient of the original.
+        to: UserId,
+        /// The device that sent it.
+        from_device: DeviceId,
+        /// The text.
+        body: String,
+    },
+    /// A group text.
+    GroupText {
+        /// The message id.
+        id: MessageId,
+        /// The group.
+        group: GroupId,
+        /// The sender.
+        from: UserId,
+        /// The sending device.
+        from_device: DeviceId,
+        /// The text.
+        body: String,
+        /// The ciphertext as delivered (one for every member device).
+        ciphertext: Payload,
+    },
+    /// A member's sender key for a group arrived.
+    SenderKeyReceived {
+        /// The group.
+        group: GroupId,
+        /// The member.
+        from: UserId,
+        /// Its device.
+        from_device: DeviceId,
+    },
+    /// A message that could not be decrypted; it was acknowledged and dropped.
+    Undecryptable {
+        /// The message id.
+        id: MessageId,
+        /// The sender.
+        from: UserId,
+        /// The sending device.
+        from_device: DeviceId,
+        /// Why.
+        reason: String,
+    },
+    /// The node asked for keys and this device answered.
+    KeysMaintained(KeyAction),
+    /// An account event (login, device added or removed, session revoked).
+    Account(SessionEvent),
+    /// Everything queued while offline has been handled.
+    UpToDate,
+    /// The session ended; the socket closes next.
+    LoggedOut {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Key maintenance done on the node's request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyAction {
+    /// New one-time pre-keys uploaded.
+    Replenished {
+        /// EC one-time keys uploaded.
+        ec: usize,
+        /// Kyber one-time keys uploaded.
+        kyber: usize,
+    },
+    /// New signed pre-key and Kyber last-resort key uploaded.
+    RotatedSignedKeys,
+    /// A new sender key for `group` (epoch `epoch`) sent to the remaining members.
+    SenderKeyRotated {
+        /// The group.
+        group: GroupId,
+        /// The epoch.
+        epoch: u64,
+    },
+    /// Our sender key for `group` sent to new member devices.
+    SenderKeyDistributed {
+        /// The group.
+        group: GroupId,
+        /// Devices it was sent to.
+        devices: usize,
+    },
+}
+
+/// Errors of the messenger.
+impl From<StateError> for ClientError {
+    fn from(e: StateError) -> Self {
+        ClientError::E2e(e.to_string())
+    }
+}
+
+/// A group message held until its sender's key arrives.
+struct Held {
+    envelope: Envelope,
+    group: GroupId,
+}
+
+/// End-to-end encrypted messaging for one device (see the module docs).
+pub struct Messenger {
+    session: Session,
+    conn: Connection,
+    state: DeviceState,
+    path: Option<PathBuf>,
+    held: VecDeque<Held>,
+    /// Events ready to be returned (held messages that became readable).
+    ready: VecDeque<Event>,
+}
+
+impl core::fmt::Debug for Messenger {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Messenger").field("state", &self.state).finish_non_exhaustive()
+    }
+}
+
+fn too_long() -> ClientError {
+    ClientError::E2e(format!("text longer than {MAX_BODY_BYTES} bytes"))
+}
+
+impl Messenger {
+    /// Connects `session`'s device with its end-to-end state; `path` is where the state is
+    /// saved after each change (`None`: memory only).
+    pub async fn connect(session: Session, state: DeviceState, path: Option<PathBuf>) -> Result<Self> {
+        let conn = session.connect().await?;
+        Ok(Self { session, conn, state, path, held: VecDeque::new(), ready: VecDeque::new() })
+    }
+
+    /// The device's end-to-end state.
+    pub fn state(&self) -> &DeviceState {
+        &self.state
+    }
+
+    /// The device's end-to-end state, for callers that test it directly.
+    pub fn state_mut(&mut self) -> &mut DeviceState {
+        &mut self.state
+    }
+
+    /// The logged-in session.
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    /// Closes the socket and returns the state.
+    pub async fn close(self) -> Result<DeviceState> {
+        let _ = self.conn.close().await;
+        Ok(self.state)
+    }
+
+    fn save(&self) -> Result<()> {
+        if let Some(p) = &self.path {
+            self.state.save_file(p)?;
+        }
+        Ok(())
+    }
+
+    fn me(&self) -> PeerAddress {
+        peer(self.session.user(), self.session.device())
+    }
+
+    /// Makes sure a session exists with each of `devices` of `user`, fetching bundles for
+    /// those without one (or with one built for an older registration id).
+    async fn ensure_sessions(&mut self, user: &UserId, devices: &[DeviceInfo]) -> Result<()> {
+        let need: Vec<DeviceId> = devices
+            .iter()
+            .filter(|d| !self.state.has_session(&peer(user, d.id), d.registration_id))
+            .map(|d| d.id)
+            .collect();
+        if need.is_empty() {
+            return Ok(());
+        }
+        // One request for every device when all need a session; else one per device, so no
+        // one-time key (nor rate-limit token) is spent on a device we already talk to.
+        let bundles = if need.len() == devices.len() {
+            self.session.prekey_bundles(user, None).await?
+        } else {
+            let mut v = Vec::with_capacity(need.len());
+            for d in &need {
+                v.extend(self.session.prekey_bundles(user, Some(*d)).await?);
+            }
+            v
+        };
+        for d in &need {
+            let b = bundles
+                .iter()
+                .find(|b| b.device_id == d.get())
+                .ok_or_else(|| ClientError::E2e(format!("{user}/{d} has no pre-keys: it cannot receive")))?;
+            self.state.start_session(&peer(user, *d), b)?;
+        }
+        self.save()
+    }
+
+    /// Builds and sends one pairwise message to every device of `to` and every other device of
+    /// this user, with `content(is_sync)` as plaintext; refreshes and resends on a wrong device
+    /// set. Returns the message id once accepted.
+    async fn send_pairwise<F>(&mut self, to: &UserId, mut content: F) -> Result<MessageId>
+    where
+        F: FnMut(bool) -> Content,
+    {
+        let id = uuid::Uuid::new_v4();
+        let me = self.session.user().clone();
+        let own = self.session.device();
+        let mut last = None;
+        for _ in 0..SEND_ATTEMPTS {
+            let theirs: Vec<DeviceInfo> = self
+                .session
+                .devices(Some(to))
+                .await?
+                .devices
+                .into_iter()
+                .filter(|d| !(*to == me && d.id == own))
+                .collect();
+            let mine: Vec<DeviceInfo> = if *to == me {
+                Vec::new()
+            } else {
+                self.session.devices(None).await?.devices.into_iter().filter(|d| d.id != own).collect()
+            };
+            self.ensure_sessions(to, &theirs).await?;
+            self.ensure_sessions(&me, &mine).await?;
+            let mut devices = Vec::with_capacity(theirs.len());
+            for d in &theirs {
+                let plain = content(*to == me).encode().map_err(|_| too_long())?;
+                let ct = self.state.encrypt(&peer(to, d.id), &plain)?;
+                devices.push(DeviceMessage {
+                    device: d.id,
+                    registration_id: d.registration_id,
+                    content: Payload(ct),
+                });
+            }
+            let mut sync = Vec::with_capacity(mine.len());
+            for d in &mine {
+                let plain = content(true).encode().map_err(|_| too_long())?;
+                let ct = self.state.encrypt(&peer(&me, d.id), &plain)?;
+                sync.push(DeviceMessage {
+                    device: d.id,
+                    registration_id: d.registration_id,
+                    content: Payload(ct),
+                });
+            }
+            if devices.is_empty() {
+                // Only this device exists: nothing to send (a note to self stays local).
+                return Ok(id);
+            }
+            // Saved before sending: a crash must never lead to a message key used twice.
+            self.save()?;
+            let frame = ClientFrame::Send(SendMessage { id, to: to.clone(), devices, sync });
+            self.conn.send_frame(&frame).await?;
+            match self.conn.answer(id).await? {
+                ServerFrame::Accepted { .. } => return Ok(id),
+                ServerFrame::MismatchedDevices { user, extra, missing, .. } => {
+                    for d in extra.iter().chain(&missing) {
+                        self.state.forget_peer(&peer(&user, *d));
+                    }
+                    last = Some(ServerFrame::MismatchedDevices { id, user, extra, missing });
+                }
+                ServerFrame::StaleDevices { user, stale, .. } => {
+                    for d in &stale {
+                        self.state.forget_peer(&peer(&user, *d));
+                    }
+                    last = Some(ServerFrame::StaleDevices { id, user, stale });
+                }
+                f => return Err(ClientError::Refused(Box::new(f))),
+            }
+            self.save()?;
+        }
+        Err(ClientError::Refused(Box::new(last.unwrap_or(ServerFrame::QueueEmpty))))
+    }
+
+    /// Sends a text to every device of `to` (and sync copies to this user's other devices).
+    pub async fn send_text(&mut self, to: &UserId, body: &str) -> Result<MessageId> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(too_long());
+        }
+        let to_owned = to.clone();
+        self.send_pairwise(to, |sync| {
+            if sync {
+                Content::SentText { to: to_owned.clone(), body: body.to_owned() }
+            } else {
+                Content::Text { body: body.to_owned() }
+            }
+        })
+        .await
+    }
+
+    /// Creates a group with `members` (this user is a member and its administrator).
+    pub async fn create_group(&mut self, name: &str, members: &[UserId]) -> Result<GroupId> {
+        Ok(self.session.create_group(name, members).await?.id)
+    }
+
+    /// Adds members (group administrators). Existing members' devices are told by the node to
+    /// send them their sender keys; this device sends its own at once if it has one.
+    pub async fn add_members(&mut self, group: &GroupId, users: &[UserId]) -> Result<GroupInfo> {
+        let info = self.session.add_group_members(group, users).await?;
+        if self.state.group_sending(group.as_str()).is_some() {
+            self.distribute_sender_key(&info, false).await?;
+        }
+        Ok(info)
+    }
+
+    /// Removes members (group administrators, or a member leaving). The epoch goes up: this
+    /// device replaces its sender key at once if it has one, and the others on the node's
+    /// `RotateSenderKey`.
+    pub async fn remove_members(&mut self, group: &GroupId, users: &[UserId]) -> Result<GroupInfo> {
+        let mut info = None;
+        for u in users {
+            info = Some(self.session.remove_group_member(group, u).await?);
+        }
+        let info = match info {
+            Some(i) => i,
+            None => self.session.group(group).await?,
+        };
+        if users.contains(self.session.user()) {
+            self.state.drop_group_chain(group.as_str());
+            self.save()?;
+        } else if self.state.group_sending(group.as_str()).is_some() {
+            self.distribute_sender_key(&info, false).await?;
+        }
+        Ok(info)
+    }
+
+    /// Makes sure every member device of `group` holds this device's current sender key for
+    /// the group's epoch (a new chain when ours predates it, or when `rotate`), sending it
+    /// pairwise to each member user with a device that lacks it. Returns the number of devices
+    /// that lacked it.
+    async fn distribute_sender_key(&mut self, info: &GroupInfo, rotate: bool) -> Result<usize> {
+        let me = self.me();
+        let group = info.id.as_str();
+        let (skdm, fresh) = if rotate {
+            (self.state.rotate_group_chain(&me, group, info.epoch)?, true)
+        } else {
+            self.state.group_distribution(&me, group, info.epoch)?
+        };
+        self.save()?;
+        let my_user = self.session.user().clone();
+        let own = self.session.device();
+        // This user's other devices first (they are members too), then every other member.
+        let mut users: Vec<UserId> = vec![my_user.clone()];
+        users.extend(info.members.iter().filter(|u| **u != my_user).cloned());
+        let mut sent = 0;
+        for user in users {
+            let devices = self.session.devices(Some(&user)).await?.devices;
+            let lacking = devices
+                .iter()
+                .filter(|d| !(user == my_user && d.id == own))
+                .filter(|d| fresh || !self.state.holds_our_key(group, &peer(&user, d.id)))
+                .count();
+            if lacking == 0 {
+                continue;
+            }
+            let (g, epoch, bytes) = (info.id.clone(), info.epoch, skdm.to_vec());
+            self.send_pairwise(&user, |_| Content::SenderKeyDistribution {
+                group: g.clone(),
+                epoch,
+                skdm: bytes.clone(),
+            })
+            .await?;
+            // Every device of `user` has it now (and this user's other devices, by the sync
+            // copies).
+            for d in &devices {
+                self.state.mark_distributed(group, &peer(&user, d.id));
+            }
+            sent += lacking;
+        }
+        self.save()?;
+        Ok(sent)
+    }
+
+    /// Sends a text to a group: one Sender Key ciphertext for every member device, after
+    /// making sure each holds this device's current sender key. A stale epoch (a member left
+    /// meanwhile) refreshes the group, which replaces the key, and retries.
+    pub async fn send_group_text(&mut self, group: &GroupId, body: &str) -> Result<MessageId> {
+        if body.len() > MAX_BODY_BYTES {
+            return Err(too_long());
+        }
+        let id = uuid::Uuid::new_v4();
+        let me = self.me();
+        let mut last = None;
+        for _ in 0..SEND_ATTEMPTS {
+            let info = self.session.group(group).await?;
+            self.distribute_sender_key(&info, false).await?;
+            let plain = Content::GroupText { body: body.to_owned() }.encode().map_err(|_| too_long())?;
+            let ct = self.state.group_encrypt(&me, group.as_str(), &plain)?;
+            // Saved before sending: a chain step is never used twice.
+            self.save()?;
+            match self.conn.send_group(id, group, info.epoch, ct).await? {
+                ServerFrame::Accepted { .. } => return Ok(id),
+                f @ ServerFrame::StaleEpoch { .. } => last = Some(f),
+                f => return Err(ClientError::Refused(Box::new(f))),
+            }
+        }
+        Err(ClientError::Refused(Box::new(last.unwrap_or(ServerFrame::QueueEmpty))))
+    }
+
+    /// `RotateSenderKey`: after a removal, replace our chain (unless already done for this
+    /// epoch) and give the new one to the remaining members only; on age or use, replace it.
+    async fn on_rotate_sender_key(
+        &mut self,
+        group: &GroupId,
+        epoch: u64,
+        reason: &str,
+    ) -> Result<Option<Event>> {
+        let Some(ours) = self.state.group_sending(group.as_str()) else {
+            // No chain yet: the first send makes one for the current epoch.
+            return Ok(None);
+        };
+        let removal = reason == "member_removed";
+        if removal && ours.epoch >= epoch {
+            return Ok(None);
+        }
+        let mut info = match self.session.group(group).await {
+            Ok(i) => i,
+            Err(ClientError::Http { status: 404, .. }) => {
+                // We are no longer a member.
+                self.state.drop_group_chain(group.as_str());
+                self.save()?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        info.epoch = info.epoch.max(epoch);
+        self.distribute_sender_key(&info, !removal).await?;
+        Ok(Some(Event::KeysMaintained(KeyAction::SenderKeyRotated {
+            group: group.clone(),
+            epoch: info.epoch,
+        })))
+    }
+
+    /// `DistributeSenderKey`: give our current chain to the new member devices, if we have one.
+    async fn on_distribute_sender_key(&mut self, group: &GroupId) -> Result<Option<Event>> {
+        if self.state.group_sending(group.as_str()).is_none() {
+            return Ok(None);
+        }
+        let info = self.session.group(group).await?;
+        let devices = self.distribute_sender_key(&info, false).await?;
+        Ok(Some(Event::KeysMaintained(KeyAction::SenderKeyDistributed { group: group.clone(), devices })))
+    }
+
+    /// The next event: decrypts and acknowledges deliveries and handles key requests.
+    pub async fn next_event(&mut self) -> Result<Event> {
+        loop {
+            if let Some(ev) = self.ready.pop_front() {
+                return Ok(ev);
+            }
+            let frame = self.conn.next_frame().await?;
+            if let Some(ev) = self.handle(frame).await? {
+                return Ok(ev);
+            }
+        }
+    }
+
+    async fn handle(&mut self, frame: ServerFrame) -> Result<Option<Event>> {
+        match frame {
+            ServerFrame::Deliver(env) => self.on_deliver(env).await,
+            ServerFrame::QueueEmpty => Ok(Some(Event::UpToDate)),
+            ServerFrame::LoggedOut { reason } => Ok(Some(Event::LoggedOut { reason })),
+            ServerFrame::PreKeysLow { ec, kyber } => {
+                let half = u32::try_from(ONE_TIME_BATCH / 2).unwrap_or(u32::MAX);
+                let mut up = PreKeyUpload {
+                    signed_pre_key: None,
+                    one_time: Vec::new(),
+                    kyber_one_time: Vec::new(),
+                    kyber_last_resort: None,
+                };
+                if ec < half {
+                    up.one_time = self.state.new_one_time_keys(ONE_TIME_BATCH)?;
+                }
+                if kyber < half {
+                    up.kyber_one_time = self.state.new_kyber_keys(ONE_TIME_BATCH)?;
+                }
+                if up.one_time.is_empty() && up.kyber_one_time.is_empty() {
+                    return Ok(None);
+                }
+                // Private halves saved before the public ones are published.
+                self.save()?;
+                self.session.upload_keys(&upload_request(&up)).await?;
+                Ok(Some(Event::KeysMaintained(KeyAction::Replenished {
+                    ec: up.one_time.len(),
+                    kyber: up.kyber_one_time.len(),
+                })))
+            }
+            ServerFrame::RotateKeys { .. } => {
+                let up = self.state.rotate_signed_keys()?;
+                self.save()?;
+                self.session.upload_keys(&upload_request(&up)).await?;
+                Ok(Some(Event::KeysMaintained(KeyAction::RotatedSignedKeys)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    async fn on_deliver(&mut self, env: Envelope) -> Result<Option<Event>> {
+        if let Some(ev) = env.event.clone() {
+            // Handled first, acknowledged after: a crash in between replays the event.
+            let out = match &ev {
+                SessionEvent::RotateSenderKey { group, epoch, reason } => {
+                    self.on_rotate_sender_key(group, *epoch, reason).await?
+                }
+                SessionEvent::DistributeSenderKey { group, .. } => {
+                    self.on_distribute_sender_key(group).await?
+                }
+                SessionEvent::GroupChanged { group, members, .. } => {
+                    if !members.contains(self.session.user()) {
+                        self.state.drop_group_chain(group.as_str());
+                        self.save()?;
+                    }
+                    Some(Event::Account(ev.clone()))
+                }
+                _ => Some(Event::Account(ev.clone())),
+            };
+            self.conn.ack(vec![env.seq]).await?;
+            return Ok(out);
+        }
+        if self.state.seen(&env.id) {
+            self.conn.ack(vec![env.seq]).await?;
+            return Ok(None);
+        }
+        if let Some(stamp) = env.group.clone() {
+            return self.on_group_message(env, stamp.group, true).await;
+        }
+        let from = peer(&env.from, env.from_device);
+        let plain = match self.state.decrypt(&from, &env.content.0) {
+            Ok(p) => p,
+            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+        };
+        let content = match Content::decode(&plain) {
+            Ok(c) => c,
+            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+        };
+        let ev = match content {
+            Content::Text { body } => {
+                Some(Event::Text { id: env.id, from: env.from.clone(), from_device: env.from_device, body })
+            }
+            // Only this user's own devices may claim to have sent something.
+            Content::SentText { to, body } if env.from == *self.session.user() => {
+                Some(Event::Sent { id: env.id, to, from_device: env.from_device, body })
+            }
+            Content::SenderKeyDistribution { group, skdm, .. } => {
+                if let Err(e) = self.state.process_distribution(&from, group.as_str(), &skdm) {
+                    return self.undecryptable(&env, e.to_string()).await;
+                }
+                self.release_held(&from, &group).await?;
+                Some(Event::SenderKeyReceived { group, from: env.from.clone(), from_device: env.from_device })
+            }
+            _ => return self.undecryptable(&env, "unexpected content".into()).await,
+        };
+        self.state.mark_seen(env.id);
+        self.save()?;
+        self.conn.ack(vec![env.seq]).await?;
+        Ok(ev)
+    }
+
+    /// Decrypts a group message. Without the sender's key yet, it is held (unacknowledged) when
+    /// `may_hold`, until the key arrives.
+    async fn on_group_message(
+        &mut self,
+        env: Envelope,
+        group: GroupId,
+        may_hold: bool,
+    ) -> Result<Option<Event>> {
+        let from = peer(&env.from, env.from_device);
+        let plain = match self.state.group_decrypt(&from, group.as_str(), &env.content.0) {
+            Ok(p) => p,
+            Err(StateError::E2e(E2eError::NoSenderKeyState)) if may_hold => {
+                if self.held.len() >= MAX_HELD_GROUP_MESSAGES {
+                    if let Some(old) = self.held.pop_front() {
+                        if let Some(ev) =
+                            self.undecryptable(&old.envelope, "sender key never arrived".into()).await?
+                        {
+                            self.ready.push_back(ev);
+                        }
+                    }
+                }
+                self.held.push_back(Held { envelope: env, group });
+                return Ok(None);
+            }
+            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+        };
+        let ev = match Content::decode(&plain) {
+            Ok(Content::GroupText { body }) => Event::GroupText {
+                id: env.id,
+                group,
+                from: env.from.clone(),
+                from_device: env.from_device,
+                body,
+                ciphertext: env.content.clone(),
+            },
+            Ok(_) => return self.undecryptable(&env, "unexpected content".into()).await,
+            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+        };
+        self.state.mark_seen(env.id);
+        self.save()?;
+        self.conn.ack(vec![env.seq]).await?;
+        Ok(Some(ev))
+    }
+
+    /// Retries the held group messages of `from` in `group`, in order, after its key arrived.
+    async fn release_held(&mut self, from: &PeerAddress, group: &GroupId) -> Result<()> {
+        let (mine, rest): (VecDeque<Held>, VecDeque<Held>) = std::mem::take(&mut self.held)
+            .into_iter()
+            .partition(|h| h.group == *group && peer(&h.envelope.from, h.envelope.from_device) == *from);
+        self.held = rest;
+        for h in mine {
+            if let Some(ev) = self.on_group_message(h.envelope, h.group, false).await? {
+                self.ready.push_back(ev);
+            }
+        }
+        Ok(())
+    }
+
+    async fn undecryptable(&mut self, env: &Envelope, reason: String) -> Result<Option<Event>> {
+        self.state.mark_seen(env.id);
+        self.save()?;
+        self.conn.ack(vec![env.seq]).await?;
+        Ok(Some(Event::Undecryptable {
+            id: env.id,
+            from: env.from.clone(),
+            from_device: env.from_device,
+            reason,
+        }))
+    }
+}

@@ -1,0 +1,819 @@
+//! The end-to-end state of one device: its identity key, its pre-keys with their private halves,
+//! the pairwise sessions and trusted identities of its peers, the sender keys of its groups, and
+//! the ids of the messages it already handled (delivery is at least once).
+//!
+//! [`DeviceState`] implements the store traits of `hush_protocol::e2e`, so the library's
+//! functions run on it directly. It is kept in memory (tests) or in a file of the CLI profile
+//! ([`DeviceState::save_file`], mode 0600, written to a temporary file then renamed): a version
+//! byte then postcard. Session and sender-key records are held in their own serialized form and
+//! checked by the library's decoders at each use. `Debug` prints no key material.
+//!
+//! Bounds: [`MAX_LOCAL_ONE_TIME_KEYS`] EC one-time private keys, [`MAX_SEEN_IDS`] handled message
+//! ids, [`MAX_PEERS`] sessions, [`MAX_SENDER_KEYS`] sender-key records, [`MAX_GROUPS`] groups.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::path::Path;
+
+use hush_protocol::e2e::keys::{KeyId, KeyPair, KyberPublicKey, PublicKey, KYBER1024_KEY_TYPE};
+use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::store::{IdentityStore, PreKeyStore, SenderKeyStore, SessionStore};
+use hush_protocol::e2e::{
+    session as e2e_session, store as e2e_store, E2eError, OneTimePreKey, PeerAddress, PreKeyBundle,
+    SenderKeyDistributionMessage, SenderKeyRecord, SessionRecord, SignedEcPreKey, SignedKyberPreKey,
+};
+use hush_protocol::ids::{DeviceId, MessageId, RegistrationId, UserId};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use zeroize::{Zeroize, Zeroizing};
+
+/// One-time pre-keys per upload (Signal clients refill in batches of 100; the node takes at most
+/// 100 per list).
+pub const ONE_TIME_BATCH: usize = 100;
+/// EC one-time private keys kept locally. A new batch replaces the node's list, but a peer may
+/// still hold a key of the previous batch in a pre-key message in flight, so older keys are kept
+/// up to this bound (oldest dropped first).
+pub const MAX_LOCAL_ONE_TIME_KEYS: usize = 5 * ONE_TIME_BATCH;
+/// Message ids remembered for deduplication (oldest forgotten first).
+pub const MAX_SEEN_IDS: usize = 10_000;
+/// Peer devices with a session or a trusted identity.
+pub const MAX_PEERS: usize = 10_000;
+/// Sender-key records (one per sender device and group).
+pub const MAX_SENDER_KEYS: usize = 20_000;
+/// Groups this device sends to.
+pub const MAX_GROUPS: usize = 1_000;
+/// Signed pre-keys kept: the current one and the previous one (for pre-key messages in flight).
+const SIGNED_KEYS_KEPT: usize = 2;
+/// Key ids are allocated from a 24-bit wrapping counter, as libsignal clients do.
+const KEY_ID_MASK: u32 = 0x00ff_ffff;
+/// Version byte of the saved state.
+const STATE_VERSION: u8 = 1;
+/// Length of the seed a Kyber-1024 key pair is derived from (FIPS 203 `d || z`).
+const KYBER_SEED_LEN: usize = 64;
+
+/// Errors of the device state.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The E2E library refused an operation.
+    #[error("e2e: {0}")]
+    E2e(#[from] E2eError),
+    /// The saved state does not decode.
+    #[error("corrupt device state")]
+    Corrupt,
+    /// Reading or writing the state file failed.
+    #[error("device state file: {0}")]
+    Io(#[from] std::io::Error),
+    /// A bound of this module would be exceeded.
+    #[error("too many {0}")]
+    Full(&'static str),
+}
+
+/// Bytes that must not leak: zeroized on drop, redacted in `Debug`.
+#[derive(Clone, Serialize, Deserialize)]
+struct SecretBytes(Vec<u8>);
+
+impl Drop for SecretBytes {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+impl core::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("SecretBytes(..)")
+    }
+}
+
+/// A Kyber-1024 pre-key: the key pair is derived from a 64-byte seed (kept instead of the
+/// 3,168-byte decapsulation key), with the identity key's signature over the serialized public key.
+#[derive(Clone, Serialize, Deserialize)]
+struct KyberKey {
+    key_id: KeyId,
+    seed: SecretBytes,
+    signature: Vec<u8>,
+}
+
+fn kyber_public(seed: &[u8]) -> Result<KyberPublicKey, StateError> {
+    let mut s = Zeroizing::new([0u8; KYBER_SEED_LEN]);
+    s.copy_from_slice(seed.get(..KYBER_SEED_LEN).ok_or(StateError::Corrupt)?);
+    let pair = libcrux_ml_kem::kyber1024::generate_key_pair(*s);
+    let mut bytes = Vec::with_capacity(1 + pair.pk().len());
+    bytes.push(KYBER1024_KEY_TYPE);
+    bytes.extend_from_slice(pair.pk());
+    KyberPublicKey::deserialize(&bytes).map_err(|e| StateError::E2e(e.into()))
+}
+
+impl KyberKey {
+    fn generate(key_id: KeyId, identity: &KeyPair) -> Result<Self, StateError> {
+        let mut seed = vec![0u8; KYBER_SEED_LEN];
+        OsRng.fill_bytes(&mut seed);
+        let seed = SecretBytes(seed);
+        let public = kyber_public(&seed.0)?;
+        let signature = identity.sign(public.serialize(), &mut OsRng).to_vec();
+        Ok(Self { key_id, seed, signature })
+    }
+
+    fn public(&self) -> Result<SignedKyberPreKey, StateError> {
+        Ok(SignedKyberPreKey {
+            key_id: self.key_id,
+            public_key: kyber_public(&self.seed.0)?,
+            signature: self.signature.clone(),
+        })
+    }
+}
+
+/// What this device sends with in one group.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GroupSending {
+    /// The group epoch our current sending chain was made for; a newer epoch (a member left)
+    /// means the chain must be replaced before the next send.
+    pub epoch: u64,
+    /// Member devices that hold our current chain.
+    pub sent_to: BTreeSet<(String, u32)>,
+}
+
+/// The persisted part; `DeviceState` wraps it with the deduplication index.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    registration_id: RegistrationId,
+    identity: KeyPair,
+    next_key_id: u32,
+    /// Newest first.
+    signed: Vec<SignedPreKeyRecord>,
+    signed_created_ms: u64,
+    /// Oldest first.
+    one_time: VecDeque<PreKeyRecord>,
+    kyber_one_time: Vec<KyberKey>,
+    kyber_last_resort: KyberKey,
+    identities: BTreeMap<PeerAddress, PublicKey>,
+    sessions: BTreeMap<PeerAddress, Vec<u8>>,
+    sender_keys: BTreeMap<(PeerAddress, Uuid), Vec<u8>>,
+    groups: BTreeMap<String, GroupSending>,
+    /// Oldest first.
+    seen: VecDeque<MessageId>,
+}
+
+/// The end-to-end state of one device (see the module docs).
+pub struct DeviceState {
+    saved: Saved,
+    seen_index: HashSet<MessageId>,
+}
+
+impl core::fmt::Debug for DeviceState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DeviceState")
+            .field("registration_id", &self.saved.registration_id)
+            .field("identity", self.saved.identity.public_key())
+            .field("one_time_keys", &self.saved.one_time.len())
+            .field("kyber_one_time_keys", &self.saved.kyber_one_time.len())
+            .field("sessions", &self.saved.sessions.len())
+            .field("sender_keys", &self.saved.sender_keys.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The public pre-keys to upload.
+#[derive(Clone, Debug)]
+pub struct PreKeyUpload {
+    /// The signed EC pre-key, if it changed.
+    pub signed_pre_key: Option<SignedEcPreKey>,
+    /// EC one-time pre-keys (replace the node's list when non-empty).
+    pub one_time: Vec<OneTimePreKey>,
+    /// Kyber one-time pre-keys (replace the node's list when non-empty).
+    pub kyber_one_time: Vec<SignedKyberPreKey>,
+    /// The Kyber last-resort key, if it changed.
+    pub kyber_last_resort: Option<SignedKyberPreKey>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// The address the E2E library knows a device by.
+pub fn peer(user: &UserId, device: DeviceId) -> PeerAddress {
+    PeerAddress::new(user.as_str(), device.get())
+}
+
+/// The sender-key distribution id of a group: derived from the group id, so a group message can
+/// only be decrypted with a chain distributed for that very group.
+pub fn distribution_id(group: &str) -> Uuid {
+    let digest = Sha256::new().chain_update(b"hush group distribution id\0").chain_update(group).finalize();
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&digest[..16]);
+    Uuid::from_bytes(b)
+}
+
+impl DeviceState {
+    /// A new device: fresh identity key, signed pre-key and Kyber last-resort key.
+    pub fn generate(registration_id: RegistrationId) -> Result<Self, StateError> {
+        let identity = KeyPair::generate(&mut OsRng);
+        let mut next_key_id = OsRng.next_u32() & KEY_ID_MASK;
+        let mut alloc = || {
+            let id = next_key_id;
+            next_key_id = (next_key_id + 1) & KEY_ID_MASK;
+            KeyId::from_u32(id)
+        };
+        let signed = SignedPreKeyRecord::generate(alloc().map_err(E2eError::from)?, &identity, &mut OsRng);
+        let kyber_last_resort = KyberKey::generate(alloc().map_err(E2eError::from)?, &identity)?;
+        Ok(Self {
+            saved: Saved {
+                registration_id,
+                identity,
+                next_key_id,
+                signed: vec![signed],
+                signed_created_ms: now_ms(),
+                one_time: VecDeque::new(),
+                kyber_one_time: Vec::new(),
+                kyber_last_resort,
+                identities: BTreeMap::new(),
+                sessions: BTreeMap::new(),
+                sender_keys: BTreeMap::new(),
+                groups: BTreeMap::new(),
+                seen: VecDeque::new(),
+            },
+            seen_index: HashSet::new(),
+        })
+    }
+
+    fn alloc_key_id(&mut self) -> Result<KeyId, StateError> {
+        let id = self.saved.next_key_id;
+        self.saved.next_key_id = (id + 1) & KEY_ID_MASK;
+        Ok(KeyId::from_u32(id).map_err(E2eError::from)?)
+    }
+
+    /// This device's registration id.
+    pub fn registration_id(&self) -> RegistrationId {
+        self.saved.registration_id
+    }
+
+    /// Adopts the registration id the node keeps for this device (it picks a new one when a
+    /// re-registration reused the old value).
+    pub fn set_registration_id(&mut self, id: RegistrationId) {
+        self.saved.registration_id = id;
+    }
+
+    /// This device's identity public key.
+    pub fn identity_key(&self) -> PublicKey {
+        *self.saved.identity.public_key()
+    }
+
+    /// When the current signed pre-key was made (ms since the Unix epoch).
+    pub fn signed_pre_key_created_ms(&self) -> u64 {
+        self.saved.signed_created_ms
+    }
+
+    /// Every public pre-key of the device, with fresh batches of [`ONE_TIME_BATCH`] EC and Kyber
+    /// one-time keys: what a newly registered device uploads.
+    pub fn full_upload(&mut self) -> Result<PreKeyUpload, StateError> {
+        let signed = self.saved.signed.first().map(SignedPreKeyRecord::public);
+        let last_resort = self.saved.kyber_last_resort.public()?;
+        Ok(PreKeyUpload {
+            signed_pre_key: signed,
+            one_time: self.new_one_time_keys(ONE_TIME_BATCH)?,
+            kyber_one_time: self.new_kyber_keys(ONE_TIME_BATCH)?,
+            kyber_last_resort: Some(last_resort),
+        })
+    }
+
+    /// `n` new EC one-time pre-keys (their private halves kept; see [`MAX_LOCAL_ONE_TIME_KEYS`]).
+    pub fn new_one_time_keys(&mut self, n: usize) -> Result<Vec<OneTimePreKey>, StateError> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let rec = PreKeyRecord::generate(self.alloc_key_id()?, &mut OsRng);
+            out.push(rec.public());
+            self.saved.one_time.push_back(rec);
+        }
+        while self.saved.one_time.len() > MAX_LOCAL_ONE_TIME_KEYS {
+            self.saved.one_time.pop_front();
+        }
+        Ok(out)
+    }
+
+    /// `n` new signed Kyber one-time pre-keys. They replace the previous ones: the node replaced
+    /// its list, and Hush's X3DH does not run the KEM, so no message in flight names an old one.
+    pub fn new_kyber_keys(&mut self, n: usize) -> Result<Vec<SignedKyberPreKey>, StateError> {
+        let mut keys = Vec::with_capacity(n);
+        for _ in 0..n {
+            let id = self.alloc_key_id()?;
+            keys.push(KyberKey::generate(id, &self.saved.identity)?);
+        }
+        let out = keys.iter().map(KyberKey::public).collect::<Result<Vec<_>, _>>()?;
+        self.saved.kyber_one_time = keys;
+        Ok(out)
+    }
+
+    /// Replaces the signed pre-key (the previous one is kept for messages in flight) and the
+    /// Kyber last-resort key; returns both public keys to upload.
+    pub fn rotate_signed_keys(&mut self) -> Result<PreKeyUpload, StateError> {
+        let id = self.alloc_key_id()?;
+        let signed = SignedPreKeyRecord::generate(id, &self.saved.identity, &mut OsRng);
+        let public = signed.public();
+        self.saved.signed.insert(0, signed);
+        self.saved.signed.truncate(SIGNED_KEYS_KEPT);
+        self.saved.signed_created_ms = now_ms();
+        let id = self.alloc_key_id()?;
+        self.saved.kyber_last_resort = KyberKey::generate(id, &self.saved.identity)?;
+        Ok(PreKeyUpload {
+            signed_pre_key: Some(public),
+            one_time: Vec::new(),
+            kyber_one_time: Vec::new(),
+            kyber_last_resort: Some(self.saved.kyber_last_resort.public()?),
+        })
+    }
+
+    /// EC one-time private keys held.
+    pub fn one_time_key_count(&self) -> usize {
+        self.saved.one_time.len()
+    }
+
+    /// Whether a session with `address` exists, built for the device's current registration id
+    /// (a re-registered device has a new one and needs a new session).
+    pub fn has_session(&self, address: &PeerAddress, registration_id: RegistrationId) -> bool {
+        match self.load_session(address) {
+            Ok(Some(rec)) => {
+                rec.current().is_some_and(|s| s.remote_registration_id() == u32::from(registration_id.get()))
+            }
+            _ => false,
+        }
+    }
+
+    /// Starts a session from a fetched bundle (the bundle's signatures are checked). A device
+    /// whose identity changed (re-registered) is trusted anew: the node vouches for the
+    /// registration and the old session is archived.
+    pub fn start_session(&mut self, address: &PeerAddress, bundle: &PreKeyBundle) -> Result<(), StateError> {
+        if !self.is_trusted_identity(address, &bundle.identity_key)? {
+            self.forget_peer(address);
+        }
+        if !self.saved.sessions.contains_key(address) && self.saved.sessions.len() >= MAX_PEERS {
+            return Err(StateError::Full("sessions"));
+        }
+        e2e_session::process_prekey_bundle(self, address, bundle, &mut OsRng)?;
+        Ok(())
+    }
+
+    /// Drops the session and trusted identity of a device (it re-registered or was removed).
+    pub fn forget_peer(&mut self, address: &PeerAddress) {
+        self.saved.sessions.remove(address);
+        self.saved.identities.remove(address);
+    }
+
+    /// Encrypts for a peer device with its session.
+    pub fn encrypt(&mut self, address: &PeerAddress, plaintext: &[u8]) -> Result<Vec<u8>, StateError> {
+        Ok(e2e_session::encrypt_message(self, address, plaintext)?)
+    }
+
+    /// Decrypts a pre-key or ratchet message from a peer device. A pre-key message carrying a new
+    /// identity for a known device (it re-registered) replaces the old session and identity.
+    pub fn decrypt(&mut self, address: &PeerAddress, bytes: &[u8]) -> Result<Vec<u8>, StateError> {
+        match e2e_session::decrypt_message(self, address, bytes, &mut OsRng) {
+            Err(E2eError::UntrustedIdentity) => {
+                self.forget_peer(address);
+                Ok(e2e_session::decrypt_message(self, address, bytes, &mut OsRng)?)
+            }
+            r => Ok(r?),
+        }
+    }
+
+    /// Our sending state in `group`.
+    pub fn group_sending(&self, group: &str) -> Option<&GroupSending> {
+        self.saved.groups.get(group)
+    }
+
+    /// Our current sender-key distribution for `group`, made for `epoch` (a new chain when we
+    /// have none yet, or when ours predates `epoch`: a member left since). The second value is
+    /// true when the chain is new, so every member device needs it again.
+    pub fn group_distribution(
+        &mut self,
+        us: &PeerAddress,
+        group: &str,
+        epoch: u64,
+    ) -> Result<(Zeroizing<Vec<u8>>, bool), StateError> {
+        self.group_distribution_with(us, group, epoch, false)
+    }
+
+    /// Like [`Self::group_distribution`], but always with a new chain (the node asked for a
+    /// rotation because the chain is old or much used).
+    pub fn rotate_group_chain(
+        &mut self,
+        us: &PeerAddress,
+        group: &str,
+        epoch: u64,
+    ) -> Result<Zeroizing<Vec<u8>>, StateError> {
+        Ok(self.group_distribution_with(us, group, epoch, true)?.0)
+    }
+
+    fn group_distribution_with(
+        &mut self,
+        us: &PeerAddress,
+        group: &str,
+        epoch: u64,
+        force: bool,
+    ) -> Result<(Zeroizing<Vec<u8>>, bool), StateError> {
+        let dist = distribution_id(group);
+        let stale = force || self.saved.groups.get(group).is_none_or(|g| g.epoch < epoch);
+        if !self.saved.groups.contains_key(group) && self.saved.groups.len() >= MAX_GROUPS {
+            return Err(StateError::Full("groups"));
+        }
+        let skdm = if stale {
+            e2e_store::rotate_sender_key(self, us, dist, &mut OsRng)?
+        } else {
+            e2e_store::create_sender_key_distribution(self, us, dist, &mut OsRng)?
+        };
+        if stale {
+            self.saved.groups.insert(group.to_owned(), GroupSending { epoch, sent_to: BTreeSet::new() });
+        }
+        Ok((skdm.encode(), stale))
+    }
+
+    /// Records that a member device now holds our current chain for `group`.
+    pub fn mark_distributed(&mut self, group: &str, address: &PeerAddress) {
+        if let Some(g) = self.saved.groups.get_mut(group) {
+            g.sent_to.insert((address.name.clone(), address.device_id));
+        }
+    }
+
+    /// Whether `address` holds our current chain for `group`.
+    pub fn holds_our_key(&self, group: &str, address: &PeerAddress) -> bool {
+        self.saved
+            .groups
+            .get(group)
+            .is_some_and(|g| g.sent_to.contains(&(address.name.clone(), address.device_id)))
+    }
+
+    /// Forgets our chain for `group` (we left it, or it must be replaced at the next send).
+    pub fn drop_group_chain(&mut self, group: &str) {
+        self.saved.groups.remove(group);
+    }
+
+    /// Stores a member's chain for `group` from its distribution message (refused when the
+    /// message was made for another group).
+    pub fn process_distribution(
+        &mut self,
+        sender: &PeerAddress,
+        group: &str,
+        skdm: &[u8],
+    ) -> Result<(), StateError> {
+        let skdm = SenderKeyDistributionMessage::decode(skdm).map_err(E2eError::from)?;
+        if skdm.distribution_id != distribution_id(group) {
+            return Err(StateError::E2e(E2eError::NoSenderKeyState));
+        }
+        if !self.saved.sender_keys.contains_key(&(sender.clone(), skdm.distribution_id))
+            && self.saved.sender_keys.len() >= MAX_SENDER_KEYS
+        {
+            return Err(StateError::Full("sender keys"));
+        }
+        e2e_store::process_sender_key_distribution(self, sender, &skdm)?;
+        Ok(())
+    }
+
+    /// Encrypts a group message with our chain for `group` (see [`Self::group_distribution`]).
+    pub fn group_encrypt(
+        &mut self,
+        us: &PeerAddress,
+        group: &str,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, StateError> {
+        Ok(e2e_store::group_encrypt(self, us, distribution_id(group), plaintext, &mut OsRng)?)
+    }
+
+    /// Decrypts a group message of `sender` in `group`.
+    pub fn group_decrypt(
+        &mut self,
+        sender: &PeerAddress,
+        group: &str,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, StateError> {
+        let m = hush_protocol::e2e::sender_keys::SenderKeyMessage::decode(bytes).map_err(E2eError::from)?;
+        if m.distribution_id != distribution_id(group) {
+            return Err(StateError::E2e(E2eError::NoSenderKeyState));
+        }
+        Ok(e2e_store::group_decrypt(self, sender, bytes)?)
+    }
+
+    /// Whether message `id` was already handled.
+    pub fn seen(&self, id: &MessageId) -> bool {
+        self.seen_index.contains(id)
+    }
+
+    /// Records message `id` as handled (the oldest beyond [`MAX_SEEN_IDS`] is forgotten).
+    pub fn mark_seen(&mut self, id: MessageId) {
+        if self.seen_index.insert(id) {
+            self.saved.seen.push_back(id);
+            while self.saved.seen.len() > MAX_SEEN_IDS {
+                if let Some(old) = self.saved.seen.pop_front() {
+                    self.seen_index.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// The state as bytes (a version byte, then postcard). Contains private keys.
+    pub fn encode(&self) -> Result<Zeroizing<Vec<u8>>, StateError> {
+        // Capacity up front so that growing the buffer leaves no copies of key bytes behind.
+        let mut out = Vec::with_capacity(64 * 1024);
+        out.push(STATE_VERSION);
+        let out = postcard::to_extend(&self.saved, out).map_err(|_| StateError::Corrupt)?;
+        Ok(Zeroizing::new(out))
+    }
+
+    /// Restores a state from [`Self::encode`]'s bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
+        let (&version, body) = bytes.split_first().ok_or(StateError::Corrupt)?;
+        if version != STATE_VERSION {
+            return Err(StateError::Corrupt);
+        }
+        let saved: Saved = postcard::from_bytes(body).map_err(|_| StateError::Corrupt)?;
+        if saved.signed.is_empty()
+            || saved.one_time.len() > MAX_LOCAL_ONE_TIME_KEYS
+            || saved.seen.len() > MAX_SEEN_IDS
+            || saved.sessions.len() > MAX_PEERS
+            || saved.sender_keys.len() > MAX_SENDER_KEYS
+            || saved.groups.len() > MAX_GROUPS
+        {
+            return Err(StateError::Corrupt);
+        }
+        let seen_index = saved.seen.iter().copied().collect();
+        Ok(Self { saved, seen_index })
+    }
+
+    /// Writes the state to `path`, readable by the owner only: a temporary file (mode 0600,
+    /// synced), then an atomic rename, so a crash leaves the old or the new state, never half.
+    pub fn save_file(&self, path: &Path) -> Result<(), StateError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let bytes = self.encode()?;
+        let tmp = path.with_extension("tmp");
+        let mut f =
+            std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    }
+
+    /// Reads a state written by [`Self::save_file`]; `None` if there is none.
+    pub fn load_file(path: &Path) -> Result<Option<Self>, StateError> {
+        match std::fs::read(path) {
+            Ok(b) => {
+                let b = Zeroizing::new(b);
+                Ok(Some(Self::decode(&b)?))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn store_err(e: impl core::fmt::Display) -> E2eError {
+    E2eError::Store(e.to_string())
+}
+
+impl IdentityStore for DeviceState {
+    fn identity_key_pair(&self) -> Result<KeyPair, E2eError> {
+        Ok(self.saved.identity.clone())
+    }
+    fn local_registration_id(&self) -> Result<u32, E2eError> {
+        Ok(u32::from(self.saved.registration_id.get()))
+    }
+    fn is_trusted_identity(&self, address: &PeerAddress, key: &PublicKey) -> Result<bool, E2eError> {
+        Ok(self.saved.identities.get(address).is_none_or(|k| k == key))
+    }
+    fn save_identity(&mut self, address: &PeerAddress, key: &PublicKey) -> Result<(), E2eError> {
+        if !self.saved.identities.contains_key(address) && self.saved.identities.len() >= MAX_PEERS {
+            return Err(store_err("too many peer identities"));
+        }
+        self.saved.identities.insert(address.clone(), *key);
+        Ok(())
+    }
+}
+
+impl PreKeyStore for DeviceState {
+    fn signed_pre_key(&self, id: KeyId) -> Result<Option<SignedPreKeyRecord>, E2eError> {
+        Ok(self.saved.signed.iter().find(|k| k.key_id == id).cloned())
+    }
+    fn pre_key(&self, id: KeyId) -> Result<Option<PreKeyRecord>, E2eError> {
+        Ok(self.saved.one_time.iter().find(|k| k.key_id == id).cloned())
+    }
+    fn remove_pre_key(&mut self, id: KeyId) -> Result<(), E2eError> {
+        self.saved.one_time.retain(|k| k.key_id != id);
+        Ok(())
+    }
+}
+
+impl SessionStore for DeviceState {
+    fn load_session(&self, address: &PeerAddress) -> Result<Option<SessionRecord>, E2eError> {
+        self.saved
+            .sessions
+            .get(address)
+            .map(|b| SessionRecord::deserialize(b).map_err(E2eError::from))
+            .transpose()
+    }
+    fn store_session(&mut self, address: &PeerAddress, record: SessionRecord) -> Result<(), E2eError> {
+        if !self.saved.sessions.contains_key(address) && self.saved.sessions.len() >= MAX_PEERS {
+            return Err(store_err("too many sessions"));
+        }
+        self.saved.sessions.insert(address.clone(), record.serialize()?);
+        Ok(())
+    }
+}
+
+impl SenderKeyStore for DeviceState {
+    fn load_sender_key(
+        &self,
+        sender: &PeerAddress,
+        distribution_id: Uuid,
+    ) -> Result<Option<SenderKeyRecord>, E2eError> {
+        self.saved
+            .sender_keys
+            .get(&(sender.clone(), distribution_id))
+            .map(|b| SenderKeyRecord::deserialize(b).map_err(E2eError::from))
+            .transpose()
+    }
+    fn store_sender_key(
+        &mut self,
+        sender: &PeerAddress,
+        distribution_id: Uuid,
+        record: SenderKeyRecord,
+    ) -> Result<(), E2eError> {
+        let key = (sender.clone(), distribution_id);
+        if !self.saved.sender_keys.contains_key(&key) && self.saved.sender_keys.len() >= MAX_SENDER_KEYS {
+            return Err(store_err("too many sender keys"));
+        }
+        self.saved.sender_keys.insert(key, record.serialize()?);
+        Ok(())
+    }
+}
+
+/// A bundle as the library wants it, from the parts the node returns.
+pub fn bundle(
+    registration_id: RegistrationId,
+    device: DeviceId,
+    identity_key: PublicKey,
+    signed_pre_key: SignedEcPreKey,
+    one_time_pre_key: Option<OneTimePreKey>,
+    kyber_pre_key: Option<SignedKyberPreKey>,
+) -> PreKeyBundle {
+    PreKeyBundle {
+        registration_id: u32::from(registration_id.get()),
+        device_id: device.get(),
+        identity_key,
+        signed_pre_key,
+        one_time_pre_key,
+        kyber_pre_key,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use hush_protocol::e2e::{verify_kyber_prekey, verify_signed_ec_prekey};
+
+    fn reg(n: u32) -> RegistrationId {
+        RegistrationId::new(n).unwrap()
+    }
+
+    fn bundle_of(s: &mut DeviceState, device: u32) -> PreKeyBundle {
+        let up = s.full_upload().unwrap();
+        bundle(
+            s.registration_id(),
+            DeviceId::new(device).unwrap(),
+            s.identity_key(),
+            up.signed_pre_key.unwrap(),
+            Some(up.one_time[7]),
+            Some(up.kyber_one_time[3].clone()),
+        )
+    }
+
+    #[test]
+    fn uploads_verify_as_the_node_checks_them() {
+        let mut s = DeviceState::generate(reg(5)).unwrap();
+        let up = s.full_upload().unwrap();
+        let ik = s.identity_key().serialize();
+        let spk = up.signed_pre_key.unwrap();
+        verify_signed_ec_prekey(
+            &ik,
+            i64::from(spk.key_id.get()),
+            &spk.public_key.serialize(),
+            &spk.signature,
+        )
+        .unwrap();
+        assert_eq!(up.one_time.len(), ONE_TIME_BATCH);
+        assert_eq!(up.kyber_one_time.len(), ONE_TIME_BATCH);
+        for k in up.kyber_one_time.iter().chain(up.kyber_last_resort.as_ref()) {
+            assert_eq!(k.public_key.serialize().len(), 1569);
+            verify_kyber_prekey(&ik, i64::from(k.key_id.get()), k.public_key.serialize(), &k.signature)
+                .unwrap();
+        }
+        // Ids are distinct across kinds.
+        let mut ids: Vec<u32> = up.one_time.iter().map(|k| k.key_id.get()).collect();
+        ids.extend(up.kyber_one_time.iter().map(|k| k.key_id.get()));
+        ids.push(spk.key_id.get());
+        let n = ids.len();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), n);
+        // The Kyber public key is re-derived identically from the saved seed.
+        let again = DeviceState::decode(&s.encode().unwrap()).unwrap();
+        assert_eq!(again.saved.kyber_one_time[0].public().unwrap(), up.kyber_one_time[0]);
+    }
+
+    #[test]
+    fn sessions_survive_a_save_and_load_of_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let alice_at = peer(&UserId::new("alice").unwrap(), DeviceId::PRIMARY);
+        let bob_at = peer(&UserId::new("bob").unwrap(), DeviceId::new(2).unwrap());
+        let mut alice = DeviceState::generate(reg(11)).unwrap();
+        let mut bob = DeviceState::generate(reg(22)).unwrap();
+        let b = bundle_of(&mut bob, 2);
+        alice.start_session(&bob_at, &b).unwrap();
+        let m1 = alice.encrypt(&bob_at, b"first").unwrap();
+        assert_eq!(bob.decrypt(&alice_at, &m1).unwrap(), b"first");
+        // The one-time key named by the pre-key message is used up.
+        assert!(bob.pre_key(b.one_time_pre_key.unwrap().key_id).unwrap().is_none());
+
+        // Both save to files and load back; the ratchet continues in both directions.
+        let (pa, pb) = (dir.path().join("alice.state"), dir.path().join("bob.state"));
+        alice.save_file(&pa).unwrap();
+        bob.save_file(&pb).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&pa).unwrap().permissions().mode() & 0o777, 0o600);
+        let mut alice = DeviceState::load_file(&pa).unwrap().unwrap();
+        let mut bob = DeviceState::load_file(&pb).unwrap().unwrap();
+        let r = bob.encrypt(&alice_at, b"reply").unwrap();
+        assert_eq!(alice.decrypt(&bob_at, &r).unwrap(), b"reply");
+        let m2 = alice.encrypt(&bob_at, b"second").unwrap();
+        assert_eq!(bob.decrypt(&alice_at, &m2).unwrap(), b"second");
+        // A replay of an old message does not decrypt again.
+        assert!(bob.decrypt(&alice_at, &m1).is_err());
+        assert!(alice.has_session(&bob_at, reg(22)));
+        assert!(!alice.has_session(&bob_at, reg(23)), "a re-registered device needs a new session");
+    }
+
+    #[test]
+    fn group_chains_follow_the_epoch() {
+        let a_at = peer(&UserId::new("alice").unwrap(), DeviceId::PRIMARY);
+        let mut a = DeviceState::generate(reg(1)).unwrap();
+        let mut b = DeviceState::generate(reg(2)).unwrap();
+        let mut c = DeviceState::generate(reg(3)).unwrap();
+        let (skdm, fresh) = a.group_distribution(&a_at, "g1", 1).unwrap();
+        assert!(fresh);
+        b.process_distribution(&a_at, "g1", &skdm).unwrap();
+        c.process_distribution(&a_at, "g1", &skdm).unwrap();
+        // The distribution of g1 cannot be used as g2's.
+        assert!(b.process_distribution(&a_at, "g2", &skdm).is_err());
+        let m = a.group_encrypt(&a_at, "g1", b"to all").unwrap();
+        assert_eq!(b.group_decrypt(&a_at, "g1", &m).unwrap(), b"to all");
+        assert_eq!(c.group_decrypt(&a_at, "g1", &m).unwrap(), b"to all");
+        assert!(b.group_decrypt(&a_at, "g2", &m).is_err());
+        // Same epoch: same chain.
+        let (_, fresh) = a.group_distribution(&a_at, "g1", 1).unwrap();
+        assert!(!fresh);
+        // C is removed (epoch 2): a new chain, given to B only; C decrypts nothing after.
+        let (skdm2, fresh) = a.group_distribution(&a_at, "g1", 2).unwrap();
+        assert!(fresh);
+        b.process_distribution(&a_at, "g1", &skdm2).unwrap();
+        let m2 = a.group_encrypt(&a_at, "g1", b"without c").unwrap();
+        assert_eq!(b.group_decrypt(&a_at, "g1", &m2).unwrap(), b"without c");
+        assert!(c.group_decrypt(&a_at, "g1", &m2).is_err());
+        // State survives encode/decode on the receiving side.
+        let mut b2 = DeviceState::decode(&b.encode().unwrap()).unwrap();
+        let m3 = a.group_encrypt(&a_at, "g1", b"later").unwrap();
+        assert_eq!(b2.group_decrypt(&a_at, "g1", &m3).unwrap(), b"later");
+    }
+
+    #[test]
+    fn debug_prints_no_key_material() {
+        let mut s = DeviceState::generate(reg(9)).unwrap();
+        s.full_upload().unwrap();
+        let dbg = format!("{s:?}");
+        let secret = s.saved.identity.private_key().serialize();
+        let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!dbg.contains(&hex[..16]), "{dbg}");
+        assert!(!dbg.contains(&format!("{:?}", &secret[..4])), "{dbg}");
+        let k = format!("{:?}", s.saved.kyber_one_time[0].seed);
+        assert_eq!(k, "SecretBytes(..)");
+    }
+
+    #[test]
+    fn dedupe_window_is_bounded_and_persisted() {
+        let mut s = DeviceState::generate(reg(9)).unwrap();
+        let first = Uuid::new_v4();
+        s.mark_seen(first);
+        assert!(s.seen(&first));
+        let s2 = DeviceState::decode(&s.encode().unwrap()).unwrap();
+        assert!(s2.seen(&first));
+        for _ in 0..MAX_SEEN_IDS {
+            s.mark_seen(Uuid::new_v4());
+        }
+        assert!(!s.seen(&first));
+        assert_eq!(s.saved.seen.len(), MAX_SEEN_IDS);
+        assert!(DeviceState::decode(b"\x02junk").is_err());
+        assert!(DeviceState::decode(b"").is_err());
+    }
+}
