@@ -12,7 +12,7 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 use base64::Engine;
 use hush_protocol::api::{CreateUserRequest, DeviceRequest, LoginRequest, LoginResponse, Secret, UserInfo};
-use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
+use hush_protocol::ids::{DeviceAddress, DeviceId, RegistrationId, TenantId, UserId};
 use hush_protocol::limits::{MAX_DEVICES_PER_USER, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
 use hush_protocol::wire::SessionEvent;
 use hush_store::{DeviceRecord, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord};
@@ -20,6 +20,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 use crate::hub::Hub;
+use crate::keys;
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::sessions;
@@ -180,7 +181,7 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         crate::sessions::audit(hub, &req.tenant, &actor, "login", None, "denied").await;
         return Err(AccountError::Unauthorized);
     };
-    let (device, added) = register_device(hub, &user, &req.device).await?;
+    let (device, added, registration_id) = register_device(hub, &user, &req.device).await?;
     let existing_device = req.device.id.is_some();
     let token = new_token();
     let session = SessionRecord {
@@ -217,7 +218,7 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         user: user.user,
         device,
         admin: user.admin,
-        registration_id: req.device.registration_id,
+        registration_id,
         mfa: Some(mfa),
     })
 }
@@ -226,13 +227,29 @@ async fn register_device(
     hub: &Hub,
     user: &UserRecord,
     req: &DeviceRequest,
-) -> Result<(DeviceId, bool), AccountError> {
+) -> Result<(DeviceId, bool, RegistrationId), AccountError> {
     let name = req.name.clone().unwrap_or_default();
     if name.len() > MAX_NAME_BYTES {
         return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
     }
+    let identity = req
+        .identity_key
+        .as_ref()
+        .map(|k| keys::check_identity_key(&k.0))
+        .transpose()
+        .map_err(|e| AccountError::Invalid(format!("identity_key: {e}")))?;
+    // An existing device logging in with another identity key than the stored one changes
+    // identity: new registration id, old pre-keys gone.
+    let stored = match (req.id, &identity) {
+        (Some(id), Some(_)) => {
+            keys::identity_of(hub, &DeviceAddress::new(user.tenant.clone(), user.user.clone(), id)).await?
+        }
+        _ => None,
+    };
+    let changed = matches!((&identity, &stored), (Some(new), Some(old)) if new != old);
     let mut chosen = None;
     let mut added = false;
+    let mut registration_id = req.registration_id;
     hub.directory
         .update(&user.tenant, &user.user, |set| {
             let mut devices = set.devices.clone();
@@ -240,8 +257,13 @@ async fn register_device(
                 Some(id) => {
                     let d = devices.iter_mut().find(|d| d.id == id).ok_or(AccountError::NotFound)?;
                     // A new registration id marks the device re-registered: senders holding the
-                    // old one get StaleDevices.
-                    d.registration_id = req.registration_id;
+                    // old one get StaleDevices. An identity change always gets a new one.
+                    registration_id = if changed && req.registration_id == d.registration_id {
+                        fresh_registration_id(d.registration_id)
+                    } else {
+                        req.registration_id
+                    };
+                    d.registration_id = registration_id;
                     if !name.is_empty() {
                         d.name = name.clone();
                     }
@@ -256,9 +278,10 @@ async fn register_device(
                         .filter_map(|i| DeviceId::new(i).ok())
                         .find(|i| devices.iter().all(|d| d.id != *i))
                         .ok_or(AccountError::TooManyDevices)?;
+                    registration_id = req.registration_id;
                     devices.push(DeviceRecord {
                         id,
-                        registration_id: req.registration_id,
+                        registration_id,
                         name: name.clone(),
                         created_ms: now_ms(),
                     });
@@ -269,7 +292,36 @@ async fn register_device(
             Ok(devices)
         })
         .await?;
-    chosen.map(|c| (c, added)).ok_or(AccountError::Internal)
+    let device = chosen.ok_or(AccountError::Internal)?;
+    let addr = DeviceAddress::new(user.tenant.clone(), user.user.clone(), device);
+    match identity {
+        Some(key) if added || changed => keys::set_identity(hub, &addr, key, true).await?,
+        Some(key) if stored.is_none() => keys::set_identity(hub, &addr, key, false).await?,
+        Some(_) => {}
+        // A new device without an identity key must not inherit what a removed device with
+        // the same id left behind.
+        None if added => keys::forget_device(hub, &addr).await?,
+        None => {}
+    }
+    if changed {
+        tracing::info!(device = %addr, registration_id = registration_id.get(), "identity key changed; pre-keys deleted");
+    }
+    Ok((device, added, registration_id))
+}
+
+/// A random registration id other than `old`.
+fn fresh_registration_id(old: RegistrationId) -> RegistrationId {
+    use rand::Rng;
+    let mut rng = rand::thread_rng();
+    loop {
+        if let Ok(r) =
+            RegistrationId::new(rng.gen_range(1..=u32::from(hush_protocol::limits::MAX_REGISTRATION_ID)))
+        {
+            if r != old {
+                return r;
+            }
+        }
+    }
 }
 
 /// Checks a bearer token: the session must exist and not be revoked.

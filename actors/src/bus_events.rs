@@ -5,7 +5,7 @@ use std::sync::Arc;
 use hush_cluster::{BusEvent, BusMessage};
 use tokio::sync::mpsc;
 
-use crate::device::{Disconnect, Resync};
+use crate::device::{Disconnect, Notify, Resync};
 use crate::hub::Hub;
 use crate::relay::deliver_local;
 
@@ -24,6 +24,13 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
             BusEvent::Message(BusMessage::KickMany(ks)) => {
                 for k in ks {
                     kick(&hub, k);
+                }
+            }
+            BusEvent::Message(BusMessage::Notify(items)) => {
+                for (addr, frame) in items {
+                    if let Some(conn) = hub.registry.get(&addr) {
+                        let _ = conn.notify.try_send(Notify(frame));
+                    }
                 }
             }
             BusEvent::Message(BusMessage::DevicesChanged { tenant, user }) => {

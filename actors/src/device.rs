@@ -22,9 +22,10 @@ use hush_protocol::wire::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::hub::Hub;
+use crate::keys;
 use crate::limits::{
-    DEVICE_MAILBOX, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_INFLIGHT_SENDS,
-    MAX_PENDING_ACKS,
+    DEVICE_MAILBOX, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_INFLIGHT_KEY_REQUESTS,
+    MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
 };
 use crate::metrics::Metrics;
 use crate::registry::Conn;
@@ -122,6 +123,11 @@ impl Disconnect {
     }
 }
 
+/// An advisory frame for this device (`PreKeysLow`, `RotateKeys`), written as is.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Notify(pub ServerFrame);
+
 /// Re-read the queue from the store (the link to the other nodes was lost: live deliveries
 /// may have been missed). Envelopes already sent may come again; clients deduplicate by id.
 #[derive(Message, Debug, Clone, Copy)]
@@ -153,6 +159,7 @@ pub struct DeviceActor {
     ack_inflight: bool,
     drain: Drain,
     closing: bool,
+    key_requests: usize,
 }
 
 impl DeviceActor {
@@ -182,6 +189,7 @@ impl DeviceActor {
                 ack_inflight: false,
                 drain: Drain { active: true, ..Drain::default() },
                 closing: false,
+                key_requests: 0,
             }
         })
     }
@@ -303,14 +311,43 @@ impl DeviceActor {
                 self.pending_acks.extend(seqs);
                 self.flush_acks(ctx);
             }
-            ClientFrame::UploadKeys { id, .. }
-            | ClientFrame::GetKeyCounts { id }
-            | ClientFrame::GetPreKeys { id, .. } => {
-                // Interim while the pre-key store lands (issue 5): the contract is fixed, the
-                // node does not serve keys yet.
-                self.error(ctx, Some(id), ErrorCode::Unavailable, "pre-keys are not served yet".into());
+            ClientFrame::UploadKeys { id, keys } => {
+                self.key_request(ctx, id, move |hub, me| async move {
+                    keys::upload(&hub, &me, &keys).await.map(|counts| ServerFrame::KeyCounts { id, counts })
+                });
+            }
+            ClientFrame::GetKeyCounts { id } => {
+                self.key_request(ctx, id, move |hub, me| async move {
+                    let counts = keys::counts(&hub, &me).await?;
+                    Ok(ServerFrame::KeyCounts { id, counts })
+                });
+            }
+            ClientFrame::GetPreKeys { id, user, device } => {
+                self.key_request(ctx, id, move |hub, me| async move {
+                    keys::fetch(&hub, &me, &user, device).await.map(|keys| ServerFrame::PreKeys { id, keys })
+                });
             }
         }
+    }
+
+    /// Runs one pre-key request and writes its answer; at most [`MAX_INFLIGHT_KEY_REQUESTS`]
+    /// at once per connection, more are refused with `rate_limited`.
+    fn key_request<F, Fut>(&mut self, ctx: &mut Context<Self>, id: uuid::Uuid, run: F)
+    where
+        F: FnOnce(Arc<Hub>, DeviceAddress) -> Fut,
+        Fut: std::future::Future<Output = Result<ServerFrame, keys::KeysError>> + 'static,
+    {
+        if self.key_requests >= MAX_INFLIGHT_KEY_REQUESTS {
+            self.error(ctx, Some(id), ErrorCode::RateLimited, "too many key requests in flight".into());
+            return;
+        }
+        self.key_requests += 1;
+        let fut = run(self.hub.clone(), self.addr.clone());
+        ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
+            act.key_requests -= 1;
+            let frame = res.unwrap_or_else(|e| e.frame(id));
+            act.frame(ctx, frame);
+        }));
     }
 
     /// Starts the next batch of queued sends unless one is being stored: one batch at a time
@@ -370,7 +407,8 @@ impl Actor for DeviceActor {
             session_id: self.session_id.clone(),
             deliver: me.clone().recipient(),
             disconnect: me.clone().recipient(),
-            resync: me.recipient(),
+            resync: me.clone().recipient(),
+            notify: me.recipient(),
         };
         if let Some(old) = self.hub.registry.register(self.addr.clone(), conn) {
             old.disconnect.do_send(Disconnect::new(hush_protocol::wire::CLOSE_DISPLACED));
@@ -411,6 +449,18 @@ impl Actor for DeviceActor {
         let ready = ServerFrame::Ready { user: self.addr.user.clone(), device: self.addr.device };
         if self.frame(ctx, ready) {
             self.drain_next(ctx);
+            // Rotation asks and an owed PreKeysLow; they may come between the drained envelopes.
+            let hub = self.hub.clone();
+            let addr = self.addr.clone();
+            let fut = async move { keys::connect_notices(&hub, &addr).await };
+            ctx.spawn(fut.into_actor(self).map(|res, act, ctx| match res {
+                Ok(frames) => {
+                    for f in frames {
+                        act.frame(ctx, f);
+                    }
+                }
+                Err(e) => tracing::warn!(device = %act.addr, error = %e, "key notices not read"),
+            }));
         }
     }
 
@@ -513,5 +563,13 @@ impl Handler<Resync> for DeviceActor {
         self.drain.after = 0;
         self.drain.last_progress = None;
         self.drain_next(ctx);
+    }
+}
+
+impl Handler<Notify> for DeviceActor {
+    type Result = ();
+
+    fn handle(&mut self, Notify(frame): Notify, ctx: &mut Self::Context) {
+        self.frame(ctx, frame);
     }
 }

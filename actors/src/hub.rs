@@ -7,6 +7,7 @@ use hush_store::Store;
 
 use crate::directory::Directory;
 use crate::hashing::HashPool;
+use crate::keys::KeyPolicy;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::tenant::Tenants;
@@ -29,11 +30,22 @@ pub struct Hub {
     pub tenants: Tenants,
     /// The key sealing TOTP secrets at rest, set once at start from the node's configuration.
     pub mfa_key: std::sync::OnceLock<crate::mfa::SealKey>,
+    /// The pre-key policy (thresholds, fetch rate limit, rotation age).
+    pub keys: KeyPolicy,
 }
 
 impl Hub {
     /// A hub over `store`, linked to other nodes by `bus`.
     pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> std::io::Result<Arc<Self>> {
+        Self::with_keys(store, bus, KeyPolicy::default())
+    }
+
+    /// A hub with the given pre-key policy.
+    pub fn with_keys(
+        store: Arc<dyn Store>,
+        bus: Arc<dyn Bus>,
+        keys: KeyPolicy,
+    ) -> std::io::Result<Arc<Self>> {
         let hashing = HashPool::new()?;
         Ok(Arc::new(Self {
             directory: Directory::new(store.clone(), bus.clone()),
@@ -44,6 +56,7 @@ impl Hub {
             hashing,
             tenants: Tenants::default(),
             mfa_key: std::sync::OnceLock::new(),
+            keys,
         }))
     }
 }

@@ -12,6 +12,8 @@
 //! - [`relay`]: the device-set check and durable enqueue of a `Send`, then live routing.
 //! - [`bus_events`]: what arrives from other nodes (deliveries, kicks, cache invalidations,
 //!   reconnection) dispatched to local actors.
+//! - [`keys`]: pre-keys: identity keys, checked uploads, counts, exactly-once one-time keys,
+//!   the fetch rate limit, `PreKeysLow` and the rotation policy.
 //! - [`sessions`]: listing and revoking sessions, device removal, session events to every
 //!   device of a user, the audit log.
 //! - [`session`]: `SessionActor`, one per live session: last seen and expiry.
@@ -32,6 +34,7 @@ pub mod device;
 pub mod directory;
 pub mod hashing;
 pub mod hub;
+pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod mfa;

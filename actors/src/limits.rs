@@ -82,3 +82,7 @@ pub const MFA_REFRESH_PAGE: usize = 500;
 
 /// Users a tenant policy may exempt by name.
 pub const MFA_MAX_EXEMPT_USERS: usize = 1_000;
+
+/// Pre-key requests (`UploadKeys`, `GetKeyCounts`, `GetPreKeys`) of one connection being served
+/// at once; more are refused with `rate_limited`.
+pub const MAX_INFLIGHT_KEY_REQUESTS: usize = 16;

@@ -23,6 +23,10 @@ pub struct Metrics {
     pub login_failures: AtomicU64,
     /// Frames that did not decode.
     pub bad_frames: AtomicU64,
+    /// Device bundles handed out by pre-key fetches.
+    pub prekey_bundles_served: AtomicU64,
+    /// Pre-key fetches refused by the rate limit.
+    pub prekey_fetches_limited: AtomicU64,
 }
 
 impl Metrics {

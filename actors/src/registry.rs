@@ -10,7 +10,7 @@ use std::sync::RwLock;
 use actix::prelude::*;
 use hush_protocol::ids::DeviceAddress;
 
-use crate::device::{Deliver, Disconnect, Resync};
+use crate::device::{Deliver, Disconnect, Notify, Resync};
 
 /// How to reach one live connection.
 #[derive(Clone)]
@@ -25,6 +25,8 @@ pub struct Conn {
     pub disconnect: Recipient<Disconnect>,
     /// Asks the connection to re-read its queue.
     pub resync: Recipient<Resync>,
+    /// Advisory frames for the device (`PreKeysLow`, `RotateKeys`; bounded mailbox: `try_send`).
+    pub notify: Recipient<Notify>,
 }
 
 /// Devices connected to this node.

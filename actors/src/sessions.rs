@@ -235,6 +235,7 @@ pub async fn remove_device(
         .collect();
     revoke_many(hub, tenant, sessions, "device_removed", CLOSE_DEVICE_REMOVED, actor).await?;
     hub.store.purge(&addr).await?;
+    crate::keys::forget_device(hub, &addr).await?;
     audit(hub, tenant, actor, "device.remove", Some(addr.to_string()), "ok").await;
     emit(hub, tenant, user, device, None, SessionEvent::DeviceRemoved { device }).await;
     Ok(())

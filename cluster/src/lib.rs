@@ -7,6 +7,9 @@
 //!   time-to-live refreshed by their owner (a dead node's entries vanish within
 //!   [`limits::PRESENCE_TTL`]), inboxes and broadcasts are pub/sub channels.
 //!
+//! - [`buckets`]: in-process token buckets (the rate limits of a lone node, and the fallback
+//!   while Redis is down); [`Bus::take_token`] is the cluster-wide rate limit.
+//!
 //! The bus never stores messages: envelopes are durable in the store before they are routed,
 //! so a publish that fails (Redis down) only delays a live delivery. When Redis comes back,
 //! the bus emits [`BusEvent::Reconnected`] and every node re-reads its connected devices'
@@ -15,9 +18,10 @@
 
 use async_trait::async_trait;
 use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
-use hush_protocol::wire::Envelope;
+use hush_protocol::wire::{Envelope, ServerFrame};
 use serde::{Deserialize, Serialize};
 
+pub mod buckets;
 pub mod limits;
 pub mod redis;
 
@@ -64,6 +68,10 @@ pub enum BusMessage {
         /// The user.
         user: UserId,
     },
+    /// Frames to push to devices connected to the receiving node (not queued: a device that is
+    /// not connected there any more misses them; senders use it for advisory pushes such as
+    /// `PreKeysLow` whose state is also kept in the store).
+    Notify(Vec<(DeviceAddress, ServerFrame)>),
 }
 
 /// What the bus hands the node.
@@ -99,11 +107,21 @@ pub trait Bus: Send + Sync {
     async fn members(&self) -> Result<Vec<String>, BusError>;
     /// Takes the stream of events for this node (once; later calls get `None`).
     fn events(&self) -> Option<tokio::sync::mpsc::Receiver<BusEvent>>;
+    /// Takes one token from the rate-limit bucket `key`, shared by every node: a bucket holds at
+    /// most `capacity` tokens and gets one back every `refill`. `None` if a token was taken;
+    /// otherwise how long until one is back (nothing was taken).
+    async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        refill: std::time::Duration,
+    ) -> Option<std::time::Duration>;
 }
 
 /// The bus of a node that runs alone: no presence, no routing, nothing to receive.
 pub struct LocalBus {
     id: String,
+    buckets: buckets::TokenBuckets,
     events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<BusEvent>>>,
     _tx: tokio::sync::mpsc::Sender<BusEvent>,
 }
@@ -112,7 +130,12 @@ impl LocalBus {
     /// A local bus.
     pub fn new(id: impl Into<String>) -> Self {
         let (tx, rx) = tokio::sync::mpsc::channel(1);
-        Self { id: id.into(), events: std::sync::Mutex::new(Some(rx)), _tx: tx }
+        Self {
+            id: id.into(),
+            buckets: buckets::TokenBuckets::default(),
+            events: std::sync::Mutex::new(Some(rx)),
+            _tx: tx,
+        }
     }
 }
 
@@ -150,5 +173,13 @@ impl Bus for LocalBus {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
         }
+    }
+    async fn take_token(
+        &self,
+        key: &str,
+        capacity: u32,
+        refill: std::time::Duration,
+    ) -> Option<std::time::Duration> {
+        self.buckets.take(key, capacity, refill)
     }
 }

@@ -25,3 +25,6 @@ pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 pub const REFRESH_CHUNK: usize = 1_000;
 /// Largest encoded bus message; bigger `Deliver` batches are split.
 pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Rate-limit buckets one node keeps in memory (alone, or while Redis is down); past it the
+/// full ones are forgotten.
+pub const MAX_LOCAL_BUCKETS: usize = 100_000;

@@ -7,6 +7,9 @@
 //!   [`PRESENCE_TTL`] the owner refreshes every [`PRESENCE_REFRESH`] (only while the key still
 //!   names it). A node that dies stops refreshing, so its entries expire on their own.
 //! - channel `hush:inbox:<node>`: messages for one node; channel `hush:all`: broadcasts.
+//! - `hush:rl:<key>`: a rate-limit token bucket (hash `tokens`, `ts` in ms of Redis' clock),
+//!   updated by one Lua script so concurrent takers on any node never share a token; it
+//!   expires once it would be full again.
 //!
 //! One supervisor task owns the connections: it (re)connects with backoff, subscribes, reads
 //! the channels, heartbeats and refreshes presence. While Redis is down every call fails fast
@@ -16,6 +19,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
@@ -64,7 +68,38 @@ struct Inner {
     events: Mutex<Option<mpsc::Receiver<BusEvent>>>,
     withdraw: redis::Script,
     refresh: redis::Script,
+    take_token: redis::Script,
+    /// Used while Redis is unreachable.
+    fallback: crate::buckets::TokenBuckets,
 }
+
+/// Takes a token from the bucket `KEYS[1]` (capacity `ARGV[1]`, one token back every `ARGV[2]`
+/// ms) on Redis' own clock, so nodes with skewed clocks agree. Returns 0 if taken, else the
+/// milliseconds until a token is back.
+const TAKE_TOKEN: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local cap = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(v[1])
+local ts = tonumber(v[2])
+if tokens == nil or ts == nil then
+  tokens = cap
+  ts = now
+end
+if now > ts then
+  tokens = math.min(cap, tokens + (now - ts) / refill)
+  ts = now
+end
+if tokens >= 1 then
+  tokens = tokens - 1
+  redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(ts))
+  redis.call('PEXPIRE', KEYS[1], math.ceil((cap - tokens) * refill) + 1000)
+  return 0
+end
+return math.ceil((1 - tokens) * refill)
+";
 
 /// The bus of a clustered node.
 #[derive(Clone)]
@@ -91,6 +126,8 @@ impl RedisBus {
             refresh: redis::Script::new(
                 "for _, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end end return 0",
             ),
+            take_token: redis::Script::new(TAKE_TOKEN),
+            fallback: crate::buckets::TokenBuckets::default(),
         });
         tokio::spawn(supervise(inner.clone(), tx));
         Ok(Self { inner })
@@ -327,6 +364,25 @@ impl Bus for RedisBus {
         match self.inner.events.lock() {
             Ok(mut g) => g.take(),
             Err(p) => p.into_inner().take(),
+        }
+    }
+
+    async fn take_token(&self, key: &str, capacity: u32, refill: Duration) -> Option<Duration> {
+        let refill_ms = (refill.as_millis() as u64).max(1);
+        let shared = async {
+            let mut conn = self.conn()?;
+            let mut inv = self.inner.take_token.prepare_invoke();
+            inv.key(format!("hush:rl:{key}")).arg(capacity.max(1)).arg(refill_ms);
+            timed(inv.invoke_async::<u64>(&mut conn)).await
+        };
+        match shared.await {
+            Ok(0) => None,
+            Ok(ms) => Some(Duration::from_millis(ms)),
+            Err(e) => {
+                // Degraded: limit per node rather than refuse every fetch or allow them all.
+                tracing::debug!(error = %e, "rate limit checked locally");
+                self.inner.fallback.take(key, capacity, refill)
+            }
         }
     }
 }

@@ -5,7 +5,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
+use hush_actors::keys::KeyPolicy;
 use serde::Deserialize;
+use std::time::Duration;
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -54,6 +56,20 @@ pub struct Cli {
     /// folder, generated at first start.
     #[arg(long, env = "HUSH_MFA_KEY_FILE", global = true)]
     pub mfa_key_file: Option<PathBuf>,
+    /// Push `PreKeysLow` to a device when fetches leave it fewer one-time keys of a kind than
+    /// this (default 10).
+    #[arg(long, env = "HUSH_PREKEY_LOW_THRESHOLD", global = true)]
+    pub prekey_low_threshold: Option<u32>,
+    /// Pre-key bundle fetches per (requesting device, target device) in a burst (default 6).
+    #[arg(long, env = "HUSH_PREKEY_FETCH_BUCKET", global = true)]
+    pub prekey_fetch_bucket: Option<u32>,
+    /// Seconds until one more pre-key fetch is allowed (default 600).
+    #[arg(long, env = "HUSH_PREKEY_FETCH_REFILL_SECS", global = true)]
+    pub prekey_fetch_refill_secs: Option<u64>,
+    /// Age in seconds past which the node asks a device to rotate its signed pre-key and
+    /// last-resort key (default 604800, 7 days).
+    #[arg(long, env = "HUSH_PREKEY_ROTATION_AGE_SECS", global = true)]
+    pub prekey_rotation_age_secs: Option<u64>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -92,6 +108,14 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     /// See [`Cli::workers`].
     pub workers: Option<usize>,
+    /// See [`Cli::prekey_low_threshold`].
+    pub prekey_low_threshold: Option<u32>,
+    /// See [`Cli::prekey_fetch_bucket`].
+    pub prekey_fetch_bucket: Option<u32>,
+    /// See [`Cli::prekey_fetch_refill_secs`].
+    pub prekey_fetch_refill_secs: Option<u64>,
+    /// See [`Cli::prekey_rotation_age_secs`].
+    pub prekey_rotation_age_secs: Option<u64>,
     /// See [`Cli::node_id`].
     pub node_id: Option<String>,
     /// See [`Cli::mongodb_database`].
@@ -115,6 +139,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// HTTP workers.
     pub workers: usize,
+    /// The pre-key policy.
+    pub keys: KeyPolicy,
     /// Node id in the cluster.
     pub node_id: String,
     /// MongoDB database name.
@@ -132,6 +158,7 @@ impl Default for Config {
             mongodb_url: None,
             log_format: LogFormat::Text,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            keys: KeyPolicy::default(),
             node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
             mongodb_database: "hush".into(),
             mfa_key_file: None,
@@ -158,6 +185,26 @@ impl Config {
         if workers == 0 {
             anyhow::bail!("workers must be at least 1");
         }
+        let keys = KeyPolicy {
+            low_threshold: cli
+                .prekey_low_threshold
+                .or(file.prekey_low_threshold)
+                .unwrap_or(d.keys.low_threshold),
+            fetch_bucket: cli.prekey_fetch_bucket.or(file.prekey_fetch_bucket).unwrap_or(d.keys.fetch_bucket),
+            fetch_refill: cli
+                .prekey_fetch_refill_secs
+                .or(file.prekey_fetch_refill_secs)
+                .map(Duration::from_secs)
+                .unwrap_or(d.keys.fetch_refill),
+            rotation_age: cli
+                .prekey_rotation_age_secs
+                .or(file.prekey_rotation_age_secs)
+                .map(Duration::from_secs)
+                .unwrap_or(d.keys.rotation_age),
+        };
+        if keys.fetch_bucket == 0 || keys.fetch_refill.is_zero() {
+            anyhow::bail!("prekey_fetch_bucket and prekey_fetch_refill_secs must be at least 1");
+        }
         Ok(Config {
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
@@ -165,6 +212,7 @@ impl Config {
             mongodb_url: cli.mongodb_url.clone().or(file.mongodb_url),
             log_format: cli.log_format.or(file.log_format).unwrap_or(d.log_format),
             workers,
+            keys,
             node_id: cli.node_id.clone().or(file.node_id).unwrap_or(d.node_id),
             mongodb_database: cli
                 .mongodb_database
@@ -193,6 +241,14 @@ mod tests {
         assert_eq!(c.listen.port(), 9100, "flag wins over file");
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"), "file wins over default");
         assert_eq!(c.workers, 3);
+        assert_eq!(c.keys.fetch_bucket, 6, "default");
+        std::fs::write(&file, "prekey_fetch_bucket = 50\nprekey_rotation_age_secs = 5\n").unwrap();
+        let cli =
+            Cli::parse_from(["hushd", "--config", file.to_str().unwrap(), "--prekey-fetch-bucket", "7"]);
+        let c = Config::resolve(&cli).unwrap();
+        assert_eq!(c.keys.fetch_bucket, 7, "flag wins over file");
+        assert_eq!(c.keys.rotation_age, Duration::from_secs(5));
+        assert_eq!(c.keys.low_threshold, 10);
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         assert!(Config::resolve(&cli).is_err(), "unknown keys are refused");
     }

@@ -4,7 +4,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use hush_actors::accounts::AccountError;
-use hush_protocol::api::ErrorBody;
+use hush_actors::keys::{retry_secs, KeysError};
+use hush_protocol::api::{ErrorBody, RateLimitedBody};
+use hush_protocol::wire::ErrorCode;
 
 /// An HTTP API error.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +35,18 @@ pub enum ApiError {
     /// 401: the session passed its tenant's idle or absolute limit (it is revoked; log in again).
     #[error("session expired")]
     SessionExpired,
+    /// 422: a key upload was refused (`invalid_signature`, `invalid_key`, `invalid_key_id`,
+    /// `too_many_keys`); nothing was stored.
+    #[error("{message}")]
+    Unprocessable {
+        /// The error code.
+        code: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// 429: a rate limit; retry after this many seconds (`Retry-After` header and body).
+    #[error("rate limited; retry after {0} s")]
+    RateLimited(u64),
     /// 500: a bug; logged.
     #[error("internal error")]
     Internal,
@@ -76,6 +90,8 @@ impl ApiError {
             ApiError::Conflict => "conflict",
             ApiError::TooManyDevices(_) => "too_many_devices",
             ApiError::Unavailable => "unavailable",
+            ApiError::Unprocessable { code, .. } => code,
+            ApiError::RateLimited(_) => "rate_limited",
             ApiError::Internal => "internal",
             ApiError::MfaRequired => "mfa_required",
             ApiError::MfaEnrollRequired => "mfa_enrollment_required",
@@ -99,6 +115,8 @@ impl ResponseError for ApiError {
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict | ApiError::TooManyDevices(_) => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MfaRequired | ApiError::MfaEnrollRequired | ApiError::InvalidCode => {
                 StatusCode::UNAUTHORIZED
@@ -113,6 +131,14 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
+        if let ApiError::RateLimited(secs) = self {
+            r.insert_header(("Retry-After", secs.to_string()));
+            return r.json(RateLimitedBody {
+                error: self.code().to_owned(),
+                message: self.to_string(),
+                retry_after_s: *secs,
+            });
+        }
         if matches!(self, ApiError::Unauthorized | ApiError::SessionExpired) {
             r.insert_header(("WWW-Authenticate", "Bearer"));
         }
@@ -170,6 +196,24 @@ impl From<hush_actors::mfa::MfaError> for ApiError {
                 ApiError::Internal
             }
             MfaError::Account(a) => a.into(),
+        }
+    }
+}
+
+impl From<KeysError> for ApiError {
+    fn from(e: KeysError) -> Self {
+        let code = match e.code() {
+            ErrorCode::InvalidSignature => "invalid_signature",
+            ErrorCode::InvalidKey => "invalid_key",
+            ErrorCode::InvalidKeyId => "invalid_key_id",
+            ErrorCode::TooManyKeys => "too_many_keys",
+            _ => "",
+        };
+        match e {
+            KeysError::NotFound => ApiError::NotFound,
+            KeysError::RateLimited(d) => ApiError::RateLimited(retry_secs(d)),
+            KeysError::Store(s) => ApiError::from(s),
+            e => ApiError::Unprocessable { code, message: e.to_string() },
         }
     }
 }

@@ -11,6 +11,7 @@ use hush_actors::control::{
     ControlActor, CreateUser, ListUsers, RemoveDevice, RevokeSessions, SetSessionPolicy,
 };
 use hush_actors::hub::Hub;
+use hush_actors::keys;
 use hush_actors::metrics::Metrics;
 use hush_actors::sessions::Initiator;
 use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList, SessionPolicy};
@@ -22,8 +23,12 @@ use hush_protocol::api::{
 use hush_protocol::api::{
     CreateUserRequest, DeviceInfo, DeviceList, ErrorBody, LoginRequest, LoginResponse, UserInfo, UserList,
 };
+use hush_protocol::api::{
+    DevicePreKeys, KeyCounts, PreKey, PreKeyResponse, RateLimitedBody, SignedPreKey, UploadKeysRequest,
+};
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::limits::MAX_TEXT_BYTES;
+use hush_protocol::wire::Payload;
 use hush_store::{AuditQuery, DeviceSet, SessionRecord, COMMIT_BUCKETS_US};
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -38,7 +43,7 @@ use crate::error::ApiError;
     paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket,
         remove_device, my_sessions, revoke_others, revoke_all, revoke_mine, admin_user_sessions, admin_revoke_user,
         admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit, get_session_policy,
-        put_session_policy,
+        put_session_policy, upload_keys, key_counts, fetch_user_keys, fetch_device_keys,
         crate::mfa_routes::totp_enroll, crate::mfa_routes::totp_confirm, crate::mfa_routes::totp_disable,
         crate::mfa_routes::backup_regenerate, crate::mfa_routes::challenge, crate::mfa_routes::verify,
         crate::mfa_routes::backup, crate::mfa_routes::status, crate::mfa_routes::trusted_devices,
@@ -48,7 +53,8 @@ use crate::error::ApiError;
         SessionInfo, SessionList, Revoked, AuditEntry, AuditPage, SessionPolicy, SessionMfa, MfaState, MfaMethod,
         MfaLevel, Role, MfaChallenge, TotpEnrollment, MfaCodeRequest, BackupCodes, MfaVerifyRequest, MfaVerified,
         MfaStatus, TrustedDevice, TrustedDeviceList, MfaPolicy, UserMfaStatus, UserMfaStatusList, Enforced,
-        hush_protocol::otp::Algorithm)),
+        hush_protocol::otp::Algorithm, UploadKeysRequest, SignedPreKey, PreKey, KeyCounts, PreKeyResponse,
+        DevicePreKeys, RateLimitedBody)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -92,6 +98,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/admin/audit", web::get().to(admin_audit))
                 .route("/admin/tenant/sessions", web::get().to(get_session_policy))
                 .route("/admin/tenant/sessions", web::put().to(put_session_policy))
+                .service(
+                    web::resource("/keys")
+                        .app_data(web::JsonConfig::default().limit(MAX_KEYS_BODY).error_handler(|e, _| {
+                            ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
+                        }))
+                        .route(web::put().to(upload_keys))
+                        .route(web::get().to(key_counts)),
+                )
+                .route("/keys/{user}", web::get().to(fetch_user_keys))
+                .route("/keys/{user}/{device}", web::get().to(fetch_device_keys))
                 .route("/ws", web::get().to(crate::ws::websocket)),
         );
 }
@@ -490,9 +506,14 @@ async fn put_session_policy(
     Ok(web::Json(control.send(msg).await??))
 }
 
-fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {
-    DeviceList {
-        user,
+async fn device_list(
+    hub: &Hub,
+    tenant: &TenantId,
+    user: UserId,
+    set: &DeviceSet,
+) -> Result<DeviceList, ApiError> {
+    let mut identities = keys::identities(hub, tenant, &user).await?;
+    Ok(DeviceList {
         devices: set
             .devices
             .iter()
@@ -501,10 +522,73 @@ fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {
                 registration_id: d.registration_id,
                 name: d.name.clone(),
                 created_ms: d.created_ms,
-                identity_key: None,
+                identity_key: identities.remove(&d.id).map(Payload),
             })
             .collect(),
-    }
+        user,
+    })
+}
+
+/// Largest body of `PUT /v1/keys`: 100 Kyber keys (1569 bytes and a signature each) in base64,
+/// 100 EC keys and the signed keys, with room to spare.
+pub const MAX_KEYS_BODY: usize = 512 * 1024;
+
+/// Uploads the calling device's pre-keys (signed EC pre-key, EC one-time keys, Kyber one-time
+/// keys, Kyber last-resort key). Every signature is checked against the device's identity key;
+/// one bad key refuses the upload and nothing is stored.
+#[utoipa::path(put, path = "/v1/keys", tag = "keys", security(("bearer" = [])), request_body = UploadKeysRequest,
+    responses((status = 200, description = "Stored; the one-time keys now held", body = KeyCounts),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 422, description = "invalid_signature, invalid_key, invalid_key_id or too_many_keys; nothing stored", body = ErrorBody)))]
+async fn upload_keys(
+    hub: web::Data<Hub>,
+    User(me): User,
+    body: web::Json<UploadKeysRequest>,
+) -> Result<web::Json<KeyCounts>, ApiError> {
+    Ok(web::Json(keys::upload(&hub, &me.session.device, &body).await?))
+}
+
+/// How many one-time pre-keys the calling device has left.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyCounts), (status = 401, body = ErrorBody)))]
+async fn key_counts(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<KeyCounts>, ApiError> {
+    Ok(web::Json(keys::counts(&hub, &me.session.device).await?))
+}
+
+/// Fetches the pre-keys of every device of a user of the caller's tenant, consuming one EC and
+/// one Kyber one-time key per device (one rate-limit token per device).
+#[utoipa::path(get, path = "/v1/keys/{user}", tag = "keys", security(("bearer" = [])),
+    params(("user" = String, Path, description = "User name")),
+    responses((status = 200, body = PreKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No such user, or no device with keys", body = ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After header)", body = RateLimitedBody)))]
+async fn fetch_user_keys(
+    hub: web::Data<Hub>,
+    User(me): User,
+    path: web::Path<String>,
+) -> Result<web::Json<PreKeyResponse>, ApiError> {
+    let user = parse_user(path.into_inner())?;
+    Ok(web::Json(keys::fetch(&hub, &me.session.device, &user, None).await?))
+}
+
+/// Fetches the pre-keys of one device, consuming one EC and one Kyber one-time key (the
+/// last-resort key when no Kyber one-time key is left). Rate limited per (caller's device,
+/// target device).
+#[utoipa::path(get, path = "/v1/keys/{user}/{device}", tag = "keys", security(("bearer" = [])),
+    params(("user" = String, Path, description = "User name"), ("device" = u32, Path, description = "Device id")),
+    responses((status = 200, body = PreKeyResponse), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 404, description = "No such user or device, or it has no keys", body = ErrorBody),
+        (status = 429, description = "Rate limited (Retry-After header)", body = RateLimitedBody)))]
+async fn fetch_device_keys(
+    hub: web::Data<Hub>,
+    User(me): User,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<PreKeyResponse>, ApiError> {
+    let (user, device) = path.into_inner();
+    let user = parse_user(user)?;
+    let device: DeviceId =
+        device.parse().map_err(|e: hush_protocol::ids::IdError| ApiError::BadRequest(e.to_string()))?;
+    Ok(web::Json(keys::fetch(&hub, &me.session.device, &user, Some(device)).await?))
 }
 
 /// Lists the caller's own devices.
@@ -512,7 +596,7 @@ fn device_list(user: UserId, set: &DeviceSet) -> DeviceList {
     responses((status = 200, body = DeviceList), (status = 401, body = ErrorBody)))]
 async fn my_devices(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<DeviceList>, ApiError> {
     let set = hub.directory.get(me.tenant(), me.user()).await?;
-    Ok(web::Json(device_list(me.user().clone(), &set)))
+    Ok(web::Json(device_list(&hub, me.tenant(), me.user().clone(), &set).await?))
 }
 
 /// Lists the devices of a user of the caller's tenant (to address one ciphertext to each).
@@ -529,7 +613,7 @@ async fn user_devices(
     if set.devices.is_empty() {
         return Err(ApiError::NotFound);
     }
-    Ok(web::Json(device_list(user, &set)))
+    Ok(web::Json(device_list(&hub, me.tenant(), user, &set).await?))
 }
 
 /// Creates a user in the administrator's tenant.
@@ -654,6 +738,18 @@ pub fn render_metrics(hub: &Arc<Hub>) -> String {
         "counter",
         "Client frames that did not decode.",
         Metrics::get(&m.bad_frames),
+    );
+    put(
+        "hush_prekey_bundles_total",
+        "counter",
+        "Device pre-key bundles handed out.",
+        Metrics::get(&m.prekey_bundles_served),
+    );
+    put(
+        "hush_prekey_fetches_limited_total",
+        "counter",
+        "Pre-key fetches refused by the rate limit.",
+        Metrics::get(&m.prekey_fetches_limited),
     );
     put("hush_queue_depth", "gauge", "Envelopes queued in the store.", hub.store.depth());
     let s = hub.store.commit_stats();

@@ -140,7 +140,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let store = open_store(config).await?;
     let bus = open_bus(config)?;
     let events = bus.events();
-    let hub = Hub::new(store, bus)?;
+    let hub = Hub::with_keys(store, bus, config.keys.clone())?;
     let _ = hub.mfa_key.set(load_mfa_key(config)?);
     if let Some(events) = events {
         actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));

@@ -56,11 +56,27 @@ impl Node {
         Node::start_with(data, listen, &[])
     }
 
-    /// Starts a cluster node: Redis bus, MongoDB store (shared with the other nodes).
-    pub fn start_clustered(redis: &Redis, mongo: &Mongo, name: &str) -> Node {
+    /// Starts a node with a fresh data folder and extra command-line flags.
+    pub fn start_args(extra: &[&str]) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
-        let args = Node::cluster_args(redis, mongo, name);
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut n = Node::start_with(&data, None, &extra);
+        n._tmp = Some(tmp);
+        n
+    }
+
+    /// Starts a cluster node: Redis bus, MongoDB store (shared with the other nodes).
+    pub fn start_clustered(redis: &Redis, mongo: &Mongo, name: &str) -> Node {
+        Node::start_clustered_args(redis, mongo, name, &[])
+    }
+
+    /// Starts a cluster node with extra command-line flags.
+    pub fn start_clustered_args(redis: &Redis, mongo: &Mongo, name: &str, extra: &[&str]) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let mut args = Node::cluster_args(redis, mongo, name);
+        args.extend(extra.iter().map(|s| s.to_string()));
         let mut n = Node::start_with(&data, None, &args);
         n._tmp = Some(tmp);
         n.extra = args;
