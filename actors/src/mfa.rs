@@ -456,6 +456,13 @@ pub async fn session_rec(hub: &Hub, session_id: &str) -> Result<SessionMfaRec, S
     }
 }
 
+/// Deletes the MFA state of a revoked session (a failure only leaves a small dead record).
+pub async fn forget(hub: &Hub, session_id: &str) {
+    if let Err(e) = hub.store.kv_delete(NS_SESSION, session_id, None).await {
+        tracing::warn!(error = %e, session = %session_id, "MFA state of a revoked session not deleted");
+    }
+}
+
 async fn put_session(hub: &Hub, session_id: &str, rec: &SessionMfaRec) -> Result<()> {
     hub.store.kv_set(NS_SESSION, session_id, encode(rec)?).await?;
     Ok(())
@@ -1259,6 +1266,35 @@ pub async fn enforce_user(hub: &Hub, me: &Authed, user: &UserId, ip: Option<Stri
     let live: Vec<SessionRecord> =
         hub.store.sessions_of_user(tenant, user).await?.into_iter().filter(|s| s.active()).collect();
     refresh_user(hub, &p, tenant, user, &live, "enforced").await?;
+    Ok(())
+}
+
+/// `DELETE /v1/admin/users/{user}/mfa`: an administrator resets a user's MFA (lost
+/// authenticator, factor locked for good): the factor, backup codes, failure lock and trusted
+/// devices go; the user's pending sessions are released (or get a grace deadline if MFA is
+/// required of them) and their devices are told.
+pub async fn reset_user(hub: &Hub, me: &Authed, user: &UserId, ip: Option<String>) -> Result<()> {
+    let tenant = me.tenant();
+    if hub.store.get_user(tenant, user).await?.is_none() {
+        return Err(MfaError::Account(AccountError::NotFound));
+    }
+    require_step_up(hub, me, "mfa.reset", ip.clone()).await?;
+    update_user(hub, tenant, user, |rec| {
+        rec.totp = None;
+        rec.pending_totp = None;
+        rec.backup.clear();
+        rec.reset_failures();
+        rec.locked_until_ms = 0;
+        Ok(())
+    })
+    .await?;
+    drop_trust_of_user(hub, tenant, user).await?;
+    sessions::audit(hub, tenant, &initiator(me, ip), "mfa.reset", Some(format!("user:{user}")), "ok").await;
+    let p = stored_policy(hub, tenant).await?;
+    let live: Vec<SessionRecord> =
+        hub.store.sessions_of_user(tenant, user).await?.into_iter().filter(|s| s.active()).collect();
+    refresh_user(hub, &p, tenant, user, &live, "reset").await?;
+    tracing::info!(tenant = %tenant, user = %user, "MFA reset by an administrator");
     Ok(())
 }
 

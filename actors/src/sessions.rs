@@ -166,6 +166,7 @@ pub async fn revoke_many(
     });
     join_all(events).await;
     join_all(revoked.iter().map(|s| hub.tenants.forget(&*hub.store, &s.id))).await;
+    join_all(revoked.iter().map(|s| crate::mfa::forget(hub, &s.id))).await;
     Ok(revoked)
 }
 
@@ -202,6 +203,7 @@ pub async fn expire(hub: &Hub, session: &SessionRecord, why: Expiry) {
     };
     emit(hub, tenant, &session.device.user, session.device.device, None, ev).await;
     hub.tenants.forget(&*hub.store, &session.id).await;
+    crate::mfa::forget(hub, &session.id).await;
 }
 
 /// Removes a linked device (never the primary): its sessions are revoked, its queue purged,

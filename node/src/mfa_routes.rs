@@ -226,6 +226,22 @@ pub async fn enforce_user(
     Ok(web::Json(Enforced { users: 1 }))
 }
 
+/// Resets a user's MFA (tenant administrators, step-up needed): factor, backup codes, lock and
+/// trusted devices go; the user enrols again.
+#[utoipa::path(delete, path = "/v1/admin/users/{user}/mfa", tag = "admin", security(("bearer" = [])),
+    params(("user" = String, Path, description = "User name")),
+    responses((status = 204, description = "Reset"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn reset_user(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    Admin(me): Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = UserId::new(path.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    mfa::reset_user(&hub, &me, &user, ip(&req)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
 /// Requires MFA of every user of the tenant (tenant administrators, step-up needed).
 #[utoipa::path(post, path = "/v1/admin/mfa/enforce-all", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Enforced), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
@@ -255,5 +271,6 @@ pub fn configure(scope: actix_web::Scope) -> actix_web::Scope {
         .route("/admin/tenant/mfa", web::put().to(put_policy))
         .route("/admin/users/mfa-status", web::get().to(users_status))
         .route("/admin/users/{user}/mfa/enforce", web::post().to(enforce_user))
+        .route("/admin/users/{user}/mfa", web::delete().to(reset_user))
         .route("/admin/mfa/enforce-all", web::post().to(enforce_all))
 }

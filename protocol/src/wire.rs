@@ -296,7 +296,7 @@ pub enum SessionEvent {
         locked_until_ms: Option<u64>,
     },
     /// The user's MFA changed: `totp_enabled`, `totp_disabled`, `backup_codes_regenerated`,
-    /// `backup_code_used`, `device_trusted`, `trust_revoked`, `policy_changed`, `enforced`.
+    /// `backup_code_used`, `device_trusted`, `trust_revoked`, `policy_changed`, `enforced`, `reset`.
     MfaChanged {
         /// What changed.
         change: String,

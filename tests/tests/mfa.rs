@@ -440,6 +440,17 @@ async fn sixth_failure_locks_and_devices_are_told() {
     let results: Vec<&str> =
         audit["records"].as_array().unwrap().iter().map(|r| r["result"].as_str().unwrap()).collect();
     assert!(results.contains(&"denied_locked") && results.contains(&"locked"), "{results:?}");
+    // An administrator resets bob's MFA: factor and lock go, the pending session is released.
+    let (st, _) = call(&node, "DELETE", "/v1/admin/users/bob/mfa", Some(&b2.token), None).await;
+    assert_eq!(st, 401, "a pending session is no administrator");
+    let (st, _) = call(&node, "DELETE", "/v1/admin/users/bob/mfa", Some(&admin), None).await;
+    assert_eq!(st, 204);
+    let (_, s) = call(&node, "GET", "/v1/mfa/status", Some(&b2.token), None).await;
+    assert_eq!((s["totp_enabled"].as_bool(), s["locked_until_ms"].as_u64()), (Some(false), None), "{s}");
+    let (st, _) = call(&node, "GET", "/v1/devices", Some(&b2.token), None).await;
+    assert_eq!(st, 200, "released");
+    let (st, _) = call(&node, "DELETE", "/v1/admin/users/nobody/mfa", Some(&admin), None).await;
+    assert_eq!(st, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
