@@ -8,6 +8,9 @@
 //! same path as any revocation). An open socket is activity, so the idle limit never ends a
 //! connected session; it applies to tokens used over HTTP and to reconnects.
 //!
+//! It also closes the socket (`LoggedOut {reason: "mfa_required"}`, 4401) when the session's
+//! MFA state blocks it: the user's enrolment grace period ended while connected.
+//!
 //! The actor watches its socket's `DeviceActor` and stops at its first tick after the socket
 //! closed.
 
@@ -55,6 +58,7 @@ impl SessionActor {
         let hub = self.hub.clone();
         let session = self.session.clone();
         let admin = self.admin;
+        let socket = self.socket.clone();
         let fut = async move {
             let settings = hub.tenants.settings(&*hub.store, &session.device.tenant).await?;
             let policy = &settings.sessions;
@@ -64,10 +68,23 @@ impl SessionActor {
                 sessions::expire(&hub, &session, Expiry::Absolute).await;
                 return Ok::<_, hush_store::StoreError>(None);
             }
+            // MFA: a session whose user's enrolment grace period ended (or that must pass a
+            // challenge again) loses its socket; it may reconnect once it has enrolled.
+            let mfa = crate::mfa::session_rec(&hub, &session.id).await?;
+            if mfa.block(now).is_some() {
+                socket.do_send(Disconnect {
+                    code: hush_protocol::wire::CLOSE_UNAUTHORIZED,
+                    logged_out: Some("mfa_required".into()),
+                    session_id: Some(session.id.clone()),
+                    opened_before_ms: None,
+                });
+                return Ok(None);
+            }
             let granularity = seen_granularity_ms(policy, admin);
             hub.tenants.touch(&*hub.store, &session.id, now, granularity).await;
             let until_expiry = expires_at(policy, admin, &session, u64::MAX).map(|at| at.saturating_sub(now));
-            let next = until_expiry.map_or(granularity, |u| u.min(granularity));
+            let until_deadline = mfa.enroll_deadline_ms.map(|d| d.saturating_sub(now));
+            let next = [until_expiry, until_deadline].into_iter().flatten().fold(granularity, u64::min);
             Ok(Some(Duration::from_millis(next)))
         };
         ctx.wait(fut.into_actor(self).map(|res, _act, ctx| match res {

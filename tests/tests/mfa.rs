@@ -502,6 +502,16 @@ async fn required_policy_grace_deadline_exemptions_and_enrol_only() {
     let (st, _) = call(&node, "GET", "/v1/devices", Some(&d1.token), None).await;
     assert_eq!(st, 200);
     assert_eq!(ws_auth_frame(&node, &d1.token).await, "ready");
+    // dave keeps a socket open across his deadline: it is closed when the grace ends.
+    let mut live = hush_client::Client::new(node.url())
+        .resume(
+            serde_json::from_value(json!({"token": d1.token, "session_id": d1.id, "tenant": "default",
+                "user": "dave", "device": d1.device, "admin": false, "registration_id": 77}))
+            .unwrap(),
+        )
+        .connect()
+        .await
+        .unwrap();
     // After the deadline: nothing but enrolment.
     tokio::time::sleep(Duration::from_millis(
         deadline.max(lowered).saturating_sub(now_secs() * 1000) + 1_500,
@@ -509,6 +519,17 @@ async fn required_policy_grace_deadline_exemptions_and_enrol_only() {
     .await;
     let (st, v) = call(&node, "GET", "/v1/devices", Some(&d1.token), None).await;
     assert_eq!((st, v["error"].as_str()), (401, Some("mfa_enrollment_required")), "{v}");
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(10), live.next_frame())
+            .await
+            .expect("socket closed in 10 s")
+        {
+            Ok(ServerFrame::LoggedOut { reason }) => break reason,
+            Ok(_) => continue,
+            Err(e) => panic!("closed without LoggedOut: {e}"),
+        }
+    };
+    assert_eq!(closed, "mfa_required");
     let (st, _) = ws_header(&node, &d1.token).await;
     assert_eq!(st, 401);
     let (st, v) = call(&node, "GET", "/v1/devices", Some(&e1.token), None).await;
