@@ -748,3 +748,55 @@ async fn a_code_is_accepted_once_across_the_cluster() {
         .unwrap();
     assert!(matches!(next(&mut conn).await, ServerFrame::Ready { .. }));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_reaches_live_sessions() {
+    let node = Node::start();
+    let admin = admin_token(&node).await;
+    create_user(&node, &admin, "ivy", false).await;
+    let i1 = login(&node, "ivy", None, None).await;
+    enrol(&node, &i1).await;
+    // MFA off: nobody is challenged, enrolment is refused.
+    let (st, _) = put_policy(&node, &admin, json!({"level": "off"})).await;
+    assert_eq!(st, 200);
+    let i2 = login(&node, "ivy", None, None).await;
+    assert_eq!(i2.state(), "none");
+    let (st, v) = call(&node, "POST", "/v1/mfa/totp/enroll", Some(&i2.token), None).await;
+    assert_eq!((st, v["error"].as_str()), (403, Some("mfa_disabled")));
+    let mut live = hush_client::Client::new(node.url())
+        .resume(
+            serde_json::from_value(json!({"token": i2.token, "session_id": i2.id, "tenant": "default",
+                "user": "ivy", "device": i2.device, "admin": false, "registration_id": 77}))
+            .unwrap(),
+        )
+        .connect()
+        .await
+        .unwrap();
+    drain_all(&mut live).await;
+    // Back to optional: ivy has TOTP, so her unverified live session must pass a challenge now.
+    let (st, _) = put_policy(&node, &admin, json!({"level": "optional"})).await;
+    assert_eq!(st, 200);
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(10), live.next_frame()).await.expect("closed in 10 s")
+        {
+            Ok(ServerFrame::LoggedOut { reason }) => break reason,
+            Ok(_) => continue,
+            Err(e) => panic!("closed without LoggedOut: {e}"),
+        }
+    };
+    assert_eq!(reason, "mfa_required");
+    let (st, v) = call(&node, "GET", "/v1/devices", Some(&i2.token), None).await;
+    assert_eq!((st, v["error"].as_str()), (401, Some("mfa_required")));
+    let (_, s) = call(&node, "GET", "/v1/mfa/status", Some(&i2.token), None).await;
+    assert!(s["session"]["challenge"]["challenge_id"].is_string(), "{s}");
+    // The verified session is untouched, and ivy's devices were told.
+    let (st, _) = call(&node, "GET", "/v1/devices", Some(&i1.token), None).await;
+    assert_eq!(st, 200);
+    let evs = events(&node, &i1).await;
+    assert!(
+        evs.iter().any(|e| matches!(e, SessionEvent::MfaChanged { change } if change == "policy_changed")),
+        "{evs:?}"
+    );
+    let (_, audit) = call(&node, "GET", "/v1/admin/audit?action=mfa.policy.update", Some(&admin), None).await;
+    assert_eq!(audit["records"].as_array().unwrap().len(), 2);
+}
