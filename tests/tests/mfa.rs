@@ -483,12 +483,12 @@ async fn required_policy_grace_deadline_exemptions_and_enrol_only() {
     let erin_deadline = s["session"]["enroll_deadline_ms"].as_u64().expect("erin has a deadline");
     let now_ms = now_secs() * 1000;
     assert!(erin_deadline > now_ms + 3_500_000, "{s}");
-    // Lowering the grace applies to users already in it: 3 s.
-    let (st, _) = put_policy(&node, &admin, json!({"grace_period_secs": 3})).await;
+    // Lowering the grace applies to users already in it: 5 s.
+    let (st, _) = put_policy(&node, &admin, json!({"grace_period_secs": 5})).await;
     assert_eq!(st, 200);
     let (_, s) = call(&node, "GET", "/v1/mfa/status", Some(&e1.token), None).await;
     let lowered = s["session"]["enroll_deadline_ms"].as_u64().unwrap();
-    assert!(lowered < erin_deadline && lowered <= now_secs() * 1000 + 4_000, "erin's grace was lowered: {s}");
+    assert!(lowered < erin_deadline && lowered <= now_secs() * 1000 + 6_000, "erin's grace was lowered: {s}");
     let evs = events(&node, &e1).await;
     assert!(
         evs.iter().any(|e| matches!(e, SessionEvent::MfaChanged { change } if change == "policy_changed")),
@@ -498,7 +498,7 @@ async fn required_policy_grace_deadline_exemptions_and_enrol_only() {
     let d1 = login(&node, "dave", None, None).await;
     assert_eq!(d1.state(), "none");
     let deadline = d1.mfa["enroll_deadline_ms"].as_u64().expect("told the deadline");
-    assert!(deadline > now_secs() * 1000 && deadline <= now_secs() * 1000 + 4_000, "{:?}", d1.mfa);
+    assert!(deadline > now_secs() * 1000 && deadline <= now_secs() * 1000 + 6_000, "{:?}", d1.mfa);
     let (st, _) = call(&node, "GET", "/v1/devices", Some(&d1.token), None).await;
     assert_eq!(st, 200);
     assert_eq!(ws_auth_frame(&node, &d1.token).await, "ready");
@@ -561,7 +561,7 @@ async fn trusted_device_skips_the_challenge_until_expired_or_revoked() {
     create_user(&node, &admin, "frank", false).await;
     let f1 = login(&node, "frank", None, None).await;
     let (mut app, _) = enrol(&node, &f1).await;
-    let (st, _) = put_policy(&node, &admin, json!({"trusted_device_secs": 4})).await;
+    let (st, _) = put_policy(&node, &admin, json!({"trusted_device_secs": 8})).await;
     assert_eq!(st, 200);
 
     // Log device 2 in, verify with "remember this device".
@@ -589,8 +589,8 @@ async fn trusted_device_skips_the_challenge_until_expired_or_revoked() {
     let (_, l) = call(&node, "GET", "/v1/mfa/trusted-devices", Some(&t.token), None).await;
     assert_eq!(l["devices"].as_array().unwrap().len(), 1);
     assert_eq!(l["devices"][0]["device"], dev);
-    // Expired after 4 s.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Expired after 8 s.
+    tokio::time::sleep(Duration::from_secs(9)).await;
     let f3 = login(&node, "frank", Some(dev), Some(&token)).await;
     assert_eq!(f3.state(), "mfa_pending", "trust expired");
 
@@ -635,7 +635,7 @@ async fn step_up_window_and_pending_admin() {
     assert_eq!(st, 200);
     let (st, _) = call(&node, "GET", "/v1/devices", Some(&g0.token), None).await;
     assert_eq!(st, 401, "revoked");
-    let (st, _) = put_policy(&node, &admin, json!({"step_up_window_secs": 3})).await;
+    let (st, _) = put_policy(&node, &admin, json!({"step_up_window_secs": 5})).await;
     assert_eq!(st, 200);
 
     // gina enrols (a verification), and may revoke her other sessions right away...
@@ -644,7 +644,7 @@ async fn step_up_window_and_pending_admin() {
     let (st, v) = call(&node, "DELETE", &format!("/v1/sessions/{}", g2.id), Some(&g1.token), None).await;
     assert_eq!(st, 200, "{v}");
     // ...but not once the verification is older than the window.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let (st, v) = call(&node, "DELETE", "/v1/sessions/others", Some(&g1.token), None).await;
     assert_eq!((st, v["error"].as_str()), (403, Some("step_up_required")));
     let (st, v) = call(&node, "DELETE", "/v1/mfa/totp", Some(&g1.token), None).await;
@@ -677,7 +677,7 @@ async fn step_up_window_and_pending_admin() {
     assert_eq!((st, v["error"].as_str()), (401, Some("mfa_required")));
     // A verified administrator whose verification is older than the window: no policy change, no
     // admin revocation.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     let (st, v) = put_policy(&node, &b1.token, json!({"level": "required"})).await;
     assert_eq!((st, v["error"].as_str()), (403, Some("step_up_required")), "{v}");
     let (st, v) =
