@@ -531,7 +531,8 @@ async fn prekeys_low_and_the_rate_limit_across_nodes() {
     assert_eq!(st, 429, "{body}");
     assert_eq!(body["error"], "rate_limited");
     let retry: u64 = retry.expect("Retry-After").parse().unwrap();
-    assert!((590..=600).contains(&retry), "{retry}");
+    // One token comes back 600 s after the first of the six takes, a few seconds ago.
+    assert!((540..=600).contains(&retry), "{retry}");
     assert_eq!(body["retry_after_s"].as_u64(), Some(retry));
     let mut bob_ws = connect(&on(cc, &bob)).await;
     let id = uuid::Uuid::new_v4();
@@ -641,11 +642,11 @@ async fn identity_change_means_new_registration_id_and_stale_devices() {
     assert!(got.iter().all(|e| e.id != id));
 }
 
-/// With a rotation age of 3 s: fresh keys get no ask; once they are older, `RotateKeys` comes
+/// With a rotation age of 5 s: fresh keys get no ask; once they are older, `RotateKeys` comes
 /// after `Ready`, and after an upload that left the other one old.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_is_asked_for_old_signed_keys() {
-    let node = Node::start_args(&["--prekey-rotation-age-secs", "3"]);
+    let node = Node::start_args(&["--prekey-rotation-age-secs", "5"]);
     let admin = node.admin().await;
     create(&admin, "alice").await;
     let k = Keys::new();
@@ -659,7 +660,7 @@ async fn rotation_is_asked_for_old_signed_keys() {
     assert!(notices.is_empty(), "fresh keys: {notices:?}");
     c.close().await.unwrap();
 
-    tokio::time::sleep(Duration::from_millis(3200)).await;
+    tokio::time::sleep(Duration::from_millis(5200)).await;
     let (mut c, notices) = connect_notices(&alice).await;
     assert_eq!(notices, vec![ServerFrame::RotateKeys { signed_pre_key: true, last_resort: true }]);
     // A new signed pre-key alone: the last-resort key is still old, so the node asks again.
