@@ -144,12 +144,23 @@ pub async fn revoke_many(
 ) -> Result<Vec<SessionRecord>, AccountError> {
     // One bulk store call (a few operations whatever the count): the time from the call to
     // the last socket's close is dominated by the store, so no per-session round trips here.
+    let started = std::time::Instant::now();
+    let asked = ids.len();
     let revocation = hush_store::Revocation { at_ms: now_ms(), reason: reason.to_owned() };
     let revoked = hub.store.revoke_sessions(tenant, ids, revocation).await?;
+    let stored_ms = started.elapsed().as_millis();
     // One broadcast for the whole batch (closing each socket as its own revocation commits
     // was measured slower on the MongoDB-wire test server: 1,000 publishes competing with the
     // writes). The tokens are refused everywhere from the moment the store says revoked.
     kick_sessions(hub, &revoked, reason, code).await;
+    tracing::info!(
+        asked,
+        revoked = revoked.len(),
+        stored_ms,
+        kicked_ms = started.elapsed().as_millis(),
+        reason,
+        "revocation stored and broadcast"
+    );
     let audits = revoked.iter().map(|s| {
         let target = Some(format!("session:{} device:{}", s.id, s.device));
         audit(hub, tenant, actor, "session.revoke", target, "ok")

@@ -417,6 +417,7 @@ async fn admin_revoke_active(
     Admin(me): Admin,
 ) -> Result<web::Json<Revoked>, ApiError> {
     hush_actors::mfa::require_step_up(&hub, &me, "admin.revoke_active", ip_of(&req)).await?;
+    let started = std::time::Instant::now();
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -429,6 +430,11 @@ async fn admin_revoke_active(
             break;
         }
     }
+    tracing::info!(
+        sessions = ids.len(),
+        listed_ms = started.elapsed().as_millis(),
+        "revoking every active session of the tenant"
+    );
     let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
     // Everyone logged out: every trusted device of the tenant must pass MFA again.
     hush_actors::mfa::drop_trust_of_tenant(&hub, me.tenant()).await?;
