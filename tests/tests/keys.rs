@@ -640,6 +640,27 @@ async fn identity_change_means_new_registration_id_and_stale_devices() {
     let got: Vec<_> = drain_all(&mut ca).await.into_iter().filter(|e| e.event.is_none()).collect();
     assert_eq!(got.len(), 2);
     assert!(got.iter().all(|e| e.id != id));
+
+    // A removed device's identity and keys go with it: a new device that gets the same id
+    // (without an identity key) has none of them.
+    let k4 = Keys::new();
+    let linked = login(&node, "alice", None, 300, Some(k4.identity())).await.unwrap();
+    assert_eq!(linked.device().get(), 2);
+    assert_eq!(put_keys(&node, &linked, &k4.upload(0..5, 0..5)).await.0, 200);
+    assert_eq!(fetch(&node, &bob, "alice", Some(2)).await.0, 200);
+    let r = reqwest::Client::new()
+        .delete(format!("{}/v1/devices/2", node.url()))
+        .bearer_auth(s.login_info().token.expose())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let again = login(&node, "alice", None, 301, None).await.unwrap();
+    assert_eq!(again.device().get(), 2);
+    assert_eq!(fetch(&node, &bob, "alice", Some(2)).await.0, 404);
+    assert_eq!(counts(&node, &again).await, KeyCounts::default());
+    let list = bob.devices(Some(&UserId::new("alice").unwrap())).await.unwrap();
+    assert!(list.devices.iter().find(|d| d.id.get() == 2).unwrap().identity_key.is_none());
 }
 
 /// With a rotation age of 5 s: fresh keys get no ask; once they are older, `RotateKeys` comes
