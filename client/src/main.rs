@@ -1,5 +1,7 @@
 //! `hush`: the command-line client. Profiles (one per logged-in device) live in `$HUSH_HOME`
-//! (default `~/.hush`), one JSON file each, readable by the owner only.
+//! (default `~/.hush`), readable by the owner only: `<name>.json` (server, device, session) and
+//! `<name>.state` (the device's end-to-end state: identity and pre-keys with their private
+//! halves, sessions, sender keys). Only one `hush` process should use a profile at a time.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::path::PathBuf;
@@ -7,10 +9,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use hush_client::{random_registration_id, Client, ClientError};
-use hush_protocol::api::{DeviceRequest, LoginResponse, Secret};
-use hush_protocol::ids::{DeviceId, RegistrationId, TenantId, UserId};
-use hush_protocol::wire::ServerFrame;
+use hush_client::messenger::{Event, KeyAction, Messenger};
+use hush_client::state::DeviceState;
+use hush_client::{login_device, random_registration_id, upload_request, Client, ClientError};
+use hush_protocol::api::{GroupInfo, LoginResponse, Secret};
+use hush_protocol::ids::{DeviceId, GroupId, RegistrationId, TenantId, UserId};
+use hush_protocol::wire::SessionEvent;
 use serde::{Deserialize, Serialize};
 
 #[derive(Parser)]
@@ -67,11 +71,53 @@ enum Cmd {
         #[arg(long)]
         idle: Option<u64>,
     },
+    /// Groups: create, add, remove, send, list.
+    Group {
+        #[command(subcommand)]
+        cmd: GroupCmd,
+    },
     /// Tenant administration.
     Admin {
         #[command(subcommand)]
         cmd: AdminCmd,
     },
+}
+
+#[derive(Subcommand)]
+enum GroupCmd {
+    /// Create a group; you are a member and its administrator.
+    Create {
+        /// A name for the group.
+        name: String,
+        /// Other members (user names).
+        members: Vec<String>,
+    },
+    /// Add members to a group (its administrators).
+    Add {
+        /// The group: its id, or its name if only one of your groups has it.
+        group: String,
+        /// User names.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Remove members from a group (its administrators), or yourself (leave).
+    Remove {
+        /// The group: its id, or its name if only one of your groups has it.
+        group: String,
+        /// User names.
+        #[arg(required = true)]
+        users: Vec<String>,
+    },
+    /// Send a message to every member of a group.
+    Send {
+        /// The group: its id, or its name if only one of your groups has it.
+        group: String,
+        /// The message text.
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// List your groups.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -114,6 +160,22 @@ fn profile_path(name: &str) -> anyhow::Result<PathBuf> {
     Ok(home().join(format!("{name}.json")))
 }
 
+fn state_path(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(profile_path(name)?.with_extension("state"))
+}
+
+fn load_state(name: &str) -> anyhow::Result<DeviceState> {
+    DeviceState::load_file(&state_path(name)?)?.with_context(|| {
+        format!("profile '{name}' has no end-to-end keys: run `hush --profile {name} login` again")
+    })
+}
+
+async fn messenger(name: &str) -> anyhow::Result<Messenger> {
+    let session = session_of(name)?;
+    let state = load_state(name)?;
+    Ok(Messenger::connect(session, state, Some(state_path(name)?)).await?)
+}
+
 fn load(name: &str) -> anyhow::Result<Option<Profile>> {
     let p = profile_path(name)?;
     match std::fs::read(&p) {
@@ -154,6 +216,112 @@ fn ask_password(given: Option<String>, prompt: &str) -> anyhow::Result<Secret> {
     }
 }
 
+/// A group named by id, or by a name only one of the user's groups has.
+async fn find_group(s: &hush_client::Session, group: &str) -> anyhow::Result<GroupInfo> {
+    if let Ok(id) = GroupId::new(group) {
+        return Ok(s.group(&id).await?);
+    }
+    let mut found: Vec<GroupInfo> =
+        s.groups().await?.groups.into_iter().filter(|g| g.name == group).collect();
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => bail!("no group of yours is named '{group}'"),
+        n => bail!("{n} of your groups are named '{group}': use its id (`hush group list`)"),
+    }
+}
+
+fn users(names: Vec<String>) -> anyhow::Result<Vec<UserId>> {
+    Ok(names.into_iter().map(UserId::new).collect::<Result<Vec<_>, _>>()?)
+}
+
+fn list_members(g: &GroupInfo) -> String {
+    g.members.iter().map(UserId::as_str).collect::<Vec<_>>().join(", ")
+}
+
+async fn group_command(profile: &str, cmd: GroupCmd) -> anyhow::Result<()> {
+    match cmd {
+        GroupCmd::Create { name, members } => {
+            let s = session_of(profile)?;
+            let g = s.create_group(&name, &users(members)?).await?;
+            println!("Created group {} ({}) with {}.", g.name, g.id, list_members(&g));
+        }
+        GroupCmd::Add { group, users: names } => {
+            let mut m = messenger(profile).await?;
+            let g = find_group(m.session(), &group).await?;
+            let g = m.add_members(&g.id, &users(names)?).await?;
+            println!("Group {} ({}) now has {}.", g.name, g.id, list_members(&g));
+            m.close().await?;
+        }
+        GroupCmd::Remove { group, users: names } => {
+            let mut m = messenger(profile).await?;
+            let g = find_group(m.session(), &group).await?;
+            let g = m.remove_members(&g.id, &users(names)?).await?;
+            println!("Group {} ({}) now has {}.", g.name, g.id, list_members(&g));
+            m.close().await?;
+        }
+        GroupCmd::Send { group, text } => {
+            let mut m = messenger(profile).await?;
+            let g = find_group(m.session(), &group).await?;
+            let id = m.send_group_text(&g.id, &text.join(" ")).await?;
+            println!("Sent {id} to group {}.", g.name);
+            m.close().await?;
+        }
+        GroupCmd::List => {
+            let s = session_of(profile)?;
+            for g in s.groups().await?.groups {
+                println!("{}  {}  (epoch {}): {}", g.id, g.name, g.epoch, list_members(&g));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe_keys(a: &KeyAction) -> String {
+    match a {
+        KeyAction::Replenished { ec, kyber } => {
+            format!("uploaded {ec} EC and {kyber} Kyber one-time pre-keys")
+        }
+        KeyAction::RotatedSignedKeys => "rotated the signed pre-key and the last-resort key".into(),
+        KeyAction::SenderKeyRotated { group, epoch } => {
+            format!("new sender key for group {group} (epoch {epoch}) sent to its members")
+        }
+        KeyAction::SenderKeyDistributed { group, devices } => {
+            format!("sender key for group {group} sent to {devices} new device(s)")
+        }
+    }
+}
+
+fn describe_account(ev: &SessionEvent) -> String {
+    match ev {
+        SessionEvent::NewLogin { device, ip, .. } => {
+            format!(
+                "new login on your device {device}{}",
+                ip.as_ref().map(|i| format!(" from {i}")).unwrap_or_default()
+            )
+        }
+        SessionEvent::DeviceAdded { device } => format!("device {device} was added to your account"),
+        SessionEvent::DeviceRemoved { device } => format!("device {device} was removed from your account"),
+        SessionEvent::SessionRevoked { device, reason, .. } => {
+            format!("a session of your device {device} ended: {reason}")
+        }
+        SessionEvent::GroupChanged { group, name, members, by, .. } => {
+            let list = members.iter().map(UserId::as_str).collect::<Vec<_>>().join(", ");
+            format!("group {name} ({group}) changed by {by}: members {list}")
+        }
+        SessionEvent::RotateSenderKey { group, reason, .. } => {
+            format!("the node asks for a new sender key in group {group} ({reason})")
+        }
+        SessionEvent::DistributeSenderKey { group, devices, .. } => {
+            format!("{} new device(s) in group {group}", devices.len())
+        }
+        SessionEvent::MfaFailed { attempts, locked_until_ms, .. } => format!(
+            "a second-factor attempt failed ({attempts} in a row){}",
+            if locked_until_ms.is_some() { "; the factor is locked for now" } else { "" }
+        ),
+        SessionEvent::MfaChanged { change } => format!("your second factor changed: {change}"),
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -167,21 +335,37 @@ async fn main() -> anyhow::Result<()> {
                 .as_ref()
                 .and_then(|p| p.login.as_ref())
                 .is_some_and(|l| l.user == user && l.tenant == tenant);
-            let (registration_id, device) = match &existing {
-                Some(p) if same_user || p.login.is_none() => (p.registration_id, p.device),
-                _ => (random_registration_id(), None),
+            // The same user on this profile keeps its device and end-to-end state; anything else
+            // registers a new device with a fresh identity.
+            let kept = match &existing {
+                Some(p) if same_user || p.login.is_none() => {
+                    DeviceState::load_file(&state_path(&cli.profile)?)?.map(|st| (st, p.device))
+                }
+                _ => None,
+            };
+            let fresh = kept.is_none();
+            let (mut state, device) = match kept {
+                Some(k) => k,
+                None => (DeviceState::generate(random_registration_id())?, None),
             };
             let client = Client::new(&cli.server);
-            let req =
-                DeviceRequest { id: device, registration_id, name: Some(device_name), identity_key: None };
-            let session = client.login(&tenant, &user, &password, req).await?;
+            let session =
+                login_device(&client, &tenant, &user, &password, device, Some(device_name), &mut state)
+                    .await?;
             let info = session.login_info().clone();
+            if fresh {
+                // Private halves on disk before the public keys are published.
+                let up = state.full_upload()?;
+                state.save_file(&state_path(&cli.profile)?)?;
+                session.upload_keys(&upload_request(&up)).await?;
+            }
+            state.save_file(&state_path(&cli.profile)?)?;
             println!("Logged in as {}/{} on device {}.", info.tenant, info.user, info.device);
             save(
                 &cli.profile,
                 &Profile {
                     server: cli.server,
-                    registration_id,
+                    registration_id: state.registration_id(),
                     device: Some(info.device),
                     login: Some(info),
                 },
@@ -205,54 +389,77 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Send { to, text } => {
-            let s = session_of(&cli.profile)?;
             let to = UserId::new(to)?;
             let text = text.join(" ");
-            let mut conn = s.connect().await?;
-            // Not yet end-to-end encrypted: the E2E layer (issue 5) replaces this identity map.
-            let id = conn.send_message(&to, |_, _| text.as_bytes().to_vec()).await?;
+            let mut m = messenger(&cli.profile).await?;
+            let id = m.send_text(&to, &text).await?;
             println!("Sent {id} to {to}.");
-            let _ = conn.close().await;
+            m.close().await?;
         }
         Cmd::Listen { count, idle } => {
-            let s = session_of(&cli.profile)?;
-            let mut conn = s.connect().await?;
+            let mut m = messenger(&cli.profile).await?;
+            let me = m.session().user().clone();
+            let mut names: std::collections::HashMap<GroupId, String> = std::collections::HashMap::new();
             let mut n = 0usize;
             loop {
                 let next = match idle {
                     Some(secs) => {
-                        match tokio::time::timeout(Duration::from_secs(secs), conn.next_frame()).await {
+                        match tokio::time::timeout(Duration::from_secs(secs), m.next_event()).await {
                             Ok(r) => r,
                             Err(_) => break,
                         }
                     }
-                    None => conn.next_frame().await,
+                    None => m.next_event().await,
                 };
                 match next {
-                    Ok(ServerFrame::Deliver(env)) => {
-                        let text = String::from_utf8_lossy(&env.content.0);
-                        let tag = if env.sync { " (sent from your other device)" } else { "" };
-                        println!("{}/{}: {}{}", env.from, env.from_device, text, tag);
-                        conn.ack(vec![env.seq]).await?;
+                    Ok(Event::Text { from, from_device, body, .. }) => {
+                        println!("{from}/{from_device}: {body}");
                         n += 1;
-                        if count.is_some_and(|c| n >= c) {
-                            break;
-                        }
                     }
-                    Ok(ServerFrame::QueueEmpty) => eprintln!("(up to date; waiting for messages)"),
-                    Ok(ServerFrame::LoggedOut { reason }) => {
+                    Ok(Event::Sent { to, from_device, body, .. }) => {
+                        println!("{me}/{from_device} to {to}: {body} (sent from your other device)");
+                        n += 1;
+                    }
+                    Ok(Event::GroupText { group, from, from_device, body, .. }) => {
+                        if !names.contains_key(&group) {
+                            let name = m.session().group(&group).await.map(|g| g.name).unwrap_or_default();
+                            names.insert(group.clone(), name);
+                        }
+                        let name = names.get(&group).filter(|n| !n.is_empty()).cloned();
+                        println!(
+                            "[{}] {from}/{from_device}: {body}",
+                            name.unwrap_or_else(|| group.to_string())
+                        );
+                        n += 1;
+                    }
+                    Ok(Event::Account(ev)) => {
+                        if let SessionEvent::GroupChanged { group, name, .. } = &ev {
+                            names.insert(group.clone(), name.clone());
+                        }
+                        eprintln!("({})", describe_account(&ev));
+                    }
+                    Ok(Event::Undecryptable { from, from_device, reason, .. }) => {
+                        eprintln!("(a message from {from}/{from_device} could not be decrypted: {reason})");
+                    }
+                    Ok(Event::KeysMaintained(a)) => eprintln!("({})", describe_keys(&a)),
+                    Ok(Event::SenderKeyReceived { .. }) => {}
+                    Ok(Event::UpToDate) => eprintln!("(up to date; waiting for messages)"),
+                    Ok(Event::LoggedOut { reason }) => {
                         eprintln!("Logged out by the node: {reason}");
                         break;
                     }
-                    Ok(_) => {}
                     Err(ClientError::Closed(c)) => {
                         bail!("connection closed{}", c.map(|c| format!(": {c}")).unwrap_or_default())
                     }
                     Err(e) => return Err(e.into()),
                 }
+                if count.is_some_and(|c| n >= c) {
+                    break;
+                }
             }
-            let _ = conn.close().await;
+            m.close().await?;
         }
+        Cmd::Group { cmd } => group_command(&cli.profile, cmd).await?,
         Cmd::Admin { cmd } => {
             let s = session_of(&cli.profile)?;
             match cmd {

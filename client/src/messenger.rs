@@ -464,15 +464,8 @@ impl Messenger {
         if removal && ours.epoch >= epoch {
             return Ok(None);
         }
-        let mut info = match self.session.group(group).await {
-            Ok(i) => i,
-            Err(ClientError::Http { status: 404, .. }) => {
-                // We are no longer a member.
-                self.state.drop_group_chain(group.as_str());
-                self.save()?;
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        let Some(mut info) = self.group_if_member(group).await? else {
+            return Ok(None);
         };
         info.epoch = info.epoch.max(epoch);
         self.distribute_sender_key(&info, !removal).await?;
@@ -482,12 +475,28 @@ impl Messenger {
         })))
     }
 
+    /// The group, or `None` (and our chain forgotten) if this user is no longer a member: the
+    /// node answers 404 then, as for a group that does not exist.
+    async fn group_if_member(&mut self, group: &GroupId) -> Result<Option<GroupInfo>> {
+        match self.session.group(group).await {
+            Ok(i) if i.members.contains(self.session.user()) => Ok(Some(i)),
+            Ok(_) | Err(ClientError::Http { status: 404, .. }) => {
+                self.state.drop_group_chain(group.as_str());
+                self.save()?;
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// `DistributeSenderKey`: give our current chain to the new member devices, if we have one.
     async fn on_distribute_sender_key(&mut self, group: &GroupId) -> Result<Option<Event>> {
         if self.state.group_sending(group.as_str()).is_none() {
             return Ok(None);
         }
-        let info = self.session.group(group).await?;
+        let Some(info) = self.group_if_member(group).await? else {
+            return Ok(None);
+        };
         let devices = self.distribute_sender_key(&info, false).await?;
         Ok(Some(Event::KeysMaintained(KeyAction::SenderKeyDistributed { group: group.clone(), devices })))
     }

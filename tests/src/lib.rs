@@ -379,6 +379,11 @@ impl Mongo {
         wait_for_port(port, "nx-27017");
         Mongo { url: format!("mongodb://127.0.0.1:{port}/"), database, child: Some(child), _dir: Some(dir) }
     }
+
+    /// The data folder of the `nx-27017` server started here (`None` for a real MongoDB).
+    pub fn data_dir(&self) -> Option<&Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
 }
 
 impl Mongo {
