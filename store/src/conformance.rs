@@ -40,6 +40,7 @@ pub async fn run_all(store: &dyn Store) {
     audit_log(store).await;
     queues(store).await;
     concurrent_enqueue(store).await;
+    shared_queue(store).await;
     bulk_revocation(store).await;
     kv_basics(store).await;
     kv_prefixes(store).await;
@@ -248,6 +249,82 @@ async fn queues(s: &dyn Store) {
     assert!(s.fetch(&bob1, 0, 100).await.unwrap().is_empty());
     assert_eq!(s.fetch(&bob2, 0, 100).await.unwrap().len(), 2);
     assert_eq!(s.depth(), depth0 + 2);
+}
+
+/// Group messages: the content is stored once, every device's queue refers to it, it reads back
+/// like a 1:1 envelope (in seq order with them), and it goes with its last reference.
+async fn shared_queue(s: &dyn Store) {
+    let d1 = addr("grp", "dan", 1);
+    let d2 = addr("grp", "dan", 2);
+    let e1 = addr("grp", "eve", 1);
+    let depth0 = s.depth();
+    let blobs0 = s.shared_contents().await.unwrap();
+    assert!(s
+        .enqueue_shared(SharedEnvelope { to: vec![], envelope: envelopes(&d1, 1)[0].envelope.clone() })
+        .await
+        .unwrap()
+        .is_empty());
+    let before = s.enqueue(envelopes(&d1, 1)).await.unwrap();
+    let mut template = envelopes(&d1, 1).remove(0).envelope;
+    template.id = uuid::Uuid::from_u128(0xfeed);
+    template.content = Payload(vec![0xab; 3000]);
+    template.group = Some(hush_protocol::wire::GroupStamp {
+        group: hush_protocol::ids::GroupId::new("00112233445566778899aabbccddeeff").unwrap(),
+        epoch: 4,
+    });
+    let seqs = s
+        .enqueue_shared(SharedEnvelope {
+            to: vec![d1.clone(), d2.clone(), e1.clone()],
+            envelope: template.clone(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(seqs.len(), 3);
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > before[0].seq, "seqs increase");
+    let after = s.enqueue(envelopes(&d1, 1)).await.unwrap();
+    assert_eq!(s.depth(), depth0 + 5);
+    assert_eq!(s.shared_contents().await.unwrap(), blobs0 + 1, "stored once");
+    let got = s.fetch(&d1, 0, 100).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![before[0].seq, seqs[0], after[0].seq]);
+    let mut want = template.clone();
+    want.seq = seqs[0];
+    assert_eq!(got[1], want, "a reference reads back as the full envelope");
+    assert_eq!(got[0], before[0]);
+    for (a, seq) in [(&d2, seqs[1]), (&e1, seqs[2])] {
+        let got = s.fetch(a, 0, 100).await.unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].seq, &got[0].content), (seq, &template.content));
+    }
+    // Another device's reference is not this device's to ack.
+    assert_eq!(s.ack(&d2, vec![seqs[2]]).await.unwrap(), 0);
+    // Acks mixing both kinds; the content stays while a reference is left.
+    assert_eq!(s.ack(&d1, vec![before[0].seq, seqs[0]]).await.unwrap(), 2);
+    assert_eq!(s.ack(&d1, vec![seqs[0]]).await.unwrap(), 0, "acked once");
+    assert_eq!(s.shared_contents().await.unwrap(), blobs0 + 1);
+    assert_eq!(s.ack(&d2, vec![seqs[1]]).await.unwrap(), 1);
+    assert_eq!(s.fetch(&e1, 0, 100).await.unwrap()[0].content, template.content, "still readable");
+    assert_eq!(s.purge(&e1).await.unwrap(), 1, "purge releases a reference too");
+    assert_eq!(s.shared_contents().await.unwrap(), blobs0, "gone with its last reference");
+    assert_eq!(s.fetch(&d1, 0, 100).await.unwrap(), after);
+    assert_eq!(s.ack(&d1, vec![after[0].seq]).await.unwrap(), 1);
+    assert_eq!(s.depth(), depth0);
+    // Concurrent acks of the references of many contents: every one released exactly once.
+    let to: Vec<DeviceAddress> = (1..=4).map(|d| addr("grp", "fan", d)).collect();
+    let mut all = Vec::new();
+    for _ in 0..5 {
+        let seqs =
+            s.enqueue_shared(SharedEnvelope { to: to.clone(), envelope: template.clone() }).await.unwrap();
+        all.push(seqs);
+    }
+    assert_eq!(s.shared_contents().await.unwrap(), blobs0 + 5);
+    let acks = to.iter().enumerate().map(|(i, a)| {
+        let mine: Vec<u64> = all.iter().map(|seqs| seqs[i]).collect();
+        s.ack(a, mine)
+    });
+    let acked: u64 = futures_join_all(acks).await.into_iter().map(|r| r.unwrap()).sum();
+    assert_eq!(acked, 20);
+    assert_eq!(s.shared_contents().await.unwrap(), blobs0);
+    assert_eq!(s.depth(), depth0);
 }
 
 async fn concurrent_enqueue(s: &dyn Store) {

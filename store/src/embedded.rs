@@ -15,6 +15,16 @@
 //! which device) is an in-memory index rebuilt from the table at open and updated by the writer
 //! thread after each commit, before any caller hears "done"; the table is the only durable state.
 //! A schema-1 file is migrated at open (its `queue` table moved into `queue_by_seq`).
+//!
+//! Shared contents (schema 3, group messages): [`QueueStore::enqueue_shared`] writes the
+//! content once in `blobs` (keyed by the first sequence number of its block), its reference
+//! count in `blob_refs`, and one entry per recipient device in `queue_refs` (seq -> postcard
+//! `(DeviceAddress, blob, Envelope without content)`), all in one job. `fetch` falls back to
+//! `queue_refs` only when `queue_by_seq` lacks a seq, so the 1:1 path reads what it always read.
+//! An in-memory map (seq -> blob, rebuilt at open like the index) tells `ack`/`purge` which seqs
+//! are references without reading the table; each reference removed decrements its blob's count
+//! in the same transaction, and the last one deletes the blob (exact reference counting, no
+//! sweep).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
@@ -24,7 +34,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
-use hush_protocol::wire::Envelope;
+use hush_protocol::wire::{Envelope, Payload};
 use redb::{
     Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Table, TableDefinition,
     WriteTransaction,
@@ -36,7 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{
     check_kv_key, check_kv_replace, AccountStore, AuditQuery, AuditRecord, AuditStore, CommitStats,
     DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result, Revocation,
-    SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
+    SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
     COMMIT_BUCKETS_US, MAX_KV_SCAN,
 };
 
@@ -50,7 +60,9 @@ pub const MAX_FETCH: usize = 1_024;
 /// Schema version of the embedded file; bumped with a forward migration when records change.
 /// Version 2: the queue keyed by sequence number alone (see the module docs); version 1 files
 /// are migrated at open.
-pub const SCHEMA_VERSION: u64 = 2;
+/// Version 3: shared contents (`blobs`, `blob_refs`, `queue_refs`); version 2 files only gain
+/// the empty tables.
+pub const SCHEMA_VERSION: u64 = 3;
 
 const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
 const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
@@ -70,12 +82,21 @@ const ACTIVE_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new(
 const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// Generic key-value entries: (namespace, key) -> 8-byte big-endian version, then the value.
 const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+/// seq -> postcard `(DeviceAddress, blob, Envelope)`: a queued envelope whose content is shared.
+const QUEUE_REFS: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_refs");
+/// blob -> content shared by several queued envelopes.
+const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blobs");
+/// blob -> how many queued envelopes still refer to it.
+const BLOB_REFS: TableDefinition<u64, u64> = TableDefinition::new("blob_refs");
 
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// The committed per-device queue index: device -> its queued sequence numbers.
 type QueueIndex = HashMap<DeviceAddress, BTreeSet<u64>>;
+
+/// The committed map of queued envelopes whose content is shared: seq -> blob.
+type RefIndex = HashMap<u64, u64>;
 
 /// What a job sees: the open write transaction, the sequence counter, the queue table (opened
 /// once per transaction, on first use) and the index changes to apply once the commit is durable.
@@ -87,6 +108,9 @@ struct Tx<'a> {
     index: &'a RwLock<QueueIndex>,
     added: &'a mut Vec<(DeviceAddress, u64)>,
     removed: &'a mut Vec<(DeviceAddress, u64)>,
+    refs: &'a RwLock<RefIndex>,
+    refs_added: &'a mut Vec<(u64, u64)>,
+    refs_removed: &'a mut Vec<u64>,
 }
 
 impl<'a> Tx<'a> {
@@ -107,6 +131,67 @@ fn write_index(index: &RwLock<QueueIndex>) -> RwLockWriteGuard<'_, QueueIndex> {
     index.write().unwrap_or_else(|e| e.into_inner())
 }
 
+fn read_refs(refs: &RwLock<RefIndex>) -> RwLockReadGuard<'_, RefIndex> {
+    refs.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Splits sequence numbers into 1:1 envelopes and references to shared content (with their
+/// blob), from the committed map (and, with `this_commit`, the references added earlier in the
+/// same commit). An empty map costs nothing: the 1:1 path stays as it was.
+fn split_refs(t: &Tx<'_>, seqs: Vec<u64>, this_commit: bool) -> (Vec<u64>, Vec<(u64, u64)>) {
+    let committed = read_refs(t.refs);
+    if committed.is_empty() && (!this_commit || t.refs_added.is_empty()) {
+        return (seqs, Vec::new());
+    }
+    let mut plain = Vec::with_capacity(seqs.len());
+    let mut refs = Vec::new();
+    for seq in seqs {
+        let blob = committed.get(&seq).copied().or_else(|| {
+            this_commit.then(|| t.refs_added.iter().find(|(s, _)| *s == seq).map(|(_, b)| *b)).flatten()
+        });
+        match blob {
+            Some(b) => refs.push((seq, b)),
+            None => plain.push(seq),
+        }
+    }
+    (plain, refs)
+}
+
+/// Removes queued references (seq, blob) of device `a` and releases their blobs; returns how
+/// many references were removed. Reads nothing that could fail to decode, so it cannot stop
+/// half-way on bad data (only on a storage error, which fails the whole commit's caller).
+fn remove_refs(t: &mut Tx<'_>, a: &DeviceAddress, refs: Vec<(u64, u64)>) -> Result<u64> {
+    if refs.is_empty() {
+        return Ok(0);
+    }
+    let mut table = t.txn.open_table(QUEUE_REFS).map_err(backend)?;
+    let mut released: HashMap<u64, u64> = HashMap::new();
+    let mut n = 0u64;
+    for (seq, blob) in refs {
+        if table.remove(seq).map_err(backend)?.is_some() {
+            n += 1;
+            t.removed.push((a.clone(), seq));
+            t.refs_removed.push(seq);
+            *released.entry(blob).or_default() += 1;
+        }
+    }
+    if !released.is_empty() {
+        let mut counts = t.txn.open_table(BLOB_REFS).map_err(backend)?;
+        let mut blobs = t.txn.open_table(BLOBS).map_err(backend)?;
+        for (blob, k) in released {
+            let left = counts.get(blob).map_err(backend)?.map(|v| v.value()).unwrap_or(0).saturating_sub(k);
+            if left == 0 {
+                counts.remove(blob).map_err(backend)?;
+                blobs.remove(blob).map_err(backend)?;
+            } else {
+                counts.insert(blob, left).map_err(backend)?;
+            }
+        }
+    }
+    *t.depth_delta -= n as i64;
+    Ok(n)
+}
+
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Backend(e.to_string())
 }
@@ -122,6 +207,7 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 struct Shared {
     db: Database,
     index: RwLock<QueueIndex>,
+    refs: RwLock<RefIndex>,
     depth: AtomicU64,
     commits: AtomicU64,
     jobs: AtomicU64,
@@ -146,10 +232,11 @@ impl EmbeddedStore {
     /// Opens (or creates) the store file at `path` and starts its writer thread.
     pub fn open(path: &Path) -> Result<Self> {
         let db = Database::create(path).map_err(backend)?;
-        let (next_seq, depth, index) = {
+        let (next_seq, depth, index, refs) = {
             let txn = db.begin_write().map_err(backend)?;
             let (next_seq, depth);
             let mut index = QueueIndex::new();
+            let mut refs = RefIndex::new();
             {
                 // Create every table so readers never see "table does not exist".
                 txn.open_table(TENANTS).map_err(backend)?;
@@ -161,6 +248,9 @@ impl EmbeddedStore {
                 txn.open_table(ACTIVE_SESSIONS).map_err(backend)?;
                 txn.open_table(AUDIT).map_err(backend)?;
                 txn.open_table(KV).map_err(backend)?;
+                txn.open_table(BLOBS).map_err(backend)?;
+                txn.open_table(BLOB_REFS).map_err(backend)?;
+                let qr = txn.open_table(QUEUE_REFS).map_err(backend)?;
                 let mut q = txn.open_table(QUEUE).map_err(backend)?;
                 let mut meta = txn.open_table(META).map_err(backend)?;
                 let version = meta.get("schema_version").map_err(backend)?.map(|v| v.value());
@@ -177,6 +267,10 @@ impl EmbeddedStore {
                         migrate_queue_v1(&txn, &mut q)?;
                         meta.insert("schema_version", SCHEMA_VERSION).map_err(backend)?;
                     }
+                    Some(2) => {
+                        // Version 3 only adds the (empty) shared-content tables, opened above.
+                        meta.insert("schema_version", SCHEMA_VERSION).map_err(backend)?;
+                    }
                     Some(_) => {}
                 }
                 for item in q.iter().map_err(backend)? {
@@ -186,15 +280,25 @@ impl EmbeddedStore {
                         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
                     index.entry(addr).or_default().insert(k.value());
                 }
-                depth = q.len().map_err(backend)?;
+                for item in qr.iter().map_err(backend)? {
+                    let (k, v) = item.map_err(backend)?;
+                    let (addr, rest) = postcard::take_from_bytes::<DeviceAddress>(v.value())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    let (blob, _) = postcard::take_from_bytes::<u64>(rest)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                    index.entry(addr).or_default().insert(k.value());
+                    refs.insert(k.value(), blob);
+                }
+                depth = q.len().map_err(backend)? + qr.len().map_err(backend)?;
                 next_seq = meta.get("next_seq").map_err(backend)?.map(|v| v.value()).unwrap_or(1);
             }
             txn.commit().map_err(backend)?;
-            (next_seq, depth, index)
+            (next_seq, depth, index, refs)
         };
         let shared = Arc::new(Shared {
             db,
             index: RwLock::new(index),
+            refs: RwLock::new(refs),
             depth: AtomicU64::new(depth),
             commits: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
@@ -247,6 +351,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     let mut added: Vec<(DeviceAddress, u64)> = Vec::new();
     let mut removed: Vec<(DeviceAddress, u64)> = Vec::new();
+    let mut refs_added: Vec<(u64, u64)> = Vec::new();
+    let mut refs_removed: Vec<u64> = Vec::new();
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_JOBS_PER_COMMIT {
@@ -261,6 +367,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
         let mut depth_delta = 0i64;
         added.clear();
         removed.clear();
+        refs_added.clear();
+        refs_removed.clear();
         let result = (|| -> Result<Vec<Completion>> {
             let txn = shared.db.begin_write().map_err(backend)?;
             let mut completions = Vec::with_capacity(batch.len());
@@ -273,6 +381,9 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                     index: &shared.index,
                     added: &mut added,
                     removed: &mut removed,
+                    refs: &shared.refs,
+                    refs_added: &mut refs_added,
+                    refs_removed: &mut refs_removed,
                 };
                 for job in batch.drain(..) {
                     completions.push(job(&mut tx));
@@ -300,6 +411,13 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                                 index.remove(&addr);
                             }
                         }
+                    }
+                }
+                if !refs_added.is_empty() || !refs_removed.is_empty() {
+                    let mut refs = shared.refs.write().unwrap_or_else(|e| e.into_inner());
+                    refs.extend(refs_added.drain(..));
+                    for seq in refs_removed.drain(..) {
+                        refs.remove(&seq);
                     }
                 }
                 apply_delta(&shared.depth, depth_delta);
@@ -946,6 +1064,45 @@ impl QueueStore for EmbeddedStore {
         .await
     }
 
+    async fn enqueue_shared(&self, item: SharedEnvelope) -> Result<Vec<u64>> {
+        if item.to.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(move |t| {
+            let SharedEnvelope { to, mut envelope } = item;
+            let n = to.len() as u64;
+            let blob = *t.next_seq;
+            let content = std::mem::take(&mut envelope.content.0);
+            // Encode everything before the first write: a job that fails leaves nothing behind.
+            let mut values = Vec::with_capacity(to.len());
+            for (i, addr) in to.iter().enumerate() {
+                envelope.seq = blob + i as u64;
+                values.push(enc(&(addr, blob, &envelope))?);
+            }
+            t.txn.open_table(BLOBS).map_err(backend)?.insert(blob, content.as_slice()).map_err(backend)?;
+            t.txn.open_table(BLOB_REFS).map_err(backend)?.insert(blob, n).map_err(backend)?;
+            {
+                let mut table = t.txn.open_table(QUEUE_REFS).map_err(backend)?;
+                for (i, v) in values.iter().enumerate() {
+                    table.insert(blob + i as u64, v.as_slice()).map_err(backend)?;
+                }
+            }
+            *t.next_seq += n;
+            let seqs: Vec<u64> = (blob..blob + n).collect();
+            for (addr, seq) in to.into_iter().zip(&seqs) {
+                t.added.push((addr, *seq));
+                t.refs_added.push((*seq, blob));
+            }
+            *t.depth_delta += n as i64;
+            Ok(seqs)
+        })
+        .await
+    }
+
+    async fn shared_contents(&self) -> Result<u64> {
+        self.read(|r| r.open_table(BLOB_REFS).map_err(backend)?.len().map_err(backend)).await
+    }
+
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>> {
         let a = device.clone();
         let limit = limit.min(MAX_FETCH);
@@ -955,6 +1112,7 @@ impl QueueStore for EmbeddedStore {
             // is in the index; seqs the index holds but the snapshot lacks are newer than every
             // seq in it (commits are sequential) or acked since, and are skipped.
             let q = r.open_table(QUEUE).map_err(backend)?;
+            let mut shared_tables = None;
             let mut out = Vec::new();
             let mut cursor = after;
             while out.len() < limit {
@@ -969,6 +1127,23 @@ impl QueueStore for EmbeddedStore {
                     if let Some(v) = q.get(seq).map_err(backend)? {
                         let (_, env): (DeviceAddress, Envelope) = dec(v.value())?;
                         out.push(env);
+                    } else {
+                        // Not a 1:1 envelope: a reference to shared content, or acked since.
+                        let shared = match &shared_tables {
+                            Some(t) => t,
+                            None => shared_tables.insert((
+                                r.open_table(QUEUE_REFS).map_err(backend)?,
+                                r.open_table(BLOBS).map_err(backend)?,
+                            )),
+                        };
+                        if let Some(v) = shared.0.get(seq).map_err(backend)? {
+                            let (_, blob, mut env): (DeviceAddress, u64, Envelope) = dec(v.value())?;
+                            let content = shared.1.get(blob).map_err(backend)?.ok_or_else(|| {
+                                StoreError::Corrupt(format!("shared content {blob} missing"))
+                            })?;
+                            env.content = Payload(content.value().to_vec());
+                            out.push(env);
+                        }
                     }
                 }
                 cursor = last;
@@ -991,6 +1166,7 @@ impl QueueStore for EmbeddedStore {
                     None => Vec::new(),
                 }
             };
+            let (mine, refs) = split_refs(t, mine, false);
             let mut n = 0u64;
             for seq in mine {
                 if t.queue()?.remove(seq).map_err(backend)?.is_some() {
@@ -999,7 +1175,7 @@ impl QueueStore for EmbeddedStore {
                 }
             }
             *t.depth_delta -= n as i64;
-            Ok(n)
+            Ok(n + remove_refs(t, &a, refs)?)
         })
         .await
     }
@@ -1011,6 +1187,7 @@ impl QueueStore for EmbeddedStore {
                 read_index(t.index).get(&a).map(|s| s.iter().copied().collect()).unwrap_or_default();
             // Envelopes enqueued earlier in this same commit are not in the index yet.
             keys.extend(t.added.iter().filter(|(to, _)| *to == a).map(|(_, seq)| *seq));
+            let (keys, refs) = split_refs(t, keys, true);
             let mut n = 0u64;
             for seq in keys {
                 if t.queue()?.remove(seq).map_err(backend)?.is_some() {
@@ -1019,7 +1196,7 @@ impl QueueStore for EmbeddedStore {
                 }
             }
             *t.depth_delta -= n as i64;
-            Ok(n)
+            Ok(n + remove_refs(t, &a, refs)?)
         })
         .await
     }
@@ -1106,6 +1283,34 @@ mod tests {
                 let more = store.enqueue(crate::conformance::envelopes(&addr, 1)).await.unwrap();
                 assert!(more[0].seq > first, "sequence numbers never repeat after reopen");
                 assert_eq!(store.fetch(&addr, 0, 10).await.unwrap().len(), 4);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("store did not reopen");
+    }
+
+    #[tokio::test]
+    async fn shared_references_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        let a = crate::conformance::addr("t1", "bob", 1);
+        let b = crate::conformance::addr("t1", "amy", 1);
+        let template = crate::conformance::envelopes(&a, 1).remove(0).envelope;
+        let seqs = {
+            let store = EmbeddedStore::open(&path).unwrap();
+            let to = vec![a.clone(), b.clone()];
+            store.enqueue_shared(SharedEnvelope { to, envelope: template.clone() }).await.unwrap()
+        };
+        for _ in 0..100 {
+            if let Ok(store) = EmbeddedStore::open(&path) {
+                assert_eq!(store.depth(), 2);
+                let got = store.fetch(&b, 0, 10).await.unwrap();
+                assert_eq!((got[0].seq, &got[0].content), (seqs[1], &template.content));
+                assert_eq!(store.ack(&a, vec![seqs[0]]).await.unwrap(), 1);
+                assert_eq!(store.shared_contents().await.unwrap(), 1);
+                assert_eq!(store.ack(&b, vec![seqs[1]]).await.unwrap(), 1, "the reopened map knows refs");
+                assert_eq!(store.shared_contents().await.unwrap(), 0);
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;

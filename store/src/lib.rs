@@ -144,6 +144,14 @@ pub trait QueueStore: Send + Sync {
     /// Each envelope gets the next sequence number (strictly increasing across the store, so
     /// increasing within each queue); the returned envelopes carry it, in input order.
     async fn enqueue(&self, items: Vec<NewEnvelope>) -> Result<Vec<Envelope>>;
+    /// Stores `item.envelope`'s content ONCE and queues one envelope per device of `item.to`
+    /// referring to it (a group message), all or none, durably before returning. Returns the
+    /// sequence numbers given, in the order of `item.to` (like `enqueue`, strictly increasing).
+    /// `fetch` returns these envelopes with the content filled in; the content is deleted with
+    /// its last reference (acked or purged).
+    async fn enqueue_shared(&self, item: SharedEnvelope) -> Result<Vec<u64>>;
+    /// Shared contents stored now (each still referred to by at least one queued envelope).
+    async fn shared_contents(&self) -> Result<u64>;
     /// Reads up to `limit` envelopes of a device's queue with `seq > after`, in order.
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>>;
     /// Deletes acknowledged envelopes (unknown sequence numbers are ignored); returns how many

@@ -17,6 +17,7 @@
 //! | `sessions` | `{sid, th, t, u, d, c, revoked, rec, rv_at?, rv_reason?, rv_by?}` | `sid`, `th` (plus non-unique `(t, u, c, sid)`, `(t, revoked, sid)`, `rv_by`) |
 //! | `queue` | `{seq, t, u, d, env}` | `(t, u, d, seq)`, `seq` |
 //! | `audit` | `{t, id, actor, action, rec}` | `(t, id)` |
+//! | `blobs` | `{_id: blob, refs, c}`: content shared by queued envelopes (`queue` docs with `blob`) | |
 //! | `kv` | `{ns, k, v, val}` (generic key-value: version `v`, opaque bytes `val`) | `(ns, k)` |
 //!
 //! `rec`/`env` hold the postcard encoding of the record (the source of truth when read back);
@@ -66,6 +67,16 @@
 //!   then inserts the record. Two concurrent appends may become visible in the other order than
 //!   their ids; a reader paging with `before` at that instant can miss the lower one. A failed
 //!   insert leaves a gap in the ids, never a duplicate.
+//! - **Shared contents (group messages).** `enqueue_shared` takes a block like `enqueue`,
+//!   inserts the content once in `blobs` (`_id` = the block's first number, `refs` = the block's
+//!   size), then one `queue` document per device with `blob` set and no content; a failed
+//!   insert removes both. `fetch` fills the content of such documents with one `find` per page
+//!   (pages without them cost nothing more). `ack` first deletes the plain envelopes with one
+//!   `delete_many`; only if it deleted fewer than asked does it look for references among the
+//!   rest, deleting each with its own `delete_one` so that exactly the caller that removed a
+//!   reference `$inc`s its blob's `refs` by -1; the one that reaches 0 deletes the blob
+//!   (reference counting, no sweep). A process that dies between a reference's delete and the
+//!   decrement leaks that blob (counted in `shared_contents`); nothing reads it again.
 //! - **Queue depth.** [`QueueStore::depth`] is an in-process counter, initialized with
 //!   `count_documents` at connect and moved by this process's enqueues, acks and purges. With
 //!   several nodes it is this node's view: approximate (other nodes' writes are not counted).
@@ -84,7 +95,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
-use hush_protocol::wire::Envelope;
+use hush_protocol::wire::{Envelope, Payload};
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::spec::BinarySubtype;
 use mongodb::bson::{doc, Binary, Bson, Document};
@@ -99,8 +110,8 @@ use serde::Serialize;
 use crate::{
     check_kv_key, check_kv_replace, kv_prefix_end, AccountStore, AuditQuery, AuditRecord, AuditStore,
     CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result,
-    Revocation, SessionRecord, SessionStore, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
-    COMMIT_BUCKETS_US, MAX_KV_SCAN, MAX_SESSIONS_PER_USER_LISTED,
+    Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord, TokenHash,
+    UserRecord, COMMIT_BUCKETS_US, MAX_KV_SCAN, MAX_SESSIONS_PER_USER_LISTED,
 };
 
 /// Version of the stored layout this build writes (the last entry of [`MIGRATIONS`]).
@@ -121,6 +132,7 @@ const SESSIONS: &str = "sessions";
 const QUEUE: &str = "queue";
 const AUDIT: &str = "audit";
 const KV: &str = "kv";
+const BLOBS: &str = "blobs";
 const SCHEMA_ID: &str = "schema";
 const SEQ_ID: &str = "seq";
 const AUDIT_ID: &str = "audit";
@@ -278,6 +290,7 @@ struct Inner {
     queue: Collection<Document>,
     audit: Collection<Document>,
     kv: Collection<Document>,
+    blobs: Collection<Document>,
     depth: AtomicU64,
     /// Highest counter value this process has seen (a lower bound of the next block).
     seen_seq: AtomicU64,
@@ -338,6 +351,7 @@ impl MongoStore {
             queue,
             audit: db.collection(AUDIT),
             kv: db.collection(KV),
+            blobs: db.collection(BLOBS),
             db,
             depth: AtomicU64::new(depth),
             seen_seq: AtomicU64::new(seen_seq),
@@ -434,6 +448,60 @@ impl MongoStore {
         Ok((next, live))
     }
 
+    /// The in-flight entry of an enqueue to these devices: `"{floor}|{at_ms}|{token}|{devices}"`.
+    fn pending_entry(&self, to: &[DeviceAddress]) -> String {
+        let keys: BTreeSet<String> = to.iter().map(device_key).collect();
+        let devices = if keys.len() > MAX_PENDING_DEVICES {
+            "*".to_owned()
+        } else {
+            keys.into_iter().collect::<Vec<_>>().join(",")
+        };
+        let floor = self.inner.seen_seq.load(Ordering::Relaxed);
+        format!("{floor}|{}|{}|{devices}", now_ms(), ObjectId::new().to_hex())
+    }
+
+    /// Deletes the queued references to shared content that `filter` matches, each with its own
+    /// `delete_one` so that only the caller that removed it releases its blob; returns how many.
+    async fn remove_refs(&self, mut filter: Document) -> Result<u64> {
+        filter.insert("blob", doc! { "$exists": true });
+        let mut cursor =
+            self.inner.queue.find(filter).projection(doc! { "_id": 1, "blob": 1 }).await.map_err(backend)?;
+        let mut found = Vec::new();
+        while cursor.advance().await.map_err(backend)? {
+            let d = cursor.deserialize_current().map_err(backend)?;
+            let id = d
+                .get("_id")
+                .cloned()
+                .ok_or_else(|| StoreError::Corrupt("queue document without _id".into()))?;
+            found.push((id, get_u64(&d, "blob")?));
+        }
+        let mut n = 0u64;
+        for (id, blob) in found {
+            let r = self.timed(self.inner.queue.delete_one(doc! { "_id": id })).await.map_err(backend)?;
+            if r.deleted_count == 0 {
+                continue;
+            }
+            n += 1;
+            let left = self
+                .inner
+                .blobs
+                .find_one_and_update(doc! { "_id": int(blob)? }, doc! { "$inc": { "refs": -1i64 } })
+                .return_document(ReturnDocument::After)
+                .await
+                .map_err(backend)?;
+            let done = match left.as_ref().map(|d| d.get("refs")) {
+                Some(Some(Bson::Int64(v))) => *v <= 0,
+                Some(Some(Bson::Int32(v))) => *v <= 0,
+                Some(Some(Bson::Double(v))) => *v <= 0.0,
+                _ => false,
+            };
+            if done {
+                self.inner.blobs.delete_one(doc! { "_id": int(blob)? }).await.map_err(backend)?;
+            }
+        }
+        Ok(n)
+    }
+
     async fn read_queue(
         &self,
         device: &DeviceAddress,
@@ -454,10 +522,41 @@ impl MongoStore {
             .limit(int(limit as u64)?)
             .await
             .map_err(backend)?;
-        let mut out = Vec::new();
+        let mut out: Vec<Envelope> = Vec::new();
+        let mut shared: Vec<(usize, u64)> = Vec::new();
         while cursor.advance().await.map_err(backend)? {
             let d = cursor.deserialize_current().map_err(backend)?;
+            if d.contains_key("blob") {
+                shared.push((out.len(), get_u64(&d, "blob")?));
+            }
             out.push(dec(&d, "env")?);
+        }
+        if shared.is_empty() {
+            return Ok(out);
+        }
+        // References to shared content: one read for the page's blobs.
+        let ids: BTreeSet<u64> = shared.iter().map(|(_, b)| *b).collect();
+        let ids = ids.into_iter().map(int).collect::<Result<Vec<i64>>>()?;
+        let mut cursor = self.inner.blobs.find(doc! { "_id": { "$in": ids } }).await.map_err(backend)?;
+        let mut contents = std::collections::HashMap::new();
+        while cursor.advance().await.map_err(backend)? {
+            let d = cursor.deserialize_current().map_err(backend)?;
+            let bytes = match d.get("c") {
+                Some(Bson::Binary(b)) => b.bytes.clone(),
+                _ => return Err(StoreError::Corrupt("shared content without bytes".into())),
+            };
+            contents.insert(get_u64(&d, "_id")?, bytes);
+        }
+        let mut gone = Vec::new();
+        for (i, blob) in shared {
+            match contents.get(&blob) {
+                Some(c) => out[i].content = Payload(c.clone()),
+                // Acked (and its blob released) between the two reads: not queued any more.
+                None => gone.push(i),
+            }
+        }
+        for i in gone.into_iter().rev() {
+            out.remove(i);
         }
         Ok(out)
     }
@@ -1113,6 +1212,59 @@ impl QueueStore for MongoStore {
         result
     }
 
+    async fn enqueue_shared(&self, item: SharedEnvelope) -> Result<Vec<u64>> {
+        if item.to.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let SharedEnvelope { to, mut envelope } = item;
+        let n = to.len() as u64;
+        let entry = self.pending_entry(&to);
+        let content = std::mem::take(&mut envelope.content.0);
+        let result = async {
+            let lo = self.take_block(n, &entry).await?;
+            let mut docs = Vec::with_capacity(to.len());
+            for (i, addr) in to.iter().enumerate() {
+                envelope.seq = lo + i as u64;
+                let mut d = device_filter(addr);
+                d.insert("seq", int(envelope.seq)?);
+                d.insert("blob", int(lo)?);
+                d.insert("env", enc(&envelope)?);
+                docs.push(d);
+            }
+            let blob = doc! {
+                "_id": int(lo)?,
+                "refs": int(n)?,
+                "c": Binary { subtype: BinarySubtype::Generic, bytes: content },
+            };
+            self.inner.blobs.insert_one(blob).await.map_err(backend)?;
+            if let Err(e) = self.inner.queue.insert_many(docs).ordered(true).await {
+                let hi = lo + n - 1;
+                let range = doc! { "seq": { "$gte": int(lo)?, "$lte": int(hi)? } };
+                if let Err(undo) = self.inner.queue.delete_many(range).await {
+                    tracing::error!(error = %undo, lo, hi, "shared enqueue failed and its partial batch could not be removed");
+                } else if let Err(undo) = self.inner.blobs.delete_one(doc! { "_id": int(lo)? }).await {
+                    tracing::error!(error = %undo, lo, "shared enqueue failed and its content could not be removed");
+                }
+                return Err(backend(e));
+            }
+            Ok((lo..lo + n).collect::<Vec<u64>>())
+        }
+        .await;
+        if let Err(e) = self.clear_pending(vec![entry]).await {
+            tracing::warn!(error = %e, "in-flight enqueue entry left to expire");
+        }
+        self.inner.stats.record(started);
+        if result.is_ok() {
+            self.inner.depth.fetch_add(n, Ordering::Relaxed);
+        }
+        result
+    }
+
+    async fn shared_contents(&self) -> Result<u64> {
+        self.inner.blobs.count_documents(doc! {}).await.map_err(backend)
+    }
+
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>> {
         let limit = limit.min(MAX_FETCH);
         if limit == 0 {
@@ -1158,17 +1310,27 @@ impl QueueStore for MongoStore {
             return Ok(0);
         }
         let seqs: Vec<i64> = seqs.into_iter().filter_map(|s| i64::try_from(s).ok()).collect();
+        let asked = seqs.len() as u64;
         let mut filter = device_filter(device);
-        filter.insert("seq", doc! { "$in": seqs });
+        filter.insert("seq", doc! { "$in": seqs.clone() });
+        filter.insert("blob", doc! { "$exists": false });
         let r = self.timed(self.inner.queue.delete_many(filter)).await.map_err(backend)?;
-        sub_depth(&self.inner.depth, r.deleted_count);
-        Ok(r.deleted_count)
+        let mut n = r.deleted_count;
+        if n < asked {
+            // Some were references to shared content (or unknown): release them one by one.
+            let mut refs = device_filter(device);
+            refs.insert("seq", doc! { "$in": seqs });
+            n += self.remove_refs(refs).await?;
+        }
+        sub_depth(&self.inner.depth, n);
+        Ok(n)
     }
 
     async fn purge(&self, device: &DeviceAddress) -> Result<u64> {
+        let refs = self.remove_refs(device_filter(device)).await?;
         let r = self.timed(self.inner.queue.delete_many(device_filter(device))).await.map_err(backend)?;
-        sub_depth(&self.inner.depth, r.deleted_count);
-        Ok(r.deleted_count)
+        sub_depth(&self.inner.depth, r.deleted_count + refs);
+        Ok(r.deleted_count + refs)
     }
 
     fn depth(&self) -> u64 {

@@ -162,3 +162,13 @@ pub struct NewEnvelope {
     /// The envelope; `seq` is ignored and replaced.
     pub envelope: Envelope,
 }
+
+/// One envelope for many devices (a group message): its content is stored once, and each
+/// device's queue gets an entry referring to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedEnvelope {
+    /// The recipient devices (each at most once).
+    pub to: Vec<DeviceAddress>,
+    /// The envelope; `seq` is ignored and assigned per device.
+    pub envelope: Envelope,
+}
