@@ -36,6 +36,9 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
             BusEvent::Message(BusMessage::DevicesChanged { tenant, user }) => {
                 hub.directory.invalidate(&tenant, &user);
             }
+            BusEvent::Message(BusMessage::GroupChanged { tenant, group }) => {
+                hub.groups.invalidate(&tenant, &group);
+            }
             BusEvent::Reconnected => {
                 let conns = hub.registry.all();
                 let addrs: Vec<_> = conns.iter().map(|(a, _)| a.clone()).collect();

@@ -134,6 +134,13 @@ pub struct Notify(pub ServerFrame);
 #[rtype(result = "()")]
 pub struct Resync;
 
+/// A send waiting its turn: 1:1 and group sends share one queue so that a device's messages
+/// are stored in the order it sent them.
+enum Outgoing {
+    Direct(hush_protocol::wire::SendMessage),
+    Group(hush_protocol::wire::GroupSendMessage),
+}
+
 #[derive(Default)]
 struct Drain {
     active: bool,
@@ -153,7 +160,7 @@ pub struct DeviceActor {
     opened_ms: u64,
     sink: Sink,
     last_seen: Instant,
-    sends: std::collections::VecDeque<hush_protocol::wire::SendMessage>,
+    sends: std::collections::VecDeque<Outgoing>,
     sending: usize,
     pending_acks: Vec<u64>,
     ack_inflight: bool,
@@ -296,12 +303,16 @@ impl DeviceActor {
                     self.error(ctx, Some(msg.id), ErrorCode::RateLimited, "too many sends in flight".into());
                     return;
                 }
-                self.sends.push_back(msg);
+                self.sends.push_back(Outgoing::Direct(msg));
                 self.pump_sends(ctx);
             }
             ClientFrame::GroupSend(msg) => {
-                // Interim: the contract is in place; the fan-out lands next.
-                self.error(ctx, Some(msg.id), ErrorCode::UnknownGroup, "groups are not served yet".into());
+                if self.sends.len() + self.sending >= MAX_INFLIGHT_SENDS {
+                    self.error(ctx, Some(msg.id), ErrorCode::RateLimited, "too many sends in flight".into());
+                    return;
+                }
+                self.sends.push_back(Outgoing::Group(msg));
+                self.pump_sends(ctx);
             }
             ClientFrame::Ack { seqs } => {
                 if self.pending_acks.len() + seqs.len() > MAX_PENDING_ACKS {
@@ -357,11 +368,33 @@ impl DeviceActor {
         if self.sending > 0 || self.sends.is_empty() || self.closing {
             return;
         }
-        let batch: Vec<_> = self.sends.drain(..).collect();
+        // The leading run of one kind: 1:1 sends are stored in one batch, group sends one by one.
+        let group = matches!(self.sends.front(), Some(Outgoing::Group(_)));
+        let run = self.sends.iter().take_while(|o| matches!(o, Outgoing::Group(_)) == group).count();
+        let batch: Vec<Outgoing> = self.sends.drain(..run).collect();
         self.sending = batch.len();
         let hub = self.hub.clone();
         let from = self.addr.clone();
-        let fut = async move { relay::send_batch(&hub, &from, batch).await };
+        let fut = async move {
+            if group {
+                let mut answers = Vec::with_capacity(batch.len());
+                for o in batch {
+                    if let Outgoing::Group(m) = o {
+                        answers.push(crate::groups::send(&hub, &from, m).await);
+                    }
+                }
+                answers
+            } else {
+                let msgs = batch
+                    .into_iter()
+                    .filter_map(|o| match o {
+                        Outgoing::Direct(m) => Some(m),
+                        Outgoing::Group(_) => None,
+                    })
+                    .collect();
+                relay::send_batch(&hub, &from, msgs).await
+            }
+        };
         ctx.spawn(fut.into_actor(self).map(|replies, act, ctx| {
             act.sending = 0;
             for reply in replies {

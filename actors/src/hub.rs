@@ -6,6 +6,7 @@ use hush_cluster::Bus;
 use hush_store::Store;
 
 use crate::directory::Directory;
+use crate::groups::Groups;
 use crate::hashing::HashPool;
 use crate::keys::KeyPolicy;
 use crate::metrics::Metrics;
@@ -32,6 +33,8 @@ pub struct Hub {
     pub mfa_key: std::sync::OnceLock<crate::mfa::SealKey>,
     /// The pre-key policy (thresholds, fetch rate limit, rotation age).
     pub keys: KeyPolicy,
+    /// The group actors of this node and the sender-key rotation policy.
+    pub groups: Groups,
 }
 
 impl Hub {
@@ -57,6 +60,7 @@ impl Hub {
             tenants: Tenants::default(),
             mfa_key: std::sync::OnceLock::new(),
             keys,
+            groups: Groups::default(),
         }))
     }
 }

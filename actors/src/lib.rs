@@ -10,6 +10,8 @@
 //! - [`device`]: `DeviceActor`, one per authenticated WebSocket: the 1:1 relay path, queue
 //!   drain, acks, heartbeat and slow-consumer handling.
 //! - [`relay`]: the device-set check and durable enqueue of a `Send`, then live routing.
+//! - [`groups`]: group membership (compare-and-set records in the store's key-value space) and
+//!   `GroupActor`, one per active group: the group send path (stored once, fanned out).
 //! - [`bus_events`]: what arrives from other nodes (deliveries, kicks, cache invalidations,
 //!   reconnection) dispatched to local actors.
 //! - [`keys`]: pre-keys: identity keys, checked uploads, counts, exactly-once one-time keys,
@@ -32,6 +34,7 @@ pub mod bus_events;
 pub mod control;
 pub mod device;
 pub mod directory;
+pub mod groups;
 pub mod hashing;
 pub mod hub;
 pub mod keys;

@@ -86,3 +86,20 @@ pub const MFA_MAX_EXEMPT_USERS: usize = 1_000;
 /// Pre-key requests (`UploadKeys`, `GetKeyCounts`, `GetPreKeys`) of one connection being served
 /// at once; more are refused with `rate_limited`.
 pub const MAX_INFLIGHT_KEY_REQUESTS: usize = 16;
+
+/// Messages waiting in a `GroupActor`'s mailbox; senders wait for room (each device has at
+/// most one batch of sends in flight, so this bounds nothing a client controls directly).
+pub const GROUP_MAILBOX: usize = 1_024;
+
+/// `GroupActor`s alive on one node; past it a send to another group answers `unavailable`.
+pub const MAX_GROUP_ACTORS: usize = 100_000;
+
+/// A `GroupActor` that handled nothing for this long stops (it starts again on demand).
+pub const GROUP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Compare-and-set attempts of one membership change before it answers `unavailable`.
+pub const GROUP_CAS_RETRIES: usize = 64;
+
+/// A sending device's sender-key usage is written to the store every this many messages (and
+/// when the actor stops, and when a rotation is requested); a crash loses at most this many.
+pub const SENDER_KEY_USAGE_FLUSH: u64 = 32;

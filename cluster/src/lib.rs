@@ -17,7 +17,7 @@
 #![warn(missing_docs)]
 
 use async_trait::async_trait;
-use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
+use hush_protocol::ids::{DeviceAddress, GroupId, TenantId, UserId};
 use hush_protocol::wire::{Envelope, ServerFrame};
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +72,13 @@ pub enum BusMessage {
     /// not connected there any more misses them; senders use it for advisory pushes such as
     /// `PreKeysLow` whose state is also kept in the store).
     Notify(Vec<(DeviceAddress, ServerFrame)>),
+    /// A group's membership changed: drop cached copies (the record is re-read).
+    GroupChanged {
+        /// The tenant.
+        tenant: TenantId,
+        /// The group.
+        group: GroupId,
+    },
 }
 
 /// What the bus hands the node.

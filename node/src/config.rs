@@ -70,6 +70,13 @@ pub struct Cli {
     /// last-resort key (default 604800, 7 days).
     #[arg(long, env = "HUSH_PREKEY_ROTATION_AGE_SECS", global = true)]
     pub prekey_rotation_age_secs: Option<u64>,
+    /// A group sender is asked to rotate its sender key once it is this old, in seconds
+    /// (default 7 days).
+    #[arg(long, env = "HUSH_GROUP_SENDER_KEY_MAX_AGE_SECS", global = true)]
+    pub group_sender_key_max_age_secs: Option<u64>,
+    /// A group sender is asked to rotate its sender key after this many messages (default 1,000).
+    #[arg(long, env = "HUSH_GROUP_SENDER_KEY_MAX_MESSAGES", global = true)]
+    pub group_sender_key_max_messages: Option<u64>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -116,6 +123,10 @@ pub struct FileConfig {
     pub prekey_fetch_refill_secs: Option<u64>,
     /// See [`Cli::prekey_rotation_age_secs`].
     pub prekey_rotation_age_secs: Option<u64>,
+    /// See [`Cli::group_sender_key_max_age_secs`].
+    pub group_sender_key_max_age_secs: Option<u64>,
+    /// See [`Cli::group_sender_key_max_messages`].
+    pub group_sender_key_max_messages: Option<u64>,
     /// See [`Cli::node_id`].
     pub node_id: Option<String>,
     /// See [`Cli::mongodb_database`].
@@ -141,6 +152,8 @@ pub struct Config {
     pub workers: usize,
     /// The pre-key policy.
     pub keys: KeyPolicy,
+    /// When group senders are asked to rotate their sender keys.
+    pub group_policy: hush_actors::groups::GroupPolicy,
     /// Node id in the cluster.
     pub node_id: String,
     /// MongoDB database name.
@@ -159,6 +172,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             keys: KeyPolicy::default(),
+            group_policy: hush_actors::groups::GroupPolicy::default(),
             node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
             mongodb_database: "hush".into(),
             mfa_key_file: None,
@@ -205,7 +219,25 @@ impl Config {
         if keys.fetch_bucket == 0 || keys.fetch_refill.is_zero() {
             anyhow::bail!("prekey_fetch_bucket and prekey_fetch_refill_secs must be at least 1");
         }
+        let gp = d.group_policy;
+        let max_age = cli
+            .group_sender_key_max_age_secs
+            .or(file.group_sender_key_max_age_secs)
+            .map(std::time::Duration::from_secs)
+            .unwrap_or(gp.sender_key_max_age);
+        let max_messages = cli
+            .group_sender_key_max_messages
+            .or(file.group_sender_key_max_messages)
+            .unwrap_or(gp.sender_key_max_messages);
+        if max_age.is_zero() || max_messages == 0 {
+            anyhow::bail!("group sender-key limits must be at least 1");
+        }
+        let group_policy = hush_actors::groups::GroupPolicy {
+            sender_key_max_age: max_age,
+            sender_key_max_messages: max_messages,
+        };
         Ok(Config {
+            group_policy,
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
             redis_url: cli.redis_url.clone().or(file.redis_url),

@@ -217,3 +217,16 @@ impl From<KeysError> for ApiError {
         }
     }
 }
+
+impl From<hush_actors::groups::GroupError> for ApiError {
+    fn from(e: hush_actors::groups::GroupError) -> Self {
+        use hush_actors::groups::GroupError;
+        match e {
+            GroupError::NotFound => ApiError::NotFound,
+            GroupError::Forbidden => ApiError::Forbidden,
+            GroupError::Invalid(m) => ApiError::BadRequest(m),
+            GroupError::Store(e) => ApiError::from(e),
+            GroupError::Contended | GroupError::Unavailable => ApiError::Unavailable,
+        }
+    }
+}

@@ -10,10 +10,12 @@ use hush_actors::accounts::{self, ClientInfo};
 use hush_actors::control::{
     ControlActor, CreateUser, ListUsers, RemoveDevice, RevokeSessions, SetSessionPolicy,
 };
+use hush_actors::groups;
 use hush_actors::hub::Hub;
 use hush_actors::keys;
 use hush_actors::metrics::Metrics;
 use hush_actors::sessions::Initiator;
+use hush_protocol::api::{AddMembersRequest, CreateGroupRequest, GroupInfo, GroupList};
 use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList, SessionPolicy};
 use hush_protocol::api::{
     BackupCodes, Enforced, MfaChallenge, MfaCodeRequest, MfaLevel, MfaMethod, MfaPolicy, MfaState, MfaStatus,
@@ -26,7 +28,7 @@ use hush_protocol::api::{
 use hush_protocol::api::{
     DevicePreKeys, KeyCounts, PreKey, PreKeyResponse, RateLimitedBody, SignedPreKey, UploadKeysRequest,
 };
-use hush_protocol::ids::{DeviceId, TenantId, UserId};
+use hush_protocol::ids::{DeviceId, GroupId, TenantId, UserId};
 use hush_protocol::limits::MAX_TEXT_BYTES;
 use hush_protocol::wire::Payload;
 use hush_store::{AuditQuery, DeviceSet, SessionRecord, COMMIT_BUCKETS_US};
@@ -44,6 +46,7 @@ use crate::error::ApiError;
         remove_device, my_sessions, revoke_others, revoke_all, revoke_mine, admin_user_sessions, admin_revoke_user,
         admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit, get_session_policy,
         put_session_policy, upload_keys, key_counts, fetch_user_keys, fetch_device_keys,
+        put_session_policy, create_group, my_groups, get_group, add_group_members, remove_group_member,
         crate::mfa_routes::totp_enroll, crate::mfa_routes::totp_confirm, crate::mfa_routes::totp_disable,
         crate::mfa_routes::backup_regenerate, crate::mfa_routes::challenge, crate::mfa_routes::verify,
         crate::mfa_routes::backup, crate::mfa_routes::status, crate::mfa_routes::trusted_devices,
@@ -56,6 +59,7 @@ use crate::error::ApiError;
         MfaStatus, TrustedDevice, TrustedDeviceList, MfaPolicy, UserMfaStatus, UserMfaStatusList, Enforced,
         hush_protocol::otp::Algorithm, UploadKeysRequest, SignedPreKey, PreKey, KeyCounts, PreKeyResponse,
         DevicePreKeys, RateLimitedBody)),
+        hush_protocol::otp::Algorithm, CreateGroupRequest, GroupInfo, GroupList, AddMembersRequest)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
@@ -109,8 +113,98 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 )
                 .route("/keys/{user}", web::get().to(fetch_user_keys))
                 .route("/keys/{user}/{device}", web::get().to(fetch_device_keys))
+                .route("/groups", web::post().to(create_group))
+                .route("/groups", web::get().to(my_groups))
+                .route("/groups/{id}", web::get().to(get_group))
+                .route("/groups/{id}/members", web::post().to(add_group_members))
+                .route("/groups/{id}/members/{user}", web::delete().to(remove_group_member))
                 .route("/ws", web::get().to(crate::ws::websocket)),
         );
+}
+
+fn caller(me: &Authed, req: &HttpRequest) -> groups::Caller {
+    groups::Caller {
+        device: me.session.device.clone(),
+        tenant_admin: me.admin,
+        initiator: initiator(me, req),
+    }
+}
+
+fn parse_group(s: String) -> Result<GroupId, ApiError> {
+    // A malformed id names no group: the same answer as an unknown one.
+    GroupId::new(s).map_err(|_| ApiError::NotFound)
+}
+
+/// Creates a group; the caller becomes its first administrator and a member. Its members get
+/// `GroupChanged`.
+#[utoipa::path(post, path = "/v1/groups", tag = "groups", security(("bearer" = [])), request_body = CreateGroupRequest,
+    responses((status = 201, body = GroupInfo), (status = 400, description = "Bad name, unknown user, too many members", body = ErrorBody), (status = 401, body = ErrorBody)))]
+async fn create_group(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    User(me): User,
+    body: web::Json<CreateGroupRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let info = groups::create(&hub.into_inner(), &caller(&me, &req), body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(info))
+}
+
+/// Lists the caller's groups.
+#[utoipa::path(get, path = "/v1/groups", tag = "groups", security(("bearer" = [])),
+    responses((status = 200, body = GroupList), (status = 401, body = ErrorBody)))]
+async fn my_groups(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<GroupList>, ApiError> {
+    Ok(web::Json(groups::list(&hub, me.tenant(), me.user()).await?))
+}
+
+/// Reads a group (members and tenant administrators; anyone else gets 404).
+#[utoipa::path(get, path = "/v1/groups/{id}", tag = "groups", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, body = GroupInfo), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+async fn get_group(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    User(me): User,
+    path: web::Path<String>,
+) -> Result<web::Json<GroupInfo>, ApiError> {
+    let id = parse_group(path.into_inner())?;
+    Ok(web::Json(groups::get(&hub, &caller(&me, &req), &id).await?))
+}
+
+/// Adds members (group administrators and tenant administrators). Existing members' devices get
+/// `DistributeSenderKey`, every member `GroupChanged`.
+#[utoipa::path(post, path = "/v1/groups/{id}/members", tag = "groups", security(("bearer" = [])), request_body = AddMembersRequest,
+    params(("id" = String, Path, description = "Group id")),
+    responses((status = 200, body = GroupInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "A member without the right", body = ErrorBody), (status = 404, description = "No such group, or not a member", body = ErrorBody)))]
+async fn add_group_members(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    User(me): User,
+    path: web::Path<String>,
+    body: web::Json<AddMembersRequest>,
+) -> Result<web::Json<GroupInfo>, ApiError> {
+    let id = parse_group(path.into_inner())?;
+    let info =
+        groups::add_members(&hub.into_inner(), &caller(&me, &req), &id, body.into_inner().users).await?;
+    Ok(web::Json(info))
+}
+
+/// Removes a member (group administrators, tenant administrators, or the member itself to
+/// leave). The epoch is bumped and the remaining members' devices get `RotateSenderKey`.
+#[utoipa::path(delete, path = "/v1/groups/{id}/members/{user}", tag = "groups", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Group id"), ("user" = String, Path, description = "The member")),
+    responses((status = 200, body = GroupInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "A member without the right", body = ErrorBody), (status = 404, description = "No such group or member, or not a member", body = ErrorBody)))]
+async fn remove_group_member(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    User(me): User,
+    path: web::Path<(String, String)>,
+) -> Result<web::Json<GroupInfo>, ApiError> {
+    let (id, user) = path.into_inner();
+    let id = parse_group(id)?;
+    let user = parse_user(user)?;
+    Ok(web::Json(groups::remove_member(&hub.into_inner(), &caller(&me, &req), &id, &user).await?))
 }
 
 fn client_info(req: &HttpRequest) -> ClientInfo {

@@ -142,6 +142,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let events = bus.events();
     let hub = Hub::with_keys(store, bus, config.keys.clone())?;
     let _ = hub.mfa_key.set(load_mfa_key(config)?);
+    hub.groups.set_policy(config.group_policy);
     if let Some(events) = events {
         actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
     }

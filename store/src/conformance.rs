@@ -295,6 +295,13 @@ async fn shared_queue(s: &dyn Store) {
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].seq, &got[0].content), (seq, &template.content));
     }
+    // The copy for a device of the sender itself is a sync copy.
+    let own = addr("grp", "alice", 2);
+    let sync =
+        s.enqueue_shared(SharedEnvelope { to: vec![own.clone()], envelope: template.clone() }).await.unwrap();
+    let got = s.fetch(&own, 0, 100).await.unwrap();
+    assert!(got[0].sync && !s.fetch(&d2, 0, 100).await.unwrap()[0].sync);
+    assert_eq!(s.ack(&own, sync).await.unwrap(), 1);
     // Another device's reference is not this device's to ack.
     assert_eq!(s.ack(&d2, vec![seqs[2]]).await.unwrap(), 0);
     // Acks mixing both kinds; the content stays while a reference is left.

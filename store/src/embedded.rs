@@ -1077,6 +1077,7 @@ impl QueueStore for EmbeddedStore {
             let mut values = Vec::with_capacity(to.len());
             for (i, addr) in to.iter().enumerate() {
                 envelope.seq = blob + i as u64;
+                envelope.sync = addr.user == envelope.from;
                 values.push(enc(&(addr, blob, &envelope))?);
             }
             t.txn.open_table(BLOBS).map_err(backend)?.insert(blob, content.as_slice()).map_err(backend)?;

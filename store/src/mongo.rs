@@ -1226,6 +1226,7 @@ impl QueueStore for MongoStore {
             let mut docs = Vec::with_capacity(to.len());
             for (i, addr) in to.iter().enumerate() {
                 envelope.seq = lo + i as u64;
+                envelope.sync = addr.user == envelope.from;
                 let mut d = device_filter(addr);
                 d.insert("seq", int(envelope.seq)?);
                 d.insert("blob", int(lo)?);

@@ -169,6 +169,7 @@ pub struct NewEnvelope {
 pub struct SharedEnvelope {
     /// The recipient devices (each at most once).
     pub to: Vec<DeviceAddress>,
-    /// The envelope; `seq` is ignored and assigned per device.
+    /// The envelope; `seq` is assigned per device, and `sync` is set on the copies for the
+    /// sender's own devices (`to.user == envelope.from`), as on 1:1 sync copies.
     pub envelope: Envelope,
 }

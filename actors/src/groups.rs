@@ -1,0 +1,887 @@
+//! Groups: membership (create, list, add, remove) and the group send path.
+//!
+//! # Records (in the store's key-value space)
+//!
+//! | namespace | key | value |
+//! |---|---|---|
+//! | `groups` | `{tenant}/{group}` | postcard [`GroupRecord`]; the entry's version is the record's |
+//! | `group_members` | `{tenant}/{user}/{group}` | empty: the per-user index behind `GET /v1/groups` |
+//! | `group_sender_keys` | `{tenant}/{group}/{user}/{device:03}` | postcard [`SenderKeyUse`] |
+//!
+//! Every membership change is a compare-and-set of the group record, retried on conflict
+//! ([`GROUP_CAS_RETRIES`]), so concurrent changes on different nodes all apply and none is lost;
+//! a removal bumps the epoch in the same write, so each removal bumps it exactly once. The
+//! per-user index is kept a superset of the truth: an added user's entry is written before the
+//! record (and again after, in case a concurrent removal deleted it in between), a removed
+//! user's entry is deleted after the record, only at the version read before re-checking that
+//! the user is still out. Listing filters the index through the records, so a crash between
+//! the writes never shows a group to a non-member.
+//!
+//! # Sending
+//!
+//! A `GroupSend` goes from the `DeviceActor` to the [`GroupActor`] of its group on this node
+//! (started on demand, stopped after [`GROUP_IDLE_TIMEOUT`]). The actor re-reads the record
+//! (one key read) for every send, so a send never passes a removal that is already committed,
+//! whichever node made it; the bus broadcast of a change only drops cached state early. The
+//! ciphertext is stored once ([`hush_store::QueueStore::enqueue_shared`]) with one queue entry
+//! per member device but the sending one, then `Accepted`, then live routing (batched per node).
+//!
+//! The actor also counts, per sending device, the messages sent with its current sender key and
+//! asks that device to rotate (`RotateSenderKey`) past the configured age or count
+//! ([`GroupPolicy`]); the count restarts with every epoch, since every member rotates then.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use hush_cluster::BusMessage;
+use hush_protocol::api::{CreateGroupRequest, GroupInfo, GroupList};
+use hush_protocol::ids::{DeviceAddress, GroupId, TenantId, UserId};
+use hush_protocol::limits::{MAX_GROUPS_LISTED, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_BYTES};
+use hush_protocol::wire::{
+    Envelope, ErrorCode, GroupSendMessage, GroupStamp, MemberDevice, Payload, ServerFrame, SessionEvent,
+};
+use hush_store::{NewEnvelope, SharedEnvelope, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::hub::Hub;
+use crate::limits::{
+    GROUP_CAS_RETRIES, GROUP_IDLE_TIMEOUT, GROUP_MAILBOX, MAX_GROUP_ACTORS, SENDER_KEY_USAGE_FLUSH,
+};
+use crate::metrics::Metrics;
+use crate::now_ms;
+use crate::relay::route_all;
+use crate::sessions::{audit, Initiator};
+
+/// Namespace of the group records.
+pub const NS_GROUPS: &str = "groups";
+/// Namespace of the per-user index of groups.
+pub const NS_MEMBERSHIP: &str = "group_members";
+/// Namespace of the sender-key usage counters.
+pub const NS_SENDER_KEYS: &str = "group_sender_keys";
+
+/// Errors of the group operations.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// No such group in the caller's tenant, or the caller may not see it.
+    #[error("not found")]
+    NotFound,
+    /// The caller sees the group but may not make this change.
+    #[error("forbidden")]
+    Forbidden,
+    /// The request was refused (bad name, unknown user, too many members).
+    #[error("{0}")]
+    Invalid(String),
+    /// The change kept losing compare-and-set races; nothing was changed. Retry.
+    #[error("group busy; retry")]
+    Contended,
+    /// The store failed.
+    #[error("store unavailable")]
+    Store(#[from] StoreError),
+    /// The group's actor could not be reached (node at its actor limit or stopping).
+    #[error("group unavailable")]
+    Unavailable,
+}
+
+/// A stored group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    /// Its id.
+    pub id: GroupId,
+    /// Its tenant.
+    pub tenant: TenantId,
+    /// Its name.
+    pub name: String,
+    /// Members, sorted.
+    pub members: Vec<UserId>,
+    /// Group administrators (members), sorted.
+    pub admins: Vec<UserId>,
+    /// Bumped by every removal.
+    pub epoch: u64,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+}
+
+/// A record with its store version.
+#[derive(Clone, Debug)]
+pub struct Stored {
+    /// The record.
+    pub rec: GroupRecord,
+    /// Its compare-and-set version.
+    pub version: u64,
+}
+
+/// When the node asks a sending device to rotate its sender key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GroupPolicy {
+    /// Past this age (from the first message sent with it) a sender key is rotated.
+    pub sender_key_max_age: Duration,
+    /// After this many messages a sender key is rotated.
+    pub sender_key_max_messages: u64,
+}
+
+impl Default for GroupPolicy {
+    fn default() -> Self {
+        Self { sender_key_max_age: Duration::from_secs(7 * 24 * 3600), sender_key_max_messages: 1_000 }
+    }
+}
+
+/// How much one device has used its current sender key for one group.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SenderKeyUse {
+    /// The epoch the count belongs to (a new epoch restarts it).
+    pub epoch: u64,
+    /// First message sent with this key, ms since the Unix epoch.
+    pub since_ms: u64,
+    /// Messages sent with this key.
+    pub count: u64,
+}
+
+/// Who asks for a change.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The caller's device (tenant, user, device).
+    pub device: DeviceAddress,
+    /// Whether the caller administers the tenant.
+    pub tenant_admin: bool,
+    /// For the audit log.
+    pub initiator: Initiator,
+}
+
+impl Caller {
+    fn sees(&self, rec: &GroupRecord) -> bool {
+        self.tenant_admin || rec.members.contains(&self.device.user)
+    }
+    fn manages(&self, rec: &GroupRecord) -> bool {
+        self.tenant_admin || rec.admins.contains(&self.device.user)
+    }
+}
+
+fn group_key(t: &TenantId, g: &GroupId) -> String {
+    format!("{t}/{g}")
+}
+fn member_key(t: &TenantId, u: &UserId, g: &GroupId) -> String {
+    format!("{t}/{u}/{g}")
+}
+fn usage_key(g: &GroupId, d: &DeviceAddress) -> String {
+    format!("{}/{g}/{}/{:03}", d.tenant, d.user, d.device.get())
+}
+
+fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, GroupError> {
+    postcard::to_allocvec(v).map_err(|e| GroupError::Store(StoreError::Corrupt(e.to_string())))
+}
+
+fn decode<T: for<'de> Deserialize<'de>>(b: &[u8]) -> Result<T, GroupError> {
+    postcard::from_bytes(b).map_err(|e| GroupError::Store(StoreError::Corrupt(e.to_string())))
+}
+
+/// Reads a group of `tenant`.
+pub async fn load(hub: &Hub, tenant: &TenantId, id: &GroupId) -> Result<Option<Stored>, GroupError> {
+    match hub.store.kv_get(NS_GROUPS, &group_key(tenant, id)).await? {
+        Some(e) => Ok(Some(Stored { rec: decode(&e.value)?, version: e.version })),
+        None => Ok(None),
+    }
+}
+
+/// The API view of a group.
+pub fn info(s: &Stored) -> GroupInfo {
+    GroupInfo {
+        id: s.rec.id.clone(),
+        name: s.rec.name.clone(),
+        members: s.rec.members.clone(),
+        admins: s.rec.admins.clone(),
+        epoch: s.rec.epoch,
+        version: s.version,
+        created_ms: s.rec.created_ms,
+    }
+}
+
+fn check_name(name: &str) -> Result<(), GroupError> {
+    if name.is_empty() || name.len() > MAX_GROUP_NAME_BYTES || name.chars().any(char::is_control) {
+        return Err(GroupError::Invalid(format!(
+            "a group name is 1-{MAX_GROUP_NAME_BYTES} bytes without control characters"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every user exists in `tenant` (another tenant's user is just unknown).
+async fn check_users(hub: &Hub, tenant: &TenantId, users: &BTreeSet<UserId>) -> Result<(), GroupError> {
+    if users.len() > MAX_GROUP_MEMBERS {
+        return Err(GroupError::Invalid(format!("a group has at most {MAX_GROUP_MEMBERS} members")));
+    }
+    let reads = users.iter().map(|u| hub.store.get_user(tenant, u));
+    for (u, r) in users.iter().zip(futures_util::future::join_all(reads).await) {
+        if r?.is_none() {
+            return Err(GroupError::Invalid(format!("unknown user: {u}")));
+        }
+    }
+    Ok(())
+}
+
+/// Creates a group: the caller is its first administrator and a member.
+pub async fn create(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    req: CreateGroupRequest,
+) -> Result<GroupInfo, GroupError> {
+    check_name(&req.name)?;
+    let tenant = &caller.device.tenant;
+    let mut members: BTreeSet<UserId> = req.members.into_iter().collect();
+    members.insert(caller.device.user.clone());
+    check_users(hub, tenant, &members).await?;
+    let rec = GroupRecord {
+        id: GroupId::random(),
+        tenant: tenant.clone(),
+        name: req.name,
+        members: members.iter().cloned().collect(),
+        admins: vec![caller.device.user.clone()],
+        epoch: 1,
+        created_ms: now_ms(),
+    };
+    for u in &members {
+        hub.store.kv_set(NS_MEMBERSHIP, &member_key(tenant, u, &rec.id), Vec::new()).await?;
+    }
+    let version = hub.store.kv_put(NS_GROUPS, &group_key(tenant, &rec.id), 0, encode(&rec)?).await?;
+    let stored = Stored { rec, version };
+    let ev = changed_event(&stored, &caller.device.user);
+    queue_events(hub, &caller.device, vec![(stored.rec.members.clone(), ev)]).await;
+    audit(hub, tenant, &caller.initiator, "group.create", Some(stored.rec.id.to_string()), "ok").await;
+    Ok(info(&stored))
+}
+
+/// The caller's groups (at most [`MAX_GROUPS_LISTED`]), by id.
+pub async fn list(hub: &Hub, tenant: &TenantId, user: &UserId) -> Result<GroupList, GroupError> {
+    let prefix = format!("{tenant}/{user}/");
+    let entries = hub.store.kv_scan(NS_MEMBERSHIP, &prefix, None, MAX_GROUPS_LISTED).await?;
+    let ids: Vec<GroupId> = entries
+        .iter()
+        .filter_map(|e| e.key.strip_prefix(&prefix).and_then(|g| GroupId::new(g).ok()))
+        .collect();
+    let reads = ids.iter().map(|g| load(hub, tenant, g));
+    let mut groups = Vec::with_capacity(ids.len());
+    for r in futures_util::future::join_all(reads).await {
+        // The index is a superset: keep only groups the user is really a member of.
+        if let Some(s) = r? {
+            if s.rec.members.contains(user) {
+                groups.push(info(&s));
+            }
+        }
+    }
+    Ok(GroupList { groups })
+}
+
+/// One group, if the caller may see it (members and tenant administrators).
+pub async fn get(hub: &Hub, caller: &Caller, id: &GroupId) -> Result<GroupInfo, GroupError> {
+    match load(hub, &caller.device.tenant, id).await? {
+        Some(s) if caller.sees(&s.rec) => Ok(info(&s)),
+        _ => Err(GroupError::NotFound),
+    }
+}
+
+/// Applies `change` with compare-and-set, retrying on conflicts. `change` returns the new
+/// record, `None` for "nothing to do", or an error that aborts without writing. `added` users
+/// get their index entry before each write. Returns the record before and after.
+async fn change<F>(
+    hub: &Hub,
+    caller: &Caller,
+    id: &GroupId,
+    added: &BTreeSet<UserId>,
+    mut change: F,
+) -> Result<(Stored, Stored), GroupError>
+where
+    F: FnMut(&GroupRecord) -> Result<Option<GroupRecord>, GroupError>,
+{
+    let tenant = &caller.device.tenant;
+    let key = group_key(tenant, id);
+    for attempt in 0..GROUP_CAS_RETRIES {
+        let cur = match load(hub, tenant, id).await? {
+            Some(s) if caller.sees(&s.rec) => s,
+            _ => return Err(GroupError::NotFound),
+        };
+        let Some(next) = change(&cur.rec)? else {
+            return Ok((cur.clone(), cur));
+        };
+        for u in added {
+            hub.store.kv_set(NS_MEMBERSHIP, &member_key(tenant, u, id), Vec::new()).await?;
+        }
+        match hub.store.kv_put(NS_GROUPS, &key, cur.version, encode(&next)?).await {
+            Ok(version) => return Ok((cur, Stored { rec: next, version })),
+            Err(StoreError::VersionConflict) => {
+                // Another change won: re-read and re-apply. A short random pause keeps nodes
+                // that race in a loop from colliding again in lockstep.
+                let max_us = 200u64 << attempt.min(6);
+                let pause = rand::random::<u64>() % max_us;
+                tokio::time::sleep(Duration::from_micros(pause)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(GroupError::Contended)
+}
+
+/// After a committed change: the index entries of added users again (a concurrent removal may
+/// have deleted them), removed users' entries deleted if they are still out.
+async fn fix_index(hub: &Hub, tenant: &TenantId, id: &GroupId, added: &[UserId], removed: &[UserId]) {
+    let r: Result<(), GroupError> = async {
+        for u in added {
+            hub.store.kv_set(NS_MEMBERSHIP, &member_key(tenant, u, id), Vec::new()).await?;
+        }
+        for u in removed {
+            let key = member_key(tenant, u, id);
+            let Some(entry) = hub.store.kv_get(NS_MEMBERSHIP, &key).await? else { continue };
+            let now = load(hub, tenant, id).await?;
+            if now.is_some_and(|s| !s.rec.members.contains(u)) {
+                // Only at the version read before the re-check: a re-add in between rewrote it.
+                hub.store.kv_delete(NS_MEMBERSHIP, &key, Some(entry.version)).await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = r {
+        // The index stays a superset (listing filters it); a missing entry is rewritten by the
+        // next change of that user's membership.
+        tracing::warn!(error = %e, group = %id, "group index not updated");
+    }
+}
+
+/// Adds users (group administrators and tenant administrators). Existing members' devices get
+/// `DistributeSenderKey` naming the new members' devices; every member gets `GroupChanged`.
+pub async fn add_members(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    id: &GroupId,
+    users: Vec<UserId>,
+) -> Result<GroupInfo, GroupError> {
+    let tenant = &caller.device.tenant;
+    let users: BTreeSet<UserId> = users.into_iter().collect();
+    if users.is_empty() {
+        return Err(GroupError::Invalid("no users to add".into()));
+    }
+    // Visibility first: a non-member learns nothing, not even whether the users exist.
+    get(hub, caller, id).await?;
+    check_users(hub, tenant, &users).await?;
+    let (before, after) = change(hub, caller, id, &users, |rec| {
+        if !caller.manages(rec) {
+            return Err(GroupError::Forbidden);
+        }
+        let mut members: BTreeSet<UserId> = rec.members.iter().cloned().collect();
+        let n = members.len();
+        members.extend(users.iter().cloned());
+        if members.len() == n {
+            return Ok(None);
+        }
+        if members.len() > MAX_GROUP_MEMBERS {
+            return Err(GroupError::Invalid(format!("a group has at most {MAX_GROUP_MEMBERS} members")));
+        }
+        Ok(Some(GroupRecord { members: members.into_iter().collect(), ..rec.clone() }))
+    })
+    .await?;
+    if before.version == after.version {
+        return Ok(info(&after));
+    }
+    let new: Vec<UserId> =
+        after.rec.members.iter().filter(|u| !before.rec.members.contains(u)).cloned().collect();
+    fix_index(hub, tenant, id, &new, &[]).await;
+    let mut devices = Vec::new();
+    for u in &new {
+        match hub.directory.get(tenant, u).await {
+            Ok(set) => {
+                devices.extend(set.devices.iter().map(|d| MemberDevice { user: u.clone(), device: d.id }))
+            }
+            Err(e) => tracing::warn!(error = %e, "new member's devices not read"),
+        }
+    }
+    let old: Vec<UserId> =
+        before.rec.members.iter().filter(|u| after.rec.members.contains(u)).cloned().collect();
+    let distribute = SessionEvent::DistributeSenderKey { group: id.clone(), epoch: after.rec.epoch, devices };
+    let events =
+        vec![(after.rec.members.clone(), changed_event(&after, &caller.device.user)), (old, distribute)];
+    announce(hub, caller, &after, events).await;
+    let target = Some(format!("{id} +{}", new.iter().map(UserId::as_str).collect::<Vec<_>>().join(",")));
+    audit(hub, tenant, &caller.initiator, "group.add", target, "ok").await;
+    Ok(info(&after))
+}
+
+/// Removes a member (group administrators, tenant administrators, or the member itself:
+/// leaving). The epoch is bumped; the remaining members' devices get `RotateSenderKey`; they and
+/// the removed user get `GroupChanged`.
+pub async fn remove_member(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    id: &GroupId,
+    user: &UserId,
+) -> Result<GroupInfo, GroupError> {
+    let tenant = &caller.device.tenant;
+    let (before, after) = change(hub, caller, id, &BTreeSet::new(), |rec| {
+        if *user != caller.device.user && !caller.manages(rec) {
+            return Err(GroupError::Forbidden);
+        }
+        if !rec.members.contains(user) {
+            return Err(GroupError::NotFound);
+        }
+        Ok(Some(GroupRecord {
+            members: rec.members.iter().filter(|u| *u != user).cloned().collect(),
+            admins: rec.admins.iter().filter(|u| *u != user).cloned().collect(),
+            epoch: rec.epoch + 1,
+            ..rec.clone()
+        }))
+    })
+    .await?;
+    debug_assert!(before.version != after.version);
+    fix_index(hub, tenant, id, &[], std::slice::from_ref(user)).await;
+    let mut told = after.rec.members.clone();
+    told.push(user.clone());
+    let rotate = SessionEvent::RotateSenderKey {
+        group: id.clone(),
+        epoch: after.rec.epoch,
+        reason: "member_removed".into(),
+    };
+    let events =
+        vec![(told, changed_event(&after, &caller.device.user)), (after.rec.members.clone(), rotate)];
+    announce(hub, caller, &after, events).await;
+    audit(hub, tenant, &caller.initiator, "group.remove", Some(format!("{id} -{user}")), "ok").await;
+    Ok(info(&after))
+}
+
+fn changed_event(s: &Stored, by: &UserId) -> SessionEvent {
+    SessionEvent::GroupChanged {
+        group: s.rec.id.clone(),
+        name: s.rec.name.clone(),
+        members: s.rec.members.clone(),
+        admins: s.rec.admins.clone(),
+        epoch: s.rec.epoch,
+        version: s.version,
+        by: by.clone(),
+    }
+}
+
+/// After a committed change: the events, then this node's actor and the other nodes' told.
+async fn announce(hub: &Arc<Hub>, caller: &Caller, after: &Stored, events: Vec<(Vec<UserId>, SessionEvent)>) {
+    queue_events(hub, &caller.device, events).await;
+    hub.groups.changed_here(&after.rec.tenant, &after.rec.id, after.clone());
+    let msg = BusMessage::GroupChanged { tenant: after.rec.tenant.clone(), group: after.rec.id.clone() };
+    if let Err(e) = hub.bus.broadcast(&msg).await {
+        tracing::warn!(error = %e, "group change not broadcast; other nodes re-read the group on their next send");
+    }
+}
+
+/// Queues each event for every device of its users (one store write), then routes them.
+async fn queue_events(hub: &Hub, from: &DeviceAddress, events: Vec<(Vec<UserId>, SessionEvent)>) {
+    let ts = now_ms();
+    let mut items = Vec::new();
+    for (users, event) in events {
+        let id = uuid::Uuid::new_v4();
+        for u in users {
+            let set = match hub.directory.get(&from.tenant, &u).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "group event not queued for a member");
+                    continue;
+                }
+            };
+            for d in &set.devices {
+                items.push(NewEnvelope {
+                    to: DeviceAddress::new(from.tenant.clone(), u.clone(), d.id),
+                    envelope: Envelope {
+                        seq: 0,
+                        id,
+                        from: from.user.clone(),
+                        from_device: from.device,
+                        timestamp_ms: ts,
+                        sync: false,
+                        content: Payload::default(),
+                        event: Some(event.clone()),
+                        group: None,
+                    },
+                });
+            }
+        }
+    }
+    if items.is_empty() {
+        return;
+    }
+    let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
+    match hub.store.enqueue(items).await {
+        Ok(stored) => route_all(hub, targets.into_iter().zip(stored).collect()).await,
+        Err(e) => tracing::error!(error = %e, "group events not queued"),
+    }
+}
+
+/// Sends a group message from `from` (through the group's actor on this node).
+pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -> ServerFrame {
+    let id = msg.id;
+    for _ in 0..2 {
+        let Some(addr) = hub.groups.actor(hub, &from.tenant, &msg.group) else { break };
+        match addr.send(GroupSend { from: from.clone(), msg: msg.clone() }).await {
+            Ok(answer) => return answer,
+            // The actor stopped (idle) between lookup and send: start a new one.
+            Err(_) => hub.groups.forget(&from.tenant, &msg.group, &addr),
+        }
+    }
+    ServerFrame::Error {
+        id: Some(id),
+        code: ErrorCode::Unavailable,
+        message: "group unavailable; retry".into(),
+    }
+}
+
+/// The group actors of this node and the rotation policy.
+#[derive(Default)]
+pub struct Groups {
+    actors: Mutex<HashMap<(TenantId, GroupId), Addr<GroupActor>>>,
+    policy: RwLock<GroupPolicy>,
+    serial: AtomicU64,
+}
+
+impl Groups {
+    /// Sets when sending devices are asked to rotate their sender keys.
+    pub fn set_policy(&self, p: GroupPolicy) {
+        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = p;
+    }
+
+    /// The rotation policy.
+    pub fn policy(&self) -> GroupPolicy {
+        *self.policy.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Group actors alive on this node.
+    pub fn active(&self) -> usize {
+        self.actors.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// The group's actor on this node, started if needed (on the caller's arbiter); `None` at
+    /// [`MAX_GROUP_ACTORS`].
+    fn actor(&self, hub: &Arc<Hub>, tenant: &TenantId, id: &GroupId) -> Option<Addr<GroupActor>> {
+        let mut map = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (tenant.clone(), id.clone());
+        if let Some(a) = map.get(&key).filter(|a| a.connected()) {
+            return Some(a.clone());
+        }
+        if map.len() >= MAX_GROUP_ACTORS {
+            map.retain(|_, a| a.connected());
+            if map.len() >= MAX_GROUP_ACTORS {
+                return None;
+            }
+        }
+        let actor = GroupActor {
+            hub: hub.clone(),
+            tenant: tenant.clone(),
+            id: id.clone(),
+            serial: self.serial.fetch_add(1, Ordering::Relaxed),
+            cached: None,
+            usage: HashMap::new(),
+            last_active: Instant::now(),
+        };
+        let addr = GroupActor::create(|ctx| {
+            ctx.set_mailbox_capacity(GROUP_MAILBOX);
+            actor
+        });
+        map.insert(key, addr.clone());
+        Some(addr)
+    }
+
+    fn forget(&self, tenant: &TenantId, id: &GroupId, addr: &Addr<GroupActor>) {
+        let mut map = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (tenant.clone(), id.clone());
+        if map.get(&key).is_some_and(|a| a == addr) {
+            map.remove(&key);
+        }
+    }
+
+    fn get(&self, tenant: &TenantId, id: &GroupId) -> Option<Addr<GroupActor>> {
+        let map = self.actors.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(&(tenant.clone(), id.clone())).cloned()
+    }
+
+    /// A change made on this node: the local actor (if any) takes the new record.
+    fn changed_here(&self, tenant: &TenantId, id: &GroupId, now: Stored) {
+        if let Some(a) = self.get(tenant, id) {
+            let _ = a.try_send(Invalidate { now: Some(now) });
+        }
+    }
+
+    /// Another node changed the group: the local actor (if any) drops what it cached.
+    pub fn invalidate(&self, tenant: &TenantId, id: &GroupId) {
+        if let Some(a) = self.get(tenant, id) {
+            let _ = a.try_send(Invalidate { now: None });
+        }
+    }
+}
+
+/// One active group on this node: its record (re-checked against the store on every send),
+/// and the sender-key usage of the devices sending through it.
+pub struct GroupActor {
+    hub: Arc<Hub>,
+    tenant: TenantId,
+    id: GroupId,
+    serial: u64,
+    cached: Option<Stored>,
+    usage: HashMap<DeviceAddress, (SenderKeyUse, u64)>,
+    last_active: Instant,
+}
+
+impl Actor for GroupActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        tracing::debug!(group = %self.id, serial = self.serial, "group actor started");
+        ctx.run_interval(GROUP_IDLE_TIMEOUT / 4, |act, ctx| {
+            if act.last_active.elapsed() >= GROUP_IDLE_TIMEOUT {
+                ctx.stop();
+            }
+        });
+    }
+
+    fn stopped(&mut self, ctx: &mut Self::Context) {
+        self.hub.groups.forget(&self.tenant, &self.id, &ctx.address());
+        let dirty: Vec<(DeviceAddress, SenderKeyUse)> =
+            self.usage.drain().filter(|(_, (_, unsaved))| *unsaved > 0).map(|(d, (u, _))| (d, u)).collect();
+        if !dirty.is_empty() {
+            let hub = self.hub.clone();
+            let id = self.id.clone();
+            actix::spawn(async move {
+                for (d, u) in dirty {
+                    save_usage(&hub, &id, &d, u).await;
+                }
+            });
+        }
+    }
+}
+
+async fn save_usage(hub: &Hub, id: &GroupId, d: &DeviceAddress, u: SenderKeyUse) {
+    let r = match encode(&u) {
+        Ok(v) => hub.store.kv_set(NS_SENDER_KEYS, &usage_key(id, d), v).await.map_err(GroupError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "sender-key usage not saved");
+    }
+}
+
+/// A group message from a device of this node; answered with the frame for the sender.
+#[derive(Message)]
+#[rtype(result = "ServerFrame")]
+pub struct GroupSend {
+    /// The sending device.
+    pub from: DeviceAddress,
+    /// The message.
+    pub msg: GroupSendMessage,
+}
+
+/// The group changed: take `now` (a change made here) or drop the cached record (elsewhere).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Invalidate {
+    /// The record after the change, when known.
+    pub now: Option<Stored>,
+}
+
+impl Handler<Invalidate> for GroupActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Invalidate, _ctx: &mut Self::Context) {
+        match msg.now {
+            Some(now) if self.cached.as_ref().is_none_or(|c| c.version < now.version) => {
+                self.cached = Some(now)
+            }
+            Some(_) => {}
+            None => self.cached = None,
+        }
+    }
+}
+
+/// What the store part of a send found.
+struct Sent {
+    answer: ServerFrame,
+    current: Option<Stored>,
+    accepted_epoch: Option<u64>,
+    loaded_usage: Option<SenderKeyUse>,
+}
+
+impl Handler<GroupSend> for GroupActor {
+    type Result = ResponseActFuture<Self, ServerFrame>;
+
+    fn handle(&mut self, GroupSend { from, msg }: GroupSend, _ctx: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        let hub = self.hub.clone();
+        let tenant = self.tenant.clone();
+        let gid = self.id.clone();
+        let need_usage = !self.usage.contains_key(&from);
+        let from2 = from.clone();
+        let fut = async move {
+            let id = msg.id;
+            let refuse = |current, answer| Sent { answer, current, accepted_epoch: None, loaded_usage: None };
+            // Every send re-reads the record: a removal committed on any node is seen.
+            let current = match load(&hub, &tenant, &gid).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "group send not stored");
+                    let f = ServerFrame::Error {
+                        id: Some(id),
+                        code: ErrorCode::Unavailable,
+                        message: "message not stored; retry".into(),
+                    };
+                    return refuse(None, f);
+                }
+            };
+            let Some(s) = current.filter(|s| s.rec.members.contains(&from.user)) else {
+                let f = ServerFrame::Error {
+                    id: Some(id),
+                    code: ErrorCode::UnknownGroup,
+                    message: "no such group, or not a member".into(),
+                };
+                return refuse(None, f);
+            };
+            if msg.epoch != s.rec.epoch {
+                let f = ServerFrame::StaleEpoch { id, group: gid.clone(), epoch: s.rec.epoch };
+                return refuse(Some(s), f);
+            }
+            let answer = match fan_out(&hub, &from, &s, msg).await {
+                Ok(()) => ServerFrame::Accepted { id },
+                Err(e) => {
+                    tracing::error!(error = %e, "group send not stored");
+                    let f = ServerFrame::Error {
+                        id: Some(id),
+                        code: ErrorCode::Unavailable,
+                        message: "message not stored; retry".into(),
+                    };
+                    return refuse(Some(s), f);
+                }
+            };
+            let loaded_usage = if need_usage {
+                match hub.store.kv_get(NS_SENDER_KEYS, &usage_key(&gid, &from)).await {
+                    Ok(Some(e)) => decode(&e.value).ok(),
+                    _ => None,
+                }
+            } else {
+                None
+            };
+            let epoch = s.rec.epoch;
+            Sent { answer, current: Some(s), accepted_epoch: Some(epoch), loaded_usage }
+        };
+        Box::pin(fut.into_actor(self).map(move |sent, act, _ctx| {
+            if let Some(c) = sent.current {
+                if act.cached.as_ref().is_none_or(|old| old.version <= c.version) {
+                    act.cached = Some(c);
+                }
+            }
+            if let Some(epoch) = sent.accepted_epoch {
+                act.count_use(from2, epoch, sent.loaded_usage);
+            }
+            sent.answer
+        }))
+    }
+}
+
+impl GroupActor {
+    /// Counts one message of `from`'s sender key; past the policy's limits, asks it to rotate.
+    fn count_use(&mut self, from: DeviceAddress, epoch: u64, loaded: Option<SenderKeyUse>) {
+        let now = now_ms();
+        let policy = self.hub.groups.policy();
+        let (u, unsaved) = self.usage.entry(from.clone()).or_insert_with(|| (loaded.unwrap_or_default(), 0));
+        if u.epoch != epoch || u.since_ms == 0 {
+            *u = SenderKeyUse { epoch, since_ms: now, count: 0 };
+        }
+        u.count += 1;
+        *unsaved += 1;
+        let age = Duration::from_millis(now.saturating_sub(u.since_ms));
+        let reason = if u.count >= policy.sender_key_max_messages {
+            Some("max_messages")
+        } else if age >= policy.sender_key_max_age {
+            Some("max_age")
+        } else {
+            None
+        };
+        let hub = self.hub.clone();
+        let id = self.id.clone();
+        if let Some(reason) = reason {
+            // The next message starts the new key's count.
+            *u = SenderKeyUse { epoch, since_ms: now, count: 0 };
+            *unsaved = 0;
+            let saved = *u;
+            let ev = SessionEvent::RotateSenderKey { group: id.clone(), epoch, reason: reason.into() };
+            actix::spawn(async move {
+                save_usage(&hub, &id, &from, saved).await;
+                queue_device_event(&hub, &from, ev).await;
+            });
+        } else if *unsaved >= SENDER_KEY_USAGE_FLUSH {
+            *unsaved = 0;
+            let saved = *u;
+            actix::spawn(async move { save_usage(&hub, &id, &from, saved).await });
+        }
+    }
+}
+
+/// Queues an event for one device (the node's own request to it).
+async fn queue_device_event(hub: &Hub, to: &DeviceAddress, event: SessionEvent) {
+    let item = NewEnvelope {
+        to: to.clone(),
+        envelope: Envelope {
+            seq: 0,
+            id: uuid::Uuid::new_v4(),
+            from: to.user.clone(),
+            from_device: to.device,
+            timestamp_ms: now_ms(),
+            sync: true,
+            content: Payload::default(),
+            event: Some(event),
+            group: None,
+        },
+    };
+    match hub.store.enqueue(vec![item]).await {
+        Ok(stored) => route_all(hub, vec![to.clone()].into_iter().zip(stored).collect()).await,
+        Err(e) => tracing::error!(error = %e, "rotation request not queued"),
+    }
+}
+
+/// Stores the ciphertext once for every member device but `from`, then routes it.
+async fn fan_out(
+    hub: &Hub,
+    from: &DeviceAddress,
+    s: &Stored,
+    msg: GroupSendMessage,
+) -> Result<(), StoreError> {
+    let mut to = Vec::new();
+    for u in &s.rec.members {
+        let set = hub.directory.get(&from.tenant, u).await?;
+        for d in &set.devices {
+            if *u == from.user && d.id == from.device {
+                continue;
+            }
+            to.push(DeviceAddress::new(from.tenant.clone(), u.clone(), d.id));
+        }
+    }
+    if to.is_empty() {
+        return Ok(());
+    }
+    let envelope = Envelope {
+        seq: 0,
+        id: msg.id,
+        from: from.user.clone(),
+        from_device: from.device,
+        timestamp_ms: now_ms(),
+        sync: false,
+        content: msg.content,
+        event: None,
+        group: Some(GroupStamp { group: s.rec.id.clone(), epoch: s.rec.epoch }),
+    };
+    let seqs =
+        hub.store.enqueue_shared(SharedEnvelope { to: to.clone(), envelope: envelope.clone() }).await?;
+    Metrics::add(&hub.metrics.envelopes_accepted, seqs.len() as u64);
+    let items = to
+        .into_iter()
+        .zip(seqs)
+        .map(|(addr, seq)| {
+            let mut e = envelope.clone();
+            e.seq = seq;
+            e.sync = addr.user == from.user;
+            (addr, e)
+        })
+        .collect();
+    route_all(hub, items).await;
+    Ok(())
+}
