@@ -45,8 +45,7 @@ use crate::error::ApiError;
     paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket,
         remove_device, my_sessions, revoke_others, revoke_all, revoke_mine, admin_user_sessions, admin_revoke_user,
         admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit, get_session_policy,
-        put_session_policy, upload_keys, key_counts, fetch_user_keys, fetch_device_keys,
-        put_session_policy, create_group, my_groups, get_group, add_group_members, remove_group_member,
+        put_session_policy, upload_keys, key_counts, fetch_user_keys, fetch_device_keys, create_group, my_groups, get_group, add_group_members, remove_group_member,
         crate::mfa_routes::totp_enroll, crate::mfa_routes::totp_confirm, crate::mfa_routes::totp_disable,
         crate::mfa_routes::backup_regenerate, crate::mfa_routes::challenge, crate::mfa_routes::verify,
         crate::mfa_routes::backup, crate::mfa_routes::status, crate::mfa_routes::trusted_devices,
@@ -58,8 +57,7 @@ use crate::error::ApiError;
         MfaLevel, Role, MfaChallenge, TotpEnrollment, MfaCodeRequest, BackupCodes, MfaVerifyRequest, MfaVerified,
         MfaStatus, TrustedDevice, TrustedDeviceList, MfaPolicy, UserMfaStatus, UserMfaStatusList, Enforced,
         hush_protocol::otp::Algorithm, UploadKeysRequest, SignedPreKey, PreKey, KeyCounts, PreKeyResponse,
-        DevicePreKeys, RateLimitedBody)),
-        hush_protocol::otp::Algorithm, CreateGroupRequest, GroupInfo, GroupList, AddMembersRequest)),
+        DevicePreKeys, RateLimitedBody, CreateGroupRequest, GroupInfo, GroupList, AddMembersRequest)),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;
