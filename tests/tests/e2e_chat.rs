@@ -1,0 +1,362 @@
+//! End-to-end encrypted chat through `hush-client` on three clustered `hushd` (one Redis, one
+//! MongoDB-wire server): three users with two devices each, spread over the nodes, exchange 1:1
+//! and group messages. Every message decrypts on every intended device (the sender's other
+//! device gets the sync copy); a removed member decrypts nothing sent after the removal, a new
+//! member what is sent after joining and nothing before; no plaintext reaches the store files or
+//! the node logs (their bytes are searched).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use hush_client::messenger::{Event, KeyAction, Messenger};
+use hush_client::state::{peer, DeviceState};
+use hush_client::Client;
+use hush_protocol::api::Secret;
+use hush_protocol::ids::{DeviceId, TenantId, UserId};
+use hush_protocol::wire::Payload;
+use hush_tests::{Mongo, Node, Redis};
+
+struct Cluster {
+    _redis: Redis,
+    mongo: Mongo,
+    nodes: Vec<Node>,
+}
+
+fn start_cluster() -> Cluster {
+    let redis = Redis::start();
+    let mongo = Mongo::start();
+    let mut nodes = vec![Node::start_clustered(&redis, &mongo, "node-a")];
+    for name in ["node-b", "node-c"] {
+        nodes.push(Node::start_clustered(&redis, &mongo, name));
+    }
+    let pw = nodes[0].admin_password.clone();
+    for n in &mut nodes {
+        n.admin_password = pw.clone();
+    }
+    Cluster { _redis: redis, mongo, nodes }
+}
+
+fn uid(s: &str) -> UserId {
+    UserId::new(s).unwrap()
+}
+
+/// A distinctive plaintext: never produced by anything but this test.
+fn secret(label: &str) -> String {
+    format!("plaintext-{label}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// One device under test: its messenger and every event it reported.
+struct Dev {
+    name: String,
+    m: Messenger,
+    events: Vec<Event>,
+}
+
+impl Dev {
+    fn user(&self) -> UserId {
+        self.m.session().user().clone()
+    }
+    fn device(&self) -> DeviceId {
+        self.m.session().device()
+    }
+
+    /// Reads events until `done(events)` holds, failing after 30 s.
+    async fn pump_until(&mut self, what: &str, done: impl Fn(&[Event]) -> bool) {
+        let t0 = std::time::Instant::now();
+        while !done(&self.events) {
+            let left = Duration::from_secs(30).saturating_sub(t0.elapsed());
+            assert!(!left.is_zero(), "{}: timed out waiting for {what}; got {:?}", self.name, self.events);
+            match tokio::time::timeout(left, self.m.next_event()).await {
+                Ok(Ok(ev)) => self.events.push(ev),
+                Ok(Err(e)) => panic!("{}: {e}", self.name),
+                Err(_) => {}
+            }
+        }
+    }
+
+    /// Reads whatever arrives within `quiet` of silence.
+    async fn pump_idle(&mut self, quiet: Duration) {
+        while let Ok(r) = tokio::time::timeout(quiet, self.m.next_event()).await {
+            self.events.push(r.unwrap());
+        }
+    }
+
+    fn texts(&self) -> Vec<String> {
+        texts_of(&self.events)
+    }
+
+    fn has_text(&self, body: &str) -> bool {
+        self.texts().iter().any(|t| t == body)
+    }
+
+    fn undecryptable(&self) -> usize {
+        self.events.iter().filter(|e| matches!(e, Event::Undecryptable { .. })).count()
+    }
+}
+
+/// Waits until each device of `receivers` decrypted every text of `sent` (sender index, text)
+/// that it did not send itself.
+async fn expect_group_texts(devs: &mut [Dev], receivers: &[usize], sent: &[(usize, String)], what: &str) {
+    for &i in receivers {
+        let want: Vec<String> = sent.iter().filter(|(s, _)| *s != i).map(|(_, t)| t.clone()).collect();
+        devs[i]
+            .pump_until(what, |ev| {
+                want.iter()
+                    .all(|t| ev.iter().any(|e| matches!(e, Event::GroupText { body, .. } if body == t)))
+            })
+            .await;
+    }
+}
+
+/// The texts among `events` (1:1, sync copies and group texts).
+fn texts_of(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Text { body, .. } | Event::Sent { body, .. } | Event::GroupText { body, .. } => {
+                Some(body.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Registers a device of `user` on `node` (fresh identity, pre-keys uploaded) and connects it.
+async fn device(node: &Node, user: &str, label: &str) -> Dev {
+    let client = Client::new(node.url());
+    let (session, state) = hush_client::register_device(
+        &client,
+        &TenantId::new("default").unwrap(),
+        &uid(user),
+        &Secret::new(format!("{user}-password")),
+        Some(label.to_owned()),
+    )
+    .await
+    .unwrap();
+    let m = Messenger::connect(session, state, None).await.unwrap();
+    let mut d = Dev { name: label.to_owned(), m, events: Vec::new() };
+    d.pump_until("queue drained", |ev| ev.contains(&Event::UpToDate)).await;
+    d
+}
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_users_two_devices_each_one_to_one_and_groups_end_to_end() {
+    let c = start_cluster();
+    let admin = c.nodes[0].admin().await;
+    for u in ["alice", "bob", "carol"] {
+        admin.create_user(&uid(u), &Secret::new(format!("{u}-password")), false).await.unwrap();
+    }
+    // Two devices per user, on different nodes.
+    let mut devs = vec![
+        device(&c.nodes[0], "alice", "alice1").await,
+        device(&c.nodes[1], "alice", "alice2").await,
+        device(&c.nodes[1], "bob", "bob1").await,
+        device(&c.nodes[2], "bob", "bob2").await,
+        device(&c.nodes[2], "carol", "carol1").await,
+        device(&c.nodes[0], "carol", "carol2").await,
+    ];
+    let mut all_plaintexts: Vec<String> = Vec::new();
+
+    // --- 1:1: every device writes to each other user. --------------------------------------
+    // expected[i] = texts device i must decrypt (as recipient or as sync copy).
+    let mut expected: Vec<Vec<String>> = vec![Vec::new(); devs.len()];
+    for s in 0..devs.len() {
+        for to in ["alice", "bob", "carol"] {
+            if devs[s].user().as_str() == to {
+                continue;
+            }
+            let text = secret(&format!("{}-to-{to}", devs[s].name));
+            devs[s].m.send_text(&uid(to), &text).await.unwrap();
+            for (i, d) in devs.iter().enumerate() {
+                let recipient = d.user().as_str() == to;
+                let sync = i != s && d.user() == devs[s].user();
+                if recipient || sync {
+                    expected[i].push(text.clone());
+                }
+            }
+            all_plaintexts.push(text);
+        }
+    }
+    for (i, d) in devs.iter_mut().enumerate() {
+        let want = expected[i].clone();
+        d.pump_until("every 1:1 text", |ev| want.iter().all(|t| texts_of(ev).contains(t))).await;
+        // Each device got exactly its texts: 2 other users x 2 devices write to it, and its own
+        // user's other device's 2 texts come as sync copies.
+        assert_eq!(d.texts().len(), 6, "{}: {:?}", d.name, d.texts());
+        assert_eq!(d.undecryptable(), 0, "{}", d.name);
+    }
+    // Sync copies name the recipient; texts name the sending device.
+    let a2 = &devs[1];
+    assert!(a2.events.iter().any(|e| matches!(e, Event::Sent { to, from_device, .. }
+        if to.as_str() == "bob" && *from_device == devs[0].device())));
+
+    // The session survives a save and load of the device state: alice1 restarts from a file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("alice1.state");
+    let alice1 = devs.remove(0);
+    let session = alice1.m.session().clone();
+    let state = alice1.m.close().await.unwrap();
+    state.save_file(&path).unwrap();
+    let state = DeviceState::load_file(&path).unwrap().unwrap();
+    let m = Messenger::connect(session, state, Some(path.clone())).await.unwrap();
+    devs.insert(0, Dev { name: "alice1".into(), m, events: Vec::new() });
+    devs[0].pump_until("reconnected", |ev| ev.contains(&Event::UpToDate)).await;
+    let text = secret("bob1-after-alice1-restart");
+    devs[2].m.send_text(&uid("alice"), &text).await.unwrap();
+    all_plaintexts.push(text.clone());
+    devs[0]
+        .pump_until("text after restart", |ev| {
+            ev.iter().any(|e| matches!(e, Event::Text { body, .. } if *body == text))
+        })
+        .await;
+    let text = secret("alice1-after-restart");
+    devs[0].m.send_text(&uid("bob"), &text).await.unwrap();
+    all_plaintexts.push(text.clone());
+    for i in [1, 2, 3] {
+        let t = text.clone();
+        devs[i]
+            .pump_until("reply after restart", move |ev| {
+                ev.iter()
+                    .any(|e| matches!(e, Event::Text { body, .. } | Event::Sent { body, .. } if *body == t))
+            })
+            .await;
+    }
+
+    // --- Groups ----------------------------------------------------------------------------
+    // alice creates a group with bob; carol is not a member yet.
+    let group = devs[0].m.create_group("project", &[uid("bob")]).await.unwrap();
+    let mut before_carol = Vec::new();
+    let mut ciphertexts: BTreeMap<String, (UserId, DeviceId, Payload)> = BTreeMap::new();
+    for s in [0usize, 3] {
+        let text = secret(&format!("group-{}-before-carol", devs[s].name));
+        devs[s].m.send_group_text(&group, &text).await.unwrap();
+        before_carol.push((s, text.clone()));
+        all_plaintexts.push(text);
+    }
+    expect_group_texts(&mut devs, &[0, 1, 2, 3], &before_carol, "group texts before carol").await;
+    // Keep one ciphertext sent before carol joined (as bob1 received it).
+    for e in &devs[2].events {
+        if let Event::GroupText { body, from, from_device, ciphertext, .. } = e {
+            ciphertexts.insert(body.clone(), (from.clone(), *from_device, ciphertext.clone()));
+        }
+    }
+
+    // carol joins: she decrypts what is sent from now on.
+    devs[0].m.add_members(&group, &[uid("carol")]).await.unwrap();
+    // bob2 already sent in the group: the node's DistributeSenderKey makes it hand its key to
+    // carol's devices.
+    devs[3]
+        .pump_until("DistributeSenderKey handled", |ev| {
+            ev.iter().any(|e| {
+                matches!(e, Event::KeysMaintained(KeyAction::SenderKeyDistributed { devices: 2, .. }))
+            })
+        })
+        .await;
+    let mut with_carol = Vec::new();
+    for s in [1usize, 2, 5] {
+        let text = secret(&format!("group-{}-with-carol", devs[s].name));
+        devs[s].m.send_group_text(&group, &text).await.unwrap();
+        with_carol.push((s, text.clone()));
+        all_plaintexts.push(text);
+    }
+    expect_group_texts(&mut devs, &[0, 1, 2, 3, 4, 5], &with_carol, "group texts with carol").await;
+    // ... and nothing from before: she never got those messages, and the keys she holds cannot
+    // open them either.
+    for i in [4usize, 5] {
+        for (_, t) in &before_carol {
+            assert!(!devs[i].has_text(t), "{} decrypted a message from before joining", devs[i].name);
+        }
+        for (body, (from, from_device, ct)) in &ciphertexts {
+            let r = devs[i].m.state_mut().group_decrypt(&peer(from, *from_device), group.as_str(), &ct.0);
+            assert!(r.is_err(), "{} could open '{body}' sent before joining", devs[i].name);
+        }
+    }
+
+    // bob is removed: the others rotate; bob decrypts nothing sent after.
+    devs[0].m.remove_members(&group, &[uid("bob")]).await.unwrap();
+    // alice2 and carol2 have sender keys bob holds: the node's RotateSenderKey replaces them.
+    for i in [1usize, 5] {
+        devs[i]
+            .pump_until("RotateSenderKey handled", |ev| {
+                ev.iter().any(|e| matches!(e, Event::KeysMaintained(KeyAction::SenderKeyRotated { .. })))
+            })
+            .await;
+    }
+    let mut after_bob = Vec::new();
+    for s in [0usize, 1, 5] {
+        let text = secret(&format!("group-{}-after-bob", devs[s].name));
+        devs[s].m.send_group_text(&group, &text).await.unwrap();
+        after_bob.push((s, text.clone()));
+        all_plaintexts.push(text);
+    }
+    expect_group_texts(&mut devs, &[0, 1, 4, 5], &after_bob, "group texts after bob left").await;
+    let mut after: Vec<(UserId, DeviceId, Payload)> = Vec::new();
+    for e in &devs[4].events {
+        if let Event::GroupText { body, from, from_device, ciphertext, .. } = e {
+            if after_bob.iter().any(|(_, t)| t == body) {
+                after.push((from.clone(), *from_device, ciphertext.clone()));
+            }
+        }
+    }
+    assert_eq!(after.len(), 3);
+    for i in [2usize, 3] {
+        devs[i].pump_idle(Duration::from_secs(2)).await;
+        for (_, t) in &after_bob {
+            assert!(!devs[i].has_text(t), "{} decrypted a message sent after its removal", devs[i].name);
+        }
+        for (from, from_device, ct) in &after {
+            let r = devs[i].m.state_mut().group_decrypt(&peer(from, *from_device), group.as_str(), &ct.0);
+            assert!(r.is_err(), "{} could open a message sent after its removal", devs[i].name);
+        }
+    }
+    for d in &devs {
+        assert_eq!(d.undecryptable(), 0, "{}: {:?}", d.name, d.events);
+    }
+
+    // --- No plaintext at rest or in logs ---------------------------------------------------
+    let mut files = Vec::new();
+    for n in &c.nodes {
+        files_under(&n.data_dir, &mut files);
+    }
+    if let Some(dir) = c.mongo.data_dir() {
+        files_under(dir, &mut files);
+    }
+    let mut store_bytes = 0usize;
+    let mut saw_user_names = false;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        store_bytes += bytes.len();
+        saw_user_names |= contains(&bytes, b"carol");
+        for p in &all_plaintexts {
+            assert!(!contains(&bytes, p.as_bytes()), "plaintext '{p}' found in {}", f.display());
+        }
+    }
+    // The search did read the store: the account names are there in clear.
+    assert!(saw_user_names && store_bytes > 0, "the store files were not found ({} files)", files.len());
+    for n in &c.nodes {
+        let log = n.log();
+        assert!(!log.is_empty(), "node log not found");
+        for p in &all_plaintexts {
+            assert!(!log.contains(p.as_str()), "plaintext '{p}' in the log of {}", n.addr);
+        }
+    }
+}
