@@ -21,7 +21,7 @@
 //!   devices). A group message that arrives before its sender's key is held (at most
 //!   [`MAX_HELD_GROUP_MESSAGES`], unacknowledged) until the key arrives.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use hush_protocol::api::DeviceInfo;
@@ -36,6 +36,9 @@ use crate::content::{Content, MAX_BODY_BYTES};
 use crate::state::{peer, DeviceState, PreKeyUpload, StateError, ONE_TIME_BATCH};
 use crate::{upload_request, ClientError, Connection, Result, Session, SEND_ATTEMPTS};
 use hush_protocol::e2e::E2eError;
+
+/// Users whose device lists are cached (the cache is emptied when full).
+pub const MAX_CACHED_DEVICE_LISTS: usize = 1_000;
 
 /// Group messages held while their sender's key has not arrived yet.
 pub const MAX_HELD_GROUP_MESSAGES: usize = 256;
@@ -163,6 +166,11 @@ pub struct Messenger {
     held: VecDeque<Held>,
     /// Events ready to be returned (held messages that became readable).
     ready: VecDeque<Event>,
+    /// Device lists by user, as last fetched; a user's list is fetched again when the node
+    /// says it is wrong (`MismatchedDevices` / `StaleDevices`) or an account event changes it.
+    device_lists: HashMap<UserId, Vec<DeviceInfo>>,
+    /// Sends repeated after `MismatchedDevices` / `StaleDevices`.
+    resends: u64,
 }
 
 impl core::fmt::Debug for Messenger {
@@ -180,7 +188,16 @@ impl Messenger {
     /// saved after each change (`None`: memory only).
     pub async fn connect(session: Session, state: DeviceState, path: Option<PathBuf>) -> Result<Self> {
         let conn = session.connect().await?;
-        Ok(Self { session, conn, state, path, held: VecDeque::new(), ready: VecDeque::new() })
+        Ok(Self {
+            session,
+            conn,
+            state,
+            path,
+            held: VecDeque::new(),
+            ready: VecDeque::new(),
+            device_lists: HashMap::new(),
+            resends: 0,
+        })
     }
 
     /// The device's end-to-end state.
@@ -191,6 +208,29 @@ impl Messenger {
     /// The device's end-to-end state, for callers that test it directly.
     pub fn state_mut(&mut self) -> &mut DeviceState {
         &mut self.state
+    }
+
+    /// Sends repeated because the node found the device set wrong or stale (each one refreshed
+    /// the device list and sessions first).
+    pub fn resends(&self) -> u64 {
+        self.resends
+    }
+
+    /// The devices of `user` (this user's own included), from the cache or the node.
+    async fn device_list(&mut self, user: &UserId) -> Result<Vec<DeviceInfo>> {
+        if let Some(v) = self.device_lists.get(user) {
+            return Ok(v.clone());
+        }
+        let v = if user == self.session.user() {
+            self.session.devices(None).await?.devices
+        } else {
+            self.session.devices(Some(user)).await?.devices
+        };
+        if self.device_lists.len() >= MAX_CACHED_DEVICE_LISTS {
+            self.device_lists.clear();
+        }
+        self.device_lists.insert(user.clone(), v.clone());
+        Ok(v)
     }
 
     /// The logged-in session.
@@ -259,18 +299,12 @@ impl Messenger {
         let own = self.session.device();
         let mut last = None;
         for _ in 0..SEND_ATTEMPTS {
-            let theirs: Vec<DeviceInfo> = self
-                .session
-                .devices(Some(to))
-                .await?
-                .devices
-                .into_iter()
-                .filter(|d| !(*to == me && d.id == own))
-                .collect();
+            let theirs: Vec<DeviceInfo> =
+                self.device_list(to).await?.into_iter().filter(|d| !(*to == me && d.id == own)).collect();
             let mine: Vec<DeviceInfo> = if *to == me {
                 Vec::new()
             } else {
-                self.session.devices(None).await?.devices.into_iter().filter(|d| d.id != own).collect()
+                self.device_list(&me).await?.into_iter().filter(|d| d.id != own).collect()
             };
             self.ensure_sessions(to, &theirs).await?;
             self.ensure_sessions(&me, &mine).await?;
@@ -305,12 +339,16 @@ impl Messenger {
             match self.conn.answer(id).await? {
                 ServerFrame::Accepted { .. } => return Ok(id),
                 ServerFrame::MismatchedDevices { user, extra, missing, .. } => {
+                    self.device_lists.remove(&user);
+                    self.resends += 1;
                     for d in extra.iter().chain(&missing) {
                         self.state.forget_peer(&peer(&user, *d));
                     }
                     last = Some(ServerFrame::MismatchedDevices { id, user, extra, missing });
                 }
                 ServerFrame::StaleDevices { user, stale, .. } => {
+                    self.device_lists.remove(&user);
+                    self.resends += 1;
                     for d in &stale {
                         self.state.forget_peer(&peer(&user, *d));
                     }
@@ -395,7 +433,7 @@ impl Messenger {
         users.extend(info.members.iter().filter(|u| **u != my_user).cloned());
         let mut sent = 0;
         for user in users {
-            let devices = self.session.devices(Some(&user)).await?.devices;
+            let devices = self.device_list(&user).await?;
             let lacking = devices
                 .iter()
                 .filter(|d| !(user == my_user && d.id == own))
@@ -520,17 +558,19 @@ impl Messenger {
             ServerFrame::QueueEmpty => Ok(Some(Event::UpToDate)),
             ServerFrame::LoggedOut { reason } => Ok(Some(Event::LoggedOut { reason })),
             ServerFrame::PreKeysLow { ec, kyber } => {
-                let half = u32::try_from(ONE_TIME_BATCH / 2).unwrap_or(u32::MAX);
+                // Every kind short of a full batch is refilled: the node's threshold is its own
+                // setting, and a full upload is what stops its pushes.
+                let full = u32::try_from(ONE_TIME_BATCH).unwrap_or(u32::MAX);
                 let mut up = PreKeyUpload {
                     signed_pre_key: None,
                     one_time: Vec::new(),
                     kyber_one_time: Vec::new(),
                     kyber_last_resort: None,
                 };
-                if ec < half {
+                if ec < full {
                     up.one_time = self.state.new_one_time_keys(ONE_TIME_BATCH)?;
                 }
-                if kyber < half {
+                if kyber < full {
                     up.kyber_one_time = self.state.new_kyber_keys(ONE_TIME_BATCH)?;
                 }
                 if up.one_time.is_empty() && up.kyber_one_time.is_empty() {
@@ -569,6 +609,11 @@ impl Messenger {
                         self.state.drop_group_chain(group.as_str());
                         self.save()?;
                     }
+                    Some(Event::Account(ev.clone()))
+                }
+                SessionEvent::DeviceAdded { .. } | SessionEvent::DeviceRemoved { .. } => {
+                    let me = self.session.user().clone();
+                    self.device_lists.remove(&me);
                     Some(Event::Account(ev.clone()))
                 }
                 _ => Some(Event::Account(ev.clone())),
