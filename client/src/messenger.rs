@@ -433,6 +433,10 @@ impl Messenger {
         users.extend(info.members.iter().filter(|u| **u != my_user).cloned());
         let mut sent = 0;
         for user in users {
+            // Fresh lists here: the node fans group messages out to every device a member has
+            // now, with no device-set check to catch a stale cache (a member's new device would
+            // otherwise never get our key).
+            self.device_lists.remove(&user);
             let devices = self.device_list(&user).await?;
             let lacking = devices
                 .iter()
