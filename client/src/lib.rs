@@ -93,7 +93,13 @@ impl Client {
     /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`).
     pub fn new(base: impl Into<String>) -> Self {
         let base = base.into().trim_end_matches('/').to_owned();
-        Self { base, http: reqwest::Client::new() }
+        // Pooled connections are dropped before the node's keep-alive (5 s) closes them, so a
+        // request rarely lands on a connection being closed.
+        let http = reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(4))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self { base, http }
     }
 
     /// The node's base URL.
@@ -153,10 +159,27 @@ impl Session {
         rb.bearer_auth(self.login.token.expose())
     }
 
+    /// Sends an authenticated request. A request other than POST (they are idempotent here) is
+    /// sent once more if it failed before reaching the node, e.g. on a pooled connection the
+    /// node had just closed.
+    async fn exec(&self, rb: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let req = self.auth(rb).build().map_err(transport)?;
+        let again = if req.method() == reqwest::Method::POST { None } else { req.try_clone() };
+        match self.client.http.execute(req).await {
+            Ok(r) => check(r).await,
+            Err(e) => match again {
+                Some(r) if e.is_request() || e.is_connect() => {
+                    check(self.client.http.execute(r).await.map_err(transport)?).await
+                }
+                _ => Err(transport(e)),
+            },
+        }
+    }
+
     /// Ends this session on the node.
     pub async fn logout(&self) -> Result<()> {
         let rb = self.client.http.post(format!("{}/v1/logout", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?).await?;
+        self.exec(rb).await?;
         Ok(())
     }
 
@@ -166,7 +189,7 @@ impl Session {
             Some(u) => format!("{}/v1/users/{u}/devices", self.client.base),
             None => format!("{}/v1/devices", self.client.base),
         };
-        let resp = check(self.auth(self.client.http.get(url)).send().await.map_err(transport)?).await?;
+        let resp = self.exec(self.client.http.get(url)).await?;
         resp.json().await.map_err(transport)
     }
 
@@ -174,26 +197,25 @@ impl Session {
     pub async fn create_user(&self, user: &UserId, password: &Secret, admin: bool) -> Result<UserInfo> {
         let req = CreateUserRequest { user: user.clone(), password: password.clone(), admin };
         let rb = self.client.http.post(format!("{}/v1/admin/users", self.client.base)).json(&req);
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// Lists users (tenant administrators).
     pub async fn list_users(&self) -> Result<UserList> {
         let rb = self.client.http.get(format!("{}/v1/admin/users", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     async fn delete_revoke(&self, path: &str) -> Result<usize> {
         let rb = self.client.http.delete(format!("{}{path}", self.client.base));
-        let r: Revoked =
-            check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)?;
+        let r: Revoked = self.exec(rb).await?.json().await.map_err(transport)?;
         Ok(r.revoked)
     }
 
     /// This user's active sessions (every device), the current one marked.
     pub async fn sessions(&self) -> Result<SessionList> {
         let rb = self.client.http.get(format!("{}/v1/sessions", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// Revokes one of this user's sessions.
@@ -214,13 +236,13 @@ impl Session {
     /// Uploads this device's pre-keys (`PUT /v1/keys`); returns the one-time keys it holds.
     pub async fn upload_keys(&self, keys: &UploadKeysRequest) -> Result<KeyCounts> {
         let rb = self.client.http.put(format!("{}/v1/keys", self.client.base)).json(keys);
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// The one-time pre-keys the node holds for this device (`GET /v1/keys`).
     pub async fn key_counts(&self) -> Result<KeyCounts> {
         let rb = self.client.http.get(format!("{}/v1/keys", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// Fetches the pre-keys of one device of `user`, or of all its devices, as the node returns
@@ -230,7 +252,7 @@ impl Session {
             Some(d) => format!("{}/v1/keys/{user}/{d}", self.client.base),
             None => format!("{}/v1/keys/{user}", self.client.base),
         };
-        let resp = check(self.auth(self.client.http.get(url)).send().await.map_err(transport)?).await?;
+        let resp = self.exec(self.client.http.get(url)).await?;
         resp.json().await.map_err(transport)
     }
 
@@ -244,32 +266,32 @@ impl Session {
     pub async fn create_group(&self, name: &str, members: &[UserId]) -> Result<GroupInfo> {
         let req = CreateGroupRequest { name: name.to_owned(), members: members.to_vec() };
         let rb = self.client.http.post(format!("{}/v1/groups", self.client.base)).json(&req);
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// This user's groups.
     pub async fn groups(&self) -> Result<GroupList> {
         let rb = self.client.http.get(format!("{}/v1/groups", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// One group (members and tenant administrators).
     pub async fn group(&self, group: &GroupId) -> Result<GroupInfo> {
         let rb = self.client.http.get(format!("{}/v1/groups/{group}", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// Adds members to a group (group and tenant administrators).
     pub async fn add_group_members(&self, group: &GroupId, users: &[UserId]) -> Result<GroupInfo> {
         let req = AddMembersRequest { users: users.to_vec() };
         let rb = self.client.http.post(format!("{}/v1/groups/{group}/members", self.client.base)).json(&req);
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// Removes a member from a group (group and tenant administrators, or the member itself).
     pub async fn remove_group_member(&self, group: &GroupId, user: &UserId) -> Result<GroupInfo> {
         let rb = self.client.http.delete(format!("{}/v1/groups/{group}/members/{user}", self.client.base));
-        check(self.auth(rb).send().await.map_err(transport)?).await?.json().await.map_err(transport)
+        self.exec(rb).await?.json().await.map_err(transport)
     }
 
     /// Opens the chat socket, authenticated by header, speaking postcard.
