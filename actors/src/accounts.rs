@@ -15,7 +15,7 @@ use hush_protocol::api::{CreateUserRequest, DeviceRequest, LoginRequest, LoginRe
 use hush_protocol::ids::{DeviceAddress, DeviceId, RegistrationId, TenantId, UserId};
 use hush_protocol::limits::{MAX_DEVICES_PER_USER, MAX_NAME_BYTES, MAX_PASSWORD_BYTES};
 use hush_protocol::wire::SessionEvent;
-use hush_store::{DeviceRecord, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord};
+use hush_store::{DeviceRecord, DeviceSet, SessionRecord, StoreError, TenantRecord, TokenHash, UserRecord};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -181,7 +181,24 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         crate::sessions::audit(hub, &req.tenant, &actor, "login", None, "denied").await;
         return Err(AccountError::Unauthorized);
     };
-    let (device, added, registration_id) = register_device(hub, &user, &req.device).await?;
+    // A login that must pass an MFA challenge changes no device yet (no new device, no new
+    // registration id or identity key, no pre-keys deleted): a password alone must not let
+    // anyone re-key or add a device. The change is kept with the pending session and applied
+    // when it verifies (`complete_pending_device`).
+    let defer =
+        crate::mfa::login_must_challenge(hub, &user, req.device.id, req.trusted_device_token.as_ref())
+            .await
+            .map_err(|e| match e {
+                crate::mfa::MfaError::Account(a) => a,
+                _ => AccountError::Internal,
+            })?;
+    let (device, added, registration_id, pending) = if defer {
+        let (id, registration_id, request) = reserve_device(hub, &user, &req.device).await?;
+        (id, false, registration_id, Some(request))
+    } else {
+        let (id, added, registration_id) = register_device(hub, &user, &req.device, None).await?;
+        (id, added, registration_id, None)
+    };
     let existing_device = req.device.id.is_some();
     let token = new_token();
     let session = SessionRecord {
@@ -200,6 +217,27 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
             crate::mfa::MfaError::Account(a) => a,
             _ => AccountError::Internal,
         })?;
+    if let Some(request) = pending {
+        let r = if mfa.state == hush_protocol::api::MfaState::MfaPending {
+            crate::mfa::set_pending_device(hub, &session.id, request).await.map_err(|e| match e {
+                crate::mfa::MfaError::Account(a) => a,
+                _ => AccountError::Internal,
+            })
+        } else {
+            // The policy changed between the two decisions: no challenge after all.
+            complete_pending_device(hub, &user, &session, &request).await
+        };
+        if let Err(e) = r {
+            let _ = hub
+                .store
+                .revoke_session(
+                    &session.id,
+                    hush_store::Revocation { at_ms: now_ms(), reason: "logout".into() },
+                )
+                .await;
+            return Err(e);
+        }
+    }
     Metrics::add(&hub.metrics.logins, 1);
     let actor = crate::sessions::Initiator { session: Some(session.id.clone()), ..actor };
     let target = Some(format!("session:{} device:{}", session.id, session.device));
@@ -227,6 +265,7 @@ async fn register_device(
     hub: &Hub,
     user: &UserRecord,
     req: &DeviceRequest,
+    new_id: Option<DeviceId>,
 ) -> Result<(DeviceId, bool, RegistrationId), AccountError> {
     let name = req.name.clone().unwrap_or_default();
     if name.len() > MAX_NAME_BYTES {
@@ -274,10 +313,15 @@ async fn register_device(
                     if devices.len() as u32 >= MAX_DEVICES_PER_USER {
                         return Err(AccountError::TooManyDevices);
                     }
-                    let id = (1..=hush_protocol::limits::MAX_DEVICE_ID)
-                        .filter_map(|i| DeviceId::new(i).ok())
-                        .find(|i| devices.iter().all(|d| d.id != *i))
-                        .ok_or(AccountError::TooManyDevices)?;
+                    let id = match new_id {
+                        // The id reserved at an MFA-pending login: taken since, log in again.
+                        Some(id) if devices.iter().any(|d| d.id == id) => return Err(AccountError::Conflict),
+                        Some(id) => id,
+                        None => (1..=hush_protocol::limits::MAX_DEVICE_ID)
+                            .filter_map(|i| DeviceId::new(i).ok())
+                            .find(|i| devices.iter().all(|d| d.id != *i))
+                            .ok_or(AccountError::TooManyDevices)?,
+                    };
                     registration_id = req.registration_id;
                     devices.push(DeviceRecord {
                         id,
@@ -307,6 +351,116 @@ async fn register_device(
         tracing::info!(device = %addr, registration_id = registration_id.get(), "identity key changed; pre-keys deleted");
     }
     Ok((device, added, registration_id))
+}
+
+/// What an MFA-pending login would register, decided now (so the client learns its device id
+/// and registration id) but not written: an existing device must exist and keeps its record;
+/// a new device gets the first free id, which stays free until the session verifies.
+async fn reserve_device(
+    hub: &Hub,
+    user: &UserRecord,
+    req: &DeviceRequest,
+) -> Result<(DeviceId, RegistrationId, DeviceRequest), AccountError> {
+    if req.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
+        return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
+    }
+    let identity = req
+        .identity_key
+        .as_ref()
+        .map(|k| keys::check_identity_key(&k.0))
+        .transpose()
+        .map_err(|e| AccountError::Invalid(format!("identity_key: {e}")))?;
+    let set = hub.directory.get(&user.tenant, &user.user).await?;
+    let mut request = req.clone();
+    let id = match req.id {
+        Some(id) => {
+            let d = set.get(id).ok_or(AccountError::NotFound)?;
+            let addr = DeviceAddress::new(user.tenant.clone(), user.user.clone(), id);
+            let stored = match &identity {
+                Some(_) => keys::identity_of(hub, &addr).await?,
+                None => None,
+            };
+            let changed = matches!((&identity, &stored), (Some(new), Some(old)) if new != old);
+            if changed && req.registration_id == d.registration_id {
+                request.registration_id = fresh_registration_id(d.registration_id);
+            }
+            id
+        }
+        None => {
+            if set.devices.len() as u32 >= MAX_DEVICES_PER_USER {
+                return Err(AccountError::TooManyDevices);
+            }
+            reserve_new_device_id(hub, user, &set).await?
+        }
+    };
+    Ok((id, request.registration_id, request))
+}
+
+/// Key-value namespace of device ids reserved by MFA-pending logins (`tenant/user/id` ->
+/// expiry, ms, 8 bytes big-endian).
+const RESERVED_NS: &str = "device_reserved";
+/// How long a pending login keeps its new device id.
+const RESERVATION_MS: u64 = 15 * 60 * 1000;
+
+fn reservation_key(user: &UserRecord, id: DeviceId) -> String {
+    format!("{}/{}/{:03}", user.tenant, user.user, id.get())
+}
+
+/// The first device id neither registered nor reserved by another pending login (reserved
+/// with a compare-and-set, so two pending logins never get the same id).
+async fn reserve_new_device_id(
+    hub: &Hub,
+    user: &UserRecord,
+    set: &DeviceSet,
+) -> Result<DeviceId, AccountError> {
+    let now = now_ms();
+    let until = (now + RESERVATION_MS).to_be_bytes().to_vec();
+    for id in (1..=hush_protocol::limits::MAX_DEVICE_ID).filter_map(|i| DeviceId::new(i).ok()) {
+        if set.get(id).is_some() {
+            continue;
+        }
+        let key = reservation_key(user, id);
+        match hub.store.kv_put(RESERVED_NS, &key, 0, until.clone()).await {
+            Ok(_) => return Ok(id),
+            Err(StoreError::VersionConflict) => {
+                // Taken: reuse it only if that reservation has expired.
+                let Some(e) = hub.store.kv_get(RESERVED_NS, &key).await? else { continue };
+                let expired = <[u8; 8]>::try_from(e.value.as_slice())
+                    .map(u64::from_be_bytes)
+                    .map_or(true, |t| t <= now);
+                if expired && hub.store.kv_put(RESERVED_NS, &key, e.version, until.clone()).await.is_ok() {
+                    return Ok(id);
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AccountError::TooManyDevices)
+}
+
+/// Applies the device change an MFA-pending login asked for, once its session verified (or
+/// at once if the policy no longer challenges it): the same registration as a plain login,
+/// with a new device getting the id the login reserved ([`AccountError::Conflict`] if another
+/// login took it meanwhile).
+pub async fn complete_pending_device(
+    hub: &Hub,
+    user: &UserRecord,
+    session: &SessionRecord,
+    request: &DeviceRequest,
+) -> Result<(), AccountError> {
+    let new_id = if request.id.is_none() { Some(session.device.device) } else { None };
+    let (device, added, _) = register_device(hub, user, request, new_id).await?;
+    if added {
+        let key = reservation_key(user, device);
+        if let Err(e) = hub.store.kv_delete(RESERVED_NS, &key, None).await {
+            tracing::warn!(error = %e, "device reservation not deleted (it expires)");
+        }
+    }
+    if added {
+        let ev = SessionEvent::DeviceAdded { device };
+        crate::sessions::emit(hub, &user.tenant, &user.user, device, Some(device), ev).await;
+    }
+    Ok(())
 }
 
 /// A random registration id other than `old`.

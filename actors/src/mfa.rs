@@ -25,8 +25,8 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm as ArgonAlg, Argon2, Params, Version};
 use futures_util::future::join_all;
 use hush_protocol::api::{
-    BackupCodes, MfaChallenge, MfaLevel, MfaMethod, MfaPolicy, MfaState, MfaStatus, MfaVerified, Role,
-    Secret, SessionMfa, TrustedDevice, UserMfaStatus,
+    BackupCodes, DeviceRequest, MfaChallenge, MfaLevel, MfaMethod, MfaPolicy, MfaState, MfaStatus,
+    MfaVerified, Role, Secret, SessionMfa, TrustedDevice, UserMfaStatus,
 };
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::otp::{self, Algorithm, OtpSecret, TOTP_SECRET_BYTES};
@@ -311,6 +311,9 @@ pub struct SessionMfaRec {
     pub challenge: Option<ChallengeRec>,
     /// Enrolment deadline of a user in the grace period.
     pub enroll_deadline_ms: Option<u64>,
+    /// The device registration a pending login asked for, applied once the session verifies
+    /// (a password alone changes no device).
+    pub pending_device: Option<DeviceRequest>,
 }
 
 impl SessionMfaRec {
@@ -562,6 +565,7 @@ fn decide(
                 verified_at_ms: Some(now),
                 challenge: None,
                 enroll_deadline_ms: None,
+                pending_device: None,
             };
         }
         let challenge = prev
@@ -576,6 +580,10 @@ fn decide(
             verified_at_ms: None,
             challenge: Some(challenge),
             enroll_deadline_ms: None,
+            // Still pending: the device change the login asked for still waits.
+            pending_device: prev
+                .filter(|s| s.state == MfaState::MfaPending)
+                .and_then(|s| s.pending_device.clone()),
         };
     }
     let deadline = if n.required && !n.enrolled { deadline } else { None };
@@ -602,6 +610,36 @@ async fn trusted(
     };
     let h: [u8; 32] = Sha256::digest(token.expose().as_bytes()).into();
     Ok(bool::from(h.ct_eq(&t.token_hash)) && t.expires_ms > now)
+}
+
+/// Whether a login must pass a challenge before it may do anything (the user has a factor
+/// that applies and `device` is not a trusted device presenting its token). Decided before
+/// the device is registered: see `accounts::login`.
+pub async fn login_must_challenge(
+    hub: &Hub,
+    user: &UserRecord,
+    device: Option<DeviceId>,
+    trust_token: Option<&Secret>,
+) -> Result<bool> {
+    let (tenant, name) = (&user.tenant, &user.user);
+    let p = stored_policy(hub, tenant).await?;
+    let (_, rec) = user_rec(hub, tenant, name).await?;
+    let n = needs(&p, name, user.admin, &rec);
+    if !n.challenge {
+        return Ok(false);
+    }
+    let is_trusted = match (trust_token, device) {
+        (Some(t), Some(d)) => trusted(hub, &p, tenant, name, d, t, now_ms()).await?,
+        _ => false,
+    };
+    Ok(!is_trusted)
+}
+
+/// Keeps the device registration a pending login asked for with its session.
+pub async fn set_pending_device(hub: &Hub, session_id: &str, request: DeviceRequest) -> Result<()> {
+    let mut rec = session_rec(hub, session_id).await?;
+    rec.pending_device = Some(request);
+    put_session(hub, session_id, &rec).await
 }
 
 /// Decides a new session's MFA state at login (challenge, trusted device, grace period) and
@@ -767,6 +805,15 @@ pub async fn verify(
             return Err(MfaError::InvalidCode);
         }
     }
+    // The device change the login asked for happens only now.
+    if let Some(request) = session_rec(hub, &me.session.id).await?.pending_device {
+        let account = hub.store.get_user(tenant, user).await?.ok_or(AccountError::Unauthorized)?;
+        if let Err(e) = accounts::complete_pending_device(hub, &account, &me.session, &request).await {
+            let target = Some(format!("session:{} device:{}", me.session.id, me.session.device));
+            sessions::audit(hub, tenant, &actor, "device.register", target, "failed").await;
+            return Err(MfaError::Account(e));
+        }
+    }
     let method = if backup { MfaMethod::Backup } else { MfaMethod::Totp };
     let verified = SessionMfaRec {
         state: MfaState::Verified,
@@ -775,6 +822,7 @@ pub async fn verify(
         verified_at_ms: Some(now),
         challenge: None,
         enroll_deadline_ms: None,
+        pending_device: None,
     };
     put_session(hub, &me.session.id, &verified).await?;
     sessions::audit(hub, tenant, &actor, action, target, "ok").await;
@@ -971,6 +1019,7 @@ pub async fn confirm(hub: &Hub, me: &Authed, code: &Secret, ip: Option<String>) 
         verified_at_ms: Some(now),
         challenge: None,
         enroll_deadline_ms: None,
+        pending_device: None,
     };
     put_session(hub, &me.session.id, &verified).await?;
     sessions::audit(hub, tenant, &actor, "mfa.totp.confirm", None, "ok").await;
@@ -1202,7 +1251,23 @@ async fn refresh_user(
     let mut kick = Vec::new();
     for s in sessions_of {
         let prev = session_rec(hub, &s.id).await?;
-        let next = decide(p, &n, grace_deadline(p, &rec), Some(&prev), false, now);
+        let mut next = decide(p, &n, grace_deadline(p, &rec), Some(&prev), false, now);
+        if next.state != MfaState::MfaPending {
+            // Released without a challenge (policy or admin reset): the device change the login
+            // asked for is applied now; if it cannot be (its new device id was taken), the
+            // session ends and the user logs in again.
+            if let Some(request) = prev.pending_device.as_ref().filter(|_| prev.state == MfaState::MfaPending)
+            {
+                if let Err(e) = accounts::complete_pending_device(hub, &account, s, request).await {
+                    tracing::info!(session = %s.id, error = %e, "pending device change not applicable; session ended");
+                    let r = hush_store::Revocation { at_ms: now, reason: "logout".into() };
+                    hub.store.revoke_session(&s.id, r).await?;
+                    kick.push(s.clone());
+                    continue;
+                }
+            }
+            next.pending_device = None;
+        }
         if next != prev {
             changed = true;
             if next.state == MfaState::MfaPending && prev.state != MfaState::MfaPending {

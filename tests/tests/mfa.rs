@@ -800,3 +800,83 @@ async fn a_policy_change_reaches_live_sessions() {
     let (_, audit) = call(&node, "GET", "/v1/admin/audit?action=mfa.policy.update", Some(&admin), None).await;
     assert_eq!(audit["records"].as_array().unwrap().len(), 2);
 }
+
+/// A password alone changes no device: a login that must pass a challenge neither adds a
+/// device nor re-keys one (new identity key, registration id, pre-keys deleted) until its
+/// session verifies; then exactly the change it asked for is applied.
+#[tokio::test]
+async fn a_pending_login_changes_no_device_until_verified() {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+    let identity = |seed: u8| {
+        let private = hush_protocol::e2e::keys::PrivateKey::deserialize(&[seed; 32]).unwrap();
+        private.public_key().serialize().to_vec()
+    };
+    let node = Node::start();
+    let admin = admin_token(&node).await;
+    create_user(&node, &admin, "dora", false).await;
+    // Device 1 registers with an identity key.
+    let body = json!({"tenant": "default", "user": "dora", "password": "dora-password",
+        "device": {"registration_id": 77, "identity_key": b64(&identity(1))}});
+    let (st, v) = call(&node, "POST", "/v1/login", None, Some(body)).await;
+    assert_eq!(st, 200, "{v}");
+    let d1 = Sess {
+        token: v["token"].as_str().unwrap().to_owned(),
+        id: v["session_id"].as_str().unwrap().to_owned(),
+        device: 1,
+        mfa: v["mfa"].clone(),
+    };
+    let (mut app, _) = enrol(&node, &d1).await;
+    let devices = |who: String| {
+        let node = &node;
+        async move {
+            let (st, v) = call(node, "GET", "/v1/devices", Some(&who), None).await;
+            assert_eq!(st, 200, "{v}");
+            v["devices"].as_array().unwrap().clone()
+        }
+    };
+    let before = devices(d1.token.clone()).await;
+    assert_eq!(before.len(), 1);
+
+    // Re-key device 1 with a password only: pending, nothing changes.
+    let body = json!({"tenant": "default", "user": "dora", "password": "dora-password",
+        "device": {"id": 1, "registration_id": before[0]["registration_id"], "identity_key": b64(&identity(9))}});
+    let (st, rekey) = call(&node, "POST", "/v1/login", None, Some(body)).await;
+    assert_eq!(st, 200, "{rekey}");
+    assert_eq!(rekey["mfa"]["state"], "mfa_pending");
+    // Add a device with a password only: pending, not added.
+    let added = login(&node, "dora", None, None).await;
+    assert_eq!(added.state(), "mfa_pending");
+    assert_eq!(added.device, 2);
+    // A second pending new device gets another id.
+    let added2 = login(&node, "dora", None, None).await;
+    assert_eq!(added2.device, 3);
+    assert_eq!(devices(d1.token.clone()).await, before, "a pending login changed the device set");
+
+    // The re-keying session verifies: now the identity and registration id change.
+    let rk = Sess {
+        token: rekey["token"].as_str().unwrap().to_owned(),
+        id: rekey["session_id"].as_str().unwrap().to_owned(),
+        device: 1,
+        mfa: rekey["mfa"].clone(),
+    };
+    let code = app.fresh().await;
+    let (st, v) = verify(&node, &rk, &rk.challenge(), &code, false).await;
+    assert_eq!(st, 200, "{v}");
+    let after = devices(d1.token.clone()).await;
+    assert_eq!(after.len(), 1);
+    assert_ne!(after[0]["registration_id"], before[0]["registration_id"]);
+    assert_eq!(after[0]["registration_id"], rekey["registration_id"]);
+    assert_eq!(after[0]["identity_key"], json!(b64(&identity(9))), "{after:?}");
+    // The new device's session verifies: device 2 appears.
+    let code = app.fresh().await;
+    let (st, v) = verify(&node, &added, &added.challenge(), &code, false).await;
+    assert_eq!(st, 200, "{v}");
+    let ids: Vec<u64> = devices(d1.token.clone()).await.iter().map(|d| d["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 2]);
+    let code = app.fresh().await;
+    let (st, v) = verify(&node, &added2, &added2.challenge(), &code, false).await;
+    assert_eq!(st, 200, "{v}");
+    let ids: Vec<u64> = devices(d1.token.clone()).await.iter().map(|d| d["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 2, 3]);
+}
