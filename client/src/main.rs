@@ -443,6 +443,11 @@ async fn main() -> anyhow::Result<()> {
                     }
                     Ok(Event::KeysMaintained(a)) => eprintln!("({})", describe_keys(&a)),
                     Ok(Event::SenderKeyReceived { .. }) => {}
+                    Ok(Event::IdentityChanged { user, device }) => {
+                        eprintln!(
+                            "(the identity key of {user}/{device} changed: that device was registered again)"
+                        )
+                    }
                     Ok(Event::UpToDate) => eprintln!("(up to date; waiting for messages)"),
                     Ok(Event::LoggedOut { reason }) => {
                         eprintln!("Logged out by the node: {reason}");

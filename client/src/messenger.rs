@@ -103,6 +103,14 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A peer device's identity key changed (it re-registered); its new key was accepted as
+    /// the node vouches for it, and sessions with it start anew.
+    IdentityChanged {
+        /// The user.
+        user: UserId,
+        /// The device.
+        device: DeviceId,
+    },
     /// The node asked for keys and this device answered.
     KeysMaintained(KeyAction),
     /// An account event (login, device added or removed, session revoked).
@@ -208,6 +216,15 @@ impl Messenger {
     /// The device's end-to-end state, for callers that test it directly.
     pub fn state_mut(&mut self) -> &mut DeviceState {
         &mut self.state
+    }
+
+    /// Queues an event per peer whose identity changed in the last operations.
+    fn collect_identity_changes(&mut self) {
+        for a in self.state.take_identity_changes() {
+            if let (Ok(user), Ok(device)) = (UserId::new(a.name), DeviceId::new(a.device_id)) {
+                self.ready.push_back(Event::IdentityChanged { user, device });
+            }
+        }
     }
 
     /// Sends repeated because the node found the device set wrong or stale (each one refreshed
@@ -350,7 +367,7 @@ impl Messenger {
                     self.device_lists.remove(&user);
                     self.resends += 1;
                     for d in &stale {
-                        self.state.forget_peer(&peer(&user, *d));
+                        self.state.forget_session(&peer(&user, *d));
                     }
                     last = Some(ServerFrame::StaleDevices { id, user, stale });
                 }
@@ -546,6 +563,7 @@ impl Messenger {
     /// The next event: decrypts and acknowledges deliveries and handles key requests.
     pub async fn next_event(&mut self) -> Result<Event> {
         loop {
+            self.collect_identity_changes();
             if let Some(ev) = self.ready.pop_front() {
                 return Ok(ev);
             }

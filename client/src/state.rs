@@ -159,6 +159,9 @@ struct Saved {
 pub struct DeviceState {
     saved: Saved,
     seen_index: HashSet<MessageId>,
+    /// Peers whose identity key changed since the last [`DeviceState::take_identity_changes`]
+    /// (not saved; at most [`MAX_PEERS`]).
+    identity_changes: Vec<PeerAddress>,
 }
 
 impl core::fmt::Debug for DeviceState {
@@ -237,6 +240,7 @@ impl DeviceState {
                 seen: VecDeque::new(),
             },
             seen_index: HashSet::new(),
+            identity_changes: Vec::new(),
         })
     }
 
@@ -348,12 +352,31 @@ impl DeviceState {
     pub fn start_session(&mut self, address: &PeerAddress, bundle: &PreKeyBundle) -> Result<(), StateError> {
         if !self.is_trusted_identity(address, &bundle.identity_key)? {
             self.forget_peer(address);
+            self.note_identity_change(address);
         }
         if !self.saved.sessions.contains_key(address) && self.saved.sessions.len() >= MAX_PEERS {
             return Err(StateError::Full("sessions"));
         }
         e2e_session::process_prekey_bundle(self, address, bundle, &mut OsRng)?;
         Ok(())
+    }
+
+    fn note_identity_change(&mut self, address: &PeerAddress) {
+        if self.identity_changes.len() < MAX_PEERS {
+            self.identity_changes.push(address.clone());
+        }
+    }
+
+    /// The peer devices whose identity key changed (they re-registered) since the last call:
+    /// their new key was accepted, as vouched for by the node; a user may want to know.
+    pub fn take_identity_changes(&mut self) -> Vec<PeerAddress> {
+        std::mem::take(&mut self.identity_changes)
+    }
+
+    /// Drops the session with a device, keeping its trusted identity (it re-registered: a new
+    /// session is needed, and a new identity key will be noticed).
+    pub fn forget_session(&mut self, address: &PeerAddress) {
+        self.saved.sessions.remove(address);
     }
 
     /// Drops the session and trusted identity of a device (it re-registered or was removed).
@@ -373,6 +396,7 @@ impl DeviceState {
         match e2e_session::decrypt_message(self, address, bytes, &mut OsRng) {
             Err(E2eError::UntrustedIdentity) => {
                 self.forget_peer(address);
+                self.note_identity_change(address);
                 Ok(e2e_session::decrypt_message(self, address, bytes, &mut OsRng)?)
             }
             r => Ok(r?),
@@ -538,7 +562,7 @@ impl DeviceState {
             return Err(StateError::Corrupt);
         }
         let seen_index = saved.seen.iter().copied().collect();
-        Ok(Self { saved, seen_index })
+        Ok(Self { saved, seen_index, identity_changes: Vec::new() })
     }
 
     /// Writes the state to `path`, readable by the owner only: a temporary file (mode 0600,

@@ -445,9 +445,16 @@ async fn key_requests_and_device_changes_are_handled() {
         d.pump_until("text after re-registration", |ev| texts_of(ev).contains(&t3)).await;
     }
     // Replies flow the other way on the new session.
+    // bob is told that alice2's identity changed (on the next event he reads).
+    let dev2 = alice2.device();
     let t4 = secret("reply");
     alice2.m.send_text(&uid("bob"), &t4).await.unwrap();
     bob.pump_until("reply", |ev| texts_of(ev).contains(&t4)).await;
+    assert!(
+        bob.events.iter().any(|e| matches!(e, Event::IdentityChanged { user, device } if user.as_str() == "alice" && *device == dev2)),
+        "{:?}",
+        bob.events
+    );
     for d in [&alice1, &bob] {
         assert_eq!(d.undecryptable(), 0, "{}: {:?}", d.name, d.events);
     }
