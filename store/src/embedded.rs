@@ -111,9 +111,30 @@ struct Tx<'a> {
     refs: &'a RwLock<RefIndex>,
     refs_added: &'a mut Vec<(u64, u64)>,
     refs_removed: &'a mut Vec<u64>,
+    /// The shared-content tables, opened once per transaction on first use (opening a table
+    /// per job made every ack of a reference cost a table-root write).
+    shared: Option<SharedTables<'a>>,
+}
+
+struct SharedTables<'a> {
+    refs: Table<'a, u64, &'static [u8]>,
+    counts: Table<'a, u64, u64>,
+    blobs: Table<'a, u64, &'static [u8]>,
 }
 
 impl<'a> Tx<'a> {
+    fn shared(&mut self) -> Result<&mut SharedTables<'a>> {
+        let t = match self.shared.take() {
+            Some(t) => t,
+            None => SharedTables {
+                refs: self.txn.open_table(QUEUE_REFS).map_err(backend)?,
+                counts: self.txn.open_table(BLOB_REFS).map_err(backend)?,
+                blobs: self.txn.open_table(BLOBS).map_err(backend)?,
+            },
+        };
+        Ok(self.shared.insert(t))
+    }
+
     fn queue(&mut self) -> Result<&mut Table<'a, u64, &'static [u8]>> {
         let q = match self.queue.take() {
             Some(q) => q,
@@ -164,29 +185,29 @@ fn remove_refs(t: &mut Tx<'_>, a: &DeviceAddress, refs: Vec<(u64, u64)>) -> Resu
     if refs.is_empty() {
         return Ok(0);
     }
-    let mut table = t.txn.open_table(QUEUE_REFS).map_err(backend)?;
+    let tables = t.shared()?;
     let mut released: HashMap<u64, u64> = HashMap::new();
-    let mut n = 0u64;
+    let mut gone = Vec::with_capacity(refs.len());
     for (seq, blob) in refs {
-        if table.remove(seq).map_err(backend)?.is_some() {
-            n += 1;
-            t.removed.push((a.clone(), seq));
-            t.refs_removed.push(seq);
+        if tables.refs.remove(seq).map_err(backend)?.is_some() {
+            gone.push(seq);
             *released.entry(blob).or_default() += 1;
         }
     }
-    if !released.is_empty() {
-        let mut counts = t.txn.open_table(BLOB_REFS).map_err(backend)?;
-        let mut blobs = t.txn.open_table(BLOBS).map_err(backend)?;
-        for (blob, k) in released {
-            let left = counts.get(blob).map_err(backend)?.map(|v| v.value()).unwrap_or(0).saturating_sub(k);
-            if left == 0 {
-                counts.remove(blob).map_err(backend)?;
-                blobs.remove(blob).map_err(backend)?;
-            } else {
-                counts.insert(blob, left).map_err(backend)?;
-            }
+    for (blob, k) in released {
+        let left =
+            tables.counts.get(blob).map_err(backend)?.map(|v| v.value()).unwrap_or(0).saturating_sub(k);
+        if left == 0 {
+            tables.counts.remove(blob).map_err(backend)?;
+            tables.blobs.remove(blob).map_err(backend)?;
+        } else {
+            tables.counts.insert(blob, left).map_err(backend)?;
         }
+    }
+    let n = gone.len() as u64;
+    for seq in gone {
+        t.removed.push((a.clone(), seq));
+        t.refs_removed.push(seq);
     }
     *t.depth_delta -= n as i64;
     Ok(n)
@@ -384,6 +405,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                     refs: &shared.refs,
                     refs_added: &mut refs_added,
                     refs_removed: &mut refs_removed,
+                    shared: None,
                 };
                 for job in batch.drain(..) {
                     completions.push(job(&mut tx));
@@ -1080,13 +1102,11 @@ impl QueueStore for EmbeddedStore {
                 envelope.sync = addr.user == envelope.from;
                 values.push(enc(&(addr, blob, &envelope))?);
             }
-            t.txn.open_table(BLOBS).map_err(backend)?.insert(blob, content.as_slice()).map_err(backend)?;
-            t.txn.open_table(BLOB_REFS).map_err(backend)?.insert(blob, n).map_err(backend)?;
-            {
-                let mut table = t.txn.open_table(QUEUE_REFS).map_err(backend)?;
-                for (i, v) in values.iter().enumerate() {
-                    table.insert(blob + i as u64, v.as_slice()).map_err(backend)?;
-                }
+            let tables = t.shared()?;
+            tables.blobs.insert(blob, content.as_slice()).map_err(backend)?;
+            tables.counts.insert(blob, n).map_err(backend)?;
+            for (i, v) in values.iter().enumerate() {
+                tables.refs.insert(blob + i as u64, v.as_slice()).map_err(backend)?;
             }
             *t.next_seq += n;
             let seqs: Vec<u64> = (blob..blob + n).collect();
