@@ -267,16 +267,8 @@ async fn register_device(
     req: &DeviceRequest,
     new_id: Option<DeviceId>,
 ) -> Result<(DeviceId, bool, RegistrationId), AccountError> {
+    let identity = check_device_request(req)?;
     let name = req.name.clone().unwrap_or_default();
-    if name.len() > MAX_NAME_BYTES {
-        return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
-    }
-    let identity = req
-        .identity_key
-        .as_ref()
-        .map(|k| keys::check_identity_key(&k.0))
-        .transpose()
-        .map_err(|e| AccountError::Invalid(format!("identity_key: {e}")))?;
     // An existing device logging in with another identity key than the stored one changes
     // identity: new registration id, old pre-keys gone.
     let stored = match (req.id, &identity) {
@@ -353,6 +345,19 @@ async fn register_device(
     Ok((device, added, registration_id))
 }
 
+/// Checks a login's device fields: the name's length and the identity key's format; returns
+/// the parsed identity key, if any.
+fn check_device_request(req: &DeviceRequest) -> Result<Option<Vec<u8>>, AccountError> {
+    if req.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
+        return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
+    }
+    req.identity_key
+        .as_ref()
+        .map(|k| keys::check_identity_key(&k.0))
+        .transpose()
+        .map_err(|e| AccountError::Invalid(format!("identity_key: {e}")))
+}
+
 /// What an MFA-pending login would register, decided now (so the client learns its device id
 /// and registration id) but not written: an existing device must exist and keeps its record;
 /// a new device gets the first free id, which stays free until the session verifies.
@@ -361,15 +366,7 @@ async fn reserve_device(
     user: &UserRecord,
     req: &DeviceRequest,
 ) -> Result<(DeviceId, RegistrationId, DeviceRequest), AccountError> {
-    if req.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
-        return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
-    }
-    let identity = req
-        .identity_key
-        .as_ref()
-        .map(|k| keys::check_identity_key(&k.0))
-        .transpose()
-        .map_err(|e| AccountError::Invalid(format!("identity_key: {e}")))?;
+    let identity = check_device_request(req)?;
     let set = hub.directory.get(&user.tenant, &user.user).await?;
     let mut request = req.clone();
     let id = match req.id {

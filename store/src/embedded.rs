@@ -44,10 +44,10 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
-    check_kv_key, check_kv_replace, AccountStore, AuditQuery, AuditRecord, AuditStore, CommitStats,
-    DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result, Revocation,
-    SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord, TokenHash, UserRecord,
-    COMMIT_BUCKETS_US, MAX_KV_SCAN,
+    check_kv_key, check_kv_replace, check_kv_scope, AccountStore, AuditQuery, AuditRecord, AuditStore,
+    CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result,
+    Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord, TokenHash,
+    UserRecord, COMMIT_BUCKETS_US, MAX_KV_SCAN,
 };
 
 /// Write jobs waiting for the writer thread; senders wait (backpressure) when it is full.
@@ -894,6 +894,28 @@ fn kv_keys_under(
     Ok(keys)
 }
 
+impl EmbeddedStore {
+    /// Writes one entry, only at version `expected` if given; returns the new version.
+    async fn kv_write(&self, ns: &str, key: &str, expected: Option<u64>, value: Vec<u8>) -> Result<u64> {
+        check_kv_key(ns)?;
+        check_kv_key(key)?;
+        let (ns, key) = (ns.to_owned(), key.to_owned());
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            let current = kv_version(&table, &ns, &key)?;
+            if expected.is_some_and(|e| e != current) {
+                return Err(StoreError::VersionConflict);
+            }
+            let version = current + 1;
+            table
+                .insert((ns.as_str(), key.as_str()), kv_encode(version, &value).as_slice())
+                .map_err(backend)?;
+            Ok(version)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl KvStore for EmbeddedStore {
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>> {
@@ -909,37 +931,11 @@ impl KvStore for EmbeddedStore {
     }
 
     async fn kv_put(&self, ns: &str, key: &str, expected: u64, value: Vec<u8>) -> Result<u64> {
-        check_kv_key(ns)?;
-        check_kv_key(key)?;
-        let (ns, key) = (ns.to_owned(), key.to_owned());
-        self.write(move |t| {
-            let mut table = t.txn.open_table(KV).map_err(backend)?;
-            let current = kv_version(&table, &ns, &key)?;
-            if current != expected {
-                return Err(StoreError::VersionConflict);
-            }
-            let version = current + 1;
-            table
-                .insert((ns.as_str(), key.as_str()), kv_encode(version, &value).as_slice())
-                .map_err(backend)?;
-            Ok(version)
-        })
-        .await
+        self.kv_write(ns, key, Some(expected), value).await
     }
 
     async fn kv_set(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<u64> {
-        check_kv_key(ns)?;
-        check_kv_key(key)?;
-        let (ns, key) = (ns.to_owned(), key.to_owned());
-        self.write(move |t| {
-            let mut table = t.txn.open_table(KV).map_err(backend)?;
-            let version = kv_version(&table, &ns, &key)? + 1;
-            table
-                .insert((ns.as_str(), key.as_str()), kv_encode(version, &value).as_slice())
-                .map_err(backend)?;
-            Ok(version)
-        })
-        .await
+        self.kv_write(ns, key, None, value).await
     }
 
     async fn kv_delete(&self, ns: &str, key: &str, expected: Option<u64>) -> Result<bool> {
@@ -965,10 +961,7 @@ impl KvStore for EmbeddedStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<KvEntry>> {
-        check_kv_key(ns)?;
-        if !prefix.is_empty() {
-            check_kv_key(prefix)?;
-        }
+        check_kv_scope(ns, prefix)?;
         let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
         let after = after.map(str::to_owned);
         let limit = limit.min(MAX_KV_SCAN);
@@ -999,10 +992,7 @@ impl KvStore for EmbeddedStore {
     }
 
     async fn kv_count(&self, ns: &str, prefix: &str) -> Result<u64> {
-        check_kv_key(ns)?;
-        if !prefix.is_empty() {
-            check_kv_key(prefix)?;
-        }
+        check_kv_scope(ns, prefix)?;
         let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
         self.read(move |r| {
             let table = r.open_table(KV).map_err(backend)?;

@@ -201,6 +201,16 @@ pub fn check_kv_key(s: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a namespace and a prefix (the empty prefix selects the whole namespace).
+pub fn check_kv_scope(ns: &str, prefix: &str) -> Result<()> {
+    check_kv_key(ns)?;
+    if prefix.is_empty() {
+        Ok(())
+    } else {
+        check_kv_key(prefix)
+    }
+}
+
 /// The smallest string greater than every key starting with `prefix` (keys are printable
 /// ASCII, so appending 0x7f bounds them), or `None` for the empty prefix (no upper bound).
 pub fn kv_prefix_end(prefix: &str) -> Option<String> {

@@ -108,10 +108,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::{
-    check_kv_key, check_kv_replace, kv_prefix_end, AccountStore, AuditQuery, AuditRecord, AuditStore,
-    CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result,
-    Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord, TokenHash,
-    UserRecord, COMMIT_BUCKETS_US, MAX_KV_SCAN, MAX_SESSIONS_PER_USER_LISTED,
+    check_kv_key, check_kv_replace, check_kv_scope, kv_prefix_end, AccountStore, AuditQuery, AuditRecord,
+    AuditStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore,
+    Result, Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord,
+    TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_KV_SCAN, MAX_SESSIONS_PER_USER_LISTED,
 };
 
 /// Version of the stored layout this build writes (the last entry of [`MIGRATIONS`]).
@@ -1010,10 +1010,7 @@ impl KvStore for MongoStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<KvEntry>> {
-        check_kv_key(ns)?;
-        if !prefix.is_empty() {
-            check_kv_key(prefix)?;
-        }
+        check_kv_scope(ns, prefix)?;
         let limit = limit.min(MAX_KV_SCAN);
         if limit == 0 {
             return Ok(Vec::new());
@@ -1035,10 +1032,7 @@ impl KvStore for MongoStore {
     }
 
     async fn kv_count(&self, ns: &str, prefix: &str) -> Result<u64> {
-        check_kv_key(ns)?;
-        if !prefix.is_empty() {
-            check_kv_key(prefix)?;
-        }
+        check_kv_scope(ns, prefix)?;
         self.inner.kv.count_documents(kv_range(ns, prefix, None)).await.map_err(backend)
     }
 
