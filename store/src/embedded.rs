@@ -473,7 +473,8 @@ fn migrate_queue_v1(txn: &WriteTransaction, q: &mut Table<'_, u64, &'static [u8]
         for item in old.iter().map_err(backend)? {
             let (k, v) = item.map_err(backend)?;
             let (tenant, user, device, seq) = k.value();
-            let env: Envelope = dec(v.value())?;
+            let env: Envelope =
+                crate::records::decode_envelope(v.value(), |o: crate::records::EnvelopeV2| o.into())?;
             let addr = DeviceAddress::new(
                 TenantId::new(tenant).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 UserId::new(user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -1136,7 +1137,10 @@ impl QueueStore for EmbeddedStore {
                 let Some(&last) = seqs.last() else { break };
                 for seq in seqs {
                     if let Some(v) = q.get(seq).map_err(backend)? {
-                        let (_, env): (DeviceAddress, Envelope) = dec(v.value())?;
+                        let (_, env): (DeviceAddress, Envelope) = crate::records::decode_envelope(
+                            v.value(),
+                            |(a, o): (DeviceAddress, crate::records::EnvelopeV2)| (a, o.into()),
+                        )?;
                         out.push(env);
                     } else {
                         // Not a 1:1 envelope: a reference to shared content, or acked since.

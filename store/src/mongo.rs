@@ -529,7 +529,13 @@ impl MongoStore {
             if d.contains_key("blob") {
                 shared.push((out.len(), get_u64(&d, "blob")?));
             }
-            out.push(dec(&d, "env")?);
+            let env = match d.get("env") {
+                Some(Bson::Binary(b)) => {
+                    crate::records::decode_envelope(&b.bytes, |o: crate::records::EnvelopeV2| o.into())?
+                }
+                _ => return Err(StoreError::Corrupt("field `env` is not binary".into())),
+            };
+            out.push(env);
         }
         if shared.is_empty() {
             return Ok(out);

@@ -173,3 +173,84 @@ pub struct SharedEnvelope {
     /// sender's own devices (`to.user == envelope.from`), as on 1:1 sync copies.
     pub envelope: Envelope,
 }
+
+/// An envelope as stored before group messages (no `group` field): redb schema-2 queues and
+/// older MongoDB queue documents. Read through [`decode_envelope`], never written.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EnvelopeV2 {
+    pub seq: u64,
+    pub id: hush_protocol::ids::MessageId,
+    pub from: UserId,
+    pub from_device: DeviceId,
+    pub timestamp_ms: u64,
+    pub sync: bool,
+    pub content: hush_protocol::wire::Payload,
+    pub event: Option<hush_protocol::wire::SessionEvent>,
+}
+
+/// Decodes a stored `T` that ends with an envelope, in the current format or, failing that, in
+/// the format before group messages (postcard has no field tags: an old record simply ends where
+/// the new field would start).
+pub(crate) fn decode_envelope<T, Old>(bytes: &[u8], upgrade: impl FnOnce(Old) -> T) -> crate::Result<T>
+where
+    T: serde::de::DeserializeOwned,
+    Old: serde::de::DeserializeOwned,
+{
+    match postcard::from_bytes::<T>(bytes) {
+        Ok(v) => Ok(v),
+        Err(e) => postcard::from_bytes::<Old>(bytes)
+            .map(upgrade)
+            .map_err(|_| crate::StoreError::Corrupt(e.to_string())),
+    }
+}
+
+impl From<EnvelopeV2> for Envelope {
+    fn from(o: EnvelopeV2) -> Self {
+        Envelope {
+            seq: o.seq,
+            id: o.id,
+            from: o.from,
+            from_device: o.from_device,
+            timestamp_ms: o.timestamp_ms,
+            sync: o.sync,
+            content: o.content,
+            event: o.event,
+            group: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn envelopes_stored_before_groups_still_decode() {
+        let old = EnvelopeV2 {
+            seq: 9,
+            id: uuid::Uuid::from_u128(5),
+            from: UserId::new("alice").unwrap(),
+            from_device: DeviceId::PRIMARY,
+            timestamp_ms: 77,
+            sync: false,
+            content: hush_protocol::wire::Payload(vec![1, 2, 3]),
+            event: None,
+        };
+        let addr =
+            DeviceAddress::new(TenantId::new("t").unwrap(), UserId::new("bob").unwrap(), DeviceId::PRIMARY);
+        let bytes = postcard::to_allocvec(&(&addr, &old)).unwrap();
+        let (a, env): (DeviceAddress, Envelope) =
+            decode_envelope(&bytes, |(a, o): (DeviceAddress, EnvelopeV2)| (a, o.into())).unwrap();
+        assert_eq!((a, env.seq, env.content.0, env.group), (addr.clone(), 9, vec![1, 2, 3], None));
+        // The current format decodes as itself.
+        let mut new: Envelope =
+            postcard::from_bytes::<EnvelopeV2>(&postcard::to_allocvec(&old).unwrap()).unwrap().into();
+        new.group =
+            Some(hush_protocol::wire::GroupStamp { group: hush_protocol::ids::GroupId::random(), epoch: 3 });
+        let bytes = postcard::to_allocvec(&(&addr, &new)).unwrap();
+        let (_, back): (DeviceAddress, Envelope) =
+            decode_envelope(&bytes, |(a, o): (DeviceAddress, EnvelopeV2)| (a, o.into())).unwrap();
+        assert_eq!(back, new);
+    }
+}
