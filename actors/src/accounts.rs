@@ -499,7 +499,7 @@ pub async fn authenticate(hub: &Hub, token: &str) -> Result<Authed, AccountError
     let (idle, absolute) = policy.limits_ms(user.admin);
     if idle.is_some() || absolute.is_some() {
         let last_seen = if idle.is_some() {
-            hub.tenants.last_seen(&*hub.store, &session).await?
+            hub.tenants.last_seen(&*hub.store, &session, idle).await?
         } else {
             session.created_ms
         };

@@ -139,8 +139,21 @@ impl Tenants {
     }
 
     /// The last activity of a session: what this node wrote, else the store, else its login.
-    pub async fn last_seen(&self, store: &dyn Store, session: &SessionRecord) -> Result<u64, StoreError> {
+    /// With `recent_enough_ms`, a time this node wrote less than that long ago is returned
+    /// without reading the store (a later write by another node cannot make the session more
+    /// idle): the authentication path's idle check.
+    pub async fn last_seen(
+        &self,
+        store: &dyn Store,
+        session: &SessionRecord,
+        recent_enough_ms: Option<u64>,
+    ) -> Result<u64, StoreError> {
         let local = lock(&self.seen).get(&session.id).copied();
+        if let (Some(t), Some(window)) = (local, recent_enough_ms) {
+            if crate::now_ms() < t.saturating_add(window) {
+                return Ok(t.max(session.created_ms));
+            }
+        }
         let stored = match store.kv_get(SEEN_NS, &session.id).await? {
             Some(e) => decode_ms(&e.value),
             None => None,

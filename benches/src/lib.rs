@@ -1,1 +1,71 @@
-//! Benchmarks and the load generator.
+//! Benchmarks and the load generator, and the setup the load binaries share.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use hush_client::{random_registration_id, Client, ClientError, Session};
+use hush_protocol::api::{DeviceRequest, Secret};
+use hush_protocol::ids::{DeviceId, TenantId, UserId};
+
+/// A request for a new device, or for device `id` of the user.
+pub fn device_request(id: Option<DeviceId>, name: &str) -> DeviceRequest {
+    DeviceRequest {
+        id,
+        registration_id: random_registration_id(),
+        name: Some(name.into()),
+        identity_key: None,
+    }
+}
+
+/// Logs the tenant administrator in on a new device.
+pub async fn admin_login(
+    client: &Client,
+    tenant: &TenantId,
+    password: &str,
+    name: &str,
+) -> anyhow::Result<Session> {
+    client
+        .login(tenant, &UserId::new("admin")?, &Secret::new(password), device_request(None, name))
+        .await
+        .context("admin login")
+}
+
+/// Creates the users `{prefix}-{i}` for `i < n` through `admin` (existing ones are kept) and
+/// logs each in on its device 1, registering it on the first run, so repeated runs reuse one
+/// device per user instead of piling up offline devices. At most `concurrency` logins run at
+/// once (Argon2id is costly). Returns the sessions in user order.
+pub async fn login_users(
+    admin: &Session,
+    client: &Client,
+    tenant: &TenantId,
+    prefix: &str,
+    n: usize,
+    password: &Secret,
+    concurrency: usize,
+) -> anyhow::Result<Vec<Session>> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+    let mut logins = Vec::with_capacity(n);
+    for i in 0..n {
+        let user = UserId::new(format!("{prefix}-{i}"))?;
+        let (admin, client, tenant, password, sem, name) =
+            (admin.clone(), client.clone(), tenant.clone(), password.clone(), sem.clone(), prefix.to_owned());
+        logins.push(tokio::spawn(async move {
+            let _permit = sem.acquire().await?;
+            match admin.create_user(&user, &password, false).await {
+                Ok(_) | Err(ClientError::Http { status: 409, .. }) => {}
+                Err(e) => return Err(anyhow::anyhow!("create {user}: {e}")),
+            }
+            let existing =
+                client.login(&tenant, &user, &password, device_request(Some(DeviceId::PRIMARY), &name));
+            match existing.await {
+                Ok(s) => Ok::<Session, anyhow::Error>(s),
+                Err(_) => Ok(client.login(&tenant, &user, &password, device_request(None, &name)).await?),
+            }
+        }));
+    }
+    let mut sessions = Vec::with_capacity(n);
+    for l in logins {
+        sessions.push(l.await??);
+    }
+    Ok(sessions)
+}

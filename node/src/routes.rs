@@ -281,7 +281,8 @@ async fn session_infos(
         }
     }
     let seen =
-        futures_util::future::join_all(list.iter().map(|s| hub.tenants.last_seen(&*hub.store, s))).await;
+        futures_util::future::join_all(list.iter().map(|s| hub.tenants.last_seen(&*hub.store, s, None)))
+            .await;
     let ids: Vec<String> = list.iter().map(|s| s.id.clone()).collect();
     let mfa = hush_actors::mfa::session_views(hub, &ids).await;
     let mut out = Vec::with_capacity(list.len());

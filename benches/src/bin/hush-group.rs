@@ -15,8 +15,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hush_client::{random_registration_id, Client, ClientError, Session};
-use hush_protocol::api::{DeviceRequest, Secret};
+use hush_benches::{admin_login, login_users};
+use hush_client::Client;
+use hush_protocol::api::Secret;
 use hush_protocol::ids::{TenantId, UserId};
 use hush_protocol::wire::{ClientFrame, GroupSendMessage, Payload, ServerFrame};
 
@@ -82,43 +83,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let tenant = TenantId::new(&args.tenant)?;
     let client = Client::new(&args.server);
-    let req = |name: &str| DeviceRequest {
-        id: None,
-        registration_id: random_registration_id(),
-        name: Some(name.into()),
-        identity_key: None,
-    };
-    let admin = client
-        .login(&tenant, &UserId::new("admin")?, &Secret::new(args.admin_password.clone()), req("group-bench"))
-        .await
-        .context("admin login")?;
+    let admin = admin_login(&client, &tenant, &args.admin_password, "group-bench").await?;
     let password = Secret::new("group-bench-password");
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.login_concurrency));
     let t_setup = Instant::now();
-    let mut logins = Vec::new();
-    for i in 0..args.members {
-        let user = UserId::new(format!("{}-{i}", args.prefix))?;
-        let (admin, client, tenant, password, sem) =
-            (admin.clone(), client.clone(), tenant.clone(), password.clone(), sem.clone());
-        logins.push(tokio::spawn(async move {
-            let _permit = sem.acquire().await?;
-            match admin.create_user(&user, &password, false).await {
-                Ok(_) | Err(ClientError::Http { status: 409, .. }) => {}
-                Err(e) => return Err(anyhow::anyhow!("create {user}: {e}")),
-            }
-            let dev = DeviceRequest {
-                id: None,
-                registration_id: random_registration_id(),
-                name: Some("group-bench".into()),
-                identity_key: None,
-            };
-            Ok::<Session, anyhow::Error>(client.login(&tenant, &user, &password, dev).await?)
-        }));
-    }
-    let mut sessions = Vec::with_capacity(args.members);
-    for l in logins {
-        sessions.push(l.await??);
-    }
+    let sessions =
+        login_users(&admin, &client, &tenant, &args.prefix, args.members, &password, args.login_concurrency)
+            .await?;
     let others: Vec<UserId> = sessions[1..].iter().map(|s| s.user().clone()).collect();
     let group = sessions[0].create_group("bench", &others).await.context("create group")?;
     eprintln!(

@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hush_client::{random_registration_id, Client, ClientError};
-use hush_protocol::api::{DeviceRequest, Secret};
-use hush_protocol::ids::{TenantId, UserId};
+use hush_benches::{admin_login, login_users};
+use hush_client::{Client, ClientError};
+use hush_protocol::api::Secret;
+use hush_protocol::ids::TenantId;
 use hush_protocol::wire::ServerFrame;
 
 #[derive(Parser)]
@@ -57,71 +58,12 @@ async fn main() -> anyhow::Result<()> {
     }
     let tenant = TenantId::new(&args.tenant)?;
     let first = Client::new(&args.servers[0]);
-    let admin = first
-        .login(
-            &tenant,
-            &UserId::new("admin")?,
-            &Secret::new(args.admin_password.clone()),
-            DeviceRequest {
-                id: None,
-                registration_id: random_registration_id(),
-                name: Some("revoke-bench".into()),
-                identity_key: None,
-            },
-        )
-        .await
-        .context("admin login")?;
+    let admin = admin_login(&first, &tenant, &args.admin_password, "revoke-bench").await?;
     let password = Secret::new("revoke-bench-password");
-    let sem = Arc::new(tokio::sync::Semaphore::new(args.login_concurrency));
     let t_setup = Instant::now();
-    let mut logins = Vec::new();
-    for i in 0..args.sessions {
-        let user = UserId::new(format!("{}-{i}", args.prefix))?;
-        let (admin, first, tenant, password, sem) =
-            (admin.clone(), first.clone(), tenant.clone(), password.clone(), sem.clone());
-        logins.push(tokio::spawn(async move {
-            let _p = sem.acquire().await?;
-            match admin.create_user(&user, &password, false).await {
-                Ok(_) | Err(ClientError::Http { status: 409, .. }) => {}
-                Err(e) => return Err(anyhow::anyhow!("create {user}: {e}")),
-            }
-            // Device 1 is reused across runs (at most 6 devices per user).
-            let existing = first.login(
-                &tenant,
-                &user,
-                &password,
-                DeviceRequest {
-                    id: Some(hush_protocol::ids::DeviceId::PRIMARY),
-                    registration_id: random_registration_id(),
-                    name: None,
-                    identity_key: None,
-                },
-            );
-            let s = match existing.await {
-                Ok(s) => s,
-                Err(_) => {
-                    first
-                        .login(
-                            &tenant,
-                            &user,
-                            &password,
-                            DeviceRequest {
-                                id: None,
-                                registration_id: random_registration_id(),
-                                name: None,
-                                identity_key: None,
-                            },
-                        )
-                        .await?
-                }
-            };
-            Ok::<_, anyhow::Error>(s)
-        }));
-    }
-    let mut sessions = Vec::with_capacity(args.sessions);
-    for l in logins {
-        sessions.push(l.await??);
-    }
+    let sessions =
+        login_users(&admin, &first, &tenant, &args.prefix, args.sessions, &password, args.login_concurrency)
+            .await?;
     eprintln!("{} sessions logged in in {:.1} s", sessions.len(), t_setup.elapsed().as_secs_f64());
 
     // Open every socket on its node and wait until each is up to date.
