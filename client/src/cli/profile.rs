@@ -1,0 +1,103 @@
+//! Profiles: one per logged-in device, in `$HUSH_HOME` (default `~/.hush`), which is created
+//! with mode 0700 (and its parents) on first use. `<name>.json` (server, device, session) and
+//! `<name>.state` (the device's end-to-end state) are 0600 and written atomically (a temporary
+//! file in the same folder, synced, then renamed over the old one).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use hush_client::state::DeviceState;
+use hush_client::Client;
+use hush_protocol::api::LoginResponse;
+use hush_protocol::ids::{DeviceId, RegistrationId};
+use serde::{Deserialize, Serialize};
+
+/// What `<name>.json` holds.
+#[derive(Serialize, Deserialize)]
+pub struct Profile {
+    /// The node's base URL.
+    pub server: String,
+    /// The device's registration id.
+    pub registration_id: RegistrationId,
+    /// The device registered for this profile.
+    pub device: Option<DeviceId>,
+    /// The session (absent once logged out).
+    pub login: Option<LoginResponse>,
+}
+
+/// The folder of every profile.
+pub fn home() -> PathBuf {
+    if let Some(h) = std::env::var_os("HUSH_HOME") {
+        return PathBuf::from(h);
+    }
+    let base = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    base.join(".hush")
+}
+
+/// Creates the profile folder (0700, parents included) if it is missing.
+pub fn ensure_home() -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let h = home();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&h)
+        .with_context(|| format!("cannot create the profile folder {}", h.display()))?;
+    Ok(h)
+}
+
+/// `<home>/<name>.json`, after checking the name.
+pub fn profile_path(name: &str) -> anyhow::Result<PathBuf> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        bail!("profile names are letters, digits, '-' and '_'");
+    }
+    Ok(home().join(format!("{name}.json")))
+}
+
+/// `<home>/<name>.state`.
+pub fn state_path(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(profile_path(name)?.with_extension("state"))
+}
+
+/// The device state of a profile.
+pub fn load_state(name: &str) -> anyhow::Result<DeviceState> {
+    DeviceState::load_file(&state_path(name)?)?.with_context(|| {
+        format!("profile '{name}' has no end-to-end keys: run `hush --profile {name} login` again")
+    })
+}
+
+/// The profile, if it exists.
+pub fn load(name: &str) -> anyhow::Result<Option<Profile>> {
+    let p = profile_path(name)?;
+    match std::fs::read(&p) {
+        Ok(b) => {
+            Ok(Some(serde_json::from_slice(&b).with_context(|| format!("corrupt profile {}", p.display()))?))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", p.display())),
+    }
+}
+
+/// Writes the profile atomically (0600).
+pub fn save(name: &str, p: &Profile) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = profile_path(name)?;
+    ensure_home()?;
+    let tmp = path.with_extension("json.tmp");
+    let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&tmp)?;
+    f.write_all(&serde_json::to_vec_pretty(p)?)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The saved session of a profile.
+pub fn session_of(name: &str) -> anyhow::Result<hush_client::Session> {
+    let p = load(name)?
+        .with_context(|| format!("profile '{name}' is not logged in: run `hush --profile {name} login`"))?;
+    let login = p
+        .login
+        .with_context(|| format!("profile '{name}' is logged out: run `hush --profile {name} login`"))?;
+    Ok(Client::new(p.server).resume(login))
+}
