@@ -4,6 +4,7 @@
 //! - [`server`]: start (store, hub, actors, HTTP server), first-run bootstrap, graceful stop.
 //! - [`routes`]: the HTTP API under `/v1`, health, metrics, and the OpenAPI document.
 //! - [`ws`]: the WebSocket edge: authentication, frame decoding, the bridge into `DeviceActor`.
+//! - [`datadir`]: the data folder's modes (0700, files 0600), created and tightened at start.
 //! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
 //! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
 //! - [`mfa_routes`]: the `/v1/mfa/...` routes and the tenant MFA administration.
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod datadir;
 pub mod error;
 pub mod mfa_routes;
 pub mod qr;

@@ -187,6 +187,7 @@ pub async fn put_policy(
 
 /// Query of `GET /v1/admin/users/mfa-status`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct UserPage {
     /// Start after this user name.
     after: Option<String>,

@@ -479,6 +479,7 @@ async fn admin_revoke_session(
 
 /// Query of paginated session lists.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SessionPage {
     /// Start after this session id.
     after: Option<String>,
@@ -536,6 +537,7 @@ async fn admin_revoke_active(
 
 /// Query of `GET /v1/admin/audit`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AuditParams {
     /// Only this actor (user name).
     actor: Option<String>,
@@ -733,6 +735,7 @@ async fn create_user(
 
 /// Query of `GET /v1/admin/users`.
 #[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
     /// Start after this user name.
     after: Option<String>,

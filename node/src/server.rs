@@ -39,8 +39,10 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
             .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?;
         return Ok(Arc::new(store));
     }
-    std::fs::create_dir_all(&config.data_dir)?;
+    crate::datadir::prepare(&config.data_dir)?;
     let path = config.data_dir.join(STORE_FILE);
+    // Created 0600 before redb opens it (redb would create it with the process umask).
+    crate::datadir::create_private(&path)?;
     let store = EmbeddedStore::open(&path).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the store at {}: {e} (is another hushd using this data folder?)",
@@ -76,7 +78,7 @@ pub fn load_mfa_key(config: &Config) -> anyhow::Result<hush_actors::mfa::SealKey
             "a node on a shared MongoDB store needs --mfa-key-file (HUSH_MFA_KEY_FILE), the same on every node"
         ),
         None => {
-            std::fs::create_dir_all(&config.data_dir)?;
+            crate::datadir::prepare(&config.data_dir)?;
             let path = config.data_dir.join(MFA_KEY_FILE);
             match std::fs::read_to_string(&path) {
                 Ok(text) => parse_key(&text, &path)?,

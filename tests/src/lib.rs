@@ -190,6 +190,8 @@ impl Node {
         let mut n = Node::start_with(&self.data_dir, Some(&self.addr), &self.extra);
         n._tmp = tmp;
         n.admin_password = self.admin_password.clone();
+        // The new node appends to the same log file: the old one must not delete it on drop.
+        self.log = PathBuf::new();
         *self = n;
     }
 
