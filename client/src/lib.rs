@@ -1,6 +1,7 @@
 //! Hush client SDK.
 //!
-//! - [`Client`]: the HTTP API (login, devices, keys, administration).
+//! - [`Client`]: the HTTP API (login, devices, keys, administration), over `http://` or
+//!   `https://` (the system's roots, plus a private CA through [`Client::builder`]).
 //! - [`Session`]: a logged-in device; opens [`Connection`]s.
 //! - [`Connection`]: the chat WebSocket (postcard frames); [`Connection::send_message`] sends
 //!   caller-made bytes per device (tests and tools that speak the wire protocol directly).
@@ -16,6 +17,7 @@
 pub mod content;
 pub mod messenger;
 pub mod state;
+mod tls;
 
 use std::collections::VecDeque;
 
@@ -61,6 +63,18 @@ pub enum ClientError {
     /// End-to-end encryption failed (a bad bundle, a broken session, a corrupt state file).
     #[error("end-to-end: {0}")]
     E2e(String),
+    /// The TLS handshake with the node failed: its certificate is not trusted, expired, for
+    /// another name, or the handshake broke.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A CA file given to trust the node cannot be used.
+    #[error("CA file {path}: {reason}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 /// Result alias of the SDK.
@@ -70,11 +84,63 @@ fn transport(e: impl std::fmt::Display) -> ClientError {
     ClientError::Transport(e.to_string())
 }
 
+/// A failed request: its TLS failure if it is one, else a transport error.
+fn net(e: reqwest::Error) -> ClientError {
+    tls::tls_failure(&e).unwrap_or_else(|| transport(e))
+}
+
 /// HTTP access to one node.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// Shared by HTTPS and WSS; `None` only if it could not be built (plain HTTP still works).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Client`] that trusts private CAs besides the system's roots.
+#[derive(Debug)]
+pub struct ClientBuilder {
+    base: String,
+    ca: Vec<rustls_pki_types::CertificateDer<'static>>,
+    error: Option<ClientError>,
+}
+
+impl ClientBuilder {
+    /// Trusts the CA certificates of a PEM file too (e.g. a private CA that issued the node's
+    /// certificate).
+    pub fn ca_file(mut self, path: impl AsRef<std::path::Path>) -> Self {
+        match tls::read_ca_file(path.as_ref()) {
+            Ok(c) => self.ca.extend(c),
+            Err(e) => self.error = self.error.or(Some(e)),
+        }
+        self
+    }
+
+    /// Trusts the CA certificates of PEM text too.
+    pub fn ca_pem(mut self, pem: &[u8]) -> Self {
+        match tls::parse_ca_pem(pem) {
+            Ok(c) => self.ca.extend(c),
+            Err(reason) => {
+                self.error = self.error.or(Some(ClientError::CaFile { path: "(PEM)".into(), reason }))
+            }
+        }
+        self
+    }
+
+    /// The client; fails if a CA given cannot be used.
+    pub fn build(self) -> Result<Client> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        Client::with_tls(&self.base, Some(tls::client_config(self.ca)?))
+    }
 }
 
 async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
@@ -90,21 +156,44 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response> {
 }
 
 impl Client {
-    /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`).
+    /// A client of the node at `base` (e.g. `http://127.0.0.1:8080`, or `https://...` with a
+    /// certificate the system's roots trust; see [`Client::builder`] for a private CA).
     pub fn new(base: impl Into<String>) -> Self {
-        let base = base.into().trim_end_matches('/').to_owned();
+        let base = base.into();
+        match tls::client_config(Vec::new()).and_then(|c| Client::with_tls(&base, Some(c))) {
+            Ok(c) => c,
+            // Not expected (ring supports the default protocol versions, no CA file is read):
+            // a client that still speaks plain HTTP.
+            Err(_) => {
+                Self { base: base.trim_end_matches('/').to_owned(), http: reqwest::Client::new(), tls: None }
+            }
+        }
+    }
+
+    /// A builder, to trust a private CA besides the system's roots.
+    pub fn builder(base: impl Into<String>) -> ClientBuilder {
+        ClientBuilder { base: base.into(), ca: Vec::new(), error: None }
+    }
+
+    fn with_tls(base: &str, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Result<Self> {
+        let base = base.trim_end_matches('/').to_owned();
         // Pooled connections are dropped before the node's keep-alive (5 s) closes them, so a
         // request rarely lands on a connection being closed.
-        let http = reqwest::Client::builder()
-            .pool_idle_timeout(std::time::Duration::from_secs(4))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        Self { base, http }
+        let mut b = reqwest::Client::builder().pool_idle_timeout(std::time::Duration::from_secs(4));
+        if let Some(t) = &tls {
+            b = b.tls_backend_preconfigured(t.as_ref().clone());
+        }
+        Ok(Self { base, http: b.build().map_err(transport)?, tls })
     }
 
     /// The node's base URL.
     pub fn base(&self) -> &str {
         &self.base
+    }
+
+    /// The HTTP client, with this client's TLS trust, for routes the SDK has no method for.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
     }
 
     /// Logs in; registers a new device unless `device.id` names an existing one.
@@ -122,8 +211,7 @@ impl Client {
             device,
             trusted_device_token: None,
         };
-        let resp =
-            self.http.post(format!("{}/v1/login", self.base)).json(&req).send().await.map_err(transport)?;
+        let resp = self.http.post(format!("{}/v1/login", self.base)).json(&req).send().await.map_err(net)?;
         let login: LoginResponse = check(resp).await?.json().await.map_err(transport)?;
         Ok(Session { client: self.clone(), login })
     }
@@ -169,9 +257,9 @@ impl Session {
             Ok(r) => check(r).await,
             Err(e) => match again {
                 Some(r) if e.is_request() || e.is_connect() => {
-                    check(self.client.http.execute(r).await.map_err(transport)?).await
+                    check(self.client.http.execute(r).await.map_err(net)?).await
                 }
-                _ => Err(transport(e)),
+                _ => Err(net(e)),
             },
         }
     }
@@ -297,6 +385,13 @@ impl Session {
     /// Opens the chat socket, authenticated by header, speaking postcard.
     pub async fn connect(&self) -> Result<Connection> {
         let url = format!("{}/v1/ws", self.client.base.replacen("http", "ws", 1));
+        let connector = if url.starts_with("wss://") {
+            let tls =
+                self.client.tls.clone().ok_or_else(|| ClientError::Tls("no TLS configuration".into()))?;
+            tokio_tungstenite::Connector::Rustls(tls)
+        } else {
+            tokio_tungstenite::Connector::Plain
+        };
         let mut req = url.into_client_request().map_err(transport)?;
         let h = req.headers_mut();
         h.insert(
@@ -304,12 +399,14 @@ impl Session {
             HeaderValue::from_str(&format!("Bearer {}", self.login.token.expose())).map_err(transport)?,
         );
         h.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL_POSTCARD));
-        let (ws, _) = tokio_tungstenite::connect_async(req).await.map_err(|e| match e {
+        let connected =
+            tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)).await;
+        let (ws, _) = connected.map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => ClientError::Http {
                 status: 401,
                 body: ErrorBody { error: "unauthorized".into(), message: "invalid or revoked token".into() },
             },
-            e => transport(e),
+            e => tls::tls_failure(&e).unwrap_or_else(|| transport(e)),
         })?;
         Ok(Connection { ws, pending: VecDeque::new(), session: self.clone() })
     }

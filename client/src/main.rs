@@ -21,6 +21,10 @@ struct Cli {
     /// Node URL (used by `login`; later commands use the profile's).
     #[arg(long, env = "HUSH_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
     server: String,
+    /// CA certificate (PEM) to trust besides the system's roots, for a node whose certificate a
+    /// private CA issued. Saved in the profile at login; later commands use it.
+    #[arg(long, env = "HUSH_CA_FILE", global = true)]
+    ca_file: Option<std::path::PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -79,6 +83,7 @@ enum Cmd {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    cli::profile::set_ca_file(cli.ca_file.as_deref())?;
     let profile = cli.profile.as_str();
     match cli.cmd {
         Cmd::Login { tenant, user, password, device_name } => {

@@ -77,6 +77,17 @@ pub struct Cli {
     /// A group sender is asked to rotate its sender key after this many messages (default 1,000).
     #[arg(long, env = "HUSH_GROUP_SENDER_KEY_MAX_MESSAGES", global = true)]
     pub group_sender_key_max_messages: Option<u64>,
+    /// TLS certificate chain (PEM, leaf first): the node serves HTTPS and WSS. Needs
+    /// `--tls-key`. Read again on SIGHUP.
+    #[arg(long, env = "HUSH_TLS_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the TLS certificate (PEM: PKCS#8, PKCS#1 or SEC1). Read again on SIGHUP.
+    #[arg(long, env = "HUSH_TLS_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on a non-loopback address (only behind a TLS-terminating proxy:
+    /// tokens and passwords travel in clear otherwise).
+    #[arg(long, env = "HUSH_INSECURE_HTTP", global = true)]
+    pub insecure_http: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -133,6 +144,21 @@ pub struct FileConfig {
     pub mongodb_database: Option<String>,
     /// See [`Cli::mfa_key_file`].
     pub mfa_key_file: Option<PathBuf>,
+    /// See [`Cli::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Cli::tls_key`].
+    pub tls_key: Option<PathBuf>,
+    /// See [`Cli::insecure_http`].
+    pub insecure_http: Option<bool>,
+}
+
+/// The certificate and key files of the TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain (PEM).
+    pub cert: PathBuf,
+    /// Private key (PEM).
+    pub key: PathBuf,
 }
 
 /// The effective configuration.
@@ -160,6 +186,10 @@ pub struct Config {
     pub mongodb_database: String,
     /// The MFA key file, if configured.
     pub mfa_key_file: Option<PathBuf>,
+    /// The TLS listener's files; `None` serves plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Plain HTTP allowed on a non-loopback address.
+    pub insecure_http: bool,
 }
 
 impl Default for Config {
@@ -176,6 +206,8 @@ impl Default for Config {
             node_id: uuid::Uuid::new_v4().simple().to_string()[..12].to_owned(),
             mongodb_database: "hush".into(),
             mfa_key_file: None,
+            tls: None,
+            insecure_http: false,
         }
     }
 }
@@ -236,7 +268,15 @@ impl Config {
             sender_key_max_age: max_age,
             sender_key_max_messages: max_messages,
         };
+        let tls = match (cli.tls_cert.clone().or(file.tls_cert), cli.tls_key.clone().or(file.tls_key)) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (HUSH_TLS_KEY) too"),
+            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (HUSH_TLS_CERT) too"),
+        };
         Ok(Config {
+            tls,
+            insecure_http: cli.insecure_http || file.insecure_http.unwrap_or(false),
             group_policy,
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),
@@ -253,6 +293,23 @@ impl Config {
                 .unwrap_or(d.mongodb_database),
             mfa_key_file: cli.mfa_key_file.clone().or(file.mfa_key_file),
         })
+    }
+}
+
+impl Config {
+    /// Refuses plain HTTP on an address other machines can reach, unless the operator said
+    /// `--insecure-http` (a TLS-terminating proxy in front): tokens and passwords would travel
+    /// in clear.
+    pub fn check_listener(&self) -> anyhow::Result<()> {
+        if self.tls.is_none() && !self.insecure_http && !self.listen.ip().is_loopback() {
+            anyhow::bail!(
+                "refusing to serve plain HTTP on {}: passwords and tokens would travel in clear; \
+                 give --tls-cert and --tls-key (HUSH_TLS_CERT/HUSH_TLS_KEY), or --insecure-http \
+                 if a TLS-terminating proxy is in front",
+                self.listen
+            );
+        }
+        Ok(())
     }
 }
 
@@ -283,5 +340,25 @@ mod tests {
         assert_eq!(c.keys.low_threshold, 10);
         std::fs::write(&file, "lisen = \"x\"\n").unwrap();
         assert!(Config::resolve(&cli).is_err(), "unknown keys are refused");
+    }
+
+    #[test]
+    fn tls_files_come_in_pairs_and_plain_http_stays_on_loopback() {
+        let c = Config::resolve(&Cli::parse_from(["hushd", "--tls-cert", "c.pem", "--tls-key", "k.pem"]))
+            .unwrap();
+        assert_eq!(c.tls, Some(TlsFiles { cert: "c.pem".into(), key: "k.pem".into() }));
+        assert!(Config::resolve(&Cli::parse_from(["hushd", "--tls-cert", "c.pem"])).is_err());
+        assert!(Config::resolve(&Cli::parse_from(["hushd", "--tls-key", "k.pem"])).is_err());
+        let plain = |args: &[&str]| {
+            let mut a = vec!["hushd"];
+            a.extend_from_slice(args);
+            Config::resolve(&Cli::parse_from(a)).unwrap().check_listener()
+        };
+        assert!(plain(&["--listen", "127.0.0.1:0"]).is_ok());
+        assert!(plain(&["--listen", "[::1]:0"]).is_ok());
+        let e = plain(&["--listen", "0.0.0.0:0"]).unwrap_err().to_string();
+        assert!(e.contains("--tls-cert") && e.contains("--insecure-http"), "{e}");
+        assert!(plain(&["--listen", "0.0.0.0:0", "--insecure-http"]).is_ok());
+        assert!(plain(&["--listen", "0.0.0.0:0", "--tls-cert", "c", "--tls-key", "k"]).is_ok());
     }
 }

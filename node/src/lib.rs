@@ -9,6 +9,7 @@
 //! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
 //! - [`mfa_routes`]: the `/v1/mfa/...` routes and the tenant MFA administration.
 //! - [`qr`]: the TOTP enrolment URI as a QR code (PNG).
+//! - [`tls`]: the HTTPS/WSS listener's certificate, reloadable at run time (SIGHUP).
 #![warn(missing_docs)]
 
 pub mod auth;
@@ -19,4 +20,5 @@ pub mod mfa_routes;
 pub mod qr;
 pub mod routes;
 pub mod server;
+pub mod tls;
 pub mod ws;

@@ -1,9 +1,11 @@
-//! `hushd`: parse the configuration, start the node, wait for SIGINT/SIGTERM, stop gracefully.
-#![allow(clippy::print_stdout)]
+//! `hushd`: parse the configuration, start the node, wait for SIGINT/SIGTERM (SIGHUP reloads
+//! the TLS certificate), stop gracefully.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use clap::Parser;
 use hush_node::config::{Cli, Command, Config, LogFormat};
 use hush_node::server;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
 fn init_logging(format: LogFormat) {
@@ -15,17 +17,18 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// Waits for SIGINT or SIGTERM; every SIGHUP meanwhile reloads the TLS certificate (a file
+/// that fails to load keeps the old certificate, and the log says why).
+async fn run_until_shutdown(running: &server::Running, mut term: Signal, mut hup: Signal) {
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => match running.reload_tls() {
+                Ok(true) => tracing::info!("SIGHUP: reloaded the TLS certificate and key"),
+                Ok(false) => tracing::info!("SIGHUP: no TLS configured, nothing to reload"),
+                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed, keeping the current certificate"),
+            },
         }
     }
 }
@@ -39,7 +42,17 @@ fn print_credentials(b: &server::Bootstrapped, first_run: bool) {
     println!("One-time password (shown only now): {}", b.password.expose());
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hushd: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::resolve(&cli)?;
     init_logging(config.log_format);
@@ -51,12 +64,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve => system.block_on(async {
+            // Installed before the start line is printed: from then on a SIGHUP reloads and
+            // never takes the default action (terminate).
+            let term = signal(SignalKind::terminate())?;
+            let hup = signal(SignalKind::hangup())?;
             let running = server::start(&config).await?;
             if let Some(b) = &running.bootstrapped {
                 print_credentials(b, true);
             }
-            println!("hushd listening on http://{}", running.addr);
-            shutdown_signal().await;
+            println!("hushd listening on {}", running.url());
+            run_until_shutdown(&running, term, hup).await;
             running.stop().await;
             Ok(())
         }),

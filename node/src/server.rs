@@ -18,6 +18,7 @@ use hush_store::Store;
 
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::tls::CertStore;
 
 /// Largest JSON request body accepted by the HTTP API.
 pub const MAX_JSON_BODY: usize = 64 * 1024;
@@ -132,6 +133,7 @@ pub struct Running {
     pub bootstrapped: Option<Bootstrapped>,
     hub: Arc<Hub>,
     control: Addr<ControlActor>,
+    tls: Option<Arc<CertStore>>,
     server: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -139,6 +141,18 @@ pub struct Running {
 /// Starts a node inside the current actix system: opens the store, bootstraps an empty one
 /// (tenant `default`, administrator `admin`), starts the actors and the HTTP server.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    config.check_listener()?;
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(CertStore::open(&files.cert, &files.key)?)),
+        None => None,
+    };
+    if tls.is_none() && !config.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %config.listen,
+            "serving plain HTTP on a non-loopback address (--insecure-http): tokens and passwords \
+             travel in clear unless a TLS-terminating proxy is in front"
+        );
+    }
     let store = open_store(config).await?;
     let bus = open_bus(config)?;
     let events = bus.events();
@@ -192,17 +206,36 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // because the HTTP/1 dispatcher drains every frame already queued before it flushes.
     .tcp_nodelay(true)
     .disable_signals()
-    .shutdown_timeout(5)
-    .bind(config.listen)?;
+    .shutdown_timeout(5);
+    let server = match &tls {
+        Some(store) => server.bind_rustls_0_23(config.listen, crate::tls::server_config(store.clone())?)?,
+        None => server.bind(config.listen)?,
+    };
     let addr = server.addrs().first().copied().ok_or_else(|| anyhow::anyhow!("bound to no address"))?;
     let server = server.run();
     let handle = server.handle();
     let task = actix_rt::spawn(server);
-    tracing::info!(%addr, node = %config.node_id, bus = hub.bus.kind(), "listening");
-    Ok(Running { addr, bootstrapped, hub, control, server: handle, task })
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, node = %config.node_id, bus = hub.bus.kind(), "listening");
+    Ok(Running { addr, bootstrapped, hub, control, tls, server: handle, task })
 }
 
 impl Running {
+    /// The node's base URL: `https://ADDR` with TLS, else `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", if self.tls.is_some() { "https" } else { "http" }, self.addr)
+    }
+
+    /// Reads the TLS certificate and key files again (SIGHUP). New handshakes get the new
+    /// certificate; open connections keep theirs. A file that fails to load keeps the old
+    /// certificate; the error says why. Without TLS there is nothing to reload.
+    pub fn reload_tls(&self) -> Result<bool, crate::tls::TlsError> {
+        match &self.tls {
+            Some(store) => store.reload().map(|()| true),
+            None => Ok(false),
+        }
+    }
+
     /// Graceful stop: stop accepting, close every socket with 1001, drain the HTTP server.
     /// Every acknowledged write is already durable (each commit syncs), so nothing is lost.
     pub async fn stop(self) {

@@ -30,10 +30,105 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// A private CA made for one test (rcgen, ring), issuing server certificates for `127.0.0.1`
+/// and `localhost`.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+/// A server certificate (chain PEM: leaf then CA) and its key, as a node reads them.
+pub struct Leaf {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The leaf certificate, DER: what a handshake with the node presents.
+    pub der: Vec<u8>,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+        let issuer =
+            rcgen::CertifiedIssuer::self_signed(params, rcgen::KeyPair::generate().unwrap()).unwrap();
+        TestCa { issuer }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// The CA certificate, DER.
+    pub fn der(&self) -> Vec<u8> {
+        self.issuer.der().to_vec()
+    }
+
+    /// A new server certificate (fresh key, random serial) for 127.0.0.1 and localhost.
+    pub fn leaf(&self) -> Leaf {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        params.distinguished_name.push(rcgen::DnType::CommonName, "hushd test node");
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: format!("{}{}", cert.pem(), self.pem()),
+            key_pem: key.serialize_pem(),
+            der: cert.der().to_vec(),
+        }
+    }
+}
+
+impl Leaf {
+    pub fn write(&self, cert: &Path, key: &Path) {
+        std::fs::write(cert, &self.cert_pem).unwrap();
+        std::fs::write(key, &self.key_pem).unwrap();
+    }
+}
+
+/// The TLS side of a node started with [`Node::start_tls`]: its CA and the files it reads.
+pub struct NodeTls {
+    pub ca: TestCa,
+    /// The CA certificate as a PEM file (what `hush --ca-file` takes).
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// The certificate the node was started with.
+    pub leaf: Leaf,
+}
+
+impl NodeTls {
+    /// A CA, a leaf certificate and their files in `dir`.
+    fn make(dir: &Path) -> NodeTls {
+        std::fs::create_dir_all(dir).unwrap();
+        let ca = TestCa::new("Hush test CA");
+        let leaf = ca.leaf();
+        let (ca_file, cert_file, key_file) = (dir.join("ca.pem"), dir.join("node.pem"), dir.join("node.key"));
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        leaf.write(&cert_file, &key_file);
+        NodeTls { ca, ca_file, cert_file, key_file, leaf }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--tls-cert".into(),
+            self.cert_file.display().to_string(),
+            "--tls-key".into(),
+            self.key_file.display().to_string(),
+        ]
+    }
+}
+
 /// A running `hushd`.
 pub struct Node {
     child: Option<Child>,
     pub addr: String,
+    /// `https` for a node started with TLS, else `http`.
+    pub scheme: String,
+    /// The CA and certificate files of a TLS node.
+    pub tls: Option<NodeTls>,
     pub data_dir: PathBuf,
     pub admin_password: Option<String>,
     log: PathBuf,
@@ -63,6 +158,44 @@ impl Node {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut n = Node::start_with(&data, None, &extra);
         n._tmp = Some(tmp);
+        n
+    }
+
+    /// Starts a node serving HTTPS/WSS with a certificate from a CA made for it.
+    pub fn start_tls() -> Node {
+        Node::start_tls_on(None, &[])
+    }
+
+    /// Starts a TLS node on `listen` (default `127.0.0.1:0`) with extra command-line flags.
+    pub fn start_tls_on(listen: Option<&str>, extra: &[&str]) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let tls = NodeTls::make(&tmp.path().join("tls"));
+        let mut args = tls.args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut n = Node::start_with(&tmp.path().join("data"), listen, &args);
+        n._tmp = Some(tmp);
+        n.tls = Some(tls);
+        n
+    }
+
+    /// Starts a node on a given address with a fresh data folder and extra flags.
+    pub fn start_listen(listen: &str, extra: &[&str]) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut n = Node::start_with(&tmp.path().join("data"), Some(listen), &extra);
+        n._tmp = Some(tmp);
+        n
+    }
+
+    /// Starts a cluster node over TLS (its own CA and certificate).
+    pub fn start_clustered_tls(redis: &Redis, mongo: &Mongo, name: &str) -> Node {
+        let tmp = tempfile::tempdir().unwrap();
+        let tls = NodeTls::make(&tmp.path().join("tls"));
+        let mut args = Node::cluster_args(redis, mongo, name);
+        args.extend(tls.args());
+        let mut n = Node::start_with(&tmp.path().join("data"), None, &args);
+        n._tmp = Some(tmp);
+        n.tls = Some(tls);
         n
     }
 
@@ -123,20 +256,23 @@ impl Node {
             }
         });
         let mut password = None;
-        let addr = loop {
+        let (scheme, addr) = loop {
             let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| {
                 panic!("hushd did not start; log: {}", std::fs::read_to_string(&log).unwrap_or_default())
             });
             if let Some(p) = line.strip_prefix("One-time password (shown only now): ") {
                 password = Some(p.trim().to_owned());
             }
-            if let Some(a) = line.strip_prefix("hushd listening on http://") {
-                break a.trim().to_owned();
+            if let Some(url) = line.strip_prefix("hushd listening on ") {
+                let (scheme, a) = url.trim().split_once("://").expect("a URL on the start line");
+                break (scheme.to_owned(), a.to_owned());
             }
         };
         Node {
             child: Some(child),
             addr,
+            scheme,
+            tls: None,
             data_dir: data.to_owned(),
             admin_password: password,
             log,
@@ -145,12 +281,32 @@ impl Node {
         }
     }
 
+    /// `http://ADDR`, or `https://ADDR` for a TLS node.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
+    /// The chat socket's URL: `ws://ADDR/v1/ws` or `wss://ADDR/v1/ws`.
+    pub fn ws_url(&self) -> String {
+        format!("{}://{}/v1/ws", if self.scheme == "https" { "wss" } else { "ws" }, self.addr)
+    }
+
+    /// An SDK client of this node (trusting its CA for a TLS node).
     pub fn client(&self) -> Client {
-        Client::new(self.url())
+        match &self.tls {
+            Some(t) => Client::builder(self.url()).ca_pem(t.ca.pem().as_bytes()).build().unwrap(),
+            None => Client::new(self.url()),
+        }
+    }
+
+    /// The process id of `hushd`.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("node running").id()
+    }
+
+    /// Sends SIGHUP (reload the TLS certificate).
+    pub fn sighup(&self) {
+        assert!(Command::new("kill").arg("-HUP").arg(self.pid().to_string()).status().unwrap().success());
     }
 
     /// The node's log so far.
@@ -189,6 +345,7 @@ impl Node {
         let tmp = self._tmp.take();
         let mut n = Node::start_with(&self.data_dir, Some(&self.addr), &self.extra);
         n._tmp = tmp;
+        n.tls = self.tls.take();
         n.admin_password = self.admin_password.clone();
         // The new node appends to the same log file: the old one must not delete it on drop.
         self.log = PathBuf::new();

@@ -1,10 +1,10 @@
 //! `hush login` and `hush logout`.
 
 use hush_client::state::DeviceState;
-use hush_client::{login_device, random_registration_id, upload_request, Client};
+use hush_client::{login_device, random_registration_id, upload_request};
 use hush_protocol::ids::{TenantId, UserId};
 
-use super::profile::{load, save, session_of, state_path, Profile};
+use super::profile::{ca_file_flag, client, load, save, session_of, state_path, Profile};
 use super::prompt::ask_secret;
 
 /// What `hush login` was given.
@@ -44,7 +44,10 @@ pub async fn login(profile: &str, a: LoginArgs) -> anyhow::Result<()> {
         Some(k) => k,
         None => (DeviceState::generate(random_registration_id())?, None),
     };
-    let client = Client::new(&a.server);
+    // Without --ca-file, a new login to the same node keeps the profile's CA.
+    let ca_file = ca_file_flag()
+        .or_else(|| existing.as_ref().filter(|p| p.server == a.server).and_then(|p| p.ca_file.clone()));
+    let client = client(&a.server, ca_file.as_deref())?;
     let session =
         login_device(&client, &tenant, &user, &password, device, Some(a.device_name), &mut state).await?;
     let info = session.login_info().clone();
@@ -60,6 +63,7 @@ pub async fn login(profile: &str, a: LoginArgs) -> anyhow::Result<()> {
         profile,
         &Profile {
             server: a.server,
+            ca_file,
             registration_id: state.registration_id(),
             device: Some(info.device),
             login: Some(info),

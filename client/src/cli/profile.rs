@@ -3,7 +3,7 @@
 //! `<name>.state` (the device's end-to-end state) are 0600 and written atomically (a temporary
 //! file in the same folder, synced, then renamed over the old one).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use hush_client::state::DeviceState;
@@ -17,12 +17,38 @@ use serde::{Deserialize, Serialize};
 pub struct Profile {
     /// The node's base URL.
     pub server: String,
+    /// The private CA trusted for `server` (absolute path), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// The device's registration id.
     pub registration_id: RegistrationId,
     /// The device registered for this profile.
     pub device: Option<DeviceId>,
     /// The session (absent once logged out).
     pub login: Option<LoginResponse>,
+}
+
+/// `--ca-file` of this run (set once, first thing in `run`): wins over the profile's.
+static CA_FILE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+
+/// Records `--ca-file` (made absolute, so a profile saved with it works from any folder).
+pub fn set_ca_file(ca: Option<&Path>) -> anyhow::Result<()> {
+    let ca = ca.map(std::path::absolute).transpose().context("--ca-file")?;
+    let _ = CA_FILE.set(ca);
+    Ok(())
+}
+
+/// `--ca-file` of this run, if given.
+pub fn ca_file_flag() -> Option<PathBuf> {
+    CA_FILE.get().cloned().flatten()
+}
+
+/// A client of `server` trusting the system's roots, plus `--ca-file` or else `profile_ca`.
+pub fn client(server: &str, profile_ca: Option<&Path>) -> anyhow::Result<Client> {
+    match CA_FILE.get().and_then(|c| c.as_deref()).or(profile_ca) {
+        Some(ca) => Ok(Client::builder(server).ca_file(ca).build()?),
+        None => Ok(Client::new(server)),
+    }
 }
 
 /// The folder of every profile.
@@ -99,5 +125,5 @@ pub fn session_of(name: &str) -> anyhow::Result<hush_client::Session> {
     let login = p
         .login
         .with_context(|| format!("profile '{name}' is logged out: run `hush --profile {name} login`"))?;
-    Ok(Client::new(p.server).resume(login))
+    Ok(client(&p.server, p.ca_file.as_deref())?.resume(login))
 }
