@@ -18,6 +18,7 @@ pub mod content;
 pub mod messenger;
 pub mod state;
 mod tls;
+pub use tls::install_default_provider;
 
 use std::collections::VecDeque;
 

@@ -17,6 +17,16 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
+/// Makes ring the process's default rustls provider unless one is set: a `reqwest::Client`
+/// built without this SDK (e.g. `reqwest::Client::new()` in the same program) needs one,
+/// since reqwest is compiled without its own (aws-lc-rs) provider.
+pub fn install_default_provider() {
+    if CryptoProvider::get_default().is_none() {
+        // Losing a race to another installer is fine: a provider is set either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Reads every PEM certificate of a CA file.
 pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, ClientError> {
     let err = |reason: String| ClientError::CaFile { path: path.display().to_string(), reason };
@@ -75,6 +85,7 @@ impl ServerCertVerifier for NoRoots {
 }
 
 fn build(extra: Vec<CertificateDer<'static>>) -> Result<ClientConfig, ClientError> {
+    install_default_provider();
     let provider = provider();
     let private = !extra.is_empty();
     let verifier: Arc<dyn ServerCertVerifier> =

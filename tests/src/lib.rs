@@ -232,6 +232,8 @@ impl Node {
     }
 
     fn start_with(data: &Path, listen: Option<&str>, extra: &[String]) -> Node {
+        // Tests also call nodes with a bare `reqwest::Client`, which needs a rustls provider.
+        hush_client::install_default_provider();
         std::fs::create_dir_all(data).unwrap();
         let log = data.with_extension(format!("log-{}", std::process::id()));
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
