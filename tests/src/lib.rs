@@ -189,10 +189,16 @@ impl Node {
 
     /// Starts a cluster node over TLS (its own CA and certificate).
     pub fn start_clustered_tls(redis: &Redis, mongo: &Mongo, name: &str) -> Node {
+        Node::start_clustered_tls_args(redis, mongo, name, &[])
+    }
+
+    /// Starts a cluster node over TLS with extra command-line flags.
+    pub fn start_clustered_tls_args(redis: &Redis, mongo: &Mongo, name: &str, extra: &[&str]) -> Node {
         let tmp = tempfile::tempdir().unwrap();
         let tls = NodeTls::make(&tmp.path().join("tls"));
         let mut args = Node::cluster_args(redis, mongo, name);
         args.extend(tls.args());
+        args.extend(extra.iter().map(|s| s.to_string()));
         let mut n = Node::start_with(&tmp.path().join("data"), None, &args);
         n._tmp = Some(tmp);
         n.tls = Some(tls);

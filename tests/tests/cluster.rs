@@ -1,6 +1,7 @@
 //! Three `hushd` sharing one `redis-server` and one MongoDB-wire server, all started here:
 //! cross-node delivery, displacement and revocation across nodes, `kill -9` of a node under
-//! load, Redis killed and restarted under load, and the expiry of a dead node's presence.
+//! load, Redis killed and restarted under load, and the expiry of a dead node's presence. In
+//! the first test the third node serves HTTPS/WSS (its own CA) among plain-HTTP ones.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashSet;
@@ -8,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hush_client::{Client, ClientError, Connection, Session};
+use hush_client::{ClientError, Connection, Session};
 use hush_protocol::ids::{DeviceId, RegistrationId, UserId};
 use hush_protocol::wire::{ClientFrame, DeviceMessage, Payload, SendMessage, ServerFrame};
 use hush_tests::{drain, eventually, next, Mongo, Node, Redis};
@@ -21,12 +22,21 @@ struct Cluster {
 
 impl Cluster {
     fn start(n: usize) -> Cluster {
+        Cluster::start_with(n, false)
+    }
+
+    /// `n` nodes; with `tls_last` the last one serves HTTPS/WSS.
+    fn start_with(n: usize, tls_last: bool) -> Cluster {
         let redis = Redis::start();
         let mongo = Mongo::start();
         // The first node bootstraps the shared store; the others find it bootstrapped.
         let mut nodes = vec![Node::start_clustered(&redis, &mongo, "node-a")];
-        for name in ["node-b", "node-c"].iter().take(n - 1) {
-            nodes.push(Node::start_clustered(&redis, &mongo, name));
+        for (i, name) in ["node-b", "node-c"].iter().take(n - 1).enumerate() {
+            nodes.push(if tls_last && i == n - 2 {
+                Node::start_clustered_tls(&redis, &mongo, name)
+            } else {
+                Node::start_clustered(&redis, &mongo, name)
+            });
         }
         let pw = nodes[0].admin_password.clone();
         for n in &mut nodes {
@@ -38,7 +48,7 @@ impl Cluster {
 
 /// Re-points a session at another node (the same token works on every node).
 fn on(node: &Node, s: &Session) -> Session {
-    Client::new(node.url()).resume(s.login_info().clone())
+    node.client().resume(s.login_info().clone())
 }
 
 fn one_device_msg(to: &str, reg: u16, text: &str) -> SendMessage {
@@ -69,8 +79,9 @@ async fn close_reason(conn: &mut Connection) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_node_delivery_displacement_and_revocation() {
-    let c = Cluster::start(3);
+    let c = Cluster::start_with(3, true);
     let (a, b, cc) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
+    assert!(cc.url().starts_with("https://") && b.url().starts_with("http://"));
     let admin = a.admin().await;
     let alice = a.user(&admin, "alice").await;
     let bob = a.user(&admin, "bob").await;
@@ -93,7 +104,7 @@ async fn cross_node_delivery_displacement_and_revocation() {
         other => panic!("{other:?}"),
     }
 
-    // Bob's device connects to C: the socket on B is displaced with 4409.
+    // Bob's device connects to C over WSS: the socket on B is displaced with 4409.
     let mut cc_bob = on(cc, &bob).connect().await.unwrap();
     drain(&mut cc_bob).await;
     let reason = close_reason(&mut cb).await;

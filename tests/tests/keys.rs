@@ -3,7 +3,8 @@
 //! 1,000 concurrent fetches over three clustered nodes hand out each one-time key once;
 //! `PreKeysLow` reaches a device live on another node and at its next connection; the fetch
 //! rate limit is cluster-wide; an identity change gives a new registration id and
-//! `StaleDevices`; old signed keys get a `RotateKeys` ask.
+//! `StaleDevices`; old signed keys get a `RotateKeys` ask. In the clustered tests the third
+//! node serves HTTPS/WSS (its own CA), the others plain HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{HashMap, HashSet};
@@ -99,13 +100,12 @@ async fn call(
 
 async fn put_keys(node: &Node, s: &Session, keys: &UploadKeysRequest) -> (u16, Value) {
     let (st, _, v) =
-        call(&reqwest::Client::new(), reqwest::Method::PUT, &node.url(), "/v1/keys", s, Some(keys)).await;
+        call(node.client().http(), reqwest::Method::PUT, &node.url(), "/v1/keys", s, Some(keys)).await;
     (st, v)
 }
 
 async fn counts(node: &Node, s: &Session) -> KeyCounts {
-    let (st, _, v) =
-        call(&reqwest::Client::new(), reqwest::Method::GET, &node.url(), "/v1/keys", s, None).await;
+    let (st, _, v) = call(node.client().http(), reqwest::Method::GET, &node.url(), "/v1/keys", s, None).await;
     assert_eq!(st, 200, "{v}");
     serde_json::from_value(v).unwrap()
 }
@@ -115,7 +115,7 @@ async fn fetch(node: &Node, s: &Session, user: &str, device: Option<u32>) -> (u1
         Some(d) => format!("/v1/keys/{user}/{d}"),
         None => format!("/v1/keys/{user}"),
     };
-    call(&reqwest::Client::new(), reqwest::Method::GET, &node.url(), &path, s, None).await
+    call(node.client().http(), reqwest::Method::GET, &node.url(), &path, s, None).await
 }
 
 fn bundle(v: Value) -> PreKeyResponse {
@@ -238,12 +238,20 @@ struct Cluster {
     nodes: Vec<Node>,
 }
 
+/// `n` nodes on one Redis and one MongoDB; the third (`node-c`) serves HTTPS/WSS.
 fn cluster(n: usize, extra: &[&str]) -> Cluster {
     let redis = Redis::start();
     let mongo = Mongo::start();
     let mut nodes = vec![Node::start_clustered_args(&redis, &mongo, "node-a", extra)];
     for name in ["node-b", "node-c"].iter().take(n - 1) {
-        nodes.push(Node::start_clustered_args(&redis, &mongo, name, extra));
+        nodes.push(if *name == "node-c" {
+            Node::start_clustered_tls_args(&redis, &mongo, name, extra)
+        } else {
+            Node::start_clustered_args(&redis, &mongo, name, extra)
+        });
+    }
+    if n >= 3 {
+        assert!(nodes[2].url().starts_with("https://"), "{}", nodes[2].url());
     }
     let pw = nodes[0].admin_password.clone();
     for n in &mut nodes {
@@ -442,12 +450,13 @@ async fn thousand_concurrent_fetches_over_three_nodes_hand_out_each_key_once() {
     assert_eq!((st, body), (200, serde_json::json!({"ec": 100, "kyber": 100})));
     let bob = login(&c.nodes[1], "bob", None, 78, None).await.unwrap();
 
-    let http = reqwest::Client::new();
+    // One HTTP client per node: the third one trusts that node's CA (HTTPS).
+    let https: Vec<reqwest::Client> = c.nodes.iter().map(|n| n.client().http().clone()).collect();
     let urls: Vec<String> = c.nodes.iter().map(|n| n.url()).collect();
     let t0 = std::time::Instant::now();
     let tasks: Vec<_> = (0..1000)
         .map(|i| {
-            let (http, base, bob) = (http.clone(), urls[i % 3].clone(), bob.clone());
+            let (http, base, bob) = (https[i % 3].clone(), urls[i % 3].clone(), bob.clone());
             tokio::spawn(async move {
                 call(&http, reqwest::Method::GET, &base, "/v1/keys/alice/1", &bob, None).await
             })
