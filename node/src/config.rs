@@ -360,5 +360,21 @@ mod tests {
         assert!(e.contains("--tls-cert") && e.contains("--insecure-http"), "{e}");
         assert!(plain(&["--listen", "0.0.0.0:0", "--insecure-http"]).is_ok());
         assert!(plain(&["--listen", "0.0.0.0:0", "--tls-cert", "c", "--tls-key", "k"]).is_ok());
+        // The same from the TOML file.
+        let dir = std::env::temp_dir().join(format!("hush-cfg-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("hush.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\ntls_cert = \"/etc/c.pem\"\ntls_key = \"/etc/k.pem\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&Cli::parse_from(["hushd", "--config", file.to_str().unwrap()])).unwrap();
+        assert_eq!(c.tls, Some(TlsFiles { cert: "/etc/c.pem".into(), key: "/etc/k.pem".into() }));
+        assert!(c.check_listener().is_ok());
+        std::fs::write(&file, "listen = \"0.0.0.0:9000\"\ninsecure_http = true\n").unwrap();
+        let c = Config::resolve(&Cli::parse_from(["hushd", "--config", file.to_str().unwrap()])).unwrap();
+        assert!(c.insecure_http && c.check_listener().is_ok());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -73,7 +73,6 @@ pub fn load_certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsEr
 }
 
 /// The certificate the listener presents, replaceable at run time.
-#[derive(Debug)]
 pub struct CertStore {
     cert: PathBuf,
     key: PathBuf,
@@ -104,6 +103,13 @@ impl CertStore {
 
     fn current(&self) -> Arc<CertifiedKey> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Names the files only: the key never reaches a log through `Debug`.
+impl std::fmt::Debug for CertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CertStore").field("cert", &self.cert).field("key", &self.key).finish_non_exhaustive()
     }
 }
 
