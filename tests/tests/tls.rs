@@ -248,10 +248,11 @@ async fn cli_with_a_wrong_ca_prints_one_clear_line_and_saves_nothing() {
     let other = dir.path().join("other-ca.pem");
     std::fs::write(&other, TestCa::new("Some other CA").pem()).unwrap();
     let h = dir.path().join("hush");
-    let pw = node.admin_password.clone().unwrap();
+    // `--password=...`: a generated password may start with '-'.
+    let pw = format!("--password={}", node.admin_password.clone().unwrap());
     let wrong = |extra: &[&str]| {
         let mut c = hush(&h, &node, "admin", extra);
-        c.args(["login", "--user", "admin", "--password", &pw]).env("RUST_BACKTRACE", "1");
+        c.args(["login", "--user", "admin", &pw]).env("RUST_BACKTRACE", "1");
         c.output().unwrap()
     };
     for (args, expected) in [
