@@ -742,6 +742,11 @@ impl Handler<GroupSend> for GroupActor {
             }
             let answer = match fan_out(&hub, &from, &s, msg).await {
                 Ok(()) => ServerFrame::Accepted { id },
+                // A member device's queue is full: the whole group send is refused (stored for
+                // no one), like a 1:1 send, so an accepted message reached every queue.
+                Err(StoreError::QueueFull(full)) => {
+                    return refuse(Some(s), crate::relay::queue_full(id, &full));
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "group send not stored");
                     let f = ServerFrame::Error {

@@ -140,6 +140,22 @@ async fn prepare(
     Ok(items)
 }
 
+/// The answer to a send refused because these devices' queues are full (nothing was stored).
+pub fn queue_full(id: uuid::Uuid, devices: &[DeviceAddress]) -> ServerFrame {
+    let names: Vec<String> =
+        devices.iter().take(MAX_NAMED_FULL).map(|d| format!("{}/{}", d.user, d.device)).collect();
+    let more = devices.len().saturating_sub(MAX_NAMED_FULL);
+    let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+    ServerFrame::Error {
+        id: Some(id),
+        code: ErrorCode::QueueFull,
+        message: format!("queue full for device(s) {}{tail}; nothing stored", names.join(", ")),
+    }
+}
+
+/// Devices a `queue_full` error names at most (the frame stays small).
+pub const MAX_NAMED_FULL: usize = 16;
+
 fn unavailable(id: uuid::Uuid, e: hush_store::StoreError) -> ServerFrame {
     tracing::error!(error = %e, "send not stored");
     ServerFrame::Error {
@@ -159,10 +175,12 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
     let mut answers: Vec<Option<ServerFrame>> = Vec::with_capacity(msgs.len());
     let mut items = Vec::new();
     let mut stored_ids = Vec::new();
+    let mut per_msg = Vec::new();
     for msg in msgs {
         let id = msg.id;
         match prepare(hub, from, msg, ts).await {
             Ok(mut its) => {
+                per_msg.push(its.len());
                 items.append(&mut its);
                 stored_ids.push((answers.len(), id));
                 answers.push(None);
@@ -170,6 +188,13 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
             Err(refused) => answers.push(Some(refused)),
         }
     }
+    if let [(i, id)] = stored_ids[..] {
+        answers[i] = Some(store_and_route(hub, id, items).await);
+        return answers.into_iter().flatten().collect();
+    }
+    // Several sends in one write; kept aside in case a device's queue is full, so that only the
+    // sends that would overflow it are refused (each one all or none), not the whole batch.
+    let spare = (stored_ids.len() > 1).then(|| items.clone());
     if !items.is_empty() {
         let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
         match hub.store.enqueue(items).await {
@@ -178,6 +203,17 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
                 route_all(hub, targets.into_iter().zip(stored).collect()).await;
                 for (i, id) in stored_ids {
                     answers[i] = Some(ServerFrame::Accepted { id });
+                }
+            }
+            Err(hush_store::StoreError::QueueFull(full)) => {
+                tracing::debug!(
+                    devices = full.len(),
+                    "batch refused (queue full): storing its sends one by one"
+                );
+                let mut rest = spare.unwrap_or_default().into_iter();
+                for ((i, id), n) in stored_ids.into_iter().zip(per_msg) {
+                    let its: Vec<NewEnvelope> = rest.by_ref().take(n).collect();
+                    answers[i] = Some(store_and_route(hub, id, its).await);
                 }
             }
             Err(e) => {
@@ -193,6 +229,20 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
         }
     }
     answers.into_iter().flatten().collect()
+}
+
+/// Stores one send's envelopes (all or none) and routes them; the answer for its sender.
+async fn store_and_route(hub: &Hub, id: uuid::Uuid, items: Vec<NewEnvelope>) -> ServerFrame {
+    let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
+    match hub.store.enqueue(items).await {
+        Ok(stored) => {
+            Metrics::add(&hub.metrics.envelopes_accepted, stored.len() as u64);
+            route_all(hub, targets.into_iter().zip(stored).collect()).await;
+            ServerFrame::Accepted { id }
+        }
+        Err(hush_store::StoreError::QueueFull(full)) => queue_full(id, &full),
+        Err(e) => unavailable(id, e),
+    }
 }
 
 /// Pushes stored envelopes to their devices: through the local registry when connected here,

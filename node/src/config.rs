@@ -88,6 +88,14 @@ pub struct Cli {
     /// tokens and passwords travel in clear otherwise).
     #[arg(long, env = "HUSH_INSECURE_HTTP", global = true)]
     pub insecure_http: bool,
+    /// Undelivered envelopes are deleted this many seconds after the node accepted them
+    /// (default 2592000, 30 days, as Signal-Server); never delivered after it.
+    #[arg(long, env = "HUSH_ENVELOPE_RETENTION_SECS", global = true)]
+    pub envelope_retention_secs: Option<u64>,
+    /// Undelivered envelopes one device's queue holds at most (default 10000); a send that
+    /// would exceed it is refused with `queue_full` and nothing of it is stored.
+    #[arg(long, env = "HUSH_MAX_QUEUE_PER_DEVICE", global = true)]
+    pub max_queue_per_device: Option<u64>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -150,6 +158,10 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     /// See [`Cli::insecure_http`].
     pub insecure_http: Option<bool>,
+    /// See [`Cli::envelope_retention_secs`].
+    pub envelope_retention_secs: Option<u64>,
+    /// See [`Cli::max_queue_per_device`].
+    pub max_queue_per_device: Option<u64>,
 }
 
 /// The certificate and key files of the TLS listener.
@@ -190,6 +202,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// Plain HTTP allowed on a non-loopback address.
     pub insecure_http: bool,
+    /// Envelope retention and the per-device queue bound.
+    pub queue_policy: hush_store::QueuePolicy,
 }
 
 impl Default for Config {
@@ -208,6 +222,7 @@ impl Default for Config {
             mfa_key_file: None,
             tls: None,
             insecure_http: false,
+            queue_policy: hush_store::QueuePolicy::default(),
         }
     }
 }
@@ -274,9 +289,25 @@ impl Config {
             (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (HUSH_TLS_KEY) too"),
             (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (HUSH_TLS_CERT) too"),
         };
+        let dq = d.queue_policy;
+        let queue_policy = hush_store::QueuePolicy {
+            retention: cli
+                .envelope_retention_secs
+                .or(file.envelope_retention_secs)
+                .map(Duration::from_secs)
+                .unwrap_or(dq.retention),
+            max_per_device: cli
+                .max_queue_per_device
+                .or(file.max_queue_per_device)
+                .unwrap_or(dq.max_per_device),
+        };
+        if queue_policy.retention.is_zero() || queue_policy.max_per_device == 0 {
+            anyhow::bail!("envelope_retention_secs and max_queue_per_device must be at least 1");
+        }
         Ok(Config {
             tls,
             insecure_http: cli.insecure_http || file.insecure_http.unwrap_or(false),
+            queue_policy,
             group_policy,
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),

@@ -35,16 +35,17 @@ fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
 
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(url) = &config.mongodb_url {
-        let store = hush_store::mongo::MongoStore::connect(url, &config.mongodb_database)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?;
+        let store =
+            hush_store::mongo::MongoStore::connect_with(url, &config.mongodb_database, config.queue_policy)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?;
         return Ok(Arc::new(store));
     }
     crate::datadir::prepare(&config.data_dir)?;
     let path = config.data_dir.join(STORE_FILE);
     // Created 0600 before redb opens it (redb would create it with the process umask).
     crate::datadir::create_private(&path)?;
-    let store = EmbeddedStore::open(&path).map_err(|e| {
+    let store = EmbeddedStore::open_with(&path, config.queue_policy).map_err(|e| {
         anyhow::anyhow!(
             "cannot open the store at {}: {e} (is another hushd using this data folder?)",
             path.display()
@@ -177,6 +178,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     if migrated > 0 {
         tracing::info!(tenants = migrated, "wrote the default MFA policy of existing tenants");
     }
+    actix_rt::spawn(sweep_expired(hub.store.clone(), config.queue_policy.retention));
     let control = ControlActor::new(hub.clone()).start();
     let hub_data = web::Data::from(hub.clone());
     let control_data = web::Data::new(control.clone());
@@ -218,6 +220,42 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, node = %config.node_id, bus = hub.bus.kind(), "listening");
     Ok(Running { addr, bootstrapped, hub, control, tls, server: handle, task })
+}
+
+/// Longest pause between two sweeps of expired envelopes.
+pub const MAX_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+/// Shortest pause between two sweeps.
+pub const MIN_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Deletes envelopes past the retention, forever: every quarter of the retention (between
+/// [`MIN_SWEEP_INTERVAL`] and [`MAX_SWEEP_INTERVAL`]), in bounded batches of
+/// [`hush_store::MAX_EXPIRE_BATCH`] (one store write each) until a batch comes back short.
+/// Every node of a cluster sweeps the shared store; a reference is released by exactly one.
+/// Until the sweep reaches an envelope, `fetch` already leaves it out.
+async fn sweep_expired(store: Arc<dyn Store>, retention: std::time::Duration) {
+    let every = (retention / 4).clamp(MIN_SWEEP_INTERVAL, MAX_SWEEP_INTERVAL);
+    let batch = hush_store::MAX_EXPIRE_BATCH;
+    loop {
+        tokio::time::sleep(every).await;
+        let mut total = 0u64;
+        loop {
+            match store.expire(batch).await {
+                Ok(n) => {
+                    total += n;
+                    if n < batch as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "expired envelopes not swept; retrying at the next sweep");
+                    break;
+                }
+            }
+        }
+        if total > 0 {
+            tracing::info!(envelopes = total, "deleted envelopes past the retention");
+        }
+    }
 }
 
 impl Running {

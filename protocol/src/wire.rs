@@ -336,6 +336,10 @@ pub enum ErrorCode {
     TooManyKeys,
     /// The user or device asked for does not exist, or has no keys.
     NotFound,
+    /// A recipient device's queue holds the node's bound of undelivered envelopes (it has been
+    /// offline long); the message names the devices (`user/device`). Nothing of this send was
+    /// stored, for any device; retry once the device has drained, or leave it out.
+    QueueFull,
 }
 
 /// Frames the node sends.

@@ -21,7 +21,8 @@ pub fn envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
                 id: uuid::Uuid::from_u128(i as u128 + 1),
                 from: UserId::new("alice").unwrap(),
                 from_device: DeviceId::PRIMARY,
-                timestamp_ms: 1_700_000_000_000 + i as u64,
+                // Accepted now: within any retention a conformance store is opened with.
+                timestamp_ms: now_ms() + i as u64,
                 sync: false,
                 content: Payload(vec![i as u8; 16]),
                 event: None,
@@ -29,6 +30,70 @@ pub fn envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
             },
         })
         .collect()
+}
+
+/// The policy [`retention_and_bound`] needs its store opened with.
+pub const RETENTION_POLICY: QueuePolicy =
+    QueuePolicy { retention: std::time::Duration::from_secs(60), max_per_device: 3 };
+
+/// Envelopes accepted two minutes ago: past [`RETENTION_POLICY`]'s retention.
+fn old_envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
+    let mut v = envelopes(to, n);
+    for e in &mut v {
+        e.envelope.timestamp_ms -= 120_000;
+    }
+    v
+}
+
+/// Retention and the per-device bound, on an empty store opened with [`RETENTION_POLICY`]
+/// (the sweep stops at the first envelope within the retention, so it needs a queue whose
+/// oldest envelopes are the expired ones).
+pub async fn retention_and_bound(s: &dyn Store) {
+    let (d1, d2, d3) = (addr("ret", "ann", 1), addr("ret", "ann", 2), addr("ret", "ben", 1));
+    let full = |r: Result<Vec<Envelope>>| match r {
+        Err(StoreError::QueueFull(d)) => d,
+        other => panic!("expected QueueFull, got {other:?}"),
+    };
+    s.enqueue(old_envelopes(&d1, 2)).await.unwrap();
+    let mut shared = old_envelopes(&d1, 1).remove(0).envelope;
+    shared.content = Payload(vec![7; 100]);
+    s.enqueue_shared(SharedEnvelope { to: vec![d1.clone(), d2.clone()], envelope: shared }).await.unwrap();
+    assert_eq!((s.depth(), s.shared_contents().await.unwrap()), (4, 1));
+    // Read-time expiry: nothing past the retention is fetched, swept or not.
+    assert!(s.fetch(&d1, 0, 100).await.unwrap().is_empty(), "an expired envelope was fetched");
+    assert!(s.fetch(&d2, 0, 100).await.unwrap().is_empty(), "an expired shared envelope was fetched");
+
+    // d1 holds 3 = the bound: one more is refused and nothing is stored.
+    assert_eq!(full(s.enqueue(envelopes(&d1, 1)).await), vec![d1.clone()]);
+    assert_eq!(s.depth(), 4);
+    // All or none across devices: d3 gets nothing from a batch that d1 refuses.
+    let mut batch = envelopes(&d3, 1);
+    batch.extend(envelopes(&d1, 1));
+    assert_eq!(full(s.enqueue(batch).await), vec![d1.clone()]);
+    assert!(s.fetch(&d3, 0, 100).await.unwrap().is_empty(), "a refused batch stored part of itself");
+    // A batch larger than the bound on its own is refused too.
+    assert_eq!(full(s.enqueue(envelopes(&d3, 4)).await), vec![d3.clone()]);
+    let mut g = envelopes(&d2, 1).remove(0).envelope;
+    g.content = Payload(vec![8; 100]);
+    let r = s.enqueue_shared(SharedEnvelope { to: vec![d2.clone(), d1.clone()], envelope: g.clone() }).await;
+    assert!(matches!(&r, Err(StoreError::QueueFull(d)) if d == &vec![d1.clone()]), "{r:?}");
+    assert_eq!(s.shared_contents().await.unwrap(), 1, "a refused shared envelope stored its content");
+    let fresh = s.enqueue(envelopes(&d2, 1)).await.unwrap();
+    s.enqueue(envelopes(&d3, 1)).await.unwrap();
+    assert_eq!(s.depth(), 6);
+
+    // The sweep deletes the expired ones (bounded batches), releasing the shared content.
+    assert_eq!(s.expire(1).await.unwrap(), 1, "a batch is bounded by its limit");
+    assert_eq!(s.expire(100).await.unwrap(), 3);
+    assert_eq!(s.expire(100).await.unwrap(), 0, "nothing within the retention is swept");
+    assert_eq!(s.shared_contents().await.unwrap(), 0, "the last expired reference released the content");
+    assert_eq!(s.depth(), 2);
+    assert_eq!(s.fetch(&d2, 0, 100).await.unwrap(), fresh, "what is within the retention stays");
+    assert_eq!(s.fetch(&d3, 0, 100).await.unwrap().len(), 1);
+    // The expired ones left room: d1 takes three again, not a fourth.
+    s.enqueue(envelopes(&d1, 3)).await.unwrap();
+    assert_eq!(full(s.enqueue(envelopes(&d1, 1)).await), vec![d1.clone()]);
+    assert_eq!(s.fetch(&d1, 0, 100).await.unwrap().len(), 3);
 }
 
 /// Runs every conformance check against `store`, which must be empty.

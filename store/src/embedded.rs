@@ -45,9 +45,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     check_kv_key, check_kv_replace, check_kv_scope, AccountStore, AuditQuery, AuditRecord, AuditStore,
-    CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore, Result,
-    Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord, TokenHash,
-    UserRecord, COMMIT_BUCKETS_US, MAX_KV_SCAN,
+    CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueuePolicy,
+    QueueStore, Result, Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats,
+    TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_EXPIRE_BATCH, MAX_KV_SCAN,
 };
 
 /// Write jobs waiting for the writer thread; senders wait (backpressure) when it is full.
@@ -102,6 +102,7 @@ type RefIndex = HashMap<u64, u64>;
 /// once per transaction, on first use) and the index changes to apply once the commit is durable.
 struct Tx<'a> {
     txn: &'a WriteTransaction,
+    policy: &'a QueuePolicy,
     next_seq: &'a mut u64,
     depth_delta: &'a mut i64,
     queue: Option<Table<'a, u64, &'static [u8]>>,
@@ -178,6 +179,43 @@ fn split_refs(t: &Tx<'_>, seqs: Vec<u64>, this_commit: bool) -> (Vec<u64>, Vec<(
     (plain, refs)
 }
 
+/// The devices whose queues would exceed the bound if `added` (device, envelopes) were queued
+/// now: the committed index plus what earlier jobs of this commit queued. Acks in this commit are
+/// not subtracted (the bound is never exceeded, it may refuse a few envelopes early).
+fn over_bound<'d>(t: &Tx<'_>, added: impl Iterator<Item = (&'d DeviceAddress, u64)>) -> Vec<DeviceAddress> {
+    let max = t.policy.max_per_device;
+    let index = read_index(t.index);
+    let mut full = Vec::new();
+    for (addr, k) in added {
+        let committed = index.get(addr).map_or(0, |s| s.len() as u64);
+        // Scanning this commit's additions costs O(commit); only done near the bound.
+        if committed + k + t.added.len() as u64 <= max {
+            continue;
+        }
+        let pending = t.added.iter().filter(|(a, _)| a == addr).count() as u64;
+        if committed + pending + k > max {
+            full.push(addr.clone());
+        }
+    }
+    full
+}
+
+/// Counts envelopes per device, in first-seen order.
+fn per_device<'d>(to: impl Iterator<Item = &'d DeviceAddress>) -> Vec<(&'d DeviceAddress, u64)> {
+    let mut out: Vec<(&DeviceAddress, u64)> = Vec::new();
+    let mut pos: HashMap<&DeviceAddress, usize> = HashMap::new();
+    for a in to {
+        match pos.get(a) {
+            Some(&i) => out[i].1 += 1,
+            None => {
+                pos.insert(a, out.len());
+                out.push((a, 1));
+            }
+        }
+    }
+    out
+}
+
 /// Removes queued references (seq, blob) of device `a` and releases their blobs; returns how
 /// many references were removed. Reads nothing that could fail to decode, so it cannot stop
 /// half-way on bad data (only on a storage error, which fails the whole commit's caller).
@@ -227,6 +265,7 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 
 struct Shared {
     db: Database,
+    policy: QueuePolicy,
     index: RwLock<QueueIndex>,
     refs: RwLock<RefIndex>,
     depth: AtomicU64,
@@ -250,8 +289,14 @@ impl std::fmt::Debug for EmbeddedStore {
 }
 
 impl EmbeddedStore {
-    /// Opens (or creates) the store file at `path` and starts its writer thread.
+    /// Opens (or creates) the store file at `path` with the default [`QueuePolicy`].
     pub fn open(path: &Path) -> Result<Self> {
+        Self::open_with(path, QueuePolicy::default())
+    }
+
+    /// Opens (or creates) the store file at `path`, enforcing `policy` on every queue, and
+    /// starts its writer thread.
+    pub fn open_with(path: &Path, policy: QueuePolicy) -> Result<Self> {
         let db = Database::create(path).map_err(backend)?;
         let (next_seq, depth, index, refs) = {
             let txn = db.begin_write().map_err(backend)?;
@@ -318,6 +363,7 @@ impl EmbeddedStore {
         };
         let shared = Arc::new(Shared {
             db,
+            policy,
             index: RwLock::new(index),
             refs: RwLock::new(refs),
             depth: AtomicU64::new(depth),
@@ -396,6 +442,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
             {
                 let mut tx = Tx {
                     txn: &txn,
+                    policy: &shared.policy,
                     next_seq: &mut next_seq,
                     depth_delta: &mut depth_delta,
                     queue: None,
@@ -1057,6 +1104,10 @@ impl QueueStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         self.write(move |t| {
+            let full = over_bound(t, per_device(items.iter().map(|i| &i.to)).into_iter());
+            if !full.is_empty() {
+                return Err(StoreError::QueueFull(full));
+            }
             let mut out = Vec::with_capacity(items.len());
             let mut buf = Vec::with_capacity(512);
             for mut item in items {
@@ -1082,6 +1133,10 @@ impl QueueStore for EmbeddedStore {
             return Ok(Vec::new());
         }
         self.write(move |t| {
+            let full = over_bound(t, per_device(item.to.iter()).into_iter());
+            if !full.is_empty() {
+                return Err(StoreError::QueueFull(full));
+            }
             let SharedEnvelope { to, mut envelope } = item;
             let n = to.len() as u64;
             let blob = *t.next_seq;
@@ -1119,6 +1174,7 @@ impl QueueStore for EmbeddedStore {
         let a = device.clone();
         let limit = limit.min(MAX_FETCH);
         let shared = self.shared.clone();
+        let (policy, now) = (self.shared.policy, crate::now_ms());
         self.read(move |r| {
             // The snapshot first, then the index: every seq in the snapshot that is not acked yet
             // is in the index; seqs the index holds but the snapshot lacks are newer than every
@@ -1141,7 +1197,10 @@ impl QueueStore for EmbeddedStore {
                             v.value(),
                             |(a, o): (DeviceAddress, crate::records::EnvelopeV2)| (a, o.into()),
                         )?;
-                        out.push(env);
+                        // Past the retention: never delivered, even before the sweep deletes it.
+                        if !policy.expired(&env, now) {
+                            out.push(env);
+                        }
                     } else {
                         // Not a 1:1 envelope: a reference to shared content, or acked since.
                         let shared = match &shared_tables {
@@ -1153,6 +1212,9 @@ impl QueueStore for EmbeddedStore {
                         };
                         if let Some(v) = shared.0.get(seq).map_err(backend)? {
                             let (_, blob, mut env): (DeviceAddress, u64, Envelope) = dec(v.value())?;
+                            if policy.expired(&env, now) {
+                                continue;
+                            }
                             let content = shared.1.get(blob).map_err(backend)?.ok_or_else(|| {
                                 StoreError::Corrupt(format!("shared content {blob} missing"))
                             })?;
@@ -1216,6 +1278,66 @@ impl QueueStore for EmbeddedStore {
         .await
     }
 
+    async fn expire(&self, limit: usize) -> Result<u64> {
+        let limit = limit.min(MAX_EXPIRE_BATCH);
+        if limit == 0 {
+            return Ok(0);
+        }
+        let now = crate::now_ms();
+        self.write(move |t| {
+            let policy = *t.policy;
+            // Both tables are keyed by the global sequence number, so their left edges hold the
+            // oldest envelopes: read from there up to the first one still within the retention.
+            let mut plain: Vec<(u64, DeviceAddress)> = Vec::new();
+            for item in t.queue()?.iter().map_err(backend)? {
+                if plain.len() >= limit {
+                    break;
+                }
+                let (k, v) = item.map_err(backend)?;
+                let (addr, env): (DeviceAddress, Envelope) = crate::records::decode_envelope(
+                    v.value(),
+                    |(a, o): (DeviceAddress, crate::records::EnvelopeV2)| (a, o.into()),
+                )?;
+                if !policy.expired(&env, now) {
+                    break;
+                }
+                plain.push((k.value(), addr));
+            }
+            let budget = limit - plain.len();
+            let mut refs: HashMap<DeviceAddress, Vec<(u64, u64)>> = HashMap::new();
+            let mut found = 0usize;
+            if budget > 0 {
+                let tables = t.shared()?;
+                for item in tables.refs.iter().map_err(backend)? {
+                    if found >= budget {
+                        break;
+                    }
+                    let (k, v) = item.map_err(backend)?;
+                    let (addr, blob, env): (DeviceAddress, u64, Envelope) = dec(v.value())?;
+                    if !policy.expired(&env, now) {
+                        break;
+                    }
+                    refs.entry(addr).or_default().push((k.value(), blob));
+                    found += 1;
+                }
+            }
+            let mut n = 0u64;
+            for (seq, addr) in plain {
+                if t.queue()?.remove(seq).map_err(backend)?.is_some() {
+                    n += 1;
+                    t.removed.push((addr, seq));
+                }
+            }
+            *t.depth_delta -= n as i64;
+            // Each reference releases its shared content; the last one deletes it.
+            for (addr, r) in refs {
+                n += remove_refs(t, &addr, r)?;
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     fn depth(&self) -> u64 {
         self.shared.depth.load(Ordering::Relaxed)
     }
@@ -1249,6 +1371,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("hush.redb")).unwrap();
         crate::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_retention_and_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            EmbeddedStore::open_with(&dir.path().join("hush.redb"), crate::conformance::RETENTION_POLICY)
+                .unwrap();
+        crate::conformance::retention_and_bound(&store).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,8 @@
 //! actors, which use the compare-and-set operations here to apply them without lost updates.
 #![warn(missing_docs)]
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
 use hush_protocol::wire::Envelope;
@@ -48,6 +50,10 @@ pub enum StoreError {
     /// prefix it was written under (a caller bug; nothing was written).
     #[error("invalid key-value key: {0}")]
     InvalidKey(String),
+    /// These devices' queues hold [`QueuePolicy::max_per_device`] envelopes already (or would
+    /// hold more with this write); nothing of the write was stored.
+    #[error("queue full for {} device(s)", .0.len())]
+    QueueFull(Vec<DeviceAddress>),
 }
 
 /// Result alias of the persistence layer.
@@ -137,28 +143,82 @@ pub trait AuditStore: Send + Sync {
     async fn audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
 
-/// Durable per-device envelope queues.
+/// Default [`QueuePolicy::retention`]: 30 days, as Signal-Server keeps undelivered messages.
+pub const DEFAULT_ENVELOPE_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Default [`QueuePolicy::max_per_device`].
+pub const DEFAULT_MAX_QUEUE_PER_DEVICE: u64 = 10_000;
+/// Envelopes one [`QueueStore::expire`] call deletes at most, whatever the caller asks (one
+/// bounded write: the sweep never holds the writer for long).
+pub const MAX_EXPIRE_BATCH: usize = 1_000;
+
+/// What a backend enforces on every queue: how long an envelope is kept, how many one device's
+/// queue holds. Given when the store is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// An envelope accepted longer ago than this (by its `timestamp_ms`) is never fetched again,
+    /// and [`QueueStore::expire`] deletes it.
+    pub retention: Duration,
+    /// Envelopes one device's queue holds at most; an enqueue that would exceed it stores
+    /// nothing and fails with [`StoreError::QueueFull`].
+    pub max_per_device: u64,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self { retention: DEFAULT_ENVELOPE_RETENTION, max_per_device: DEFAULT_MAX_QUEUE_PER_DEVICE }
+    }
+}
+
+impl QueuePolicy {
+    /// Whether `env` is past the retention at `now_ms` (milliseconds since the Unix epoch).
+    pub fn expired(&self, env: &Envelope, now_ms: u64) -> bool {
+        let keep = u64::try_from(self.retention.as_millis()).unwrap_or(u64::MAX);
+        env.timestamp_ms.saturating_add(keep) <= now_ms
+    }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Durable per-device envelope queues, bounded by the store's [`QueuePolicy`].
 #[async_trait]
 pub trait QueueStore: Send + Sync {
     /// Appends envelopes to their devices' queues, all or none, durably before returning.
     /// Each envelope gets the next sequence number (strictly increasing across the store, so
     /// increasing within each queue); the returned envelopes carry it, in input order.
+    /// [`StoreError::QueueFull`] (and nothing stored) if a device's queue would exceed
+    /// [`QueuePolicy::max_per_device`].
     async fn enqueue(&self, items: Vec<NewEnvelope>) -> Result<Vec<Envelope>>;
     /// Stores `item.envelope`'s content ONCE and queues one envelope per device of `item.to`
     /// referring to it (a group message), all or none, durably before returning. Returns the
     /// sequence numbers given, in the order of `item.to` (like `enqueue`, strictly increasing).
     /// `fetch` returns these envelopes with the content filled in; the content is deleted with
-    /// its last reference (acked or purged).
+    /// its last reference (acked, purged or expired). Bounded like `enqueue`.
     async fn enqueue_shared(&self, item: SharedEnvelope) -> Result<Vec<u64>>;
     /// Shared contents stored now (each still referred to by at least one queued envelope).
     async fn shared_contents(&self) -> Result<u64>;
-    /// Reads up to `limit` envelopes of a device's queue with `seq > after`, in order.
+    /// Reads up to `limit` envelopes of a device's queue with `seq > after`, in order, leaving
+    /// out every envelope past the retention (even before [`QueueStore::expire`] deleted it).
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>>;
     /// Deletes acknowledged envelopes (unknown sequence numbers are ignored); returns how many
     /// were deleted.
     async fn ack(&self, device: &DeviceAddress, seqs: Vec<u64>) -> Result<u64>;
     /// Deletes a device's whole queue (device removed); returns how many envelopes went.
     async fn purge(&self, device: &DeviceAddress) -> Result<u64>;
+    /// Deletes up to `limit` (at most [`MAX_EXPIRE_BATCH`]) envelopes past the retention, oldest
+    /// first, releasing shared contents whose last reference goes; returns how many went. The
+    /// node's sweep calls it until it returns less than it asked.
+    ///
+    /// It walks the queue in sequence order and stops at the first envelope still within the
+    /// retention: sequence numbers follow acceptance time, except for the milliseconds between
+    /// a send's timestamp and its commit (or a clock step), so an envelope stamped slightly
+    /// older than one before it waits for a later sweep; `fetch` never returns it meanwhile.
+    async fn expire(&self, limit: usize) -> Result<u64>;
     /// Envelopes queued in the whole store (for the queue-depth metric).
     fn depth(&self) -> u64;
 }

@@ -109,9 +109,10 @@ use serde::Serialize;
 
 use crate::{
     check_kv_key, check_kv_replace, check_kv_scope, kv_prefix_end, AccountStore, AuditQuery, AuditRecord,
-    AuditStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueueStore,
-    Result, Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats, TenantRecord,
-    TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_KV_SCAN, MAX_SESSIONS_PER_USER_LISTED,
+    AuditStore, CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope,
+    QueuePolicy, QueueStore, Result, Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError,
+    StoreStats, TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_EXPIRE_BATCH, MAX_KV_SCAN,
+    MAX_SESSIONS_PER_USER_LISTED,
 };
 
 /// Version of the stored layout this build writes (the last entry of [`MIGRATIONS`]).
@@ -291,6 +292,7 @@ struct Inner {
     audit: Collection<Document>,
     kv: Collection<Document>,
     blobs: Collection<Document>,
+    policy: QueuePolicy,
     depth: AtomicU64,
     /// Highest counter value this process has seen (a lower bound of the next block).
     seen_seq: AtomicU64,
@@ -312,8 +314,13 @@ impl std::fmt::Debug for MongoStore {
 impl MongoStore {
     /// Connects to `url` (`mongodb://host:port/...`; TLS and `mongodb+srv` are not built in),
     /// migrates database `database` to [`SCHEMA_VERSION`], creates the indexes and counters,
-    /// and reads the queue depth.
+    /// and reads the queue depth; the default [`QueuePolicy`].
     pub async fn connect(url: &str, database: &str) -> Result<Self> {
+        Self::connect_with(url, database, QueuePolicy::default()).await
+    }
+
+    /// [`MongoStore::connect`], enforcing `policy` on every queue.
+    pub async fn connect_with(url: &str, database: &str, policy: QueuePolicy) -> Result<Self> {
         let mut opts = ClientOptions::parse(url).await.map_err(backend)?;
         if opts.app_name.is_none() {
             opts.app_name = Some("hushd".into());
@@ -352,6 +359,7 @@ impl MongoStore {
             audit: db.collection(AUDIT),
             kv: db.collection(KV),
             blobs: db.collection(BLOBS),
+            policy,
             db,
             depth: AtomicU64::new(depth),
             seen_seq: AtomicU64::new(seen_seq),
@@ -458,6 +466,80 @@ impl MongoStore {
         };
         let floor = self.inner.seen_seq.load(Ordering::Relaxed);
         format!("{floor}|{}|{}|{devices}", now_ms(), ObjectId::new().to_hex())
+    }
+
+    /// The devices whose queues would exceed the bound with `added` (device, envelopes) more.
+    /// One `count_documents` per device, capped at the bound (an index range count that stops
+    /// there). Not atomic with the insert that follows:
+    /// concurrent sends to one device (from several nodes) can each pass the check, so a queue
+    /// can exceed the bound by the envelopes of those concurrent sends.
+    async fn over_bound(&self, added: Vec<(DeviceAddress, u64)>) -> Result<Vec<DeviceAddress>> {
+        let max = self.inner.policy.max_per_device;
+        let mut full = Vec::new();
+        for (addr, k) in added {
+            if k > max {
+                full.push(addr);
+                continue;
+            }
+            let room = max - k;
+            let n = self
+                .inner
+                .queue
+                .count_documents(device_filter(&addr))
+                .limit(room + 1)
+                .await
+                .map_err(backend)?;
+            if n > room {
+                full.push(addr);
+            }
+        }
+        Ok(full)
+    }
+
+    /// Counts envelopes per device.
+    fn per_device<'d>(to: impl Iterator<Item = &'d DeviceAddress>) -> Vec<(DeviceAddress, u64)> {
+        let mut counts: std::collections::BTreeMap<&DeviceAddress, u64> = std::collections::BTreeMap::new();
+        for a in to {
+            *counts.entry(a).or_default() += 1;
+        }
+        counts.into_iter().map(|(a, n)| (a.clone(), n)).collect()
+    }
+
+    /// Reads one page of `fetch` (expired envelopes included), waiting for in-flight blocks.
+    async fn fetch_page(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>> {
+        let key = device_key(device);
+        // The counter first: every number at or below it was taken before this read, so its
+        // envelope is either written already or its block is listed in flight right now.
+        // Blocks taken later are numbered above it and are left for the next call.
+        let (next, entries) = self.in_flight(&key).await?;
+        let page = self.read_queue(device, after, next, limit).await?;
+        let Some(last) = page.last().map(|e| e.seq) else {
+            return Ok(page);
+        };
+        let mut blocking: Vec<(String, u64)> = entries.into_iter().filter(|(_, low)| *low <= last).collect();
+        if blocking.is_empty() {
+            return Ok(page);
+        }
+        // Part of the page may sit above a block still being written to this device, whose
+        // lower numbers could appear after we return: wait for those blocks (milliseconds,
+        // unless their writer died, then until their entries expire), then read again.
+        let deadline = Instant::now() + Duration::from_millis(PENDING_TTL_MS + 1_000);
+        let mut pause = Duration::from_millis(1);
+        loop {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
+            let (_, live) = self.in_flight(&key).await?;
+            blocking.retain(|(s, _)| live.iter().any(|(l, _)| l == s));
+            if blocking.is_empty() {
+                return self.read_queue(device, after, next, limit).await;
+            }
+            if Instant::now() >= deadline {
+                let low = blocking.iter().map(|(_, low)| *low).min().unwrap_or(u64::MAX);
+                let mut page = page;
+                page.retain(|e| e.seq < low);
+                return Ok(page);
+            }
+        }
     }
 
     /// Deletes the queued references to shared content that `filter` matches, each with its own
@@ -1156,6 +1238,10 @@ impl QueueStore for MongoStore {
         if items.is_empty() {
             return Ok(Vec::new());
         }
+        let full = self.over_bound(Self::per_device(items.iter().map(|i| &i.to))).await?;
+        if !full.is_empty() {
+            return Err(StoreError::QueueFull(full));
+        }
         let started = Instant::now();
         let n = items.len() as u64;
         let keys: BTreeSet<String> = items.iter().map(|i| device_key(&i.to)).collect();
@@ -1216,6 +1302,10 @@ impl QueueStore for MongoStore {
         if item.to.is_empty() {
             return Ok(Vec::new());
         }
+        let full = self.over_bound(Self::per_device(item.to.iter())).await?;
+        if !full.is_empty() {
+            return Err(StoreError::QueueFull(full));
+        }
         let started = Instant::now();
         let SharedEnvelope { to, mut envelope } = item;
         let n = to.len() as u64;
@@ -1268,42 +1358,25 @@ impl QueueStore for MongoStore {
 
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>> {
         let limit = limit.min(MAX_FETCH);
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let key = device_key(device);
-        // The counter first: every number at or below it was taken before this read, so its
-        // envelope is either written already or its block is listed in flight right now.
-        // Blocks taken later are numbered above it and are left for the next call.
-        let (next, entries) = self.in_flight(&key).await?;
-        let page = self.read_queue(device, after, next, limit).await?;
-        let Some(last) = page.last().map(|e| e.seq) else {
-            return Ok(page);
-        };
-        let mut blocking: Vec<(String, u64)> = entries.into_iter().filter(|(_, low)| *low <= last).collect();
-        if blocking.is_empty() {
-            return Ok(page);
-        }
-        // Part of the page may sit above a block still being written to this device, whose
-        // lower numbers could appear after we return: wait for those blocks (milliseconds,
-        // unless their writer died, then until their entries expire), then read again.
-        let deadline = Instant::now() + Duration::from_millis(PENDING_TTL_MS + 1_000);
-        let mut pause = Duration::from_millis(1);
-        loop {
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-            let (_, live) = self.in_flight(&key).await?;
-            blocking.retain(|(s, _)| live.iter().any(|(l, _)| l == s));
-            if blocking.is_empty() {
-                return self.read_queue(device, after, next, limit).await;
+        let policy = self.inner.policy;
+        let mut out = Vec::new();
+        let mut cursor = after;
+        // Envelopes past the retention are left out (never delivered, even before the sweep
+        // deletes them); a page they emptied is followed by the next one, so an empty answer
+        // still means "nothing more queued". Bounded: the queue holds at most its bound.
+        while out.len() < limit {
+            let want = limit - out.len();
+            let page = self.fetch_page(device, cursor, want).await?;
+            let full = page.len() == want;
+            let Some(last) = page.last().map(|e| e.seq) else { break };
+            let now = crate::now_ms();
+            out.extend(page.into_iter().filter(|e| !policy.expired(e, now)));
+            if !full {
+                break;
             }
-            if Instant::now() >= deadline {
-                let low = blocking.iter().map(|(_, low)| *low).min().unwrap_or(u64::MAX);
-                let mut page = page;
-                page.retain(|e| e.seq < low);
-                return Ok(page);
-            }
+            cursor = last;
         }
+        Ok(out)
     }
 
     async fn ack(&self, device: &DeviceAddress, seqs: Vec<u64>) -> Result<u64> {
@@ -1332,6 +1405,56 @@ impl QueueStore for MongoStore {
         let r = self.timed(self.inner.queue.delete_many(device_filter(device))).await.map_err(backend)?;
         sub_depth(&self.inner.depth, r.deleted_count + refs);
         Ok(r.deleted_count + refs)
+    }
+
+    async fn expire(&self, limit: usize) -> Result<u64> {
+        let limit = limit.min(MAX_EXPIRE_BATCH);
+        if limit == 0 {
+            return Ok(0);
+        }
+        let now = crate::now_ms();
+        let policy = self.inner.policy;
+        // Oldest first by the global sequence number (the `seq` index), up to the first
+        // envelope still within the retention.
+        let mut cursor = self
+            .inner
+            .queue
+            .find(doc! {})
+            .sort(doc! { "seq": 1 })
+            .limit(int(limit as u64)?)
+            .await
+            .map_err(backend)?;
+        let mut plain: Vec<i64> = Vec::new();
+        let mut refs: Vec<i64> = Vec::new();
+        while cursor.advance().await.map_err(backend)? {
+            let d = cursor.deserialize_current().map_err(backend)?;
+            let env: Envelope = match d.get("env") {
+                Some(Bson::Binary(b)) => {
+                    crate::records::decode_envelope(&b.bytes, |o: crate::records::EnvelopeV2| o.into())?
+                }
+                _ => return Err(StoreError::Corrupt("field `env` is not binary".into())),
+            };
+            if !policy.expired(&env, now) {
+                break;
+            }
+            let seq = int(env.seq)?;
+            if d.contains_key("blob") {
+                refs.push(seq);
+            } else {
+                plain.push(seq);
+            }
+        }
+        let mut n = 0u64;
+        if !plain.is_empty() {
+            let filter = doc! { "seq": { "$in": plain }, "blob": { "$exists": false } };
+            n += self.timed(self.inner.queue.delete_many(filter)).await.map_err(backend)?.deleted_count;
+        }
+        if !refs.is_empty() {
+            // One by one, so that exactly one caller releases each reference's shared content.
+            n += self.remove_refs(doc! { "seq": { "$in": refs } }).await?;
+        }
+        sub_depth(&self.inner.depth, n);
+        Ok(n)
     }
 
     fn depth(&self) -> u64 {

@@ -140,6 +140,16 @@ async fn mongo_conformance() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mongo_retention_and_bound() {
+    let mongo = TestMongo::start();
+    let db = TestMongo::fresh_db("retention");
+    let store =
+        MongoStore::connect_with(&mongo.uri, &db, hush_store::conformance::RETENTION_POLICY).await.unwrap();
+    hush_store::conformance::retention_and_bound(&store).await;
+    mongo.cleanup(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn reconnect_keeps_sequence_depth_and_schema() {
     let mongo = TestMongo::start();
     let db = TestMongo::fresh_db("reopen");

@@ -59,7 +59,7 @@ fn envelope(to: &DeviceAddress, from: &UserId, payload: usize, i: u64) -> NewEnv
             id: uuid::Uuid::from_u128(u128::from(i) + 1),
             from: from.clone(),
             from_device: DeviceId::PRIMARY,
-            timestamp_ms: 1_700_000_000_000 + i,
+            timestamp_ms: hush_store::now_ms() + i,
             sync: false,
             content: Payload(vec![(i % 251) as u8; payload]),
             event: None,
