@@ -38,6 +38,14 @@ pip_tool() { # pip_tool COMMAND PACKAGE
 }
 pip_tool nx-27017 nx-27017
 pip_tool openapi-spec-validator openapi-spec-validator
+# PyYAML, for the test that parses docs/asyncapi.yaml (tests/tests/openapi.rs).
+if ! python3 -c 'import yaml' 2>/dev/null && ! "$PY_VENV/bin/python3" -c 'import yaml' 2>/dev/null; then
+  echo "installing PyYAML (pip)"
+  python3 -m pip install -q pyyaml 2>/dev/null || {
+    [ -x "$PY_VENV/bin/pip" ] || python3 -m venv "$PY_VENV"
+    "$PY_VENV/bin/pip" install -q pyyaml
+  }
+fi
 
 cargo build --workspace --bins --all-features
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${HUSH_TEST_THREADS:-4}"

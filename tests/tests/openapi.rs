@@ -1,8 +1,11 @@
-//! `/openapi.json` of a real node is a valid OpenAPI 3.1 document, as the independent
-//! validator `openapi-spec-validator` (PyPI, installed by scripts/test.sh) judges it.
+//! The machine-readable API documents. `/openapi.json` of a real node is a valid OpenAPI 3.1
+//! document, as the independent validator `openapi-spec-validator` (PyPI, installed by
+//! scripts/test.sh) judges it; and
+//! docs/asyncapi.yaml (AsyncAPI 3.0) describes every variant and field of the WebSocket frames
+//! in protocol/src/wire.rs.
 //!
-//! Without the validator the test is skipped with a printed reason, except under `CI=true`,
-//! where a missing validator fails it (CI must check the document, not skip the check).
+//! Without the validator (or a python3 with PyYAML) a test is skipped with a printed reason,
+//! except under `CI=true`, where a missing tool fails it (CI must check, not skip).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::path::PathBuf;
@@ -88,4 +91,181 @@ async fn openapi_document_passes_an_independent_validator() {
     std::fs::write(&bad, serde_json::to_vec(&broken).unwrap()).unwrap();
     let out = Command::new(&validator).arg("--schema").arg("3.1").arg(&bad).output().unwrap();
     assert!(!out.status.success(), "the validator accepted a path parameter missing from its path");
+}
+
+/// A Python that can parse YAML (PyYAML): on PATH, or the one of scripts/test.sh's venv.
+fn yaml_python() -> Option<PathBuf> {
+    let mut candidates = vec![PathBuf::from("python3")];
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(c) = cache {
+        candidates.push(c.join("hush/py-venv/bin/python3"));
+    }
+    candidates
+        .into_iter()
+        .find(|p| Command::new(p).args(["-c", "import yaml"]).output().is_ok_and(|o| o.status.success()))
+}
+
+/// The variants of `pub enum name` in `src`, each with its fields (struct variants), or the
+/// fields of the struct it wraps (tuple variants), or none (unit variants).
+fn variants(src: &str, name: &str) -> Vec<(String, Vec<String>)> {
+    let start = src.find(&format!("pub enum {name} {{")).unwrap_or_else(|| panic!("enum {name} not found"));
+    let body = &src[start..start + src[start..].find("\n}").unwrap()];
+    let mut out: Vec<(String, Vec<String>)> = Vec::new();
+    for line in body.lines().skip(1) {
+        let t = line.trim();
+        if t.starts_with("///") || t.starts_with("#[") || t.is_empty() {
+            continue;
+        }
+        if line.starts_with("    ") && !line.starts_with("     ") {
+            let ident: String = t.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+            if ident.is_empty() {
+                continue; // the closing brace of a struct variant
+            }
+            let mut fields = Vec::new();
+            if let Some(inner) = t.strip_prefix(&format!("{ident}(")) {
+                let ty = inner.trim_end_matches("),").trim_end_matches(')');
+                fields = struct_fields(src, ty);
+            }
+            out.push((ident, fields));
+        } else if line.starts_with("        ") {
+            if let Some((field, _)) = t.split_once(':') {
+                out.last_mut().unwrap().1.push(field.trim().to_owned());
+            }
+        }
+    }
+    assert!(!out.is_empty(), "no variants parsed for {name}");
+    out
+}
+
+fn struct_fields(src: &str, name: &str) -> Vec<String> {
+    let start =
+        src.find(&format!("pub struct {name} {{")).unwrap_or_else(|| panic!("struct {name} not found"));
+    let body = &src[start..start + src[start..].find("\n}").unwrap()];
+    body.lines()
+        .filter_map(|l| l.trim().strip_prefix("pub "))
+        .filter_map(|l| l.split_once(':').map(|(f, _)| f.trim().to_owned()))
+        .collect()
+}
+
+fn snake(s: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+/// Follows a local `$ref` (`#/a/b`).
+fn resolve<'a>(doc: &'a Value, v: &'a Value) -> &'a Value {
+    match v.get("$ref").and_then(Value::as_str) {
+        Some(r) => {
+            let p = r.strip_prefix('#').unwrap_or_else(|| panic!("non-local $ref {r}"));
+            doc.pointer(p).unwrap_or_else(|| panic!("$ref {r} does not resolve"))
+        }
+        None => v,
+    }
+}
+
+fn check_refs(doc: &Value, v: &Value) {
+    match v {
+        Value::Object(m) => {
+            if m.contains_key("$ref") {
+                resolve(doc, v);
+            }
+            m.values().for_each(|x| check_refs(doc, x));
+        }
+        Value::Array(a) => a.iter().for_each(|x| check_refs(doc, x)),
+        _ => {}
+    }
+}
+
+#[test]
+fn asyncapi_document_covers_every_frame_of_the_wire_protocol() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let Some(python) = yaml_python() else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("no python3 with PyYAML (scripts/test.sh installs it); CI must parse docs/asyncapi.yaml");
+        }
+        println!("SKIPPED: no python3 with PyYAML to parse docs/asyncapi.yaml");
+        return;
+    };
+    let out = Command::new(python)
+        .args(["-c", "import json, sys, yaml; json.dump(yaml.safe_load(open(sys.argv[1])), sys.stdout)"])
+        .arg(root.join("docs/asyncapi.yaml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "docs/asyncapi.yaml is not valid YAML: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["asyncapi"], "3.0.0");
+    assert_eq!(doc["channels"]["socket"]["address"], "/v1/ws");
+    check_refs(&doc, &doc);
+    let src = std::fs::read_to_string(root.join("protocol/src/wire.rs")).unwrap();
+
+    for (enum_name, op) in [("ClientFrame", "receiveClientFrames"), ("ServerFrame", "sendServerFrames")] {
+        let listed: Vec<&str> = doc["operations"][op]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["$ref"].as_str().unwrap().rsplit('/').next().unwrap())
+            .collect();
+        let vs = variants(&src, enum_name);
+        assert_eq!(listed.len(), vs.len(), "{op} lists {listed:?}, the enum has {vs:?}");
+        for (v, fields) in vs {
+            assert!(listed.contains(&v.as_str()), "{enum_name}::{v} is not in operation {op}");
+            let msg = &doc["components"]["messages"][&v];
+            assert!(msg.is_object(), "{enum_name}::{v} has no message in docs/asyncapi.yaml");
+            let payload = resolve(&doc, &msg["payload"]);
+            if fields.is_empty() && payload["const"] == v.as_str() {
+                continue; // a unit variant: the JSON string "Variant"
+            }
+            let inner = resolve(&doc, &payload["properties"][&v]);
+            for f in &fields {
+                assert!(
+                    inner["properties"].get(f).is_some(),
+                    "{enum_name}::{v} lacks field {f} in docs/asyncapi.yaml"
+                );
+            }
+            let documented = inner["properties"].as_object().map_or(0, |p| p.len());
+            assert_eq!(
+                documented,
+                fields.len(),
+                "{enum_name}::{v}: documented fields differ from {fields:?}"
+            );
+        }
+    }
+    let events = variants(&src, "SessionEvent");
+    let listed = doc["components"]["schemas"]["SessionEvent"]["oneOf"].as_array().unwrap();
+    assert_eq!(listed.len(), events.len(), "SessionEvent variants: {events:?}");
+    for (v, fields) in events {
+        let s = &doc["components"]["schemas"][format!("Event{v}")]["properties"][&v]["properties"];
+        for f in &fields {
+            assert!(s.get(f).is_some(), "SessionEvent::{v} lacks field {f} in docs/asyncapi.yaml");
+        }
+    }
+    let codes: Vec<&str> = doc["components"]["schemas"]["ErrorCode"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    for (v, _) in variants(&src, "ErrorCode") {
+        assert!(
+            codes.contains(&snake(&v).as_str()),
+            "ErrorCode::{v} ({}) missing from docs/asyncapi.yaml",
+            snake(&v)
+        );
+    }
+    let env = &doc["components"]["schemas"]["Envelope"]["properties"];
+    for f in struct_fields(&src, "Envelope") {
+        assert!(env.get(&f).is_some(), "Envelope lacks field {f} in docs/asyncapi.yaml");
+    }
 }
