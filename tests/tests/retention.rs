@@ -5,7 +5,8 @@
 //!   after it, and the device's next connect gets `QueueEmpty` first (no stale envelope); one
 //!   queued within the retention still arrives.
 //! - With a bound of 3 envelopes per device, a 4th send is refused with `queue_full` naming the
-//!   device, and stores nothing for any device of that send.
+//!   device, and stores nothing for any device of that send; a group send to a full member
+//!   device is refused whole (no member gets it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::{Duration, Instant};
@@ -173,4 +174,65 @@ fn bad_settings_are_refused_with_one_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("envelope_retention_secs"), "{err}");
+}
+
+/// A group send to a member device whose queue is full is refused whole: `queue_full` naming
+/// that device, and no member (not even the online ones) gets the message.
+async fn full_queue_refuses_a_group_send(node: &Node) {
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let bob = node.user(&admin, "bob").await;
+    let carol = node.user(&admin, "carol").await;
+    let members = [UserId::new("bob").unwrap(), UserId::new("carol").unwrap()];
+    let g = alice.create_group("ops", &members).await.unwrap();
+    let mut a = alice.connect().await.unwrap();
+    drain_all(&mut a).await;
+    let mut c = carol.connect().await.unwrap();
+    let ev = drain_all(&mut c).await;
+    c.ack(ev.iter().map(|e| e.seq).collect()).await.unwrap();
+    // Bob stays offline (his queue holds the group's creation event): send until refused.
+    let mut accepted = Vec::new();
+    let refused = loop {
+        assert!(accepted.len() <= 3, "the bound of 3 was not enforced");
+        let id = uuid::Uuid::new_v4();
+        match a.send_group(id, &g.id, g.epoch, b"to the group".to_vec()).await.unwrap() {
+            ServerFrame::Accepted { .. } => accepted.push(id),
+            ServerFrame::Error { code: ErrorCode::QueueFull, message, .. } => break (id, message),
+            other => panic!("expected Accepted or queue_full, got {other:?}"),
+        }
+        // Carol is online: she gets each accepted message and acks it (her queue never fills).
+        match next(&mut c).await {
+            ServerFrame::Deliver(e) => {
+                assert_eq!(e.id, id);
+                c.ack(vec![e.seq]).await.unwrap();
+            }
+            other => panic!("expected the group message for carol, got {other:?}"),
+        }
+    };
+    assert!(!accepted.is_empty(), "bob's queue was full before any message");
+    assert!(refused.1.contains(&format!("bob/{}", bob.device())), "{}", refused.1);
+    assert!(!refused.1.contains("carol"), "{}", refused.1);
+    // Carol did not get the refused message: it was stored for no member.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(c);
+    let mut c = carol.connect().await.unwrap();
+    let again = drain(&mut c).await;
+    assert!(again.iter().all(|e| e.id != refused.0), "the refused group message reached carol");
+    // Bob gets exactly the accepted ones.
+    let mut b = bob.connect().await.unwrap();
+    let got = drain(&mut b).await;
+    assert_eq!(got.iter().map(|e| e.id).collect::<Vec<_>>(), accepted);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_full_queue_refuses_a_group_send() {
+    let node = Node::start_args(&["--max-queue-per-device", "3"]);
+    full_queue_refuses_a_group_send(&node).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mongo_full_queue_refuses_a_group_send() {
+    let (redis, mongo) = (Redis::start(), Mongo::start());
+    let node = Node::start_clustered_args(&redis, &mongo, "g1", &["--max-queue-per-device", "3"]);
+    full_queue_refuses_a_group_send(&node).await;
 }
