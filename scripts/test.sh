@@ -46,6 +46,18 @@ if ! python3 -c 'import yaml' 2>/dev/null && ! "$PY_VENV/bin/python3" -c 'import
     "$PY_VENV/bin/pip" install -q pyyaml
   }
 fi
+# The official AsyncAPI parser (npm), for the test that validates docs/asyncapi.yaml; needs Node.
+ASYNCAPI_DIR="${XDG_CACHE_HOME:-$HOME/.cache}/hush/asyncapi"
+if [ ! -d "$ASYNCAPI_DIR/node_modules/@asyncapi/parser" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (apt)"
+    $(need_root) apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "installing @asyncapi/parser (npm)"
+  mkdir -p "$ASYNCAPI_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$ASYNCAPI_DIR" @asyncapi/parser@3.6.3 >/dev/null
+fi
 
 cargo build --workspace --bins --all-features
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${HUSH_TEST_THREADS:-4}"
