@@ -5,6 +5,18 @@
 //! [`PASSWORD_HASH_CONCURRENCY`](crate::limits::PASSWORD_HASH_CONCURRENCY) at once. An unknown
 //! user costs one verification against a dummy hash, so it answers like a wrong password, in
 //! the same time class. Tokens are 256 random bits; the store keeps only their SHA-256.
+//!
+//! Every password attempt goes through [`crate::throttle`] first (per account and per client
+//! address, cluster-wide).
+//!
+//! One-time passwords: the bootstrap administrator's, those made by `hushd init` and by
+//! `hushd admin reset-password` are marked one-time in the user's credential record (a
+//! key-value record, [`NS_CREDENTIAL`], that also holds the hash of a changed password; the
+//! user record keeps the password it was created with). Each login with a one-time password
+//! gets a session marked [`NS_PASSWORD_CHANGE`]: until [`change_password`] sets a new
+//! password, that session may only change the password, log out and pass MFA. Once changed,
+//! the one-time password is dead (the hash is replaced), the marked session becomes a normal
+//! one and the user's other sessions are revoked (`password_changed`).
 
 use std::sync::OnceLock;
 
@@ -62,6 +74,70 @@ pub enum AccountError {
     /// The session passed its tenant's idle or absolute limit; it is now revoked.
     #[error("session expired")]
     SessionExpired,
+    /// Too many failed attempts: refused before any check (429 `rate_limited` or
+    /// `account_locked`, with the seconds to wait).
+    #[error("too many failed attempts")]
+    Throttled(crate::throttle::Refused),
+    /// The session logged in with a one-time password: only a password change (and logout,
+    /// MFA) is allowed until a new password is set.
+    #[error("password change required")]
+    PasswordChangeRequired,
+    /// The current password given to a password change is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+}
+
+impl From<crate::throttle::Refused> for AccountError {
+    fn from(r: crate::throttle::Refused) -> Self {
+        AccountError::Throttled(r)
+    }
+}
+
+/// Key-value namespace of credential records (`<tenant>/<user>` -> [`Credential`]).
+pub const NS_CREDENTIAL: &str = "credential";
+
+/// Key-value namespace marking sessions that must change their password (session id -> empty).
+pub const NS_PASSWORD_CHANGE: &str = "password_change";
+
+/// What the store keeps about a user's password beyond the user record: the hash of a changed
+/// password (it replaces the record's), and whether it is a one-time password.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+pub struct Credential {
+    /// Argon2id PHC string of the password in force.
+    pub password_hash: String,
+    /// A one-time password: a login with it must set a new one.
+    pub one_time: bool,
+    /// When it was set, ms since the Unix epoch.
+    pub set_ms: u64,
+}
+
+fn credential_key(tenant: &TenantId, user: &UserId) -> String {
+    format!("{tenant}/{user}")
+}
+
+/// The user's credential record, if the password was ever changed or is one-time.
+pub async fn credential(
+    hub: &Hub,
+    tenant: &TenantId,
+    user: &UserId,
+) -> Result<Option<Credential>, AccountError> {
+    match hub.store.kv_get(NS_CREDENTIAL, &credential_key(tenant, user)).await? {
+        None => Ok(None),
+        Some(e) => postcard::from_bytes(&e.value)
+            .map(Some)
+            .map_err(|e| AccountError::Store(StoreError::Corrupt(format!("{NS_CREDENTIAL}: {e}")))),
+    }
+}
+
+async fn put_credential(
+    hub: &Hub,
+    tenant: &TenantId,
+    user: &UserId,
+    c: &Credential,
+) -> Result<(), AccountError> {
+    let bytes = postcard::to_allocvec(c).map_err(|_| AccountError::Internal)?;
+    hub.store.kv_set(NS_CREDENTIAL, &credential_key(tenant, user), bytes).await?;
+    Ok(())
 }
 
 /// An authenticated caller.
@@ -73,6 +149,8 @@ pub struct Authed {
     pub admin: bool,
     /// The session's MFA state (a pending session may use only the MFA routes).
     pub mfa: crate::mfa::SessionMfaRec,
+    /// The session logged in with a one-time password and must set a new one first.
+    pub password_change_required: bool,
 }
 
 impl Authed {
@@ -171,16 +249,38 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
     if req.password.expose().len() > MAX_PASSWORD_BYTES {
         return Err(AccountError::Unauthorized);
     }
-    let user = hub.store.get_user(&req.tenant, &req.user).await?;
-    let ok = verify_password(hub, &req.password, user.as_ref().map(|u| u.password_hash.clone())).await?;
     let actor =
         crate::sessions::Initiator { user: Some(req.user.clone()), session: None, ip: client.ip.clone() };
+    let guard =
+        match crate::throttle::password_attempt(hub, &req.tenant, &req.user, client.ip.as_deref()).await {
+            Ok(g) => g,
+            Err(refused) => {
+                Metrics::add(&hub.metrics.login_failures, 1);
+                tracing::info!(tenant = %req.tenant, ?refused, "login throttled");
+                return Err(refused.into());
+            }
+        };
+    let user = hub.store.get_user(&req.tenant, &req.user).await?;
+    let cred = match &user {
+        Some(u) => credential(hub, &u.tenant, &u.user).await?,
+        None => None,
+    };
+    let hash = match (&cred, &user) {
+        (Some(c), _) => Some(c.password_hash.clone()),
+        (None, Some(u)) => Some(u.password_hash.clone()),
+        (None, None) => None,
+    };
+    let ok = verify_password(hub, &req.password, hash).await?;
+    let exists = user.is_some();
     let Some(user) = user.filter(|_| ok) else {
         Metrics::add(&hub.metrics.login_failures, 1);
         tracing::info!(tenant = %req.tenant, "login refused");
         crate::sessions::audit(hub, &req.tenant, &actor, "login", None, "denied").await;
+        guard.failed(hub, &req.tenant, &req.user, exists, client.ip.clone()).await;
         return Err(AccountError::Unauthorized);
     };
+    guard.succeeded(hub).await;
+    let one_time = cred.as_ref().is_some_and(|c| c.one_time);
     // A login that must pass an MFA challenge changes no device yet (no new device, no new
     // registration id or identity key, no pre-keys deleted): a password alone must not let
     // anyone re-key or add a device. The change is kept with the pending session and applied
@@ -201,8 +301,13 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
     };
     let existing_device = req.device.id.is_some();
     let token = new_token();
+    let session_id = new_public_id();
+    if one_time {
+        // Marked before the session exists, so no moment sees it unrestricted.
+        hub.store.kv_set(NS_PASSWORD_CHANGE, &session_id, Vec::new()).await?;
+    }
     let session = SessionRecord {
-        id: new_public_id(),
+        id: session_id,
         token_hash: token_hash(token.expose()),
         device: DeviceAddress::new(user.tenant.clone(), user.user.clone(), device),
         created_ms: now_ms(),
@@ -258,6 +363,7 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         admin: user.admin,
         registration_id,
         mfa: Some(mfa),
+        password_change_required: one_time,
     })
 }
 
@@ -509,8 +615,11 @@ pub async fn authenticate(hub: &Hub, token: &str) -> Result<Authed, AccountError
         }
     }
     hub.tenants.touch(&*hub.store, &session.id, now, tenant::seen_granularity_ms(policy, user.admin)).await;
-    let mfa = crate::mfa::session_rec(hub, &session.id).await?;
-    Ok(Authed { session, admin: user.admin, mfa })
+    let (mfa, change) = tokio::join!(
+        crate::mfa::session_rec(hub, &session.id),
+        hub.store.kv_get(NS_PASSWORD_CHANGE, &session.id)
+    );
+    Ok(Authed { session, admin: user.admin, mfa: mfa?, password_change_required: change?.is_some() })
 }
 
 /// Creates a user in `tenant`.
@@ -557,11 +666,124 @@ pub async fn bootstrap(hub: &Hub, tenant: &TenantId, admin: &UserId) -> Result<S
     }
     crate::mfa::write_default_policy(hub, tenant).await.map_err(|_| AccountError::Internal)?;
     let password = random_password();
-    create_user(
+    let hash = hash_password(hub, &password).await?;
+    // One-time before the user exists: no moment has a reusable bootstrap password.
+    put_credential(
         hub,
         tenant,
-        CreateUserRequest { user: admin.clone(), password: password.clone(), admin: true },
+        admin,
+        &Credential { password_hash: hash.clone(), one_time: true, set_ms: now_ms() },
     )
     .await?;
+    let rec = UserRecord {
+        tenant: tenant.clone(),
+        user: admin.clone(),
+        password_hash: hash,
+        admin: true,
+        created_ms: now_ms(),
+    };
+    match hub.store.create_user(rec).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict) => return Err(AccountError::Conflict),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(tenant = %tenant, user = %admin, "administrator created with a one-time password");
+    Ok(password)
+}
+
+/// Changes the caller's password (`POST /v1/account/password`): the current one is checked
+/// (throttled like a login), the new one must differ and be 8 characters to 1,024 bytes. The
+/// caller's session is no longer restricted; the ids of the user's other active sessions are
+/// returned for revocation (`password_changed`). Audited (`password.change`).
+pub async fn change_password(
+    hub: &Hub,
+    me: &Authed,
+    current: &Secret,
+    new: &Secret,
+    ip: Option<String>,
+) -> Result<Vec<String>, AccountError> {
+    let (tenant, user) = (me.tenant().clone(), me.user().clone());
+    let actor = crate::sessions::Initiator {
+        user: Some(user.clone()),
+        session: Some(me.session.id.clone()),
+        ip: ip.clone(),
+    };
+    check_password(new)?;
+    if current.expose().len() > MAX_PASSWORD_BYTES {
+        return Err(AccountError::WrongPassword);
+    }
+    let guard = crate::throttle::password_attempt(hub, &tenant, &user, ip.as_deref()).await?;
+    let rec = hub.store.get_user(&tenant, &user).await?.ok_or(AccountError::Unauthorized)?;
+    let cred = credential(hub, &tenant, &user).await?;
+    let hash = cred.as_ref().map(|c| c.password_hash.clone()).unwrap_or_else(|| rec.password_hash.clone());
+    if !verify_password(hub, current, Some(hash)).await? {
+        crate::sessions::audit(hub, &tenant, &actor, "password.change", None, "denied").await;
+        guard.failed(hub, &tenant, &user, true, ip).await;
+        return Err(AccountError::WrongPassword);
+    }
+    guard.succeeded(hub).await;
+    if current.expose() == new.expose() {
+        return Err(AccountError::Invalid("the new password must differ from the current one".into()));
+    }
+    let hash = hash_password(hub, new).await?;
+    put_credential(
+        hub,
+        &tenant,
+        &user,
+        &Credential { password_hash: hash, one_time: false, set_ms: now_ms() },
+    )
+    .await?;
+    if let Err(e) = hub.store.kv_delete(NS_PASSWORD_CHANGE, &me.session.id, None).await {
+        // The password is changed; the session stays restricted and can change it again.
+        tracing::warn!(error = %e, "password-change mark of the session not cleared");
+    }
+    crate::sessions::audit(hub, &tenant, &actor, "password.change", Some(format!("user:{user}")), "ok").await;
+    tracing::info!(tenant = %tenant, user = %user, "password changed");
+    let others = hub
+        .store
+        .sessions_of_user(&tenant, &user)
+        .await?
+        .into_iter()
+        .filter(|s| s.active() && s.id != me.session.id)
+        .map(|s| s.id)
+        .collect();
+    Ok(others)
+}
+
+/// Gives `tenant/user` a new random one-time password (`hushd admin reset-password`, run on
+/// the node's host): every session of the user is revoked (`password_reset`), the failed-login
+/// count and lock are cleared, and the reset is audited (`password.reset`). The password is
+/// returned once. [`AccountError::NotFound`] if there is no such user.
+pub async fn reset_password(
+    hub: &std::sync::Arc<Hub>,
+    tenant: &TenantId,
+    user: &UserId,
+) -> Result<Secret, AccountError> {
+    hub.store.get_user(tenant, user).await?.ok_or(AccountError::NotFound)?;
+    let password = random_password();
+    let hash = hash_password(hub, &password).await?;
+    put_credential(hub, tenant, user, &Credential { password_hash: hash, one_time: true, set_ms: now_ms() })
+        .await?;
+    let actor = crate::sessions::Initiator { user: None, session: None, ip: None };
+    let ids: Vec<String> = hub
+        .store
+        .sessions_of_user(tenant, user)
+        .await?
+        .into_iter()
+        .filter(|s| s.active())
+        .map(|s| s.id)
+        .collect();
+    crate::sessions::revoke_many(
+        hub,
+        tenant,
+        ids,
+        "password_reset",
+        hush_protocol::wire::CLOSE_UNAUTHORIZED,
+        &actor,
+    )
+    .await?;
+    crate::throttle::unlock(hub, tenant, user).await;
+    crate::sessions::audit(hub, tenant, &actor, "password.reset", Some(format!("user:{user}")), "ok").await;
+    tracing::info!(tenant = %tenant, user = %user, "password reset to a one-time password");
     Ok(password)
 }

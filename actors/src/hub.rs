@@ -35,6 +35,8 @@ pub struct Hub {
     pub keys: KeyPolicy,
     /// The group actors of this node and the sender-key rotation policy.
     pub groups: Groups,
+    /// The login throttling rules.
+    pub throttle: crate::throttle::Throttle,
 }
 
 impl Hub {
@@ -61,6 +63,7 @@ impl Hub {
             mfa_key: std::sync::OnceLock::new(),
             keys,
             groups: Groups::default(),
+            throttle: crate::throttle::Throttle::default(),
         }))
     }
 }

@@ -6,7 +6,10 @@
 //! - [`hashing`]: the two Argon2id threads.
 //! - [`registry`]: which device is connected to this node, and how to reach its actor.
 //! - [`directory`]: cached device sets (the store is the truth).
-//! - [`accounts`]: login, token authentication, users; Argon2id on a bounded blocking pool.
+//! - [`accounts`]: login, token authentication, users, one-time passwords and password
+//!   changes; Argon2id on a bounded blocking pool.
+//! - [`throttle`]: password and MFA attempts limited per account and per client address,
+//!   cluster-wide through the bus (free attempts, doubling delays, locks).
 //! - [`device`]: `DeviceActor`, one per authenticated WebSocket: the 1:1 relay path, queue
 //!   drain, acks, heartbeat and slow-consumer handling.
 //! - [`relay`]: the device-set check and durable enqueue of a `Send`, then live routing.
@@ -46,6 +49,7 @@ pub mod relay;
 pub mod session;
 pub mod sessions;
 pub mod tenant;
+pub mod throttle;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -24,10 +24,16 @@ pub async fn admin_login(
     password: &str,
     name: &str,
 ) -> anyhow::Result<Session> {
-    client
+    let session = client
         .login(tenant, &UserId::new("admin")?, &Secret::new(password), device_request(None, name))
         .await
-        .context("admin login")
+        .context("admin login")?;
+    if session.login_info().password_change_required {
+        anyhow::bail!(
+            "the administrator's password is one-time: log in once, set a new password (POST /v1/account/password) and pass that one"
+        );
+    }
+    Ok(session)
 }
 
 /// Creates the users `{prefix}-{i}` for `i < n` through `admin` (existing ones are kept) and

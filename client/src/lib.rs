@@ -24,9 +24,9 @@ use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
-    AddMembersRequest, CreateGroupRequest, CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest,
-    ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse, PreKey, PreKeyResponse, Revoked,
-    Secret, SessionList, SignedPreKey, UploadKeysRequest, UserInfo, UserList,
+    AddMembersRequest, ChangePasswordRequest, CreateGroupRequest, CreateUserRequest, DeviceInfo, DeviceList,
+    DeviceRequest, ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse, PreKey,
+    PreKeyResponse, Revoked, Secret, SessionList, SignedPreKey, UploadKeysRequest, UserInfo, UserList,
 };
 use hush_protocol::e2e::{
     parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, PreKeyBundle, PublicKey,
@@ -272,6 +272,23 @@ impl Session {
         Ok(())
     }
 
+    /// Sets a new password (`POST /v1/account/password`). After it, this session is no longer
+    /// restricted by a one-time password (`login_info().password_change_required` still tells
+    /// what the login said) and the user's other sessions are revoked.
+    pub async fn change_password(&self, current: &Secret, new: &Secret) -> Result<()> {
+        let req = ChangePasswordRequest { current_password: current.clone(), new_password: new.clone() };
+        let rb = self.client.http.post(format!("{}/v1/account/password", self.client.base)).json(&req);
+        self.exec(rb).await?;
+        Ok(())
+    }
+
+    /// Clears a user's failed logins and login lock (tenant administrators).
+    pub async fn unlock_user(&self, user: &UserId) -> Result<()> {
+        let rb = self.client.http.post(format!("{}/v1/admin/users/{user}/unlock", self.client.base));
+        self.exec(rb).await?;
+        Ok(())
+    }
+
     /// Lists the devices of `user` (or this user's own).
     pub async fn devices(&self, user: Option<&UserId>) -> Result<DeviceList> {
         let url = match user {
@@ -403,10 +420,17 @@ impl Session {
         let connected =
             tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)).await;
         let (ws, _) = connected.map_err(|e| match e {
-            tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 => ClientError::Http {
-                status: 401,
-                body: ErrorBody { error: "unauthorized".into(), message: "invalid or revoked token".into() },
-            },
+            tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 || r.status() == 403 => {
+                let status = r.status().as_u16();
+                let body = r.body().as_deref().and_then(|b| serde_json::from_slice::<ErrorBody>(b).ok());
+                ClientError::Http {
+                    status,
+                    body: body.unwrap_or(ErrorBody {
+                        error: "unauthorized".into(),
+                        message: "invalid or revoked token".into(),
+                    }),
+                }
+            }
             e => tls::tls_failure(&e).unwrap_or_else(|| transport(e)),
         })?;
         Ok(Connection { ws, pending: VecDeque::new(), session: self.clone() })

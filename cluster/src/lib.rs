@@ -7,8 +7,10 @@
 //!   time-to-live refreshed by their owner (a dead node's entries vanish within
 //!   [`limits::PRESENCE_TTL`]), inboxes and broadcasts are pub/sub channels.
 //!
-//! - [`buckets`]: in-process token buckets (the rate limits of a lone node, and the fallback
-//!   while Redis is down); [`Bus::take_token`] is the cluster-wide rate limit.
+//! - [`buckets`]: in-process token buckets and attempt counters (the rate limits of a lone
+//!   node, and the fallback while Redis is down); [`Bus::take_token`] is the cluster-wide rate
+//!   limit, [`Bus::attempt`] / [`Bus::release_attempt`] the cluster-wide attempt counter behind
+//!   login throttling ([`buckets::Backoff`]).
 //!
 //! The bus never stores messages: envelopes are durable in the store before they are routed,
 //! so a publish that fails (Redis down) only delays a live delivery. When Redis comes back,
@@ -123,12 +125,18 @@ pub trait Bus: Send + Sync {
         capacity: u32,
         refill: std::time::Duration,
     ) -> Option<std::time::Duration>;
+    /// Checks one attempt under the counter `key`, shared by every node, and counts it if it
+    /// is let through (see [`buckets::Backoff`]).
+    async fn attempt(&self, key: &str, rule: &buckets::Backoff) -> buckets::Verdict;
+    /// Gives back what a successful attempt under `key` took (or clears a lock).
+    async fn release_attempt(&self, key: &str, how: buckets::Release);
 }
 
 /// The bus of a node that runs alone: no presence, no routing, nothing to receive.
 pub struct LocalBus {
     id: String,
     buckets: buckets::TokenBuckets,
+    attempts: buckets::AttemptCounters,
     events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<BusEvent>>>,
     _tx: tokio::sync::mpsc::Sender<BusEvent>,
 }
@@ -140,6 +148,7 @@ impl LocalBus {
         Self {
             id: id.into(),
             buckets: buckets::TokenBuckets::default(),
+            attempts: buckets::AttemptCounters::default(),
             events: std::sync::Mutex::new(Some(rx)),
             _tx: tx,
         }
@@ -188,5 +197,11 @@ impl Bus for LocalBus {
         refill: std::time::Duration,
     ) -> Option<std::time::Duration> {
         self.buckets.take(key, capacity, refill)
+    }
+    async fn attempt(&self, key: &str, rule: &buckets::Backoff) -> buckets::Verdict {
+        self.attempts.attempt(key, rule)
+    }
+    async fn release_attempt(&self, key: &str, how: buckets::Release) {
+        self.attempts.release(key, how)
     }
 }

@@ -28,3 +28,6 @@ pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Rate-limit buckets one node keeps in memory (alone, or while Redis is down); past it the
 /// full ones are forgotten.
 pub const MAX_LOCAL_BUCKETS: usize = 100_000;
+/// Attempt counters (login throttling) one node keeps in memory (alone, or while Redis is down);
+/// past it the idle ones are forgotten.
+pub const MAX_LOCAL_ATTEMPT_COUNTERS: usize = 100_000;

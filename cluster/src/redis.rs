@@ -10,6 +10,10 @@
 //! - `hush:rl:<key>`: a rate-limit token bucket (hash `tokens`, `ts` in ms of Redis' clock),
 //!   updated by one Lua script so concurrent takers on any node never share a token; it
 //!   expires once it would be full again.
+//! - `hush:at:<key>`: an attempt counter (hash `n`, `ts` in ms of Redis' clock) for login
+//!   throttling, checked and counted by one Lua script ([`ATTEMPT`], the twin of
+//!   [`crate::buckets::Backoff::verdict`]); it expires after the rule's `forget_after`, except
+//!   once hard-locked.
 //!
 //! One supervisor task owns the connections: it (re)connects with backoff, subscribes, reads
 //! the channels, heartbeats and refreshes presence. While Redis is down every call fails fast
@@ -28,6 +32,7 @@ use redis::aio::MultiplexedConnection;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::buckets::{Backoff, Release, Verdict};
 use crate::limits::*;
 use crate::{Bus, BusError, BusEvent, BusMessage};
 
@@ -69,9 +74,74 @@ struct Inner {
     withdraw: redis::Script,
     refresh: redis::Script,
     take_token: redis::Script,
+    attempt: redis::Script,
     /// Used while Redis is unreachable.
     fallback: crate::buckets::TokenBuckets,
+    /// Used while Redis is unreachable.
+    fallback_attempts: crate::buckets::AttemptCounters,
 }
+
+/// Checks and counts one attempt under `KEYS[1]`, on Redis' clock: the same rule as
+/// [`crate::buckets::Backoff::verdict`]. `ARGV`: free, base ms, max delay ms, lock after, lock
+/// ms, max lock ms, hard limit, forget after ms. Returns `{0, n}` if let through as the `n`-th
+/// counted attempt, `{1, ms}` if delayed, `{2, ms}` if locked.
+const ATTEMPT: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local free = tonumber(ARGV[1])
+local base = tonumber(ARGV[2])
+local max_delay = tonumber(ARGV[3])
+local lock_after = tonumber(ARGV[4])
+local lock = tonumber(ARGV[5])
+local max_lock = tonumber(ARGV[6])
+local hard = tonumber(ARGV[7])
+local forget = tonumber(ARGV[8])
+local v = redis.call('HMGET', KEYS[1], 'n', 'ts')
+local n = tonumber(v[1]) or 0
+local ts = tonumber(v[2]) or now
+if n < hard and now - ts >= forget then
+  n = 0
+end
+local since = math.max(0, now - ts)
+local function doubled(b, steps, cap)
+  return math.min(b * math.pow(2, math.min(steps, 31)), cap)
+end
+if n >= hard then
+  return {2, max_lock}
+end
+if n >= lock_after then
+  local l = doubled(lock, n - lock_after, max_lock)
+  if since < l then
+    return {2, l - since}
+  end
+elseif n >= free then
+  local w = doubled(base, n - free, max_delay)
+  if since < w then
+    return {1, w - since}
+  end
+end
+n = n + 1
+redis.call('HSET', KEYS[1], 'n', tostring(n), 'ts', tostring(now))
+if n >= hard then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], forget)
+end
+return {0, n}
+";
+
+/// Gives one attempt back under `KEYS[1]` (a refund).
+static REFUND_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(REFUND));
+
+/// See [`REFUND_SCRIPT`].
+const REFUND: &str = r"
+local n = tonumber(redis.call('HGET', KEYS[1], 'n'))
+if n ~= nil and n > 0 then
+  redis.call('HSET', KEYS[1], 'n', tostring(n - 1))
+end
+return 0
+";
 
 /// Takes a token from the bucket `KEYS[1]` (capacity `ARGV[1]`, one token back every `ARGV[2]`
 /// ms) on Redis' own clock, so nodes with skewed clocks agree. Returns 0 if taken, else the
@@ -127,7 +197,9 @@ impl RedisBus {
                 "for _, k in ipairs(KEYS) do if redis.call('GET', k) == ARGV[1] then redis.call('PEXPIRE', k, ARGV[2]) end end return 0",
             ),
             take_token: redis::Script::new(TAKE_TOKEN),
+            attempt: redis::Script::new(ATTEMPT),
             fallback: crate::buckets::TokenBuckets::default(),
+            fallback_attempts: crate::buckets::AttemptCounters::default(),
         });
         tokio::spawn(supervise(inner.clone(), tx));
         Ok(Self { inner })
@@ -383,6 +455,56 @@ impl Bus for RedisBus {
                 tracing::debug!(error = %e, "rate limit checked locally");
                 self.inner.fallback.take(key, capacity, refill)
             }
+        }
+    }
+
+    async fn attempt(&self, key: &str, rule: &Backoff) -> Verdict {
+        let ms = |d: Duration| (d.as_millis() as u64).max(1);
+        let shared = async {
+            let mut conn = self.conn()?;
+            let mut inv = self.inner.attempt.prepare_invoke();
+            inv.key(format!("hush:at:{key}"))
+                .arg(rule.free)
+                .arg(ms(rule.base))
+                .arg(ms(rule.max_delay))
+                .arg(rule.lock_after)
+                .arg(ms(rule.lock))
+                .arg(ms(rule.max_lock))
+                .arg(rule.hard_limit)
+                .arg(ms(rule.forget_after));
+            timed(inv.invoke_async::<(u8, u64)>(&mut conn)).await
+        };
+        match shared.await {
+            Ok((0, n)) => Verdict::Allowed(u32::try_from(n).unwrap_or(u32::MAX)),
+            Ok((1, ms)) => Verdict::Delayed(Duration::from_millis(ms)),
+            Ok((_, ms)) => Verdict::Locked(Duration::from_millis(ms)),
+            Err(e) => {
+                // Degraded: count per node rather than refuse every login or allow them all.
+                tracing::debug!(error = %e, "attempt counted locally");
+                self.inner.fallback_attempts.attempt(key, rule)
+            }
+        }
+    }
+
+    async fn release_attempt(&self, key: &str, how: Release) {
+        // The local counter may hold attempts counted while Redis was down.
+        self.inner.fallback_attempts.release(key, how);
+        let shared = async {
+            let mut conn = self.conn()?;
+            let k = format!("hush:at:{key}");
+            match how {
+                Release::Reset => {
+                    timed(redis::cmd("DEL").arg(&k).query_async::<i64>(&mut conn)).await.map(|_| ())
+                }
+                Release::Refund => {
+                    let mut inv = REFUND_SCRIPT.prepare_invoke();
+                    inv.key(k);
+                    timed(inv.invoke_async::<i64>(&mut conn)).await.map(|_| ())
+                }
+            }
+        };
+        if let Err(e) = shared.await {
+            tracing::warn!(error = %e, "attempt counter not released on Redis (it expires)");
         }
     }
 }

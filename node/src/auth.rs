@@ -19,8 +19,13 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
 
 /// An authenticated caller (any user) whose session has passed MFA if it had to: a session with
 /// MFA pending, or past its enrolment grace period, is refused with `mfa_required` /
-/// `mfa_enrollment_required`.
+/// `mfa_enrollment_required`; a session that logged in with a one-time password is refused
+/// with 403 `password_change_required`.
 pub struct User(pub Authed);
+
+/// A session that has passed MFA, whether or not it must still change its password: only for
+/// `POST /v1/account/password`.
+pub struct PasswordSession(pub Authed);
 
 /// An authenticated tenant administrator (MFA passed, as for [`User`]).
 pub struct Admin(pub Authed);
@@ -35,6 +40,15 @@ fn hub(req: &HttpRequest) -> Result<Arc<Hub>, ApiError> {
 async fn authed(hub: Arc<Hub>, token: Option<String>) -> Result<Authed, ApiError> {
     let token = token.ok_or(ApiError::Unauthorized)?;
     Ok(accounts::authenticate(&hub, &token).await?)
+}
+
+/// Refuses a session that must still set a new password (it logged in with a one-time one).
+pub fn password_gate(a: &Authed) -> Result<(), ApiError> {
+    if a.password_change_required {
+        Err(ApiError::PasswordChangeRequired)
+    } else {
+        Ok(())
+    }
 }
 
 /// Refuses a session that must still pass (or enrol) MFA.
@@ -66,6 +80,7 @@ impl FromRequest for User {
         Box::pin(async move {
             let a = authed(hub?, token).await?;
             mfa_gate(&a)?;
+            password_gate(&a)?;
             Ok(User(a))
         })
     }
@@ -81,11 +96,27 @@ impl FromRequest for Admin {
         Box::pin(async move {
             let a = authed(hub?, token).await?;
             mfa_gate(&a)?;
+            password_gate(&a)?;
             if a.admin {
                 Ok(Admin(a))
             } else {
                 Err(ApiError::Forbidden)
             }
+        })
+    }
+}
+
+impl FromRequest for PasswordSession {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let hub = hub(req);
+        let token = bearer(req);
+        Box::pin(async move {
+            let a = authed(hub?, token).await?;
+            mfa_gate(&a)?;
+            Ok(PasswordSession(a))
         })
     }
 }

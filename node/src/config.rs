@@ -96,6 +96,17 @@ pub struct Cli {
     /// would exceed it is refused with `queue_full` and nothing of it is stored.
     #[arg(long, env = "HUSH_MAX_QUEUE_PER_DEVICE", global = true)]
     pub max_queue_per_device: Option<u64>,
+    /// Failed logins of one account that cost nothing; each further one doubles the wait before
+    /// the next attempt, from 1 s (default 5).
+    #[arg(long, env = "HUSH_LOGIN_FREE_FAILURES", global = true)]
+    pub login_free_failures: Option<u32>,
+    /// Consecutive failed logins that lock an account (default 20, at most 100).
+    #[arg(long, env = "HUSH_LOGIN_LOCK_FAILURES", global = true)]
+    pub login_lock_failures: Option<u32>,
+    /// Seconds the first lock lasts; each failure after it doubles the lock, up to a day, and
+    /// 100 consecutive failures lock until an administrator unlocks (default 900).
+    #[arg(long, env = "HUSH_LOGIN_LOCK_SECS", global = true)]
+    pub login_lock_secs: Option<u64>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -115,6 +126,29 @@ pub enum Command {
         /// Administrator user name.
         #[arg(long, default_value = "admin")]
         admin: String,
+    },
+    /// Maintenance on this node's store, run on its host.
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+/// `hushd admin ...`.
+#[derive(Subcommand, Debug, Clone)]
+pub enum AdminCommand {
+    /// Give a user a new one-time password (printed once; a new one must be set at the next
+    /// login), revoke its sessions and clear its login lock: the way back in for a locked-out
+    /// administrator. Against the data folder, stop the node first (the embedded store belongs
+    /// to one process); against MongoDB (`--mongodb-url`) the nodes may run.
+    ResetPassword {
+        /// Tenant name.
+        #[arg(long)]
+        tenant: String,
+        /// User name.
+        #[arg(long)]
+        user: String,
     },
 }
 
@@ -162,6 +196,12 @@ pub struct FileConfig {
     pub envelope_retention_secs: Option<u64>,
     /// See [`Cli::max_queue_per_device`].
     pub max_queue_per_device: Option<u64>,
+    /// See [`Cli::login_free_failures`].
+    pub login_free_failures: Option<u32>,
+    /// See [`Cli::login_lock_failures`].
+    pub login_lock_failures: Option<u32>,
+    /// See [`Cli::login_lock_secs`].
+    pub login_lock_secs: Option<u64>,
 }
 
 /// The certificate and key files of the TLS listener.
@@ -204,6 +244,8 @@ pub struct Config {
     pub insecure_http: bool,
     /// Envelope retention and the per-device queue bound.
     pub queue_policy: hush_store::QueuePolicy,
+    /// Login throttling.
+    pub throttle: hush_actors::throttle::ThrottlePolicy,
 }
 
 impl Default for Config {
@@ -223,6 +265,7 @@ impl Default for Config {
             tls: None,
             insecure_http: false,
             queue_policy: hush_store::QueuePolicy::default(),
+            throttle: hush_actors::throttle::ThrottlePolicy::default(),
         }
     }
 }
@@ -304,10 +347,18 @@ impl Config {
         if queue_policy.retention.is_zero() || queue_policy.max_per_device == 0 {
             anyhow::bail!("envelope_retention_secs and max_queue_per_device must be at least 1");
         }
+        let t = d.throttle.account;
+        let throttle = hush_actors::throttle::ThrottlePolicy::with_account(
+            cli.login_free_failures.or(file.login_free_failures).unwrap_or(t.free),
+            cli.login_lock_failures.or(file.login_lock_failures).unwrap_or(t.lock_after),
+            cli.login_lock_secs.or(file.login_lock_secs).map(Duration::from_secs).unwrap_or(t.lock),
+        )
+        .map_err(|e| anyhow::anyhow!("login throttling: {e}"))?;
         Ok(Config {
             tls,
             insecure_http: cli.insecure_http || file.insecure_http.unwrap_or(false),
             queue_policy,
+            throttle,
             group_policy,
             listen: cli.listen.or(file.listen).unwrap_or(d.listen),
             data_dir: cli.data_dir.clone().or(file.data_dir).unwrap_or(d.data_dir),

@@ -47,6 +47,18 @@ pub enum ApiError {
     /// 429: a rate limit; retry after this many seconds (`Retry-After` header and body).
     #[error("rate limited; retry after {0} s")]
     RateLimited(u64),
+    /// 429: too many failed logins locked the account for this many seconds (`Retry-After`
+    /// header and body), or until an administrator unlocks it.
+    #[error(
+        "account locked after too many failed logins; retry after {0} s or ask an administrator to unlock it"
+    )]
+    AccountLocked(u64),
+    /// 403: the session logged in with a one-time password; set a new one first.
+    #[error("a new password must be set first (POST /v1/account/password)")]
+    PasswordChangeRequired,
+    /// 403: the current password given to a password change is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
     /// 500: a bug; logged.
     #[error("internal error")]
     Internal,
@@ -92,6 +104,9 @@ impl ApiError {
             ApiError::Unavailable => "unavailable",
             ApiError::Unprocessable { code, .. } => code,
             ApiError::RateLimited(_) => "rate_limited",
+            ApiError::AccountLocked(_) => "account_locked",
+            ApiError::PasswordChangeRequired => "password_change_required",
+            ApiError::WrongPassword => "wrong_password",
             ApiError::Internal => "internal",
             ApiError::MfaRequired => "mfa_required",
             ApiError::MfaEnrollRequired => "mfa_enrollment_required",
@@ -116,7 +131,8 @@ impl ResponseError for ApiError {
             ApiError::Conflict | ApiError::TooManyDevices(_) => StatusCode::CONFLICT,
             ApiError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited(_) | ApiError::AccountLocked(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::PasswordChangeRequired | ApiError::WrongPassword => StatusCode::FORBIDDEN,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::MfaRequired | ApiError::MfaEnrollRequired | ApiError::InvalidCode => {
                 StatusCode::UNAUTHORIZED
@@ -131,7 +147,7 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if let ApiError::RateLimited(secs) = self {
+        if let ApiError::RateLimited(secs) | ApiError::AccountLocked(secs) = self {
             r.insert_header(("Retry-After", secs.to_string()));
             return r.json(RateLimitedBody {
                 error: self.code().to_owned(),
@@ -162,6 +178,12 @@ impl From<AccountError> for ApiError {
             AccountError::Internal => ApiError::Internal,
             AccountError::Busy => ApiError::Unavailable,
             AccountError::SessionExpired => ApiError::SessionExpired,
+            AccountError::Throttled(hush_actors::throttle::Refused::RateLimited(s)) => {
+                ApiError::RateLimited(s)
+            }
+            AccountError::Throttled(hush_actors::throttle::Refused::Locked(s)) => ApiError::AccountLocked(s),
+            AccountError::PasswordChangeRequired => ApiError::PasswordChangeRequired,
+            AccountError::WrongPassword => ApiError::WrongPassword,
         }
     }
 }

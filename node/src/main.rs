@@ -3,7 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use clap::Parser;
-use hush_node::config::{Cli, Command, Config, LogFormat};
+use hush_node::config::{AdminCommand, Cli, Command, Config, LogFormat};
 use hush_node::server;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
@@ -61,6 +61,15 @@ fn run() -> anyhow::Result<()> {
         Command::Init { tenant, admin } => {
             let b = system.block_on(server::init(&config, &tenant, &admin))?;
             print_credentials(&b, false);
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::ResetPassword { tenant, user } } => {
+            let b = system.block_on(server::reset_password(&config, &tenant, &user))?;
+            println!(
+                "Reset the password of '{}' in tenant '{}'; a new one must be set at the next login.",
+                b.admin, b.tenant
+            );
+            println!("One-time password (shown only now): {}", b.password.expose());
             Ok(())
         }
         Command::Serve => system.block_on(async {

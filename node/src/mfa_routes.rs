@@ -3,8 +3,9 @@
 //! reach only the routes taking [`AnySession`]) and render the QR code.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use hush_actors::accounts::AccountError;
 use hush_actors::hub::Hub;
-use hush_actors::mfa;
+use hush_actors::{mfa, throttle};
 use hush_protocol::api::{
     BackupCodes, Enforced, ErrorBody, MfaChallenge, MfaCodeRequest, MfaPolicy, MfaStatus, MfaVerified,
     MfaVerifyRequest, Secret, TotpEnrollment, TrustedDeviceList, UserMfaStatusList,
@@ -18,6 +19,17 @@ use crate::error::ApiError;
 
 fn ip(req: &HttpRequest) -> Option<String> {
     req.peer_addr().map(|a| a.ip().to_string())
+}
+
+/// Reports an MFA code attempt to the client address's throttle (the factor's own lock counts
+/// the account's failures).
+async fn settle(hub: &Hub, me: &hush_actors::accounts::Authed, guard: throttle::Guard, ok: bool) {
+    if ok {
+        guard.succeeded(hub).await;
+    } else {
+        let ip = me.session.ip.clone();
+        guard.failed(hub, me.tenant(), me.user(), true, ip).await;
+    }
 }
 
 /// Starts a TOTP enrolment: the secret, its `otpauth://` URI and the URI as a QR code (PNG).
@@ -98,7 +110,7 @@ pub async fn challenge(
 #[utoipa::path(post, path = "/v1/mfa/verify", tag = "mfa", security(("bearer" = [])), request_body = MfaVerifyRequest,
     responses((status = 200, body = MfaVerified), (status = 401, description = "invalid_code", body = ErrorBody),
         (status = 403, description = "invalid_challenge: not this session's challenge, or expired", body = ErrorBody),
-        (status = 429, description = "mfa_locked", body = ErrorBody)))]
+        (status = 429, description = "mfa_locked, or rate_limited (too many failed attempts from this address; Retry-After header)", body = ErrorBody)))]
 pub async fn verify(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -106,13 +118,16 @@ pub async fn verify(
     body: web::Json<MfaVerifyRequest>,
 ) -> Result<web::Json<MfaVerified>, ApiError> {
     let b = body.into_inner();
-    Ok(web::Json(mfa::verify(&hub, &me, &b.challenge_id, &b.code, false, b.remember_device, ip(&req)).await?))
+    let guard = throttle::code_attempt(&hub, ip(&req).as_deref()).await.map_err(AccountError::from)?;
+    let r = mfa::verify(&hub, &me, &b.challenge_id, &b.code, false, b.remember_device, ip(&req)).await;
+    settle(&hub, &me, guard, r.is_ok()).await;
+    Ok(web::Json(r?))
 }
 
 /// Answers this session's challenge with a backup code (each works once).
 #[utoipa::path(post, path = "/v1/mfa/backup", tag = "mfa", security(("bearer" = [])), request_body = MfaVerifyRequest,
     responses((status = 200, body = MfaVerified), (status = 401, description = "invalid_code", body = ErrorBody),
-        (status = 403, description = "invalid_challenge", body = ErrorBody), (status = 429, description = "mfa_locked", body = ErrorBody)))]
+        (status = 403, description = "invalid_challenge", body = ErrorBody), (status = 429, description = "mfa_locked, or rate_limited (too many failed attempts from this address; Retry-After header)", body = ErrorBody)))]
 pub async fn backup(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -120,7 +135,10 @@ pub async fn backup(
     body: web::Json<MfaVerifyRequest>,
 ) -> Result<web::Json<MfaVerified>, ApiError> {
     let b = body.into_inner();
-    Ok(web::Json(mfa::verify(&hub, &me, &b.challenge_id, &b.code, true, b.remember_device, ip(&req)).await?))
+    let guard = throttle::code_attempt(&hub, ip(&req).as_deref()).await.map_err(AccountError::from)?;
+    let r = mfa::verify(&hub, &me, &b.challenge_id, &b.code, true, b.remember_device, ip(&req)).await;
+    settle(&hub, &me, guard, r.is_ok()).await;
+    Ok(web::Json(r?))
 }
 
 /// The caller's MFA status: policy, factors, backup codes left, lock, this session's state.

@@ -15,6 +15,7 @@ use hush_actors::hub::Hub;
 use hush_actors::keys;
 use hush_actors::metrics::Metrics;
 use hush_actors::sessions::Initiator;
+use hush_protocol::api::ChangePasswordRequest;
 use hush_protocol::api::{AddMembersRequest, CreateGroupRequest, GroupInfo, GroupList};
 use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList, SessionPolicy};
 use hush_protocol::api::{
@@ -35,14 +36,14 @@ use hush_store::{AuditQuery, DeviceSet, SessionRecord, COMMIT_BUCKETS_US};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
-use crate::auth::{Admin, AnySession, User};
+use crate::auth::{Admin, AnySession, PasswordSession, User};
 use crate::error::ApiError;
 
 /// The OpenAPI document of the node.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Hush node API", description = "Accounts, devices and administration of a Hush node. Chat traffic uses the WebSocket at /v1/ws (see docs/protocol.md)."),
-    paths(login, logout, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket,
+    paths(login, logout, change_password, admin_unlock_user, my_devices, user_devices, create_user, list_users, healthz, readyz, metrics, websocket,
         remove_device, my_sessions, revoke_others, revoke_all, revoke_mine, admin_user_sessions, admin_revoke_user,
         admin_active_sessions, admin_revoke_active, admin_revoke_session, admin_audit, get_session_policy,
         put_session_policy, upload_keys, key_counts, fetch_user_keys, fetch_device_keys, create_group, my_groups, get_group, add_group_members, remove_group_member,
@@ -52,7 +53,7 @@ use crate::error::ApiError;
         crate::mfa_routes::revoke_trusted_device, crate::mfa_routes::get_policy, crate::mfa_routes::put_policy,
         crate::mfa_routes::users_status, crate::mfa_routes::enforce_user, crate::mfa_routes::enforce_all,
         crate::mfa_routes::reset_user),
-    components(schemas(LoginRequest, LoginResponse, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList,
+    components(schemas(LoginRequest, LoginResponse, ChangePasswordRequest, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList,
         SessionInfo, SessionList, Revoked, AuditEntry, AuditPage, SessionPolicy, SessionMfa, MfaState, MfaMethod,
         MfaLevel, Role, MfaChallenge, TotpEnrollment, MfaCodeRequest, BackupCodes, MfaVerifyRequest, MfaVerified,
         MfaStatus, TrustedDevice, TrustedDeviceList, MfaPolicy, UserMfaStatus, UserMfaStatusList, Enforced,
@@ -84,6 +85,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             crate::mfa_routes::configure(web::scope("/v1"))
                 .route("/login", web::post().to(login))
                 .route("/logout", web::post().to(logout))
+                .route("/account/password", web::post().to(change_password))
+                .route("/admin/users/{user}/unlock", web::post().to(admin_unlock_user))
                 .route("/devices", web::get().to(my_devices))
                 .route("/users/{user}/devices", web::get().to(user_devices))
                 .route("/admin/users", web::post().to(create_user))
@@ -222,6 +225,7 @@ fn client_info(req: &HttpRequest) -> ClientInfo {
         (status = 401, description = "Unknown tenant or user, or wrong password (one answer for all)", body = ErrorBody),
         (status = 404, description = "The named device does not exist", body = ErrorBody),
         (status = 409, description = "The account already has its maximum number of devices", body = ErrorBody),
+        (status = 429, description = "`rate_limited` (too many failed attempts for this account or from this address) or `account_locked`; nothing was checked. Retry-After header", body = RateLimitedBody),
     ))]
 async fn login(
     hub: web::Data<Hub>,
@@ -240,6 +244,53 @@ async fn logout(
     AnySession(me): AnySession,
 ) -> Result<HttpResponse, ApiError> {
     revoke(&control, &me, &req, vec![me.session.id.clone()], "logout").await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Sets a new password (any user; after MFA if it applies). A session that logged in with a
+/// one-time password becomes a normal session; the user's other sessions are revoked
+/// (`password_changed`). Audited. Wrong current passwords are throttled like logins.
+#[utoipa::path(post, path = "/v1/account/password", tag = "accounts", security(("bearer" = [])), request_body = ChangePasswordRequest,
+    responses((status = 204, description = "Changed"),
+        (status = 400, description = "The new password is too short, too long, or the current one", body = ErrorBody),
+        (status = 401, description = "Not authenticated, or MFA pending", body = ErrorBody),
+        (status = 403, description = "`wrong_password`: the current password is wrong", body = ErrorBody),
+        (status = 429, description = "`rate_limited` or `account_locked` (Retry-After header)", body = RateLimitedBody)))]
+async fn change_password(
+    hub: web::Data<Hub>,
+    control: web::Data<Addr<ControlActor>>,
+    req: HttpRequest,
+    PasswordSession(me): PasswordSession,
+    body: web::Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let others =
+        accounts::change_password(&hub, &me, &body.current_password, &body.new_password, ip_of(&req)).await?;
+    if !others.is_empty() {
+        revoke(&control, &me, &req, others, "password_changed").await?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Clears a user's failed logins and lock (tenant administrators, own tenant only); audited
+/// (`account.unlock`).
+#[utoipa::path(post, path = "/v1/admin/users/{user}/unlock", tag = "admin", security(("bearer" = [])),
+    params(("user" = String, Path, description = "User name")),
+    responses((status = 204, description = "Unlocked (also when it was not locked)"), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such user in this tenant", body = ErrorBody)))]
+async fn admin_unlock_user(
+    hub: web::Data<Hub>,
+    req: HttpRequest,
+    Admin(me): Admin,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let user = parse_user(path.into_inner())?;
+    user_in_tenant(&hub, me.tenant(), &user).await?;
+    hush_actors::throttle::unlock(&hub, me.tenant(), &user).await;
+    let target = Some(format!("user:{user}"));
+    hush_actors::sessions::audit(&hub, me.tenant(), &initiator(&me, &req), "account.unlock", target, "ok")
+        .await;
+    tracing::info!(tenant = %me.tenant(), user = %user, "account unlocked");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -541,7 +592,8 @@ async fn admin_revoke_active(
 struct AuditParams {
     /// Only this actor (user name).
     actor: Option<String>,
-    /// Only this action (`login`, `logout`, `session.revoke`, `device.remove`, `user.create`).
+    /// Only this action (`login`, `logout`, `session.revoke`, `device.remove`, `user.create`,
+    /// `password.change`, `password.reset`, `account.lock`, `account.unlock`).
     action: Option<String>,
     /// Only records older than this id (the `next` of the previous page).
     before: Option<u64>,

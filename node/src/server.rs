@@ -47,7 +47,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     crate::datadir::create_private(&path)?;
     let store = EmbeddedStore::open_with(&path, config.queue_policy).map_err(|e| {
         anyhow::anyhow!(
-            "cannot open the store at {}: {e} (is another hushd using this data folder?)",
+            "cannot open the store at {}: {e} (if a hushd runs on this data folder, stop it first: the embedded store belongs to one process)",
             path.display()
         )
     })?;
@@ -126,6 +126,42 @@ pub async fn init(config: &Config, tenant: &str, admin: &str) -> anyhow::Result<
     }
 }
 
+/// Gives `user` of `tenant` a new one-time password (`hushd admin reset-password`), on the
+/// node's host: against the data folder of a stopped node (the embedded store belongs to one
+/// process) or the cluster's MongoDB (nodes may run; with `--redis-url` the revoked sessions'
+/// sockets close at once and the login lock is cleared cluster-wide).
+pub async fn reset_password(config: &Config, tenant: &str, user: &str) -> anyhow::Result<Bootstrapped> {
+    let tenant = TenantId::new(tenant)?;
+    let user = UserId::new(user)?;
+    if config.mongodb_url.is_none() {
+        let path = config.data_dir.join(STORE_FILE);
+        if !path.exists() {
+            anyhow::bail!("no store at {} (wrong --data-dir?)", path.display());
+        }
+    }
+    let store = open_store(config).await?;
+    let bus: Arc<dyn Bus> = match &config.redis_url {
+        Some(url) => {
+            let bus = RedisBus::start(url, format!("admin-{}", config.node_id))?;
+            let t0 = std::time::Instant::now();
+            while !bus.healthy() && t0.elapsed() < std::time::Duration::from_secs(5) {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            if !bus.healthy() {
+                tracing::warn!("Redis unreachable: live sockets of the revoked sessions close when they next authenticate, and a login lock stays until it expires");
+            }
+            Arc::new(bus)
+        }
+        None => Arc::new(LocalBus::new(config.node_id.clone())),
+    };
+    let hub = Hub::new(store, bus)?;
+    match accounts::reset_password(&hub, &tenant, &user).await {
+        Ok(password) => Ok(Bootstrapped { tenant, admin: user, password }),
+        Err(AccountError::NotFound) => anyhow::bail!("no user {user} in tenant {tenant}"),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// A started node.
 pub struct Running {
     /// The address it listens on (the real port when 0 was asked).
@@ -139,8 +175,10 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts a node inside the current actix system: opens the store, bootstraps an empty one
-/// (tenant `default`, administrator `admin`), starts the actors and the HTTP server.
+/// Starts a node inside the current actix system: binds the listener (before anything else, so
+/// a port already taken changes nothing), opens the store, bootstraps an empty one (tenant
+/// `default`, administrator `admin`, one-time password), starts the actors and the HTTP
+/// server.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
     config.check_listener()?;
     let tls = match &config.tls {
@@ -154,12 +192,17 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
              travel in clear unless a TLS-terminating proxy is in front"
         );
     }
+    // The port first: a start that cannot listen must create nothing (no data folder, no
+    // tenant, no administrator whose one-time password nobody would see).
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     let store = open_store(config).await?;
     let bus = open_bus(config)?;
     let events = bus.events();
     let hub = Hub::with_keys(store, bus, config.keys.clone())?;
     let _ = hub.mfa_key.set(load_mfa_key(config)?);
     hub.groups.set_policy(config.group_policy);
+    hub.throttle.set_policy(config.throttle);
     if let Some(events) = events {
         actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
     }
@@ -210,8 +253,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     .disable_signals()
     .shutdown_timeout(5);
     let server = match &tls {
-        Some(store) => server.bind_rustls_0_23(config.listen, crate::tls::server_config(store.clone())?)?,
-        None => server.bind(config.listen)?,
+        Some(store) => server.listen_rustls_0_23(listener, crate::tls::server_config(store.clone())?)?,
+        None => server.listen(listener)?,
     };
     let addr = server.addrs().first().copied().ok_or_else(|| anyhow::anyhow!("bound to no address"))?;
     let server = server.run();

@@ -52,11 +52,13 @@ pub async fn websocket(
         return Err(ApiError::Unavailable);
     }
     // A bad token in the header is refused before the upgrade, with a JSON 401.
-    // So is a session that must still pass MFA (401 `mfa_required`).
+    // So is a session that must still pass MFA (401 `mfa_required`) or set a new password
+    // (403 `password_change_required`).
     let header_auth = match bearer(&req) {
         Some(t) => {
             let a = accounts::authenticate(&hub, &t).await?;
             crate::auth::mfa_gate(&a)?;
+            crate::auth::password_gate(&a)?;
             Some(a)
         }
         None => None,
@@ -127,6 +129,16 @@ async fn connection(
                     };
                     let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
                     return close(session, CLOSE_UNAUTHORIZED, "mfa_required").await;
+                }
+                Ok(a) if a.password_change_required => {
+                    // A session that logged in with a one-time password gets no socket either.
+                    let err = ServerFrame::Error {
+                        id: None,
+                        code: ErrorCode::InvalidRequest,
+                        message: "password_change_required".into(),
+                    };
+                    let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
+                    return close(session, CLOSE_UNAUTHORIZED, "password_change_required").await;
                 }
                 Ok(a) => a,
                 Err(e) => {

@@ -123,6 +123,22 @@ pub struct LoginResponse {
     /// tenant requires MFA and the user must enrol before then.
     #[serde(default)]
     pub mfa: Option<SessionMfa>,
+    /// The password used is a one-time password (the bootstrap administrator's, one made by
+    /// `hushd init` or `hushd admin reset-password`): until `POST /v1/account/password` sets a
+    /// new one, the token works only there, on `/v1/logout` and on the `/v1/mfa/...` routes;
+    /// every other route answers 403 `password_change_required` and the WebSocket is refused.
+    #[serde(default)]
+    pub password_change_required: bool,
+}
+
+/// `POST /v1/account/password`: sets a new password (any user, after MFA if it applies).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ChangePasswordRequest {
+    /// The password in use now (the one-time password, if that is what logged in).
+    pub current_password: Secret,
+    /// The new password: 8 characters to 1,024 bytes, different from the current one.
+    pub new_password: Secret,
 }
 
 /// One device of a user.
@@ -502,7 +518,7 @@ pub struct PreKeyResponse {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RateLimitedBody {
-    /// `rate_limited`.
+    /// `rate_limited`, or `account_locked` for a login refused because the account is locked.
     pub error: String,
     /// A human-readable explanation.
     pub message: String,

@@ -301,6 +301,15 @@ pub enum SessionEvent {
         /// What changed.
         change: String,
     },
+    /// Too many failed logins: the account is locked (every login, the right password included,
+    /// answers 429 `account_locked`) for `retry_after_s` seconds, or until an administrator
+    /// unlocks it.
+    AccountLocked {
+        /// Consecutive failed attempts counted.
+        failures: u32,
+        /// Seconds the lock lasts (unless unlocked sooner).
+        retry_after_s: u64,
+    },
 }
 
 /// Typed error codes carried by [`ServerFrame::Error`].

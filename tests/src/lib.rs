@@ -365,10 +365,37 @@ impl Node {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
-    /// Logs in as the bootstrap administrator (new device each time).
+    /// Logs in as the bootstrap administrator (new device each time). The first call (per
+    /// store: nodes of a cluster share the bootstrap password) logs in with the one-time
+    /// password and sets [`settled_password`] of it; later calls log in with that.
     pub async fn admin(&self) -> Session {
         let pw = self.admin_password.clone().expect("bootstrap password");
-        login(&self.client(), "default", "admin", &pw).await
+        let _one_at_a_time = ADMIN_LOCK.lock().await;
+        if settled(&pw) {
+            return login(&self.client(), "default", "admin", &settled_password(&pw)).await;
+        }
+        let s = login_one_time(&self.client(), "default", "admin", &pw).await;
+        SETTLED.lock().unwrap().insert(pw);
+        s
+    }
+
+    /// The administrator's password after the harness set it (see [`Node::admin`]), setting
+    /// it first if no test did yet; for tests that log in by other means (the CLI, raw HTTP).
+    pub async fn admin_password_set(&self) -> String {
+        let pw = self.admin_password.clone().expect("bootstrap password");
+        if !settled(&pw) {
+            let _ = self.admin().await;
+        }
+        settled_password(&pw)
+    }
+
+    /// [`Node::admin_password_set`] for tests without a runtime.
+    pub fn admin_password_set_blocking(&self) -> String {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(self.admin_password_set())
     }
 
     /// Creates a user with password `<name>-password` and logs in a first device.
@@ -390,6 +417,31 @@ impl Drop for Node {
         self.kill9();
         let _ = std::fs::remove_file(&self.log);
     }
+}
+
+/// One-time passwords the harness has replaced (see [`Node::admin`]).
+static SETTLED: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+/// Serializes [`Node::admin`]'s first login and password change.
+static ADMIN_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn settled(one_time: &str) -> bool {
+    SETTLED.lock().unwrap().contains(one_time)
+}
+
+/// The password the harness sets in place of the one-time password `one_time`.
+pub fn settled_password(one_time: &str) -> String {
+    format!("{one_time}-set")
+}
+
+/// Logs in with a one-time password (the bootstrap's, `hushd init`'s, `hushd admin
+/// reset-password`'s), checks the session is restricted to the password change, and sets
+/// [`settled_password`]; returns the session, unrestricted now.
+pub async fn login_one_time(client: &Client, tenant: &str, user: &str, one_time: &str) -> Session {
+    let s = login(client, tenant, user, one_time).await;
+    assert!(s.login_info().password_change_required, "a one-time password must ask for a new one");
+    s.change_password(&Secret::new(one_time), &Secret::new(settled_password(one_time))).await.unwrap();
+    s
 }
 
 /// Logs in, registering a new device.

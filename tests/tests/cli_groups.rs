@@ -106,7 +106,8 @@ fn group_commands_end_to_end() {
     let node = Node::start();
     let home = tempfile::tempdir().unwrap();
     let cli = Cli { node: &node, home: home.path() };
-    cli.run("admin", &["login", "--user", "admin", "--password", node.admin_password.as_deref().unwrap()]);
+    let admin_password = node.admin_password_set_blocking();
+    cli.run("admin", &["login", "--user", "admin", "--password", &admin_password]);
     for u in ["alice", "bob", "carol"] {
         cli.run("admin", &["admin", "create-user", u, "--password", &format!("{u}-secret-1")]);
         cli.run(u, &["login", "--user", u, "--password", &format!("{u}-secret-1")]);

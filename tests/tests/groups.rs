@@ -168,7 +168,7 @@ async fn group_routes_and_authorization() {
     let pw =
         stdout.lines().find_map(|l| l.strip_prefix("One-time password (shown only now): ")).unwrap().trim();
     node.restart();
-    let other = hush_tests::login(&node.client(), "other", "otheradmin", pw).await;
+    let other = hush_tests::login_one_time(&node.client(), "other", "otheradmin", pw).await;
     let base = node.url();
     let b = base.as_str();
 

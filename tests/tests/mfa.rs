@@ -87,7 +87,7 @@ async fn login(node: &Node, user: &str, device: Option<u64>, trust: Option<&str>
 }
 
 async fn admin_token(node: &Node) -> String {
-    let pw = node.admin_password.clone().unwrap();
+    let pw = node.admin_password_set().await;
     let body =
         json!({"tenant": "default", "user": "admin", "password": pw, "device": {"registration_id": 5}});
     let (st, v) = call(node, "POST", "/v1/login", None, Some(body)).await;

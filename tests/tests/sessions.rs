@@ -144,7 +144,7 @@ async fn admin_routes_and_tenant_isolation() {
         .trim()
         .to_owned();
     node.restart();
-    let other_admin = hush_tests::login(&node.client(), "other", "otheradmin", &pw).await;
+    let other_admin = hush_tests::login_one_time(&node.client(), "other", "otheradmin", &pw).await;
 
     // Admin lists and revokes within its tenant.
     let (st, l) = call(&node, "GET", "/v1/admin/users/carol/sessions", &admin).await;

@@ -270,6 +270,7 @@ fn resume(client: &Client, tenant: &TenantId, user: &UserId, token: &str) -> any
         // Unused by the SDK after login.
         registration_id: RegistrationId::new(1)?,
         mfa: None,
+        password_change_required: false,
     }))
 }
 

@@ -136,5 +136,8 @@ fn describe_account(ev: &SessionEvent) -> String {
             if locked_until_ms.is_some() { "; the factor is locked for now" } else { "" }
         ),
         SessionEvent::MfaChanged { change } => format!("your second factor changed: {change}"),
+        SessionEvent::AccountLocked { failures, retry_after_s } => format!(
+            "your account is locked after {failures} failed logins (for {retry_after_s} s, or until an administrator unlocks it)"
+        ),
     }
 }
