@@ -24,9 +24,11 @@ use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
-    AddMembersRequest, ChangePasswordRequest, CreateGroupRequest, CreateUserRequest, DeviceInfo, DeviceList,
-    DeviceRequest, ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse, PreKey,
-    PreKeyResponse, Revoked, Secret, SessionList, SignedPreKey, UploadKeysRequest, UserInfo, UserList,
+    AddMembersRequest, AuditPage, ChangePasswordRequest, BackupCodes, CreateGroupRequest, CreateUserRequest, DeviceInfo, DeviceList,
+    DeviceRequest, Enforced, ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse,
+    MfaChallenge, MfaCodeRequest, MfaPolicy, MfaStatus, MfaVerified, MfaVerifyRequest, PreKey,
+    PreKeyResponse, Revoked, Secret, SessionList, SessionPolicy, SignedPreKey, TotpEnrollment,
+    TrustedDeviceList, UploadKeysRequest, UserInfo, UserList, UserMfaStatusList,
 };
 use hush_protocol::e2e::{
     parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, PreKeyBundle, PublicKey,
@@ -45,7 +47,8 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// The node answered with an error status.
-    #[error("HTTP {status}: {} ({})", body.message, body.error)]
+    /// Shown as `<code>: <message> (HTTP <status>)`, e.g. `step_up_required: ... (HTTP 403)`.
+    #[error("{}: {} (HTTP {status})", body.error, body.message)]
     Http {
         /// The HTTP status.
         status: u16,
@@ -88,6 +91,19 @@ fn transport(e: impl std::fmt::Display) -> ClientError {
 /// A failed request: its TLS failure if it is one, else a transport error.
 fn net(e: reqwest::Error) -> ClientError {
     tls::tls_failure(&e).unwrap_or_else(|| transport(e))
+}
+
+/// Filters of the audit log (`GET /v1/admin/audit`); `None` leaves a filter out.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only this actor.
+    pub actor: Option<UserId>,
+    /// Only this action (e.g. `login`, `session.revoke`, `mfa.reset`).
+    pub action: Option<String>,
+    /// Only records older than this id (the `next` of the previous page).
+    pub before: Option<u64>,
+    /// Page size (the node allows 1..=500; default 100).
+    pub limit: Option<usize>,
 }
 
 /// HTTP access to one node.
@@ -337,6 +353,212 @@ impl Session {
     /// Revokes every active session of the tenant but this one (tenant administrators).
     pub async fn admin_revoke_all_active(&self) -> Result<usize> {
         self.delete_revoke("/v1/admin/sessions/active").await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.client.base)
+    }
+
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.exec(self.client.http.get(self.url(path))).await?.json().await.map_err(transport)
+    }
+
+    async fn post_json<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&impl serde::Serialize>,
+    ) -> Result<T> {
+        let mut rb = self.client.http.post(self.url(path));
+        if let Some(b) = body {
+            rb = rb.json(b);
+        }
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    async fn delete_empty(&self, path: &str) -> Result<()> {
+        self.exec(self.client.http.delete(self.url(path))).await?;
+        Ok(())
+    }
+
+    /// Lists one page of users (tenant administrators): names after `after`, at most `limit`.
+    pub async fn list_users_page(&self, after: Option<&UserId>, limit: Option<usize>) -> Result<UserList> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(a) = after {
+            q.push(("after", a.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        let rb = self.client.http.get(self.url("/v1/admin/users")).query(&q);
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    /// Revokes every session of this user, this one included (`DELETE /v1/sessions/all`).
+    pub async fn revoke_all_sessions(&self) -> Result<usize> {
+        self.delete_revoke("/v1/sessions/all").await
+    }
+
+    /// Removes one of this user's linked devices (from the primary device only).
+    pub async fn remove_device(&self, device: DeviceId) -> Result<()> {
+        self.delete_empty(&format!("/v1/devices/{device}")).await
+    }
+
+    /// A user's active sessions (tenant administrators).
+    pub async fn admin_user_sessions(&self, user: &UserId) -> Result<SessionList> {
+        self.get_json(&format!("/v1/admin/users/{user}/sessions")).await
+    }
+
+    /// Revokes every session of a user (tenant administrators; step-up).
+    pub async fn admin_revoke_user_sessions(&self, user: &UserId) -> Result<usize> {
+        self.delete_revoke(&format!("/v1/admin/users/{user}/sessions")).await
+    }
+
+    /// One page of the tenant's active sessions by id (tenant administrators).
+    pub async fn admin_active_sessions(
+        &self,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<SessionList> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(a) = after {
+            q.push(("after", a.to_owned()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        let rb = self.client.http.get(self.url("/v1/admin/sessions/active")).query(&q);
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    /// Revokes one session of the tenant (tenant administrators; step-up).
+    pub async fn admin_revoke_session(&self, id: &str) -> Result<usize> {
+        self.delete_revoke(&format!("/v1/admin/sessions/{id}")).await
+    }
+
+    /// One page of the tenant's audit log, newest first (tenant administrators).
+    pub async fn audit(&self, q: &AuditFilter) -> Result<AuditPage> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(a) = &q.actor {
+            query.push(("actor", a.to_string()));
+        }
+        if let Some(a) = &q.action {
+            query.push(("action", a.clone()));
+        }
+        if let Some(b) = q.before {
+            query.push(("before", b.to_string()));
+        }
+        if let Some(l) = q.limit {
+            query.push(("limit", l.to_string()));
+        }
+        let rb = self.client.http.get(self.url("/v1/admin/audit")).query(&query);
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    /// The tenant's session lifetimes (tenant administrators).
+    pub async fn session_policy(&self) -> Result<SessionPolicy> {
+        self.get_json("/v1/admin/tenant/sessions").await
+    }
+
+    /// Replaces the tenant's session lifetimes (tenant administrators).
+    pub async fn set_session_policy(&self, p: &SessionPolicy) -> Result<SessionPolicy> {
+        let rb = self.client.http.put(self.url("/v1/admin/tenant/sessions")).json(p);
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    /// This user's MFA status (`GET /v1/mfa/status`).
+    pub async fn mfa_status(&self) -> Result<MfaStatus> {
+        self.get_json("/v1/mfa/status").await
+    }
+
+    /// Starts a TOTP enrolment: the secret and its `otpauth://` URI (shown once).
+    pub async fn totp_enroll(&self) -> Result<TotpEnrollment> {
+        self.post_json("/v1/mfa/totp/enroll", None::<&()>).await
+    }
+
+    /// Confirms the enrolment with a first code; answers the backup codes (shown once).
+    pub async fn totp_confirm(&self, code: &Secret) -> Result<BackupCodes> {
+        self.post_json("/v1/mfa/totp/confirm", Some(&MfaCodeRequest { code: code.clone() })).await
+    }
+
+    /// Turns TOTP off (step-up).
+    pub async fn totp_disable(&self) -> Result<()> {
+        self.delete_empty("/v1/mfa/totp").await
+    }
+
+    /// A new set of backup codes (step-up); the previous set stops working.
+    pub async fn regenerate_backup_codes(&self) -> Result<BackupCodes> {
+        self.post_json("/v1/mfa/backup/regenerate", None::<&()>).await
+    }
+
+    /// Asks for a new challenge for this session (the login's, or a step-up).
+    pub async fn mfa_challenge(&self) -> Result<MfaChallenge> {
+        self.post_json("/v1/mfa/challenge", None::<&()>).await
+    }
+
+    /// Answers this session's challenge with a TOTP code (`backup: false`) or a backup code.
+    pub async fn mfa_answer(
+        &self,
+        challenge_id: &str,
+        code: &Secret,
+        backup: bool,
+        remember_device: bool,
+    ) -> Result<MfaVerified> {
+        let req =
+            MfaVerifyRequest { challenge_id: challenge_id.to_owned(), code: code.clone(), remember_device };
+        self.post_json(if backup { "/v1/mfa/backup" } else { "/v1/mfa/verify" }, Some(&req)).await
+    }
+
+    /// This user's trusted devices.
+    pub async fn trusted_devices(&self) -> Result<TrustedDeviceList> {
+        self.get_json("/v1/mfa/trusted-devices").await
+    }
+
+    /// Stops trusting one of this user's devices.
+    pub async fn revoke_trusted_device(&self, device: DeviceId) -> Result<()> {
+        self.delete_empty(&format!("/v1/mfa/trusted-devices/{device}")).await
+    }
+
+    /// The tenant's MFA policy (tenant administrators).
+    pub async fn mfa_policy(&self) -> Result<MfaPolicy> {
+        self.get_json("/v1/admin/tenant/mfa").await
+    }
+
+    /// Replaces the tenant's MFA policy (tenant administrators; step-up).
+    pub async fn set_mfa_policy(&self, p: &MfaPolicy) -> Result<MfaPolicy> {
+        let rb = self.client.http.put(self.url("/v1/admin/tenant/mfa")).json(p);
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    /// One page of every user's MFA state, by name (tenant administrators).
+    pub async fn users_mfa_status(
+        &self,
+        after: Option<&UserId>,
+        limit: Option<usize>,
+    ) -> Result<UserMfaStatusList> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(a) = after {
+            q.push(("after", a.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        let rb = self.client.http.get(self.url("/v1/admin/users/mfa-status")).query(&q);
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    /// Requires MFA of one user whatever the tenant level (tenant administrators; step-up).
+    pub async fn enforce_mfa(&self, user: &UserId) -> Result<Enforced> {
+        self.post_json(&format!("/v1/admin/users/{user}/mfa/enforce"), None::<&()>).await
+    }
+
+    /// Requires MFA of every user of the tenant (tenant administrators; step-up).
+    pub async fn enforce_mfa_all(&self) -> Result<Enforced> {
+        self.post_json("/v1/admin/mfa/enforce-all", None::<&()>).await
+    }
+
+    /// Resets a user's MFA: factor, backup codes, lock and trusted devices go (step-up).
+    pub async fn reset_mfa(&self, user: &UserId) -> Result<()> {
+        self.delete_empty(&format!("/v1/admin/users/{user}/mfa")).await
     }
 
     /// Uploads this device's pre-keys (`PUT /v1/keys`); returns the one-time keys it holds.

@@ -7,24 +7,44 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use cli::admin::AdminCmd;
 use cli::group::GroupCmd;
 
 #[derive(Parser)]
-#[command(name = "hush", version, about = "Hush command-line client", after_help = cli::exit::HELP)]
+#[command(
+    name = "hush",
+    version,
+    about = "Hush command-line client: end-to-end encrypted chat, your account, and tenant administration",
+    after_help = cli::exit::HELP
+)]
 struct Cli {
     /// Profile name: one per logged-in device.
-    #[arg(long, short, env = "HUSH_PROFILE", default_value = "default", global = true)]
+    #[arg(
+        long,
+        short,
+        env = "HUSH_PROFILE",
+        default_value = "default",
+        global = true,
+        help_heading = "Global options"
+    )]
     profile: String,
     /// Node URL (used by `login`; later commands use the profile's).
-    #[arg(long, env = "HUSH_SERVER", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "HUSH_SERVER",
+        default_value = "http://127.0.0.1:8080",
+        global = true,
+        help_heading = "Global options"
+    )]
     server: String,
     /// CA certificate (PEM) to trust besides the system's roots, for a node whose certificate a
     /// private CA issued. Saved in the profile at login; later commands use it.
-    #[arg(long, env = "HUSH_CA_FILE", global = true)]
+    #[arg(long, env = "HUSH_CA_FILE", global = true, help_heading = "Global options")]
     ca_file: Option<std::path::PathBuf>,
+    /// Output of listings and results: table (for people) or json (for scripts).
+    #[arg(long, short, env = "HUSH_OUTPUT", value_enum, default_value_t = cli::output::Output::Table, global = true, help_heading = "Global options")]
+    output: cli::output::Output,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -48,11 +68,16 @@ enum Cmd {
     },
     /// End this profile's session.
     Logout,
-    /// List devices of a user (default: your own).
-    Devices {
-        /// User name.
-        user: Option<String>,
-    },
+    /// List your devices or a user's; remove one of yours.
+    Devices(cli::sessions::DevicesArgs),
+    /// List your login sessions; revoke one, the others, or all.
+    Sessions(cli::sessions::SessionsArgs),
+    /// Change your password (your other sessions are logged out).
+    Password(cli::account::PasswordArgs),
+    /// Your second factor: status, enroll, confirm, backup codes, trusted devices, disable.
+    Mfa(cli::mfa::MfaArgs),
+    /// Show how many one-time pre-keys the node holds for this device.
+    Keys,
     /// Send a message to a user (every device of theirs and your other devices).
     Send {
         /// Recipient user name.
@@ -75,32 +100,39 @@ enum Cmd {
         #[command(subcommand)]
         cmd: GroupCmd,
     },
-    /// Tenant administration.
-    Admin {
-        #[command(subcommand)]
-        cmd: AdminCmd,
-    },
+    /// Tenant administration: users, MFA, sessions, policies, audit log.
+    Admin(cli::admin::AdminArgs),
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     cli::profile::set_ca_file(cli.ca_file.as_deref())?;
     let profile = cli.profile.as_str();
+    let out = cli.output;
+    let session = || cli::profile::session_of(profile);
     match cli.cmd {
         Cmd::Login { tenant, user, password, device_name } => {
             let args = cli::login::LoginArgs { server: cli.server, tenant, user, password, device_name };
             cli::login::login(profile, args).await
         }
         Cmd::Logout => cli::login::logout(profile).await,
-        Cmd::Devices { user } => cli::devices::list(profile, user).await,
+        Cmd::Devices(a) => cli::sessions::devices(&session()?, a, out).await,
+        Cmd::Sessions(a) => cli::sessions::run_in_profile(profile, a, out).await,
+        Cmd::Password(a) => cli::account::run(&session()?, a).await,
+        Cmd::Mfa(a) => cli::mfa::run(&session()?, a, out).await,
+        Cmd::Keys => cli::sessions::keys(&session()?, out).await,
         Cmd::Send { to, text } => cli::chat::send(profile, to, text).await,
         Cmd::Listen { count, idle } => cli::chat::listen(profile, count, idle).await,
         Cmd::Group { cmd } => cli::group::run(profile, cmd).await,
-        Cmd::Admin { cmd } => cli::admin::run(profile, cmd).await,
+        Cmd::Admin(a) => cli::admin::run(&session()?, a, out).await,
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli =
+        match cli::help::command(Cli::command()).try_get_matches().and_then(|m| Cli::from_arg_matches(&m)) {
+            Ok(c) => c,
+            Err(e) => cli::help::usage_error(e),
+        };
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

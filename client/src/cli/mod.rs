@@ -5,14 +5,24 @@
 //! - [`prompt`]: terminal or stdin prompts.
 //! - [`login`]: login and logout.
 //! - [`chat`]: send and listen.
-//! - [`group`], [`devices`], [`admin`]: the other commands.
+//! - [`group`]: groups.
+//! - [`sessions`]: your sessions, devices and pre-key counts; [`account`]: password change;
+//!   [`mfa`]: your second factor; [`admin`]: tenant administration.
+//! - [`stepup`]: the step-up prompt (`--code`) of protected actions.
+//! - [`output`]: tables and `--output json`; [`help`]: the grouped `--help` and one-line
+//!   usage errors.
 //! - [`exit`]: exit codes and the one-line error report.
 
+pub mod account;
 pub mod admin;
 pub mod chat;
-pub mod devices;
 pub mod exit;
 pub mod group;
+pub mod help;
 pub mod login;
+pub mod mfa;
+pub mod output;
 pub mod profile;
 pub mod prompt;
+pub mod sessions;
+pub mod stepup;
