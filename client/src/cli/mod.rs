@@ -5,7 +5,7 @@
 //! - [`prompt`]: terminal or stdin prompts.
 //! - [`login`]: login and logout.
 //! - [`chat`]: send and listen.
-//! - [`group`]: groups.
+//! - [`group`]: the group commands.
 //! - [`sessions`]: your sessions, devices and pre-key counts; [`account`]: password change;
 //!   [`mfa`]: your second factor; [`admin`]: tenant administration.
 //! - [`stepup`]: the step-up prompt (`--code`) of protected actions.
