@@ -24,11 +24,11 @@ use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
-    AddMembersRequest, AuditPage, ChangePasswordRequest, BackupCodes, CreateGroupRequest, CreateUserRequest, DeviceInfo, DeviceList,
-    DeviceRequest, Enforced, ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse,
-    MfaChallenge, MfaCodeRequest, MfaPolicy, MfaStatus, MfaVerified, MfaVerifyRequest, PreKey,
-    PreKeyResponse, Revoked, Secret, SessionList, SessionPolicy, SignedPreKey, TotpEnrollment,
-    TrustedDeviceList, UploadKeysRequest, UserInfo, UserList, UserMfaStatusList,
+    AddMembersRequest, AuditPage, BackupCodes, ChangePasswordRequest, CreateGroupRequest, CreateUserRequest,
+    DeviceInfo, DeviceList, DeviceRequest, Enforced, ErrorBody, GroupInfo, GroupList, KeyCounts,
+    LoginRequest, LoginResponse, MfaChallenge, MfaCodeRequest, MfaPolicy, MfaStatus, MfaVerified,
+    MfaVerifyRequest, PreKey, PreKeyResponse, Revoked, Secret, SessionList, SessionPolicy, SignedPreKey,
+    TotpEnrollment, TrustedDeviceList, UploadKeysRequest, UserInfo, UserList, UserMfaStatusList,
 };
 use hush_protocol::e2e::{
     parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, PreKeyBundle, PublicKey,
