@@ -637,3 +637,73 @@ async fn every_route_has_a_command_or_a_reason() {
         }
     }
 }
+
+#[tokio::test]
+async fn password_change_and_admin_unlock() {
+    let node = Node::start_args(&[
+        "--login-free-failures",
+        "2",
+        "--login-lock-failures",
+        "3",
+        "--login-lock-secs",
+        "600",
+    ]);
+    let admin = node.admin().await;
+    user(&admin, "root", true).await;
+    user(&admin, "bob", false).await;
+    user(&admin, "carol", false).await;
+    let cli = Cli::new(&node);
+    cli.login("root", "root", "root-password");
+    cli.login("bob", "bob", "bob-password");
+    let other = login(&node.client(), "default", "bob", "bob-password").await;
+
+    // Typos and a wrong current password: one line each, the password unchanged.
+    let err = cli.fail_in("bob", &["password"], "bob-password\nnew-secret-1\nnew-secret-2\n");
+    assert!(err.contains("differ"), "{err}");
+    let err = cli.fail_in("bob", &["password"], "wrong-password\nnew-secret-1\nnew-secret-1\n");
+    assert!(err.starts_with("error: wrong_password"), "{err}");
+    assert!(other.sessions().await.is_ok());
+
+    let out = cli.run_in("bob", &["password"], "bob-password\nnew-secret-1\nnew-secret-1\n");
+    assert!(out.contains("Password changed"), "{out}");
+    assert!(other.sessions().await.is_err(), "the other session is revoked");
+    assert_eq!(cli.json("bob", &["sessions"])["sessions"].as_array().unwrap().len(), 1, "this one stays");
+    let tenant = TenantId::new("default").unwrap();
+    let req = || hush_protocol::api::DeviceRequest {
+        id: None,
+        registration_id: hush_client::random_registration_id(),
+        name: None,
+        identity_key: None,
+    };
+    assert!(node.client().login(&tenant, &uid("bob"), &Secret::new("bob-password"), req()).await.is_err());
+    login(&node.client(), "default", "bob", "new-secret-1").await;
+
+    // Lock carol with wrong passwords, then unlock her with the CLI.
+    let mut locked = false;
+    for _ in 0..10 {
+        match node.client().login(&tenant, &uid("carol"), &Secret::new("wrong"), req()).await {
+            Err(hush_client::ClientError::Http { body, .. }) if body.error == "account_locked" => {
+                locked = true;
+                break;
+            }
+            Err(hush_client::ClientError::Http { body, .. }) if body.error == "rate_limited" => {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(_) => {}
+            Ok(_) => panic!("a wrong password was accepted"),
+        }
+    }
+    assert!(locked, "carol was never locked");
+    assert!(node
+        .client()
+        .login(&tenant, &uid("carol"), &Secret::new("carol-password"), req())
+        .await
+        .is_err());
+    let err = cli.fail("root", &["admin", "unlock", "nobody"]);
+    assert!(err.starts_with("error: not_found"), "{err}");
+    let err = cli.fail("bob", &["admin", "unlock", "carol"]);
+    assert!(err.starts_with("error: forbidden"), "{err}");
+    let out = cli.run("root", &["admin", "unlock", "carol"]);
+    assert!(out.contains("Unlocked carol"), "{out}");
+    login(&node.client(), "default", "carol", "carol-password").await;
+}
