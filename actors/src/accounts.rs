@@ -787,3 +787,24 @@ pub async fn reset_password(
     tracing::info!(tenant = %tenant, user = %user, "password reset to a one-time password");
     Ok(password)
 }
+
+#[cfg(test)]
+mod tests {
+    use argon2::password_hash::PasswordHash;
+
+    use super::*;
+
+    /// The dummy hash costs what a real one costs: same algorithm, version and parameters, so
+    /// an unknown user is not told apart by the time a login takes.
+    #[test]
+    fn the_dummy_hash_has_the_parameters_of_a_real_one() {
+        let real = Argon2::default().hash_password(b"a real password").unwrap().to_string();
+        let (real, dummy) = (PasswordHash::new(&real).unwrap(), PasswordHash::new(dummy_hash()).unwrap());
+        assert_eq!(real.algorithm, dummy.algorithm);
+        assert_eq!(real.version, dummy.version);
+        assert_eq!(real.params, dummy.params);
+        assert_eq!(real.hash.map(|h| h.len()), dummy.hash.map(|h| h.len()));
+        // And it verifies nothing a user could type.
+        assert!(Argon2::default().verify_password(b"", &dummy).is_err());
+    }
+}

@@ -163,20 +163,6 @@ async fn the_lock_holds_when_the_attempts_are_spread_over_two_clustered_nodes() 
     assert_eq!(attempt(&a, "alice", "alice-password").await.status, 200);
 }
 
-/// The fastest of a few local Argon2id hashes with the node's parameters (the crate's
-/// defaults), on this machine.
-fn hash_time() -> Duration {
-    use argon2::password_hash::PasswordHasher;
-    (0..3)
-        .map(|_| {
-            let t0 = Instant::now();
-            argon2::Argon2::default().hash_password(b"some-password").unwrap();
-            t0.elapsed()
-        })
-        .min()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_and_known_users_get_the_same_answers_in_the_same_time_class() {
     let node = Node::start_args(&FLAGS);
@@ -190,11 +176,16 @@ async fn unknown_and_known_users_get_the_same_answers_in_the_same_time_class() {
         let (kr, ur) = (k.retry_after.unwrap_or(0), u.retry_after.unwrap_or(0));
         assert!(kr.abs_diff(ur) <= 1, "same waits: {kr} vs {ur}");
     }
-    // A checked attempt costs a password hash for the unknown user as for the known one.
-    let hash = hash_time();
-    for a in known.iter().chain(&unknown).filter(|a| a.status == 401) {
-        assert!(a.took >= hash.mul_f64(0.8), "a checked attempt took {:?}, a hash takes {hash:?}", a.took);
-    }
+    // A checked attempt costs a password hash for the unknown user as for the known one. The
+    // two runs ran side by side on the same node, so they met the same load; without the dummy
+    // hash an unknown user would answer in a millisecond against tens for a hash.
+    let median = |v: &[Answer]| {
+        let mut t: Vec<Duration> = v.iter().filter(|a| a.status == 401).map(|a| a.took).collect();
+        t.sort();
+        t[t.len() / 2]
+    };
+    let (k, u) = (median(&known), median(&unknown));
+    assert!(u >= k / 2, "an unknown user answers in {u:?}, a known one in {k:?}");
     // The locked unknown user is audited like a known one.
     let token = admin.login_info().token.expose().to_owned();
     let targets: Vec<String> = audit(&node, &token, "account.lock")
