@@ -22,8 +22,9 @@ use std::collections::VecDeque;
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
     AddMembersRequest, CreateGroupRequest, CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest,
-    ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse, PreKey, PreKeyResponse, Revoked,
-    Secret, SessionList, SignedPreKey, UploadKeysRequest, UserInfo, UserList,
+    ErrorBody, GroupInfo, GroupList, KeyCounts, LoginRequest, LoginResponse, MfaVerified, MfaVerifyRequest,
+    PreKey, PreKeyResponse, Revoked, Secret, SessionList, SignedPreKey, UploadKeysRequest, UserInfo,
+    UserList,
 };
 use hush_protocol::e2e::{
     parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, PreKeyBundle, PublicKey,
@@ -115,22 +116,47 @@ impl Client {
         password: &Secret,
         device: DeviceRequest,
     ) -> Result<Session> {
+        self.login_trusted(tenant, user, password, device, None).await
+    }
+
+    /// Logs in like [`Client::login`], with the token a `remember_device` MFA verification
+    /// returned for this device (a trusted device skips the challenge).
+    pub async fn login_trusted(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        password: &Secret,
+        device: DeviceRequest,
+        trusted_device_token: Option<Secret>,
+    ) -> Result<Session> {
+        /// The login answer with the bootstrap state read even where [`LoginResponse`] lacks it.
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            #[serde(flatten)]
+            login: LoginResponse,
+            #[serde(default)]
+            password_change_required: bool,
+        }
         let req = LoginRequest {
             tenant: tenant.clone(),
             user: user.clone(),
             password: password.clone(),
             device,
-            trusted_device_token: None,
+            trusted_device_token,
         };
         let resp =
             self.http.post(format!("{}/v1/login", self.base)).json(&req).send().await.map_err(transport)?;
-        let login: LoginResponse = check(resp).await?.json().await.map_err(transport)?;
-        Ok(Session { client: self.clone(), login })
+        let a: Answer = check(resp).await?.json().await.map_err(transport)?;
+        Ok(Session {
+            client: self.clone(),
+            login: a.login,
+            password_change_required: a.password_change_required,
+        })
     }
 
     /// Resumes a saved session.
     pub fn resume(&self, login: LoginResponse) -> Session {
-        Session { client: self.clone(), login }
+        Session { client: self.clone(), login, password_change_required: false }
     }
 }
 
@@ -139,9 +165,50 @@ impl Client {
 pub struct Session {
     client: Client,
     login: LoginResponse,
+    password_change_required: bool,
 }
 
 impl Session {
+    /// Whether the login used a one-time password: until [`Session::change_password`]
+    /// succeeds the token works only there (and on logout and the MFA routes).
+    pub fn password_change_required(&self) -> bool {
+        self.password_change_required
+    }
+
+    /// Whether this session must answer an MFA challenge before anything else works.
+    pub fn mfa_pending(&self) -> bool {
+        self.login.mfa.as_ref().is_some_and(|m| m.state == hush_protocol::api::MfaState::MfaPending)
+    }
+
+    /// Changes this user's password (`POST /v1/account/password`); the node revokes the
+    /// user's other sessions.
+    pub async fn change_password(&self, current: &Secret, new: &Secret) -> Result<()> {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            current_password: &'a Secret,
+            new_password: &'a Secret,
+        }
+        let body = Body { current_password: current, new_password: new };
+        let rb = self.client.http.post(format!("{}/v1/account/password", self.client.base)).json(&body);
+        self.exec(rb).await?;
+        Ok(())
+    }
+
+    /// Answers this session's challenge with a TOTP code (`backup: false`) or a backup code.
+    pub async fn mfa_answer(
+        &self,
+        challenge_id: &str,
+        code: &Secret,
+        backup: bool,
+        remember_device: bool,
+    ) -> Result<MfaVerified> {
+        let req =
+            MfaVerifyRequest { challenge_id: challenge_id.to_owned(), code: code.clone(), remember_device };
+        let path = if backup { "/v1/mfa/backup" } else { "/v1/mfa/verify" };
+        let rb = self.client.http.post(format!("{}{path}", self.client.base)).json(&req);
+        self.exec(rb).await?.json().await.map_err(transport)
+    }
+
     /// What login returned (token included: keep it private).
     pub fn login_info(&self) -> &LoginResponse {
         &self.login
@@ -544,7 +611,7 @@ pub async fn register_device(
 ) -> Result<(Session, state::DeviceState)> {
     let mut st = state::DeviceState::generate(random_registration_id())?;
     let session = login_device(client, tenant, user, password, None, name, &mut st).await?;
-    let up = st.full_upload()?;
+    let up = st.one_time_upload()?;
     session.upload_keys(&upload_request(&up)).await?;
     Ok((session, st))
 }
@@ -565,6 +632,9 @@ pub async fn login_device(
         registration_id: st.registration_id(),
         name,
         identity_key: Some(Payload(st.identity_key().serialize().to_vec())),
+        // A new device is registered with its signed keys in the same request, so it is
+        // never listed without them.
+        keys: if device.is_none() { Some(upload_request(&st.signed_upload()?)) } else { None },
     };
     let session = client.login(tenant, user, password, req).await?;
     st.set_registration_id(session.login_info().registration_id);

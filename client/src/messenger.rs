@@ -208,6 +208,27 @@ impl Messenger {
         })
     }
 
+    /// Like [`Messenger::connect`] on a connection already open: a caller that must take the
+    /// device's socket before it reads the state (another process may hold the socket and
+    /// write the state until it is displaced).
+    pub fn with_connection(
+        session: Session,
+        conn: Connection,
+        state: DeviceState,
+        path: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            session,
+            conn,
+            state,
+            path,
+            held: VecDeque::new(),
+            ready: VecDeque::new(),
+            device_lists: HashMap::new(),
+            resends: 0,
+        }
+    }
+
     /// The device's end-to-end state.
     pub fn state(&self) -> &DeviceState {
         &self.state

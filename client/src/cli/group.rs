@@ -78,21 +78,21 @@ pub async fn run(profile: &str, cmd: GroupCmd) -> anyhow::Result<()> {
             println!("Created group {} ({}) with {}.", g.name, g.id, list_members(&g));
         }
         GroupCmd::Add { group, users: names } => {
-            let mut m = messenger(profile).await?;
+            let (mut m, _lock) = messenger(profile).await?;
             let g = find_group(m.session(), &group).await?;
             let g = m.add_members(&g.id, &users(names)?).await?;
             println!("Group {} ({}) now has {}.", g.name, g.id, list_members(&g));
             m.close().await?;
         }
         GroupCmd::Remove { group, users: names } => {
-            let mut m = messenger(profile).await?;
+            let (mut m, _lock) = messenger(profile).await?;
             let g = find_group(m.session(), &group).await?;
             let g = m.remove_members(&g.id, &users(names)?).await?;
             println!("Group {} ({}) now has {}.", g.name, g.id, list_members(&g));
             m.close().await?;
         }
         GroupCmd::Send { group, text } => {
-            let mut m = messenger(profile).await?;
+            let (mut m, _lock) = messenger(profile).await?;
             let g = find_group(m.session(), &group).await?;
             let id = m.send_group_text(&g.id, &text.join(" ")).await?;
             println!("Sent {id} to group {}.", g.name);
