@@ -448,6 +448,14 @@ async fn register_device(
     if changed {
         tracing::info!(device = %addr, registration_id = registration_id.get(), "identity key changed; pre-keys deleted");
     }
+    if let Some(k) = &req.keys {
+        // Checked by `check_device_request` before the device was written; only the store
+        // can fail here.
+        keys::upload(hub, &addr, k).await.map_err(|e| match e {
+            keys::KeysError::Store(s) => AccountError::from(s),
+            e => AccountError::Invalid(format!("keys: {e}")),
+        })?;
+    }
     Ok((device, added, registration_id))
 }
 
@@ -457,11 +465,19 @@ fn check_device_request(req: &DeviceRequest) -> Result<Option<Vec<u8>>, AccountE
     if req.name.as_ref().is_some_and(|n| n.len() > MAX_NAME_BYTES) {
         return Err(AccountError::Invalid(format!("device name longer than {MAX_NAME_BYTES} bytes")));
     }
-    req.identity_key
+    let identity = req
+        .identity_key
         .as_ref()
         .map(|k| keys::check_identity_key(&k.0))
         .transpose()
-        .map_err(|e| AccountError::Invalid(format!("identity_key: {e}")))
+        .map_err(|e| AccountError::Invalid(format!("identity_key: {e}")))?;
+    if let Some(k) = &req.keys {
+        let id = identity
+            .as_ref()
+            .ok_or_else(|| AccountError::Invalid("keys: sent without an identity_key".into()))?;
+        keys::check_keys(id, k).map_err(|e| AccountError::Invalid(format!("keys: {e}")))?;
+    }
+    Ok(identity)
 }
 
 /// What an MFA-pending login would register, decided now (so the client learns its device id

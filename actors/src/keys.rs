@@ -294,6 +294,11 @@ fn check_upload(identity: &[u8], req: &UploadKeysRequest, now: u64) -> Result<Ch
     Ok(Checked { spk, ec, ky, lrk })
 }
 
+/// Checks the keys a login carries against the identity key it carries (nothing stored).
+pub fn check_keys(identity: &[u8], req: &UploadKeysRequest) -> Result<(), KeysError> {
+    check_upload(identity, req, now_ms()).map(|_| ())
+}
+
 /// Stores an upload of device `addr` after checking every key against its identity key;
 /// a refused upload stores nothing. Returns the counts after it, and asks the device to rotate
 /// if an old signed key is still in place.
@@ -348,6 +353,12 @@ struct Meta {
     spk: Option<StoredKey>,
     lrk: Option<StoredKey>,
     low: bool,
+}
+
+/// Whether the device has a signed pre-key: without one no sender can start a session with it,
+/// so it is not listed to senders.
+pub async fn has_keys(hub: &Hub, addr: &DeviceAddress) -> Result<bool, StoreError> {
+    Ok(meta(hub, addr).await?.spk.is_some())
 }
 
 async fn meta(hub: &Hub, addr: &DeviceAddress) -> Result<Meta, StoreError> {

@@ -1428,6 +1428,35 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A pending login's device request, keys or none, survives the session record's encoding.
+    #[test]
+    fn a_pending_device_request_round_trips() {
+        use hush_protocol::api::{SignedPreKey, UploadKeysRequest};
+        use hush_protocol::wire::Payload;
+        let key =
+            SignedPreKey { key_id: 7, public_key: Payload(vec![5; 33]), signature: Payload(vec![1; 64]) };
+        for keys in [
+            None,
+            Some(UploadKeysRequest {
+                signed_pre_key: Some(key.clone()),
+                pre_keys: vec![],
+                kyber_pre_keys: vec![],
+                kyber_last_resort: Some(key),
+            }),
+        ] {
+            let device = DeviceRequest {
+                id: None,
+                registration_id: hush_protocol::ids::RegistrationId::new(42).unwrap(),
+                name: Some("laptop".into()),
+                identity_key: Some(Payload(vec![5; 33])),
+                keys,
+            };
+            let rec = SessionMfaRec { pending_device: Some(device.clone()), ..Default::default() };
+            let back: SessionMfaRec = postcard::from_bytes(&encode(&rec).unwrap()).unwrap();
+            assert_eq!(back.pending_device.map(|d| format!("{d:?}")), Some(format!("{device:?}")));
+        }
+    }
+
     #[test]
     fn failures_lock_after_five_then_grow_and_cap_at_100() {
         let mut r = UserMfa::default();

@@ -78,6 +78,33 @@ fn refusal(id: uuid::Uuid, user: &UserId, c: Check) -> Option<ServerFrame> {
     }
 }
 
+/// The devices a sender must address: `set` without the devices that have no keys yet (a
+/// client that logged in without keys and has not uploaded them). Such a device cannot be
+/// reached by a session anyway; asking for it would fail every send to the user. Only the
+/// devices `msgs` leaves out are looked up, so a send that addresses every device costs
+/// nothing more.
+async fn listed(
+    hub: &Hub,
+    tenant: &hush_protocol::ids::TenantId,
+    user: &UserId,
+    set: std::sync::Arc<DeviceSet>,
+    msgs: &[DeviceMessage],
+) -> Result<std::sync::Arc<DeviceSet>, hush_store::StoreError> {
+    let mut keyless = Vec::new();
+    for d in set.devices.iter().filter(|d| msgs.iter().all(|m| m.device != d.id)) {
+        let addr = DeviceAddress::new(tenant.clone(), user.clone(), d.id);
+        if !crate::keys::has_keys(hub, &addr).await? {
+            keyless.push(d.id);
+        }
+    }
+    if keyless.is_empty() {
+        return Ok(set);
+    }
+    let mut set = DeviceSet::clone(&set);
+    set.devices.retain(|d| !keyless.contains(&d.id));
+    Ok(std::sync::Arc::new(set))
+}
+
 /// Checks one `Send`: the refusal to answer with, or the envelopes to store.
 async fn prepare(
     hub: &Hub,
@@ -88,6 +115,8 @@ async fn prepare(
     let id = msg.id;
     let to_self = msg.to == from.user;
     let to_set = hub.directory.get(&from.tenant, &msg.to).await.map_err(|e| unavailable(id, e))?;
+    let to_set =
+        listed(hub, &from.tenant, &msg.to, to_set, &msg.devices).await.map_err(|e| unavailable(id, e))?;
     if to_set.devices.is_empty() {
         return Err(ServerFrame::Error {
             id: Some(id),
@@ -111,6 +140,8 @@ async fn prepare(
         }
     } else {
         let own = hub.directory.get(&from.tenant, &from.user).await.map_err(|e| unavailable(id, e))?;
+        let own =
+            listed(hub, &from.tenant, &from.user, own, &msg.sync).await.map_err(|e| unavailable(id, e))?;
         if let Some(r) = refusal(id, &from.user, check(&own, &msg.sync, Some(from.device))) {
             return Err(r);
         }

@@ -14,6 +14,7 @@ pub fn device_request(id: Option<DeviceId>, name: &str) -> DeviceRequest {
         registration_id: random_registration_id(),
         name: Some(name.into()),
         identity_key: None,
+        keys: None,
     }
 }
 

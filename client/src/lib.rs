@@ -221,12 +221,25 @@ impl Client {
         password: &Secret,
         device: DeviceRequest,
     ) -> Result<Session> {
+        self.login_trusted(tenant, user, password, device, None).await
+    }
+
+    /// Logs in like [`Client::login`], with the token a `remember_device` MFA verification
+    /// returned for this device (a trusted device skips the challenge).
+    pub async fn login_trusted(
+        &self,
+        tenant: &TenantId,
+        user: &UserId,
+        password: &Secret,
+        device: DeviceRequest,
+        trusted_device_token: Option<Secret>,
+    ) -> Result<Session> {
         let req = LoginRequest {
             tenant: tenant.clone(),
             user: user.clone(),
             password: password.clone(),
             device,
-            trusted_device_token: None,
+            trusted_device_token,
         };
         let resp = self.http.post(format!("{}/v1/login", self.base)).json(&req).send().await.map_err(net)?;
         let login: LoginResponse = check(resp).await?.json().await.map_err(transport)?;
@@ -247,6 +260,17 @@ pub struct Session {
 }
 
 impl Session {
+    /// Whether the login used a one-time password: until [`Session::change_password`]
+    /// succeeds the token works only there (and on logout and the MFA routes).
+    pub fn password_change_required(&self) -> bool {
+        self.login.password_change_required
+    }
+
+    /// Whether this session must answer an MFA challenge before anything else works.
+    pub fn mfa_pending(&self) -> bool {
+        self.login.mfa.as_ref().is_some_and(|m| m.state == hush_protocol::api::MfaState::MfaPending)
+    }
+
     /// What login returned (token included: keep it private).
     pub fn login_info(&self) -> &LoginResponse {
         &self.login
@@ -888,7 +912,7 @@ pub async fn register_device(
 ) -> Result<(Session, state::DeviceState)> {
     let mut st = state::DeviceState::generate(random_registration_id())?;
     let session = login_device(client, tenant, user, password, None, name, &mut st).await?;
-    let up = st.full_upload()?;
+    let up = st.one_time_upload()?;
     session.upload_keys(&upload_request(&up)).await?;
     Ok((session, st))
 }
@@ -909,6 +933,9 @@ pub async fn login_device(
         registration_id: st.registration_id(),
         name,
         identity_key: Some(Payload(st.identity_key().serialize().to_vec())),
+        // A new device is registered with its signed keys in the same request, so it is
+        // never listed without them.
+        keys: if device.is_none() { Some(upload_request(&st.signed_upload()?)) } else { None },
     };
     let session = client.login(tenant, user, password, req).await?;
     st.set_registration_id(session.login_info().registration_id);

@@ -51,7 +51,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Log in; registers this profile's device on first login.
+    /// Log in; registers this profile's device (with its keys) on first login. Asks for the
+    /// password, a second-factor code and a new password as the account needs them (from the
+    /// terminal, else one line each from stdin).
     Login {
         /// Tenant.
         #[arg(long, default_value = "default")]
@@ -65,6 +67,21 @@ enum Cmd {
         /// Device label.
         #[arg(long, default_value = "cli")]
         device_name: String,
+        /// The second factor, if the account has one: a TOTP code or a backup code (else
+        /// asked for at the `Code:` prompt).
+        #[arg(long, env = "HUSH_MFA_CODE", hide_env_values = true)]
+        code: Option<String>,
+        /// After the second factor, trust this device: its next logins skip the challenge.
+        #[arg(long)]
+        remember_device: bool,
+        /// The new password, when the node says the password was one-time (else asked for
+        /// twice).
+        #[arg(long, env = "HUSH_NEW_PASSWORD", hide_env_values = true)]
+        new_password: Option<String>,
+        /// Replace a profile that holds another account's device (that device is logged out
+        /// first).
+        #[arg(long)]
+        force: bool,
     },
     /// End this profile's session.
     Logout,
@@ -110,8 +127,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let out = cli.output;
     let session = || cli::profile::session_of(profile);
     match cli.cmd {
-        Cmd::Login { tenant, user, password, device_name } => {
-            let args = cli::login::LoginArgs { server: cli.server, tenant, user, password, device_name };
+        Cmd::Login { tenant, user, password, device_name, code, remember_device, new_password, force } => {
+            let args = cli::login::LoginArgs {
+                server: cli.server,
+                tenant,
+                user,
+                password,
+                device_name,
+                code,
+                remember_device,
+                new_password,
+                force,
+            };
             cli::login::login(profile, args).await
         }
         Cmd::Logout => cli::login::logout(profile).await,

@@ -208,6 +208,27 @@ impl Messenger {
         })
     }
 
+    /// Like [`Messenger::connect`] on a connection already open: a caller that must take the
+    /// device's socket before it reads the state (another process may hold the socket and
+    /// write the state until it is displaced).
+    pub fn with_connection(
+        session: Session,
+        conn: Connection,
+        state: DeviceState,
+        path: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            session,
+            conn,
+            state,
+            path,
+            held: VecDeque::new(),
+            ready: VecDeque::new(),
+            device_lists: HashMap::new(),
+            resends: 0,
+        }
+    }
+
     /// The device's end-to-end state.
     pub fn state(&self) -> &DeviceState {
         &self.state
@@ -570,6 +591,36 @@ impl Messenger {
             let frame = self.conn.next_frame().await?;
             if let Some(ev) = self.handle(frame).await? {
                 return Ok(ev);
+            }
+        }
+    }
+
+    /// Like [`Messenger::next_event`], but gives up as soon as `other` completes while the
+    /// messenger waits for the node: `Err(output)` then, and no frame is lost (the wait is the
+    /// only point where `other` can win; an event being handled is always finished first).
+    /// `other` is polled again at each wait, so pass a future that can be resumed (`&mut`).
+    pub async fn next_event_or<F: std::future::Future + Unpin>(
+        &mut self,
+        other: &mut F,
+    ) -> std::result::Result<Result<Event>, F::Output> {
+        loop {
+            self.collect_identity_changes();
+            if let Some(ev) = self.ready.pop_front() {
+                return Ok(Ok(ev));
+            }
+            let frame = tokio::select! {
+                biased;
+                f = self.conn.next_frame() => f,
+                o = &mut *other => return Err(o),
+            };
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => return Ok(Err(e)),
+            };
+            match self.handle(frame).await {
+                Ok(Some(ev)) => return Ok(Ok(ev)),
+                Ok(None) => {}
+                Err(e) => return Ok(Err(e)),
             }
         }
     }

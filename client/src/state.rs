@@ -284,6 +284,28 @@ impl DeviceState {
         })
     }
 
+    /// The signed pre-key and the Kyber last-resort key: what a login registering a new device
+    /// carries (nothing is generated).
+    pub fn signed_upload(&self) -> Result<PreKeyUpload, StateError> {
+        Ok(PreKeyUpload {
+            signed_pre_key: self.saved.signed.first().map(SignedPreKeyRecord::public),
+            one_time: Vec::new(),
+            kyber_one_time: Vec::new(),
+            kyber_last_resort: Some(self.saved.kyber_last_resort.public()?),
+        })
+    }
+
+    /// Fresh batches of [`ONE_TIME_BATCH`] EC and Kyber one-time keys, for the upload after a
+    /// login that carried [`DeviceState::signed_upload`].
+    pub fn one_time_upload(&mut self) -> Result<PreKeyUpload, StateError> {
+        Ok(PreKeyUpload {
+            signed_pre_key: None,
+            one_time: self.new_one_time_keys(ONE_TIME_BATCH)?,
+            kyber_one_time: self.new_kyber_keys(ONE_TIME_BATCH)?,
+            kyber_last_resort: None,
+        })
+    }
+
     /// `n` new EC one-time pre-keys (their private halves kept; see [`MAX_LOCAL_ONE_TIME_KEYS`]).
     pub fn new_one_time_keys(&mut self, n: usize) -> Result<Vec<OneTimePreKey>, StateError> {
         let mut out = Vec::with_capacity(n);

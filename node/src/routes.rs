@@ -767,6 +767,20 @@ async fn user_devices(
     if set.devices.is_empty() {
         return Err(ApiError::NotFound);
     }
+    // Another user sees only the devices a session can be started with (those with keys);
+    // the user's own listing shows every device.
+    if user != *me.user() {
+        let mut keyless = Vec::new();
+        for d in &set.devices {
+            let addr = hush_protocol::ids::DeviceAddress::new(me.tenant().clone(), user.clone(), d.id);
+            if !keys::has_keys(&hub, &addr).await? {
+                keyless.push(d.id);
+            }
+        }
+        let mut listed = hush_store::DeviceSet::clone(&set);
+        listed.devices.retain(|d| !keyless.contains(&d.id));
+        return Ok(web::Json(device_list(&hub, me.tenant(), user, &listed).await?));
+    }
     Ok(web::Json(device_list(&hub, me.tenant(), user, &set).await?))
 }
 

@@ -72,6 +72,15 @@ pub struct DeviceRequest {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Byte))]
     #[serde(default)]
     pub identity_key: Option<Payload>,
+    /// The device's first pre-keys (its signed pre-key and Kyber last-resort key; one-time keys
+    /// may follow with `PUT /v1/keys`), signed by `identity_key`. They are checked before
+    /// anything is registered and stored with the device, so a login that registers a device
+    /// never leaves it without keys: a bad key refuses the login and changes nothing. An
+    /// MFA-pending login keeps them with its pending device until the session verifies.
+    // No `skip_serializing_if`: an MFA-pending login keeps the request with postcard, which
+    // is not self-describing and cannot read a field that was left out.
+    #[serde(default)]
+    pub keys: Option<UploadKeysRequest>,
 }
 
 /// `POST /v1/login`.

@@ -456,6 +456,7 @@ pub async fn login(client: &Client, tenant: &str, user: &str, password: &str) ->
                 registration_id: random_registration_id(),
                 name: Some("test".into()),
                 identity_key: None,
+                keys: None,
             },
         )
         .await

@@ -154,6 +154,7 @@ async fn devices_primary_limit_and_reregistration() {
                 registration_id: RegistrationId::new(9).unwrap(),
                 name: None,
                 identity_key: None,
+                keys: None,
             },
         )
         .await;
@@ -173,6 +174,7 @@ async fn devices_primary_limit_and_reregistration() {
                 registration_id: RegistrationId::new(4242).unwrap(),
                 name: None,
                 identity_key: None,
+                keys: None,
             },
         )
         .await

@@ -154,6 +154,7 @@ async fn the_bootstrap_password_is_one_time() {
                 registration_id: hush_client::random_registration_id(),
                 name: None,
                 identity_key: None,
+                keys: None,
             },
         )
         .await
@@ -239,6 +240,7 @@ async fn reset_password_on_a_stopped_nodes_data_folder() {
                 registration_id: hush_client::random_registration_id(),
                 name: None,
                 identity_key: None,
+                keys: None,
             },
         )
         .await

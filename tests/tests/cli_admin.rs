@@ -674,6 +674,7 @@ async fn password_change_and_admin_unlock() {
         registration_id: hush_client::random_registration_id(),
         name: None,
         identity_key: None,
+        keys: None,
     };
     assert!(node.client().login(&tenant, &uid("bob"), &Secret::new("bob-password"), req()).await.is_err());
     login(&node.client(), "default", "bob", "new-secret-1").await;

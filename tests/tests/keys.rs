@@ -69,6 +69,7 @@ async fn login(
                 registration_id: RegistrationId::new(registration_id).unwrap(),
                 name: None,
                 identity_key: identity.map(Payload),
+                keys: None,
             },
         )
         .await

@@ -108,6 +108,7 @@ async fn try_login(client: &Client) -> Result<hush_client::Session, ClientError>
         registration_id: hush_client::random_registration_id(),
         name: None,
         identity_key: None,
+        keys: None,
     };
     let tenant = hush_protocol::ids::TenantId::new("default").unwrap();
     let pw = hush_protocol::api::Secret::new("alice-password");

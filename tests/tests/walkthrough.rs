@@ -1,96 +1,277 @@
-//! The README's five-minute walkthrough, run as written: every `hush` command between the
-//! walkthrough markers of README.md is executed against a real node, in order. The only
-//! changes: the administrator's one-time password is passed with `--password` (a person pastes
-//! it at the prompt), and `listen` runs in the background and stops after one message.
+//! The README's five-minute walkthrough, run as a newcomer runs it: on a machine whose `$HOME`
+//! does not exist yet, `hushd` started with no flag from an empty folder (so on
+//! 127.0.0.1:8080, data in ./hush-data), then every line of the walkthrough block of README.md,
+//! exactly as printed, through `bash`. Each `# ...` line under a command is an output line the
+//! README promises: it must appear (`...` stands for what differs from run to run).
+//!
+//! Two substitutions only: `cargo run --release --bin hushd` and `cargo build --release --bin
+//! hush && export PATH=...` use the binaries this test suite built (debug), and `listen` runs
+//! in the background while the next commands run, as in a second terminal. A person types the
+//! one-time password and the new one at the prompts; here they come on stdin.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
-use hush_tests::{bin, Node};
+use hush_tests::bin;
 
-fn walkthrough_commands() -> Vec<Vec<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let start = readme.find("<!-- walkthrough:start -->").expect("walkthrough start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("walkthrough end marker");
-    readme[start..end].lines().map(str::trim).filter(|l| l.starts_with("hush ")).map(split_shell).collect()
+fn readme() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap()
 }
 
-/// Splits a command line on spaces, honouring double quotes (all the README uses).
-fn split_shell(line: &str) -> Vec<String> {
+/// The lines of the sh code blocks between `from` and `to`.
+fn block_lines(readme: &str, from: &str, to: &str) -> Vec<String> {
+    let start = readme.find(from).unwrap_or_else(|| panic!("README marker {from}"));
+    let end = start + readme[start..].find(to).unwrap_or_else(|| panic!("README marker {to}"));
     let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut quoted = false;
-    for c in line.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            ' ' if !quoted => {
-                if !cur.is_empty() {
-                    out.push(std::mem::take(&mut cur));
-                }
-            }
-            c => cur.push(c),
+    let mut inside = false;
+    for l in readme[start..end].lines() {
+        let l = l.trim_end();
+        if l.starts_with("```") {
+            inside = !inside;
+            continue;
         }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
+        if inside && !l.is_empty() {
+            out.push(l.to_owned());
+        }
     }
     out
 }
 
+/// A README line is a command, followed by the output lines it promises.
+#[derive(Debug)]
+struct Step {
+    line: String,
+    expect: Vec<String>,
+}
+
+fn steps(lines: &[String]) -> Vec<Step> {
+    let mut out: Vec<Step> = Vec::new();
+    for l in lines {
+        match l.strip_prefix("# ") {
+            Some(e) => out.last_mut().expect("an output line before any command").expect.push(e.to_owned()),
+            None => out.push(Step { line: l.clone(), expect: Vec::new() }),
+        }
+    }
+    out
+}
+
+/// Whether some line of `text` matches `pattern`, where `...` stands for anything.
+fn has_line(text: &str, pattern: &str) -> bool {
+    text.lines().map(str::trim).any(|l| {
+        let parts: Vec<&str> = pattern.split("...").collect();
+        if parts.len() == 1 {
+            return l == pattern;
+        }
+        let (first, last) = (parts[0], parts[parts.len() - 1]);
+        if !l.starts_with(first) || !l.ends_with(last) || l.len() < first.len() + last.len() {
+            return false;
+        }
+        let mut rest = &l[first.len()..l.len() - last.len()];
+        for p in &parts[1..parts.len() - 1] {
+            match rest.find(p) {
+                Some(at) => rest = &rest[at + p.len()..],
+                None => return false,
+            }
+        }
+        true
+    })
+}
+
+/// Kills a child on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Lines a background process prints, read on a thread.
+fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for l in BufReader::new(r).lines() {
+            let Ok(l) = l else { return };
+            if tx.send(l).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, want: &str, what: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !seen.iter().any(|l| has_line(l, want)) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(_) => panic!("{what} never printed `{want}`; it printed {seen:?}"),
+        }
+    }
+}
+
+/// The environment of a newcomer's shell: no HUSH_* settings, a home that does not exist.
+fn newcomer(cmd: &mut Command, home: &Path, path: &str) {
+    cmd.env_clear()
+        .env("PATH", path)
+        .env("HOME", home)
+        .env("HUSH_HOME", home.join(".hush"))
+        .env("LANG", "C.UTF-8");
+}
+
 #[test]
 fn readme_walkthrough_works_as_written() {
-    let node = Node::start();
-    let home = tempfile::tempdir().unwrap();
-    let cmds = walkthrough_commands();
-    assert!(cmds.len() >= 7, "walkthrough too short: {cmds:?}");
-    let hush = bin("hush");
-    let mut listener = None;
-    for args in cmds {
-        let mut args: Vec<String> = args[1..].to_vec();
-        if args.windows(2).any(|w| w == ["login", "--user"]) && !args.contains(&"--password".to_owned()) {
-            args.push("--password".into());
-            // The harness has replaced the one-time password (a login with it may only set a
-            // new one).
-            args.push(node.admin_password_set_blocking());
-        }
-        let mut cmd = Command::new(&hush);
-        cmd.args(&args).env("HUSH_HOME", home.path()).env("HUSH_SERVER", node.url());
-        if args.contains(&"listen".to_owned()) {
-            cmd.arg("--count").arg("1").stdout(Stdio::piped()).stderr(Stdio::piped());
-            let mut child = cmd.spawn().unwrap();
-            // Wait until the listener is connected and up to date before anyone sends.
-            let stderr = child.stderr.take().unwrap();
-            let mut line = String::new();
-            BufReader::new(stderr).read_line(&mut line).unwrap();
-            assert!(line.contains("up to date"), "listen did not connect: {line}");
-            listener = Some(child);
+    let readme = readme();
+    let root = tempfile::tempdir().unwrap();
+    // Nothing exists yet: neither $HOME nor $HUSH_HOME (its default, ~/.hush).
+    let home = root.path().join("home").join("newcomer");
+    let work = root.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let hushd = bin("hushd");
+    let bin_dir: PathBuf = hushd.parent().unwrap().to_owned();
+    assert!(bin_dir.join("hush").exists(), "the hush binary is built next to hushd");
+    let path = format!("{}:/usr/local/bin:/usr/bin:/bin", bin_dir.display());
+
+    // The first terminal.
+    let node_steps = steps(&block_lines(&readme, "<!-- walkthrough:node -->", "<!-- walkthrough:start -->"));
+    assert_eq!(node_steps.len(), 1, "{node_steps:?}");
+    assert_eq!(node_steps[0].line, "cargo run --release --bin hushd");
+    let mut cmd = Command::new(&hushd);
+    newcomer(&mut cmd, &home, &path);
+    cmd.current_dir(&work).stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut node = Killed(cmd.spawn().unwrap());
+    let node_out = lines_of(node.0.stdout.take().unwrap());
+    let mut printed = Vec::new();
+    wait_for(&node_out, &mut printed, "hushd listening on ...", "hushd");
+    for e in &node_steps[0].expect {
+        assert!(printed.iter().any(|l| has_line(l, e)), "hushd did not print `{e}`: {printed:?}");
+    }
+    let one_time = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("One-time password (shown only now): "))
+        .expect("the one-time password")
+        .trim()
+        .to_owned();
+    assert!(work.join("hush-data").is_dir(), "data in ./hush-data");
+
+    // The other terminals.
+    let all = steps(&block_lines(&readme, "<!-- walkthrough:start -->", "<!-- walkthrough:end -->"));
+    assert!(all.len() >= 14, "walkthrough too short: {all:?}");
+    let new_admin_password = "walkthrough-admin-pw-1";
+    let mut listener: Option<(Killed, mpsc::Receiver<String>, mpsc::Receiver<String>)> = None;
+    let mut heard = Vec::new();
+    let mut admin_logins = 0;
+    for step in &all {
+        let line = step.line.as_str();
+        if line.starts_with("cargo build --release --bin hush && export PATH=")
+            || line.starts_with("export PATH=")
+        {
+            assert!(line.contains("export PATH=\"$PWD/target/release:$PATH\""), "{line}");
             continue;
         }
-        let out = cmd.output().unwrap();
-        assert!(
-            out.status.success(),
-            "`hush {}` failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let mut child = listener.expect("the walkthrough has a listen step");
-    let t0 = std::time::Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
+        assert!(line.starts_with("hush "), "a README line this test does not know how to run: {line}");
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(line).current_dir(&work);
+        newcomer(&mut cmd, &home, &path);
+        if line.ends_with(" listen") {
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut child = cmd.spawn().unwrap();
+            let out = lines_of(child.stdout.take().unwrap());
+            let err = lines_of(child.stderr.take().unwrap());
+            let mut seen = Vec::new();
+            // It is connected and caught up before the next terminal starts.
+            wait_for(&err, &mut seen, "(up to date; waiting for messages)", "listen");
+            listener = Some((Killed(child), out, err));
+            continue;
         }
-        assert!(t0.elapsed() < Duration::from_secs(20), "listener got no message");
-        std::thread::sleep(Duration::from_millis(50));
+        let stdin = if line == "hush --profile admin login --user admin" {
+            // At `Password:` the one-time password; then the new one, twice.
+            admin_logins += 1;
+            format!("{one_time}\n{new_admin_password}\n{new_admin_password}\n")
+        } else {
+            String::new()
+        };
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "`{line}` failed: {stdout}{stderr}");
+        assert!(!stderr.contains("error"), "`{line}`: {stderr}");
+        let both = format!("{stdout}{stderr}");
+        for e in &step.expect {
+            assert!(has_line(&both, e), "`{line}` did not print `{e}`; it printed:\n{both}");
+        }
+        // What the README says the listener prints.
+        if let Some((_, out, _)) = &listener {
+            if line == "hush --profile bob send alice \"hello from bob\"" {
+                wait_for(out, &mut heard, "bob/1: hello from bob", "alice's listen");
+            }
+            if line == "hush --profile bob group send project \"hello team\"" {
+                wait_for(out, &mut heard, "[project] bob/1: hello team", "alice's listen");
+            }
+        }
     }
-    let mut out = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut out).unwrap();
-    assert_eq!(out.trim(), "bob/1: hello from bob");
-    // The profile files are private to their owner.
+    assert_eq!(admin_logins, 1, "the walkthrough logs the administrator in once");
+    for said in ["`bob/1: hello from bob`", "`[project] bob/1: hello team`"] {
+        assert!(readme.contains(said), "the README no longer says {said}");
+        let said = said.trim_matches('`');
+        assert!(heard.iter().any(|l| l == said), "alice's listen printed {heard:?}");
+    }
+
+    // Alice's own group commands went through her running listen: it was never displaced.
+    let (mut listen, _, err) = listener.expect("the walkthrough runs listen");
+    assert!(listen.0.try_wait().unwrap().is_none(), "alice's listen stopped");
+    let err: Vec<String> = err.try_iter().collect();
+    assert!(!err.iter().any(|l| l.contains("took the connection") || l.contains("4409")), "{err:?}");
+
+    // The profile folder and files are private to their owner.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(home.path().join("alice.json")).unwrap().permissions().mode();
-    assert_eq!(mode & 0o077, 0, "profile readable by others");
+    let hush_home = home.join(".hush");
+    let mode = std::fs::metadata(&hush_home).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "profile folder mode");
+    for f in ["admin.json", "admin.state", "alice.json", "alice.state", "bob.json", "bob.state"] {
+        let mode = std::fs::metadata(hush_home.join(f)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "{f} readable by others");
+    }
+
+    // The one-time password is dead; the new one works.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let c = hush_client::Client::new("http://127.0.0.1:8080");
+        let t = hush_protocol::ids::TenantId::new("default".to_owned()).unwrap();
+        let u = hush_protocol::ids::UserId::new("admin".to_owned()).unwrap();
+        let req = || hush_protocol::api::DeviceRequest {
+            id: None,
+            registration_id: hush_client::random_registration_id(),
+            name: None,
+            identity_key: None,
+            keys: None,
+        };
+        let old = c.login(&t, &u, &hush_protocol::api::Secret::new(one_time.clone()), req()).await;
+        assert!(old.is_err(), "the one-time password still works");
+        let new =
+            c.login(&t, &u, &hush_protocol::api::Secret::new(new_admin_password.to_owned()), req()).await;
+        assert!(
+            new.is_ok_and(|s| !s.login_info().password_change_required),
+            "the new password does not work"
+        );
+    });
+    drop(listen);
+    drop(node);
+}
+
+#[test]
+fn output_patterns_match_as_the_readme_means() {
+    assert!(has_line("Sent 1234 to alice.", "Sent ... to alice."));
+    assert!(!has_line("Sent 1234 to bob.", "Sent ... to alice."));
+    assert!(has_line("x\nCreated default/alice.\n", "Created default/alice."));
+    assert!(!has_line("Created default/alice2.", "Created default/alice."));
+    assert!(!has_line("warning: Created default/alice.", "Created default/alice."));
 }

@@ -287,6 +287,7 @@ async fn login(
         registration_id: user.registration_id,
         name: Some("hush-load".into()),
         identity_key: None,
+        keys: None,
     };
     if !fresh {
         match client.login(tenant, &user.name, password, req(Some(DeviceId::PRIMARY))).await {

@@ -1,7 +1,6 @@
 //! `hush password`: change the logged-in user's password. The node ends the user's other
 //! sessions (this profile's stays).
 
-use anyhow::bail;
 use clap::Args;
 use hush_client::Session;
 
@@ -27,20 +26,7 @@ pub struct PasswordArgs {
 /// Runs `hush password`.
 pub async fn run(s: &Session, a: PasswordArgs) -> anyhow::Result<()> {
     let current = ask_secret(a.current_password, "Current password: ")?;
-    let new = match a.new_password {
-        Some(p) => hush_protocol::api::Secret::new(p),
-        None => {
-            let first = ask_secret(None, "New password: ")?;
-            let again = ask_secret(None, "New password again: ")?;
-            if first != again {
-                bail!("the two new passwords differ; nothing changed");
-            }
-            first
-        }
-    };
-    if new.expose().is_empty() {
-        bail!("the new password is empty; nothing changed");
-    }
+    let new = super::login::new_password(a.new_password)?;
     s.change_password(&current, &new).await?;
     println!("Password changed. Your other sessions were logged out.");
     Ok(())

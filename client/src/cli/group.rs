@@ -5,7 +5,6 @@ use clap::Subcommand;
 use hush_protocol::api::GroupInfo;
 use hush_protocol::ids::{GroupId, UserId};
 
-use super::chat::messenger;
 use super::profile::session_of;
 
 /// Group commands.
@@ -65,7 +64,7 @@ pub fn users(names: Vec<String>) -> anyhow::Result<Vec<UserId>> {
     Ok(names.into_iter().map(UserId::new).collect::<Result<Vec<_>, _>>()?)
 }
 
-fn list_members(g: &GroupInfo) -> String {
+pub fn list_members(g: &GroupInfo) -> String {
     g.members.iter().map(UserId::as_str).collect::<Vec<_>>().join(", ")
 }
 
@@ -77,26 +76,15 @@ pub async fn run(profile: &str, cmd: GroupCmd) -> anyhow::Result<()> {
             let g = s.create_group(&name, &users(members)?).await?;
             println!("Created group {} ({}) with {}.", g.name, g.id, list_members(&g));
         }
-        GroupCmd::Add { group, users: names } => {
-            let mut m = messenger(profile).await?;
-            let g = find_group(m.session(), &group).await?;
-            let g = m.add_members(&g.id, &users(names)?).await?;
-            println!("Group {} ({}) now has {}.", g.name, g.id, list_members(&g));
-            m.close().await?;
+        GroupCmd::Add { group, users } => {
+            super::control::run(profile, super::control::Request::GroupAdd { group, users }).await?
         }
-        GroupCmd::Remove { group, users: names } => {
-            let mut m = messenger(profile).await?;
-            let g = find_group(m.session(), &group).await?;
-            let g = m.remove_members(&g.id, &users(names)?).await?;
-            println!("Group {} ({}) now has {}.", g.name, g.id, list_members(&g));
-            m.close().await?;
+        GroupCmd::Remove { group, users } => {
+            super::control::run(profile, super::control::Request::GroupRemove { group, users }).await?
         }
         GroupCmd::Send { group, text } => {
-            let mut m = messenger(profile).await?;
-            let g = find_group(m.session(), &group).await?;
-            let id = m.send_group_text(&g.id, &text.join(" ")).await?;
-            println!("Sent {id} to group {}.", g.name);
-            m.close().await?;
+            super::control::run(profile, super::control::Request::GroupSend { group, text: text.join(" ") })
+                .await?
         }
         GroupCmd::List => {
             let s = session_of(profile)?;

@@ -4,7 +4,8 @@
 //! - [`profile`]: the profile folder and files.
 //! - [`prompt`]: terminal or stdin prompts.
 //! - [`login`]: login and logout.
-//! - [`chat`]: send and listen.
+//! - [`chat`]: send and listen; [`control`]: the running `listen`'s socket, which one-shot
+//!   commands of its profile go through instead of displacing it.
 //! - [`group`]: the group commands.
 //! - [`sessions`]: your sessions, devices and pre-key counts; [`account`]: password change;
 //!   [`mfa`]: your second factor; [`admin`]: tenant administration.
@@ -16,6 +17,7 @@
 pub mod account;
 pub mod admin;
 pub mod chat;
+pub mod control;
 pub mod exit;
 pub mod group;
 pub mod help;

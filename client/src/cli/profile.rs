@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use hush_client::state::DeviceState;
 use hush_client::Client;
-use hush_protocol::api::LoginResponse;
-use hush_protocol::ids::{DeviceId, RegistrationId};
+use hush_protocol::api::{LoginResponse, Secret};
+use hush_protocol::ids::{DeviceId, RegistrationId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// What `<name>.json` holds.
@@ -26,6 +26,20 @@ pub struct Profile {
     pub device: Option<DeviceId>,
     /// The session (absent once logged out).
     pub login: Option<LoginResponse>,
+    /// The account the device belongs to (kept after logout, so another account's login into
+    /// this profile is noticed).
+    #[serde(default)]
+    pub account: Option<(TenantId, UserId)>,
+    /// The token of a `--remember-device` MFA verification: later logins skip the challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_device_token: Option<Secret>,
+}
+
+impl Profile {
+    /// The account of the profile's device, if it has one.
+    pub fn owner(&self) -> Option<(TenantId, UserId)> {
+        self.login.as_ref().map(|l| (l.tenant.clone(), l.user.clone())).or_else(|| self.account.clone())
+    }
 }
 
 /// `--ca-file` of this run (set once, first thing in `run`): wins over the profile's.
@@ -85,6 +99,21 @@ pub fn state_path(name: &str) -> anyhow::Result<PathBuf> {
     Ok(profile_path(name)?.with_extension("state"))
 }
 
+/// `<home>/<name>.state.new`: a new device's state, written before its keys are sent and
+/// renamed to [`state_path`] once the login completed.
+pub fn staged_state_path(name: &str) -> anyhow::Result<PathBuf> {
+    Ok(profile_path(name)?.with_extension("state.new"))
+}
+
+/// Removes a file that may not exist.
+pub fn remove_if_present(path: &std::path::Path) -> anyhow::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot remove {}", path.display())),
+    }
+}
+
 /// The device state of a profile.
 pub fn load_state(name: &str) -> anyhow::Result<DeviceState> {
     DeviceState::load_file(&state_path(name)?)?.with_context(|| {
@@ -120,10 +149,34 @@ pub fn save(name: &str, p: &Profile) -> anyhow::Result<()> {
 
 /// The saved session of a profile.
 pub fn session_of(name: &str) -> anyhow::Result<hush_client::Session> {
-    let p = load(name)?
-        .with_context(|| format!("profile '{name}' is not logged in: run `hush --profile {name} login`"))?;
-    let login = p
-        .login
-        .with_context(|| format!("profile '{name}' is logged out: run `hush --profile {name} login`"))?;
+    let p = load(name)?.ok_or_else(|| {
+        super::exit::auth(format!("profile '{name}' is not logged in: run `hush --profile {name} login`"))
+    })?;
+    let login = p.login.ok_or_else(|| {
+        super::exit::auth(format!("profile '{name}' is logged out: run `hush --profile {name} login`"))
+    })?;
     Ok(client(&p.server, p.ca_file.as_deref())?.resume(login))
+}
+
+/// An exclusive lock on `<home>/<name>.lock` (flock), held by a command that changes the
+/// profile's device state for as long as it may change it; released on drop.
+pub struct ProfileLock {
+    _file: std::fs::File,
+}
+
+/// Waits for the profile's lock.
+pub fn lock(name: &str) -> anyhow::Result<ProfileLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = profile_path(name)?.with_extension("lock");
+    ensure_home()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(ProfileLock { _file: file })
 }

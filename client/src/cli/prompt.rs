@@ -27,3 +27,22 @@ pub fn ask_secret(given: Option<String>, prompt: &str) -> anyhow::Result<Secret>
     }
     Ok(Secret::new(stdin_line(prompt)?))
 }
+
+/// A visible answer (a one-time code): `given`, else asked for on stderr (stdin when it is
+/// not a terminal).
+pub fn ask_line(given: Option<String>, prompt: &str) -> anyhow::Result<String> {
+    if let Some(p) = given {
+        return Ok(p.trim().to_owned());
+    }
+    if std::io::stdin().is_terminal() {
+        use std::io::Write;
+        eprint!("{prompt}");
+        std::io::stderr().flush().ok();
+    }
+    Ok(stdin_line(prompt)?.trim().to_owned())
+}
+
+/// Whether prompts can be asked again (a person at a terminal).
+pub fn interactive() -> bool {
+    std::io::stdin().is_terminal()
+}
