@@ -806,7 +806,7 @@ pub async fn reset_password(
 
 #[cfg(test)]
 mod tests {
-    use argon2::password_hash::PasswordHash;
+    use argon2::password_hash::phc::PasswordHash;
 
     use super::*;
 

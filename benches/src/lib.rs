@@ -7,15 +7,18 @@ use hush_client::{random_registration_id, Client, ClientError, Session};
 use hush_protocol::api::{DeviceRequest, Secret};
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
 
-/// A request for a new device, or for device `id` of the user.
-pub fn device_request(id: Option<DeviceId>, name: &str) -> DeviceRequest {
-    DeviceRequest {
-        id,
-        registration_id: random_registration_id(),
-        name: Some(name.into()),
-        identity_key: None,
-        keys: None,
-    }
+/// A request for a new device (with keys, so senders see it), or for device `id` of the user.
+pub fn device_request(id: Option<DeviceId>, name: &str) -> anyhow::Result<DeviceRequest> {
+    Ok(match id {
+        None => hush_client::relay_only_device(Some(name.into()))?,
+        Some(id) => DeviceRequest {
+            id: Some(id),
+            registration_id: random_registration_id(),
+            name: Some(name.into()),
+            identity_key: None,
+            keys: None,
+        },
+    })
 }
 
 /// Logs the tenant administrator in on a new device.
@@ -26,7 +29,7 @@ pub async fn admin_login(
     name: &str,
 ) -> anyhow::Result<Session> {
     let session = client
-        .login(tenant, &UserId::new("admin")?, &Secret::new(password), device_request(None, name))
+        .login(tenant, &UserId::new("admin")?, &Secret::new(password), device_request(None, name)?)
         .await
         .context("admin login")?;
     if session.login_info().password_change_required {
@@ -63,10 +66,10 @@ pub async fn login_users(
                 Err(e) => return Err(anyhow::anyhow!("create {user}: {e}")),
             }
             let existing =
-                client.login(&tenant, &user, &password, device_request(Some(DeviceId::PRIMARY), &name));
+                client.login(&tenant, &user, &password, device_request(Some(DeviceId::PRIMARY), &name)?);
             match existing.await {
                 Ok(s) => Ok::<Session, anyhow::Error>(s),
-                Err(_) => Ok(client.login(&tenant, &user, &password, device_request(None, &name)).await?),
+                Err(_) => Ok(client.login(&tenant, &user, &password, device_request(None, &name)?).await?),
             }
         }));
     }

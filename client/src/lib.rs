@@ -942,6 +942,21 @@ pub async fn login_device(
     Ok(session)
 }
 
+/// A login request for a new device of a client that only relays bytes (load generators, tests
+/// of the raw protocol): a fresh identity key with its signed pre-key and Kyber last-resort key,
+/// whose private halves are thrown away. The node lists only devices with keys to senders, so
+/// even a client that does no end-to-end encryption registers some.
+pub fn relay_only_device(name: Option<String>) -> Result<DeviceRequest> {
+    let st = state::DeviceState::generate(random_registration_id())?;
+    Ok(DeviceRequest {
+        id: None,
+        registration_id: st.registration_id(),
+        name,
+        identity_key: Some(Payload(st.identity_key().serialize().to_vec())),
+        keys: Some(upload_request(&st.signed_upload()?)),
+    })
+}
+
 /// A random 14-bit registration id (1..=16383), as a new device would pick.
 pub fn random_registration_id() -> RegistrationId {
     use rand::Rng;

@@ -5,14 +5,16 @@
 //! `HUSHD_BIN` / `HUSH_BIN`; the test command builds them first (`cargo build --bins`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod cli;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use hush_client::{random_registration_id, Client, Connection, Session};
-use hush_protocol::api::{DeviceRequest, Secret};
+use hush_client::{Client, Connection, Session};
+use hush_protocol::api::Secret;
 use hush_protocol::ids::{TenantId, UserId};
 use hush_protocol::wire::ServerFrame;
 
@@ -451,13 +453,8 @@ pub async fn login(client: &Client, tenant: &str, user: &str, password: &str) ->
             &TenantId::new(tenant).unwrap(),
             &UserId::new(user).unwrap(),
             &Secret::new(password),
-            DeviceRequest {
-                id: None,
-                registration_id: random_registration_id(),
-                name: Some("test".into()),
-                identity_key: None,
-                keys: None,
-            },
+            // With keys, as every real client: the node lists only devices with keys to senders.
+            hush_client::relay_only_device(Some("test".into())).unwrap(),
         )
         .await
         .unwrap()

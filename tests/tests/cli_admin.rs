@@ -14,103 +14,9 @@ use std::time::Duration;
 use hush_client::Session;
 use hush_protocol::api::{MfaPolicy, Secret};
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
-use hush_protocol::otp::{self, Algorithm, OtpSecret};
+use hush_tests::cli::{Authenticator, Cli};
 use hush_tests::{bin, login, Node};
 use serde_json::Value;
-
-struct Cli<'a> {
-    node: &'a Node,
-    home: tempfile::TempDir,
-}
-
-impl<'a> Cli<'a> {
-    fn new(node: &'a Node) -> Cli<'a> {
-        Cli { node, home: tempfile::tempdir().unwrap() }
-    }
-
-    fn cmd(&self, profile: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(bin("hush"));
-        c.arg("--profile")
-            .arg(profile)
-            .args(args)
-            .env("HUSH_HOME", self.home.path())
-            .env("HUSH_SERVER", self.node.url())
-            .env_remove("HUSH_OUTPUT")
-            .env_remove("HUSH_MFA_CODE")
-            .env_remove("HUSH_PASSWORD");
-        c
-    }
-
-    /// Runs with `stdin` as standard input.
-    fn exec(&self, profile: &str, args: &[&str], stdin: &str) -> Output {
-        let mut child = self
-            .cmd(profile, args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-        child.wait_with_output().unwrap()
-    }
-
-    /// A command that must succeed; its stdout.
-    fn run_in(&self, profile: &str, args: &[&str], stdin: &str) -> String {
-        let out = self.exec(profile, args, stdin);
-        assert!(
-            out.status.success(),
-            "`hush --profile {profile} {}` failed: {}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn run(&self, profile: &str, args: &[&str]) -> String {
-        self.run_in(profile, args, "")
-    }
-
-    /// A command that must succeed, with `--output json`; its parsed stdout.
-    fn json(&self, profile: &str, args: &[&str]) -> Value {
-        let mut a = args.to_vec();
-        a.extend(["--output", "json"]);
-        let out = self.run(profile, &a);
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-    }
-
-    /// A command that must fail with one `error: ...` line on stderr; that line.
-    fn fail_in(&self, profile: &str, args: &[&str], stdin: &str) -> String {
-        let out = self.exec(profile, args, stdin);
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(
-            !out.status.success(),
-            "`hush {}` should fail; stdout: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout)
-        );
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        // A prompt may precede the error on stderr when stdin is read (no terminal).
-        let last = lines.last().copied().unwrap_or_default();
-        assert!(last.starts_with("error: "), "stderr of `hush {}`: {err}", args.join(" "));
-        assert!(
-            lines.iter().filter(|l| l.starts_with("error")).count() == 1
-                && !err.contains("backtrace")
-                && !err.contains("panicked"),
-            "more than one error line for `hush {}`: {err}",
-            args.join(" ")
-        );
-        last.to_owned()
-    }
-
-    fn fail(&self, profile: &str, args: &[&str]) -> String {
-        self.fail_in(profile, args, "")
-    }
-
-    fn login(&self, profile: &str, user: &str, password: &str) {
-        self.run(profile, &["login", "--user", user, "--password", password]);
-    }
-}
 
 fn uid(s: &str) -> UserId {
     UserId::new(s).unwrap()
@@ -134,36 +40,6 @@ async fn device(node: &Node, name: &str) -> Session {
     .await
     .unwrap();
     s
-}
-
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
-
-/// An authenticator app: codes of strictly increasing time steps within the node's window.
-struct App {
-    secret: OtpSecret,
-    last: u64,
-}
-
-impl App {
-    fn new(secret_b32: &str) -> App {
-        App { secret: OtpSecret::from_base32(secret_b32).unwrap(), last: 0 }
-    }
-    async fn fresh(&mut self) -> String {
-        loop {
-            while now_secs() % otp::TOTP_PERIOD_SECS > otp::TOTP_PERIOD_SECS - 3 {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            let now = otp::step_of(now_secs());
-            let step = (self.last + 1).max(now - 1);
-            if step <= now + 1 {
-                self.last = step;
-                return otp::hotp(&self.secret, step, Algorithm::Sha1, 6).unwrap();
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
 }
 
 /// Reads a QR code drawn with Unicode half blocks (background = dark module, as `hush mfa
@@ -310,7 +186,7 @@ async fn mfa_enrol_confirm_trust_step_up_and_disable() {
     let secret = line_after(&out, "Secret:");
     assert!(uri.starts_with("otpauth://totp/") && uri.contains(&format!("secret={secret}")), "{out}");
     assert_eq!(decode_terminal_qr(&out), uri);
-    let mut app = App::new(secret);
+    let mut app = Authenticator::new(secret);
 
     // A wrong code: one line, TOTP still off.
     let err = cli.fail("bob", &["mfa", "confirm", "000000"]);
@@ -458,7 +334,7 @@ async fn admin_users_mfa_sessions_policies_and_audit() {
     user(&admin, "dave", false).await;
     let dave = login(&node.client(), "default", "dave", "dave-password").await;
     let e = dave.totp_enroll().await.unwrap();
-    let mut app = App::new(e.secret.expose());
+    let mut app = Authenticator::new(e.secret.expose());
     dave.totp_confirm(&Secret::new(app.fresh().await)).await.unwrap();
     assert!(dave.mfa_status().await.unwrap().totp_enabled);
     let out = cli.run("root", &["admin", "reset-mfa", "dave"]);

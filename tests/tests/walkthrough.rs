@@ -10,13 +10,13 @@
 //! one-time password and the new one at the prompts; here they come on stdin.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
 
 use hush_tests::bin;
+use hush_tests::cli::{has_line, lines_of, wait_for};
 
 fn readme() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap()
@@ -59,28 +59,6 @@ fn steps(lines: &[String]) -> Vec<Step> {
     out
 }
 
-/// Whether some line of `text` matches `pattern`, where `...` stands for anything.
-fn has_line(text: &str, pattern: &str) -> bool {
-    text.lines().map(str::trim).any(|l| {
-        let parts: Vec<&str> = pattern.split("...").collect();
-        if parts.len() == 1 {
-            return l == pattern;
-        }
-        let (first, last) = (parts[0], parts[parts.len() - 1]);
-        if !l.starts_with(first) || !l.ends_with(last) || l.len() < first.len() + last.len() {
-            return false;
-        }
-        let mut rest = &l[first.len()..l.len() - last.len()];
-        for p in &parts[1..parts.len() - 1] {
-            match rest.find(p) {
-                Some(at) => rest = &rest[at + p.len()..],
-                None => return false,
-            }
-        }
-        true
-    })
-}
-
 /// Kills a child on drop.
 struct Killed(Child);
 
@@ -88,31 +66,6 @@ impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// Lines a background process prints, read on a thread.
-fn lines_of(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for l in BufReader::new(r).lines() {
-            let Ok(l) = l else { return };
-            if tx.send(l).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-fn wait_for(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>, want: &str, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !seen.iter().any(|l| has_line(l, want)) {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => seen.push(l),
-            Err(_) => panic!("{what} never printed `{want}`; it printed {seen:?}"),
-        }
     }
 }
 

@@ -282,22 +282,31 @@ async fn login(
     password: &Secret,
     fresh: bool,
 ) -> anyhow::Result<Session> {
-    let req = |id: Option<DeviceId>| DeviceRequest {
-        id,
-        registration_id: user.registration_id,
-        name: Some("hush-load".into()),
-        identity_key: None,
-        keys: None,
+    let req = |id: Option<DeviceId>| -> anyhow::Result<DeviceRequest> {
+        Ok(match id {
+            // A new device registers keys (thrown away: hush-load relays bytes), so senders see it.
+            None => DeviceRequest {
+                registration_id: user.registration_id,
+                ..hush_client::relay_only_device(Some("hush-load".into()))?
+            },
+            Some(_) => DeviceRequest {
+                id,
+                registration_id: user.registration_id,
+                name: Some("hush-load".into()),
+                identity_key: None,
+                keys: None,
+            },
+        })
     };
     if !fresh {
-        match client.login(tenant, &user.name, password, req(Some(DeviceId::PRIMARY))).await {
+        match client.login(tenant, &user.name, password, req(Some(DeviceId::PRIMARY))?).await {
             Ok(s) => return Ok(s),
             Err(ClientError::Http { status, .. }) if status != 401 && status != 429 => {}
             Err(e) => return Err(anyhow!("login of {}: {e}", user.name)),
         }
     }
     let s = client
-        .login(tenant, &user.name, password, req(None))
+        .login(tenant, &user.name, password, req(None)?)
         .await
         .map_err(|e| anyhow!("login of {}: {e}", user.name))?;
     if s.device() != DeviceId::PRIMARY {
