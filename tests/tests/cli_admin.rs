@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+
+use std::process::Command;
 use std::time::Duration;
 
 use hush_client::Session;
@@ -424,7 +424,7 @@ async fn admin_users_mfa_sessions_policies_and_audit() {
     );
 }
 
-fn user_via_cli(cli: &Cli<'_>) {
+fn user_via_cli(cli: &Cli) {
     cli.run("root", &["admin", "create-user", "erin", "--password", "erin-password"]);
     cli.login("erin", "erin", "erin-password");
 }
