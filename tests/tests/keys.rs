@@ -615,9 +615,9 @@ async fn identity_change_means_new_registration_id_and_stale_devices() {
     let changed = login(&node, "alice", Some(1), 100, Some(k2.identity())).await.unwrap();
     let new_reg = changed.login_info().registration_id.get();
     assert_ne!(new_reg, 100);
+    // Its old keys are gone and it has no new ones yet: senders are not shown it.
     let list = bob.devices(Some(&UserId::new("alice").unwrap())).await.unwrap();
-    assert_eq!(list.devices[0].registration_id.get(), new_reg);
-    assert_eq!(list.devices[0].identity_key.as_ref().map(|k| k.0.clone()), Some(k2.identity()));
+    assert!(list.devices.is_empty(), "a device without keys is listed: {list:?}");
     assert_eq!(counts(&node, &changed).await, KeyCounts::default(), "old pre-keys deleted");
     assert_eq!(fetch(&node, &bob, "alice", Some(1)).await.0, 404);
     // Keys signed by the old identity are refused now.
@@ -638,6 +638,9 @@ async fn identity_change_means_new_registration_id_and_stale_devices() {
     }
     // With the new one (and new keys), it goes through.
     assert_eq!(put_keys(&node, &changed, &k2.upload(0..5, 0..5)).await.0, 200);
+    let list = bob.devices(Some(&UserId::new("alice").unwrap())).await.unwrap();
+    assert_eq!(list.devices[0].registration_id.get(), new_reg);
+    assert_eq!(list.devices[0].identity_key.as_ref().map(|k| k.0.clone()), Some(k2.identity()));
     let (st, _, body) = fetch(&node, &bob, "alice", Some(1)).await;
     assert_eq!(st, 200);
     let b = bundle(body);
@@ -673,8 +676,11 @@ async fn identity_change_means_new_registration_id_and_stale_devices() {
     assert_eq!(again.device().get(), 2);
     assert_eq!(fetch(&node, &bob, "alice", Some(2)).await.0, 404);
     assert_eq!(counts(&node, &again).await, KeyCounts::default());
-    let list = bob.devices(Some(&UserId::new("alice").unwrap())).await.unwrap();
+    // Alice's own listing shows it without an identity key; senders are not shown it.
+    let list = again.devices(None).await.unwrap();
     assert!(list.devices.iter().find(|d| d.id.get() == 2).unwrap().identity_key.is_none());
+    let list = bob.devices(Some(&UserId::new("alice").unwrap())).await.unwrap();
+    assert!(list.devices.iter().all(|d| d.id.get() != 2), "{list:?}");
 }
 
 /// With a rotation age of 5 s: fresh keys get no ask; once they are older, `RotateKeys` comes
