@@ -13,6 +13,8 @@ use crate::{bin, Node};
 /// A profile folder (`HUSH_HOME`) and the node the commands talk to.
 pub struct Cli {
     url: String,
+    /// The node's test CA, for a TLS node (`HUSH_CA_FILE`).
+    ca: Option<PathBuf>,
     home: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
@@ -21,12 +23,12 @@ impl Cli {
     /// A new, empty profile folder for `node`.
     pub fn new(node: &Node) -> Cli {
         let tmp = tempfile::tempdir().unwrap();
-        Cli { url: node.url(), home: tmp.path().to_owned(), _tmp: Some(tmp) }
+        Cli { url: node.url(), ca: ca_of(node), home: tmp.path().to_owned(), _tmp: Some(tmp) }
     }
 
     /// Commands with `home` as profile folder (it need not exist).
     pub fn at(node: &Node, home: &Path) -> Cli {
-        Cli { url: node.url(), home: home.to_owned(), _tmp: None }
+        Cli { url: node.url(), ca: ca_of(node), home: home.to_owned(), _tmp: None }
     }
 
     /// The profile folder.
@@ -49,6 +51,9 @@ impl Cli {
             .env_remove("HUSH_CA_FILE")
             .env_remove("HUSH_PROFILE")
             .env_remove("HUSH_PASSWORD");
+        if let Some(ca) = &self.ca {
+            c.env("HUSH_CA_FILE", ca);
+        }
         c
     }
 
@@ -150,6 +155,10 @@ impl Cli {
         v.sort();
         v
     }
+}
+
+fn ca_of(node: &Node) -> Option<PathBuf> {
+    node.tls.as_ref().map(|t| t.ca_file.clone())
 }
 
 fn now_secs() -> u64 {

@@ -1,6 +1,6 @@
 //! `hush login` and `hush listen` as users meet them: a failed login (wrong password, node
 //! killed mid-login, keys refused) leaves no device and no profile; a TOTP user logs in through
-//! the `Code:` prompt, with a backup code, and with a remembered device; a profile of another
+//! the `Code:` prompt, with a backup code, and with a remembered device (over TLS); a profile of another
 //! account is not overwritten without `--force`; `listen` survives a `kill -9` of the node and
 //! prints what was sent meanwhile, and the profile's one-shot commands never displace it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -34,16 +34,22 @@ fn receive(cli: &Cli, profile: &str, n: usize) -> Vec<String> {
     out.lines().map(str::to_owned).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_login_leaves_no_device_and_no_profile() {
-    let mut node = Node::start();
+/// Users alice and bob, each logged in with the CLI on profile of their name.
+async fn alice_and_bob(node: &Node) -> Cli {
     let admin = node.admin().await;
     for u in ["alice", "bob"] {
         admin.create_user(&uid(u), &Secret::new(format!("{u}-password")), false).await.unwrap();
     }
-    let cli = Cli::new(&node);
+    let cli = Cli::new(node);
     cli.login("alice", "alice", "alice-password");
     cli.login("bob", "bob", "bob-password");
+    cli
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_login_leaves_no_device_and_no_profile() {
+    let mut node = Node::start();
+    let cli = alice_and_bob(&node).await;
     assert_eq!(device_ids(&cli, "bob"), [1]);
 
     // A wrong password: exit 3, one line, nothing written.
@@ -137,12 +143,13 @@ async fn a_failed_login_leaves_no_device_and_no_profile() {
     assert_eq!(st, 401, "bob's old session is logged out");
     let me = cli.json("bob", &["sessions"]);
     assert!(me["sessions"].as_array().is_some_and(|s| !s.is_empty()), "{me}");
-    drop(admin);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_totp_user_logs_in_through_the_code_prompt_and_with_a_backup_code() {
-    let node = Node::start();
+    // Over TLS, with the test CA given to the CLI (HUSH_CA_FILE).
+    let node = Node::start_tls();
+    assert!(node.url().starts_with("https://"));
     let admin = node.admin().await;
     admin.create_user(&uid("carol"), &Secret::new("carol-password"), false).await.unwrap();
     let carol = login(&node.client(), "default", "carol", "carol-password").await;
@@ -190,13 +197,7 @@ async fn a_totp_user_logs_in_through_the_code_prompt_and_with_a_backup_code() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn listen_resumes_after_the_node_is_killed_and_one_shot_commands_go_through_it() {
     let mut node = Node::start();
-    let admin = node.admin().await;
-    for u in ["alice", "bob"] {
-        admin.create_user(&uid(u), &Secret::new(format!("{u}-password")), false).await.unwrap();
-    }
-    let cli = Cli::new(&node);
-    cli.login("alice", "alice", "alice-password");
-    cli.login("bob", "bob", "bob-password");
+    let cli = alice_and_bob(&node).await;
     let mut listen = cli.spawn_listen("alice");
     let out = lines_of(listen.stdout.take().unwrap());
     let err = lines_of(listen.stderr.take().unwrap());
@@ -226,5 +227,4 @@ async fn listen_resumes_after_the_node_is_killed_and_one_shot_commands_go_throug
     assert!(!notes.iter().any(|l| l.contains("took the connection")), "{notes:?}");
     listen.kill().unwrap();
     listen.wait().unwrap();
-    drop(admin);
 }
