@@ -448,16 +448,21 @@ pub async fn login_one_time(client: &Client, tenant: &str, user: &str, one_time:
 
 /// Logs in, registering a new device.
 pub async fn login(client: &Client, tenant: &str, user: &str, password: &str) -> Session {
+    try_login(client, tenant, user, password).await.unwrap()
+}
+
+/// A login that may be refused, registering a new device (with keys, as every real client: the
+/// node lists only devices with keys to senders).
+pub async fn try_login(
+    client: &Client,
+    tenant: &str,
+    user: &str,
+    password: &str,
+) -> Result<Session, hush_client::ClientError> {
+    let device = hush_client::relay_only_device(Some("test".into()))?;
     client
-        .login(
-            &TenantId::new(tenant).unwrap(),
-            &UserId::new(user).unwrap(),
-            &Secret::new(password),
-            // With keys, as every real client: the node lists only devices with keys to senders.
-            hush_client::relay_only_device(Some("test".into())).unwrap(),
-        )
+        .login(&TenantId::new(tenant).unwrap(), &UserId::new(user).unwrap(), &Secret::new(password), device)
         .await
-        .unwrap()
 }
 
 /// The next frame, failing the test after 10 s.

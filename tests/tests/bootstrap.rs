@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use hush_client::ClientError;
 use hush_protocol::api::Secret;
-use hush_protocol::ids::UserId;
-use hush_tests::{bin, login, login_one_time, settled_password, Mongo, Node, Redis};
+use hush_tests::{bin, login, login_one_time, settled_password, try_login, Mongo, Node, Redis};
 use serde_json::{json, Value};
 
 async fn call(node: &Node, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
@@ -144,21 +143,7 @@ async fn the_bootstrap_password_is_one_time() {
     let _conn = first.connect().await.unwrap();
     let (st, v) = call(&node, "GET", "/v1/devices", second.login_info().token.expose(), None).await;
     assert_eq!(st, 401, "{v}");
-    let e = client
-        .login(
-            &"default".parse().unwrap(),
-            &UserId::new("admin").unwrap(),
-            &Secret::new(&pw),
-            hush_protocol::api::DeviceRequest {
-                id: None,
-                registration_id: hush_client::random_registration_id(),
-                name: None,
-                identity_key: None,
-                keys: None,
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = try_login(&client, "default", "admin", &pw).await.unwrap_err();
     assert_eq!(status_of(e).0, 401, "the one-time password works no more");
     let again = login(&client, "default", "admin", new.expose()).await;
     assert!(!again.login_info().password_change_required);
@@ -230,21 +215,7 @@ async fn reset_password_on_a_stopped_nodes_data_folder() {
     node.restart();
     let client = node.client();
     assert_eq!(status_of(alice.devices(None).await.unwrap_err()).0, 401, "sessions revoked");
-    let e = client
-        .login(
-            &"default".parse().unwrap(),
-            &UserId::new("alice").unwrap(),
-            &Secret::new("alice-password"),
-            hush_protocol::api::DeviceRequest {
-                id: None,
-                registration_id: hush_client::random_registration_id(),
-                name: None,
-                identity_key: None,
-                keys: None,
-            },
-        )
-        .await
-        .unwrap_err();
+    let e = try_login(&client, "default", "alice", "alice-password").await.unwrap_err();
     assert_eq!(status_of(e).0, 401, "the old password is dead");
     let s = login_one_time(&client, "default", "alice", &pw).await;
     s.devices(None).await.unwrap();

@@ -544,21 +544,13 @@ async fn password_change_and_admin_unlock() {
     assert!(out.contains("Password changed"), "{out}");
     assert!(other.sessions().await.is_err(), "the other session is revoked");
     assert_eq!(cli.json("bob", &["sessions"])["sessions"].as_array().unwrap().len(), 1, "this one stays");
-    let tenant = TenantId::new("default").unwrap();
-    let req = || hush_protocol::api::DeviceRequest {
-        id: None,
-        registration_id: hush_client::random_registration_id(),
-        name: None,
-        identity_key: None,
-        keys: None,
-    };
-    assert!(node.client().login(&tenant, &uid("bob"), &Secret::new("bob-password"), req()).await.is_err());
+    assert!(hush_tests::try_login(&node.client(), "default", "bob", "bob-password").await.is_err());
     login(&node.client(), "default", "bob", "new-secret-1").await;
 
     // Lock carol with wrong passwords, then unlock her with the CLI.
     let mut locked = false;
     for _ in 0..10 {
-        match node.client().login(&tenant, &uid("carol"), &Secret::new("wrong"), req()).await {
+        match hush_tests::try_login(&node.client(), "default", "carol", "wrong").await {
             Err(hush_client::ClientError::Http { body, .. }) if body.error == "account_locked" => {
                 locked = true;
                 break;
@@ -571,11 +563,7 @@ async fn password_change_and_admin_unlock() {
         }
     }
     assert!(locked, "carol was never locked");
-    assert!(node
-        .client()
-        .login(&tenant, &uid("carol"), &Secret::new("carol-password"), req())
-        .await
-        .is_err());
+    assert!(hush_tests::try_login(&node.client(), "default", "carol", "carol-password").await.is_err());
     let err = cli.fail("root", &["admin", "unlock", "nobody"]);
     assert!(err.starts_with("error: not_found"), "{err}");
     let err = cli.fail("bob", &["admin", "unlock", "carol"]);

@@ -198,19 +198,9 @@ fn readme_walkthrough_works_as_written() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let c = hush_client::Client::new("http://127.0.0.1:8080");
-        let t = hush_protocol::ids::TenantId::new("default".to_owned()).unwrap();
-        let u = hush_protocol::ids::UserId::new("admin".to_owned()).unwrap();
-        let req = || hush_protocol::api::DeviceRequest {
-            id: None,
-            registration_id: hush_client::random_registration_id(),
-            name: None,
-            identity_key: None,
-            keys: None,
-        };
-        let old = c.login(&t, &u, &hush_protocol::api::Secret::new(one_time.clone()), req()).await;
+        let old = hush_tests::try_login(&c, "default", "admin", &one_time).await;
         assert!(old.is_err(), "the one-time password still works");
-        let new =
-            c.login(&t, &u, &hush_protocol::api::Secret::new(new_admin_password.to_owned()), req()).await;
+        let new = hush_tests::try_login(&c, "default", "admin", new_admin_password).await;
         assert!(
             new.is_ok_and(|s| !s.login_info().password_change_required),
             "the new password does not work"
