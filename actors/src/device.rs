@@ -5,6 +5,11 @@
 //! connection), heartbeat and idle timeout, and the slow-consumer rule: when the bounded
 //! outbound buffer is full, the socket is closed with 4429 and the envelopes stay queued.
 //!
+//! A close, from either side, completes the closing handshake: the actor keeps reading until the
+//! client's side of the socket ends (at most [`CLOSE_GRACE`]) and stops only once every `Ack`
+//! read before it is stored, so an ack sent just before a close is never lost. A connection of
+//! the same device that displaces this one starts its drain only after that.
+//!
 //! Live deliveries that arrive while the drain is still reading the store are not written
 //! (they are durable, so the drain will read them); they only mark the drain "dirty" so it reads
 //! once more before declaring the queue empty. After the drain, anything at or below the highest
@@ -24,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::hub::Hub;
 use crate::keys;
 use crate::limits::{
-    DEVICE_MAILBOX, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_INFLIGHT_KEY_REQUESTS,
-    MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
+    CLOSE_GRACE, DEVICE_MAILBOX, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_CLOSE_WAITERS,
+    MAX_INFLIGHT_KEY_REQUESTS, MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
 };
 use crate::metrics::Metrics;
 use crate::registry::Conn;
@@ -41,6 +46,9 @@ pub const CLOSE_INTERNAL: u16 = 1011;
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 /// WebSocket close code for "protocol error" (RFC 6455).
 pub const CLOSE_PROTOCOL: u16 = 1002;
+/// WebSocket close code for "invalid frame payload data" (RFC 6455): a text message that is
+/// not UTF-8.
+pub const CLOSE_INVALID_PAYLOAD: u16 = 1007;
 
 /// What the node's socket reader hands the actor: frames already decoded at the edge.
 #[derive(Debug)]
@@ -165,7 +173,15 @@ pub struct DeviceActor {
     pending_acks: Vec<u64>,
     ack_inflight: bool,
     drain: Drain,
+    /// The drain waits until a displaced connection of this device has stored its acks.
+    drain_blocked: bool,
     closing: bool,
+    /// Stopping once the client's side ended and the acks are stored (or [`CLOSE_GRACE`]).
+    finishing: bool,
+    /// The client's side of the socket ended (close frame, end of stream).
+    inbound_ended: bool,
+    /// Answered (dropped) when this actor stops: connections that displaced this one.
+    close_waiters: Vec<oneshot::Sender<()>>,
     key_requests: usize,
 }
 
@@ -195,7 +211,11 @@ impl DeviceActor {
                 pending_acks: Vec::new(),
                 ack_inflight: false,
                 drain: Drain { active: true, ..Drain::default() },
+                drain_blocked: false,
                 closing: false,
+                finishing: false,
+                inbound_ended: false,
+                close_waiters: Vec::new(),
                 key_requests: 0,
             }
         })
@@ -214,8 +234,8 @@ impl DeviceActor {
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.closing = true;
-                ctx.stop();
+                // The writer is gone (the socket broke); the reader ends soon too.
+                self.finish(ctx);
                 false
             }
         }
@@ -233,7 +253,41 @@ impl DeviceActor {
         if let Some(tx) = self.sink.close.take() {
             let _ = tx.send(CloseFrame { code, reason: reason.to_owned(), flush });
         }
-        ctx.stop();
+        self.finish(ctx);
+    }
+
+    /// Stops once the client's side of the socket has ended and every ack read is stored, or
+    /// after [`CLOSE_GRACE`] whatever happens.
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        self.closing = true;
+        if !self.finishing {
+            self.finishing = true;
+            ctx.run_later(CLOSE_GRACE, |act, ctx| {
+                if !act.pending_acks.is_empty() || act.ack_inflight {
+                    tracing::warn!(device = %act.addr, "acks not stored within the close grace; they will be redelivered");
+                }
+                ctx.stop();
+            });
+        }
+        self.stop_if_done(ctx);
+    }
+
+    fn stop_if_done(&mut self, ctx: &mut Context<Self>) {
+        if self.finishing && self.inbound_ended && !self.ack_inflight && self.pending_acks.is_empty() {
+            ctx.stop();
+        }
+    }
+
+    /// A future that resolves when this actor has stopped (at once if too many wait already).
+    fn stopped_signal(&mut self) -> ResponseFuture<()> {
+        if self.close_waiters.len() >= MAX_CLOSE_WAITERS {
+            return Box::pin(async {});
+        }
+        let (tx, rx) = oneshot::channel();
+        self.close_waiters.push(tx);
+        Box::pin(async move {
+            let _ = rx.await;
+        })
     }
 
     fn error(&mut self, ctx: &mut Context<Self>, id: Option<uuid::Uuid>, code: ErrorCode, message: String) {
@@ -242,7 +296,7 @@ impl DeviceActor {
     }
 
     fn drain_next(&mut self, ctx: &mut Context<Self>) {
-        if !self.drain.active || self.drain.fetching || self.closing {
+        if !self.drain.active || self.drain.fetching || self.closing || self.drain_blocked {
             return;
         }
         let last = *self.drain.last_progress.get_or_insert_with(Instant::now);
@@ -426,6 +480,7 @@ impl DeviceActor {
                 Err(e) => tracing::warn!(device = %act.addr, error = %e, "ack not stored"),
             }
             act.flush_acks(ctx);
+            act.stop_if_done(ctx);
         }));
     }
 }
@@ -444,7 +499,17 @@ impl Actor for DeviceActor {
             notify: me.recipient(),
         };
         if let Some(old) = self.hub.registry.register(self.addr.clone(), conn) {
-            old.disconnect.do_send(Disconnect::new(hush_protocol::wire::CLOSE_DISPLACED));
+            // The displaced connection may still be storing acks its client sent just before
+            // it reconnected: drain only after it stopped, or the acked envelopes come again.
+            self.drain_blocked = true;
+            let stopped = old.disconnect.send(Disconnect::new(hush_protocol::wire::CLOSE_DISPLACED));
+            let fut = async move {
+                let _ = tokio::time::timeout(CLOSE_GRACE + CLOSE_GRACE, stopped).await;
+            };
+            ctx.spawn(fut.into_actor(self).map(|(), act, ctx| {
+                act.drain_blocked = false;
+                act.drain_next(ctx);
+            }));
         }
         // Cluster: displace a connection of this device on another node, then claim presence.
         if self.hub.bus.kind() != "local" {
@@ -513,6 +578,23 @@ impl Actor for DeviceActor {
 impl StreamHandler<Inbound> for DeviceActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
+        if self.closing {
+            // Closing: acks still count (the client read those envelopes); nothing else is done.
+            match item {
+                Inbound::Frame(ClientFrame::Ack { seqs })
+                    if self.pending_acks.len() + seqs.len() <= MAX_PENDING_ACKS =>
+                {
+                    self.pending_acks.extend(seqs);
+                    self.flush_acks(ctx);
+                }
+                Inbound::Closed => {
+                    self.inbound_ended = true;
+                    self.stop_if_done(ctx);
+                }
+                _ => {}
+            }
+            return;
+        }
         match item {
             Inbound::Frame(f) => self.on_frame(ctx, f),
             Inbound::Bad(e) => {
@@ -532,15 +614,15 @@ impl StreamHandler<Inbound> for DeviceActor {
             }
             Inbound::Pong => {}
             Inbound::Closed => {
-                self.closing = true;
-                ctx.stop();
+                self.inbound_ended = true;
+                self.finish(ctx);
             }
         }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        self.closing = true;
-        ctx.stop();
+        self.inbound_ended = true;
+        self.finish(ctx);
     }
 }
 
@@ -562,13 +644,14 @@ impl Handler<Deliver> for DeviceActor {
 }
 
 impl Handler<Disconnect> for DeviceActor {
-    type Result = ();
+    /// Resolves once the actor has stopped (its acks stored), for a sender that waits.
+    type Result = ResponseFuture<()>;
 
-    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) -> ResponseFuture<()> {
         if msg.session_id.as_ref().is_some_and(|s| *s != self.session_id)
             || msg.opened_before_ms.is_some_and(|t| self.opened_ms >= t)
         {
-            return;
+            return Box::pin(async {});
         }
         let flush = msg.logged_out.is_some();
         if let Some(reason) = msg.logged_out {
@@ -581,6 +664,7 @@ impl Handler<Disconnect> for DeviceActor {
             _ => "closed",
         };
         self.close(ctx, msg.code, reason, flush);
+        self.stopped_signal()
     }
 }
 

@@ -22,6 +22,13 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 /// No frame at all for this long closes the socket with 4408.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 
+/// After a close is sent or received, a socket is read this long at most for the rest of the
+/// closing handshake, and the acks read before it are stored; then the actor stops anyway.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
+/// Senders that wait for one connection to stop (newer connections of its device).
+pub const MAX_CLOSE_WAITERS: usize = 8;
+
 /// A socket must authenticate within this time after the upgrade.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 

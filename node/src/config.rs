@@ -107,6 +107,18 @@ pub struct Cli {
     /// 100 consecutive failures lock until an administrator unlocks (default 900).
     #[arg(long, env = "HUSH_LOGIN_LOCK_SECS", global = true)]
     pub login_lock_secs: Option<u64>,
+    /// Seconds a request body may take to arrive after its head (default 30); a late body is
+    /// answered 408 and its connection closes.
+    #[arg(long, env = "HUSH_REQUEST_BODY_TIMEOUT_SECS", global = true)]
+    pub request_body_timeout_secs: Option<u64>,
+    /// Bytes per second a request body must average after a 5 s grace period (default 240;
+    /// 0 turns the check off).
+    #[arg(long, env = "HUSH_REQUEST_BODY_MIN_RATE", global = true)]
+    pub request_body_min_rate: Option<u64>,
+    /// Connections of one client address (IPv6: one /64) that may have a request not yet
+    /// complete (default 256; 0 turns the bound off, e.g. behind a proxy).
+    #[arg(long, env = "HUSH_MAX_INCOMPLETE_PER_ADDRESS", global = true)]
+    pub max_incomplete_per_address: Option<usize>,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -202,6 +214,12 @@ pub struct FileConfig {
     pub login_lock_failures: Option<u32>,
     /// See [`Cli::login_lock_secs`].
     pub login_lock_secs: Option<u64>,
+    /// See [`Cli::request_body_timeout_secs`].
+    pub request_body_timeout_secs: Option<u64>,
+    /// See [`Cli::request_body_min_rate`].
+    pub request_body_min_rate: Option<u64>,
+    /// See [`Cli::max_incomplete_per_address`].
+    pub max_incomplete_per_address: Option<usize>,
 }
 
 /// The certificate and key files of the TLS listener.
@@ -246,6 +264,8 @@ pub struct Config {
     pub queue_policy: hush_store::QueuePolicy,
     /// Login throttling.
     pub throttle: hush_actors::throttle::ThrottlePolicy,
+    /// Request-body timeouts and the bound on unfinished requests per client address.
+    pub edge: crate::edge::EdgeLimits,
 }
 
 impl Default for Config {
@@ -266,6 +286,7 @@ impl Default for Config {
             insecure_http: false,
             queue_policy: hush_store::QueuePolicy::default(),
             throttle: hush_actors::throttle::ThrottlePolicy::default(),
+            edge: crate::edge::EdgeLimits::default(),
         }
     }
 }
@@ -354,7 +375,27 @@ impl Config {
             cli.login_lock_secs.or(file.login_lock_secs).map(Duration::from_secs).unwrap_or(t.lock),
         )
         .map_err(|e| anyhow::anyhow!("login throttling: {e}"))?;
+        let de = d.edge;
+        let edge = crate::edge::EdgeLimits {
+            body_timeout: cli
+                .request_body_timeout_secs
+                .or(file.request_body_timeout_secs)
+                .map(Duration::from_secs)
+                .unwrap_or(de.body_timeout),
+            body_min_rate: cli
+                .request_body_min_rate
+                .or(file.request_body_min_rate)
+                .unwrap_or(de.body_min_rate),
+            max_incomplete_per_address: cli
+                .max_incomplete_per_address
+                .or(file.max_incomplete_per_address)
+                .unwrap_or(de.max_incomplete_per_address),
+        };
+        if edge.body_timeout.is_zero() {
+            anyhow::bail!("request_body_timeout_secs must be at least 1");
+        }
         Ok(Config {
+            edge,
             tls,
             insecure_http: cli.insecure_http || file.insecure_http.unwrap_or(false),
             queue_policy,

@@ -89,6 +89,16 @@ pub enum ApiError {
     /// 409: TOTP is already on.
     #[error("TOTP is already enabled; disable it first")]
     MfaAlreadyEnrolled,
+    /// 408: the request body did not arrive in time (or too slowly); the connection closes.
+    #[error("the request body did not arrive in time")]
+    RequestTimeout,
+    /// 429: this client address has too many connections with an unfinished request; the
+    /// connection closes.
+    #[error("too many unfinished requests from this address")]
+    TooManyConnections,
+    /// 405: the path exists, the method does not; `Allow` lists the methods it has.
+    #[error("method not allowed here (allowed: {})", .0.join(", "))]
+    MethodNotAllowed(Vec<&'static str>),
 }
 
 impl ApiError {
@@ -117,6 +127,9 @@ impl ApiError {
             ApiError::MfaDisabled => "mfa_disabled",
             ApiError::MfaNotEnrolled => "mfa_not_enrolled",
             ApiError::MfaAlreadyEnrolled => "mfa_already_enrolled",
+            ApiError::RequestTimeout => "request_timeout",
+            ApiError::TooManyConnections => "too_many_connections",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
         }
     }
 }
@@ -142,6 +155,9 @@ impl ResponseError for ApiError {
             }
             ApiError::MfaLocked(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MfaNotEnrolled | ApiError::MfaAlreadyEnrolled => StatusCode::CONFLICT,
+            ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
         }
     }
 
@@ -154,6 +170,9 @@ impl ResponseError for ApiError {
                 message: self.to_string(),
                 retry_after_s: *secs,
             });
+        }
+        if let ApiError::MethodNotAllowed(methods) = self {
+            r.insert_header(("Allow", methods.join(", ")));
         }
         if matches!(self, ApiError::Unauthorized | ApiError::SessionExpired) {
             r.insert_header(("WWW-Authenticate", "Bearer"));

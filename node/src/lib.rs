@@ -4,7 +4,9 @@
 //! - [`server`]: start (store, hub, actors, HTTP server), first-run bootstrap, graceful stop.
 //! - [`routes`]: the HTTP API under `/v1`, health, metrics, and the OpenAPI document.
 //! - [`ws`]: the WebSocket edge: authentication, frame decoding, the bridge into `DeviceActor`.
+//! - [`edge`]: request-body timeouts and the bound on unfinished requests per client address.
 //! - [`datadir`]: the data folder's modes (0700, files 0600), created and tightened at start.
+//! - [`fallback`]: 405 (with `Allow`) for a known path with another method, else 404.
 //! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
 //! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
 //! - [`mfa_routes`]: the `/v1/mfa/...` routes and the tenant MFA administration.
@@ -15,7 +17,9 @@
 pub mod auth;
 pub mod config;
 pub mod datadir;
+pub mod edge;
 pub mod error;
+pub mod fallback;
 pub mod mfa_routes;
 pub mod qr;
 pub mod routes;

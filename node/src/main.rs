@@ -8,8 +8,16 @@ use hush_node::server;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
+/// actix-http logs every request its parser refuses (URL or head too large, `Content-Length`
+/// with `chunked`) as an ERROR "stream error": a client's mistake, answered 400/431 already, that
+/// anyone can repeat to flood the log. Silenced unless `HUSH_LOG` names `actix_http` itself.
+const QUIET_PARSER: &str = "actix_http::h1::dispatcher=off";
+
 fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("HUSH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let spec =
+        std::env::var("HUSH_LOG").ok().filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "info".into());
+    let spec = if spec.contains("actix_http") { spec } else { format!("{spec},{QUIET_PARSER}") };
+    let filter = EnvFilter::try_new(&spec).unwrap_or_else(|_| EnvFilter::new(format!("info,{QUIET_PARSER}")));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),

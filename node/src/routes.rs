@@ -110,7 +110,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                             ApiError::BadRequest(format!("invalid JSON body: {e}")).into()
                         }))
                         .route(web::put().to(upload_keys))
-                        .route(web::get().to(key_counts)),
+                        .route(web::get().to(key_counts))
+                        .default_service(web::to(crate::fallback::unmatched)),
                 )
                 .route("/keys/{user}", web::get().to(fetch_user_keys))
                 .route("/keys/{user}/{device}", web::get().to(fetch_device_keys))

@@ -225,8 +225,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let control = ControlActor::new(hub.clone()).start();
     let hub_data = web::Data::from(hub.clone());
     let control_data = web::Data::new(control.clone());
+    let edge = config.edge;
+    let gate = crate::edge::AddressGate::new(edge.max_incomplete_per_address);
     let server = HttpServer::new(move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::edge::guard))
+            .app_data(edge)
             .app_data(hub_data.clone())
             .app_data(control_data.clone())
             .app_data(
@@ -243,8 +247,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                     .error_handler(|e, _| ApiError::BadRequest(format!("invalid path: {e}")).into()),
             )
             .configure(crate::routes::configure)
-            .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(ApiError::NotFound) }))
+            .default_service(web::to(crate::fallback::unmatched))
     })
+    .on_connect(move |io, data| gate.on_connect(io, data))
     .workers(config.workers)
     // Small frames must not wait for the peer's delayed ACK (Nagle): that stall alone put the
     // p99 at ~40 ms below saturation. Under load several frames still leave in one write,

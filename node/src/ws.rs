@@ -10,10 +10,13 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
-use futures_util::StreamExt;
+use actix_ws::{CloseCode, CloseReason, Item, Message, MessageStream, ProtocolError, Session};
+use bytes::{Bytes, BytesMut};
+use futures_util::{Stream, StreamExt};
 use hush_actors::accounts::{self, Authed};
-use hush_actors::device::{CloseFrame, DeviceActor, Inbound, Outbound, Sink, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
+use hush_actors::device::{
+    CloseFrame, DeviceActor, Inbound, Outbound, Sink, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
+};
 use hush_actors::hub::Hub;
 use hush_actors::limits::{AUTH_TIMEOUT, MAX_CONNECTIONS, OUTBOUND_FRAMES};
 use hush_actors::metrics::Metrics;
@@ -73,10 +76,7 @@ pub async fn websocket(
         Some(SUBPROTOCOL_JSON) => Format::Json,
         _ => Format::Unset,
     };
-    let stream = stream
-        .max_frame_size(MAX_FRAME_BYTES)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_FRAME_BYTES);
+    let stream = Reassembler::new(stream.max_frame_size(MAX_FRAME_BYTES));
     actix_web::rt::spawn(connection(hub.into_inner(), session, stream, header_auth, format));
     Ok(resp)
 }
@@ -90,7 +90,7 @@ async fn close(session: Session, code: u16, reason: &str) {
 async fn connection(
     hub: std::sync::Arc<Hub>,
     mut session: Session,
-    mut stream: actix_ws::AggregatedMessageStream,
+    mut stream: Reassembler,
     header_auth: Option<Authed>,
     format: Format,
 ) {
@@ -100,14 +100,15 @@ async fn connection(
         None => {
             let first = tokio::time::timeout(AUTH_TIMEOUT, stream.next()).await;
             let frame = match first {
-                Ok(Some(Ok(AggregatedMessage::Text(t)))) => {
+                Ok(Some(Incoming::Text(t))) => {
                     follow(&fmt, Format::Json);
                     ClientFrame::decode_text(&t)
                 }
-                Ok(Some(Ok(AggregatedMessage::Binary(b)))) => {
+                Ok(Some(Incoming::Binary(b))) => {
                     follow(&fmt, Format::Postcard);
                     ClientFrame::decode_binary(&b)
                 }
+                Ok(Some(Incoming::Violation { code, reason })) => return close(session, code, reason).await,
                 _ => return close(session, CLOSE_UNAUTHORIZED, "authentication required").await,
             };
             let token = match frame {
@@ -170,23 +171,144 @@ async fn connection(
     writer(session, rx, close_rx, fmt).await;
 }
 
-fn decode(item: Result<AggregatedMessage, ProtocolError>, fmt: &SharedFormat) -> Inbound {
+/// A client message, reassembled from its fragments, or why the socket must close.
+enum Incoming {
+    Text(String),
+    Binary(Bytes),
+    Ping(Bytes),
+    Pong,
+    Close,
+    /// The close code and reason: a message over [`MAX_FRAME_BYTES`] (1009), a text message
+    /// that is not UTF-8 (1007), a broken fragment sequence or frame (1002).
+    Violation {
+        code: u16,
+        reason: &'static str,
+    },
+}
+
+/// Reassembles fragmented messages, at most [`MAX_FRAME_BYTES`] in all: a longer one is a
+/// typed [`Incoming::Violation`] with 1009 (actix-ws's own aggregation reports it as an I/O
+/// error, indistinguishable from a broken socket). The fragments of a refused message are
+/// read and dropped, never kept.
+struct Reassembler {
+    stream: MessageStream,
+    parts: BytesMut,
+    /// `Some(is_text)` while a fragmented message is being read.
+    open: Option<bool>,
+    /// The open message is already refused: its further fragments are dropped.
+    dropping: bool,
+}
+
+impl Reassembler {
+    fn new(stream: MessageStream) -> Self {
+        Self { stream, parts: BytesMut::new(), open: None, dropping: false }
+    }
+
+    fn finish(&mut self, is_text: bool) -> Incoming {
+        let bytes = std::mem::take(&mut self.parts).freeze();
+        if !is_text {
+            return Incoming::Binary(bytes);
+        }
+        match String::from_utf8(bytes.to_vec()) {
+            Ok(t) => Incoming::Text(t),
+            Err(_) => {
+                Incoming::Violation { code: CLOSE_INVALID_PAYLOAD, reason: "text message is not UTF-8" }
+            }
+        }
+    }
+
+    /// Adds a fragment; `Some` when the message is complete or refused.
+    fn fragment(&mut self, item: Item) -> Option<Incoming> {
+        const BROKEN: Incoming =
+            Incoming::Violation { code: CLOSE_PROTOCOL, reason: "broken fragment sequence" };
+        let (bytes, first, last) = match item {
+            Item::FirstText(b) => (b, Some(true), false),
+            Item::FirstBinary(b) => (b, Some(false), false),
+            Item::Continue(b) => (b, None, false),
+            Item::Last(b) => (b, None, true),
+        };
+        match (first, self.open) {
+            (Some(_), Some(_)) | (None, None) => return Some(BROKEN),
+            (Some(is_text), None) => {
+                self.open = Some(is_text);
+                self.dropping = false;
+            }
+            (None, Some(_)) => {}
+        }
+        let is_text = self.open.unwrap_or(false);
+        if last {
+            self.open = None;
+        }
+        if self.dropping {
+            return None;
+        }
+        if self.parts.len() + bytes.len() > MAX_FRAME_BYTES {
+            self.parts = BytesMut::new();
+            self.dropping = true;
+            return Some(Incoming::Violation { code: CLOSE_TOO_BIG, reason: "message too large" });
+        }
+        self.parts.extend_from_slice(&bytes);
+        last.then(|| self.finish(is_text))
+    }
+}
+
+impl Stream for Reassembler {
+    type Item = Incoming;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Incoming>> {
+        use std::task::Poll;
+        loop {
+            let msg = match std::pin::Pin::new(&mut self.stream).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Ok(m))) => m,
+                Poll::Ready(Some(Err(ProtocolError::Overflow))) => {
+                    return Poll::Ready(Some(Incoming::Violation {
+                        code: CLOSE_TOO_BIG,
+                        reason: "frame too large",
+                    }))
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    return Poll::Ready(Some(Incoming::Violation {
+                        code: CLOSE_PROTOCOL,
+                        reason: "protocol error",
+                    }))
+                }
+            };
+            let item = match msg {
+                Message::Text(t) => Incoming::Text(t.to_string()),
+                Message::Binary(b) => Incoming::Binary(b),
+                Message::Ping(p) => Incoming::Ping(p),
+                Message::Pong(_) => Incoming::Pong,
+                Message::Close(_) => Incoming::Close,
+                Message::Continuation(item) => match self.fragment(item) {
+                    Some(i) => i,
+                    None => continue,
+                },
+                Message::Nop => continue,
+            };
+            return Poll::Ready(Some(item));
+        }
+    }
+}
+
+fn decode(item: Incoming, fmt: &SharedFormat) -> Inbound {
     let parsed = match item {
-        Ok(AggregatedMessage::Text(t)) => {
+        Incoming::Text(t) => {
             follow(fmt, Format::Json);
             ClientFrame::decode_text(&t)
         }
-        Ok(AggregatedMessage::Binary(b)) => {
+        Incoming::Binary(b) => {
             follow(fmt, Format::Postcard);
             ClientFrame::decode_binary(&b)
         }
-        Ok(AggregatedMessage::Ping(p)) => return Inbound::Ping(p.to_vec()),
-        Ok(AggregatedMessage::Pong(_)) => return Inbound::Pong,
-        Ok(AggregatedMessage::Close(_)) => return Inbound::Closed,
-        Err(ProtocolError::Overflow) => {
-            return Inbound::Protocol { code: CLOSE_TOO_BIG, reason: "frame too large".into() }
-        }
-        Err(e) => return Inbound::Protocol { code: CLOSE_PROTOCOL, reason: e.to_string() },
+        Incoming::Ping(p) => return Inbound::Ping(p.to_vec()),
+        Incoming::Pong => return Inbound::Pong,
+        Incoming::Close => return Inbound::Closed,
+        Incoming::Violation { code, reason } => return Inbound::Protocol { code, reason: reason.into() },
     };
     match parsed {
         Ok(f) => Inbound::Frame(f),
