@@ -12,10 +12,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   $(need_root) apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq redis-server >/dev/null
 fi
-# Python tools from PyPI: nx-27017 (the MongoDB-wire test server) and openapi-spec-validator
-# (the independent check of /openapi.json, tests/tests/openapi.rs). Installed with pip, or into a
-# virtual environment of our own when the system Python refuses pip installs (PEP 668, Debian's
-# python3) or has no pip; that environment is put on PATH for the tests.
+# Python tools from PyPI: nx-27017 (the MongoDB-wire test server), openapi-spec-validator
+# (the independent check of /openapi.json) and schemathesis (fuzzes a node against it; both in
+# tests/tests/openapi.rs). Installed with pip, or into a virtual environment of our own when the
+# system Python refuses pip installs (PEP 668, Debian's python3) or has no pip; that environment
+# is put on PATH for the tests.
 PY_VENV="${XDG_CACHE_HOME:-$HOME/.cache}/hush/py-venv"
 if [ -d "$PY_VENV/bin" ]; then
   export PATH="$PATH:$PY_VENV/bin"
@@ -38,6 +39,8 @@ pip_tool() { # pip_tool COMMAND PACKAGE
 }
 pip_tool nx-27017 nx-27017
 pip_tool openapi-spec-validator openapi-spec-validator
+# schemathesis: fuzzes a real node against /openapi.json for a bounded time (tests/tests/openapi.rs).
+pip_tool schemathesis schemathesis
 # PyYAML, for the test that parses docs/asyncapi.yaml (tests/tests/openapi.rs).
 if ! python3 -c 'import yaml' 2>/dev/null && ! "$PY_VENV/bin/python3" -c 'import yaml' 2>/dev/null; then
   echo "installing PyYAML (pip)"

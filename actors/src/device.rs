@@ -180,6 +180,8 @@ pub struct DeviceActor {
     finishing: bool,
     /// The client's side of the socket ended (close frame, end of stream).
     inbound_ended: bool,
+    /// Acks read after the close still count (not after a revocation: that session is over).
+    acks_while_closing: bool,
     /// Answered (dropped) when this actor stops: connections that displaced this one.
     close_waiters: Vec<oneshot::Sender<()>>,
     key_requests: usize,
@@ -215,6 +217,7 @@ impl DeviceActor {
                 closing: false,
                 finishing: false,
                 inbound_ended: false,
+                acks_while_closing: true,
                 close_waiters: Vec::new(),
                 key_requests: 0,
             }
@@ -250,6 +253,7 @@ impl DeviceActor {
             return;
         }
         self.closing = true;
+        self.acks_while_closing = code != hush_protocol::wire::CLOSE_UNAUTHORIZED;
         if let Some(tx) = self.sink.close.take() {
             let _ = tx.send(CloseFrame { code, reason: reason.to_owned(), flush });
         }
@@ -579,10 +583,12 @@ impl StreamHandler<Inbound> for DeviceActor {
     fn handle(&mut self, item: Inbound, ctx: &mut Self::Context) {
         self.last_seen = Instant::now();
         if self.closing {
-            // Closing: acks still count (the client read those envelopes); nothing else is done.
+            // Closing: acks still count (the client read those envelopes), unless the session was
+            // revoked; nothing else is done.
             match item {
                 Inbound::Frame(ClientFrame::Ack { seqs })
-                    if self.pending_acks.len() + seqs.len() <= MAX_PENDING_ACKS =>
+                    if self.acks_while_closing
+                        && self.pending_acks.len() + seqs.len() <= MAX_PENDING_ACKS =>
                 {
                     self.pending_acks.extend(seqs);
                     self.flush_acks(ctx);

@@ -8,12 +8,14 @@
 //! - [`datadir`]: the data folder's modes (0700, files 0600), created and tightened at start.
 //! - [`fallback`]: 405 (with `Allow`) for a known path with another method, else 404.
 //! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
+//! - [`apidoc`]: the answers every route of a kind gives, added to the OpenAPI document.
 //! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
 //! - [`mfa_routes`]: the `/v1/mfa/...` routes and the tenant MFA administration.
 //! - [`qr`]: the TOTP enrolment URI as a QR code (PNG).
 //! - [`tls`]: the HTTPS/WSS listener's certificate, reloadable at run time (SIGHUP).
 #![warn(missing_docs)]
 
+pub mod apidoc;
 pub mod auth;
 pub mod config;
 pub mod datadir;

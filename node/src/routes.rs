@@ -36,6 +36,7 @@ use hush_store::{AuditQuery, DeviceSet, SessionRecord, COMMIT_BUCKETS_US};
 use serde::Deserialize;
 use utoipa::OpenApi;
 
+use crate::apidoc::CommonResponses;
 use crate::auth::{Admin, AnySession, PasswordSession, User};
 use crate::error::ApiError;
 
@@ -59,7 +60,7 @@ use crate::error::ApiError;
         MfaStatus, TrustedDevice, TrustedDeviceList, MfaPolicy, UserMfaStatus, UserMfaStatusList, Enforced,
         hush_protocol::otp::Algorithm, UploadKeysRequest, SignedPreKey, PreKey, KeyCounts, PreKeyResponse,
         DevicePreKeys, RateLimitedBody, CreateGroupRequest, GroupInfo, GroupList, AddMembersRequest)),
-    modifiers(&BearerAuth)
+    modifiers(&BearerAuth, &CommonResponses)
 )]
 pub struct ApiDoc;
 
@@ -947,6 +948,6 @@ async fn openapi() -> HttpResponse {
 /// Opens the chat WebSocket. Authenticate with `Authorization: Bearer <token>` or with an `Auth`
 /// frame first; name subprotocol `hush.postcard` for binary frames or `hush.json` for text.
 #[utoipa::path(get, path = "/v1/ws", tag = "chat",
-    responses((status = 101, description = "Switching protocols; frames as in docs/protocol.md"), (status = 401, description = "Bad token in the Authorization header", body = ErrorBody), (status = 503, description = "Connection limit reached", body = ErrorBody)))]
+    responses((status = 101, description = "Switching protocols; frames as in docs/protocol.md"), (status = 400, description = "invalid_request: not a WebSocket upgrade request", body = ErrorBody), (status = 401, description = "Bad token in the Authorization header, or mfa_required", body = ErrorBody), (status = 403, description = "password_change_required: the session must set a new password first", body = ErrorBody), (status = 503, description = "Connection limit reached", body = ErrorBody)))]
 #[allow(dead_code)]
 fn websocket() {}
