@@ -1057,7 +1057,12 @@ pub async fn require_step_up(hub: &Hub, me: &Authed, what: &str, ip: Option<Stri
 /// backup code) with their current factor within the step-up window, with
 /// [`MfaError::StepUpRequired`]. Confirming an enrolment is no such answer: a token without a
 /// recent step-up could otherwise enrol a factor of its own and count that as one.
-pub async fn require_step_up_for_others(hub: &Hub, me: &Authed, what: &str, ip: Option<String>) -> Result<()> {
+pub async fn require_step_up_for_others(
+    hub: &Hub,
+    me: &Authed,
+    what: &str,
+    ip: Option<String>,
+) -> Result<()> {
     let p = stored_policy(hub, me.tenant()).await?;
     let (_, rec) = user_rec(hub, me.tenant(), me.user()).await?;
     let Some(factor) = rec.totp.as_ref() else {
