@@ -1536,6 +1536,35 @@ mod tests {
         assert_eq!(normalize_code(" ABCDE-abcde "), "abcdeabcde");
     }
 
+    /// What counts as a step-up: only the listed methods, only after `since`, only inside the
+    /// window; an enrolment counts where `Enrollment` is listed (own account), not otherwise.
+    #[test]
+    fn verified_within_the_window_by_the_listed_methods() {
+        let mut p = StoredPolicy { policy: default_policy(), required_since_ms: 0 };
+        p.policy.step_up_window_secs = 10;
+        let at = |method, t| SessionMfaRec {
+            state: MfaState::Verified,
+            method: Some(method),
+            verified_at_ms: Some(t),
+            ..Default::default()
+        };
+        let others = [MfaMethod::Totp, MfaMethod::Backup];
+        let own = [MfaMethod::Totp, MfaMethod::Backup, MfaMethod::Enrollment];
+        let now = 100_000;
+        assert!(verified_within(&p, &at(MfaMethod::Totp, now - 10_000), &others, 0, now));
+        assert!(!verified_within(&p, &at(MfaMethod::Totp, now - 10_001), &others, 0, now), "stale");
+        assert!(verified_within(&p, &at(MfaMethod::Backup, now), &others, 0, now));
+        assert!(!verified_within(&p, &at(MfaMethod::Enrollment, now), &others, 0, now), "just enrolled");
+        assert!(verified_within(&p, &at(MfaMethod::Enrollment, now), &own, 0, now));
+        assert!(!verified_within(&p, &at(MfaMethod::TrustedDevice, now), &own, 0, now));
+        assert!(
+            !verified_within(&p, &at(MfaMethod::Totp, now - 5), &others, now - 4, now),
+            "an older factor"
+        );
+        let pending = SessionMfaRec { state: MfaState::MfaPending, ..at(MfaMethod::Totp, now) };
+        assert!(!verified_within(&p, &pending, &own, 0, now));
+    }
+
     #[test]
     fn decide_pending_trusted_grace() {
         let p = StoredPolicy { policy: default_policy(), required_since_ms: 0 };
