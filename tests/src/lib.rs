@@ -462,12 +462,12 @@ impl Drop for Node {
 }
 
 /// A user's second factor as their authenticator app and their sheet of backup codes hold it.
-/// TOTP codes are computed with `hush_protocol::otp` (RFC 6238; its known-answer vectors are
-/// checked in `mfa.rs`), each of a time step strictly above the last one handed out and inside
+/// TOTP codes are computed with [`cli::Authenticator::hotp`] (RFC 6238 written from the RFCs,
+/// not the node's code), each of a time step strictly above the last one handed out and inside
 /// the node's window (one step either side), waiting for the clock only when it must: the node
 /// accepts each step once per user.
 pub struct Factor {
-    secret: hush_protocol::otp::OtpSecret,
+    key: Vec<u8>,
     last: u64,
     /// Backup codes not used yet.
     pub backup: Vec<String>,
@@ -480,7 +480,8 @@ fn unix_secs() -> u64 {
 impl Factor {
     /// The factor of an enrolment's base32 secret and backup codes.
     pub fn new(secret_b32: &str, backup: Vec<String>) -> Factor {
-        Factor { secret: hush_protocol::otp::OtpSecret::from_base32(secret_b32).unwrap(), last: 0, backup }
+        let key = data_encoding::BASE32_NOPAD.decode(secret_b32.trim_end_matches('=').as_bytes()).unwrap();
+        Factor { key, last: 0, backup }
     }
 
     /// A TOTP code the node has not accepted yet (waits for the clock if the window is spent).
@@ -495,18 +496,18 @@ impl Factor {
 
     /// A TOTP code the node has not accepted yet, if one is in the window now.
     async fn totp_now(&mut self) -> Option<String> {
-        use hush_protocol::otp;
+        use cli::TOTP_STEP_SECS;
         // At least 3 s left in the step, so the code is still in the window when it arrives.
-        while unix_secs() % otp::TOTP_PERIOD_SECS > otp::TOTP_PERIOD_SECS - 3 {
+        while unix_secs() % TOTP_STEP_SECS > TOTP_STEP_SECS - 3 {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let now = otp::step_of(unix_secs());
+        let now = unix_secs() / TOTP_STEP_SECS;
         let step = (self.last + 1).max(now - 1);
         if step > now + 1 {
             return None;
         }
         self.last = step;
-        Some(otp::hotp(&self.secret, step, otp::Algorithm::Sha1, 6).unwrap())
+        Some(cli::Authenticator::hotp(&self.key, step))
     }
 
     /// Answers a challenge of session `s`: with a TOTP code if one is in the window, else with

@@ -30,7 +30,7 @@ async fn user(admin: &Session, name: &str, is_admin: bool) {
 /// An administrator `root` with a TOTP factor, logged in with the CLI: its login answers the
 /// challenge, a step-up for the tenant's window, as the admin commands guarded for others need
 /// (docs/mfa.md, "Step-up"). `admin` must be stepped up (creating an administrator is guarded).
-async fn root_admin(node: &Node, admin: &Session, cli: &Cli<'_>) -> hush_tests::Factor {
+async fn root_admin(node: &Node, admin: &Session, cli: &Cli) -> hush_tests::Factor {
     user(admin, "root", true).await;
     let s = login(&node.client(), "default", "root", "root-password").await;
     let mut f = hush_tests::enrol(&s).await;

@@ -3,7 +3,7 @@
 //! without a second factor is refused every guarded action under every MFA level (also when
 //! exempt); every `/v1/admin` route of `/openapi.json` is called with a fresh, a stale and a
 //! just-enrolled verification; the CLI says to enrol on `mfa_enrollment_required`. TOTP codes
-//! come from `hush_tests::Factor` (RFC 6238 through `hush_protocol::otp`).
+//! come from `hush_tests::Factor` (the harness's own RFC 6238 code, `hush_tests::cli::Authenticator::hotp`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
