@@ -71,6 +71,11 @@ pub enum MfaError {
     /// The action needs a recent MFA verification.
     #[error("this action needs a recent MFA verification (POST /v1/mfa/challenge, then /v1/mfa/verify)")]
     StepUpRequired,
+    /// The action needs a step-up and the user has no second factor to step up with.
+    #[error(
+        "this action needs a second factor: enrol TOTP first (POST /v1/mfa/totp/enroll, then /v1/mfa/totp/confirm), then step up"
+    )]
+    StepUpEnrollRequired,
     /// Wrong, expired or already used code.
     #[error("invalid code")]
     InvalidCode,
@@ -83,9 +88,6 @@ pub enum MfaError {
         /// End of the lock (`u64::MAX`: until an administrator resets the factor).
         until_ms: u64,
     },
-    /// The tenant's policy is `off`.
-    #[error("MFA is turned off for this tenant")]
-    Disabled,
     /// The user has no (confirmed, or pending for `confirm`) TOTP factor.
     #[error("no TOTP factor enrolled")]
     NotEnrolled,
@@ -685,11 +687,10 @@ fn initiator(me: &Authed, ip: Option<String>) -> Initiator {
 }
 
 /// `POST /v1/mfa/challenge`: a new challenge for this session (the login's, or a step-up).
+///
+/// Also under the level `off`: logins are not challenged then, but a factor still serves the
+/// step-up of actions on others (see [`require_step_up_for_others`]).
 pub async fn challenge(hub: &Hub, me: &Authed, ip: Option<String>) -> Result<MfaChallenge> {
-    let p = stored_policy(hub, me.tenant()).await?;
-    if p.policy.level == MfaLevel::Off {
-        return Err(MfaError::Disabled);
-    }
     let (_, rec) = user_rec(hub, me.tenant(), me.user()).await?;
     if rec.totp.is_none() {
         return Err(MfaError::NotEnrolled);
@@ -752,9 +753,6 @@ pub async fn verify(
         }
     }
     let p = stored_policy(hub, tenant).await?;
-    if p.policy.level == MfaLevel::Off {
-        return Err(MfaError::Disabled);
-    }
     let code = normalize_code(code.expose());
     let outcome = if backup {
         verify_backup(hub, tenant, user, &code, now).await?
@@ -939,16 +937,14 @@ async fn verify_backup(hub: &Hub, tenant: &TenantId, user: &UserId, code: &str, 
 }
 
 /// `POST /v1/mfa/totp/enroll`: a new TOTP secret, not active until confirmed. Returns the
-/// secret and the `otpauth://` URI.
+/// secret and the `otpauth://` URI. Open under every level: under `off` the factor is not asked
+/// at login but is what an administrator steps up with.
 pub async fn enroll(
     hub: &Hub,
     me: &Authed,
     ip: Option<String>,
 ) -> Result<(OtpSecret, String, Algorithm, u32)> {
     let p = stored_policy(hub, me.tenant()).await?;
-    if p.policy.level == MfaLevel::Off {
-        return Err(MfaError::Disabled);
-    }
     let key = hub.mfa_key.get().ok_or(MfaError::NoKey)?;
     let secret = OtpSecret::new(random_bytes::<TOTP_SECRET_BYTES>().to_vec());
     let (alg, digits) = (p.policy.totp_algorithm, p.policy.totp_digits);
@@ -976,7 +972,9 @@ pub async fn enroll(
 }
 
 /// `POST /v1/mfa/totp/confirm`: the first code turns the enrolment on; returns the backup
-/// codes (shown once). The session counts as verified by TOTP from now.
+/// codes (shown once). The session counts as verified from now, with method
+/// [`MfaMethod::Enrollment`]: enough for actions on the user's own account, not a step-up for
+/// actions on others (whoever holds a stolen token could enrol a factor of their own).
 pub async fn confirm(hub: &Hub, me: &Authed, code: &Secret, ip: Option<String>) -> Result<BackupCodes> {
     let (tenant, user) = (me.tenant(), me.user());
     let key = hub.mfa_key.get().ok_or(MfaError::NoKey)?;
@@ -1015,7 +1013,7 @@ pub async fn confirm(hub: &Hub, me: &Authed, code: &Secret, ip: Option<String>) 
     let verified = SessionMfaRec {
         state: MfaState::Verified,
         level: p.policy.level,
-        method: Some(MfaMethod::Totp),
+        method: Some(MfaMethod::Enrollment),
         verified_at_ms: Some(now),
         challenge: None,
         enroll_deadline_ms: None,
@@ -1029,8 +1027,12 @@ pub async fn confirm(hub: &Hub, me: &Authed, code: &Secret, ip: Option<String>) 
     Ok(BackupCodes { codes })
 }
 
-/// Refuses with [`MfaError::StepUpRequired`] unless this session verified a code (TOTP or
-/// backup) within the tenant's step-up window, for users who have MFA or must have it.
+/// Step-up of an action on the caller's own account (revoking their other sessions, turning
+/// their TOTP off, new backup codes): refuses with [`MfaError::StepUpRequired`] unless this
+/// session verified a code (TOTP, backup, or the confirmation of its enrolment) within the
+/// tenant's step-up window. Only for users who have MFA or must have it (not under `off`, not
+/// for exempt users): a user without a factor loses nothing to a thief of their token that the
+/// token did not already give.
 pub async fn require_step_up(hub: &Hub, me: &Authed, what: &str, ip: Option<String>) -> Result<()> {
     let p = stored_policy(hub, me.tenant()).await?;
     let (_, rec) = user_rec(hub, me.tenant(), me.user()).await?;
@@ -1038,18 +1040,54 @@ pub async fn require_step_up(hub: &Hub, me: &Authed, what: &str, ip: Option<Stri
     if p.policy.level == MfaLevel::Off || n.exempt || !(n.enrolled || n.required) {
         return Ok(());
     }
-    let now = now_ms();
     let s = session_rec(hub, &me.session.id).await?;
-    let window = p.policy.step_up_window_secs.saturating_mul(1000);
-    let fresh = s.state == MfaState::Verified
-        && matches!(s.method, Some(MfaMethod::Totp | MfaMethod::Backup))
-        && s.verified_at_ms.is_some_and(|t| now.saturating_sub(t) <= window);
-    if fresh {
+    let by = [MfaMethod::Totp, MfaMethod::Backup, MfaMethod::Enrollment];
+    if verified_within(&p, &s, &by, 0, now_ms()) {
         return Ok(());
     }
-    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.step_up", Some(what.to_owned()), "denied")
-        .await;
+    step_up_denied(hub, me, what, ip, "denied").await;
     Err(MfaError::StepUpRequired)
+}
+
+/// Step-up of an action on other principals or on the tenant (see `docs/mfa.md`, "Step-up":
+/// every admin action that changes another principal's access, credentials, sessions or MFA,
+/// creates an administrator, or changes a tenant policy). Applies whatever the tenant's level
+/// and exemptions: a caller without a confirmed factor is refused with
+/// [`MfaError::StepUpEnrollRequired`]; one whose session has not answered a challenge (TOTP or
+/// backup code) with their current factor within the step-up window, with
+/// [`MfaError::StepUpRequired`]. Confirming an enrolment is no such answer: a token without a
+/// recent step-up could otherwise enrol a factor of its own and count that as one.
+pub async fn require_step_up_for_others(
+    hub: &Hub,
+    me: &Authed,
+    what: &str,
+    ip: Option<String>,
+) -> Result<()> {
+    let p = stored_policy(hub, me.tenant()).await?;
+    let (_, rec) = user_rec(hub, me.tenant(), me.user()).await?;
+    let Some(factor) = rec.totp.as_ref() else {
+        step_up_denied(hub, me, what, ip, "denied_no_factor").await;
+        return Err(MfaError::StepUpEnrollRequired);
+    };
+    let s = session_rec(hub, &me.session.id).await?;
+    if verified_within(&p, &s, &[MfaMethod::Totp, MfaMethod::Backup], factor.created_ms, now_ms()) {
+        return Ok(());
+    }
+    step_up_denied(hub, me, what, ip, "denied").await;
+    Err(MfaError::StepUpRequired)
+}
+
+/// Whether the session verified by one of `by` at or after `since_ms` and within the tenant's
+/// step-up window.
+fn verified_within(p: &StoredPolicy, s: &SessionMfaRec, by: &[MfaMethod], since_ms: u64, now: u64) -> bool {
+    let window = p.policy.step_up_window_secs.saturating_mul(1000);
+    s.state == MfaState::Verified
+        && s.method.is_some_and(|m| by.contains(&m))
+        && s.verified_at_ms.is_some_and(|t| t >= since_ms && now.saturating_sub(t) <= window)
+}
+
+async fn step_up_denied(hub: &Hub, me: &Authed, what: &str, ip: Option<String>, result: &str) {
+    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.step_up", Some(what.to_owned()), result).await;
 }
 
 /// Drops every trusted device of a user (all sessions revoked, MFA disabled).
@@ -1206,7 +1244,7 @@ pub async fn set_policy(
     ip: Option<String>,
 ) -> Result<MfaPolicy> {
     validate(&policy)?;
-    require_step_up(hub, me, "mfa.policy", ip.clone()).await?;
+    require_step_up_for_others(hub, me, "mfa.policy", ip.clone()).await?;
     let tenant = me.tenant();
     let now = now_ms();
     let requires = |l: MfaLevel| matches!(l, MfaLevel::Required | MfaLevel::RequiredForAdmins);
@@ -1343,7 +1381,7 @@ pub async fn reset_user(hub: &Hub, me: &Authed, user: &UserId, ip: Option<String
     if hub.store.get_user(tenant, user).await?.is_none() {
         return Err(MfaError::Account(AccountError::NotFound));
     }
-    require_step_up(hub, me, "mfa.reset", ip.clone()).await?;
+    require_step_up_for_others(hub, me, "mfa.reset", ip.clone()).await?;
     update_user(hub, tenant, user, |rec| {
         rec.totp = None;
         rec.pending_totp = None;
@@ -1496,6 +1534,35 @@ mod tests {
         assert!(kdf.verify_password(b"abcdeabcde", h.as_str()).is_ok());
         assert!(kdf.verify_password(b"abcdeabcdf", h.as_str()).is_err());
         assert_eq!(normalize_code(" ABCDE-abcde "), "abcdeabcde");
+    }
+
+    /// What counts as a step-up: only the listed methods, only after `since`, only inside the
+    /// window; an enrolment counts where `Enrollment` is listed (own account), not otherwise.
+    #[test]
+    fn verified_within_the_window_by_the_listed_methods() {
+        let mut p = StoredPolicy { policy: default_policy(), required_since_ms: 0 };
+        p.policy.step_up_window_secs = 10;
+        let at = |method, t| SessionMfaRec {
+            state: MfaState::Verified,
+            method: Some(method),
+            verified_at_ms: Some(t),
+            ..Default::default()
+        };
+        let others = [MfaMethod::Totp, MfaMethod::Backup];
+        let own = [MfaMethod::Totp, MfaMethod::Backup, MfaMethod::Enrollment];
+        let now = 100_000;
+        assert!(verified_within(&p, &at(MfaMethod::Totp, now - 10_000), &others, 0, now));
+        assert!(!verified_within(&p, &at(MfaMethod::Totp, now - 10_001), &others, 0, now), "stale");
+        assert!(verified_within(&p, &at(MfaMethod::Backup, now), &others, 0, now));
+        assert!(!verified_within(&p, &at(MfaMethod::Enrollment, now), &others, 0, now), "just enrolled");
+        assert!(verified_within(&p, &at(MfaMethod::Enrollment, now), &own, 0, now));
+        assert!(!verified_within(&p, &at(MfaMethod::TrustedDevice, now), &own, 0, now));
+        assert!(
+            !verified_within(&p, &at(MfaMethod::Totp, now - 5), &others, now - 4, now),
+            "an older factor"
+        );
+        let pending = SessionMfaRec { state: MfaState::MfaPending, ..at(MfaMethod::Totp, now) };
+        assert!(!verified_within(&p, &pending, &own, 0, now));
     }
 
     #[test]

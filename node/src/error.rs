@@ -80,9 +80,13 @@ pub enum ApiError {
     /// 429: too many failed attempts; locked until the given time (ms since the Unix epoch).
     #[error("too many failed attempts: locked until {0} ms since the Unix epoch")]
     MfaLocked(u64),
-    /// 403: MFA is turned off for the tenant.
-    #[error("MFA is turned off for this tenant")]
-    MfaDisabled,
+    /// 403: the action needs a step-up and the caller has no second factor: enrol one first.
+    /// (The same code as the 401 of an expired grace period: either way the cure is enrolling;
+    /// the status tells a refused action (403) from a blocked session (401).)
+    #[error(
+        "this action needs a second factor: enrol TOTP first (POST /v1/mfa/totp/enroll, then /v1/mfa/totp/confirm), then step up (POST /v1/mfa/challenge, /v1/mfa/verify)"
+    )]
+    StepUpEnrollRequired,
     /// 409: no (pending) TOTP factor.
     #[error("no TOTP factor enrolled")]
     MfaNotEnrolled,
@@ -124,7 +128,7 @@ impl ApiError {
             ApiError::InvalidCode => "invalid_code",
             ApiError::InvalidChallenge => "invalid_challenge",
             ApiError::MfaLocked(_) => "mfa_locked",
-            ApiError::MfaDisabled => "mfa_disabled",
+            ApiError::StepUpEnrollRequired => "mfa_enrollment_required",
             ApiError::MfaNotEnrolled => "mfa_not_enrolled",
             ApiError::MfaAlreadyEnrolled => "mfa_already_enrolled",
             ApiError::RequestTimeout => "request_timeout",
@@ -150,7 +154,7 @@ impl ResponseError for ApiError {
             ApiError::MfaRequired | ApiError::MfaEnrollRequired | ApiError::InvalidCode => {
                 StatusCode::UNAUTHORIZED
             }
-            ApiError::StepUpRequired | ApiError::InvalidChallenge | ApiError::MfaDisabled => {
+            ApiError::StepUpRequired | ApiError::InvalidChallenge | ApiError::StepUpEnrollRequired => {
                 StatusCode::FORBIDDEN
             }
             ApiError::MfaLocked(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -229,7 +233,7 @@ impl From<hush_actors::mfa::MfaError> for ApiError {
             MfaError::InvalidCode => ApiError::InvalidCode,
             MfaError::InvalidChallenge => ApiError::InvalidChallenge,
             MfaError::Locked { until_ms } => ApiError::MfaLocked(until_ms),
-            MfaError::Disabled => ApiError::MfaDisabled,
+            MfaError::StepUpEnrollRequired => ApiError::StepUpEnrollRequired,
             MfaError::NotEnrolled => ApiError::MfaNotEnrolled,
             MfaError::AlreadyEnrolled => ApiError::MfaAlreadyEnrolled,
             MfaError::NoKey => {

@@ -37,7 +37,6 @@ async fn settle(hub: &Hub, me: &hush_actors::accounts::Authed, guard: throttle::
 /// deadline.
 #[utoipa::path(post, path = "/v1/mfa/totp/enroll", tag = "mfa", security(("bearer" = [])),
     responses((status = 200, body = TotpEnrollment), (status = 401, body = ErrorBody),
-        (status = 403, description = "MFA is off for the tenant", body = ErrorBody),
         (status = 409, description = "TOTP is already on", body = ErrorBody)))]
 pub async fn totp_enroll(
     hub: web::Data<Hub>,
@@ -73,7 +72,7 @@ pub async fn totp_confirm(
 /// Turns TOTP off (needs a step-up): the factor, the backup codes and the trusted devices go.
 #[utoipa::path(delete, path = "/v1/mfa/totp", tag = "mfa", security(("bearer" = [])),
     responses((status = 204, description = "Disabled"), (status = 401, body = ErrorBody),
-        (status = 403, description = "step_up_required", body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, description = "`step_up_required` (the caller has MFA or must have it, and this session verified no code within the step-up window; confirming the enrolment counts here)", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn totp_disable(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -86,7 +85,7 @@ pub async fn totp_disable(
 /// A new set of backup codes (needs a step-up); the previous set stops working.
 #[utoipa::path(post, path = "/v1/mfa/backup/regenerate", tag = "mfa", security(("bearer" = [])),
     responses((status = 200, body = BackupCodes), (status = 401, body = ErrorBody),
-        (status = 403, description = "step_up_required", body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 403, description = "`step_up_required` (this session verified no code within the step-up window; confirming the enrolment counts here)", body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub async fn backup_regenerate(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -193,7 +192,7 @@ pub async fn get_policy(hub: web::Data<Hub>, Admin(me): Admin) -> Result<web::Js
 /// brought under it and their users told.
 #[utoipa::path(put, path = "/v1/admin/tenant/mfa", tag = "admin", security(("bearer" = [])), request_body = MfaPolicy,
     responses((status = 200, body = MfaPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, description = "Not an administrator, or step_up_required", body = ErrorBody)))]
+        (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn put_policy(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -232,7 +231,7 @@ pub async fn users_status(
 /// Requires MFA of one user whatever the tenant level (tenant administrators, step-up needed).
 #[utoipa::path(post, path = "/v1/admin/users/{user}/mfa/enforce", tag = "admin", security(("bearer" = [])),
     params(("user" = String, Path, description = "User name")),
-    responses((status = 200, body = Enforced), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Enforced), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn enforce_user(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -240,7 +239,7 @@ pub async fn enforce_user(
     path: web::Path<String>,
 ) -> Result<web::Json<Enforced>, ApiError> {
     let user = UserId::new(path.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    mfa::require_step_up(&hub, &me, "mfa.enforce", ip(&req)).await?;
+    mfa::require_step_up_for_others(&hub, &me, "mfa.enforce", ip(&req)).await?;
     mfa::enforce_user(&hub, &me, &user, ip(&req)).await?;
     Ok(web::Json(Enforced { users: 1 }))
 }
@@ -249,7 +248,7 @@ pub async fn enforce_user(
 /// trusted devices go; the user enrols again.
 #[utoipa::path(delete, path = "/v1/admin/users/{user}/mfa", tag = "admin", security(("bearer" = [])),
     params(("user" = String, Path, description = "User name")),
-    responses((status = 204, description = "Reset"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 204, description = "Reset"), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn reset_user(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -263,13 +262,13 @@ pub async fn reset_user(
 
 /// Requires MFA of every user of the tenant (tenant administrators, step-up needed).
 #[utoipa::path(post, path = "/v1/admin/mfa/enforce-all", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = Enforced), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Enforced), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn enforce_all(
     hub: web::Data<Hub>,
     req: HttpRequest,
     Admin(me): Admin,
 ) -> Result<web::Json<Enforced>, ApiError> {
-    mfa::require_step_up(&hub, &me, "mfa.enforce_all", ip(&req)).await?;
+    mfa::require_step_up_for_others(&hub, &me, "mfa.enforce_all", ip(&req)).await?;
     Ok(web::Json(Enforced { users: mfa::enforce_all(&hub, &me, ip(&req)).await? }))
 }
 

@@ -279,7 +279,7 @@ async fn change_password(
 #[utoipa::path(post, path = "/v1/admin/users/{user}/unlock", tag = "admin", security(("bearer" = [])),
     params(("user" = String, Path, description = "User name")),
     responses((status = 204, description = "Unlocked (also when it was not locked)"), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, description = "No such user in this tenant", body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, description = "No such user in this tenant", body = ErrorBody)))]
 async fn admin_unlock_user(
     hub: web::Data<Hub>,
     req: HttpRequest,
@@ -288,6 +288,9 @@ async fn admin_unlock_user(
 ) -> Result<HttpResponse, ApiError> {
     let user = parse_user(path.into_inner())?;
     user_in_tenant(&hub, me.tenant(), &user).await?;
+    // Lifting a lock lets password guessing at that account resume: an action on another
+    // principal's access.
+    hush_actors::mfa::require_step_up_for_others(&hub, &me, "account.unlock", ip_of(&req)).await?;
     hush_actors::throttle::unlock(&hub, me.tenant(), &user).await;
     let target = Some(format!("user:{user}"));
     hush_actors::sessions::audit(&hub, me.tenant(), &initiator(&me, &req), "account.unlock", target, "ok")
@@ -379,10 +382,12 @@ async fn my_sessions(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<Se
     Ok(web::Json(SessionList { sessions, next: None }))
 }
 
-/// Revokes one of the caller's own sessions (404 for anyone else's).
+/// Revokes one of the caller's own sessions (404 for anyone else's). Another session than the
+/// calling one needs a step-up if the caller has MFA or must have it.
 #[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody),
+        (status = 403, description = "`step_up_required`", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_mine(
     hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
@@ -402,9 +407,11 @@ async fn revoke_mine(
     Ok(web::Json(Revoked { revoked: n }))
 }
 
-/// Revokes every session of the caller but the current one.
+/// Revokes every session of the caller but the current one (step-up needed if the caller has
+/// MFA or must have it).
 #[utoipa::path(delete, path = "/v1/sessions/others", tag = "sessions", security(("bearer" = [])),
-    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody),
+        (status = 403, description = "`step_up_required`", body = ErrorBody)))]
 async fn revoke_others(
     hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
@@ -489,10 +496,10 @@ async fn admin_user_sessions(
     Ok(web::Json(SessionList { sessions: session_infos(&hub, &list, &me.session.id).await?, next: None }))
 }
 
-/// Revokes every session of a user (tenant administrators, own tenant only).
+/// Revokes every session of a user (tenant administrators, own tenant only; step-up needed).
 #[utoipa::path(delete, path = "/v1/admin/users/{user}/sessions", tag = "admin", security(("bearer" = [])),
     params(("user" = String, Path, description = "User name")),
-    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn admin_revoke_user(
     hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
@@ -502,17 +509,18 @@ async fn admin_revoke_user(
 ) -> Result<web::Json<Revoked>, ApiError> {
     let user = parse_user(path.into_inner())?;
     user_in_tenant(&hub, me.tenant(), &user).await?;
-    hush_actors::mfa::require_step_up(&hub, &me, "admin.revoke_user", ip_of(&req)).await?;
+    hush_actors::mfa::require_step_up_for_others(&hub, &me, "admin.revoke_user", ip_of(&req)).await?;
     let ids = active_of(&hub, me.tenant(), &user).await?.into_iter().map(|s| s.id).collect();
     let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
     hush_actors::mfa::drop_trust_of_user(&hub, me.tenant(), &user).await?;
     Ok(web::Json(Revoked { revoked: n }))
 }
 
-/// Revokes one session of the tenant (tenant administrators; another tenant's session is 404).
+/// Revokes one session of the tenant (tenant administrators, step-up needed; another tenant's
+/// session is 404).
 #[utoipa::path(delete, path = "/v1/admin/sessions/{id}", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "Session id")),
-    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn admin_revoke_session(
     hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
@@ -525,7 +533,7 @@ async fn admin_revoke_session(
         Some(s) if s.device.tenant == *me.tenant() && s.active() => {}
         _ => return Err(ApiError::NotFound),
     }
-    hush_actors::mfa::require_step_up(&hub, &me, "admin.revoke_session", ip_of(&req)).await?;
+    hush_actors::mfa::require_step_up_for_others(&hub, &me, "admin.revoke_session", ip_of(&req)).await?;
     let n = revoke(&control, &me, &req, vec![id], "revoked_by_admin").await?;
     Ok(web::Json(Revoked { revoked: n }))
 }
@@ -554,16 +562,17 @@ async fn admin_active_sessions(
     Ok(web::Json(SessionList { sessions: session_infos(&hub, &page, &me.session.id).await?, next }))
 }
 
-/// Revokes every active session of the tenant but the caller's ("log everyone out").
+/// Revokes every active session of the tenant but the caller's ("log everyone out"; step-up
+/// needed).
 #[utoipa::path(delete, path = "/v1/admin/sessions/active", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 async fn admin_revoke_active(
     hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
     req: HttpRequest,
     Admin(me): Admin,
 ) -> Result<web::Json<Revoked>, ApiError> {
-    hush_actors::mfa::require_step_up(&hub, &me, "admin.revoke_active", ip_of(&req)).await?;
+    hush_actors::mfa::require_step_up_for_others(&hub, &me, "admin.revoke_active", ip_of(&req)).await?;
     let started = std::time::Instant::now();
     let mut ids = Vec::new();
     let mut after: Option<String> = None;
@@ -643,17 +652,20 @@ async fn get_session_policy(
     Ok(web::Json(hub.tenants.settings(&*hub.store, me.tenant()).await?.sessions.clone()))
 }
 
-/// Replaces the tenant's session lifetimes (tenant administrators); audited. Each limit is
-/// 1 second to 1 year, or null for none.
+/// Replaces the tenant's session lifetimes (tenant administrators, step-up needed: longer
+/// lifetimes keep a stolen token alive); audited. Each limit is 1 second to 1 year, or null for
+/// none.
 #[utoipa::path(put, path = "/v1/admin/tenant/sessions", tag = "admin", security(("bearer" = [])),
     request_body = SessionPolicy,
-    responses((status = 200, body = SessionPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+    responses((status = 200, body = SessionPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 async fn put_session_policy(
+    hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
     Admin(me): Admin,
     req: HttpRequest,
     body: web::Json<SessionPolicy>,
 ) -> Result<web::Json<SessionPolicy>, ApiError> {
+    hush_actors::mfa::require_step_up_for_others(&hub, &me, "tenant.sessions", ip_of(&req)).await?;
     let msg = SetSessionPolicy {
         tenant: me.tenant().clone(),
         policy: body.into_inner(),
@@ -786,17 +798,24 @@ async fn user_devices(
     Ok(web::Json(device_list(&hub, me.tenant(), user, &set).await?))
 }
 
-/// Creates a user in the administrator's tenant.
+/// Creates a user in the administrator's tenant. Creating an administrator (`admin: true`)
+/// needs a step-up; creating a member does not.
 #[utoipa::path(post, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), request_body = CreateUserRequest,
-    responses((status = 201, body = UserInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "Not an administrator", body = ErrorBody), (status = 409, description = "Name taken", body = ErrorBody)))]
+    responses((status = 201, body = UserInfo), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, description = "`forbidden` (not an administrator); for `admin: true`, `step_up_required` (no TOTP or backup verification by this session within the step-up window) or `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody),
+        (status = 409, description = "Name taken", body = ErrorBody)))]
 async fn create_user(
+    hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
     req: HttpRequest,
     Admin(me): Admin,
     body: web::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let msg =
-        CreateUser { tenant: me.tenant().clone(), request: body.into_inner(), actor: initiator(&me, &req) };
+    let request = body.into_inner();
+    if request.admin {
+        hush_actors::mfa::require_step_up_for_others(&hub, &me, "user.create_admin", ip_of(&req)).await?;
+    }
+    let msg = CreateUser { tenant: me.tenant().clone(), request, actor: initiator(&me, &req) };
     let info = control.send(msg).await??;
     Ok(HttpResponse::Created().json(info))
 }

@@ -563,6 +563,10 @@ pub enum MfaMethod {
     Backup,
     /// A device the user trusted earlier ("remember this device").
     TrustedDevice,
+    /// The session confirmed the enrolment of the factor with its first code: a verification
+    /// of this session, and a step-up for actions on the user's own account, but not for
+    /// actions on others (docs/mfa.md, "Step-up").
+    Enrollment,
 }
 
 /// A tenant's MFA requirement.
@@ -570,7 +574,8 @@ pub enum MfaMethod {
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum MfaLevel {
-    /// MFA is not offered: no enrolment, no challenge.
+    /// No login is challenged and nobody must enrol; a user may still enrol a factor, which
+    /// serves only the step-up of actions on others (administrators need one for those).
     Off,
     /// Users may enrol; a user who did is challenged at every login.
     #[default]

@@ -370,15 +370,55 @@ impl Node {
     /// Logs in as the bootstrap administrator (new device each time). The first call (per
     /// store: nodes of a cluster share the bootstrap password) logs in with the one-time
     /// password and sets [`settled_password`] of it; later calls log in with that.
+    ///
+    /// Once [`Node::stepped_admin`] gave the administrator a factor, the login's challenge is
+    /// answered with it, so the session is verified (and stepped up) like any other.
     pub async fn admin(&self) -> Session {
         let pw = self.admin_password.clone().expect("bootstrap password");
         let _one_at_a_time = ADMIN_LOCK.lock().await;
         if settled(&pw) {
-            return login(&self.client(), "default", "admin", &settled_password(&pw)).await;
+            let s = login(&self.client(), "default", "admin", &settled_password(&pw)).await;
+            let factor = ADMIN_FACTORS.lock().unwrap().get(&pw).cloned();
+            let challenge = s.login_info().mfa.as_ref().and_then(|m| m.challenge.clone());
+            if let (Some(f), Some(c)) = (factor, challenge) {
+                f.lock().await.answer(&s, &c.challenge_id).await;
+            }
+            return s;
         }
         let s = login_one_time(&self.client(), "default", "admin", &pw).await;
         SETTLED.lock().unwrap().insert(pw);
         s
+    }
+
+    /// The bootstrap administrator, stepped up: the first call (per store) enrols a TOTP factor
+    /// for it and answers a step-up challenge (confirming an enrolment is no step-up for admin
+    /// actions); later calls log in and answer the login's challenge, which is one. The
+    /// session may perform the step-up-guarded actions for the tenant's step-up window.
+    pub async fn stepped_admin(&self) -> Session {
+        let pw = self.admin_password.clone().expect("bootstrap password");
+        let s = self.admin().await;
+        let _one_at_a_time = ADMIN_LOCK.lock().await;
+        let factor = ADMIN_FACTORS.lock().unwrap().get(&pw).cloned();
+        if let Some(f) = factor {
+            // Not challenged at login (level `off`, an exemption): a step-up of its own.
+            if s.login_info().mfa.as_ref().and_then(|m| m.challenge.as_ref()).is_none() {
+                step_up(&s, &mut *f.lock().await).await;
+            }
+            return s;
+        }
+        let mut f = enrol(&s).await;
+        step_up(&s, &mut f).await;
+        ADMIN_FACTORS.lock().unwrap().insert(pw, std::sync::Arc::new(tokio::sync::Mutex::new(f)));
+        s
+    }
+
+    /// A code of the bootstrap administrator's factor (after [`Node::stepped_admin`]): for
+    /// tests that log it in by other means (the CLI, raw HTTP).
+    pub async fn admin_code(&self) -> String {
+        let pw = self.admin_password.clone().expect("bootstrap password");
+        let f = ADMIN_FACTORS.lock().unwrap().get(&pw).cloned().expect("stepped_admin first");
+        let code = f.lock().await.totp().await;
+        code
     }
 
     /// The administrator's password after the harness set it (see [`Node::admin`]), setting
@@ -420,6 +460,91 @@ impl Drop for Node {
         let _ = std::fs::remove_file(&self.log);
     }
 }
+
+/// A user's second factor as their authenticator app and their sheet of backup codes hold it.
+/// TOTP codes are computed with [`cli::Authenticator::hotp`] (RFC 6238 written from the RFCs,
+/// not the node's code), each of a time step strictly above the last one handed out and inside
+/// the node's window (one step either side), waiting for the clock only when it must: the node
+/// accepts each step once per user.
+pub struct Factor {
+    key: Vec<u8>,
+    last: u64,
+    /// Backup codes not used yet.
+    pub backup: Vec<String>,
+}
+
+fn unix_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+impl Factor {
+    /// The factor of an enrolment's base32 secret and backup codes.
+    pub fn new(secret_b32: &str, backup: Vec<String>) -> Factor {
+        let key = data_encoding::BASE32_NOPAD.decode(secret_b32.trim_end_matches('=').as_bytes()).unwrap();
+        Factor { key, last: 0, backup }
+    }
+
+    /// A TOTP code the node has not accepted yet (waits for the clock if the window is spent).
+    pub async fn totp(&mut self) -> String {
+        loop {
+            if let Some(c) = self.totp_now().await {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// A TOTP code the node has not accepted yet, if one is in the window now.
+    async fn totp_now(&mut self) -> Option<String> {
+        use cli::TOTP_STEP_SECS;
+        // At least 3 s left in the step, so the code is still in the window when it arrives.
+        while unix_secs() % TOTP_STEP_SECS > TOTP_STEP_SECS - 3 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let now = unix_secs() / TOTP_STEP_SECS;
+        let step = (self.last + 1).max(now - 1);
+        if step > now + 1 {
+            return None;
+        }
+        self.last = step;
+        Some(cli::Authenticator::hotp(&self.key, step))
+    }
+
+    /// Answers a challenge of session `s`: with a TOTP code if one is in the window, else with
+    /// a backup code, else with a TOTP code once the clock allows.
+    pub async fn answer(&mut self, s: &Session, challenge_id: &str) {
+        let (code, backup) = match self.totp_now().await {
+            Some(c) => (c, false),
+            None => match self.backup.pop() {
+                Some(b) => (b, true),
+                None => (self.totp().await, false),
+            },
+        };
+        s.mfa_answer(challenge_id, &Secret::new(code), backup, false).await.unwrap();
+    }
+}
+
+/// Enrols and confirms TOTP for the session's user. The session is then verified with method
+/// `enrollment`: a step-up for its own account, not for actions on others.
+pub async fn enrol(s: &Session) -> Factor {
+    let e = s.totp_enroll().await.unwrap();
+    let mut f = Factor::new(e.secret.expose(), Vec::new());
+    let code = f.totp().await;
+    let codes = s.totp_confirm(&Secret::new(code)).await.unwrap();
+    f.backup = codes.codes.iter().map(|c| c.expose().to_owned()).collect();
+    f
+}
+
+/// Steps the session up: a new challenge, answered with the factor.
+pub async fn step_up(s: &Session, f: &mut Factor) {
+    let c = s.mfa_challenge().await.unwrap();
+    f.answer(s, &c.challenge_id).await;
+}
+
+/// The bootstrap administrators' factors, by one-time password (see [`Node::stepped_admin`]).
+type SharedFactor = std::sync::Arc<tokio::sync::Mutex<Factor>>;
+static ADMIN_FACTORS: std::sync::Mutex<std::collections::BTreeMap<String, SharedFactor>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
 
 /// One-time passwords the harness has replaced (see [`Node::admin`]).
 static SETTLED: std::sync::Mutex<std::collections::BTreeSet<String>> =

@@ -27,6 +27,18 @@ async fn user(admin: &Session, name: &str, is_admin: bool) {
     admin.create_user(&uid(name), &Secret::new(format!("{name}-password")), is_admin).await.unwrap();
 }
 
+/// An administrator `root` with a TOTP factor, logged in with the CLI: its login answers the
+/// challenge, a step-up for the tenant's window, as the admin commands guarded for others need
+/// (docs/mfa.md, "Step-up"). `admin` must be stepped up (creating an administrator is guarded).
+async fn root_admin(node: &Node, admin: &Session, cli: &Cli) -> hush_tests::Factor {
+    user(admin, "root", true).await;
+    let s = login(&node.client(), "default", "root", "root-password").await;
+    let mut f = hush_tests::enrol(&s).await;
+    let code = f.totp().await;
+    cli.run("root", &["login", "--user", "root", "--password", "root-password", "--code", &code]);
+    f
+}
+
 /// Another device of `name` with real keys (as a client registers it).
 async fn device(node: &Node, name: &str) -> Session {
     let tenant = TenantId::new("default").unwrap();
@@ -172,7 +184,8 @@ async fn sessions_devices_and_keys_of_a_user() {
 #[tokio::test]
 async fn mfa_enrol_confirm_trust_step_up_and_disable() {
     let node = Node::start();
-    let admin = node.admin().await;
+    // Stepped up: it changes the MFA policy.
+    let admin = node.stepped_admin().await;
     user(&admin, "bob", false).await;
     let cli = Cli::new(&node);
     cli.login("bob", "bob", "bob-password");
@@ -243,10 +256,9 @@ async fn mfa_enrol_confirm_trust_step_up_and_disable() {
 #[tokio::test]
 async fn admin_users_mfa_sessions_policies_and_audit() {
     let node = Node::start();
-    let admin = node.admin().await;
-    user(&admin, "root", true).await;
+    let admin = node.stepped_admin().await;
     let cli = Cli::new(&node);
-    cli.login("root", "root", "root-password");
+    let _root = root_admin(&node, &admin, &cli).await;
 
     // Users: create (and refuse bad input), list as JSON and table.
     let v = cli.json("root", &["admin", "create-user", "carol", "--password", "carol-password"]);
@@ -412,10 +424,13 @@ async fn admin_users_mfa_sessions_policies_and_audit() {
     let err = cli.fail("erin", &["admin", "users"]);
     assert!(err.starts_with("error: forbidden"), "{err}");
 
-    // Everyone must use MFA now; root has none, so the next protected action asks for a code
-    // root cannot give: one line, nothing revoked.
+    // Everyone must use MFA now. Once root's step-up is older than the window, the next
+    // protected action asks for a code, and none is given: one line, nothing revoked.
     let v = cli.json("root", &["admin", "enforce-mfa", "--all"]);
     assert!(v["users"].as_u64().unwrap() >= 5, "{v}");
+    let v = cli.json("root", &["admin", "policy", "mfa", "set", "--step-up-window", "1s"]);
+    assert_eq!(v["step_up_window_secs"], 1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let err = cli.fail("root", &["admin", "sessions", "revoke", "--user", "erin"]);
     assert!(err.contains("no answer"), "{err}");
     assert_eq!(
@@ -524,12 +539,11 @@ async fn password_change_and_admin_unlock() {
         "--login-lock-secs",
         "600",
     ]);
-    let admin = node.admin().await;
-    user(&admin, "root", true).await;
+    let admin = node.stepped_admin().await;
     user(&admin, "bob", false).await;
     user(&admin, "carol", false).await;
     let cli = Cli::new(&node);
-    cli.login("root", "root", "root-password");
+    let _root = root_admin(&node, &admin, &cli).await;
     cli.login("bob", "bob", "bob-password");
     let other = login(&node.client(), "default", "bob", "bob-password").await;
 

@@ -86,13 +86,10 @@ async fn login(node: &Node, user: &str, device: Option<u64>, trust: Option<&str>
     }
 }
 
+/// The bootstrap administrator with a factor, stepped up: what the admin actions guarded for
+/// others need (docs/mfa.md, "Step-up"; tests/tests/stepup.rs tests the rule).
 async fn admin_token(node: &Node) -> String {
-    let pw = node.admin_password_set().await;
-    let body =
-        json!({"tenant": "default", "user": "admin", "password": pw, "device": {"registration_id": 5}});
-    let (st, v) = call(node, "POST", "/v1/login", None, Some(body)).await;
-    assert_eq!(st, 200, "{v}");
-    v["token"].as_str().unwrap().to_owned()
+    node.stepped_admin().await.login_info().token.expose().to_owned()
 }
 
 async fn create_user(node: &Node, admin: &str, user: &str, is_admin: bool) {
@@ -281,7 +278,7 @@ async fn enrolment_challenge_pending_limits_replay_and_backup_codes() {
     let (_, s) = call(&node, "GET", "/v1/mfa/status", Some(&a1.token), None).await;
     assert_eq!((s["totp_enabled"].as_bool(), s["backup_codes_left"].as_u64()), (Some(true), Some(10)));
     assert_eq!(s["session"]["state"], "verified");
-    assert_eq!(s["session"]["method"], "totp");
+    assert_eq!(s["session"]["method"], "enrollment");
 
     // A login now must pass a challenge; until then only the MFA routes answer.
     let a2 = login(&node, "alice", None, None).await;
@@ -756,13 +753,14 @@ async fn a_policy_change_reaches_live_sessions() {
     create_user(&node, &admin, "ivy", false).await;
     let i1 = login(&node, "ivy", None, None).await;
     enrol(&node, &i1).await;
-    // MFA off: nobody is challenged, enrolment is refused.
+    // MFA off: nobody is challenged; ivy's factor stays (it serves step-ups only now), so a new
+    // enrolment is refused as for any enrolled user.
     let (st, _) = put_policy(&node, &admin, json!({"level": "off"})).await;
     assert_eq!(st, 200);
     let i2 = login(&node, "ivy", None, None).await;
     assert_eq!(i2.state(), "none");
     let (st, v) = call(&node, "POST", "/v1/mfa/totp/enroll", Some(&i2.token), None).await;
-    assert_eq!((st, v["error"].as_str()), (403, Some("mfa_disabled")));
+    assert_eq!((st, v["error"].as_str()), (409, Some("mfa_already_enrolled")));
     let mut live = hush_client::Client::new(node.url())
         .resume(
             serde_json::from_value(json!({"token": i2.token, "session_id": i2.id, "tenant": "default",

@@ -36,7 +36,8 @@ fn policy(idle: Option<u64>, absolute: Option<u64>) -> Value {
 #[tokio::test]
 async fn policy_routes_are_admin_only_validated_and_audited() {
     let node = Node::start();
-    let admin = node.admin().await;
+    // Stepped up: changing the session policy is guarded (docs/mfa.md, "Step-up").
+    let admin = node.stepped_admin().await;
     let alice = node.user(&admin, "alice").await;
 
     // Defaults: members live until revoked; administrators 30 min idle, 12 h absolute.
@@ -84,7 +85,8 @@ async fn policy_routes_are_admin_only_validated_and_audited() {
 #[tokio::test]
 async fn idle_limit_ends_silent_sessions_only() {
     let node = Node::start();
-    let admin = node.admin().await;
+    // Stepped up: changing the session policy is guarded (docs/mfa.md, "Step-up").
+    let admin = node.stepped_admin().await;
     let busy = node.user(&admin, "busy").await;
     let quiet = node.user(&admin, "quiet").await;
     let quiet2 = node.device("quiet").await;
@@ -116,7 +118,8 @@ async fn idle_limit_ends_silent_sessions_only() {
 #[tokio::test]
 async fn absolute_limit_closes_live_socket_and_tells_other_devices() {
     let node = Node::start();
-    let admin = node.admin().await;
+    // Stepped up: changing the session policy is guarded (docs/mfa.md, "Step-up").
+    let admin = node.stepped_admin().await;
     let (st, _) = call(&node, "PUT", "/v1/admin/tenant/sessions", &admin, Some(policy(None, Some(3)))).await;
     assert_eq!(st, 200);
     let carol = node.user(&admin, "carol").await;

@@ -123,7 +123,8 @@ async fn user_routes_authorization_events_and_audit() {
 #[tokio::test]
 async fn admin_routes_and_tenant_isolation() {
     let node = Node::start();
-    let admin = node.admin().await;
+    // Stepped up: the revocations below are guarded for others (docs/mfa.md, "Step-up").
+    let admin = node.stepped_admin().await;
     let carol = node.user(&admin, "carol").await;
     let dave = node.user(&admin, "dave").await;
     // A second tenant with its own admin, created through the store-level bootstrap (init runs

@@ -597,14 +597,14 @@ pub async fn run(s: &Session, args: AdminArgs, out: Output) -> anyhow::Result<()
         AdminCmd::Users(a) => users(s, a, out).await?,
         AdminCmd::CreateUser { user, password, admin } => {
             let pw = super::prompt::ask_secret(password, "New user's password: ")?;
-            let info = s.create_user(&user, &pw, admin).await?;
+            let info = stepup::run(s, step, || s.create_user(&user, &pw, admin)).await?;
             if out.json() {
                 return output::print_json(&info);
             }
             println!("Created {}/{}{}.", info.tenant, info.user, if info.admin { " (admin)" } else { "" });
         }
         AdminCmd::Unlock { user } => {
-            s.unlock_user(&user).await?;
+            stepup::run(s, step, || s.unlock_user(&user)).await?;
             println!("Unlocked {user}: they may log in again.");
         }
         AdminCmd::ResetMfa { user } => {
@@ -636,7 +636,7 @@ pub async fn run(s: &Session, args: AdminArgs, out: Output) -> anyhow::Result<()
         }
         AdminCmd::Policy(PolicyCmd::Sessions(SessionPolicyCmd::Set(set))) => {
             let p = apply_sessions(s.session_policy().await?, set)?;
-            let p = s.set_session_policy(&p).await?;
+            let p = stepup::run(s, step, || s.set_session_policy(&p)).await?;
             print_session_policy(&p, out)?;
         }
         AdminCmd::Audit(a) => audit(s, a, out).await?,

@@ -1,7 +1,8 @@
 //! Step-up: sensitive actions need a second-factor proof by this session within the tenant's
 //! window. When the node answers `403 step_up_required`, the command asks for a code (or takes
 //! `--code`), asks the node for a challenge, answers it (a TOTP code, or a backup code:
-//! `xxxxx-xxxxx`) and retries the action once.
+//! `xxxxx-xxxxx`) and retries the action once. When it answers `403 mfa_enrollment_required`
+//! (the caller has no factor to step up with), it says to enrol one.
 
 use std::future::Future;
 
@@ -19,6 +20,18 @@ pub struct StepUp {
 /// Whether the node refused for want of a step-up.
 pub fn needs_step_up(e: &ClientError) -> bool {
     matches!(e, ClientError::Http { body, .. } if body.error == "step_up_required")
+}
+
+/// Whether the node refused because the caller has no second factor to step up with.
+pub fn needs_enrolment(e: &ClientError) -> bool {
+    matches!(e, ClientError::Http { status: 403, body } if body.error == "mfa_enrollment_required")
+}
+
+/// The one-line error for [`needs_enrolment`].
+fn enrol_first() -> anyhow::Error {
+    anyhow::anyhow!(
+        "mfa_enrollment_required: this action needs a second factor; enrol one with `hush mfa enroll` (then `hush mfa confirm CODE`) and run it again"
+    )
 }
 
 /// Whether a code looks like a backup code (`xxxxx-xxxxx`) rather than a TOTP code (digits).
@@ -53,6 +66,7 @@ where
             verify(s, &code).await?;
             Ok(action().await?)
         }
+        Err(e) if needs_enrolment(&e) => Err(enrol_first()),
         r => Ok(r?),
     }
 }
