@@ -335,7 +335,12 @@ fn schemathesis(
             "--checks",
             "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance",
         ])
-        .args(["--max-examples", "10", "--phases", "examples,coverage,fuzzing", "--workers", "2"])
+        .args(["--max-examples", "10", "--phases", "examples,coverage,fuzzing"])
+        // One worker: CPython 3.11 keeps the AST constructor's recursion depth in state shared by
+        // threads, so hypothesis describing lambdas on two worker threads at once fails with
+        // "AST constructor recursion depth mismatch" (cpython gh-106905), a tool error that says
+        // nothing about the node.
+        .args(["--workers", "1"])
         .args(["--seed", "1", "--no-color", "--max-time", &secs.to_string()])
         .args([filter.0, filter.1])
         .args(["--generation-database", "none"])
@@ -379,17 +384,8 @@ async fn schemathesis_finds_no_server_error_and_no_schema_violation() {
             cases.ends_with("passed") && numbers.len() == 2 && numbers[0] == numbers[1] && numbers[0] != "0",
             "schemathesis found failures ({name}): {cases}\n{out}"
         );
-        // ...and no request failed on the network (a node that crashed or hung). schemathesis'
-        // own runtime errors (a CPython 3.11 AST bug in hypothesis' lambda descriptions) are no
-        // finding about the node.
-        if !ok {
-            let errors: Vec<&str> =
-                out.lines().filter(|l| l.contains('\u{1f6ab}') && !l.contains("Runtime Error")).collect();
-            assert!(
-                errors.iter().all(|l| l.contains("Coverage") || l.contains("Fuzzing")),
-                "schemathesis reported errors ({name}): {errors:?}\n{out}"
-            );
-            assert!(!out.contains("Network Error"), "a request failed on the network ({name}):\n{out}");
-        }
+        // ...and schemathesis itself reported no error: no request failed on the network (a
+        // node that crashed or hung) and no operation could not be tested.
+        assert!(ok, "schemathesis reported errors ({name}):\n{out}");
     }
 }
