@@ -324,7 +324,7 @@ impl DeviceActor {
             let page = match res {
                 Ok(p) => p,
                 Err(e) => {
-                    tracing::error!(device = %act.addr, error = %e, "queue read failed");
+                    hush_store::failure::log_failure(&e, "queue read failed; socket closed");
                     act.close(ctx, CLOSE_INTERNAL, "store unavailable", false);
                     return;
                 }

@@ -479,7 +479,7 @@ async fn queue_events(hub: &Hub, from: &DeviceAddress, events: Vec<(Vec<UserId>,
             let set = match hub.directory.get(&from.tenant, &u).await {
                 Ok(s) => s,
                 Err(e) => {
-                    tracing::error!(error = %e, "group event not queued for a member");
+                    hush_store::failure::log_failure(&e, "group event not queued for a member");
                     continue;
                 }
             };
@@ -507,7 +507,7 @@ async fn queue_events(hub: &Hub, from: &DeviceAddress, events: Vec<(Vec<UserId>,
     let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
     match hub.store.enqueue(items).await {
         Ok(stored) => route_all(hub, targets.into_iter().zip(stored).collect()).await,
-        Err(e) => tracing::error!(error = %e, "group events not queued"),
+        Err(e) => hush_store::failure::log_failure(&e, "group events not queued"),
     }
 }
 
@@ -719,7 +719,7 @@ impl Handler<GroupSend> for GroupActor {
             let current = match load(&hub, &tenant, &gid).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(error = %e, "group send not stored");
+                    hush_store::failure::log_failure(&e, "group send not stored");
                     let f = ServerFrame::Error {
                         id: Some(id),
                         code: ErrorCode::Unavailable,
@@ -748,7 +748,7 @@ impl Handler<GroupSend> for GroupActor {
                     return refuse(Some(s), crate::relay::queue_full(id, &full));
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "group send not stored");
+                    hush_store::failure::log_failure(&e, "group send not stored");
                     let f = ServerFrame::Error {
                         id: Some(id),
                         code: ErrorCode::Unavailable,
@@ -839,7 +839,7 @@ async fn queue_device_event(hub: &Hub, to: &DeviceAddress, event: SessionEvent) 
     };
     match hub.store.enqueue(vec![item]).await {
         Ok(stored) => route_all(hub, vec![to.clone()].into_iter().zip(stored).collect()).await,
-        Err(e) => tracing::error!(error = %e, "rotation request not queued"),
+        Err(e) => hush_store::failure::log_failure(&e, "rotation request not queued"),
     }
 }
 

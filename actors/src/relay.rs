@@ -188,7 +188,7 @@ pub fn queue_full(id: uuid::Uuid, devices: &[DeviceAddress]) -> ServerFrame {
 pub const MAX_NAMED_FULL: usize = 16;
 
 fn unavailable(id: uuid::Uuid, e: hush_store::StoreError) -> ServerFrame {
-    tracing::error!(error = %e, "send not stored");
+    hush_store::failure::log_failure(&e, "send not stored");
     ServerFrame::Error {
         id: Some(id),
         code: ErrorCode::Unavailable,
@@ -248,7 +248,7 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "batch not stored");
+                hush_store::failure::log_failure(&e, "send not stored");
                 for (i, id) in stored_ids {
                     answers[i] = Some(ServerFrame::Error {
                         id: Some(id),

@@ -54,7 +54,7 @@ pub async fn audit(
         result: result.to_owned(),
     };
     if let Err(e) = hub.store.append_audit(rec).await {
-        tracing::error!(error = %e, action, "audit record not written");
+        hush_store::failure::log_failure(&e, "audit record not written");
     }
 }
 
@@ -70,7 +70,7 @@ pub async fn emit(
     let set = match hub.directory.get(tenant, user).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "session event not queued");
+            hush_store::failure::log_failure(&e, "session event not queued");
             return;
         }
     };
@@ -98,7 +98,7 @@ pub async fn emit(
     let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
     match hub.store.enqueue(items).await {
         Ok(stored) => route_all(hub, targets.into_iter().zip(stored).collect()).await,
-        Err(e) => tracing::error!(error = %e, "session event not queued"),
+        Err(e) => hush_store::failure::log_failure(&e, "session event not queued"),
     }
 }
 

@@ -88,6 +88,95 @@ pub fn create_private(path: &Path) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))
 }
 
+/// File name of the marker a data folder gets once its store holds a tenant: from then on a
+/// missing or empty store file is a damaged data folder, never a first run.
+pub const MARKER_FILE: &str = "hush-data.json";
+
+/// What [`check_store`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreFile {
+    /// No store file (or an empty one) in a folder that was never initialised: a first run.
+    New,
+    /// A store file with content.
+    Existing,
+}
+
+fn refuse(store: &Path, what: &str, evidence: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the store file {} {what}, but this data folder was initialised before ({} exists): \
+         refusing to start on an empty store, which would replace every account, session and \
+         queued message with a new administrator. Restore {} from a backup \
+         (docs/operations.md, \"Backup and restore\"); to really start anew, move the whole data \
+         folder away first",
+        store.display(),
+        evidence.display(),
+        store.display(),
+    )
+}
+
+/// Checks, before anything opens it, that `store` (in data folder `dir`) is not missing or
+/// empty while the folder shows it was initialised: by the marker, or by an `mfa.key` (folders
+/// initialised before the marker existed). Creates nothing.
+pub fn check_store(dir: &Path, store: &Path, mfa_key: &Path) -> anyhow::Result<StoreFile> {
+    let len = match std::fs::metadata(store) {
+        Ok(m) => Some(m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => anyhow::bail!("cannot read {}: {e}", store.display()),
+    };
+    if len.is_some_and(|l| l > 0) {
+        return Ok(StoreFile::Existing);
+    }
+    let what = if len.is_none() { "is missing" } else { "is empty (0 bytes)" };
+    for evidence in [dir.join(MARKER_FILE), mfa_key.to_path_buf()] {
+        if evidence.exists() {
+            return Err(refuse(store, what, &evidence));
+        }
+    }
+    Ok(StoreFile::New)
+}
+
+/// The refusal for a store file that opened but holds no tenant in a marked folder.
+pub fn refuse_empty(dir: &Path, store: &Path) -> anyhow::Result<()> {
+    let marker = dir.join(MARKER_FILE);
+    if marker.exists() {
+        return Err(refuse(store, "holds no tenant", &marker));
+    }
+    Ok(())
+}
+
+/// Writes the marker (0600, synced) if it is missing: called once the store holds a tenant.
+pub fn mark(dir: &Path, store_file: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = dir.join(MARKER_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let body = serde_json::json!({
+        "store": store_file,
+        "initialised_ms": now,
+        "note": "this data folder holds a Hush store; a missing or empty store file is an error, not a first run",
+    });
+    let tmp = dir.join(format!("{MARKER_FILE}.tmp"));
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(FILE_MODE)
+        .open(&tmp)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", tmp.display()))?;
+    f.write_all(body.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -130,5 +219,29 @@ mod tests {
         create_private(&dir.join("wide")).unwrap();
         assert_eq!(std::fs::read(dir.join("wide")).unwrap(), b"x", "an existing file keeps its content");
         assert_eq!(prepare(&dir).unwrap(), 0, "a second pass changes nothing");
+    }
+
+    #[test]
+    fn a_missing_or_empty_store_in_an_initialised_folder_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let (store, key) = (dir.join("hush.redb"), dir.join("mfa.key"));
+        assert_eq!(check_store(dir, &store, &key).unwrap(), StoreFile::New);
+        std::fs::write(&store, b"").unwrap();
+        assert_eq!(check_store(dir, &store, &key).unwrap(), StoreFile::New, "a fresh folder's empty file");
+        mark(dir, "hush.redb").unwrap();
+        assert_eq!(mode(&dir.join(MARKER_FILE)), 0o600);
+        let e = check_store(dir, &store, &key).unwrap_err().to_string();
+        assert!(e.contains("is empty (0 bytes)") && e.contains("Backup and restore"), "{e}");
+        std::fs::remove_file(&store).unwrap();
+        assert!(check_store(dir, &store, &key).unwrap_err().to_string().contains("is missing"));
+        assert!(refuse_empty(dir, &store).is_err());
+        std::fs::write(&store, b"x").unwrap();
+        assert_eq!(check_store(dir, &store, &key).unwrap(), StoreFile::Existing);
+        // A folder from before the marker: its MFA key is the evidence.
+        std::fs::remove_file(dir.join(MARKER_FILE)).unwrap();
+        std::fs::remove_file(&store).unwrap();
+        std::fs::write(&key, b"k").unwrap();
+        assert!(check_store(dir, &store, &key).unwrap_err().to_string().contains("mfa.key"));
     }
 }

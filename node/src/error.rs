@@ -195,7 +195,7 @@ impl From<AccountError> for ApiError {
             AccountError::Conflict => ApiError::Conflict,
             e @ AccountError::TooManyDevices => ApiError::TooManyDevices(e.to_string()),
             AccountError::Store(e) => {
-                tracing::error!(error = %e, "store error");
+                hush_store::failure::log_failure(&e, "request failed in the store");
                 ApiError::Unavailable
             }
             AccountError::Internal => ApiError::Internal,

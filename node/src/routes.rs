@@ -852,10 +852,13 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: 200 while the store answers (`status` is `degraded` while the bus to the other
-/// nodes is down: local delivery and accepting go on), 503 when the store does not answer.
+/// Readiness: 200 while the store takes writes (`status` is `degraded` while the bus to the
+/// other nodes is down: local delivery and accepting go on), 503 while it cannot write, with
+/// the cause in `store` (`disk_full`, `read_only`, `permission_denied`, `corrupted`, `locked`,
+/// `io_error`, `closed`): the node then refuses sends with `unavailable` and recovers by itself
+/// once the cause is gone.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready or degraded"), (status = 503, description = "The store does not answer")))]
+    responses((status = 200, description = "Ready or degraded"), (status = 503, description = "The store cannot write now; `store` names the cause")))]
 async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
     let bus_ok = hub.bus.healthy();
     let body = |status: &str, store: &str| {
@@ -867,11 +870,13 @@ async fn readyz(hub: web::Data<Hub>) -> HttpResponse {
             "node": hub.bus.node_id(),
         })
     };
-    match hub.store.list_tenants(1).await {
-        Ok(_) => HttpResponse::Ok().json(body(if bus_ok { "ready" } else { "degraded" }, "ok")),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            HttpResponse::ServiceUnavailable().json(body("unavailable", "error"))
+    match hub.store.health().await {
+        hush_store::StoreHealth::Ok => {
+            HttpResponse::Ok().json(body(if bus_ok { "ready" } else { "degraded" }, "ok"))
+        }
+        hush_store::StoreHealth::Failing(f) => {
+            hush_store::failure::log_failure(&hush_store::StoreError::Unavailable(f.clone()), "not ready");
+            HttpResponse::ServiceUnavailable().json(body("unavailable", f.cause.as_str()))
         }
     }
 }

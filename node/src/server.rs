@@ -43,13 +43,17 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     }
     crate::datadir::prepare(&config.data_dir)?;
     let path = config.data_dir.join(STORE_FILE);
+    let mfa_key = config.mfa_key_file.clone().unwrap_or_else(|| config.data_dir.join(MFA_KEY_FILE));
+    // A missing or empty store in a folder that was initialised is an error, never a first run.
+    crate::datadir::check_store(&config.data_dir, &path, &mfa_key)?;
     // Created 0600 before redb opens it (redb would create it with the process umask).
     crate::datadir::create_private(&path)?;
     let store = EmbeddedStore::open_with(&path, config.queue_policy).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot open the store at {}: {e} (if a hushd runs on this data folder, stop it first: the embedded store belongs to one process)",
-            path.display()
-        )
+        let advice = match e.cause() {
+            Some(c) => c.advice(),
+            None => "see the error above",
+        };
+        anyhow::anyhow!("cannot open the store at {}: {e} ({advice})", path.display())
     })?;
     Ok(Arc::new(store))
 }
@@ -120,7 +124,12 @@ pub async fn init(config: &Config, tenant: &str, admin: &str) -> anyhow::Result<
     let admin = UserId::new(admin)?;
     let hub = Hub::new(open_store(config).await?, Arc::new(LocalBus::new(config.node_id.clone())))?;
     match accounts::bootstrap(&hub, &tenant, &admin).await {
-        Ok(password) => Ok(Bootstrapped { tenant, admin, password }),
+        Ok(password) => {
+            if config.mongodb_url.is_none() {
+                crate::datadir::mark(&config.data_dir, STORE_FILE)?;
+            }
+            Ok(Bootstrapped { tenant, admin, password })
+        }
         Err(AccountError::Conflict) => anyhow::bail!("tenant {tenant} already exists"),
         Err(e) => Err(e.into()),
     }
@@ -207,7 +216,11 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
     }
     tokio::task::spawn_blocking(accounts::warm_up).await?;
+    let embedded = config.mongodb_url.is_none();
     let bootstrapped = if hub.store.list_tenants(1).await?.is_empty() {
+        if embedded {
+            crate::datadir::refuse_empty(&config.data_dir, &config.data_dir.join(STORE_FILE))?;
+        }
         let tenant = TenantId::new("default")?;
         let admin = UserId::new("admin")?;
         let password = accounts::bootstrap(&hub, &tenant, &admin).await?;
@@ -215,6 +228,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    if embedded {
+        crate::datadir::mark(&config.data_dir, STORE_FILE)?;
+    }
     // Store migration: every tenant gets the default MFA policy record if it has none.
     let migrated =
         hush_actors::mfa::migrate(&hub).await.map_err(|e| anyhow::anyhow!("MFA migration: {e}"))?;

@@ -27,10 +27,10 @@
 //! sweep).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::Instant;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
@@ -43,6 +43,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::failure::{Cause, Failure};
 use crate::{
     check_kv_key, check_kv_replace, check_kv_scope, AccountStore, AuditQuery, AuditRecord, AuditStore,
     CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueuePolicy,
@@ -251,9 +252,37 @@ fn remove_refs(t: &mut Tx<'_>, a: &DeviceAddress, refs: Vec<(u64, u64)>) -> Resu
     Ok(n)
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A redb error as a store error: failures of the file or the device (I/O with its kind, a
+/// damaged page, the file locked by another process, an earlier I/O error that left the
+/// database needing a re-open) become [`StoreError::Unavailable`] with their [`Cause`]; the
+/// rest (programming errors such as a table type mismatch) stay [`StoreError::Backend`].
+fn backend(e: impl Into<redb::Error>) -> StoreError {
+    let e: redb::Error = e.into();
+    let cause = match &e {
+        redb::Error::Io(io) => Some(Cause::of_io(io)),
+        redb::Error::Corrupted(_) => Some(Cause::Corrupted),
+        redb::Error::DatabaseAlreadyOpen | redb::Error::LockProtocolMismatch => Some(Cause::Locked),
+        redb::Error::PreviousIo | redb::Error::TransactionPoisoned => Some(Cause::Io),
+        redb::Error::DatabaseClosed => Some(Cause::Closed),
+        _ => None,
+    };
+    match cause {
+        Some(cause) => StoreError::Unavailable(Failure { cause, detail: e.to_string() }),
+        None => StoreError::Backend(e.to_string()),
+    }
 }
+
+/// Shortest wait before the writer re-opens the file after a failed commit; doubled after
+/// each re-open that fails, up to [`MAX_REOPEN_BACKOFF`]. Jobs arriving meanwhile are refused
+/// at once with the failure's cause (nothing is written, callers answer "unavailable").
+pub const MIN_REOPEN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between two re-opens while the cause (say, a full disk) lasts.
+pub const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(2);
+/// How long a re-open waits for the readers in flight to finish before it gives up this round.
+pub const MAX_READER_DRAIN: Duration = Duration::from_secs(5);
+/// `/readyz` writes a small probe when no commit succeeded for this long (under load the
+/// writer's own commits answer; idle, the probe proves the file still takes a write).
+pub const PROBE_AFTER: Duration = Duration::from_secs(1);
 
 fn enc<T: Serialize>(v: &T) -> Result<Vec<u8>> {
     postcard::to_allocvec(v).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -264,7 +293,13 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T> {
 }
 
 struct Shared {
-    db: Database,
+    /// The open database; `None` while the writer re-opens it after a failure.
+    db: RwLock<Option<Arc<Database>>>,
+    path: PathBuf,
+    /// Why writes fail now; `None` once a commit succeeded.
+    failing: Mutex<Option<Failure>>,
+    /// When the last commit succeeded.
+    last_commit: Mutex<Instant>,
     policy: QueuePolicy,
     index: RwLock<QueueIndex>,
     refs: RwLock<RefIndex>,
@@ -362,7 +397,10 @@ impl EmbeddedStore {
             (next_seq, depth, index, refs)
         };
         let shared = Arc::new(Shared {
-            db,
+            db: RwLock::new(Some(Arc::new(db))),
+            path: path.to_path_buf(),
+            failing: Mutex::new(None),
+            last_commit: Mutex::new(Instant::now()),
             policy,
             index: RwLock::new(index),
             refs: RwLock::new(refs),
@@ -395,7 +433,36 @@ impl EmbeddedStore {
             })
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        // A job dropped unanswered was refused while the store recovers from a failure.
+        rx.await.map_err(|_| match self.shared.failure() {
+            Some(f) => StoreError::Unavailable(f),
+            None => StoreError::Closed,
+        })?
+    }
+
+    /// Whether writes succeed: the writer's own state, and when nothing was committed for
+    /// [`PROBE_AFTER`], a small write (the `meta` table's `probe` counter) that proves it.
+    pub async fn health(&self) -> StoreHealth {
+        if let Some(f) = self.shared.failure() {
+            return StoreHealth::Failing(f);
+        }
+        let idle = self.shared.last_commit.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
+        if idle < PROBE_AFTER {
+            return StoreHealth::Ok;
+        }
+        let probe = self
+            .write(|t| {
+                let mut meta = t.txn.open_table(META).map_err(backend)?;
+                let n = meta.get("probe").map_err(backend)?.map_or(0, |v| v.value());
+                meta.insert("probe", n.wrapping_add(1)).map_err(backend)?;
+                Ok(())
+            })
+            .await;
+        match probe {
+            Ok(()) => StoreHealth::Ok,
+            Err(StoreError::Unavailable(f)) => StoreHealth::Failing(f),
+            Err(e) => StoreHealth::Failing(Failure { cause: e.cause().unwrap_or(Cause::Io), detail: e.to_string() }),
+        }
     }
 
     /// Runs a read on the blocking pool in its own read transaction.
@@ -406,11 +473,72 @@ impl EmbeddedStore {
     {
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || {
-            let txn = shared.db.begin_read().map_err(backend)?;
+            let db = shared.current()?;
+            let txn = db.begin_read().map_err(backend)?;
             f(&txn)
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
+}
+
+impl Shared {
+    /// The open database, or the failure that closed it while the writer re-opens it.
+    fn current(&self) -> Result<Arc<Database>> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        match &*db {
+            Some(db) => Ok(db.clone()),
+            None => Err(StoreError::Unavailable(self.failure().unwrap_or(Failure {
+                cause: Cause::Closed,
+                detail: "the store file is being re-opened".into(),
+            }))),
+        }
+    }
+
+    fn failure(&self) -> Option<Failure> {
+        self.failing.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_failure(&self, f: Option<Failure>) {
+        *self.failing.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    /// Closes the database (after the readers in flight, at most [`MAX_READER_DRAIN`]) and
+    /// opens the file again: redb latches an I/O error ("previous I/O error, re-open the
+    /// database") until the file is re-opened, which also repairs a file left mid-commit.
+    /// The failed transaction was never committed, so the re-opened file holds exactly what
+    /// the writer's in-memory state (sequence counter, queue index) describes.
+    fn reopen(&self) -> Result<()> {
+        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut old) = old {
+            let t0 = Instant::now();
+            let db = loop {
+                match Arc::try_unwrap(old) {
+                    Ok(db) => break Some(db),
+                    Err(still_shared) if t0.elapsed() < MAX_READER_DRAIN => {
+                        old = still_shared;
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(still_shared) => {
+                        // Readers still hold it: put it back and try again next round.
+                        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(still_shared);
+                        return Err(StoreError::Unavailable(Failure {
+                            cause: Cause::Closed,
+                            detail: "readers still hold the store; re-open postponed".into(),
+                        }));
+                    }
+                }
+            };
+            if let Some(db) = db {
+                // Closing flushes what it can; a failure here is the same failure again.
+                if let Err(e) = db.close() {
+                    tracing::debug!(error = %e, "closing the failed store");
+                }
+            }
+        }
+        let db = Database::create(&self.path).map_err(backend)?;
+        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
+        Ok(())
     }
 }
 
@@ -420,12 +548,38 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
     let mut removed: Vec<(DeviceAddress, u64)> = Vec::new();
     let mut refs_added: Vec<(u64, u64)> = Vec::new();
     let mut refs_removed: Vec<u64> = Vec::new();
+    // While the file is closed after a failure: when to try to re-open it, and the next wait.
+    let mut reopen_at: Option<Instant> = None;
+    let mut backoff = MIN_REOPEN_BACKOFF;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_JOBS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
+            }
+        }
+        if let Some(at) = reopen_at {
+            if Instant::now() < at {
+                refuse_batch(&shared, &mut batch);
+                continue;
+            }
+            match shared.reopen() {
+                Ok(()) => {
+                    tracing::info!(path = %shared.path.display(), "store file re-opened after a failure");
+                    reopen_at = None;
+                    backoff = MIN_REOPEN_BACKOFF;
+                }
+                Err(e) => {
+                    crate::failure::log_failure(&e, "store file not re-opened; retrying");
+                    if let StoreError::Unavailable(f) = e {
+                        shared.set_failure(Some(f));
+                    }
+                    backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
+                    reopen_at = Some(Instant::now() + backoff);
+                    refuse_batch(&shared, &mut batch);
+                    continue;
+                }
             }
         }
         let started = Instant::now();
@@ -436,9 +590,10 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
         removed.clear();
         refs_added.clear();
         refs_removed.clear();
-        let result = (|| -> Result<Vec<Completion>> {
-            let txn = shared.db.begin_write().map_err(backend)?;
-            let mut completions = Vec::with_capacity(batch.len());
+        let mut completions = Vec::with_capacity(batch.len());
+        let result = (|| -> Result<()> {
+            let db = shared.current()?;
+            let txn = db.begin_write().map_err(backend)?;
             {
                 let mut tx = Tx {
                     txn: &txn,
@@ -463,10 +618,10 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                 }
             }
             txn.commit().map_err(backend)?;
-            Ok(completions)
+            Ok(())
         })();
         match result {
-            Ok(completions) => {
+            Ok(()) => {
                 if !added.is_empty() || !removed.is_empty() {
                     // Adds first: a remove in the same commit (purge) always follows its add.
                     let mut index = write_index(&shared.index);
@@ -490,17 +645,34 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                     }
                 }
                 apply_delta(&shared.depth, depth_delta);
+                if shared.failure().is_some() {
+                    tracing::info!("store writes succeed again");
+                    shared.set_failure(None);
+                }
+                *shared.last_commit.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 for c in completions {
                     c(Ok(()));
                 }
             }
             Err(e) => {
-                // The transaction was dropped (aborted): none of its writes happened. Completions
-                // were consumed only if we got past the jobs; jobs left in `batch` are dropped,
-                // which closes their reply channel and their callers see `Closed`.
-                tracing::error!(error = %e, jobs = n, "store commit failed");
+                // The transaction was dropped (aborted): none of its writes happened, and the
+                // in-memory state is left as the last commit made it. Every caller of the batch
+                // hears the failure (jobs that did not run yet are answered too).
                 next_seq = seq_before;
-                batch.clear();
+                crate::failure::log_failure(&e, "store commit failed; writes refused until the store recovers");
+                let refused = match &e {
+                    StoreError::Unavailable(f) => f.clone(),
+                    other => Failure { cause: Cause::Io, detail: other.to_string() },
+                };
+                shared.set_failure(Some(refused.clone()));
+                for c in completions {
+                    c(Err(StoreError::Unavailable(refused.clone())));
+                }
+                refuse_batch(&shared, &mut batch);
+                if matches!(e, StoreError::Unavailable(_)) {
+                    // redb latches I/O errors: the file must be re-opened before the next write.
+                    reopen_at = Some(Instant::now() + backoff);
+                }
             }
         }
         let us = started.elapsed().as_micros() as u64;
@@ -511,6 +683,15 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
         shared.buckets[idx].fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!("store writer stopped");
+}
+
+/// Refuses every job of `batch` without running it: dropping a job drops its reply channel,
+/// and its caller ([`EmbeddedStore::write`]) answers with the store's current failure.
+fn refuse_batch(shared: &Shared, batch: &mut Vec<Job>) {
+    if !batch.is_empty() {
+        tracing::trace!(jobs = batch.len(), failing = shared.failure().is_some(), "batch refused while the store recovers");
+        batch.clear();
+    }
 }
 
 /// Moves every schema-1 queue entry into the schema-2 table (same seq) and drops the old table.
@@ -1343,7 +1524,12 @@ impl QueueStore for EmbeddedStore {
     }
 }
 
+#[async_trait]
 impl StoreStats for EmbeddedStore {
+    async fn health(&self) -> StoreHealth {
+        EmbeddedStore::health(self).await
+    }
+
     fn commit_stats(&self) -> CommitStats {
         let s = &self.shared;
         let mut buckets = [0u64; 11];

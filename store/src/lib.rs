@@ -7,6 +7,8 @@
 //!   one writer thread that commits in groups (many callers, one fsync).
 //! - `mongo` (feature `mongo`): the MongoDB backend shared by a cluster's nodes, kept to plain
 //!   CRUD, `findOneAndUpdate` and unique indexes (no transactions, no change streams).
+//! - [`failure`]: why a write failed (disk full, read-only, corrupted, locked...), and the
+//!   rate-limited log every store failure goes through.
 //! - [`conformance`]: the behaviour every backend must show, run by each backend's tests.
 //!
 //! The store holds no business rules: limits such as "six devices per user" are decided by the
@@ -22,6 +24,7 @@ use hush_protocol::wire::Envelope;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
+pub mod failure;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 pub mod records;
@@ -54,6 +57,33 @@ pub enum StoreError {
     /// hold more with this write); nothing of the write was stored.
     #[error("queue full for {} device(s)", .0.len())]
     QueueFull(Vec<DeviceAddress>),
+    /// The store cannot write now (disk full, read-only file system, I/O error, damaged page):
+    /// nothing of this write was committed. The embedded store recovers by itself once the
+    /// cause is gone (it re-opens its file); callers answer "unavailable, retry".
+    #[error("store unavailable ({0})")]
+    Unavailable(failure::Failure),
+}
+
+impl StoreError {
+    /// Why the store failed, when it is a failure of the store itself (not an answer such as
+    /// a conflict or a full queue).
+    pub fn cause(&self) -> Option<failure::Cause> {
+        match self {
+            StoreError::Unavailable(f) => Some(f.cause),
+            StoreError::Closed => Some(failure::Cause::Closed),
+            StoreError::Corrupt(_) => Some(failure::Cause::Corrupted),
+            _ => None,
+        }
+    }
+}
+
+/// What the store says of its own ability to write, for `/readyz`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// The last write (or probe) committed.
+    Ok,
+    /// Writes fail now; the store retries by itself.
+    Failing(failure::Failure),
 }
 
 /// Result alias of the persistence layer.
@@ -345,9 +375,14 @@ impl<T: AccountStore + DeviceStore + SessionStore + QueueStore + AuditStore + Kv
 }
 
 /// Counters a backend exposes for the node's metrics.
+#[async_trait]
 pub trait StoreStats: Send + Sync {
     /// Commit latency histogram and counts since start.
     fn commit_stats(&self) -> CommitStats;
+
+    /// Whether the store can write, for `/readyz`: cheap, from the writer's own state where
+    /// the backend has one, with a small write when nothing was written recently.
+    async fn health(&self) -> StoreHealth;
 }
 
 /// Upper bounds (microseconds) of the commit-latency histogram buckets.

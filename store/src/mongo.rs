@@ -1466,7 +1466,20 @@ fn sub_depth(depth: &AtomicU64, n: u64) {
     let _ = depth.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(n)));
 }
 
+#[async_trait]
 impl StoreStats for MongoStore {
+    /// A read of the tenants collection: MongoDB reports a failing write concern on the write
+    /// itself, so the read only proves the server answers.
+    async fn health(&self) -> crate::StoreHealth {
+        match self.list_tenants(1).await {
+            Ok(_) => crate::StoreHealth::Ok,
+            Err(e) => crate::StoreHealth::Failing(crate::failure::Failure {
+                cause: e.cause().unwrap_or(crate::failure::Cause::Io),
+                detail: e.to_string(),
+            }),
+        }
+    }
+
     fn commit_stats(&self) -> CommitStats {
         let s = &self.inner.stats;
         let mut buckets = [0u64; 11];
