@@ -129,8 +129,10 @@ pub struct RemoveDevice {
     pub tenant: TenantId,
     /// The user.
     pub user: UserId,
-    /// The device (never the primary).
+    /// The device (the primary only when it removes itself as the user's only device).
     pub device: hush_protocol::ids::DeviceId,
+    /// Whether the device removes itself (a login that did not complete unlinks its device).
+    pub own: bool,
     /// Who asks.
     pub actor: Initiator,
 }
@@ -141,7 +143,7 @@ impl Handler<RemoveDevice> for ControlActor {
     fn handle(&mut self, msg: RemoveDevice, _ctx: &mut Self::Context) -> Self::Result {
         let hub = self.hub.clone();
         Box::pin(async move {
-            sessions::remove_device(&hub, &msg.tenant, &msg.user, msg.device, &msg.actor).await
+            sessions::remove_device(&hub, &msg.tenant, &msg.user, msg.device, msg.own, &msg.actor).await
         })
     }
 }

@@ -217,22 +217,30 @@ pub async fn expire(hub: &Hub, session: &SessionRecord, why: Expiry) {
     crate::mfa::forget(hub, &session.id).await;
 }
 
-/// Removes a linked device (never the primary): its sessions are revoked, its queue purged,
-/// its sockets closed with 4410, and the user's other devices are told.
+/// Removes a device: its sessions are revoked, its queue purged, its sockets closed with
+/// 4410, and the user's other devices are told. The primary is never removed by another
+/// device; it may remove itself (`own`) while it is the user's only device, so a login whose
+/// last steps failed can leave nothing behind.
 pub async fn remove_device(
     hub: &Arc<Hub>,
     tenant: &TenantId,
     user: &UserId,
     device: DeviceId,
+    own: bool,
     actor: &Initiator,
 ) -> Result<(), AccountError> {
-    if device == DeviceId::PRIMARY {
+    if device == DeviceId::PRIMARY && !own {
         return Err(AccountError::Invalid("the primary device cannot be removed".into()));
     }
     hub.directory
         .update(tenant, user, |set| {
             if set.get(device).is_none() {
                 return Err(AccountError::NotFound);
+            }
+            if device == DeviceId::PRIMARY && set.devices.len() > 1 {
+                return Err(AccountError::Invalid(
+                    "the primary device cannot be removed while the user has other devices".into(),
+                ));
             }
             Ok(set.devices.iter().filter(|d| d.id != device).cloned().collect())
         })

@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Keys => cli::sessions::keys(&session()?, out).await,
         Cmd::Send { to, text } => cli::chat::send(profile, to, text).await,
         Cmd::Listen { count, idle } => cli::chat::listen(profile, count, idle).await,
-        Cmd::Group { cmd } => cli::group::run(profile, cmd).await,
+        Cmd::Group { cmd } => cli::group::run(profile, cmd, out).await,
         Cmd::Admin(a) => cli::admin::run(&session()?, a, out).await,
     }
 }

@@ -445,30 +445,38 @@ async fn revoke_all(
     Ok(web::Json(Revoked { revoked: n }))
 }
 
-/// Removes a linked device; only the primary device may do it, and the primary cannot be removed.
-/// The device's sessions, queue and sockets go with it.
+/// Removes a device: the primary device removes a linked one, and any device may remove itself
+/// (the primary only as the user's only device: a login that did not complete unlinks its new
+/// device). The device's sessions, queue and sockets go with it.
 #[utoipa::path(delete, path = "/v1/devices/{id}", tag = "devices", security(("bearer" = [])),
     params(("id" = u32, Path, description = "Device id")),
     responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, description = "Not called from the primary device", body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 403, description = "Another device, not called from the primary device", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn remove_device(
     hub: web::Data<Hub>,
     control: web::Data<Addr<ControlActor>>,
     req: HttpRequest,
-    User(me): User,
+    PasswordSession(me): PasswordSession,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let device: DeviceId = path
         .into_inner()
         .parse()
         .map_err(|e: hush_protocol::ids::IdError| ApiError::BadRequest(e.to_string()))?;
-    if me.session.device.device != DeviceId::PRIMARY {
+    let own = me.session.device.device == device;
+    // A session that must still set a new password may only unlink its own device (a one-time
+    // login whose password change failed leaves nothing behind).
+    if !own {
+        crate::auth::password_gate(&me)?;
+    }
+    if me.session.device.device != DeviceId::PRIMARY && !own {
         return Err(ApiError::Forbidden);
     }
     let msg = RemoveDevice {
         tenant: me.tenant().clone(),
         user: me.user().clone(),
         device,
+        own,
         actor: initiator(&me, &req),
     };
     control.send(msg).await??;

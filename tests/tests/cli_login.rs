@@ -228,3 +228,24 @@ async fn listen_resumes_after_the_node_is_killed_and_one_shot_commands_go_throug
     listen.kill().unwrap();
     listen.wait().unwrap();
 }
+
+/// A login the node answered, whose last step then failed (here the one-time password's
+/// replacement is refused, as after a typo), unlinks the device the node registered: no device
+/// is left for senders to encrypt to, and no profile is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_failing_after_the_node_registered_its_device_unlinks_it() {
+    let node = Node::start();
+    let one_time = node.admin_password.clone().unwrap();
+    let cli = Cli::new(&node);
+    let args = ["login", "--user", "admin", "--password", &one_time, "--new-password", "short"];
+    let (code, line) = cli.fail_code("admin", &args, "");
+    assert_eq!(code, 1, "{line}");
+    assert!(line.contains("new password was refused"), "{line}");
+    assert!(profile_files(&cli, "admin").is_empty(), "{:?}", cli.files());
+    // The one-time password still works (it was not replaced); the administrator's only device
+    // is the one this login makes.
+    let admin = node.admin().await;
+    let devices = admin.devices(None).await.unwrap().devices;
+    let ids: Vec<u32> = devices.iter().map(|d| d.id.get()).collect();
+    assert_eq!(ids, [admin.login_info().device.get()], "the failed login's device is gone: {devices:?}");
+}

@@ -69,7 +69,7 @@ pub fn list_members(g: &GroupInfo) -> String {
 }
 
 /// Runs a group command.
-pub async fn run(profile: &str, cmd: GroupCmd) -> anyhow::Result<()> {
+pub async fn run(profile: &str, cmd: GroupCmd, out: super::output::Output) -> anyhow::Result<()> {
     match cmd {
         GroupCmd::Create { name, members } => {
             let s = session_of(profile)?;
@@ -88,8 +88,15 @@ pub async fn run(profile: &str, cmd: GroupCmd) -> anyhow::Result<()> {
         }
         GroupCmd::List => {
             let s = session_of(profile)?;
-            for g in s.groups().await?.groups {
-                println!("{}  {}  (epoch {}): {}", g.id, g.name, g.epoch, list_members(&g));
+            let list = s.groups().await?;
+            if out.json() {
+                super::output::print_json(&list)?;
+            } else {
+                let mut t = super::output::table(&["id", "name", "epoch", "members"]);
+                for g in &list.groups {
+                    t.add_row(vec![g.id.to_string(), g.name.clone(), g.epoch.to_string(), list_members(g)]);
+                }
+                super::output::print_table(&t, "No groups.");
             }
         }
     }

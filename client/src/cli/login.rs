@@ -172,6 +172,13 @@ async fn complete(
     match after_login(a, &session, password, trusted, fresh, state, staged).await {
         Ok(r) => Ok(r),
         Err(e) => {
+            // A new device the node registered at this login is unlinked again (its keys,
+            // queue and sessions go with it), so no sender ever encrypts to a device whose
+            // private keys this failed login throws away. (A login still waiting for its MFA
+            // challenge registered nothing: the node answers 401 and nothing changes.)
+            if fresh {
+                let _ = session.remove_device(session.login_info().device).await;
+            }
             let _ = session.logout().await;
             Err(e)
         }
