@@ -85,6 +85,10 @@ pub enum AccountError {
     /// The current password given to a password change is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// The one-time password was already used by a login: it serves once. An administrator
+    /// gives a new one (`hushd admin reset-password`).
+    #[error("this one-time password was already used; an administrator can give a new one with `hushd admin reset-password`")]
+    OneTimePasswordUsed,
 }
 
 impl From<crate::throttle::Refused> for AccountError {
@@ -98,6 +102,11 @@ pub const NS_CREDENTIAL: &str = "credential";
 
 /// Key-value namespace marking sessions that must change their password (session id -> empty).
 pub const NS_PASSWORD_CHANGE: &str = "password_change";
+
+/// Key-value namespace of one-time passwords that served their login
+/// (`<tenant>/<user>/<set_ms>` -> empty): created once, by a create-only write, so a one-time
+/// password logs in exactly once across the cluster, even with two logins at the same moment.
+pub const NS_ONE_TIME_USED: &str = "one_time_used";
 
 /// What the store keeps about a user's password beyond the user record: the hash of a changed
 /// password (it replaces the record's), and whether it is a one-time password.
@@ -279,8 +288,23 @@ pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<L
         guard.failed(hub, &req.tenant, &req.user, exists, client.ip.clone()).await;
         return Err(AccountError::Unauthorized);
     };
-    guard.succeeded(hub).await;
     let one_time = cred.as_ref().is_some_and(|c| c.one_time);
+    if let Some(c) = cred.as_ref().filter(|c| c.one_time) {
+        let key = format!("{}/{}", credential_key(&user.tenant, &user.user), c.set_ms);
+        match hub.store.kv_put(NS_ONE_TIME_USED, &key, 0, Vec::new()).await {
+            Ok(_) => {}
+            Err(StoreError::VersionConflict) => {
+                Metrics::add(&hub.metrics.login_failures, 1);
+                tracing::info!(tenant = %req.tenant, "login refused: one-time password already used");
+                crate::sessions::audit(hub, &req.tenant, &actor, "login", None, "one_time_password_used")
+                    .await;
+                guard.failed(hub, &req.tenant, &req.user, true, client.ip.clone()).await;
+                return Err(AccountError::OneTimePasswordUsed);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    guard.succeeded(hub).await;
     // A login that must pass an MFA challenge changes no device yet (no new device, no new
     // registration id or identity key, no pre-keys deleted): a password alone must not let
     // anyone re-key or add a device. The change is kept with the pending session and applied

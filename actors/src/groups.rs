@@ -719,7 +719,12 @@ impl Handler<GroupSend> for GroupActor {
             let current = match load(&hub, &tenant, &gid).await {
                 Ok(c) => c,
                 Err(e) => {
-                    hush_store::failure::log_failure(&e, "group send not stored");
+                    match &e {
+                        GroupError::Store(se) => {
+                            hush_store::failure::log_failure(se, "group send not stored")
+                        }
+                        other => tracing::error!(error = %other, "group send not stored"),
+                    }
                     let f = ServerFrame::Error {
                         id: Some(id),
                         code: ErrorCode::Unavailable,

@@ -59,6 +59,9 @@ pub enum ApiError {
     /// 403: the current password given to a password change is wrong.
     #[error("the current password is wrong")]
     WrongPassword,
+    /// 401: the one-time password already served a login; an administrator gives a new one.
+    #[error("{0}")]
+    OneTimePasswordUsed(String),
     /// 500: a bug; logged.
     #[error("internal error")]
     Internal,
@@ -121,6 +124,7 @@ impl ApiError {
             ApiError::AccountLocked(_) => "account_locked",
             ApiError::PasswordChangeRequired => "password_change_required",
             ApiError::WrongPassword => "wrong_password",
+            ApiError::OneTimePasswordUsed(_) => "one_time_password_used",
             ApiError::Internal => "internal",
             ApiError::MfaRequired => "mfa_required",
             ApiError::MfaEnrollRequired => "mfa_enrollment_required",
@@ -142,7 +146,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized | ApiError::SessionExpired => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::SessionExpired | ApiError::OneTimePasswordUsed(_) => {
+                StatusCode::UNAUTHORIZED
+            }
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict | ApiError::TooManyDevices(_) => StatusCode::CONFLICT,
@@ -207,6 +213,7 @@ impl From<AccountError> for ApiError {
             AccountError::Throttled(hush_actors::throttle::Refused::Locked(s)) => ApiError::AccountLocked(s),
             AccountError::PasswordChangeRequired => ApiError::PasswordChangeRequired,
             AccountError::WrongPassword => ApiError::WrongPassword,
+            e @ AccountError::OneTimePasswordUsed => ApiError::OneTimePasswordUsed(e.to_string()),
         }
     }
 }

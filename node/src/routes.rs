@@ -224,7 +224,7 @@ fn client_info(req: &HttpRequest) -> ClientInfo {
     responses(
         (status = 200, description = "Logged in", body = LoginResponse),
         (status = 400, description = "Malformed request", body = ErrorBody),
-        (status = 401, description = "Unknown tenant or user, or wrong password (one answer for all)", body = ErrorBody),
+        (status = 401, description = "Unknown tenant or user, or wrong password (one answer for all); `one_time_password_used`: a one-time password that already served a login", body = ErrorBody),
         (status = 404, description = "The named device does not exist", body = ErrorBody),
         (status = 409, description = "The account already has its maximum number of devices", body = ErrorBody),
         (status = 429, description = "`rate_limited` (too many failed attempts for this account or from this address) or `account_locked`; nothing was checked. Retry-After header", body = RateLimitedBody),

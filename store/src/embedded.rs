@@ -47,8 +47,8 @@ use crate::failure::{Cause, Failure};
 use crate::{
     check_kv_key, check_kv_replace, check_kv_scope, AccountStore, AuditQuery, AuditRecord, AuditStore,
     CommitStats, DeviceRecord, DeviceSet, DeviceStore, KvEntry, KvStore, NewEnvelope, QueuePolicy,
-    QueueStore, Result, Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreStats,
-    TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_EXPIRE_BATCH, MAX_KV_SCAN,
+    QueueStore, Result, Revocation, SessionRecord, SessionStore, SharedEnvelope, StoreError, StoreHealth,
+    StoreStats, TenantRecord, TokenHash, UserRecord, COMMIT_BUCKETS_US, MAX_EXPIRE_BATCH, MAX_KV_SCAN,
 };
 
 /// Write jobs waiting for the writer thread; senders wait (backpressure) when it is full.
@@ -280,6 +280,9 @@ pub const MIN_REOPEN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_REOPEN_BACKOFF: Duration = Duration::from_secs(2);
 /// How long a re-open waits for the readers in flight to finish before it gives up this round.
 pub const MAX_READER_DRAIN: Duration = Duration::from_secs(5);
+/// Free bytes the data folder's file system needs before writes paused by a full disk are
+/// tried again.
+pub const MIN_FREE_BYTES: u64 = 1 << 20;
 /// `/readyz` writes a small probe when no commit succeeded for this long (under load the
 /// writer's own commits answer; idle, the probe proves the file still takes a write).
 pub const PROBE_AFTER: Duration = Duration::from_secs(1);
@@ -300,6 +303,8 @@ struct Shared {
     failing: Mutex<Option<Failure>>,
     /// When the last commit succeeded.
     last_commit: Mutex<Instant>,
+    /// While writes are paused after a failure: when they may be tried again.
+    retry_at: Mutex<Option<Instant>>,
     policy: QueuePolicy,
     index: RwLock<QueueIndex>,
     refs: RwLock<RefIndex>,
@@ -401,6 +406,7 @@ impl EmbeddedStore {
             path: path.to_path_buf(),
             failing: Mutex::new(None),
             last_commit: Mutex::new(Instant::now()),
+            retry_at: Mutex::new(None),
             policy,
             index: RwLock::new(index),
             refs: RwLock::new(refs),
@@ -444,10 +450,14 @@ impl EmbeddedStore {
     /// [`PROBE_AFTER`], a small write (the `meta` table's `probe` counter) that proves it.
     pub async fn health(&self) -> StoreHealth {
         if let Some(f) = self.shared.failure() {
-            return StoreHealth::Failing(f);
+            // Paused writes are tried again only when a job comes: the probe is that job, so
+            // a node whose disk got space back turns ready without any traffic.
+            if !self.shared.retry_due() {
+                return StoreHealth::Failing(f);
+            }
         }
         let idle = self.shared.last_commit.lock().unwrap_or_else(|e| e.into_inner()).elapsed();
-        if idle < PROBE_AFTER {
+        if idle < PROBE_AFTER && self.shared.failure().is_none() {
             return StoreHealth::Ok;
         }
         let probe = self
@@ -461,7 +471,9 @@ impl EmbeddedStore {
         match probe {
             Ok(()) => StoreHealth::Ok,
             Err(StoreError::Unavailable(f)) => StoreHealth::Failing(f),
-            Err(e) => StoreHealth::Failing(Failure { cause: e.cause().unwrap_or(Cause::Io), detail: e.to_string() }),
+            Err(e) => {
+                StoreHealth::Failing(Failure { cause: e.cause().unwrap_or(Cause::Io), detail: e.to_string() })
+            }
         }
     }
 
@@ -492,6 +504,34 @@ impl Shared {
                 cause: Cause::Closed,
                 detail: "the store file is being re-opened".into(),
             }))),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.db.read().unwrap_or_else(|e| e.into_inner()).is_none()
+    }
+
+    /// When paused writes may be tried again (for `/readyz`'s probe), `None` when not paused.
+    fn set_retry(&self, at: Option<Instant>) {
+        *self.retry_at.lock().unwrap_or_else(|e| e.into_inner()) = at;
+    }
+
+    fn retry_due(&self) -> bool {
+        self.retry_at.lock().unwrap_or_else(|e| e.into_inner()).is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Whether a write may be tried again: after a full disk, only once the file system has
+    /// [`MIN_FREE_BYTES`] free (each failed attempt costs a re-open, which repairs the file);
+    /// after any other cause, at the end of the pause.
+    fn space_back(&self) -> bool {
+        let full = self.failure().is_some_and(|f| f.cause == Cause::DiskFull);
+        if !full {
+            return true;
+        }
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        match rustix::fs::statvfs(dir) {
+            Ok(st) => st.f_bavail.saturating_mul(st.f_frsize) >= MIN_FREE_BYTES,
+            Err(_) => true,
         }
     }
 
@@ -548,8 +588,10 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
     let mut removed: Vec<(DeviceAddress, u64)> = Vec::new();
     let mut refs_added: Vec<(u64, u64)> = Vec::new();
     let mut refs_removed: Vec<u64> = Vec::new();
-    // While the file is closed after a failure: when to try to re-open it, and the next wait.
-    let mut reopen_at: Option<Instant> = None;
+    // After a failed commit, writes pause until this time (jobs arriving meanwhile are refused
+    // without touching the file, so the re-opened handle keeps serving reads), and the pause
+    // doubles after each failed attempt.
+    let mut paused_until: Option<Instant> = None;
     let mut backoff = MIN_REOPEN_BACKOFF;
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -559,27 +601,30 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                 Err(_) => break,
             }
         }
-        if let Some(at) = reopen_at {
-            if Instant::now() < at {
+        if let Some(until) = paused_until {
+            let now = Instant::now();
+            if now < until {
                 refuse_batch(&shared, &mut batch);
                 continue;
             }
-            match shared.reopen() {
-                Ok(()) => {
-                    tracing::info!(path = %shared.path.display(), "store file re-opened after a failure");
-                    reopen_at = None;
-                    backoff = MIN_REOPEN_BACKOFF;
-                }
-                Err(e) => {
-                    crate::failure::log_failure(&e, "store file not re-opened; retrying");
-                    if let StoreError::Unavailable(f) = e {
-                        shared.set_failure(Some(f));
-                    }
-                    backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
-                    reopen_at = Some(Instant::now() + backoff);
-                    refuse_batch(&shared, &mut batch);
-                    continue;
-                }
+            if !shared.space_back() {
+                paused_until = Some(now + backoff);
+                shared.set_retry(paused_until);
+                refuse_batch(&shared, &mut batch);
+                continue;
+            }
+            paused_until = None;
+            shared.set_retry(None);
+        }
+        if shared.is_closed() {
+            // An earlier re-open failed: open the file again before this batch.
+            if let Err(e) = shared.reopen() {
+                crate::failure::log_failure(&e, "store file not re-opened; retrying");
+                backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
+                paused_until = Some(Instant::now() + backoff);
+                shared.set_retry(paused_until);
+                refuse_batch(&shared, &mut batch);
+                continue;
             }
         }
         let started = Instant::now();
@@ -649,6 +694,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                     tracing::info!("store writes succeed again");
                     shared.set_failure(None);
                 }
+                backoff = MIN_REOPEN_BACKOFF;
                 *shared.last_commit.lock().unwrap_or_else(|e| e.into_inner()) = Instant::now();
                 for c in completions {
                     c(Ok(()));
@@ -659,7 +705,10 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                 // in-memory state is left as the last commit made it. Every caller of the batch
                 // hears the failure (jobs that did not run yet are answered too).
                 next_seq = seq_before;
-                crate::failure::log_failure(&e, "store commit failed; writes refused until the store recovers");
+                crate::failure::log_failure(
+                    &e,
+                    "store commit failed; writes refused until the store recovers",
+                );
                 let refused = match &e {
                     StoreError::Unavailable(f) => f.clone(),
                     other => Failure { cause: Cause::Io, detail: other.to_string() },
@@ -670,8 +719,17 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                 }
                 refuse_batch(&shared, &mut batch);
                 if matches!(e, StoreError::Unavailable(_)) {
-                    // redb latches I/O errors: the file must be re-opened before the next write.
-                    reopen_at = Some(Instant::now() + backoff);
+                    // redb latches I/O errors ("previous I/O error"): re-open the file now, so
+                    // reads go on, and pause writes until the cause may be gone.
+                    match shared.reopen() {
+                        Ok(()) => {
+                            tracing::info!(path = %shared.path.display(), "store file re-opened after a failure; writes paused")
+                        }
+                        Err(e) => crate::failure::log_failure(&e, "store file not re-opened; retrying"),
+                    }
+                    paused_until = Some(Instant::now() + backoff);
+                    shared.set_retry(paused_until);
+                    backoff = (backoff * 2).min(MAX_REOPEN_BACKOFF);
                 }
             }
         }
@@ -689,7 +747,11 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
 /// and its caller ([`EmbeddedStore::write`]) answers with the store's current failure.
 fn refuse_batch(shared: &Shared, batch: &mut Vec<Job>) {
     if !batch.is_empty() {
-        tracing::trace!(jobs = batch.len(), failing = shared.failure().is_some(), "batch refused while the store recovers");
+        tracing::trace!(
+            jobs = batch.len(),
+            failing = shared.failure().is_some(),
+            "batch refused while the store recovers"
+        );
         batch.clear();
     }
 }

@@ -51,8 +51,12 @@ impl Cause {
             Cause::DiskFull => "free space on the data folder's file system; the node recovers by itself",
             Cause::ReadOnly => "the file system is read-only; remount it read-write",
             Cause::PermissionDenied => "the node's user may not write the store file; fix its owner or mode",
-            Cause::Corrupted => "the store file is damaged; run `hushd store check`, then restore a backup or salvage",
-            Cause::Locked => "another process holds the store file; stop the other hushd on this data folder",
+            Cause::Corrupted => {
+                "the store file is damaged; run `hushd store check`, then restore a backup or salvage"
+            }
+            Cause::Locked => {
+                "another process holds the store file: if a hushd runs on this data folder, stop it first"
+            }
             Cause::Io => "the device reported an I/O error; check the disk",
             Cause::Closed => "the store is shutting down or its connection was lost",
         }

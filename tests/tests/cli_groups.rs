@@ -138,10 +138,15 @@ fn group_commands_end_to_end() {
 
     let list = cli.run("alice", &["group", "list"]);
     assert!(list.contains("project") && list.contains("alice, carol"), "{list}");
-    let json = cli.json("alice", &["group", "list"]);
+    let json: serde_json::Value =
+        serde_json::from_str(&cli.run("alice", &["group", "list", "--output", "json"])).unwrap();
     let members: Vec<&str> =
         json["groups"][0]["members"].as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
-    assert_eq!((json["groups"][0]["name"].as_str(), members), (Some("project"), vec!["alice", "carol"]), "{json}");
+    assert_eq!(
+        (json["groups"][0]["name"].as_str(), members),
+        (Some("project"), vec!["alice", "carol"]),
+        "{json}"
+    );
 
     // Private profile state; no plaintext in it nor in the node's data folder.
     use std::os::unix::fs::PermissionsExt;

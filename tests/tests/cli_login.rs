@@ -229,23 +229,40 @@ async fn listen_resumes_after_the_node_is_killed_and_one_shot_commands_go_throug
     listen.wait().unwrap();
 }
 
-/// A login the node answered, whose last step then failed (here the one-time password's
-/// replacement is refused, as after a typo), unlinks the device the node registered: no device
-/// is left for senders to encrypt to, and no profile is written.
+/// A login the node answered, whose last step then failed (here the replacement of a one-time
+/// password is refused, as after a typo), unlinks the device the node registered: no device is
+/// left for senders to encrypt to, and no profile is written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_login_failing_after_the_node_registered_its_device_unlinks_it() {
-    let node = Node::start();
-    let one_time = node.admin_password.clone().unwrap();
+    let mut node = Node::start();
+    let admin = node.admin().await;
+    admin.create_user(&uid("carol"), &Secret::new("carol-password"), false).await.unwrap();
+    // carol gets a one-time password (the documented recovery), on the stopped node's folder.
+    assert!(node.terminate());
+    let out = std::process::Command::new(hush_tests::bin("hushd"))
+        .args(["admin", "reset-password", "--tenant", "default", "--user", "carol", "--data-dir"])
+        .arg(&node.data_dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let one_time = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("One-time password (shown only now): "))
+        .unwrap_or_else(|| panic!("no one-time password: {stdout}"))
+        .trim()
+        .to_owned();
+    node.restart();
     let cli = Cli::new(&node);
-    let args = ["login", "--user", "admin", "--password", &one_time, "--new-password", "short"];
-    let (code, line) = cli.fail_code("admin", &args, "");
+    let pw = format!("--password={one_time}");
+    let (code, line) =
+        cli.fail_code("carol", &["login", "--user", "carol", &pw, "--new-password", "short"], "");
     assert_eq!(code, 1, "{line}");
     assert!(line.contains("new password was refused"), "{line}");
-    assert!(profile_files(&cli, "admin").is_empty(), "{:?}", cli.files());
-    // The one-time password still works (it was not replaced); the administrator's only device
-    // is the one this login makes.
-    let admin = node.admin().await;
-    let devices = admin.devices(None).await.unwrap().devices;
-    let ids: Vec<u32> = devices.iter().map(|d| d.id.get()).collect();
-    assert_eq!(ids, [admin.login_info().device.get()], "the failed login's device is gone: {devices:?}");
+    assert!(profile_files(&cli, "carol").is_empty(), "{:?}", cli.files());
+    let devices = admin.devices(Some(&uid("carol"))).await.unwrap().devices;
+    assert!(devices.is_empty(), "the failed login's device is gone: {devices:?}");
+    // The device was registered with keys before the failure: the audit log shows its removal.
+    let filter = hush_client::AuditFilter { action: Some("device.remove".into()), ..Default::default() };
+    let audit = admin.audit(&filter).await.unwrap();
+    assert_eq!(audit.records.len(), 1, "{audit:?}");
 }
