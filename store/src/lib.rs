@@ -7,6 +7,8 @@
 //!   one writer thread that commits in groups (many callers, one fsync).
 //! - `mongo` (feature `mongo`): the MongoDB backend shared by a cluster's nodes, kept to plain
 //!   CRUD, `findOneAndUpdate` and unique indexes (no transactions, no change streams).
+//! - [`maintenance`]: `check` (verify every page's checksum), `salvage` (copy every readable
+//!   record of a damaged file) and `snapshot` (a consistent backup) of an embedded store file.
 //! - [`conformance`]: the behaviour every backend must show, run by each backend's tests.
 //!
 //! The store holds no business rules: limits such as "six devices per user" are decided by the
@@ -22,6 +24,7 @@ use hush_protocol::wire::Envelope;
 #[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 pub mod embedded;
+pub mod maintenance;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 pub mod records;
