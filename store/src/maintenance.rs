@@ -899,7 +899,10 @@ pub fn snapshot_file(from: &Path, to: &Path) -> Result<SnapshotReport> {
     let db = match quietly(|| Database::open(from)) {
         Some(Ok(db)) => db,
         Some(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
-            return Err(MaintenanceError::InUse(from.to_owned()))
+            return Err(backend(format!(
+                "{} is held by a running node that does not answer on its control socket; stop it first",
+                from.display()
+            )))
         }
         Some(Err(e)) => return Err(backend(format!("{}: {e}", from.display()))),
         None => {
@@ -1148,6 +1151,38 @@ mod tests {
         drop(db);
         assert!(check(&to).unwrap().healthy());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
+    }
+
+    #[test]
+    fn a_damaged_branch_loses_its_subtree_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        make(&path);
+        let (raw, commit, _, _) = RawFile::open(&path).unwrap();
+        let (defs, _) = table_list(&raw, &commit);
+        let root = defs.iter().find(|d| d.name == "queue_by_seq").unwrap().root.unwrap();
+        let (off, _) = raw.page_range(root.page).unwrap();
+        drop(raw);
+        flip(&path, off + 40);
+        let r = check(&path).unwrap();
+        let q = r.table("queue_by_seq").unwrap();
+        assert_eq!((q.readable, q.lost(), q.damage.len()), (0, RECORDS, 1), "{r}");
+        assert_eq!(
+            (q.damage[0].kind, q.damage[0].after.as_ref(), q.damage[0].before.as_ref()),
+            ("branch", None, None)
+        );
+        assert!(r.table("users").unwrap().intact() && r.table("meta").unwrap().intact());
+        let s = salvage(&path, &dir.path().join("out")).unwrap();
+        assert_eq!(s.lost(), RECORDS);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_table_of_the_embedded_store_is_known_here() {
+        // A table added to `embedded` but not to `with_table` would make every backup fail.
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::embedded::EmbeddedStore::open(&dir.path().join("hush.redb")).unwrap();
+        let r = store.snapshot_to(&dir.path().join("backup.redb")).await.unwrap();
+        assert!(r.tables.len() >= 14, "{r}");
     }
 
     #[test]
