@@ -351,7 +351,7 @@ impl RawFile {
         let mut damaged = false;
         if god & 2 != 0 {
             notes.push(
-                "not closed cleanly (the node was killed or is running): redb repairs its allocator state at the next open"
+                "not closed cleanly (a node holds it, was killed, or exited without closing it): redb repairs its allocator state at the next open; not damage"
                     .into(),
             );
         }
