@@ -999,6 +999,22 @@ pub fn salvage(from: &Path, to: &Path) -> Result<Report> {
             };
             report.tables.push(t);
         }
+        let fixed = repair_shared(&write)?;
+        if fixed.dropped_refs > 0 {
+            if let Some(t) = report.tables.iter_mut().find(|t| t.name == "queue_refs") {
+                t.readable = t.readable.saturating_sub(fixed.dropped_refs);
+            }
+            report.notes.push(format!(
+                "queue_refs: {} group envelope(s) dropped: their shared content was in a lost page",
+                fixed.dropped_refs
+            ));
+        }
+        if fixed.counts_fixed > 0 || fixed.orphans > 0 {
+            report.notes.push(format!(
+                "blob_refs: rebuilt from queue_refs ({} count(s) corrected, {} unreferenced content(s) dropped)",
+                fixed.counts_fixed, fixed.orphans
+            ));
+        }
         if let Some(n) = raise_next_seq(&write)? {
             report
                 .notes
@@ -1013,6 +1029,78 @@ pub fn salvage(from: &Path, to: &Path) -> Result<Report> {
     }
     result?;
     Ok(report)
+}
+
+/// What [`repair_shared`] changed.
+struct SharedRepair {
+    dropped_refs: u64,
+    counts_fixed: u64,
+    orphans: u64,
+}
+
+/// Makes the shared contents of a salvaged store consistent, as the node's reference counting
+/// expects: a queued group envelope whose content was lost is dropped (a fetch would fail on it
+/// and block its device's whole queue), every content's count is recomputed from the references
+/// copied (a lost count page would make the first ack delete a content others still need), and
+/// a content nobody refers to any more is dropped (nothing would ever release it).
+fn repair_shared(w: &redb::WriteTransaction) -> Result<SharedRepair> {
+    use hush_protocol::ids::DeviceAddress;
+    let mut refs = w.open_table(QUEUE_REFS).map_err(backend)?;
+    let mut blobs = w.open_table(BLOBS).map_err(backend)?;
+    let mut counts = w.open_table(BLOB_REFS).map_err(backend)?;
+    let mut per_blob: std::collections::BTreeMap<u64, u64> = std::collections::BTreeMap::new();
+    let mut dangling = Vec::new();
+    for item in refs.iter().map_err(backend)? {
+        let (k, v) = item.map_err(backend)?;
+        // The value starts with the device address, then the content's blob id.
+        let blob = postcard::take_from_bytes::<DeviceAddress>(v.value())
+            .and_then(|(_, rest)| postcard::take_from_bytes::<u64>(rest))
+            .map(|(b, _)| b)
+            .ok();
+        match blob {
+            Some(b) if blobs.get(b).map_err(backend)?.is_some() => *per_blob.entry(b).or_default() += 1,
+            _ => dangling.push(k.value()),
+        }
+    }
+    for seq in &dangling {
+        refs.remove(seq).map_err(backend)?;
+    }
+    let stored: std::collections::BTreeMap<u64, u64> = counts
+        .iter()
+        .map_err(backend)?
+        .map(|i| i.map(|(k, v)| (k.value(), v.value())))
+        .collect::<Result<_, _>>()
+        .map_err(backend)?;
+    let mut counts_fixed = 0u64;
+    for (blob, n) in &stored {
+        if per_blob.get(blob) != Some(n) {
+            counts_fixed += 1;
+            if !per_blob.contains_key(blob) {
+                counts.remove(blob).map_err(backend)?;
+            }
+        }
+    }
+    for (blob, n) in &per_blob {
+        if stored.get(blob) != Some(n) {
+            counts.insert(blob, n).map_err(backend)?;
+            if !stored.contains_key(blob) {
+                counts_fixed += 1;
+            }
+        }
+    }
+    let orphans: Vec<u64> = blobs
+        .iter()
+        .map_err(backend)?
+        .map(|i| i.map(|(k, _)| k.value()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?
+        .into_iter()
+        .filter(|b| !per_blob.contains_key(b))
+        .collect();
+    for b in &orphans {
+        blobs.remove(b).map_err(backend)?;
+    }
+    Ok(SharedRepair { dropped_refs: dangling.len() as u64, counts_fixed, orphans: orphans.len() as u64 })
 }
 
 /// Makes `meta.next_seq` greater than every sequence number (and blob id) in the store: a lost
@@ -1174,6 +1262,43 @@ mod tests {
         assert!(r.table("users").unwrap().intact() && r.table("meta").unwrap().intact());
         let s = salvage(&path, &dir.path().join("out")).unwrap();
         assert_eq!(s.lost(), RECORDS);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn salvage_drops_group_envelopes_whose_content_is_lost() {
+        use crate::conformance::{addr, envelopes};
+        use crate::{QueueStore, SharedEnvelope};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        let (d1, d2) = (addr("t1", "bob", 1), addr("t1", "ann", 1));
+        {
+            let store = crate::embedded::EmbeddedStore::open(&path).unwrap();
+            store.enqueue(envelopes(&d1, 3)).await.unwrap();
+            let group = envelopes(&d1, 1).remove(0).envelope;
+            store
+                .enqueue_shared(SharedEnvelope { to: vec![d1.clone(), d2.clone()], envelope: group })
+                .await
+                .unwrap();
+            // Written through the store, then read back by a snapshot: the file is complete.
+            store.snapshot_to(&dir.path().join("copy.redb")).await.unwrap();
+        }
+        let copy = dir.path().join("copy.redb");
+        // The blobs table is one leaf (its root): damage it.
+        let (raw, commit, _, _) = RawFile::open(&copy).unwrap();
+        let (defs, _) = table_list(&raw, &commit);
+        let root = defs.iter().find(|d| d.name == "blobs").unwrap().root.unwrap();
+        let (off, _) = raw.page_range(root.page).unwrap();
+        drop(raw);
+        flip(&copy, off + 30);
+        let out = dir.path().join("out");
+        let r = salvage(&copy, &out).unwrap();
+        assert_eq!(r.table("blobs").unwrap().lost(), 1, "{r}");
+        assert_eq!(r.table("queue_refs").unwrap().lost(), 2, "{r}");
+        assert!(r.to_string().contains("2 group envelope(s) dropped"), "{r}");
+        let store = crate::embedded::EmbeddedStore::open(&out.join(STORE_FILE)).unwrap();
+        assert_eq!(store.fetch(&d1, 0, 10).await.unwrap().len(), 3, "the 1:1 envelopes, and no error");
+        assert!(store.fetch(&d2, 0, 10).await.unwrap().is_empty());
+        assert_eq!(store.shared_contents().await.unwrap(), 0);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
