@@ -357,15 +357,28 @@ impl RawFile {
         }
         let primary = usize::from(god & 1);
         let slot_at = |i: usize| 64 + i * SLOT_BYTES;
-        let slot = head.get(slot_at(primary)..slot_at(primary) + SLOT_BYTES).unwrap_or(&[]);
+        let slot_of = |i: usize| head.get(slot_at(i)..slot_at(i) + SLOT_BYTES).unwrap_or(&[]);
+        let intact = |slot: &[u8]| {
+            le_u128(slot, SLOT_BYTES - 16) == Some(checksum(slot.get(..SLOT_BYTES - 16).unwrap_or(&[])))
+        };
+        let mut slot = slot_of(primary);
         let version = slot.first().copied().unwrap_or(0);
         if version != FORMAT_VERSION {
             return Err(unsupported(format!("format version {version}, this build reads {FORMAT_VERSION}")));
         }
-        let stored = le_u128(slot, SLOT_BYTES - 16).unwrap_or(0);
-        if stored != checksum(slot.get(..SLOT_BYTES - 16).unwrap_or(&[])) {
+        if !intact(slot) {
             damaged = true;
-            notes.push(format!("commit slot {primary} (the primary) fails its checksum"));
+            // redb itself falls back to the other slot (the commit before) in that case.
+            let other = slot_of(1 - primary);
+            if intact(other) && other.first() == Some(&FORMAT_VERSION) {
+                slot = other;
+                notes.push(format!(
+                    "commit slot {primary} (the latest commit) fails its checksum: read from slot {} (the commit before it)",
+                    1 - primary
+                ));
+            } else {
+                notes.push("both commit slots fail their checksum: read from the latest one".into());
+            }
         }
         let user = (slot.get(1) != Some(&0)).then(|| slot.get(8..40).and_then(Root::parse)).flatten();
         let system = (slot.get(2) != Some(&0)).then(|| slot.get(40..72).and_then(Root::parse)).flatten();
@@ -408,7 +421,7 @@ impl RawFile {
     }
 }
 
-/// Where a walk is told about.
+/// What a walk tells its caller, page by page.
 enum Step<'p> {
     /// A record of a page whose checksum matched.
     Entry(&'p [u8], &'p [u8]),
@@ -1299,6 +1312,19 @@ mod tests {
         assert_eq!(store.fetch(&d1, 0, 10).await.unwrap().len(), 3, "the 1:1 envelopes, and no error");
         assert!(store.fetch(&d2, 0, 10).await.unwrap().is_empty());
         assert_eq!(store.shared_contents().await.unwrap(), 0);
+    }
+
+    #[test]
+    fn a_damaged_commit_slot_falls_back_to_the_commit_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        make(&path);
+        let god = std::fs::read(&path).unwrap()[9];
+        flip(&path, 64 + 128 * u64::from(god & 1) + 20);
+        let r = check(&path).unwrap();
+        assert!(!r.healthy());
+        assert!(r.to_string().contains("fails its checksum: read from slot"), "{r}");
+        salvage(&path, &dir.path().join("out")).unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
