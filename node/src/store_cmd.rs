@@ -191,3 +191,41 @@ async fn backup_via(stream: UnixStream, to: &Path) -> anyhow::Result<String> {
         None => anyhow::bail!("unexpected answer from the node: {status}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    async fn ask(socket: &Path, request: &str) -> String {
+        let mut s = UnixStream::connect(socket).await.unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await.unwrap();
+        reply
+    }
+
+    #[actix_rt::test]
+    async fn the_socket_answers_backups_and_goes_away() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join(STORE_FILE)).unwrap();
+        let control = listen(dir.path(), store).unwrap();
+        let socket = dir.path().join(SOCKET_FILE);
+        assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
+
+        assert!(ask(&socket, "backup relative.redb\n").await.starts_with("error expected"));
+        assert!(ask(&socket, "restore /x\n").await.starts_with("error expected"));
+        let to = dir.path().join("b.redb");
+        let reply = ask(&socket, &format!("backup {}\n", to.display())).await;
+        assert!(
+            reply.starts_with("ok\n") && reply.contains("table queue_by_seq: 0 records copied"),
+            "{reply}"
+        );
+        assert!(to.exists());
+        let again = ask(&socket, &format!("backup {}\n", to.display())).await;
+        assert!(again.starts_with("error ") && again.contains("already exists"), "{again}");
+
+        drop(control);
+        assert!(!socket.exists(), "the socket file is removed with the listener");
+    }
+}
