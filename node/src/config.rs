@@ -139,11 +139,46 @@ pub enum Command {
         #[arg(long, default_value = "admin")]
         admin: String,
     },
+    /// Check, salvage or back up the embedded store, on the node's host.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// Maintenance on this node's store, run on its host.
     Admin {
         /// What to do.
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+/// `hushd store ...`: the embedded store file (`hush.redb` in the data folder).
+#[derive(Subcommand, Debug, Clone)]
+pub enum StoreCommand {
+    /// Verify every page of a store file against its checksum, without writing to it; prints
+    /// records per table and every damaged page, exits 1 if anything is damaged. Refuses a
+    /// file a running node holds.
+    Check {
+        /// Store file (default: `hush.redb` in the data folder).
+        file: Option<PathBuf>,
+    },
+    /// Copy every readable record of a (damaged) store file into a new store `DIR/hush.redb`,
+    /// reporting per table what was lost. The file is only read. Refuses a file a running node
+    /// holds.
+    Salvage {
+        /// Store file (default: `hush.redb` in the data folder).
+        file: Option<PathBuf>,
+        /// New folder for the salvaged store (must not exist, or be empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Write a consistent copy of the data folder's store to a new file: asked of the node
+    /// serving the folder (it keeps serving), else read from the file directly.
+    Backup {
+        /// The backup file (must not exist).
+        #[arg(long)]
+        to: PathBuf,
     },
 }
 

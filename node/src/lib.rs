@@ -12,6 +12,8 @@
 //! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
 //! - [`mfa_routes`]: the `/v1/mfa/...` routes and the tenant MFA administration.
 //! - [`qr`]: the TOTP enrolment URI as a QR code (PNG).
+//! - [`store_cmd`]: `hushd store check|salvage|backup`, and the control socket a serving node
+//!   answers backups on.
 //! - [`tls`]: the HTTPS/WSS listener's certificate, reloadable at run time (SIGHUP).
 #![warn(missing_docs)]
 
@@ -26,5 +28,6 @@ pub mod mfa_routes;
 pub mod qr;
 pub mod routes;
 pub mod server;
+pub mod store_cmd;
 pub mod tls;
 pub mod ws;

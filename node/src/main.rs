@@ -5,6 +5,7 @@
 use clap::Parser;
 use hush_node::config::{AdminCommand, Cli, Command, Config, LogFormat};
 use hush_node::server;
+use hush_node::store_cmd;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::EnvFilter;
 
@@ -79,6 +80,14 @@ fn run() -> anyhow::Result<()> {
             );
             println!("One-time password (shown only now): {}", b.password.expose());
             Ok(())
+        }
+        Command::Store { command } => {
+            let out = system.block_on(store_cmd::run(&config, &command))?;
+            println!("{}", out.report);
+            match out.failure {
+                Some(why) => anyhow::bail!(why),
+                None => Ok(()),
+            }
         }
         Command::Serve => system.block_on(async {
             // Installed before the start line is printed: from then on a SIGHUP reloads and

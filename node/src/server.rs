@@ -33,13 +33,15 @@ fn open_bus(config: &Config) -> anyhow::Result<Arc<dyn Bus>> {
     })
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+/// Opens the configured store; for the embedded one also returns its handle (the control
+/// socket's backups read through it).
+async fn open_store(config: &Config) -> anyhow::Result<(Arc<dyn Store>, Option<EmbeddedStore>)> {
     if let Some(url) = &config.mongodb_url {
         let store =
             hush_store::mongo::MongoStore::connect_with(url, &config.mongodb_database, config.queue_policy)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot open the MongoDB store: {e}"))?;
-        return Ok(Arc::new(store));
+        return Ok((Arc::new(store), None));
     }
     crate::datadir::prepare(&config.data_dir)?;
     let path = config.data_dir.join(STORE_FILE);
@@ -55,7 +57,7 @@ async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         };
         anyhow::anyhow!("cannot open the store at {}: {e} ({advice})", path.display())
     })?;
-    Ok(Arc::new(store))
+    Ok((Arc::new(store.clone()), Some(store)))
 }
 
 /// File name of the generated MFA key inside the data folder (single node, none configured).
@@ -122,7 +124,7 @@ pub struct Bootstrapped {
 pub async fn init(config: &Config, tenant: &str, admin: &str) -> anyhow::Result<Bootstrapped> {
     let tenant = TenantId::new(tenant)?;
     let admin = UserId::new(admin)?;
-    let hub = Hub::new(open_store(config).await?, Arc::new(LocalBus::new(config.node_id.clone())))?;
+    let hub = Hub::new(open_store(config).await?.0, Arc::new(LocalBus::new(config.node_id.clone())))?;
     match accounts::bootstrap(&hub, &tenant, &admin).await {
         Ok(password) => {
             if config.mongodb_url.is_none() {
@@ -148,7 +150,7 @@ pub async fn reset_password(config: &Config, tenant: &str, user: &str) -> anyhow
             anyhow::bail!("no store at {} (wrong --data-dir?)", path.display());
         }
     }
-    let store = open_store(config).await?;
+    let (store, _) = open_store(config).await?;
     let bus: Arc<dyn Bus> = match &config.redis_url {
         Some(url) => {
             let bus = RedisBus::start(url, format!("admin-{}", config.node_id))?;
@@ -180,6 +182,8 @@ pub struct Running {
     hub: Arc<Hub>,
     control: Addr<ControlActor>,
     tls: Option<Arc<CertStore>>,
+    /// The backup socket of an embedded store (removed when the node stops).
+    store_socket: Option<crate::store_cmd::ControlSocket>,
     server: actix_web::dev::ServerHandle,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -205,7 +209,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     // tenant, no administrator whose one-time password nobody would see).
     let listener = std::net::TcpListener::bind(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
-    let store = open_store(config).await?;
+    let (store, embedded) = open_store(config).await?;
+    // A node that cannot offer backups still serves: the operator can stop it and back up the
+    // file, and the log says why.
+    let store_socket = embedded.and_then(|e| match crate::store_cmd::listen(&config.data_dir, e) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "no control socket: `hushd store backup` needs the node stopped");
+            None
+        }
+    });
     let bus = open_bus(config)?;
     let events = bus.events();
     let hub = Hub::with_keys(store, bus, config.keys.clone())?;
@@ -283,7 +296,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let task = actix_rt::spawn(server);
     let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, scheme, node = %config.node_id, bus = hub.bus.kind(), "listening");
-    Ok(Running { addr, bootstrapped, hub, control, tls, server: handle, task })
+    Ok(Running { addr, bootstrapped, hub, control, tls, store_socket, server: handle, task })
 }
 
 /// Longest pause between two sweeps of expired envelopes.
@@ -347,6 +360,7 @@ impl Running {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
         self.server.stop(true).await;
         let _ = self.task.await;
+        drop(self.store_socket);
         drop(self.hub);
     }
 }

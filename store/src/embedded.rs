@@ -65,30 +65,31 @@ pub const MAX_FETCH: usize = 1_024;
 /// the empty tables.
 pub const SCHEMA_VERSION: u64 = 3;
 
-const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
-const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
-const DEVICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("devices");
-const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
-const SESSION_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("session_ids");
+pub(crate) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("tenants");
+pub(crate) const USERS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("users");
+pub(crate) const DEVICES: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("devices");
+pub(crate) const SESSIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("sessions");
+pub(crate) const SESSION_IDS: TableDefinition<&str, &[u8]> = TableDefinition::new("session_ids");
 /// Schema 1 queue, `(tenant, user, device, seq)` -> envelope; only read to migrate it.
-const QUEUE_V1: TableDefinition<(&str, &str, u8, u64), &[u8]> = TableDefinition::new("queue");
+pub(crate) const QUEUE_V1: TableDefinition<(&str, &str, u8, u64), &[u8]> = TableDefinition::new("queue");
 /// seq -> postcard `(DeviceAddress, Envelope)`.
-const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_by_seq");
-const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+pub(crate) const QUEUE: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_by_seq");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (tenant, user, session id) -> created ms: every session of a user.
-const USER_SESSIONS: TableDefinition<(&str, &str, &str), u64> = TableDefinition::new("user_sessions");
+pub(crate) const USER_SESSIONS: TableDefinition<(&str, &str, &str), u64> =
+    TableDefinition::new("user_sessions");
 /// (tenant, session id): the active sessions of a tenant (removed on revocation).
-const ACTIVE_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("active_sessions");
+pub(crate) const ACTIVE_SESSIONS: TableDefinition<(&str, &str), ()> = TableDefinition::new("active_sessions");
 /// (tenant, id) -> audit record.
-const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+pub(crate) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 /// Generic key-value entries: (namespace, key) -> 8-byte big-endian version, then the value.
-const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
+pub(crate) const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 /// seq -> postcard `(DeviceAddress, blob, Envelope)`: a queued envelope whose content is shared.
-const QUEUE_REFS: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_refs");
+pub(crate) const QUEUE_REFS: TableDefinition<u64, &[u8]> = TableDefinition::new("queue_refs");
 /// blob -> content shared by several queued envelopes.
-const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blobs");
+pub(crate) const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blobs");
 /// blob -> how many queued envelopes still refer to it.
-const BLOB_REFS: TableDefinition<u64, u64> = TableDefinition::new("blob_refs");
+pub(crate) const BLOB_REFS: TableDefinition<u64, u64> = TableDefinition::new("blob_refs");
 
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
@@ -475,6 +476,23 @@ impl EmbeddedStore {
                 StoreHealth::Failing(Failure { cause: e.cause().unwrap_or(Cause::Io), detail: e.to_string() })
             }
         }
+    }
+
+    /// Writes a consistent copy of the store (its latest commit, one read transaction) to a new
+    /// file at `to`, on the blocking pool, while the writer keeps committing: the backup of a
+    /// serving node. See [`crate::maintenance::snapshot`].
+    pub async fn snapshot_to(
+        &self,
+        to: &Path,
+    ) -> std::result::Result<crate::maintenance::SnapshotReport, crate::maintenance::MaintenanceError> {
+        let (shared, to) = (self.shared.clone(), to.to_owned());
+        tokio::task::spawn_blocking(move || {
+            let db =
+                shared.current().map_err(|e| crate::maintenance::MaintenanceError::Backend(e.to_string()))?;
+            crate::maintenance::snapshot(&db, &to)
+        })
+        .await
+        .map_err(|e| crate::maintenance::MaintenanceError::Backend(e.to_string()))?
     }
 
     /// Runs a read on the blocking pool in its own read transaction.

@@ -9,6 +9,8 @@
 //!   CRUD, `findOneAndUpdate` and unique indexes (no transactions, no change streams).
 //! - [`failure`]: why a write failed (disk full, read-only, corrupted, locked...), and the
 //!   rate-limited log every store failure goes through.
+//! - [`maintenance`]: `check` (verify every page's checksum), `salvage` (copy every readable
+//!   record of a damaged file) and `snapshot` (a consistent backup) of an embedded store file.
 //! - [`conformance`]: the behaviour every backend must show, run by each backend's tests.
 //!
 //! The store holds no business rules: limits such as "six devices per user" are decided by the
@@ -25,6 +27,7 @@ use hush_protocol::wire::Envelope;
 pub mod conformance;
 pub mod embedded;
 pub mod failure;
+pub mod maintenance;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 pub mod records;
