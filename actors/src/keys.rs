@@ -121,7 +121,7 @@ impl KeysError {
     /// The `Error` frame answering request `id`.
     pub fn frame(&self, id: MessageId) -> ServerFrame {
         if let KeysError::Store(e) = self {
-            hush_store::failure::log_failure(&e, "key request failed");
+            hush_store::failure::log_failure(e, "key request failed");
         }
         ServerFrame::Error { id: Some(id), code: self.code(), message: self.to_string() }
     }

@@ -7,7 +7,7 @@
 //!   in order, and no refused one.
 //! - A data folder that was initialised never takes a missing or 0-byte store file for a first
 //!   run: the node exits non-zero naming the file and the recovery, and creates nothing.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
