@@ -361,6 +361,9 @@ impl Running {
         self.server.stop(true).await;
         let _ = self.task.await;
         drop(self.store_socket);
+        // Every socket and request is done: close the store file cleanly (no repair at the
+        // next start).
+        self.hub.store.close().await;
         drop(self.hub);
     }
 }

@@ -306,6 +306,8 @@ struct Shared {
     last_commit: Mutex<Instant>,
     /// While writes are paused after a failure: when they may be tried again.
     retry_at: Mutex<Option<Instant>>,
+    /// Set by [`EmbeddedStore::close`]: the file is closed for good, never re-opened.
+    stopped: std::sync::atomic::AtomicBool,
     policy: QueuePolicy,
     index: RwLock<QueueIndex>,
     refs: RwLock<RefIndex>,
@@ -408,6 +410,7 @@ impl EmbeddedStore {
             failing: Mutex::new(None),
             last_commit: Mutex::new(Instant::now()),
             retry_at: Mutex::new(None),
+            stopped: std::sync::atomic::AtomicBool::new(false),
             policy,
             index: RwLock::new(index),
             refs: RwLock::new(refs),
@@ -445,6 +448,12 @@ impl EmbeddedStore {
             Some(f) => StoreError::Unavailable(f),
             None => StoreError::Closed,
         })?
+    }
+
+    /// Closes the store file cleanly (graceful stop); every later call answers `closed`.
+    pub async fn close(&self) {
+        let shared = self.shared.clone();
+        let _ = tokio::task::spawn_blocking(move || shared.close()).await;
     }
 
     /// Whether writes succeed: the writer's own state, and when nothing was committed for
@@ -567,6 +576,9 @@ impl Shared {
     /// The failed transaction was never committed, so the re-opened file holds exactly what
     /// the writer's in-memory state (sequence counter, queue index) describes.
     fn reopen(&self) -> Result<()> {
+        if self.stopped.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
         let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(mut old) = old {
             let t0 = Instant::now();
@@ -597,6 +609,36 @@ impl Shared {
         let db = Database::create(&self.path).map_err(backend)?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
         Ok(())
+    }
+
+    /// Closes the file for good (graceful stop): after the reads and the commit in flight (at
+    /// most [`MAX_READER_DRAIN`]), so the file is marked cleanly closed and the next start
+    /// needs no repair. Later calls answer `closed`.
+    fn close(&self) {
+        self.stopped.store(true, Ordering::Release);
+        self.set_failure(Some(Failure { cause: Cause::Closed, detail: "the node is stopping".into() }));
+        let Some(mut db) = self.db.write().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        let t0 = Instant::now();
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => {
+                    if let Err(e) = db.close() {
+                        tracing::warn!(error = %e, "store not closed cleanly; the next start repairs it");
+                    }
+                    return;
+                }
+                Err(still_shared) if t0.elapsed() < MAX_READER_DRAIN => {
+                    db = still_shared;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(_) => {
+                    tracing::warn!("store still in use at stop; the next start repairs it");
+                    return;
+                }
+            }
+        }
     }
 }
 
@@ -633,6 +675,10 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
             }
             paused_until = None;
             shared.set_retry(None);
+        }
+        if shared.stopped.load(Ordering::Acquire) {
+            refuse_batch(&shared, &mut batch);
+            continue;
         }
         if shared.is_closed() {
             // An earlier re-open failed: open the file again before this batch.
@@ -1608,6 +1654,10 @@ impl QueueStore for EmbeddedStore {
 impl StoreStats for EmbeddedStore {
     async fn health(&self) -> StoreHealth {
         EmbeddedStore::health(self).await
+    }
+
+    async fn close(&self) {
+        EmbeddedStore::close(self).await
     }
 
     fn commit_stats(&self) -> CommitStats {

@@ -386,6 +386,10 @@ pub trait StoreStats: Send + Sync {
     /// Whether the store can write, for `/readyz`: cheap, from the writer's own state where
     /// the backend has one, with a small write when nothing was written recently.
     async fn health(&self) -> StoreHealth;
+
+    /// Closes the store at a graceful stop (the embedded file is marked cleanly closed); later
+    /// calls answer `closed`. A connection pool (MongoDB) needs nothing.
+    async fn close(&self) {}
 }
 
 /// Upper bounds (microseconds) of the commit-latency histogram buckets.

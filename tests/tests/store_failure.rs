@@ -258,6 +258,12 @@ async fn a_missing_or_empty_store_file_is_refused_not_taken_for_a_first_run() {
     assert!(node.terminate());
     let store = data.join("hush.redb");
     assert!(data.join("hush-data.json").exists(), "an initialised folder carries its marker");
+    // A graceful stop closed the file cleanly: the next start needs no repair.
+    let check =
+        Command::new(bin("hushd")).args(["store", "check", "--data-dir"]).arg(&data).output().unwrap();
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{report}{}", String::from_utf8_lossy(&check.stderr));
+    assert!(!report.contains("not closed cleanly"), "{report}");
 
     // Truncated to 0 bytes (a copy gone wrong, a full disk during a restore).
     std::fs::write(&store, b"").unwrap();
