@@ -29,8 +29,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::hub::Hub;
 use crate::keys;
 use crate::limits::{
-    CLOSE_GRACE, DEVICE_MAILBOX, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_CLOSE_WAITERS,
-    MAX_INFLIGHT_KEY_REQUESTS, MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
+    CLOSE_GRACE, DEVICE_MAILBOX, DISPLACE_LINGER, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT,
+    MAX_CLOSE_WAITERS, MAX_INFLIGHT_KEY_REQUESTS, MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
 };
 use crate::metrics::Metrics;
 use crate::registry::Conn;
@@ -182,6 +182,8 @@ pub struct DeviceActor {
     inbound_ended: bool,
     /// Acks read after the close still count (not after a revocation: that session is over).
     acks_while_closing: bool,
+    /// A displacement's close, held until the client's side ends or [`DISPLACE_LINGER`].
+    held_close: Option<CloseFrame>,
     /// Answered (dropped) when this actor stops: connections that displaced this one.
     close_waiters: Vec<oneshot::Sender<()>>,
     key_requests: usize,
@@ -218,6 +220,7 @@ impl DeviceActor {
                 finishing: false,
                 inbound_ended: false,
                 acks_while_closing: true,
+                held_close: None,
                 close_waiters: Vec::new(),
                 key_requests: 0,
             }
@@ -254,10 +257,23 @@ impl DeviceActor {
         }
         self.closing = true;
         self.acks_while_closing = code != hush_protocol::wire::CLOSE_UNAUTHORIZED;
-        if let Some(tx) = self.sink.close.take() {
-            let _ = tx.send(CloseFrame { code, reason: reason.to_owned(), flush });
+        let frame = CloseFrame { code, reason: reason.to_owned(), flush };
+        if code == hush_protocol::wire::CLOSE_DISPLACED && !self.inbound_ended {
+            // Read what the client sent before it reconnected (its close usually follows at
+            // once); send the close when it comes, or after the linger.
+            self.held_close = Some(frame);
+            ctx.run_later(DISPLACE_LINGER, |act, _| act.send_held_close());
+        } else if let Some(tx) = self.sink.close.take() {
+            let _ = tx.send(frame);
         }
         self.finish(ctx);
+    }
+
+    /// Sends a close held back by a displacement (see [`DISPLACE_LINGER`]).
+    fn send_held_close(&mut self) {
+        if let (Some(frame), Some(tx)) = (self.held_close.take(), self.sink.close.take()) {
+            let _ = tx.send(frame);
+        }
     }
 
     /// Stops once the client's side of the socket has ended and every ack read is stored, or
@@ -473,13 +489,17 @@ impl DeviceActor {
         }
         self.ack_inflight = true;
         let seqs = std::mem::take(&mut self.pending_acks);
+        tracing::debug!(device = %self.addr, conn = self.conn_id, acks = seqs.len(), closing = self.closing, "storing acks");
         let hub = self.hub.clone();
         let addr = self.addr.clone();
         let fut = async move { hub.store.ack(&addr, seqs).await };
         ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
             act.ack_inflight = false;
             match res {
-                Ok(n) => Metrics::add(&act.hub.metrics.envelopes_acked, n),
+                Ok(n) => {
+                    tracing::debug!(device = %act.addr, conn = act.conn_id, deleted = n, "acks stored");
+                    Metrics::add(&act.hub.metrics.envelopes_acked, n)
+                }
                 // Not deleted means redelivered later: at-least-once holds.
                 Err(e) => tracing::warn!(device = %act.addr, error = %e, "ack not stored"),
             }
@@ -505,6 +525,7 @@ impl Actor for DeviceActor {
         if let Some(old) = self.hub.registry.register(self.addr.clone(), conn) {
             // The displaced connection may still be storing acks its client sent just before
             // it reconnected: drain only after it stopped, or the acked envelopes come again.
+            tracing::debug!(device = %self.addr, conn = self.conn_id, old = old.id, "displacing; draining once it stopped");
             self.drain_blocked = true;
             let stopped = old.disconnect.send(Disconnect::new(hush_protocol::wire::CLOSE_DISPLACED));
             let fut = async move {
@@ -575,7 +596,7 @@ impl Actor for DeviceActor {
             });
         }
         Metrics::dec(&self.hub.metrics.connections);
-        tracing::debug!(device = %self.addr, "connection closed");
+        tracing::debug!(device = %self.addr, conn = self.conn_id, "connection closed");
     }
 }
 
@@ -595,6 +616,7 @@ impl StreamHandler<Inbound> for DeviceActor {
                 }
                 Inbound::Closed => {
                     self.inbound_ended = true;
+                    self.send_held_close();
                     self.stop_if_done(ctx);
                 }
                 _ => {}
@@ -628,6 +650,7 @@ impl StreamHandler<Inbound> for DeviceActor {
 
     fn finished(&mut self, ctx: &mut Self::Context) {
         self.inbound_ended = true;
+        self.send_held_close();
         self.finish(ctx);
     }
 }

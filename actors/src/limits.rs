@@ -26,6 +26,12 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
 /// closing handshake, and the acks read before it are stored; then the actor stops anyway.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
+/// A connection displaced by a newer one of its device keeps reading this long before it sends
+/// its close (4409), unless its client closes first: sending a close ends the socket at once
+/// (actix-ws ends the response with the close frame), and frames the client sent just before it
+/// reconnected, such as an `Ack`, would be lost and the acked envelopes delivered again.
+pub const DISPLACE_LINGER: Duration = Duration::from_millis(250);
+
 /// Senders that wait for one connection to stop (newer connections of its device).
 pub const MAX_CLOSE_WAITERS: usize = 8;
 

@@ -50,7 +50,9 @@ impl Cli {
             .env_remove("HUSH_NEW_PASSWORD")
             .env_remove("HUSH_CA_FILE")
             .env_remove("HUSH_PROFILE")
-            .env_remove("HUSH_PASSWORD");
+            .env_remove("HUSH_PASSWORD")
+            // A panic would print its backtrace: the "one error line, no backtrace" checks see it.
+            .env("RUST_BACKTRACE", "1");
         if let Some(ca) = &self.ca {
             c.env("HUSH_CA_FILE", ca);
         }

@@ -253,7 +253,7 @@ impl Node {
             .arg("--workers")
             .arg("2")
             .args(extra)
-            .env("HUSH_LOG", "info")
+            .env("HUSH_LOG", std::env::var("HUSH_TEST_NODE_LOG").unwrap_or_else(|_| "info".into()))
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()

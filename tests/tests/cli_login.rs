@@ -262,6 +262,10 @@ async fn a_login_failing_after_the_node_registered_its_device_unlinks_it() {
     let devices = admin.devices(Some(&uid("carol"))).await.unwrap().devices;
     assert!(devices.is_empty(), "the failed login's device is gone: {devices:?}");
     // The device was registered with keys before the failure: the audit log shows its removal.
+    // A usage error is exit 2, one line, and changes nothing either.
+    let (code, line) = cli.fail_code("carol", &["login", "--user", "carol", "--no-such-flag"], "");
+    assert_eq!(code, 2, "{line}");
+    assert!(profile_files(&cli, "carol").is_empty(), "{:?}", cli.files());
     let filter = hush_client::AuditFilter { action: Some("device.remove".into()), ..Default::default() };
     let audit = admin.audit(&filter).await.unwrap();
     assert_eq!(audit.records.len(), 1, "{audit:?}");

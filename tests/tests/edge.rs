@@ -245,7 +245,11 @@ async fn an_ack_before_a_close_is_applied_in_20_of_20_rounds() {
         }
         within(b.close()).await.unwrap();
     }
-    assert!(redelivered.is_empty(), "acked envelopes redelivered in rounds {redelivered:?} of 20");
+    assert!(
+        redelivered.is_empty(),
+        "acked envelopes redelivered in rounds {redelivered:?} of 20; node log:\n{}",
+        node.log()
+    );
 }
 
 /// The finding 7b: a message over the frame limit sent in fragments (each fragment
