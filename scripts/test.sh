@@ -63,4 +63,6 @@ if [ ! -d "$ASYNCAPI_DIR/node_modules/@asyncapi/parser" ]; then
 fi
 
 cargo build --workspace --bins --all-features
+# The tools above are installed: a test that cannot find one fails instead of skipping.
+export HUSH_REQUIRE_TOOLS=1
 cargo test --workspace --all-features --no-fail-fast -- --test-threads="${HUSH_TEST_THREADS:-4}"

@@ -18,6 +18,14 @@ use hush_protocol::api::Secret;
 use hush_protocol::ids::{TenantId, UserId};
 use hush_protocol::wire::ServerFrame;
 
+/// Whether a test whose external tool (a validator, schemathesis) is missing must fail rather
+/// than skip: in CI (`CI=true`) and under the README's test command, which installs the tools
+/// and sets `HUSH_REQUIRE_TOOLS=1`. A bare `cargo test` on a machine without them skips.
+pub fn tools_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+        || std::env::var("HUSH_REQUIRE_TOOLS").is_ok_and(|v| v == "1")
+}
+
 /// A built binary of the workspace.
 pub fn bin(name: &str) -> PathBuf {
     let env = format!("{}_BIN", name.to_uppercase());

@@ -69,13 +69,10 @@ impl Drop for Killed {
     }
 }
 
-/// The environment of a newcomer's shell: no HUSH_* settings, a home that does not exist.
+/// The environment of a newcomer's shell: no HUSH_* settings (profiles go to the default,
+/// `~/.hush`), a home that does not exist.
 fn newcomer(cmd: &mut Command, home: &Path, path: &str) {
-    cmd.env_clear()
-        .env("PATH", path)
-        .env("HOME", home)
-        .env("HUSH_HOME", home.join(".hush"))
-        .env("LANG", "C.UTF-8");
+    cmd.env_clear().env("PATH", path).env("HOME", home).env("LANG", "C.UTF-8");
 }
 
 #[test]
