@@ -273,6 +273,36 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
     }
 }
 
+/// Opens (or creates) the redb file. redb trusts a file it closed cleanly and may panic on one
+/// damaged since (say, "Malformed allocator state"): the panic is caught and answered as a
+/// damaged file, so the node stops with a clear message instead of a crash. With `quiet` (at
+/// start, before other threads run code of ours) the panic message itself is not printed.
+fn open_file(path: &Path, quiet: bool) -> Result<Database> {
+    let hook = quiet.then(|| {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        hook
+    });
+    let opened = std::panic::catch_unwind(|| Database::create(path));
+    if let Some(hook) = hook {
+        std::panic::set_hook(hook);
+    }
+    match opened {
+        Ok(r) => r.map_err(backend),
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unreadable structure".into());
+            Err(StoreError::Unavailable(Failure {
+                cause: Cause::Corrupted,
+                detail: format!("redb refused the file: {why}"),
+            }))
+        }
+    }
+}
+
 /// Shortest wait before the writer re-opens the file after a failed commit; doubled after
 /// each re-open that fails, up to [`MAX_REOPEN_BACKOFF`]. Jobs arriving meanwhile are refused
 /// at once with the failure's cause (nothing is written, callers answer "unavailable").
@@ -340,7 +370,7 @@ impl EmbeddedStore {
     /// Opens (or creates) the store file at `path`, enforcing `policy` on every queue, and
     /// starts its writer thread.
     pub fn open_with(path: &Path, policy: QueuePolicy) -> Result<Self> {
-        let db = Database::create(path).map_err(backend)?;
+        let db = open_file(path, true)?;
         let (next_seq, depth, index, refs) = {
             let txn = db.begin_write().map_err(backend)?;
             let (next_seq, depth);
@@ -606,7 +636,7 @@ impl Shared {
                 }
             }
         }
-        let db = Database::create(&self.path).map_err(backend)?;
+        let db = open_file(&self.path, false)?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
         Ok(())
     }

@@ -294,3 +294,31 @@ async fn a_missing_or_empty_store_file_is_refused_not_taken_for_a_first_run() {
     assert!(!ok && out.contains("mfa.key"), "{out}");
     assert!(!store.exists());
 }
+
+/// A store file that cannot be opened is named by its cause, one line, no crash: held by
+/// another node (`locked`), or damaged (`corrupted`, even where redb itself would panic).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_be_opened_is_named_by_its_cause() {
+    let mut node = Node::start();
+    let admin = node.admin().await;
+    node.user(&admin, "alice").await;
+    let data = node.data_dir.clone();
+    let (ok, out) = start_and_wait(&data);
+    assert!(!ok, "a second node opened a store another one holds:\n{out}");
+    assert!(out.contains("locked") && out.contains("stop it first"), "{out}");
+    assert!(!out.contains("corrupted") && !out.contains("panicked"), "{out}");
+
+    assert!(node.terminate());
+    let store = data.join("hush.redb");
+    let mut bytes = std::fs::read(&store).unwrap();
+    for off in (8192..bytes.len()).step_by(4096) {
+        bytes[off + 100] ^= 0xff;
+    }
+    std::fs::write(&store, &bytes).unwrap();
+    let (ok, out) = start_and_wait(&data);
+    assert!(!ok, "a node started on a damaged store:\n{out}");
+    assert!(out.contains("corrupted") && out.contains("hushd store check"), "{out}");
+    assert!(!out.contains("panicked") && !out.contains("locked"), "{out}");
+    let errors: Vec<&str> = out.lines().filter(|l| l.starts_with("hushd: error")).collect();
+    assert_eq!(errors.len(), 1, "{out}");
+}
