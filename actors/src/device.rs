@@ -457,7 +457,7 @@ impl DeviceActor {
                         answers.push(crate::groups::send(&hub, &from, m).await);
                     }
                 }
-                answers
+                (answers, Vec::new())
             } else {
                 let msgs = batch
                     .into_iter()
@@ -469,17 +469,30 @@ impl DeviceActor {
                 relay::send_batch(&hub, &from, msgs).await
             }
         };
-        ctx.spawn(fut.into_actor(self).map(|replies, act, ctx| {
-            act.sending = 0;
+        ctx.spawn(fut.into_actor(self).map(|(replies, routes), act, ctx| {
+            // The answers first: `Accepted` means durable, it does not wait for live routing.
             for reply in replies {
                 if !matches!(reply, ServerFrame::Accepted { .. }) {
                     Metrics::add(&act.hub.metrics.sends_refused, 1);
                 }
                 if !act.frame(ctx, reply) {
+                    act.sending = 0;
                     return;
                 }
             }
-            act.pump_sends(ctx);
+            if routes.is_empty() {
+                act.sending = 0;
+                act.pump_sends(ctx);
+                return;
+            }
+            // Then the live delivery, before the next batch, so recipients see this sender's
+            // messages in order.
+            let hub = act.hub.clone();
+            let routed = async move { relay::route_all(&hub, routes).await };
+            ctx.spawn(routed.into_actor(act).map(|(), act, ctx| {
+                act.sending = 0;
+                act.pump_sends(ctx);
+            }));
         }));
     }
 

@@ -196,12 +196,20 @@ fn unavailable(id: uuid::Uuid, e: hush_store::StoreError) -> ServerFrame {
     }
 }
 
-/// Checks, stores and routes a batch of `Send`s from device `from`, in order, with one store
-/// write for all the accepted ones; returns one answer per message, in input order.
+/// Checks and stores a batch of `Send`s from device `from`, in order, with one store write for
+/// all the accepted ones; returns one answer per message, in input order, and the stored
+/// envelopes to route. The caller answers first (`Accepted` means durable, DESIGN step 3) and
+/// routes after ([`route_all`]), before it takes the sender's next batch, so live delivery keeps
+/// the sender's order.
 ///
 /// A device's sends go through here one batch at a time (the `DeviceActor` queues the next
 /// ones meanwhile), so a sender's messages are queued in the order it sent them.
-pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>) -> Vec<ServerFrame> {
+pub async fn send_batch(
+    hub: &Hub,
+    from: &DeviceAddress,
+    msgs: Vec<SendMessage>,
+) -> (Vec<ServerFrame>, Vec<(DeviceAddress, Envelope)>) {
+    let mut routes = Vec::new();
     let ts = now_ms();
     let mut answers: Vec<Option<ServerFrame>> = Vec::with_capacity(msgs.len());
     let mut items = Vec::new();
@@ -220,8 +228,8 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
         }
     }
     if let [(i, id)] = stored_ids[..] {
-        answers[i] = Some(store_and_route(hub, id, items).await);
-        return answers.into_iter().flatten().collect();
+        answers[i] = Some(store_one(hub, id, items, &mut routes).await);
+        return (answers.into_iter().flatten().collect(), routes);
     }
     // Several sends in one write; kept aside in case a device's queue is full, so that only the
     // sends that would overflow it are refused (each one all or none), not the whole batch.
@@ -231,7 +239,7 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
         match hub.store.enqueue(items).await {
             Ok(stored) => {
                 Metrics::add(&hub.metrics.envelopes_accepted, stored.len() as u64);
-                route_all(hub, targets.into_iter().zip(stored).collect()).await;
+                routes.extend(targets.into_iter().zip(stored));
                 for (i, id) in stored_ids {
                     answers[i] = Some(ServerFrame::Accepted { id });
                 }
@@ -244,7 +252,7 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
                 let mut rest = spare.unwrap_or_default().into_iter();
                 for ((i, id), n) in stored_ids.into_iter().zip(per_msg) {
                     let its: Vec<NewEnvelope> = rest.by_ref().take(n).collect();
-                    answers[i] = Some(store_and_route(hub, id, its).await);
+                    answers[i] = Some(store_one(hub, id, its, &mut routes).await);
                 }
             }
             Err(e) => {
@@ -259,16 +267,22 @@ pub async fn send_batch(hub: &Hub, from: &DeviceAddress, msgs: Vec<SendMessage>)
             }
         }
     }
-    answers.into_iter().flatten().collect()
+    (answers.into_iter().flatten().collect(), routes)
 }
 
-/// Stores one send's envelopes (all or none) and routes them; the answer for its sender.
-async fn store_and_route(hub: &Hub, id: uuid::Uuid, items: Vec<NewEnvelope>) -> ServerFrame {
+/// Stores one send's envelopes (all or none), adding them to `routes`; the answer for its
+/// sender.
+async fn store_one(
+    hub: &Hub,
+    id: uuid::Uuid,
+    items: Vec<NewEnvelope>,
+    routes: &mut Vec<(DeviceAddress, Envelope)>,
+) -> ServerFrame {
     let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
     match hub.store.enqueue(items).await {
         Ok(stored) => {
             Metrics::add(&hub.metrics.envelopes_accepted, stored.len() as u64);
-            route_all(hub, targets.into_iter().zip(stored).collect()).await;
+            routes.extend(targets.into_iter().zip(stored));
             ServerFrame::Accepted { id }
         }
         Err(hush_store::StoreError::QueueFull(full)) => queue_full(id, &full),
