@@ -184,6 +184,8 @@ pub struct DeviceActor {
     acks_while_closing: bool,
     /// A displacement's close, held until the client's side ends or [`DISPLACE_LINGER`].
     held_close: Option<CloseFrame>,
+    /// The drain waits until this node's presence claim for the device is written (cluster).
+    presence_pending: bool,
     /// Answered (dropped) when this actor stops: connections that displaced this one.
     close_waiters: Vec<oneshot::Sender<()>>,
     key_requests: usize,
@@ -221,6 +223,7 @@ impl DeviceActor {
                 inbound_ended: false,
                 acks_while_closing: true,
                 held_close: None,
+                presence_pending: false,
                 close_waiters: Vec::new(),
                 key_requests: 0,
             }
@@ -316,7 +319,12 @@ impl DeviceActor {
     }
 
     fn drain_next(&mut self, ctx: &mut Context<Self>) {
-        if !self.drain.active || self.drain.fetching || self.closing || self.drain_blocked {
+        if !self.drain.active
+            || self.drain.fetching
+            || self.closing
+            || self.drain_blocked
+            || self.presence_pending
+        {
             return;
         }
         let last = *self.drain.last_progress.get_or_insert_with(Instant::now);
@@ -486,10 +494,16 @@ impl DeviceActor {
                 return;
             }
             // Then the live delivery, before the next batch, so recipients see this sender's
-            // messages in order.
+            // messages in order. It runs on its own task: the sender may close its socket as
+            // soon as it has its `Accepted`, and stopping this actor must not cancel the
+            // delivery of what it accepted.
             let hub = act.hub.clone();
-            let routed = async move { relay::route_all(&hub, routes).await };
-            ctx.spawn(routed.into_actor(act).map(|(), act, ctx| {
+            let (done, routed) = tokio::sync::oneshot::channel();
+            actix::spawn(async move {
+                relay::route_all(&hub, routes).await;
+                let _ = done.send(());
+            });
+            ctx.spawn(routed.into_actor(act).map(|_, act, ctx| {
                 act.sending = 0;
                 act.pump_sends(ctx);
             }));
@@ -549,12 +563,16 @@ impl Actor for DeviceActor {
                 act.drain_next(ctx);
             }));
         }
-        // Cluster: displace a connection of this device on another node, then claim presence.
+        // Cluster: displace a connection of this device on another node, then claim presence;
+        // the drain waits for the claim. A sender that stores an envelope after the drain read
+        // the queue then finds this node in presence and routes it here live; drained before the
+        // claim, an envelope stored in between would be routed to the old node and missed.
         if self.hub.bus.kind() != "local" {
             let hub = self.hub.clone();
             let addr = self.addr.clone();
             let opened = self.opened_ms;
-            actix::spawn(async move {
+            self.presence_pending = true;
+            let claim = async move {
                 if let Ok(nodes) = hub.bus.locate(std::slice::from_ref(&addr)).await {
                     if let Some(Some(node)) =
                         nodes.first().filter(|n| n.as_deref() != Some(hub.bus.node_id()))
@@ -572,7 +590,11 @@ impl Actor for DeviceActor {
                 if let Err(e) = hub.bus.announce(std::slice::from_ref(&addr)).await {
                     tracing::debug!(error = %e, "presence not announced; will be on reconnect");
                 }
-            });
+            };
+            ctx.spawn(claim.into_actor(self).map(|(), act, ctx| {
+                act.presence_pending = false;
+                act.drain_next(ctx);
+            }));
         }
         Metrics::add(&self.hub.metrics.connections, 1);
         ctx.run_interval(HEARTBEAT_INTERVAL, |act, ctx| {

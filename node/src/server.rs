@@ -173,6 +173,10 @@ pub async fn reset_password(config: &Config, tenant: &str, user: &str) -> anyhow
     }
 }
 
+/// Longest wait at a graceful stop for every socket to close (each device actor waits at most
+/// its close grace for the client's side and its acks).
+pub const MAX_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A started node.
 pub struct Running {
     /// The address it listens on (the real port when 0 was asked).
@@ -356,8 +360,21 @@ impl Running {
     pub async fn stop(self) {
         let n = self.control.send(CloseAll).await.unwrap_or(0);
         tracing::info!(sockets = n, "shutting down");
-        // Let the writers send their close frames.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        // Every device actor unregisters once it stopped (its close frame handed to its writer,
+        // its acks stored): wait for that, bounded, instead of guessing a delay.
+        let t0 = std::time::Instant::now();
+        while !self.hub.registry.is_empty() && t0.elapsed() < MAX_DRAIN {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let left = self.hub.registry.len();
+        if left == 0 {
+            tracing::info!(sockets = n, ms = t0.elapsed().as_millis() as u64, "every connection drained");
+        } else {
+            tracing::warn!(
+                sockets = left,
+                "connections still open after the drain bound; closing them with the server"
+            );
+        }
         self.server.stop(true).await;
         let _ = self.task.await;
         drop(self.store_socket);

@@ -103,6 +103,25 @@ async fn sigterm_closes_sockets_with_1001_and_restart_keeps_data() {
     drain(&mut a).await;
     let id = a.send_message(&UserId::new("bob").unwrap(), |_, _| b"kept".to_vec()).await.unwrap();
     assert!(node.terminate(), "hushd did not exit cleanly on SIGTERM");
+    // The stop proved the drain: every socket closed before the server stopped.
+    let log = node.log();
+    let plain = |l: &str| {
+        let mut out = String::new();
+        let mut esc = false;
+        for c in l.chars() {
+            match (esc, c) {
+                (false, '\u{1b}') => esc = true,
+                (true, 'm') => esc = false,
+                (false, c) => out.push(c),
+                _ => {}
+            }
+        }
+        out
+    };
+    assert!(
+        log.lines().map(plain).any(|l| l.contains("every connection drained") && l.contains("sockets=1")),
+        "{log}"
+    );
     match tokio::time::timeout(Duration::from_secs(10), a.next_frame()).await.unwrap() {
         Err(ClientError::Closed(Some(reason))) => assert!(reason.starts_with("1001"), "{reason}"),
         other => panic!("expected a 1001 close, got {other:?}"),
