@@ -598,6 +598,21 @@ pub async fn try_login(
         .await
 }
 
+/// A `Send` of `content` to device 1 of `to` (registration id `reg`), with a new id.
+pub fn send_to_primary(to: &str, reg: u32, content: Vec<u8>) -> hush_protocol::wire::SendMessage {
+    use hush_protocol::ids::{DeviceId, RegistrationId};
+    hush_protocol::wire::SendMessage {
+        id: uuid::Uuid::new_v4(),
+        to: UserId::new(to).unwrap(),
+        devices: vec![hush_protocol::wire::DeviceMessage {
+            device: DeviceId::PRIMARY,
+            registration_id: RegistrationId::new(reg).unwrap(),
+            content: hush_protocol::wire::Payload(content),
+        }],
+        sync: vec![],
+    }
+}
+
 /// The next frame, failing the test after 10 s.
 pub async fn next(conn: &mut Connection) -> ServerFrame {
     tokio::time::timeout(Duration::from_secs(10), conn.next_frame())

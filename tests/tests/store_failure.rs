@@ -14,8 +14,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hush_protocol::ids::{DeviceId, RegistrationId, UserId};
-use hush_protocol::wire::{ClientFrame, DeviceMessage, ErrorCode, Payload, SendMessage, ServerFrame};
+use hush_protocol::ids::UserId;
+use hush_protocol::wire::{ClientFrame, ErrorCode, ServerFrame};
 use hush_tests::{bin, drain, Node};
 
 /// A tmpfs of `size` mounted on a new folder, unmounted on drop.
@@ -75,17 +75,8 @@ async fn send_until(
     let mut conn = sender.connect().await.unwrap();
     drain(&mut conn).await;
     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-        let id = uuid::Uuid::new_v4();
-        let m = SendMessage {
-            id,
-            to: UserId::new("bob").unwrap(),
-            devices: vec![DeviceMessage {
-                device: DeviceId::PRIMARY,
-                registration_id: RegistrationId::new(bob_reg).unwrap(),
-                content: Payload(vec![7; 256]),
-            }],
-            sync: vec![],
-        };
+        let m = hush_tests::send_to_primary("bob", bob_reg, vec![7; 256]);
+        let id = m.id;
         conn.send_frame(&ClientFrame::Send(m)).await.unwrap();
         let outcome = loop {
             match hush_tests::next(&mut conn).await {
@@ -167,6 +158,7 @@ async fn a_full_disk_refuses_sends_reports_503_and_recovers_without_a_restart() 
     let refused_in_storm = count(&log, Outcome::Unavailable) - refused_before;
     let node_log = node.log();
     let storm_lines: Vec<&str> = node_log.lines().skip(log_lines_before).collect();
+    println!("storm: {refused_in_storm} sends refused in 10 s, {} log lines", storm_lines.len());
     assert!(
         refused_in_storm >= 100,
         "only {refused_in_storm} sends refused in 10 s: no storm to judge the log by"

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hush_client::Session;
-use hush_protocol::ids::{DeviceId, RegistrationId, UserId};
-use hush_protocol::wire::{ClientFrame, DeviceMessage, Payload, SendMessage, ServerFrame};
+use hush_protocol::ids::UserId;
+use hush_protocol::wire::{ClientFrame, ServerFrame};
 use hush_tests::{bin, drain, Node};
 use redb::{ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle};
 
@@ -124,17 +124,8 @@ async fn send(
     let (mut sent, mut inflight) = (from, BTreeMap::new());
     loop {
         while inflight.len() < window && sent < from + limit && !stop.load(Ordering::Relaxed) {
-            let id = uuid::Uuid::new_v4();
-            let m = SendMessage {
-                id,
-                to: UserId::new("bob").unwrap(),
-                devices: vec![DeviceMessage {
-                    device: DeviceId::PRIMARY,
-                    registration_id: RegistrationId::new(bob_reg).unwrap(),
-                    content: Payload(content(sent)),
-                }],
-                sync: vec![],
-            };
+            let m = hush_tests::send_to_primary("bob", bob_reg, content(sent));
+            let id = m.id;
             conn.send_frame(&ClientFrame::Send(m)).await.unwrap();
             inflight.insert(id, sent);
             sent += 1;
