@@ -278,28 +278,12 @@ fn backend(e: impl Into<redb::Error>) -> StoreError {
 /// damaged file, so the node stops with a clear message instead of a crash. With `quiet` (at
 /// start, before other threads run code of ours) the panic message itself is not printed.
 fn open_file(path: &Path, quiet: bool) -> Result<Database> {
-    let hook = quiet.then(|| {
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        hook
-    });
-    let opened = std::panic::catch_unwind(|| Database::create(path));
-    if let Some(hook) = hook {
-        std::panic::set_hook(hook);
-    }
-    match opened {
+    match crate::failure::catch_panic(quiet, || Database::create(path)) {
         Ok(r) => r.map_err(backend),
-        Err(panic) => {
-            let why = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unreadable structure".into());
-            Err(StoreError::Unavailable(Failure {
-                cause: Cause::Corrupted,
-                detail: format!("redb refused the file: {why}"),
-            }))
-        }
+        Err(why) => Err(StoreError::Unavailable(Failure {
+            cause: Cause::Corrupted,
+            detail: format!("redb refused the file: {why}"),
+        })),
     }
 }
 
@@ -609,36 +593,46 @@ impl Shared {
         if self.stopped.load(Ordering::Acquire) {
             return Err(StoreError::Closed);
         }
-        let old = self.db.write().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(mut old) = old {
-            let t0 = Instant::now();
-            let db = loop {
-                match Arc::try_unwrap(old) {
-                    Ok(db) => break Some(db),
-                    Err(still_shared) if t0.elapsed() < MAX_READER_DRAIN => {
-                        old = still_shared;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                    Err(still_shared) => {
-                        // Readers still hold it: put it back and try again next round.
-                        *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(still_shared);
-                        return Err(StoreError::Unavailable(Failure {
-                            cause: Cause::Closed,
-                            detail: "readers still hold the store; re-open postponed".into(),
-                        }));
-                    }
-                }
-            };
-            if let Some(db) = db {
-                // Closing flushes what it can; a failure here is the same failure again.
+        match self.take_db() {
+            // Closing flushes what it can; a failure here is the same failure again.
+            Ok(Some(db)) => {
                 if let Err(e) = db.close() {
                     tracing::debug!(error = %e, "closing the failed store");
                 }
+            }
+            Ok(None) => {}
+            Err(still_shared) => {
+                // Readers still hold it: put it back and try again next round.
+                *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(still_shared);
+                return Err(StoreError::Unavailable(Failure {
+                    cause: Cause::Closed,
+                    detail: "readers still hold the store; re-open postponed".into(),
+                }));
             }
         }
         let db = open_file(&self.path, false)?;
         *self.db.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(db));
         Ok(())
+    }
+
+    /// Takes the open database out of its slot (readers get the current failure meanwhile) once
+    /// the reads and the commit in flight dropped their handles, waiting at most
+    /// [`MAX_READER_DRAIN`]; past it, the handle still shared is handed back as the error.
+    fn take_db(&self) -> std::result::Result<Option<Database>, Arc<Database>> {
+        let Some(mut db) = self.db.write().unwrap_or_else(|e| e.into_inner()).take() else {
+            return Ok(None);
+        };
+        let t0 = Instant::now();
+        loop {
+            match Arc::try_unwrap(db) {
+                Ok(db) => return Ok(Some(db)),
+                Err(still_shared) if t0.elapsed() < MAX_READER_DRAIN => {
+                    db = still_shared;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(still_shared) => return Err(still_shared),
+            }
+        }
     }
 
     /// Closes the file for good (graceful stop): after the reads and the commit in flight (at
@@ -647,27 +641,14 @@ impl Shared {
     fn close(&self) {
         self.stopped.store(true, Ordering::Release);
         self.set_failure(Some(Failure { cause: Cause::Closed, detail: "the node is stopping".into() }));
-        let Some(mut db) = self.db.write().unwrap_or_else(|e| e.into_inner()).take() else {
-            return;
-        };
-        let t0 = Instant::now();
-        loop {
-            match Arc::try_unwrap(db) {
-                Ok(db) => {
-                    if let Err(e) = db.close() {
-                        tracing::warn!(error = %e, "store not closed cleanly; the next start repairs it");
-                    }
-                    return;
-                }
-                Err(still_shared) if t0.elapsed() < MAX_READER_DRAIN => {
-                    db = still_shared;
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                Err(_) => {
-                    tracing::warn!("store still in use at stop; the next start repairs it");
-                    return;
+        match self.take_db() {
+            Ok(Some(db)) => {
+                if let Err(e) = db.close() {
+                    tracing::warn!(error = %e, "store not closed cleanly; the next start repairs it");
                 }
             }
+            Ok(None) => {}
+            Err(_) => tracing::warn!("store still in use at stop; the next start repairs it"),
         }
     }
 }

@@ -166,6 +166,30 @@ fn admit(key: Key, now: Instant) -> Option<u64> {
     }
 }
 
+/// Runs `f`, turning a panic into its message. redb trusts a file it closed cleanly and may
+/// panic on one damaged since; the store answers that as a damaged file instead of crashing.
+/// With `quiet` the panic hook is silenced meanwhile (its message would garble a one-line
+/// error): only where no other thread of ours runs code (start-up, offline commands), since
+/// the hook is process-wide.
+pub(crate) fn catch_panic<T>(quiet: bool, f: impl FnOnce() -> T) -> Result<T, String> {
+    let hook = quiet.then(|| {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        hook
+    });
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    if let Some(hook) = hook {
+        std::panic::set_hook(hook);
+    }
+    out.map_err(|panic| {
+        panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unreadable structure".into())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -717,11 +717,7 @@ fn not_in_use(path: &Path) -> Result<Option<redb::ReadOnlyDatabase>> {
 
 /// Runs `f`, turning a panic into `None` without printing it.
 fn quietly<T>(f: impl FnOnce() -> T) -> Option<T> {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
-    std::panic::set_hook(hook);
-    out
+    crate::failure::catch_panic(true, f).ok()
 }
 
 /// Verifies every page of the primary commit of the store file at `path` against its

@@ -241,12 +241,18 @@ fn listing(dir: &Path) -> Vec<(String, u64)> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_missing_or_empty_store_file_is_refused_not_taken_for_a_first_run() {
-    let mut node = Node::start();
+/// A node whose store holds a user, and its data folder.
+async fn node_with_alice() -> (Node, PathBuf) {
+    let node = Node::start();
     let admin = node.admin().await;
     node.user(&admin, "alice").await;
     let data = node.data_dir.clone();
+    (node, data)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_or_empty_store_file_is_refused_not_taken_for_a_first_run() {
+    let (mut node, data) = node_with_alice().await;
     assert!(node.terminate());
     let store = data.join("hush.redb");
     assert!(data.join("hush-data.json").exists(), "an initialised folder carries its marker");
@@ -291,10 +297,7 @@ async fn a_missing_or_empty_store_file_is_refused_not_taken_for_a_first_run() {
 /// another node (`locked`), or damaged (`corrupted`, even where redb itself would panic).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_be_opened_is_named_by_its_cause() {
-    let mut node = Node::start();
-    let admin = node.admin().await;
-    node.user(&admin, "alice").await;
-    let data = node.data_dir.clone();
+    let (mut node, data) = node_with_alice().await;
     let (ok, out) = start_and_wait(&data);
     assert!(!ok, "a second node opened a store another one holds:\n{out}");
     assert!(out.contains("locked") && out.contains("stop it first"), "{out}");
