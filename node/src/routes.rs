@@ -3,13 +3,10 @@
 
 use std::sync::Arc;
 
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::accounts::Authed;
 use hush_actors::accounts::{self, ClientInfo};
-use hush_actors::control::{
-    ControlActor, CreateUser, ListUsers, RemoveDevice, RevokeSessions, SetSessionPolicy,
-};
+use hush_actors::control::{Control, CreateUser, ListUsers, RemoveDevice, RevokeSessions, SetSessionPolicy};
 use hush_actors::groups;
 use hush_actors::hub::Hub;
 use hush_actors::keys;
@@ -241,7 +238,7 @@ async fn login(
 #[utoipa::path(post, path = "/v1/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated", body = ErrorBody)))]
 async fn logout(
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     AnySession(me): AnySession,
 ) -> Result<HttpResponse, ApiError> {
@@ -260,7 +257,7 @@ async fn logout(
         (status = 429, description = "`rate_limited` or `account_locked` (Retry-After header)", body = RateLimitedBody)))]
 async fn change_password(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     PasswordSession(me): PasswordSession,
     body: web::Json<ChangePasswordRequest>,
@@ -308,7 +305,7 @@ fn initiator(me: &Authed, req: &HttpRequest) -> Initiator {
 }
 
 async fn revoke(
-    control: &Addr<ControlActor>,
+    control: &Control,
     me: &Authed,
     req: &HttpRequest,
     ids: Vec<String>,
@@ -390,7 +387,7 @@ async fn my_sessions(hub: web::Data<Hub>, User(me): User) -> Result<web::Json<Se
         (status = 403, description = "`step_up_required`", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn revoke_mine(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
     path: web::Path<String>,
@@ -414,7 +411,7 @@ async fn revoke_mine(
         (status = 403, description = "`step_up_required`", body = ErrorBody)))]
 async fn revoke_others(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
 ) -> Result<web::Json<Revoked>, ApiError> {
@@ -434,7 +431,7 @@ async fn revoke_others(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
 async fn revoke_all(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
 ) -> Result<web::Json<Revoked>, ApiError> {
@@ -454,7 +451,7 @@ async fn revoke_all(
         (status = 403, description = "Another device, not called from the primary device", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn remove_device(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     PasswordSession(me): PasswordSession,
     path: web::Path<String>,
@@ -510,7 +507,7 @@ async fn admin_user_sessions(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn admin_revoke_user(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
@@ -531,7 +528,7 @@ async fn admin_revoke_user(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn admin_revoke_session(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
@@ -576,7 +573,7 @@ async fn admin_active_sessions(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 async fn admin_revoke_active(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
 ) -> Result<web::Json<Revoked>, ApiError> {
@@ -668,7 +665,7 @@ async fn get_session_policy(
     responses((status = 200, body = SessionPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 async fn put_session_policy(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     Admin(me): Admin,
     req: HttpRequest,
     body: web::Json<SessionPolicy>,
@@ -814,7 +811,7 @@ async fn user_devices(
         (status = 409, description = "Name taken", body = ErrorBody)))]
 async fn create_user(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     body: web::Json<CreateUserRequest>,
@@ -842,7 +839,7 @@ struct Page {
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), params(Page),
     responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 async fn list_users(
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     Admin(me): Admin,
     q: web::Query<Page>,
 ) -> Result<web::Json<UserList>, ApiError> {
@@ -969,7 +966,27 @@ pub fn render_metrics(hub: &Arc<Hub>) -> String {
     );
     let _ = writeln!(out, "hush_store_commit_seconds_sum {}", s.sum_us as f64 / 1e6);
     let _ = writeln!(out, "hush_store_commit_seconds_count {}", s.commits);
+    actor_counts(&mut out, m);
     out
+}
+
+/// Failures and supervisor restarts of actors, per supervision area.
+fn actor_counts(out: &mut String, m: &Metrics) {
+    use std::fmt::Write;
+    let series = [
+        (
+            "hush_actor_failures_total",
+            "Actor failures (panics, handler errors) per supervision area.",
+            &m.actor_failures,
+        ),
+        ("hush_actor_restarts_total", "Actors restarted by their supervisor, per area.", &m.actor_restarts),
+    ];
+    for (name, help, counts) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (area, c) in hush_actors::supervise::Area::ALL.iter().zip(counts.iter()) {
+            let _ = writeln!(out, "{name}{{area=\"{}\"}} {}", area.name(), Metrics::get(c));
+        }
+    }
 }
 
 /// The OpenAPI 3 document of this API.
