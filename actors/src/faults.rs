@@ -2,7 +2,7 @@
 //!
 //! Compiled only with the `fault-injection` feature (the test suite builds with it; a release
 //! build of `hushd` has none of this), and armed only through `POST /v1/test/faults` of a node
-//! started with `HUSH_FAULT_INJECTION=1`. Without the feature [`check`] is an empty inline
+//! started with `--fault-injection`. Without the feature [`check`] is an empty inline
 //! function.
 //!
 //! A fault names the actor kind (`device`, `session`, `group`, `control`), the message

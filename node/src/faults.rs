@@ -1,19 +1,18 @@
 //! `POST /v1/test/faults`: arms a fault in an actor (tests only).
 //!
 //! Exists only in builds with the `fault-injection` feature (the test suite's), and is served
-//! only when the node was started with `HUSH_FAULT_INJECTION=1`; it takes an administrator's
-//! token. See `hush_actors::faults`.
+//! only when the node was started with the hidden `--fault-injection` flag (which other builds
+//! do not have); it takes an administrator's token. See `hush_actors::faults`.
 
 use actix_web::web;
 
-/// Registers the route when compiled in and enabled.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Registers the route when compiled in and `enabled`.
+pub fn configure(cfg: &mut web::ServiceConfig, enabled: bool) {
     #[cfg(feature = "fault-injection")]
-    if std::env::var("HUSH_FAULT_INJECTION").as_deref() == Ok("1") {
-        tracing::warn!("fault injection is enabled (HUSH_FAULT_INJECTION=1): for tests only");
+    if enabled {
         cfg.route("/v1/test/faults", web::post().to(arm));
     }
-    let _ = cfg;
+    let _ = (cfg, enabled);
 }
 
 #[cfg(feature = "fault-injection")]

@@ -260,6 +260,10 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let hub_data = web::Data::from(hub.clone());
     let control_data = web::Data::new(control.clone());
     let edge = config.edge;
+    let faults = config.fault_injection;
+    if faults {
+        tracing::warn!("fault injection is enabled (--fault-injection): for tests only");
+    }
     let gate = crate::edge::AddressGate::new(edge.max_incomplete_per_address);
     let server = HttpServer::new(move || {
         App::new()
@@ -280,8 +284,9 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 web::PathConfig::default()
                     .error_handler(|e, _| ApiError::BadRequest(format!("invalid path: {e}")).into()),
             )
+            // Before the routes: their `/v1` scope would answer 404 for anything under it.
+            .configure(|cfg| crate::faults::configure(cfg, faults))
             .configure(crate::routes::configure)
-            .configure(crate::faults::configure)
             .default_service(web::to(crate::fallback::unmatched))
     })
     .on_connect(move |io, data| gate.on_connect(io, data))

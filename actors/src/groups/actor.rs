@@ -32,15 +32,13 @@ pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -
     let id = msg.id;
     for _ in 0..2 {
         let Some(actor) = hub.groups.actor(hub, &from.tenant, &msg.group).await else { break };
-        let asked = actor.call(|reply| GroupMsg::Send(from.clone(), msg.clone(), reply), None).await;
-        match asked {
+        match actor.call(|reply| GroupMsg::Send(from.clone(), msg.clone(), reply), None).await {
             Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
-            // The actor stopped (idle) between lookup and send: start a new one. One that
-            // failed on this message is being restarted by its supervisor; the client retries.
-            _ if actor.get_status() == ractor::ActorStatus::Stopped => {
-                hub.groups.forget(&from.tenant, &msg.group, &actor)
-            }
-            _ => break,
+            // The actor had stopped (idle) before the send reached it: start a new one.
+            Err(_) => hub.groups.forget(&from.tenant, &msg.group, &actor),
+            // It failed while handling this send: nothing was stored; its supervisor restarts
+            // it and the client retries.
+            Ok(_) => break,
         }
     }
     ServerFrame::Error {
