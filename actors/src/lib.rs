@@ -57,7 +57,22 @@ pub mod tenant;
 pub mod throttle;
 
 /// Milliseconds since the Unix epoch.
+#[cfg(not(test))]
 pub fn now_ms() -> u64 {
+    wall_ms()
+}
+
+/// Milliseconds since the Unix epoch, as the crate's own tests see it: the wall clock at the
+/// first call, advanced by tokio's clock, so a test that pauses tokio's clock controls time
+/// (session expiry, MFA windows) like it controls the timers.
+#[cfg(test)]
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<(u64, tokio::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = *START.get_or_init(|| (wall_ms(), tokio::time::Instant::now()));
+    wall + tokio::time::Instant::now().saturating_duration_since(at).as_millis() as u64
+}
+
+fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -18,7 +18,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
@@ -30,6 +30,7 @@ use hush_protocol::wire::{
 };
 use hush_store::StoreError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::{
     CloseFrame, Inbound, Outbound, Sink, Wiring, CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_POLICY,

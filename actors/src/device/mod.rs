@@ -13,6 +13,8 @@
 //! client reconnects and drains its queue, which holds every envelope that was accepted.
 
 mod actor;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 

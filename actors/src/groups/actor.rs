@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use hush_protocol::api::GroupInfo;
 use hush_protocol::ids::{DeviceAddress, GroupId, TenantId};
 use hush_protocol::wire::{
     Envelope, ErrorCode, GroupSendMessage, GroupStamp, Payload, ServerFrame, SessionEvent,
@@ -19,7 +20,10 @@ use hush_protocol::wire::{
 use hush_store::{NewEnvelope, SharedEnvelope, StoreError};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
 
-use super::{decode, encode, load, usage_key, GroupError, GroupPolicy, SenderKeyUse, Stored, NS_SENDER_KEYS};
+use super::{
+    decode, encode, load, usage_key, Caller, Change, GroupError, GroupPolicy, SenderKeyUse, Stored,
+    NS_SENDER_KEYS,
+};
 use crate::hub::Hub;
 use crate::limits::{GROUP_IDLE_TIMEOUT, MAX_GROUP_ACTORS, SENDER_KEY_USAGE_FLUSH};
 use crate::metrics::Metrics;
@@ -46,6 +50,27 @@ pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -
         code: ErrorCode::Unavailable,
         message: "group unavailable; retry".into(),
     }
+}
+
+/// Applies a membership change through the group's actor on this node.
+pub(super) async fn change(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    id: &GroupId,
+    change: Change,
+) -> Result<GroupInfo, GroupError> {
+    for _ in 0..2 {
+        let actor = hub.groups.actor(hub, &caller.device.tenant, id).await.ok_or(GroupError::Unavailable)?;
+        let msg = |reply| GroupMsg::Change(Box::new((caller.clone(), change.clone())), reply);
+        match actor.call(msg, None).await {
+            Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
+            // Stopped (idle) before the change reached it: start a new one.
+            Err(_) => hub.groups.forget(&caller.device.tenant, id, &actor),
+            // It failed while applying the change; its supervisor restarts it.
+            Ok(_) => break,
+        }
+    }
+    Err(GroupError::Unavailable)
 }
 
 /// The group actors of this node and the rotation policy.
@@ -177,6 +202,8 @@ pub enum GroupMsg {
     Send(DeviceAddress, GroupSendMessage, RpcReplyPort<ServerFrame>),
     /// The group changed: take the record (a change made here) or drop the cached one.
     Invalidate(Option<Stored>),
+    /// A membership change (applied here, one at a time).
+    Change(Box<(Caller, Change)>, RpcReplyPort<Result<GroupInfo, GroupError>>),
     /// A send was stored: count the sender's key use.
     Counted(Sent),
     /// Stop if idle.
@@ -265,6 +292,12 @@ impl Actor for GroupActor {
                     let _ = reply.send(answer);
                     let _ = myself.cast(GroupMsg::Counted(sent));
                 });
+            }
+            GroupMsg::Change(change, reply) => {
+                crate::faults::check("group", "change", &format!("{}/{}", s.tenant, s.id));
+                s.last_active = Instant::now();
+                let (caller, change) = *change;
+                let _ = reply.send(super::apply(&s.hub, &caller, &s.id, change).await);
             }
             GroupMsg::Invalidate(now) => match now {
                 Some(now) if s.cached.as_ref().is_none_or(|c| c.version < now.version) => {
