@@ -13,6 +13,7 @@
 //! client reconnects and drains its queue, which holds every envelope that was accepted.
 
 mod actor;
+mod queue;
 #[cfg(test)]
 mod tests;
 
