@@ -1,6 +1,8 @@
 //! Hush actors: the domain logic of a node.
 //!
 //! - [`limits`]: every bound of the actor layer (mailboxes, buffers, timeouts).
+//! - [`policy`]: the node's configured policies (pre-keys, sender-key rotation).
+//! - [`audit`]: who acted, for the audit log.
 //! - [`hub`]: what every actor shares ([`hub::Hub`]): the store, the registry, the directory,
 //!   the metrics.
 //! - [`hashing`]: the two Argon2id threads.
@@ -36,6 +38,7 @@
 #![warn(missing_docs)]
 
 pub mod accounts;
+pub mod audit;
 pub mod bus_events;
 pub mod control;
 pub mod device;
@@ -48,6 +51,7 @@ pub mod keys;
 pub mod limits;
 pub mod metrics;
 pub mod mfa;
+pub mod policy;
 pub mod registry;
 pub mod relay;
 pub mod session;

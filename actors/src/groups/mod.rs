@@ -35,7 +35,6 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hush_cluster::BusMessage;
 use hush_protocol::api::{CreateGroupRequest, GroupInfo, GroupList};
@@ -46,12 +45,17 @@ use hush_store::{typed, NewEnvelope, StoreError};
 use serde::{Deserialize, Serialize};
 
 mod actor;
-pub use actor::{send, GroupActor, GroupMsg, GroupState, Groups, Sent};
+pub mod registry;
+mod types;
+pub use crate::policy::GroupPolicy;
+pub use actor::{send, GroupActor, GroupState};
+pub use registry::{GroupMsg, Groups, Sent};
+pub use types::{Caller, Change, GroupError, GroupRecord, SenderKeyUse, Stored};
 
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::relay::route_all;
-use crate::sessions::{audit, Initiator};
+use crate::sessions::audit;
 
 /// Namespace of the group records.
 pub const NS_GROUPS: &str = "groups";
@@ -59,103 +63,6 @@ pub const NS_GROUPS: &str = "groups";
 pub const NS_MEMBERSHIP: &str = "group_members";
 /// Namespace of the sender-key usage counters.
 pub const NS_SENDER_KEYS: &str = "group_sender_keys";
-
-/// Errors of the group operations.
-#[derive(Debug, thiserror::Error)]
-pub enum GroupError {
-    /// No such group in the caller's tenant, or the caller may not see it.
-    #[error("not found")]
-    NotFound,
-    /// The caller sees the group but may not make this change.
-    #[error("forbidden")]
-    Forbidden,
-    /// The request was refused (bad name, unknown user, too many members).
-    #[error("{0}")]
-    Invalid(String),
-    /// The change kept losing compare-and-set races; nothing was changed. Retry.
-    #[error("group busy; retry")]
-    Contended,
-    /// The store failed.
-    #[error("store unavailable")]
-    Store(#[from] StoreError),
-    /// The group's actor could not be reached (node at its actor limit or stopping).
-    #[error("group unavailable")]
-    Unavailable,
-}
-
-/// A stored group.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupRecord {
-    /// Its id.
-    pub id: GroupId,
-    /// Its tenant.
-    pub tenant: TenantId,
-    /// Its name.
-    pub name: String,
-    /// Members, sorted.
-    pub members: Vec<UserId>,
-    /// Group administrators (members), sorted.
-    pub admins: Vec<UserId>,
-    /// Bumped by every removal.
-    pub epoch: u64,
-    /// Creation time, ms since the Unix epoch.
-    pub created_ms: u64,
-}
-
-/// A record with its store version.
-#[derive(Clone, Debug)]
-pub struct Stored {
-    /// The record.
-    pub rec: GroupRecord,
-    /// Its compare-and-set version.
-    pub version: u64,
-}
-
-/// When the node asks a sending device to rotate its sender key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupPolicy {
-    /// Past this age (from the first message sent with it) a sender key is rotated.
-    pub sender_key_max_age: Duration,
-    /// After this many messages a sender key is rotated.
-    pub sender_key_max_messages: u64,
-}
-
-impl Default for GroupPolicy {
-    fn default() -> Self {
-        Self { sender_key_max_age: Duration::from_secs(7 * 24 * 3600), sender_key_max_messages: 1_000 }
-    }
-}
-
-/// How much one device has used its current sender key for one group.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SenderKeyUse {
-    /// The epoch the count belongs to (a new epoch restarts it).
-    pub epoch: u64,
-    /// First message sent with this key, ms since the Unix epoch.
-    pub since_ms: u64,
-    /// Messages sent with this key.
-    pub count: u64,
-}
-
-/// Who asks for a change.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The caller's device (tenant, user, device).
-    pub device: DeviceAddress,
-    /// Whether the caller administers the tenant.
-    pub tenant_admin: bool,
-    /// For the audit log.
-    pub initiator: Initiator,
-}
-
-impl Caller {
-    fn sees(&self, rec: &GroupRecord) -> bool {
-        self.tenant_admin || rec.members.contains(&self.device.user)
-    }
-    fn manages(&self, rec: &GroupRecord) -> bool {
-        self.tenant_admin || rec.admins.contains(&self.device.user)
-    }
-}
 
 fn group_key(t: &TenantId, g: &GroupId) -> String {
     format!("{t}/{g}")
@@ -350,15 +257,6 @@ pub async fn add_members(
     users: Vec<UserId>,
 ) -> Result<GroupInfo, GroupError> {
     actor::change(hub, caller, id, Change::Add(users)).await
-}
-
-/// A membership change, applied by the group's actor.
-#[derive(Clone, Debug)]
-pub enum Change {
-    /// Add users.
-    Add(Vec<UserId>),
-    /// Remove a member (or leave).
-    Remove(UserId),
 }
 
 /// Applies a membership change (the group's actor calls this, one change at a time).
