@@ -15,9 +15,9 @@ use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 
 use crate::accounts::{self, AccountError};
+use crate::delivery::registry::Disconnect;
 use crate::hub::Hub;
 use crate::limits::MAX_PAGE;
-use crate::registry::Disconnect;
 use crate::sessions::{self, Initiator};
 use crate::supervise::{Area, Restart, Restarting};
 

@@ -5,12 +5,12 @@ use std::sync::Arc;
 use hush_cluster::Bus;
 use hush_store::Store;
 
+use crate::delivery::registry::Registry;
 use crate::directory::Directory;
 use crate::groups::registry::Groups;
 use crate::hashing::HashPool;
 use crate::metrics::Metrics;
 use crate::policy::KeyPolicy;
-use crate::registry::Registry;
 use crate::supervise::Tree;
 use crate::tenant::Tenants;
 

@@ -22,7 +22,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use hush_cluster::BusMessage;
 use hush_protocol::api::{DevicePreKeys, KeyCounts, PreKey, PreKeyResponse, SignedPreKey, UploadKeysRequest};
 use hush_protocol::e2e::{self, KeyError, PublicKey};
 use hush_protocol::ids::{DeviceAddress, DeviceId, MessageId, RegistrationId, TenantId, UserId};
@@ -303,7 +302,7 @@ pub async fn upload(
     tracing::debug!(device = %addr, ec = counts.ec, kyber = counts.kyber, "pre-keys uploaded");
     let meta = meta(hub, addr).await?;
     if let Some(ask) = rotation_ask(hub, &meta, now) {
-        push(hub, addr, ask).await;
+        crate::delivery::push(hub, addr, ask).await;
     }
     Ok(counts)
 }
@@ -367,29 +366,6 @@ pub async fn connect_notices(hub: &Hub, addr: &DeviceAddress) -> Result<Vec<Serv
         out.push(ServerFrame::PreKeysLow { ec: c.ec, kyber: c.kyber });
     }
     Ok(out)
-}
-
-/// Pushes an advisory frame to a device wherever it is connected (this node, or the node its
-/// presence names); a device that is not connected misses it.
-pub async fn push(hub: &Hub, addr: &DeviceAddress, frame: ServerFrame) {
-    if let Some(conn) = hub.registry.get(addr) {
-        conn.device.notify(frame);
-        return;
-    }
-    if hub.bus.kind() == "local" {
-        return;
-    }
-    match hub.bus.locate(std::slice::from_ref(addr)).await {
-        Ok(nodes) => {
-            if let Some(Some(node)) = nodes.first().filter(|n| n.as_deref() != Some(hub.bus.node_id())) {
-                let msg = BusMessage::Notify(vec![(addr.clone(), frame)]);
-                if let Err(e) = hub.bus.send_to(node, &msg).await {
-                    tracing::debug!(error = %e, "notice not routed; the device gets it at its next connection");
-                }
-            }
-        }
-        Err(e) => tracing::debug!(error = %e, "presence lookup failed"),
-    }
 }
 
 /// Fetches the keys of one device of `user` (or of all its devices), consuming one EC and one
@@ -473,7 +449,7 @@ async fn check_low(hub: &Hub, addr: &DeviceAddress, already_owed: bool) -> Resul
     }
     match hub.store.kv_put(NS, &format!("{}low", dev_prefix(addr)), 0, Vec::new()).await {
         Ok(_) => {
-            push(hub, addr, ServerFrame::PreKeysLow { ec: c.ec, kyber: c.kyber }).await;
+            crate::delivery::push(hub, addr, ServerFrame::PreKeysLow { ec: c.ec, kyber: c.kyber }).await;
             Ok(())
         }
         Err(StoreError::VersionConflict) => Ok(()),

@@ -6,7 +6,8 @@
 //! - [`hub`]: what every actor shares ([`hub::Hub`]): the store, the registry, the directory,
 //!   the metrics.
 //! - [`hashing`]: the two Argon2id threads.
-//! - [`registry`]: which device is connected to this node, and how to reach its actor.
+//! - [`delivery`]: the only code that reaches a device: the registry of this node's connections
+//!   (their actors' mailboxes), the router, notices, node events and what the bus brings.
 //! - [`directory`]: cached device sets (the store is the truth).
 //! - [`accounts`]: login, token authentication, users, one-time passwords and password
 //!   changes; Argon2id on a bounded blocking pool.
@@ -14,11 +15,9 @@
 //!   cluster-wide through the bus (free attempts, doubling delays, locks).
 //! - [`device`]: `DeviceActor`, one per authenticated WebSocket: the 1:1 relay path, queue
 //!   drain, acks, heartbeat and slow-consumer handling.
-//! - [`relay`]: the device-set check and durable enqueue of a `Send`, then live routing.
+//! - [`relay`]: the device-set check and durable enqueue of a `Send`.
 //! - [`groups`]: group membership (compare-and-set records in the store's key-value space) and
 //!   `GroupActor`, one per active group: the group send path (stored once, fanned out).
-//! - [`bus_events`]: what arrives from other nodes (deliveries, kicks, cache invalidations,
-//!   reconnection) dispatched to local actors.
 //! - [`keys`]: pre-keys: identity keys, checked uploads, counts, exactly-once one-time keys,
 //!   the fetch rate limit, `PreKeysLow` and the rotation policy.
 //! - [`sessions`]: listing and revoking sessions, device removal, session events to every
@@ -39,8 +38,8 @@
 
 pub mod accounts;
 pub mod audit;
-pub mod bus_events;
 pub mod control;
+pub mod delivery;
 pub mod device;
 pub mod directory;
 pub mod faults;
@@ -52,7 +51,6 @@ pub mod limits;
 pub mod metrics;
 pub mod mfa;
 pub mod policy;
-pub mod registry;
 pub mod relay;
 pub mod session;
 pub mod sessions;

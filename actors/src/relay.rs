@@ -7,22 +7,15 @@
 //! 3. only then is `Accepted` the answer, and each envelope is pushed to its device's actor if
 //!    it is connected here; a full mailbox disconnects that device (its envelopes stay queued).
 
-use std::collections::{HashMap, HashSet};
-
-use hush_cluster::BusMessage;
+use std::collections::HashSet;
 
 use hush_protocol::ids::{DeviceAddress, DeviceId, UserId};
-use hush_protocol::wire::{
-    DeviceMessage, Envelope, ErrorCode, SendMessage, ServerFrame, CLOSE_SLOW_CONSUMER,
-};
+use hush_protocol::wire::{DeviceMessage, Envelope, ErrorCode, SendMessage, ServerFrame};
 use hush_store::{DeviceSet, NewEnvelope};
 
 use crate::hub::Hub;
-use crate::limits::ROUTE_BATCH;
 use crate::metrics::Metrics;
 use crate::now_ms;
-use crate::registry::Conn;
-use crate::registry::{Disconnect, Refused};
 
 /// The outcome of checking one user's device set.
 enum Check {
@@ -287,71 +280,6 @@ async fn store_one(
         }
         Err(hush_store::StoreError::QueueFull(full)) => queue_full(id, &full),
         Err(e) => unavailable(id, e),
-    }
-}
-
-/// Pushes stored envelopes to their devices: through the local registry when connected here,
-/// else to the node that presence names (one bus message per node and batch). A device that
-/// is offline, or whose node cannot be reached, gets the envelope from its queue later.
-pub async fn route_all(hub: &Hub, items: Vec<(DeviceAddress, Envelope)>) {
-    let mut remote = Vec::new();
-    for (addr, env) in items {
-        match hub.registry.get(&addr) {
-            Some(conn) => deliver_local(hub, &conn, env),
-            None => remote.push((addr, env)),
-        }
-    }
-    if remote.is_empty() || hub.bus.kind() == "local" {
-        return;
-    }
-    let addrs: Vec<DeviceAddress> = remote.iter().map(|(a, _)| a.clone()).collect();
-    let nodes = match hub.bus.locate(&addrs).await {
-        Ok(n) => n,
-        Err(e) => {
-            // Degraded: the envelopes are durable; the devices get them on resync/reconnect.
-            tracing::debug!(error = %e, "presence lookup failed");
-            return;
-        }
-    };
-    let mut by_node: HashMap<String, Vec<(DeviceAddress, Envelope)>> = HashMap::new();
-    for ((addr, env), node) in remote.into_iter().zip(nodes) {
-        if let Some(n) = node.filter(|n| n != hub.bus.node_id()) {
-            by_node.entry(n).or_default().push((addr, env));
-        }
-    }
-    for (node, items) in by_node {
-        let mut batch = Vec::new();
-        let mut bytes = 0usize;
-        for (addr, env) in items {
-            bytes += env.content.0.len() + 64;
-            batch.push((addr, env));
-            if batch.len() >= ROUTE_BATCH || bytes >= ROUTE_BATCH_BYTES {
-                send_remote(hub, &node, std::mem::take(&mut batch)).await;
-                bytes = 0;
-            }
-        }
-        if !batch.is_empty() {
-            send_remote(hub, &node, batch).await;
-        }
-    }
-}
-
-/// Bytes of envelope content per bus message to another node.
-const ROUTE_BATCH_BYTES: usize = 1024 * 1024;
-
-async fn send_remote(hub: &Hub, node: &str, batch: Vec<(DeviceAddress, Envelope)>) {
-    let n = batch.len();
-    if let Err(e) = hub.bus.send_to(node, &BusMessage::Deliver(batch)).await {
-        tracing::debug!(error = %e, node, envelopes = n, "live routing failed; envelopes stay queued");
-    }
-}
-
-/// Pushes a stored envelope to the actor of a device connected to this node. A full mailbox
-/// means the device cannot keep up: it is disconnected and reads its queue when it reconnects.
-pub fn deliver_local(hub: &Hub, conn: &Conn, env: Envelope) {
-    if conn.device.deliver(env) == Err(Refused::Full) {
-        Metrics::add(&hub.metrics.slow_consumers, 1);
-        conn.device.disconnect(Disconnect::new(CLOSE_SLOW_CONSUMER));
     }
 }
 

@@ -26,10 +26,10 @@ use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 use hush_store::{SessionRecord, StoreError};
 use tokio::sync::mpsc;
 
+use crate::delivery::registry::{DeviceHandle, Disconnect, SessionMsg};
 use crate::device::CLOSE_INTERNAL;
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::registry::{DeviceHandle, Disconnect, SessionMsg};
 use crate::sessions;
 use crate::supervise::{panic_text, Area, Decision};
 use crate::tenant::{expires_at, expiry, seen_granularity_ms, Expiry};
@@ -175,7 +175,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::registry::{DeviceMsg, SessionHandle};
+    use crate::delivery::registry::{DeviceMsg, SessionHandle};
 
     /// A hub over a fresh embedded store, and a live session of `alice` there.
     async fn setup(policy: SessionPolicy) -> (Arc<Hub>, SessionRecord, tempfile::TempDir) {
@@ -224,7 +224,7 @@ mod tests {
     ) -> (DeviceHandle, mpsc::Receiver<DeviceMsg>, mpsc::Receiver<SessionMsg>) {
         let (socket, socket_rx) = DeviceHandle::channel();
         let (handle, mailbox) = SessionHandle::channel();
-        let conn = crate::registry::Conn {
+        let conn = crate::delivery::registry::Conn {
             id: 1,
             session_id: session.id.clone(),
             device: socket.clone(),

@@ -18,7 +18,6 @@ use hush_store::{AuditRecord, NewEnvelope, SessionRecord};
 use crate::accounts::AccountError;
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::relay::route_all;
 use crate::tenant::Expiry;
 
 pub use crate::audit::Initiator;
@@ -85,11 +84,7 @@ pub async fn emit(
             },
         })
         .collect();
-    let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
-    match hub.store.enqueue(items).await {
-        Ok(stored) => route_all(hub, targets.into_iter().zip(stored).collect()).await,
-        Err(e) => hush_store::failure::log_failure(&e, "session event not queued"),
-    }
+    crate::delivery::queue_events(hub, items, "session event not queued").await;
 }
 
 /// Closes the live sockets of these sessions on every node (`LoggedOut` first, then `code`).

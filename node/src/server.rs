@@ -227,7 +227,7 @@ async fn open_hub(config: &Config) -> anyhow::Result<(Arc<Hub>, Option<crate::st
     hub.groups.set_policy(config.group_policy);
     hub.throttle.set_policy(config.throttle);
     if let Some(events) = events {
-        actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
+        actix_rt::spawn(hush_actors::delivery::bus::run(hub.clone(), events));
     }
     tokio::task::spawn_blocking(accounts::warm_up).await?;
     Ok((hub, store_socket))

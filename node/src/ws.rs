@@ -14,13 +14,13 @@ use actix_ws::{CloseCode, CloseReason, Item, Message, MessageStream, ProtocolErr
 use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use hush_actors::accounts::{self, Authed};
+use hush_actors::delivery::registry::{DeviceHandle, SessionHandle};
 use hush_actors::device::{
     CloseFrame, Closer, Inbound, Outbound, Sink, Wiring, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
 };
 use hush_actors::hub::Hub;
 use hush_actors::limits::{AUTH_TIMEOUT, MAX_CONNECTIONS, OUTBOUND_FRAMES};
 use hush_actors::metrics::Metrics;
-use hush_actors::registry::{DeviceHandle, SessionHandle};
 use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{
     ClientFrame, ErrorCode, ServerFrame, CLOSE_UNAUTHORIZED, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,

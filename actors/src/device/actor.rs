@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{CloseFrame, Inbound, Outbound, Sink, Wiring, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG};
+use crate::delivery::registry::{Conn, DeviceHandle, DeviceMsg, Disconnect, SessionHandle};
 use crate::hub::Hub;
 use crate::keys;
 use crate::limits::{
@@ -39,7 +40,6 @@ use crate::limits::{
     MAX_INFLIGHT_KEY_REQUESTS, MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
 };
 use crate::metrics::Metrics;
-use crate::registry::{Conn, DeviceHandle, DeviceMsg, Disconnect, SessionHandle};
 
 /// A send waiting its turn: 1:1 and group sends share one queue so that a device's messages
 /// are stored in the order it sent them.
@@ -126,7 +126,7 @@ pub(super) fn unregister(hub: &Arc<Hub>, addr: &DeviceAddress, conn_id: u64) {
 
 impl DeviceActor {
     /// The actor of an authenticated socket and its mailbox.
-    pub fn new(hub: Arc<Hub>, w: Wiring) -> (Self, mpsc::Receiver<crate::registry::DeviceMsg>) {
+    pub fn new(hub: Arc<Hub>, w: Wiring) -> (Self, mpsc::Receiver<crate::delivery::registry::DeviceMsg>) {
         let conn_id = hub.registry.next_conn_id();
         let (me, mailbox) = w.mailbox;
         let actor = DeviceActor {

@@ -5,7 +5,7 @@
 //! connection), heartbeat and idle timeout, and the slow-consumer rule: when the bounded
 //! outbound buffer is full, the socket is closed with 4429 and the envelopes stay queued.
 //!
-//! The actor is a task with a bounded mailbox ([`crate::registry::DeviceHandle`]), not a ractor
+//! The actor is a task with a bounded mailbox ([`crate::delivery::registry::DeviceHandle`]), not a ractor
 //! actor: it must stay within the per-connection memory budget (see [`crate::supervise`]). It
 //! is supervised all the same: [`serve`] runs it under `catch_unwind`; a panic in any handler
 //! unregisters the device, closes its socket (and only its socket) with 1011, and is reported
@@ -24,9 +24,9 @@ use hush_protocol::ids::DeviceAddress;
 use hush_protocol::wire::{ClientFrame, FrameError, ServerFrame};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::delivery::registry::{DeviceHandle, DeviceMsg, SessionHandle};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
-use crate::registry::{DeviceHandle, DeviceMsg, SessionHandle};
 use crate::supervise::{panic_text, Area};
 
 pub use actor::DeviceActor;

@@ -127,7 +127,7 @@ impl DeviceActor {
         // as it has its `Accepted`, and stopping this actor must not cancel the delivery of
         // what it accepted.
         let hub = self.hub.clone();
-        let routed = tokio::spawn(async move { relay::route_all(&hub, routes).await });
+        let routed = tokio::spawn(async move { crate::delivery::route_all(&hub, routes).await });
         self.spawn(async move {
             let _ = routed.await;
             Done::Routed

@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{serve, CloseFrame, Closer, Inbound, Outbound, Sink, Wiring};
+use crate::delivery::registry::{DeviceHandle, SessionHandle};
 use crate::hub::Hub;
 use crate::limits::{DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT};
 use crate::metrics::Metrics;
-use crate::registry::{DeviceHandle, SessionHandle};
 
 struct Harness {
     hub: Arc<Hub>,

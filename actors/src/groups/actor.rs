@@ -22,11 +22,11 @@ use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 use super::registry::{GroupMsg, Sent};
 use super::types::{Caller, Change, GroupError, SenderKeyUse, Stored};
 use super::{decode, encode, load, usage_key, NS_SENDER_KEYS};
+use crate::delivery::route_all;
 use crate::hub::Hub;
 use crate::limits::{GROUP_IDLE_TIMEOUT, MAX_GROUP_ACTORS, SENDER_KEY_USAGE_FLUSH};
 use crate::metrics::Metrics;
 use crate::now_ms;
-use crate::relay::route_all;
 use crate::supervise::{Area, Restart, Restarting};
 
 /// Sends a group message from `from` (through the group's actor on this node).
@@ -384,10 +384,7 @@ async fn queue_device_event(hub: &Hub, to: &DeviceAddress, event: SessionEvent) 
             group: None,
         },
     };
-    match hub.store.enqueue(vec![item]).await {
-        Ok(stored) => route_all(hub, vec![to.clone()].into_iter().zip(stored).collect()).await,
-        Err(e) => hush_store::failure::log_failure(&e, "rotation request not queued"),
-    }
+    crate::delivery::queue_events(hub, vec![item], "rotation request not queued").await;
 }
 
 /// Stores the ciphertext once for every member device but `from`, then routes it.

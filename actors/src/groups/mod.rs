@@ -54,7 +54,6 @@ pub use types::{Caller, Change, GroupError, GroupRecord, SenderKeyUse, Stored};
 
 use crate::hub::Hub;
 use crate::now_ms;
-use crate::relay::route_all;
 use crate::sessions::audit;
 
 /// Namespace of the group records.
@@ -432,12 +431,5 @@ async fn queue_events(hub: &Hub, from: &DeviceAddress, events: Vec<(Vec<UserId>,
             }
         }
     }
-    if items.is_empty() {
-        return;
-    }
-    let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
-    match hub.store.enqueue(items).await {
-        Ok(stored) => route_all(hub, targets.into_iter().zip(stored).collect()).await,
-        Err(e) => hush_store::failure::log_failure(&e, "group events not queued"),
-    }
+    crate::delivery::queue_events(hub, items, "group events not queued").await;
 }

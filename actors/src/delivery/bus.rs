@@ -5,9 +5,9 @@ use std::sync::Arc;
 use hush_cluster::{BusEvent, BusMessage};
 use tokio::sync::mpsc;
 
+use crate::delivery::deliver_local;
+use crate::delivery::registry::Disconnect;
 use crate::hub::Hub;
-use crate::registry::Disconnect;
-use crate::relay::deliver_local;
 
 /// Runs until the bus closes its event stream.
 pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
