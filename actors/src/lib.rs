@@ -6,8 +6,10 @@
 //! - [`hashing`]: the two Argon2id threads.
 //! - [`registry`]: which device is connected to this node, and how to reach its actor.
 //! - [`directory`]: cached device sets (the store is the truth).
-//! - [`accounts`]: login, token authentication, users, one-time passwords and password
-//!   changes; Argon2id on a bounded blocking pool.
+//! - [`accounts`]: users, passwords and one-time passwords, device registration at login,
+//!   token authentication; Argon2id on a bounded blocking pool.
+//! - [`login`]: the login and the answer to an MFA challenge: the one place that uses both
+//!   accounts and MFA.
 //! - [`throttle`]: password and MFA attempts limited per account and per client address,
 //!   cluster-wide through the bus (free attempts, doubling delays, locks).
 //! - [`device`]: `DeviceActor`, one per authenticated WebSocket: the 1:1 relay path, queue
@@ -42,6 +44,7 @@ pub mod hashing;
 pub mod hub;
 pub mod keys;
 pub mod limits;
+pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod registry;

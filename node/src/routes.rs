@@ -5,14 +5,15 @@ use std::sync::Arc;
 
 use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
+use hush_actors::accounts;
 use hush_actors::accounts::Authed;
-use hush_actors::accounts::{self, ClientInfo};
 use hush_actors::control::{
     ControlActor, CreateUser, ListUsers, RemoveDevice, RevokeSessions, SetSessionPolicy,
 };
 use hush_actors::groups;
 use hush_actors::hub::Hub;
 use hush_actors::keys;
+use hush_actors::login::{self, ClientInfo};
 use hush_actors::metrics::Metrics;
 use hush_actors::sessions::Initiator;
 use hush_protocol::api::ChangePasswordRequest;
@@ -234,7 +235,7 @@ async fn login(
     req: HttpRequest,
     body: web::Json<LoginRequest>,
 ) -> Result<web::Json<LoginResponse>, ApiError> {
-    Ok(web::Json(accounts::login(&hub, body.into_inner(), client_info(&req)).await?))
+    Ok(web::Json(login::login(&hub, body.into_inner(), client_info(&req)).await?))
 }
 
 /// Ends the calling session; its live socket receives `LoggedOut` and closes with 4401.
