@@ -29,6 +29,9 @@
 //!   policies and step-up, on the store's key-value records.
 //! - [`control`]: `ControlActor`, the admin commands behind the HTTP routes.
 //! - [`metrics`]: counters rendered by the node's `/metrics`.
+//! - [`views`]: what the node's edge lists and checks before a command (sessions, devices, the
+//!   audit log, session lifetimes), read from the store.
+//! - [`health`]: the store's health and numbers for `/readyz` and `/metrics`.
 //!
 //! The socket itself belongs to the node: a `DeviceActor` reads already-decoded [`device::Inbound`]
 //! items and writes [`device::Outbound`] items into a bounded channel the node drains.
@@ -41,6 +44,7 @@ pub mod device;
 pub mod directory;
 pub mod groups;
 pub mod hashing;
+pub mod health;
 pub mod hub;
 pub mod keys;
 pub mod limits;
@@ -53,6 +57,7 @@ pub mod session;
 pub mod sessions;
 pub mod tenant;
 pub mod throttle;
+pub mod views;
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

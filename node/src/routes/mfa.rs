@@ -1,6 +1,7 @@
 //! HTTP routes of MFA (`/v1/mfa/...`) and of its tenant administration. The logic is in
-//! `hush_actors::mfa` (`hush_actors::login::verify` for answers to a challenge); these handlers parse, pick the extractor (a session with MFA pending may
-//! reach only the routes taking [`AnySession`]) and render the QR code.
+//! `hush_actors::mfa` (and `hush_actors::login::verify` for answers to a challenge); these
+//! handlers parse, pick the extractor (a session with MFA pending may reach only the routes
+//! taking [`AnySession`]) and render the QR code.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::accounts::AccountError;
@@ -16,12 +17,9 @@ use hush_protocol::ids::{DeviceId, UserId};
 use hush_protocol::otp::TOTP_PERIOD_SECS;
 use serde::Deserialize;
 
+use super::ip_of as ip;
 use crate::auth::{Admin, AnySession, User};
 use crate::error::ApiError;
-
-fn ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}
 
 /// Reports an MFA code attempt to the client address's throttle (the factor's own lock counts
 /// the account's failures).
