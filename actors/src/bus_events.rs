@@ -5,8 +5,8 @@ use std::sync::Arc;
 use hush_cluster::{BusEvent, BusMessage};
 use tokio::sync::mpsc;
 
-use crate::device::{Disconnect, Notify, Resync};
 use crate::hub::Hub;
+use crate::registry::Disconnect;
 use crate::relay::deliver_local;
 
 /// Runs until the bus closes its event stream.
@@ -29,7 +29,7 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
             BusEvent::Message(BusMessage::Notify(items)) => {
                 for (addr, frame) in items {
                     if let Some(conn) = hub.registry.get(&addr) {
-                        let _ = conn.notify.try_send(Notify(frame));
+                        conn.device.notify(frame);
                     }
                 }
             }
@@ -52,7 +52,7 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
                     }
                 }
                 for (_, c) in conns {
-                    let _ = c.resync.try_send(Resync);
+                    c.device.resync();
                 }
             }
         }
@@ -60,12 +60,15 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
 }
 
 fn kick(hub: &Hub, k: hush_cluster::Kick) {
-    if let Some(conn) = hub.registry.get(&k.device) {
-        conn.disconnect.do_send(Disconnect {
+    let Some(conn) = hub.registry.get(&k.device) else { return };
+    match (&k.session_id, &k.logged_out) {
+        // A revocation: through the session's actor.
+        (Some(session), Some(reason)) => conn.revoke(session, reason, k.code),
+        _ => conn.device.disconnect(Disconnect {
             code: k.code,
             logged_out: k.logged_out,
             session_id: k.session_id,
             opened_before_ms: k.opened_before_ms,
-        });
+        }),
     }
 }

@@ -11,6 +11,7 @@ use crate::hashing::HashPool;
 use crate::keys::KeyPolicy;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
+use crate::supervise::Tree;
 use crate::tenant::Tenants;
 
 /// Shared state of one node: cheap to clone through `Arc<Hub>`.
@@ -22,7 +23,7 @@ pub struct Hub {
     /// Cached device sets.
     pub directory: Directory,
     /// Counters.
-    pub metrics: Metrics,
+    pub metrics: Arc<Metrics>,
     /// The Argon2id threads.
     pub hashing: HashPool,
     /// The link to the other nodes (a local bus when alone).
@@ -37,6 +38,8 @@ pub struct Hub {
     pub groups: Groups,
     /// The login throttling rules.
     pub throttle: crate::throttle::Throttle,
+    /// The supervision tree (empty until [`Tree::start`]).
+    pub tree: Tree,
 }
 
 impl Hub {
@@ -57,13 +60,14 @@ impl Hub {
             bus,
             store,
             registry: Registry::default(),
-            metrics: Metrics::default(),
+            metrics: Arc::new(Metrics::default()),
             hashing,
             tenants: Tenants::default(),
             mfa_key: std::sync::OnceLock::new(),
             keys,
             groups: Groups::default(),
             throttle: crate::throttle::Throttle::default(),
+            tree: Tree::default(),
         }))
     }
 }

@@ -31,7 +31,6 @@ use hush_protocol::wire::{ErrorCode, Payload, ServerFrame};
 use hush_store::{KvEntry, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::device::Notify;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -403,7 +402,7 @@ pub async fn connect_notices(hub: &Hub, addr: &DeviceAddress) -> Result<Vec<Serv
 /// presence names); a device that is not connected misses it.
 pub async fn push(hub: &Hub, addr: &DeviceAddress, frame: ServerFrame) {
     if let Some(conn) = hub.registry.get(addr) {
-        let _ = conn.notify.try_send(Notify(frame));
+        conn.device.notify(frame);
         return;
     }
     if hub.bus.kind() == "local" {

@@ -28,6 +28,9 @@
 //! - [`mfa`]: TOTP enrolment, login challenges, backup codes, trusted devices, tenant MFA
 //!   policies and step-up, on the store's key-value records.
 //! - [`control`]: `ControlActor`, the admin commands behind the HTTP routes.
+//! - [`supervise`]: the supervision tree (ractor): node supervisor, one supervisor per area,
+//!   restart policies, failure and restart counts.
+//! - [`faults`]: test-only fault injection (a chosen actor fails on a chosen message).
 //! - [`metrics`]: counters rendered by the node's `/metrics`.
 //! - [`views`]: what the node's edge lists and checks before a command (sessions, devices, the
 //!   audit log, session lifetimes), read from the store.
@@ -42,6 +45,7 @@ pub mod bus_events;
 pub mod control;
 pub mod device;
 pub mod directory;
+pub mod faults;
 pub mod groups;
 pub mod hashing;
 pub mod health;
@@ -55,6 +59,7 @@ pub mod registry;
 pub mod relay;
 pub mod session;
 pub mod sessions;
+pub mod supervise;
 pub mod tenant;
 pub mod throttle;
 pub mod views;

@@ -27,6 +27,11 @@ pub struct Metrics {
     pub prekey_bundles_served: AtomicU64,
     /// Pre-key fetches refused by the rate limit.
     pub prekey_fetches_limited: AtomicU64,
+    /// Actor failures (panics, handler errors) per supervision area, in the order of
+    /// [`crate::supervise::Area::ALL`].
+    pub actor_failures: [AtomicU64; 4],
+    /// Restarts by a supervisor per area, same order.
+    pub actor_restarts: [AtomicU64; 4],
 }
 
 impl Metrics {

@@ -17,12 +17,12 @@ use hush_protocol::wire::{
 };
 use hush_store::{DeviceSet, NewEnvelope};
 
-use crate::device::{Deliver, Disconnect};
 use crate::hub::Hub;
 use crate::limits::ROUTE_BATCH;
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::registry::Conn;
+use crate::registry::{Disconnect, Refused};
 
 /// The outcome of checking one user's device set.
 enum Check {
@@ -349,13 +349,9 @@ async fn send_remote(hub: &Hub, node: &str, batch: Vec<(DeviceAddress, Envelope)
 /// Pushes a stored envelope to the actor of a device connected to this node. A full mailbox
 /// means the device cannot keep up: it is disconnected and reads its queue when it reconnects.
 pub fn deliver_local(hub: &Hub, conn: &Conn, env: Envelope) {
-    match conn.deliver.try_send(Deliver(env)) {
-        Ok(()) => {}
-        Err(actix::prelude::SendError::Full(_)) => {
-            Metrics::add(&hub.metrics.slow_consumers, 1);
-            conn.disconnect.do_send(Disconnect::new(CLOSE_SLOW_CONSUMER));
-        }
-        Err(actix::prelude::SendError::Closed(_)) => {}
+    if conn.device.deliver(env) == Err(Refused::Full) {
+        Metrics::add(&hub.metrics.slow_consumers, 1);
+        conn.device.disconnect(Disconnect::new(CLOSE_SLOW_CONSUMER));
     }
 }
 

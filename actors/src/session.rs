@@ -8,22 +8,30 @@
 //! same path as any revocation). An open socket is activity, so the idle limit never ends a
 //! connected session; it applies to tokens used over HTTP and to reconnects.
 //!
-//! It also closes the socket (`LoggedOut {reason: "mfa_required"}`, 4401) when the session's
-//! MFA state blocks it: the user's enrolment grace period ended while connected.
+//! It closes the socket (`LoggedOut {reason: "mfa_required"}`, 4401) when the session's MFA
+//! state blocks it: the user's enrolment grace period ended while connected. And a revocation
+//! (already written to the store) reaches the socket through it ([`SessionMsg::Revoked`]).
 //!
-//! The actor watches its socket's `DeviceActor` and stops at its first tick after the socket
-//! closed.
+//! Like the `DeviceActor` it is a task with a small mailbox, not a ractor actor (memory per
+//! connection). It is supervised: a panic in it is reported to the sessions supervisor, which
+//! counts it and restarts it; the restarted actor reloads the session from the store, so a
+//! session revoked meanwhile closes its socket at once. The actor stops when its socket's
+//! actor has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::prelude::*;
-use hush_store::SessionRecord;
+use futures_util::FutureExt;
+use hush_protocol::wire::CLOSE_UNAUTHORIZED;
+use hush_store::{SessionRecord, StoreError};
+use tokio::sync::mpsc;
 
-use crate::device::Disconnect;
+use crate::device::CLOSE_INTERNAL;
 use crate::hub::Hub;
 use crate::now_ms;
+use crate::registry::{DeviceHandle, Disconnect, SessionMsg};
 use crate::sessions;
+use crate::supervise::{panic_text, Area, Decision};
 use crate::tenant::{expires_at, expiry, seen_granularity_ms, Expiry};
 
 /// Shortest and longest pause between two ticks of a session actor.
@@ -35,75 +43,125 @@ pub struct SessionActor {
     hub: Arc<Hub>,
     session: SessionRecord,
     admin: bool,
-    socket: Recipient<Disconnect>,
+    socket: DeviceHandle,
+}
+
+/// Runs the actor of `session` (of an administrator if `admin`) whose socket's actor is
+/// `socket`, until the socket closes; supervised as the module says.
+pub async fn serve(
+    hub: Arc<Hub>,
+    session: SessionRecord,
+    admin: bool,
+    socket: DeviceHandle,
+    mut mailbox: mpsc::Receiver<SessionMsg>,
+) {
+    let mut actor = SessionActor { hub: hub.clone(), session, admin, socket };
+    loop {
+        let run = std::panic::AssertUnwindSafe(actor.run(&mut mailbox)).catch_unwind().await;
+        let Err(panic) = run else { return };
+        let id = format!("session {}", actor.session.id);
+        let decision = match hub.tree.get(Area::Sessions) {
+            Some(sup) => sup.child_failed(id, panic_text(&*panic)).await,
+            None => Decision::Stop,
+        };
+        if decision == Decision::Stop || !actor.reload().await {
+            actor.socket.disconnect(Disconnect {
+                session_id: Some(actor.session.id.clone()),
+                ..Disconnect::new(CLOSE_INTERNAL)
+            });
+            return;
+        }
+    }
 }
 
 impl SessionActor {
-    /// Starts the actor for `session` (of an administrator if `admin`), whose socket's actor
-    /// takes `socket`.
-    pub fn start_for(
-        hub: Arc<Hub>,
-        session: SessionRecord,
-        admin: bool,
-        socket: Recipient<Disconnect>,
-    ) -> Addr<Self> {
-        SessionActor { hub, session, admin, socket }.start()
-    }
-
-    fn tick(&mut self, ctx: &mut Context<Self>) {
-        if !self.socket.connected() {
-            ctx.stop();
-            return;
-        }
-        let hub = self.hub.clone();
-        let session = self.session.clone();
-        let admin = self.admin;
-        let socket = self.socket.clone();
-        let fut = async move {
-            let settings = hub.tenants.settings(&*hub.store, &session.device.tenant).await?;
-            let policy = &settings.sessions;
-            let now = now_ms();
-            // The socket is open: the session is active now.
-            if expiry(policy, admin, &session, now, now) == Some(Expiry::Absolute) {
-                sessions::expire(&hub, &session, Expiry::Absolute).await;
-                return Ok::<_, hush_store::StoreError>(None);
+    /// After a restart: the session as the store has it now. A revoked session closes its
+    /// socket (`LoggedOut` with the revocation's reason) and the actor stops. False if the
+    /// store cannot say.
+    async fn reload(&mut self) -> bool {
+        match self.hub.store.session_by_id(&self.session.id).await {
+            Ok(Some(s)) => {
+                if let Some(r) = &s.revoked {
+                    self.logged_out(&r.reason.clone(), CLOSE_UNAUTHORIZED);
+                }
+                self.session = s;
+                true
             }
-            // MFA: a session whose user's enrolment grace period ended (or that must pass a
-            // challenge again) loses its socket; it may reconnect once it has enrolled.
-            let mfa = crate::mfa::session_rec(&hub, &session.id).await?;
-            if mfa.block(now).is_some() {
-                socket.do_send(Disconnect {
-                    code: hush_protocol::wire::CLOSE_UNAUTHORIZED,
-                    logged_out: Some("mfa_required".into()),
-                    session_id: Some(session.id.clone()),
-                    opened_before_ms: None,
-                });
-                return Ok(None);
+            Ok(None) => {
+                self.logged_out("revoked", CLOSE_UNAUTHORIZED);
+                true
             }
-            let granularity = seen_granularity_ms(policy, admin);
-            hub.tenants.touch(&*hub.store, &session.id, now, granularity).await;
-            let until_expiry = expires_at(policy, admin, &session, u64::MAX).map(|at| at.saturating_sub(now));
-            let until_deadline = mfa.enroll_deadline_ms.map(|d| d.saturating_sub(now));
-            let next = [until_expiry, until_deadline].into_iter().flatten().fold(granularity, u64::min);
-            Ok(Some(Duration::from_millis(next)))
-        };
-        ctx.wait(fut.into_actor(self).map(|res, _act, ctx| match res {
-            Ok(Some(next)) => {
-                ctx.run_later(next.clamp(MIN_TICK, MAX_TICK), |act, ctx| act.tick(ctx));
-            }
-            Ok(None) => ctx.stop(),
             Err(e) => {
-                tracing::warn!(error = %e, "session policy not readable; retrying");
-                ctx.run_later(MAX_TICK / 4, |act, ctx| act.tick(ctx));
+                hush_store::failure::log_failure(&e, "session not reloaded after a restart");
+                false
             }
-        }));
+        }
     }
-}
 
-impl Actor for SessionActor {
-    type Context = Context<Self>;
+    fn logged_out(&self, reason: &str, code: u16) {
+        self.socket.disconnect(Disconnect {
+            code,
+            logged_out: Some(reason.to_owned()),
+            session_id: Some(self.session.id.clone()),
+            opened_before_ms: None,
+        });
+    }
 
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.tick(ctx);
+    async fn run(&mut self, mailbox: &mut mpsc::Receiver<SessionMsg>) {
+        let mut next = Duration::ZERO;
+        loop {
+            tokio::select! {
+                msg = mailbox.recv() => match msg {
+                    Some(SessionMsg::Revoked { reason, code }) => {
+                        crate::faults::check("session", "revoke", &self.session.id);
+                        tracing::debug!(session = %self.session.id, %reason, "session revoked; closing its socket");
+                        self.logged_out(&reason, code);
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep(next) => {
+                    if self.socket.is_closed() {
+                        return;
+                    }
+                    match self.tick().await {
+                        Ok(Some(n)) => next = n.clamp(MIN_TICK, MAX_TICK),
+                        // Ended: the socket was told; its revocation may still be in the
+                        // mailbox, and the actor stops once the socket has closed.
+                        Ok(None) => next = MAX_TICK,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "session policy not readable; retrying");
+                            next = MAX_TICK / 4;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// One tick: expiry, MFA, last seen. `None` once the session ended (the socket is told).
+    async fn tick(&mut self) -> Result<Option<Duration>, StoreError> {
+        let hub = &self.hub;
+        let session = &self.session;
+        let settings = hub.tenants.settings(&*hub.store, &session.device.tenant).await?;
+        let policy = &settings.sessions;
+        let now = now_ms();
+        // The socket is open: the session is active now.
+        if expiry(policy, self.admin, session, now, now) == Some(Expiry::Absolute) {
+            sessions::expire(hub, session, Expiry::Absolute).await;
+            return Ok(None);
+        }
+        // MFA: a session whose user's enrolment grace period ended (or that must pass a
+        // challenge again) loses its socket; it may reconnect once it has enrolled.
+        let mfa = crate::mfa::session_rec(hub, &session.id).await?;
+        if mfa.block(now).is_some() {
+            self.logged_out("mfa_required", CLOSE_UNAUTHORIZED);
+            return Ok(None);
+        }
+        let granularity = seen_granularity_ms(policy, self.admin);
+        hub.tenants.touch(&*hub.store, &session.id, now, granularity).await;
+        let until_expiry = expires_at(policy, self.admin, session, u64::MAX).map(|at| at.saturating_sub(now));
+        let until_deadline = mfa.enroll_deadline_ms.map(|d| d.saturating_sub(now));
+        let next = [until_expiry, until_deadline].into_iter().flatten().fold(granularity, u64::min);
+        Ok(Some(Duration::from_millis(next)))
     }
 }

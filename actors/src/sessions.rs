@@ -16,7 +16,6 @@ use hush_protocol::wire::{Envelope, Payload, SessionEvent, CLOSE_DEVICE_REMOVED,
 use hush_store::{AuditRecord, NewEnvelope, SessionRecord};
 
 use crate::accounts::AccountError;
-use crate::device::Disconnect;
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::relay::route_all;
@@ -107,12 +106,7 @@ pub async fn kick_sessions(hub: &Hub, sessions: &[SessionRecord], reason: &str, 
     let mut kicks = Vec::with_capacity(sessions.len());
     for s in sessions {
         if let Some(conn) = hub.registry.get(&s.device) {
-            conn.disconnect.do_send(Disconnect {
-                code,
-                logged_out: Some(reason.to_owned()),
-                session_id: Some(s.id.clone()),
-                opened_before_ms: None,
-            });
+            conn.revoke(&s.id, reason, code);
         }
         kicks.push(Kick {
             device: s.device.clone(),

@@ -119,6 +119,10 @@ pub struct Cli {
     /// complete (default 256; 0 turns the bound off, e.g. behind a proxy).
     #[arg(long, env = "HUSH_MAX_INCOMPLETE_PER_ADDRESS", global = true)]
     pub max_incomplete_per_address: Option<usize>,
+    /// Test builds only (feature `fault-injection`): serve `POST /v1/test/faults`.
+    #[cfg(feature = "fault-injection")]
+    #[arg(long, global = true, hide = true)]
+    pub fault_injection: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -301,6 +305,8 @@ pub struct Config {
     pub throttle: hush_actors::throttle::ThrottlePolicy,
     /// Request-body timeouts and the bound on unfinished requests per client address.
     pub edge: crate::edge::EdgeLimits,
+    /// Serve `POST /v1/test/faults` (only ever true in a build with `fault-injection`).
+    pub fault_injection: bool,
 }
 
 impl Default for Config {
@@ -322,6 +328,7 @@ impl Default for Config {
             queue_policy: hush_store::QueuePolicy::default(),
             throttle: hush_actors::throttle::ThrottlePolicy::default(),
             edge: crate::edge::EdgeLimits::default(),
+            fault_injection: false,
         }
     }
 }
@@ -357,7 +364,12 @@ impl Config {
         )
         .map_err(|e| anyhow::anyhow!("login throttling: {e}"))?;
         let edge = resolve_edge(cli, &file, &d.edge)?;
+        #[cfg(feature = "fault-injection")]
+        let fault_injection = cli.fault_injection;
+        #[cfg(not(feature = "fault-injection"))]
+        let fault_injection = false;
         Ok(Config {
+            fault_injection,
             edge,
             tls,
             insecure_http: cli.insecure_http || file.insecure_http.unwrap_or(false),

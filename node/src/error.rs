@@ -218,8 +218,8 @@ impl From<AccountError> for ApiError {
     }
 }
 
-impl From<actix::MailboxError> for ApiError {
-    fn from(_: actix::MailboxError) -> Self {
+impl From<hush_actors::control::Unavailable> for ApiError {
+    fn from(_: hush_actors::control::Unavailable) -> Self {
         ApiError::Unavailable
     }
 }

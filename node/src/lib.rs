@@ -24,6 +24,7 @@ pub mod datadir;
 pub mod edge;
 pub mod error;
 pub mod fallback;
+pub mod faults;
 pub mod qr;
 pub mod routes;
 pub mod server;

@@ -4,10 +4,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix::{Actor, Addr};
 use actix_web::{web, App, HttpServer};
 use hush_actors::accounts::{self, AccountError};
-use hush_actors::control::{CloseAll, ControlActor};
+use hush_actors::control::{CloseAll, Control};
 use hush_actors::hub::Hub;
 use hush_cluster::redis::RedisBus;
 use hush_cluster::{Bus, LocalBus};
@@ -184,7 +183,7 @@ pub struct Running {
     /// Credentials if this start bootstrapped an empty store.
     pub bootstrapped: Option<Bootstrapped>,
     hub: Arc<Hub>,
-    control: Addr<ControlActor>,
+    control: Control,
     tls: Option<Arc<CertStore>>,
     /// The backup socket of an embedded store (removed when the node stops).
     store_socket: Option<crate::store_cmd::ControlSocket>,
@@ -255,10 +254,16 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracing::info!(tenants = migrated, "wrote the default MFA policy of existing tenants");
     }
     actix_rt::spawn(sweep_expired(hub.store.clone(), config.queue_policy.retention));
-    let control = ControlActor::new(hub.clone()).start();
+    hub.tree.start(hub.metrics.clone()).await.map_err(|e| anyhow::anyhow!("actors not started: {e}"))?;
+    let control =
+        Control::start(hub.clone()).await.map_err(|e| anyhow::anyhow!("control actor not started: {e}"))?;
     let hub_data = web::Data::from(hub.clone());
     let control_data = web::Data::new(control.clone());
     let edge = config.edge;
+    let faults = config.fault_injection;
+    if faults {
+        tracing::warn!("fault injection is enabled (--fault-injection): for tests only");
+    }
     let gate = crate::edge::AddressGate::new(edge.max_incomplete_per_address);
     let server = HttpServer::new(move || {
         App::new()
@@ -279,6 +284,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 web::PathConfig::default()
                     .error_handler(|e, _| ApiError::BadRequest(format!("invalid path: {e}")).into()),
             )
+            // Before the routes: their `/v1` scope would answer 404 for anything under it.
+            .configure(|cfg| crate::faults::configure(cfg, faults))
             .configure(crate::routes::configure)
             .default_service(web::to(crate::fallback::unmatched))
     })
@@ -378,6 +385,7 @@ impl Running {
         self.server.stop(true).await;
         let _ = self.task.await;
         drop(self.store_socket);
+        self.hub.tree.stop();
         // Every socket and request is done: close the store file cleanly (no repair at the
         // next start).
         self.hub.store.close().await;

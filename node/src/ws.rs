@@ -15,12 +15,12 @@ use bytes::{Bytes, BytesMut};
 use futures_util::{Stream, StreamExt};
 use hush_actors::accounts::{self, Authed};
 use hush_actors::device::{
-    CloseFrame, DeviceActor, Inbound, Outbound, Sink, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
+    CloseFrame, Closer, Inbound, Outbound, Sink, Wiring, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
 };
 use hush_actors::hub::Hub;
 use hush_actors::limits::{AUTH_TIMEOUT, MAX_CONNECTIONS, OUTBOUND_FRAMES};
 use hush_actors::metrics::Metrics;
-use hush_actors::session::SessionActor;
+use hush_actors::registry::{DeviceHandle, SessionHandle};
 use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{
     ClientFrame, ErrorCode, ServerFrame, CLOSE_UNAUTHORIZED, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
@@ -157,18 +157,23 @@ async fn connection(
     };
 
     let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
-    let (close_tx, close_rx) = oneshot::channel();
+    let (closer, close_rx) = Closer::new();
     let in_fmt = fmt.clone();
     let inbound = stream.map(move |item| decode(item, &in_fmt));
-    let device = DeviceActor::start_with(
-        hub.clone(),
-        authed.session.device.clone(),
-        authed.session.id.clone(),
-        inbound,
-        Sink { frames: tx, close: Some(close_tx) },
-    );
-    SessionActor::start_for(hub, authed.session, authed.admin, device.recipient());
-    writer(session, rx, close_rx, fmt).await;
+    let (device, device_rx) = DeviceHandle::channel();
+    let (session_handle, session_rx) = SessionHandle::channel();
+    let wiring = Wiring {
+        addr: authed.session.device.clone(),
+        session_id: authed.session.id.clone(),
+        mailbox: (device.clone(), device_rx),
+        session: session_handle,
+        sink: Sink { frames: tx, close: closer },
+    };
+    // The session's actor on a task of its own; the device's actor and the socket writer on
+    // this connection's task.
+    tokio::spawn(hush_actors::session::serve(hub.clone(), authed.session, authed.admin, device, session_rx));
+    let actor = hush_actors::device::serve(hub, wiring, inbound);
+    futures_util::future::join(actor, writer(session, rx, close_rx, fmt)).await;
 }
 
 /// A client message, reassembled from its fragments, or why the socket must close.

@@ -130,7 +130,10 @@ async fn absolute_limit_closes_live_socket_and_tells_other_devices() {
     // Within a few seconds of the limit the socket gets LoggedOut{expired}, then 4401.
     let mut frames = Vec::new();
     let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(10), c1.next_frame()).await.expect("no close") {
+        match tokio::time::timeout(Duration::from_secs(10), c1.next_frame())
+            .await
+            .unwrap_or_else(|_| panic!("no close: {}", node.log()))
+        {
             Ok(f) => frames.push(f),
             Err(e) => break e.to_string(),
         }

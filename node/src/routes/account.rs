@@ -1,8 +1,7 @@
 //! Login, logout and the password change.
 
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
-use hush_actors::control::ControlActor;
+use hush_actors::control::Control;
 use hush_actors::hub::Hub;
 use hush_actors::login::{self, ClientInfo};
 use hush_protocol::api::{ChangePasswordRequest, ErrorBody, LoginRequest, LoginResponse, RateLimitedBody};
@@ -43,7 +42,7 @@ pub async fn login(
 #[utoipa::path(post, path = "/v1/logout", tag = "accounts", security(("bearer" = [])),
     responses((status = 204, description = "Logged out"), (status = 401, description = "Not authenticated", body = ErrorBody)))]
 pub async fn logout(
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     AnySession(me): AnySession,
 ) -> Result<HttpResponse, ApiError> {
@@ -62,7 +61,7 @@ pub async fn logout(
         (status = 429, description = "`rate_limited` or `account_locked` (Retry-After header)", body = RateLimitedBody)))]
 pub async fn change_password(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     PasswordSession(me): PasswordSession,
     body: web::Json<ChangePasswordRequest>,

@@ -1,10 +1,9 @@
 //! Tenant administration: a user's sessions, the tenant's active sessions, the audit log, the
 //! tenant's session lifetimes, and unlocking a user's logins.
 
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::accounts;
-use hush_actors::control::{ControlActor, SetSessionPolicy};
+use hush_actors::control::{Control, SetSessionPolicy};
 use hush_actors::hub::Hub;
 use hush_actors::limits::MAX_PAGE;
 use hush_actors::{mfa, views};
@@ -57,7 +56,7 @@ pub async fn admin_user_sessions(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn admin_revoke_user(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
@@ -78,7 +77,7 @@ pub async fn admin_revoke_user(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn admin_revoke_session(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
@@ -120,7 +119,7 @@ pub async fn admin_active_sessions(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn admin_revoke_active(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
 ) -> Result<web::Json<Revoked>, ApiError> {
@@ -180,7 +179,7 @@ pub async fn get_session_policy(
     responses((status = 200, body = SessionPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn put_session_policy(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     Admin(me): Admin,
     req: HttpRequest,
     body: web::Json<SessionPolicy>,

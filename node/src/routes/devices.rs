@@ -1,9 +1,8 @@
 //! Device listings and device removal.
 
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::accounts;
-use hush_actors::control::{ControlActor, RemoveDevice};
+use hush_actors::control::{Control, RemoveDevice};
 use hush_actors::hub::Hub;
 use hush_actors::{mfa, views};
 use hush_protocol::api::{DeviceList, ErrorBody};
@@ -42,7 +41,7 @@ pub async fn user_devices(
         (status = 403, description = "Another device, not called from the primary device", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn remove_device(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     PasswordSession(me): PasswordSession,
     path: web::Path<String>,

@@ -15,10 +15,9 @@
 //! - `mfa`: `/v1/mfa/...` and the tenant MFA administration.
 //! - `ops`: health, readiness, metrics, the OpenAPI document, the WebSocket's entry.
 
-use actix::Addr;
 use actix_web::{web, HttpRequest};
 use hush_actors::accounts::Authed;
-use hush_actors::control::{ControlActor, RevokeSessions};
+use hush_actors::control::{Control, RevokeSessions};
 use hush_actors::sessions::Initiator;
 use hush_protocol::api::ChangePasswordRequest;
 use hush_protocol::api::{AddMembersRequest, CreateGroupRequest, GroupInfo, GroupList};
@@ -161,7 +160,7 @@ fn parse_user(s: String) -> Result<UserId, ApiError> {
 
 /// Revokes sessions of the caller's tenant through the control actor; returns how many.
 async fn revoke(
-    control: &Addr<ControlActor>,
+    control: &Control,
     me: &Authed,
     req: &HttpRequest,
     ids: Vec<String>,

@@ -64,6 +64,7 @@ pub fn render_metrics(hub: &Arc<Hub>) -> String {
     put_counters(&mut out, &hub.metrics);
     put(&mut out, "hush_queue_depth", "gauge", "Envelopes queued in the store.", health::queue_depth(hub));
     put_commits(&mut out, &health::commit_stats(hub));
+    actor_counts(&mut out, &hub.metrics);
     out
 }
 
@@ -127,6 +128,24 @@ fn put_commits(out: &mut String, s: &CommitStats) {
     );
     let _ = writeln!(out, "hush_store_commit_seconds_sum {}", s.sum_us as f64 / 1e6);
     let _ = writeln!(out, "hush_store_commit_seconds_count {}", s.commits);
+}
+
+/// Failures and supervisor restarts of actors, per supervision area.
+fn actor_counts(out: &mut String, m: &Metrics) {
+    let series = [
+        (
+            "hush_actor_failures_total",
+            "Actor failures (panics, handler errors) per supervision area.",
+            &m.actor_failures,
+        ),
+        ("hush_actor_restarts_total", "Actors restarted by their supervisor, per area.", &m.actor_restarts),
+    ];
+    for (name, help, counts) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (area, c) in hush_actors::supervise::Area::ALL.iter().zip(counts.iter()) {
+            let _ = writeln!(out, "{name}{{area=\"{}\"}} {}", area.name(), Metrics::get(c));
+        }
+    }
 }
 
 /// The OpenAPI 3 document of this API.

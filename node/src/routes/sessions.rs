@@ -1,8 +1,7 @@
 //! The caller's own sessions: listing and revocation.
 
-use actix::Addr;
 use actix_web::{web, HttpRequest};
-use hush_actors::control::ControlActor;
+use hush_actors::control::Control;
 use hush_actors::hub::Hub;
 use hush_actors::{mfa, views};
 use hush_protocol::api::{ErrorBody, Revoked, SessionList};
@@ -26,7 +25,7 @@ pub async fn my_sessions(hub: web::Data<Hub>, User(me): User) -> Result<web::Jso
         (status = 403, description = "`step_up_required`", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_mine(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
     path: web::Path<String>,
@@ -47,7 +46,7 @@ pub async fn revoke_mine(
         (status = 403, description = "`step_up_required`", body = ErrorBody)))]
 pub async fn revoke_others(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
 ) -> Result<web::Json<Revoked>, ApiError> {
@@ -62,7 +61,7 @@ pub async fn revoke_others(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
 pub async fn revoke_all(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
 ) -> Result<web::Json<Revoked>, ApiError> {

@@ -1,8 +1,7 @@
 //! Users of the administrator's tenant: creation and listing.
 
-use actix::Addr;
 use actix_web::{web, HttpRequest, HttpResponse};
-use hush_actors::control::{ControlActor, CreateUser, ListUsers};
+use hush_actors::control::{Control, CreateUser, ListUsers};
 use hush_actors::hub::Hub;
 use hush_protocol::api::{CreateUserRequest, ErrorBody, UserInfo, UserList};
 use hush_protocol::ids::UserId;
@@ -20,7 +19,7 @@ use crate::error::ApiError;
         (status = 409, description = "Name taken", body = ErrorBody)))]
 pub async fn create_user(
     hub: web::Data<Hub>,
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     body: web::Json<CreateUserRequest>,
@@ -48,7 +47,7 @@ pub struct Page {
 #[utoipa::path(get, path = "/v1/admin/users", tag = "admin", security(("bearer" = [])), params(Page),
     responses((status = 200, body = UserList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_users(
-    control: web::Data<Addr<ControlActor>>,
+    control: web::Data<Control>,
     Admin(me): Admin,
     q: web::Query<Page>,
 ) -> Result<web::Json<UserList>, ApiError> {

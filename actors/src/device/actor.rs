@@ -1,0 +1,713 @@
+//! The state machine of one device connection.
+//!
+//! A close, from either side, completes the closing handshake: the actor keeps reading until the
+//! client's side of the socket ends (at most [`CLOSE_GRACE`]) and stops only once every `Ack`
+//! read before it is stored, so an ack sent just before a close is never lost. A connection of
+//! the same device that displaces this one starts its drain only after that.
+//!
+//! Live deliveries that arrive while the drain is still reading the store are not written
+//! (they are durable, so the drain will read them); they only mark the drain "dirty" so it reads
+//! once more before declaring the queue empty. After the drain, anything at or below the highest
+//! drained sequence number is a duplicate and is skipped.
+//!
+//! Store calls run as futures owned by the actor ([`Work`]); their results come back as
+//! [`Done`] items handled one at a time, like messages, so the state is only ever touched by
+//! the actor's own loop.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{Stream, StreamExt};
+use hush_protocol::ids::DeviceAddress;
+use hush_protocol::limits::DRAIN_PAGE;
+use hush_protocol::wire::{
+    ClientFrame, Envelope, ErrorCode, FrameError, GroupSendMessage, SendMessage, ServerFrame,
+    CLOSE_DISPLACED, CLOSE_IDLE, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED,
+};
+use hush_store::StoreError;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    CloseFrame, Inbound, Outbound, Sink, Wiring, CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_POLICY,
+    CLOSE_TOO_BIG,
+};
+use crate::hub::Hub;
+use crate::keys;
+use crate::limits::{
+    CLOSE_GRACE, DISPLACE_LINGER, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_CLOSE_WAITERS,
+    MAX_INFLIGHT_KEY_REQUESTS, MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
+};
+use crate::metrics::Metrics;
+use crate::registry::{Conn, DeviceHandle, DeviceMsg, Disconnect, SessionHandle};
+use crate::relay;
+
+/// A send waiting its turn: 1:1 and group sends share one queue so that a device's messages
+/// are stored in the order it sent them.
+enum Outgoing {
+    Direct(SendMessage),
+    Group(GroupSendMessage),
+}
+
+/// What a finished piece of work brings back to the actor (a key answer is a frame: boxing it
+/// would cost an allocation per request for nothing).
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    Fetched(Result<Vec<Envelope>, StoreError>),
+    Sent(Vec<ServerFrame>, Vec<(DeviceAddress, Envelope)>),
+    Routed,
+    Acked(Result<u64, StoreError>),
+    Key(uuid::Uuid, Result<ServerFrame, keys::KeysError>),
+    Notices(Result<Vec<ServerFrame>, StoreError>),
+    Displaced,
+    Claimed,
+    DrainRetry,
+    Linger,
+    Grace,
+}
+
+type Work = Pin<Box<dyn Future<Output = Done>>>;
+
+#[derive(Default)]
+struct Drain {
+    active: bool,
+    fetching: bool,
+    dirty: bool,
+    after: u64,
+    high_water: u64,
+    last_progress: Option<Instant>,
+}
+
+/// One authenticated device connection.
+pub struct DeviceActor {
+    hub: Arc<Hub>,
+    addr: DeviceAddress,
+    session_id: String,
+    conn_id: u64,
+    opened_ms: u64,
+    sink: Sink,
+    me: DeviceHandle,
+    session: SessionHandle,
+    work: FuturesUnordered<Work>,
+    stopped: bool,
+    last_seen: Instant,
+    sends: VecDeque<Outgoing>,
+    sending: usize,
+    pending_acks: Vec<u64>,
+    ack_inflight: bool,
+    drain: Drain,
+    /// The drain waits until a displaced connection of this device has stored its acks.
+    drain_blocked: bool,
+    /// The drain waits until this node's presence claim for the device is written (cluster).
+    presence_pending: bool,
+    closing: bool,
+    /// Stopping once the client's side ended and the acks are stored (or [`CLOSE_GRACE`]).
+    finishing: bool,
+    /// The client's side of the socket ended (close frame, end of stream).
+    inbound_ended: bool,
+    /// Acks read after the close still count (not after a revocation: that session is over).
+    acks_while_closing: bool,
+    /// A displacement's close, held until the client's side ends or [`DISPLACE_LINGER`].
+    held_close: Option<CloseFrame>,
+    /// Answered (dropped) when this actor stops: connections that displaced this one.
+    close_waiters: Vec<oneshot::Sender<()>>,
+    key_requests: usize,
+}
+
+/// Unregisters connection `conn_id` of `addr` and, in a cluster, withdraws its presence.
+pub(super) fn unregister(hub: &Arc<Hub>, addr: &DeviceAddress, conn_id: u64) {
+    if hub.registry.unregister(addr, conn_id) && hub.bus.kind() != "local" {
+        let hub = hub.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let _ = hub.bus.withdraw(&addr).await;
+        });
+    }
+}
+
+impl DeviceActor {
+    /// The actor of an authenticated socket and its mailbox.
+    pub fn new(hub: Arc<Hub>, w: Wiring) -> (Self, mpsc::Receiver<crate::registry::DeviceMsg>) {
+        let conn_id = hub.registry.next_conn_id();
+        let (me, mailbox) = w.mailbox;
+        let actor = DeviceActor {
+            hub,
+            addr: w.addr,
+            session_id: w.session_id,
+            conn_id,
+            opened_ms: crate::now_ms(),
+            sink: w.sink,
+            me,
+            session: w.session,
+            work: FuturesUnordered::new(),
+            stopped: false,
+            last_seen: Instant::now(),
+            sends: VecDeque::new(),
+            sending: 0,
+            pending_acks: Vec::new(),
+            ack_inflight: false,
+            drain: Drain { active: true, ..Drain::default() },
+            drain_blocked: false,
+            presence_pending: false,
+            closing: false,
+            finishing: false,
+            inbound_ended: false,
+            acks_while_closing: true,
+            held_close: None,
+            close_waiters: Vec::new(),
+            key_requests: 0,
+        };
+        (actor, mailbox)
+    }
+
+    /// This connection's id in the registry.
+    pub fn conn_id(&self) -> u64 {
+        self.conn_id
+    }
+
+    /// Runs until the actor stops.
+    pub async fn run(
+        mut self,
+        mut inbound: impl Stream<Item = Inbound> + Unpin,
+        mut mailbox: mpsc::Receiver<DeviceMsg>,
+    ) {
+        self.started();
+        let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
+        let mut heartbeat = tokio::time::interval_at(start, HEARTBEAT_INTERVAL);
+        let mut reading = true;
+        while !self.stopped {
+            tokio::select! {
+                item = inbound.next(), if reading => match item {
+                    Some(item) => self.on_inbound(item),
+                    None => {
+                        reading = false;
+                        self.on_inbound_end();
+                    }
+                },
+                Some(msg) = mailbox.recv() => self.on_message(msg),
+                Some(done) = self.work.next(), if !self.work.is_empty() => self.on_done(done),
+                _ = heartbeat.tick() => self.on_heartbeat(),
+            }
+        }
+        self.on_stopped();
+    }
+
+    fn spawn(&mut self, fut: impl Future<Output = Done> + 'static) {
+        self.work.push(Box::pin(fut));
+    }
+
+    fn after(&mut self, d: Duration, done: Done) {
+        self.spawn(async move {
+            tokio::time::sleep(d).await;
+            done
+        });
+    }
+
+    fn push(&mut self, item: Outbound) -> bool {
+        if self.closing {
+            return false;
+        }
+        match self.sink.frames.try_send(item) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                Metrics::add(&self.hub.metrics.slow_consumers, 1);
+                tracing::info!(device = %self.addr, "slow consumer closed; envelopes stay queued");
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer", false);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                // The writer is gone (the socket broke); the reader ends soon too.
+                self.finish();
+                false
+            }
+        }
+    }
+
+    fn frame(&mut self, f: ServerFrame) -> bool {
+        self.push(Outbound::Frame(f))
+    }
+
+    fn close(&mut self, code: u16, reason: &str, flush: bool) {
+        if self.closing {
+            return;
+        }
+        self.closing = true;
+        self.acks_while_closing = code != CLOSE_UNAUTHORIZED;
+        let frame = CloseFrame { code, reason: reason.to_owned(), flush };
+        if code == CLOSE_DISPLACED && !self.inbound_ended {
+            // Read what the client sent before it reconnected (its close usually follows at
+            // once); send the close when it comes, or after the linger.
+            self.held_close = Some(frame);
+            self.after(DISPLACE_LINGER, Done::Linger);
+        } else {
+            self.sink.close.close(frame);
+        }
+        self.finish();
+    }
+
+    /// Sends a close held back by a displacement (see [`DISPLACE_LINGER`]).
+    fn send_held_close(&mut self) {
+        if let Some(frame) = self.held_close.take() {
+            self.sink.close.close(frame);
+        }
+    }
+
+    /// Stops once the client's side of the socket has ended and every ack read is stored, or
+    /// after [`CLOSE_GRACE`] whatever happens.
+    fn finish(&mut self) {
+        self.closing = true;
+        if !self.finishing {
+            self.finishing = true;
+            self.after(CLOSE_GRACE, Done::Grace);
+        }
+        self.stop_if_done();
+    }
+
+    fn stop_if_done(&mut self) {
+        if self.finishing && self.inbound_ended && !self.ack_inflight && self.pending_acks.is_empty() {
+            self.stopped = true;
+        }
+    }
+
+    fn error(&mut self, id: Option<uuid::Uuid>, code: ErrorCode, message: String) {
+        Metrics::add(&self.hub.metrics.sends_refused, 1);
+        self.frame(ServerFrame::Error { id, code, message });
+    }
+
+    fn started(&mut self) {
+        let conn = Conn {
+            id: self.conn_id,
+            session_id: self.session_id.clone(),
+            device: self.me.clone(),
+            session: self.session.clone(),
+        };
+        if let Some(old) = self.hub.registry.register(self.addr.clone(), conn) {
+            // The displaced connection may still be storing acks its client sent just before
+            // it reconnected: drain only after it stopped, or the acked envelopes come again.
+            tracing::debug!(device = %self.addr, conn = self.conn_id, old = old.id, "displacing; draining once it stopped");
+            self.drain_blocked = true;
+            let stopped = old.device.disconnect_and_wait(Disconnect::new(CLOSE_DISPLACED));
+            self.spawn(async move {
+                let _ = tokio::time::timeout(CLOSE_GRACE + CLOSE_GRACE, stopped).await;
+                Done::Displaced
+            });
+        }
+        if self.hub.bus.kind() != "local" {
+            self.presence_pending = true;
+            let claim = claim_presence(self.hub.clone(), self.addr.clone(), self.opened_ms);
+            self.spawn(async move {
+                claim.await;
+                Done::Claimed
+            });
+        }
+        Metrics::add(&self.hub.metrics.connections, 1);
+        let ready = ServerFrame::Ready { user: self.addr.user.clone(), device: self.addr.device };
+        if self.frame(ready) {
+            self.drain_next();
+            // Rotation asks and an owed PreKeysLow; they may come between the drained envelopes.
+            let hub = self.hub.clone();
+            let addr = self.addr.clone();
+            self.spawn(async move { Done::Notices(keys::connect_notices(&hub, &addr).await) });
+        }
+    }
+
+    fn on_stopped(&mut self) {
+        unregister(&self.hub, &self.addr, self.conn_id);
+        Metrics::dec(&self.hub.metrics.connections);
+        if !self.pending_acks.is_empty() || self.ack_inflight {
+            tracing::warn!(device = %self.addr, "acks not stored within the close grace; they will be redelivered");
+        }
+        tracing::debug!(device = %self.addr, conn = self.conn_id, "connection closed");
+    }
+
+    fn on_heartbeat(&mut self) {
+        if self.last_seen.elapsed() > IDLE_TIMEOUT {
+            self.close(CLOSE_IDLE, "idle timeout", false);
+        } else {
+            self.push(Outbound::Ping);
+        }
+    }
+
+    fn on_done(&mut self, done: Done) {
+        match done {
+            Done::Fetched(res) => self.on_fetched(res),
+            Done::Sent(replies, routes) => self.on_sent(replies, routes),
+            Done::Routed => {
+                self.sending = 0;
+                self.pump_sends();
+            }
+            Done::Acked(res) => self.on_acked(res),
+            Done::Key(id, res) => {
+                self.key_requests -= 1;
+                let frame = res.unwrap_or_else(|e| e.frame(id));
+                self.frame(frame);
+            }
+            Done::Notices(Ok(frames)) => {
+                for f in frames {
+                    self.frame(f);
+                }
+            }
+            Done::Notices(Err(e)) => tracing::warn!(device = %self.addr, error = %e, "key notices not read"),
+            Done::Displaced => {
+                self.drain_blocked = false;
+                self.drain_next();
+            }
+            Done::Claimed => {
+                self.presence_pending = false;
+                self.drain_next();
+            }
+            Done::DrainRetry => self.drain_next(),
+            Done::Linger => self.send_held_close(),
+            Done::Grace => self.stopped = true,
+        }
+    }
+
+    fn on_message(&mut self, msg: DeviceMsg) {
+        match msg {
+            DeviceMsg::Deliver(env) => {
+                crate::faults::check("device", "deliver", &self.addr);
+                self.on_deliver(env);
+            }
+            DeviceMsg::Disconnect(d, done) => self.on_disconnect(d, done),
+            DeviceMsg::Resync => self.on_resync(),
+            DeviceMsg::Notify(frame) => {
+                self.frame(frame);
+            }
+        }
+    }
+
+    fn on_deliver(&mut self, env: Envelope) {
+        if self.drain.active {
+            self.drain.dirty = true;
+            return;
+        }
+        if env.seq <= self.drain.high_water {
+            return;
+        }
+        if self.frame(ServerFrame::Deliver(env)) {
+            Metrics::add(&self.hub.metrics.envelopes_delivered, 1);
+        }
+    }
+
+    fn on_disconnect(&mut self, msg: Disconnect, done: Option<oneshot::Sender<()>>) {
+        if msg.session_id.as_ref().is_some_and(|s| *s != self.session_id)
+            || msg.opened_before_ms.is_some_and(|t| self.opened_ms >= t)
+        {
+            return;
+        }
+        // Answered when this actor stops (dropped with it); at once past the bound.
+        if let Some(done) = done {
+            if self.close_waiters.len() < MAX_CLOSE_WAITERS {
+                self.close_waiters.push(done);
+            }
+        }
+        let flush = msg.logged_out.is_some();
+        if let Some(reason) = msg.logged_out {
+            self.frame(ServerFrame::LoggedOut { reason });
+        }
+        let reason = match msg.code {
+            CLOSE_DISPLACED => "displaced by a newer connection",
+            CLOSE_UNAUTHORIZED => "session ended",
+            CLOSE_GOING_AWAY => "node shutting down",
+            _ => "closed",
+        };
+        self.close(msg.code, reason, flush);
+    }
+
+    fn on_resync(&mut self) {
+        if self.drain.active {
+            self.drain.dirty = true;
+            return;
+        }
+        self.drain.active = true;
+        self.drain.after = 0;
+        self.drain.last_progress = None;
+        self.drain_next();
+    }
+
+    fn on_inbound(&mut self, item: Inbound) {
+        self.last_seen = Instant::now();
+        if self.closing {
+            self.on_inbound_closing(item);
+            return;
+        }
+        match item {
+            Inbound::Frame(f) => self.on_frame(f),
+            Inbound::Bad(e) => {
+                Metrics::add(&self.hub.metrics.bad_frames, 1);
+                if let FrameError::TooLarge(_) = e {
+                    self.close(CLOSE_TOO_BIG, "frame too large", true);
+                } else {
+                    self.error(None, e.code(), e.to_string());
+                }
+            }
+            Inbound::Protocol { code, reason } => {
+                Metrics::add(&self.hub.metrics.bad_frames, 1);
+                self.close(code, &reason, false);
+            }
+            Inbound::Ping(p) => {
+                self.push(Outbound::Pong(p));
+            }
+            Inbound::Pong => {}
+            Inbound::Closed => {
+                self.inbound_ended = true;
+                self.finish();
+            }
+        }
+    }
+
+    /// Closing: acks still count (the client read those envelopes), unless the session was
+    /// revoked; nothing else is done.
+    fn on_inbound_closing(&mut self, item: Inbound) {
+        match item {
+            Inbound::Frame(ClientFrame::Ack { seqs })
+                if self.acks_while_closing && self.pending_acks.len() + seqs.len() <= MAX_PENDING_ACKS =>
+            {
+                self.pending_acks.extend(seqs);
+                self.flush_acks();
+            }
+            Inbound::Closed => {
+                self.inbound_ended = true;
+                self.send_held_close();
+                self.stop_if_done();
+            }
+            _ => {}
+        }
+    }
+
+    fn on_inbound_end(&mut self) {
+        self.inbound_ended = true;
+        self.send_held_close();
+        self.finish();
+    }
+
+    fn on_frame(&mut self, frame: ClientFrame) {
+        match frame {
+            ClientFrame::Auth { .. } => {
+                self.error(None, ErrorCode::InvalidRequest, "already authenticated".into());
+            }
+            ClientFrame::Send(msg) => self.queue_send(msg.id, Outgoing::Direct(msg)),
+            ClientFrame::GroupSend(msg) => self.queue_send(msg.id, Outgoing::Group(msg)),
+            ClientFrame::Ack { seqs } => {
+                if self.pending_acks.len() + seqs.len() > MAX_PENDING_ACKS {
+                    self.close(CLOSE_POLICY, "too many unprocessed acks", false);
+                    return;
+                }
+                self.pending_acks.extend(seqs);
+                self.flush_acks();
+            }
+            ClientFrame::UploadKeys { id, keys } => {
+                self.key_request(id, move |hub, me| async move {
+                    keys::upload(&hub, &me, &keys).await.map(|counts| ServerFrame::KeyCounts { id, counts })
+                });
+            }
+            ClientFrame::GetKeyCounts { id } => {
+                self.key_request(id, move |hub, me| async move {
+                    let counts = keys::counts(&hub, &me).await?;
+                    Ok(ServerFrame::KeyCounts { id, counts })
+                });
+            }
+            ClientFrame::GetPreKeys { id, user, device } => {
+                self.key_request(id, move |hub, me| async move {
+                    keys::fetch(&hub, &me, &user, device).await.map(|keys| ServerFrame::PreKeys { id, keys })
+                });
+            }
+        }
+    }
+
+    fn queue_send(&mut self, id: uuid::Uuid, out: Outgoing) {
+        if self.sends.len() + self.sending >= MAX_INFLIGHT_SENDS {
+            self.error(Some(id), ErrorCode::RateLimited, "too many sends in flight".into());
+            return;
+        }
+        self.sends.push_back(out);
+        self.pump_sends();
+    }
+
+    /// Runs one pre-key request and writes its answer; at most [`MAX_INFLIGHT_KEY_REQUESTS`]
+    /// at once per connection, more are refused with `rate_limited`.
+    fn key_request<F, Fut>(&mut self, id: uuid::Uuid, run: F)
+    where
+        F: FnOnce(Arc<Hub>, DeviceAddress) -> Fut,
+        Fut: Future<Output = Result<ServerFrame, keys::KeysError>> + 'static,
+    {
+        if self.key_requests >= MAX_INFLIGHT_KEY_REQUESTS {
+            self.error(Some(id), ErrorCode::RateLimited, "too many key requests in flight".into());
+            return;
+        }
+        self.key_requests += 1;
+        let fut = run(self.hub.clone(), self.addr.clone());
+        self.spawn(async move { Done::Key(id, fut.await) });
+    }
+}
+
+/// Cluster: displaces a connection of this device on another node, then claims presence; the
+/// drain waits for the claim. A sender that stores an envelope after the drain read the queue
+/// then finds this node in presence and routes it here live; drained before the claim, an
+/// envelope stored in between would be routed to the old node and missed.
+async fn claim_presence(hub: Arc<Hub>, addr: DeviceAddress, opened_ms: u64) {
+    if let Ok(nodes) = hub.bus.locate(std::slice::from_ref(&addr)).await {
+        if let Some(Some(node)) = nodes.first().filter(|n| n.as_deref() != Some(hub.bus.node_id())) {
+            let kick = hush_cluster::Kick {
+                device: addr.clone(),
+                code: CLOSE_DISPLACED,
+                session_id: None,
+                logged_out: None,
+                opened_before_ms: Some(opened_ms),
+            };
+            let _ = hub.bus.send_to(node, &hush_cluster::BusMessage::Kick(kick)).await;
+        }
+    }
+    if let Err(e) = hub.bus.announce(std::slice::from_ref(&addr)).await {
+        tracing::debug!(error = %e, "presence not announced; will be on reconnect");
+    }
+}
+
+// The queue: drain, sends and acks.
+impl DeviceActor {
+    fn drain_next(&mut self) {
+        if !self.drain.active
+            || self.drain.fetching
+            || self.closing
+            || self.drain_blocked
+            || self.presence_pending
+        {
+            return;
+        }
+        let last = *self.drain.last_progress.get_or_insert_with(Instant::now);
+        if self.sink.frames.capacity() < DRAIN_PAGE {
+            if last.elapsed() > DRAIN_STALL_TIMEOUT {
+                Metrics::add(&self.hub.metrics.slow_consumers, 1);
+                self.close(CLOSE_SLOW_CONSUMER, "slow consumer", false);
+                return;
+            }
+            self.after(Duration::from_millis(5), Done::DrainRetry);
+            return;
+        }
+        self.drain.fetching = true;
+        self.drain.dirty = false;
+        let hub = self.hub.clone();
+        let addr = self.addr.clone();
+        let after = self.drain.after;
+        self.spawn(async move { Done::Fetched(hub.store.fetch(&addr, after, DRAIN_PAGE).await) });
+    }
+
+    fn on_fetched(&mut self, res: Result<Vec<Envelope>, StoreError>) {
+        self.drain.fetching = false;
+        let page = match res {
+            Ok(p) => p,
+            Err(e) => {
+                hush_store::failure::log_failure(&e, "queue read failed; socket closed");
+                self.close(CLOSE_INTERNAL, "store unavailable", false);
+                return;
+            }
+        };
+        let full = page.len() >= DRAIN_PAGE;
+        let n = page.len() as u64;
+        for env in page {
+            self.drain.after = env.seq;
+            self.drain.high_water = self.drain.high_water.max(env.seq);
+            if !self.frame(ServerFrame::Deliver(env)) {
+                return;
+            }
+        }
+        Metrics::add(&self.hub.metrics.envelopes_delivered, n);
+        if n > 0 {
+            self.drain.last_progress = Some(Instant::now());
+        }
+        if full || self.drain.dirty {
+            self.drain_next();
+        } else {
+            self.drain.active = false;
+            self.frame(ServerFrame::QueueEmpty);
+        }
+    }
+
+    /// Starts the next batch of queued sends unless one is being stored: one batch at a time
+    /// keeps a device's messages in the order it sent them, and under load every batch grows,
+    /// so a pipelining client still costs one store write per batch.
+    fn pump_sends(&mut self) {
+        if self.sending > 0 || self.sends.is_empty() || self.closing {
+            return;
+        }
+        // The leading run of one kind: 1:1 sends are stored in one batch, group sends one by one.
+        let group = matches!(self.sends.front(), Some(Outgoing::Group(_)));
+        let run = self.sends.iter().take_while(|o| matches!(o, Outgoing::Group(_)) == group).count();
+        let batch: Vec<Outgoing> = self.sends.drain(..run).collect();
+        self.sending = batch.len();
+        let hub = self.hub.clone();
+        let from = self.addr.clone();
+        self.spawn(async move {
+            let mut direct = Vec::new();
+            let mut answers = Vec::new();
+            for o in batch {
+                match o {
+                    Outgoing::Group(m) => answers.push(crate::groups::send(&hub, &from, m).await),
+                    Outgoing::Direct(m) => direct.push(m),
+                }
+            }
+            if direct.is_empty() {
+                return Done::Sent(answers, Vec::new());
+            }
+            let (replies, routes) = relay::send_batch(&hub, &from, direct).await;
+            Done::Sent(replies, routes)
+        });
+    }
+
+    fn on_sent(&mut self, replies: Vec<ServerFrame>, routes: Vec<(DeviceAddress, Envelope)>) {
+        // The answers first: `Accepted` means durable, it does not wait for live routing.
+        for reply in replies {
+            if !matches!(reply, ServerFrame::Accepted { .. }) {
+                Metrics::add(&self.hub.metrics.sends_refused, 1);
+            }
+            if !self.frame(reply) {
+                self.sending = 0;
+                return;
+            }
+        }
+        if routes.is_empty() {
+            self.sending = 0;
+            self.pump_sends();
+            return;
+        }
+        // Then the live delivery, before the next batch, so recipients see this sender's
+        // messages in order. It runs on its own task: the sender may close its socket as soon
+        // as it has its `Accepted`, and stopping this actor must not cancel the delivery of
+        // what it accepted.
+        let hub = self.hub.clone();
+        let routed = tokio::spawn(async move { relay::route_all(&hub, routes).await });
+        self.spawn(async move {
+            let _ = routed.await;
+            Done::Routed
+        });
+    }
+
+    fn flush_acks(&mut self) {
+        if self.ack_inflight || self.pending_acks.is_empty() {
+            return;
+        }
+        self.ack_inflight = true;
+        let seqs = std::mem::take(&mut self.pending_acks);
+        tracing::debug!(device = %self.addr, conn = self.conn_id, acks = seqs.len(), closing = self.closing, "storing acks");
+        let hub = self.hub.clone();
+        let addr = self.addr.clone();
+        self.spawn(async move { Done::Acked(hub.store.ack(&addr, seqs).await) });
+    }
+
+    fn on_acked(&mut self, res: Result<u64, StoreError>) {
+        self.ack_inflight = false;
+        match res {
+            Ok(n) => {
+                tracing::debug!(device = %self.addr, conn = self.conn_id, deleted = n, "acks stored");
+                Metrics::add(&self.hub.metrics.envelopes_acked, n)
+            }
+            // Not deleted means redelivered later: at-least-once holds.
+            Err(e) => tracing::warn!(device = %self.addr, error = %e, "ack not stored"),
+        }
+        self.flush_acks();
+        self.stop_if_done();
+    }
+}
