@@ -8,15 +8,15 @@
 //!
 //! The import graph: one node per module, where a module is one file (`mfa/totp.rs` is
 //! `mfa::totp`, a folder's `mod.rs` is the folder's module, `lib.rs` is the crate root and is
-//! left out). Edges come from every `use` declaration (groups expanded, over several lines too)
-//! and every inline `crate::a::b` path of the code (comments and string contents are blanked
-//! first); `self::` and `super::` are resolved against the module (inline `mod` blocks
-//! included), and a `use` whose first segment is a child module of the current one counts as
-//! that child. An edge points to the longest existing module prefix of the path, so
-//! `crate::mfa::records::UserMfa` is an edge to `mfa::records` and `crate::mfa::forget` (a
-//! re-export) an edge to `mfa`. A cycle is reported per strongly connected component: its
-//! modules, and for every edge inside it the shortest cycle through that edge, with the line
-//! that makes each edge.
+//! left out). An edge comes from every `crate::` path: in a `use` declaration (groups
+//! expanded, over several lines too) or inline in the code (comments and string contents are
+//! blanked first). It points to the module the item lives in: the longest existing module
+//! prefix of the path, followed through that module's re-exports, so `crate::mfa::forget` is an
+//! edge to `mfa::data` when `mfa/mod.rs` says `pub use data::forget`, and `crate::mfa` alone an
+//! edge to `mfa`. `self::` and `super::` paths make no edge (a folder's files may use the
+//! folder's module and the other way round). A cycle is reported per strongly connected
+//! component: its modules, and for every edge inside it the shortest cycle through that edge,
+//! with the line that makes each edge.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -290,9 +290,17 @@ fn module_of(src: &Path, file: &Path) -> String {
     parts.join("::")
 }
 
+/// A path of a `use` tree: its segments and the name it brings into scope (the last segment,
+/// the `as` alias, or `*` for a glob).
+#[derive(Clone, Debug, PartialEq)]
+struct UsePath {
+    segs: Vec<String>,
+    name: String,
+}
+
 /// The paths of a `use` tree (`crate::{a, b::{c, d as e}, f::*}` -> `crate::a`, `crate::b::c`,
-/// `crate::b::d`, `crate::f`), each as its segments.
-fn use_paths(tree: &str) -> Vec<Vec<String>> {
+/// `crate::b::d` (as `e`), `crate::f` (`*`)).
+fn use_paths(tree: &str) -> Vec<UsePath> {
     let mut tokens = Vec::new();
     let mut it = tree.char_indices().peekable();
     while let Some((k, ch)) = it.next() {
@@ -314,15 +322,16 @@ fn use_paths(tree: &str) -> Vec<Vec<String>> {
 }
 
 /// Parses one use tree from `tokens[*pos..]` under `prefix` (`::` was dropped by the lexer:
-/// consecutive identifiers are segments; `as` renames).
-fn parse_tree(tokens: &[String], pos: &mut usize, prefix: &[String], out: &mut Vec<Vec<String>>) {
-    let mut path = prefix.to_vec();
+/// consecutive identifiers are segments; `as` renames; `self` in a group is the prefix).
+fn parse_tree(tokens: &[String], pos: &mut usize, prefix: &[String], out: &mut Vec<UsePath>) {
+    let mut segs = prefix.to_vec();
+    let mut name = None;
     while let Some(t) = tokens.get(*pos) {
         match t.as_str() {
             "{" => {
                 *pos += 1;
                 while tokens.get(*pos).is_some_and(|t| t != "}") {
-                    parse_tree(tokens, pos, &path, out);
+                    parse_tree(tokens, pos, &segs, out);
                     if tokens.get(*pos).is_some_and(|t| t == ",") {
                         *pos += 1;
                     }
@@ -331,22 +340,32 @@ fn parse_tree(tokens: &[String], pos: &mut usize, prefix: &[String], out: &mut V
                 return;
             }
             "}" | "," => break,
-            "*" => *pos += 1,
-            "as" => *pos += 2,
-            "self" if !path.is_empty() => *pos += 1,
+            "*" => {
+                name = Some("*".to_owned());
+                *pos += 1;
+            }
+            "as" => {
+                name = tokens.get(*pos + 1).cloned();
+                *pos += 2;
+            }
+            "self" if !segs.is_empty() => *pos += 1,
             _ => {
-                path.push(t.clone());
+                segs.push(t.clone());
                 *pos += 1;
             }
         }
     }
-    if !path.is_empty() {
-        out.push(path);
+    if let Some(last) = segs.last() {
+        let name = name.unwrap_or_else(|| last.clone());
+        out.push(UsePath { segs, name });
     }
 }
 
-/// The inline `mod name { ... }` blocks of a file: name and byte range.
-fn inline_mods(code: &str) -> Vec<(String, usize, usize)> {
+/// Inline `mod name { ... }` blocks: name and byte range.
+type InlineMods = Vec<(String, usize, usize)>;
+
+/// The inline `mod name { ... }` blocks of a file.
+fn inline_mods(code: &str) -> InlineMods {
     let b = code.as_bytes();
     let mut out = Vec::new();
     for at in words(code, "mod") {
@@ -374,14 +393,10 @@ fn context_at(file_module: &str, mods: &[(String, usize, usize)], offset: usize)
     ctx
 }
 
-/// A path of the code made absolute (segments below the crate root), or `None` if it leaves
-/// the crate. `use_decl`: a first segment naming a child module of the context counts.
-fn resolve(
-    path: &[String],
-    ctx: &[String],
-    modules: &BTreeSet<String>,
-    use_decl: bool,
-) -> Option<Vec<String>> {
+/// A path of a `use` declaration made absolute (segments below the crate root), or `None` if
+/// it leaves the crate: `crate::`, `self::`, `super::`, or a first segment naming a child
+/// module of the context.
+fn resolve(path: &[String], ctx: &[String], modules: &BTreeSet<String>) -> Option<Vec<String>> {
     let first = path.first()?;
     let mut base: Vec<String>;
     let mut rest = &path[1..];
@@ -396,30 +411,68 @@ fn resolve(
                 rest = &rest[1..];
             }
         }
-        _ if use_decl => {
+        _ => {
             base = ctx.to_vec();
             base.push(first.clone());
             if !modules.contains(&base.join("::")) {
                 return None;
             }
         }
-        _ => return None,
     }
     base.extend(rest.iter().cloned());
     Some(base)
 }
 
-/// The longest prefix of `path` that is a module (the root left out).
-fn target(path: &[String], modules: &BTreeSet<String>) -> Option<String> {
-    (1..=path.len()).rev().map(|n| path[..n].join("::")).find(|m| modules.contains(m))
+/// What each module re-exports (`pub use`): module -> (name -> absolute path of the item).
+type Reexports = HashMap<String, HashMap<String, Vec<String>>>;
+
+/// The module an item lives in: the longest module prefix of its path (the root left out),
+/// followed through that module's re-exports (a folder's `pub use child::Item` makes
+/// `crate::folder::Item` an item of `folder::child`).
+fn target(path: &[String], modules: &BTreeSet<String>, reexports: &Reexports) -> Option<String> {
+    let mut path = path.to_vec();
+    let mut found = None;
+    for _ in 0..8 {
+        let n = (1..=path.len()).rev().find(|&n| modules.contains(&path[..n].join("::")))?;
+        let m = path[..n].join("::");
+        let via = path.get(n).and_then(|next| reexports.get(&m)?.get(next));
+        found = Some(m);
+        match via {
+            Some(to) if to.as_slice() != &path[..=n] => {
+                path = to.iter().chain(&path[n + 1..]).cloned().collect();
+            }
+            _ => break,
+        }
+    }
+    found
 }
 
 /// An edge of the graph and the first place that makes it.
 type Edges = BTreeMap<(String, String), String>;
 
-/// The paths of a file's code: `use` trees, then inline `crate::`/`self::`/`super::` paths
-/// outside `use` declarations; each with its offset and whether it came from a `use`.
-fn code_paths(code: &str) -> Vec<(usize, Vec<String>, bool)> {
+/// A path in a file's code: where, the path, and for a `use` declaration, the name it brings
+/// in and whether it is public (a re-export).
+#[derive(Debug)]
+struct CodePath {
+    at: usize,
+    path: UsePath,
+    use_decl: bool,
+    public: bool,
+}
+
+/// Whether the `use` at `at` is preceded by `pub` or `pub(...)`.
+fn is_pub(code: &str, at: usize) -> bool {
+    let before = code[..at].trim_end();
+    let before = match before.strip_suffix(')') {
+        Some(b) => b.rfind('(').map_or(b, |k| b[..k].trim_end()),
+        None => before,
+    };
+    before.ends_with("pub") && !before[..before.len() - 3].ends_with(is_ident)
+}
+
+/// The paths of a file's code: `use` trees, then inline `crate::a::b` paths outside `use`
+/// declarations.
+fn code_paths(code: &str) -> Vec<CodePath> {
     let mut out = Vec::new();
     let mut in_use = Vec::new();
     for at in words(code, "use") {
@@ -429,55 +482,81 @@ fn code_paths(code: &str) -> Vec<(usize, Vec<String>, bool)> {
         }
         let Some(end) = code[at..].find(';').map(|e| at + e) else { continue };
         in_use.push((at, end));
-        for p in use_paths(&code[at + 3..end]) {
-            out.push((at, p, true));
+        let public = is_pub(code, at);
+        for path in use_paths(&code[at + 3..end]) {
+            out.push(CodePath { at, path, use_decl: true, public });
         }
     }
-    for kw in ["crate", "self", "super"] {
-        for at in words(code, kw) {
-            if in_use.iter().any(|&(s, e)| at > s && at < e) || !code[at + kw.len()..].starts_with("::") {
-                continue;
-            }
-            let mut segs = vec![kw.to_owned()];
-            let mut k = at + kw.len();
-            while code[k..].starts_with("::") {
-                let seg: String = code[k + 2..].chars().take_while(|&c| is_ident(c)).collect();
-                if seg.is_empty() {
-                    break;
-                }
-                k += 2 + seg.len();
-                segs.push(seg);
-            }
-            out.push((at, segs, false));
+    for at in words(code, "crate") {
+        if in_use.iter().any(|&(s, e)| at > s && at < e) || !code[at + 5..].starts_with("::") {
+            continue;
         }
+        let mut segs = vec!["crate".to_owned()];
+        let mut k = at + 5;
+        while code[k..].starts_with("::") {
+            let seg: String = code[k + 2..].chars().take_while(|&c| is_ident(c)).collect();
+            if seg.is_empty() {
+                break;
+            }
+            k += 2 + seg.len();
+            segs.push(seg);
+        }
+        let name = segs.last().cloned().unwrap_or_default();
+        out.push(CodePath { at, path: UsePath { segs, name }, use_decl: false, public: false });
     }
     out
 }
 
-/// The import graph of the modules of a crate's `src` folder.
-fn import_graph(src: &Path) -> (BTreeSet<String>, Edges) {
-    let files = rust_files(src);
+/// One source file: its module, where to say it is, its code (stripped).
+struct Source {
+    module: String,
+    place: String,
+    code: String,
+}
+
+/// The import graph of some sources: an edge for every `crate::` path of a `use` declaration
+/// or of the code, to the module its item lives in ([`target`]).
+fn graph_of(sources: &[Source]) -> (BTreeSet<String>, Edges) {
     let modules: BTreeSet<String> =
-        files.iter().map(|f| module_of(src, f)).filter(|m| !m.is_empty()).collect();
+        sources.iter().map(|s| s.module.clone()).filter(|m| !m.is_empty()).collect();
+    let parsed: Vec<(&Source, InlineMods, Vec<CodePath>)> =
+        sources.iter().map(|s| (s, inline_mods(&s.code), code_paths(&s.code))).collect();
+    let mut reexports = Reexports::new();
+    for (s, mods, paths) in &parsed {
+        for p in paths.iter().filter(|p| p.use_decl && p.public && p.path.name != "*") {
+            let ctx = context_at(&s.module, mods, p.at);
+            if let Some(abs) = resolve(&p.path.segs, &ctx, &modules) {
+                reexports.entry(ctx.join("::")).or_default().insert(p.path.name.clone(), abs);
+            }
+        }
+    }
     let mut edges = Edges::new();
-    for f in &files {
-        let from = module_of(src, f);
-        if from.is_empty() {
+    for (s, _, paths) in &parsed {
+        if s.module.is_empty() {
             continue;
         }
-        let code = strip(&fs::read_to_string(f).unwrap());
-        let mods = inline_mods(&code);
-        for (at, path, use_decl) in code_paths(&code) {
-            let ctx = context_at(&from, &mods, at);
-            let Some(abs) = resolve(&path, &ctx, &modules, use_decl) else { continue };
-            let Some(to) = target(&abs, &modules) else { continue };
-            if to != from {
-                let place = format!("{}:{}", rel(f), line_of(&code, at));
-                edges.entry((from.clone(), to)).or_insert(place);
+        for p in paths.iter().filter(|p| p.path.segs.first().is_some_and(|f| f == "crate")) {
+            let Some(to) = target(&p.path.segs[1..], &modules, &reexports) else { continue };
+            if to != s.module {
+                let place = format!("{}:{}", s.place, line_of(&s.code, p.at));
+                edges.entry((s.module.clone(), to)).or_insert(place);
             }
         }
     }
     (modules, edges)
+}
+
+/// The import graph of the modules of a crate's `src` folder.
+fn import_graph(src: &Path) -> (BTreeSet<String>, Edges) {
+    let sources: Vec<Source> = rust_files(src)
+        .iter()
+        .map(|f| Source {
+            module: module_of(src, f),
+            place: rel(f),
+            code: strip(&fs::read_to_string(f).unwrap()),
+        })
+        .collect();
+    graph_of(&sources)
 }
 
 /// The strongly connected components of more than one module (Tarjan).
@@ -663,28 +742,44 @@ fn strip_blanks_comments_strings_and_chars_but_keeps_lines_and_lifetimes() {
 
 #[test]
 fn multi_line_use_groups_expand_to_every_path() {
-    let code = strip("use crate::{\n    a,\n    b::{c, d as e}, // x::y\n    f::*,\n    g::{self, h},\n};");
-    let paths: Vec<String> = code_paths(&code).into_iter().map(|(_, p, _)| p.join("::")).collect();
-    assert_eq!(paths, ["crate::a", "crate::b::c", "crate::b::d", "crate::f", "crate::g", "crate::g::h"]);
+    let code = strip(
+        "pub(crate) use crate::{\n    a,\n    b::{c, d as e}, // x::y\n    f::*,\n    g::{self, h},\n};",
+    );
+    let paths: Vec<(String, String, bool)> =
+        code_paths(&code).into_iter().map(|p| (p.path.segs.join("::"), p.path.name, p.public)).collect();
+    let want = [
+        ("crate::a", "a"),
+        ("crate::b::c", "c"),
+        ("crate::b::d", "e"),
+        ("crate::f", "*"),
+        ("crate::g", "g"),
+        ("crate::g::h", "h"),
+    ];
+    assert_eq!(paths, want.map(|(p, n)| (p.to_owned(), n.to_owned(), true)));
+    assert!(!code_paths(&strip("let used = 1; use crate::a;"))[0].public);
 }
 
 #[test]
-fn paths_resolve_to_the_longest_module_and_relative_paths_to_their_module() {
-    let modules: BTreeSet<String> =
-        ["mfa", "mfa::data", "mfa::totp", "hub"].iter().map(|s| s.to_string()).collect();
-    let code = strip(
-        "use super::data::X;\nfn f() { crate::mfa::data::read(); crate::now_ms(); }\nmod t { use super::*; }",
-    );
-    let mods = inline_mods(&code);
-    let mut targets = Vec::new();
-    for (at, path, use_decl) in code_paths(&code) {
-        let ctx = context_at("mfa::totp", &mods, at);
-        targets.push(resolve(&path, &ctx, &modules, use_decl).and_then(|p| target(&p, &modules)));
-    }
-    // use super::data::X; use super::* inside mod t (the file's own module); crate::mfa::data::..;
-    // crate::now_ms (the crate root: no module).
-    let want = [Some("mfa::data"), Some("mfa::totp"), Some("mfa::data"), None].map(|t| t.map(str::to_owned));
-    assert_eq!(targets, want);
+fn edges_go_to_the_module_an_item_lives_in_through_re_exports() {
+    let src = |module: &str, code: &str| Source {
+        module: module.to_owned(),
+        place: format!("{module}.rs"),
+        code: strip(code),
+    };
+    let sources = [
+        src("mfa", "pub mod data;\npub use data::{forget, Rec as Record};\npub use self::data::*;"),
+        src("mfa::data", "pub fn forget() {}\npub struct Rec;"),
+        src("mfa::totp", "use super::data::Rec;\nfn f() { crate::now_ms(); }"),
+        src("sessions", "use crate::mfa::Record;\nfn g() { crate::mfa::forget(); }"),
+        src("hub", "use crate::mfa;\nfn h() { let _ = crate::mfa::data::Rec; }"),
+    ];
+    let (modules, edges) = graph_of(&sources);
+    assert_eq!(modules.len(), 5);
+    let edges: Vec<(String, String)> = edges.into_keys().collect();
+    // super:: paths and the crate root make no edge; a re-exported item is its module's; a
+    // folder module named as such is the folder module.
+    let want = [("hub", "mfa"), ("hub", "mfa::data"), ("sessions", "mfa::data")];
+    assert_eq!(edges, want.map(|(a, b)| (a.to_owned(), b.to_owned())));
 }
 
 #[test]
