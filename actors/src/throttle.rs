@@ -108,14 +108,9 @@ impl Throttle {
     }
 }
 
-/// Why an attempt was refused before anything was checked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refused {
-    /// Too many recent failures: retry after this many seconds.
-    RateLimited(u64),
-    /// The account is locked for this many seconds.
-    Locked(u64),
-}
+/// Why an attempt was refused before anything was checked (defined with the account errors,
+/// which carry it, so that they need nothing of the throttle).
+pub use crate::accounts::error::Refused;
 
 fn secs(d: Duration) -> u64 {
     d.as_millis().div_ceil(1000).max(1) as u64

@@ -1,9 +1,7 @@
-//! What an account operation can fail with.
+//! What an account operation can fail with, and why the throttle refuses an attempt.
 
 use hush_protocol::limits::MAX_DEVICES_PER_USER;
 use hush_store::StoreError;
-
-use crate::throttle::Refused;
 
 /// Why an account operation failed. Mapped to HTTP statuses at the node's edge.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +51,15 @@ pub enum AccountError {
     /// gives a new one (`hushd admin reset-password`).
     #[error("this one-time password was already used; an administrator can give a new one with `hushd admin reset-password`")]
     OneTimePasswordUsed,
+}
+
+/// Why an attempt was refused before anything was checked (`crate::throttle` decides).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Too many recent failures: retry after this many seconds.
+    RateLimited(u64),
+    /// The account is locked for this many seconds.
+    Locked(u64),
 }
 
 impl From<Refused> for AccountError {
