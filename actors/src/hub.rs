@@ -6,10 +6,10 @@ use hush_cluster::Bus;
 use hush_store::Store;
 
 use crate::directory::Directory;
-use crate::groups::Groups;
+use crate::groups::registry::Groups;
 use crate::hashing::HashPool;
-use crate::keys::KeyPolicy;
 use crate::metrics::Metrics;
+use crate::policy::KeyPolicy;
 use crate::registry::Registry;
 use crate::supervise::Tree;
 use crate::tenant::Tenants;

@@ -1,6 +1,8 @@
 //! Hush actors: the domain logic of a node.
 //!
 //! - [`limits`]: every bound of the actor layer (mailboxes, buffers, timeouts).
+//! - [`policy`]: the node's configured policies (pre-keys, sender-key rotation).
+//! - [`audit`]: who acted, for the audit log.
 //! - [`hub`]: what every actor shares ([`hub::Hub`]): the store, the registry, the directory,
 //!   the metrics.
 //! - [`hashing`]: the two Argon2id threads.
@@ -41,6 +43,7 @@
 #![warn(missing_docs)]
 
 pub mod accounts;
+pub mod audit;
 pub mod bus_events;
 pub mod control;
 pub mod device;
@@ -55,6 +58,7 @@ pub mod limits;
 pub mod login;
 pub mod metrics;
 pub mod mfa;
+pub mod policy;
 pub mod registry;
 pub mod relay;
 pub mod session;
@@ -65,7 +69,22 @@ pub mod throttle;
 pub mod views;
 
 /// Milliseconds since the Unix epoch.
+#[cfg(not(test))]
 pub fn now_ms() -> u64 {
+    wall_ms()
+}
+
+/// Milliseconds since the Unix epoch, as the crate's own tests see it: the wall clock at the
+/// first call, advanced by tokio's clock, so a test that pauses tokio's clock controls time
+/// (session expiry, MFA windows) like it controls the timers.
+#[cfg(test)]
+pub fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<(u64, tokio::time::Instant)> = std::sync::OnceLock::new();
+    let (wall, at) = *START.get_or_init(|| (wall_ms(), tokio::time::Instant::now()));
+    wall + tokio::time::Instant::now().saturating_duration_since(at).as_millis() as u64
+}
+
+fn wall_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

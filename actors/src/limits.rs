@@ -110,9 +110,6 @@ pub const MAX_GROUP_ACTORS: usize = 100_000;
 /// A `GroupActor` that handled nothing for this long stops (it starts again on demand).
 pub const GROUP_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Compare-and-set attempts of one membership change before it answers `unavailable`.
-pub const GROUP_CAS_RETRIES: usize = 64;
-
 /// A sending device's sender-key usage is written to the store every this many messages (and
 /// when the actor stops, and when a rotation is requested); a crash loses at most this many.
 pub const SENDER_KEY_USAGE_FLUSH: u64 = 32;

@@ -165,3 +165,117 @@ impl SessionActor {
         Ok(Some(Duration::from_millis(next)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use hush_protocol::api::SessionPolicy;
+    use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
+    use hush_store::records::TokenHash;
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::registry::{DeviceMsg, SessionHandle};
+
+    /// A hub over a fresh embedded store, and a live session of `alice` there.
+    async fn setup(policy: SessionPolicy) -> (Arc<Hub>, SessionRecord, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hush_store::embedded::EmbeddedStore::open(&dir.path().join("hush.redb")).unwrap();
+        let hub = Hub::new(Arc::new(store), Arc::new(hush_cluster::LocalBus::new("test"))).unwrap();
+        let tenant = TenantId::new("t").unwrap();
+        hub.tenants
+            .update(&*hub.store, &tenant, |s| {
+                s.sessions = policy.clone();
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .unwrap();
+        let session = SessionRecord {
+            id: "s1".into(),
+            token_hash: TokenHash([7; 32]),
+            device: DeviceAddress::new(tenant, UserId::new("alice").unwrap(), DeviceId::PRIMARY),
+            created_ms: now_ms(),
+            user_agent: None,
+            ip: None,
+            revoked: None,
+        };
+        hub.store.create_session(session.clone()).await.unwrap();
+        (hub, session, dir)
+    }
+
+    /// The next close request the session's socket gets (within a minute).
+    async fn disconnect(rx: &mut mpsc::Receiver<DeviceMsg>) -> Disconnect {
+        let next = async {
+            loop {
+                match rx.recv().await.expect("socket mailbox closed") {
+                    DeviceMsg::Disconnect(d, _) => return d,
+                    _ => continue,
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(60), next).await.expect("no close within a minute")
+    }
+
+    /// A socket for the session, registered as the node's device actor registers it; its
+    /// session actor's mailbox.
+    fn socket(
+        hub: &Hub,
+        session: &SessionRecord,
+    ) -> (DeviceHandle, mpsc::Receiver<DeviceMsg>, mpsc::Receiver<SessionMsg>) {
+        let (socket, socket_rx) = DeviceHandle::channel();
+        let (handle, mailbox) = SessionHandle::channel();
+        let conn = crate::registry::Conn {
+            id: 1,
+            session_id: session.id.clone(),
+            device: socket.clone(),
+            session: handle,
+        };
+        hub.registry.register(session.device.clone(), conn);
+        (socket, socket_rx, mailbox)
+    }
+
+    // Real time throughout: the actor writes to the store (last seen, the revocation) on the
+    // store's writer thread, and a paused clock would jump ahead while the runtime waits for it.
+    #[tokio::test]
+    async fn the_absolute_limit_ends_a_connected_session_on_time() {
+        let policy = SessionPolicy { absolute_timeout_s: Some(2), ..SessionPolicy::default() };
+        let (hub, session, _dir) = setup(policy).await;
+        let (socket, mut socket_rx, mailbox) = socket(&hub, &session);
+        let t0 = Instant::now();
+        tokio::spawn(serve(hub.clone(), session.clone(), false, socket, mailbox));
+        let d = disconnect(&mut socket_rx).await;
+        assert_eq!((d.code, d.logged_out.as_deref()), (CLOSE_UNAUTHORIZED, Some("expired")));
+        let took = t0.elapsed();
+        // Not before the limit; at the tick that reaches it (generous bound for a loaded machine).
+        assert!(took >= Duration::from_secs(2) && took < Duration::from_secs(4), "{took:?}");
+        let stored = hub.store.session_by_id(&session.id).await.unwrap().unwrap();
+        assert_eq!(stored.revoked.map(|r| r.reason).as_deref(), Some("expired"));
+    }
+
+    #[tokio::test]
+    async fn an_open_socket_keeps_an_idle_limited_session_alive() {
+        let policy = SessionPolicy { idle_timeout_s: Some(1), ..SessionPolicy::default() };
+        let (hub, session, _dir) = setup(policy).await;
+        let (socket, mut socket_rx, mailbox) = socket(&hub, &session);
+        tokio::spawn(serve(hub.clone(), session.clone(), false, socket, mailbox));
+        // Three idle limits later the socket was never told to close.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(socket_rx.try_recv().is_err());
+        assert!(hub.store.session_by_id(&session.id).await.unwrap().unwrap().revoked.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_revocation_closes_the_socket_and_the_actor_stops_with_it() {
+        let (hub, session, _dir) = setup(SessionPolicy::default()).await;
+        let (socket, mut socket_rx) = DeviceHandle::channel();
+        let (handle, mailbox) = SessionHandle::channel();
+        let actor = tokio::spawn(serve(hub.clone(), session.clone(), false, socket, mailbox));
+        assert!(handle.revoked("revoked_by_user", CLOSE_UNAUTHORIZED));
+        let d = disconnect(&mut socket_rx).await;
+        assert_eq!((d.code, d.logged_out.as_deref()), (CLOSE_UNAUTHORIZED, Some("revoked_by_user")));
+        assert_eq!(d.session_id.as_deref(), Some("s1"));
+        // The socket's actor stops: the session actor follows within one tick.
+        drop(socket_rx);
+        tokio::time::timeout(MAX_TICK * 2, actor).await.expect("session actor still running").unwrap();
+    }
+}

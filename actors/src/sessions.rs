@@ -21,16 +21,7 @@ use crate::now_ms;
 use crate::relay::route_all;
 use crate::tenant::Expiry;
 
-/// Who performs an action (for the audit log).
-#[derive(Clone, Debug, Default)]
-pub struct Initiator {
-    /// The acting user (or the user name tried, for a failed login).
-    pub user: Option<UserId>,
-    /// The acting session.
-    pub session: Option<String>,
-    /// Client address.
-    pub ip: Option<String>,
-}
+pub use crate::audit::Initiator;
 
 /// Appends an audit record. A failure is logged, not returned: the action itself has happened.
 pub async fn audit(

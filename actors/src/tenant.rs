@@ -122,7 +122,10 @@ impl Tenants {
         tenant: &TenantId,
         f: impl Fn(&mut TenantSettings) -> Result<(), E>,
     ) -> Result<Arc<TenantSettings>, E> {
-        loop {
+        // The store's retry policy (bounded, with jitter): settings are JSON, not a postcard
+        // record, so `typed::update` does not apply, but its policy does.
+        let retry = hush_store::typed::RETRY;
+        for attempt in 0..retry.attempts {
             let (mut s, version) = read_settings(store, tenant).await?;
             f(&mut s)?;
             let bytes = serde_json::to_vec(&s).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -132,10 +135,11 @@ impl Tenants {
                     lock(&self.settings).insert(tenant.clone(), (Instant::now(), s.clone()));
                     return Ok(s);
                 }
-                Err(StoreError::VersionConflict) => continue,
+                Err(StoreError::VersionConflict) => tokio::time::sleep(retry.pause(attempt)).await,
                 Err(e) => return Err(e.into()),
             }
         }
+        Err(StoreError::VersionConflict.into())
     }
 
     /// The last activity of a session: what this node wrote, else the store, else its login.

@@ -191,12 +191,8 @@ pub struct Running {
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Starts a node inside the current actix system: binds the listener (before anything else, so
-/// a port already taken changes nothing), opens the store, bootstraps an empty one (tenant
-/// `default`, administrator `admin`, one-time password), starts the actors and the HTTP
-/// server.
-pub async fn start(config: &Config) -> anyhow::Result<Running> {
-    config.check_listener()?;
+/// The TLS certificate store, if configured; a warning for plain HTTP off loopback.
+fn open_tls(config: &Config) -> anyhow::Result<Option<Arc<CertStore>>> {
     let tls = match &config.tls {
         Some(files) => Some(Arc::new(CertStore::open(&files.cert, &files.key)?)),
         None => None,
@@ -208,10 +204,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
              travel in clear unless a TLS-terminating proxy is in front"
         );
     }
-    // The port first: a start that cannot listen must create nothing (no data folder, no
-    // tenant, no administrator whose one-time password nobody would see).
-    let listener = std::net::TcpListener::bind(config.listen)
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    Ok(tls)
+}
+
+/// The store, the bus and the hub over them (configured), the bus events dispatched, and the
+/// embedded store's control socket.
+async fn open_hub(config: &Config) -> anyhow::Result<(Arc<Hub>, Option<crate::store_cmd::ControlSocket>)> {
     let (store, embedded) = open_store(config).await?;
     // A node that cannot offer backups still serves: the operator can stop it and back up the
     // file, and the log says why.
@@ -232,6 +230,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         actix_rt::spawn(hush_actors::bus_events::run(hub.clone(), events));
     }
     tokio::task::spawn_blocking(accounts::warm_up).await?;
+    Ok((hub, store_socket))
+}
+
+/// An empty store is bootstrapped (tenant `default`, administrator `admin`, a one-time
+/// password), unless the data folder says it was initialised before; the data folder is
+/// marked; stored records are migrated.
+async fn first_run(config: &Config, hub: &Arc<Hub>) -> anyhow::Result<Option<Bootstrapped>> {
     let embedded = config.mongodb_url.is_none();
     let bootstrapped = if hub.store.list_tenants(1).await?.is_empty() {
         if embedded {
@@ -239,7 +244,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         }
         let tenant = TenantId::new("default")?;
         let admin = UserId::new("admin")?;
-        let password = accounts::bootstrap(&hub, &tenant, &admin).await?;
+        let password = accounts::bootstrap(hub, &tenant, &admin).await?;
         Some(Bootstrapped { tenant, admin, password })
     } else {
         None
@@ -248,11 +253,26 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         crate::datadir::mark(&config.data_dir, STORE_FILE)?;
     }
     // Store migration: every tenant gets the default MFA policy record if it has none.
-    let migrated =
-        hush_actors::mfa::migrate(&hub).await.map_err(|e| anyhow::anyhow!("MFA migration: {e}"))?;
+    let migrated = hush_actors::mfa::migrate(hub).await.map_err(|e| anyhow::anyhow!("MFA migration: {e}"))?;
     if migrated > 0 {
         tracing::info!(tenants = migrated, "wrote the default MFA policy of existing tenants");
     }
+    Ok(bootstrapped)
+}
+
+/// Starts a node inside the current actix system: binds the listener (before anything else, so
+/// a port already taken changes nothing), opens the store, bootstraps an empty one (tenant
+/// `default`, administrator `admin`, one-time password), starts the actors and the HTTP
+/// server.
+pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    config.check_listener()?;
+    let tls = open_tls(config)?;
+    // The port first: a start that cannot listen must create nothing (no data folder, no
+    // tenant, no administrator whose one-time password nobody would see).
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let (hub, store_socket) = open_hub(config).await?;
+    let bootstrapped = first_run(config, &hub).await?;
     actix_rt::spawn(sweep_expired(hub.store.clone(), config.queue_policy.retention));
     hub.tree.start(hub.metrics.clone()).await.map_err(|e| anyhow::anyhow!("actors not started: {e}"))?;
     let control =

@@ -97,65 +97,71 @@ async fn connection(
     let fmt: SharedFormat = Rc::new(Cell::new(format));
     let authed = match header_auth {
         Some(a) => a,
-        None => {
-            let first = tokio::time::timeout(AUTH_TIMEOUT, stream.next()).await;
-            let frame = match first {
-                Ok(Some(Incoming::Text(t))) => {
-                    follow(&fmt, Format::Json);
-                    ClientFrame::decode_text(&t)
-                }
-                Ok(Some(Incoming::Binary(b))) => {
-                    follow(&fmt, Format::Postcard);
-                    ClientFrame::decode_binary(&b)
-                }
-                Ok(Some(Incoming::Violation { code, reason })) => return close(session, code, reason).await,
-                _ => return close(session, CLOSE_UNAUTHORIZED, "authentication required").await,
-            };
-            let token = match frame {
-                Ok(ClientFrame::Auth { token }) => token,
-                Ok(_) => return close(session, CLOSE_UNAUTHORIZED, "the first frame must be Auth").await,
-                Err(e) => {
-                    let err = ServerFrame::Error { id: None, code: e.code(), message: e.to_string() };
-                    let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
-                    return close(session, CLOSE_UNAUTHORIZED, "the first frame must be Auth").await;
-                }
-            };
-            match accounts::authenticate(&hub, &token).await {
-                Ok(a) if a.mfa.block(hush_actors::now_ms()).is_some() => {
-                    // A session with MFA pending (or past its enrolment deadline) gets no socket.
-                    let err = ServerFrame::Error {
-                        id: None,
-                        code: ErrorCode::InvalidRequest,
-                        message: "mfa_required".into(),
-                    };
-                    let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
-                    return close(session, CLOSE_UNAUTHORIZED, "mfa_required").await;
-                }
-                Ok(a) if a.password_change_required => {
-                    // A session that logged in with a one-time password gets no socket either.
-                    let err = ServerFrame::Error {
-                        id: None,
-                        code: ErrorCode::InvalidRequest,
-                        message: "password_change_required".into(),
-                    };
-                    let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
-                    return close(session, CLOSE_UNAUTHORIZED, "password_change_required").await;
-                }
-                Ok(a) => a,
-                Err(e) => {
-                    let why = match e {
-                        accounts::AccountError::SessionExpired => "session expired",
-                        _ => "invalid or revoked token",
-                    };
-                    let err =
-                        ServerFrame::Error { id: None, code: ErrorCode::InvalidRequest, message: why.into() };
-                    let _ = write(&mut session, Outbound::Frame(err), &fmt).await;
-                    return close(session, CLOSE_UNAUTHORIZED, why).await;
-                }
-            }
+        None => match first_frame_auth(&hub, &mut session, &mut stream, &fmt).await {
+            Ok(a) => a,
+            Err((code, why)) => return close(session, code, &why).await,
+        },
+    };
+    run_device(hub, session, stream, authed, fmt).await;
+}
+
+/// Writes a typed error frame before a close.
+async fn refuse(session: &mut Session, fmt: &SharedFormat, code: ErrorCode, message: String) {
+    let err = ServerFrame::Error { id: None, code, message };
+    let _ = write(session, Outbound::Frame(err), fmt).await;
+}
+
+/// Authentication by a first `Auth` frame (within [`AUTH_TIMEOUT`]); the close code and
+/// reason when refused (an error frame already written where the client should learn why).
+async fn first_frame_auth(
+    hub: &std::sync::Arc<Hub>,
+    session: &mut Session,
+    stream: &mut Reassembler,
+    fmt: &SharedFormat,
+) -> Result<Authed, (u16, String)> {
+    let unauthorized = |why: &str| (CLOSE_UNAUTHORIZED, why.to_owned());
+    let frame = match tokio::time::timeout(AUTH_TIMEOUT, stream.next()).await {
+        Ok(Some(Incoming::Text(t))) => {
+            follow(fmt, Format::Json);
+            ClientFrame::decode_text(&t)
+        }
+        Ok(Some(Incoming::Binary(b))) => {
+            follow(fmt, Format::Postcard);
+            ClientFrame::decode_binary(&b)
+        }
+        Ok(Some(Incoming::Violation { code, reason })) => return Err((code, reason.to_owned())),
+        _ => return Err(unauthorized("authentication required")),
+    };
+    let token = match frame {
+        Ok(ClientFrame::Auth { token }) => token,
+        Ok(_) => return Err(unauthorized("the first frame must be Auth")),
+        Err(e) => {
+            refuse(session, fmt, e.code(), e.to_string()).await;
+            return Err(unauthorized("the first frame must be Auth"));
         }
     };
+    let refused = match accounts::authenticate(hub, &token).await {
+        // A session with MFA pending (or past its enrolment deadline) gets no socket, nor does
+        // one that logged in with a one-time password.
+        Ok(a) if a.mfa.block(hush_actors::now_ms()).is_some() => "mfa_required",
+        Ok(a) if a.password_change_required => "password_change_required",
+        Ok(a) => return Ok(a),
+        Err(accounts::AccountError::SessionExpired) => "session expired",
+        Err(_) => "invalid or revoked token",
+    };
+    refuse(session, fmt, ErrorCode::InvalidRequest, refused.into()).await;
+    Err(unauthorized(refused))
+}
 
+/// Runs an authenticated socket: its session's actor on a task of its own, its device's
+/// actor and the socket writer on this connection's task.
+async fn run_device(
+    hub: std::sync::Arc<Hub>,
+    session: Session,
+    stream: Reassembler,
+    authed: Authed,
+    fmt: SharedFormat,
+) {
     let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
     let (closer, close_rx) = Closer::new();
     let in_fmt = fmt.clone();
@@ -169,8 +175,6 @@ async fn connection(
         session: session_handle,
         sink: Sink { frames: tx, close: closer },
     };
-    // The session's actor on a task of its own; the device's actor and the socket writer on
-    // this connection's task.
     tokio::spawn(hush_actors::session::serve(hub.clone(), authed.session, authed.admin, device, session_rx));
     let actor = hush_actors::device::serve(hub, wiring, inbound);
     futures_util::future::join(actor, writer(session, rx, close_rx, fmt)).await;

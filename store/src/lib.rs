@@ -31,6 +31,7 @@ pub mod maintenance;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 pub mod records;
+pub mod typed;
 
 pub use records::*;
 

@@ -18,36 +18,32 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::stream::FuturesUnordered;
 use futures_util::{Stream, StreamExt};
 use hush_protocol::ids::DeviceAddress;
-use hush_protocol::limits::DRAIN_PAGE;
 use hush_protocol::wire::{
     ClientFrame, Envelope, ErrorCode, FrameError, GroupSendMessage, SendMessage, ServerFrame,
     CLOSE_DISPLACED, CLOSE_IDLE, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED,
 };
 use hush_store::StoreError;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
-use super::{
-    CloseFrame, Inbound, Outbound, Sink, Wiring, CLOSE_GOING_AWAY, CLOSE_INTERNAL, CLOSE_POLICY,
-    CLOSE_TOO_BIG,
-};
+use super::{CloseFrame, Inbound, Outbound, Sink, Wiring, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG};
 use crate::hub::Hub;
 use crate::keys;
 use crate::limits::{
-    CLOSE_GRACE, DISPLACE_LINGER, DRAIN_STALL_TIMEOUT, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_CLOSE_WAITERS,
+    CLOSE_GRACE, DISPLACE_LINGER, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_CLOSE_WAITERS,
     MAX_INFLIGHT_KEY_REQUESTS, MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
 };
 use crate::metrics::Metrics;
 use crate::registry::{Conn, DeviceHandle, DeviceMsg, Disconnect, SessionHandle};
-use crate::relay;
 
 /// A send waiting its turn: 1:1 and group sends share one queue so that a device's messages
 /// are stored in the order it sent them.
-enum Outgoing {
+pub(super) enum Outgoing {
     Direct(SendMessage),
     Group(GroupSendMessage),
 }
@@ -55,7 +51,7 @@ enum Outgoing {
 /// What a finished piece of work brings back to the actor (a key answer is a frame: boxing it
 /// would cost an allocation per request for nothing).
 #[allow(clippy::large_enum_variant)]
-enum Done {
+pub(super) enum Done {
     Fetched(Result<Vec<Envelope>, StoreError>),
     Sent(Vec<ServerFrame>, Vec<(DeviceAddress, Envelope)>),
     Routed,
@@ -72,49 +68,49 @@ enum Done {
 type Work = Pin<Box<dyn Future<Output = Done>>>;
 
 #[derive(Default)]
-struct Drain {
-    active: bool,
-    fetching: bool,
-    dirty: bool,
-    after: u64,
-    high_water: u64,
-    last_progress: Option<Instant>,
+pub(super) struct Drain {
+    pub(super) active: bool,
+    pub(super) fetching: bool,
+    pub(super) dirty: bool,
+    pub(super) after: u64,
+    pub(super) high_water: u64,
+    pub(super) last_progress: Option<Instant>,
 }
 
 /// One authenticated device connection.
 pub struct DeviceActor {
-    hub: Arc<Hub>,
-    addr: DeviceAddress,
-    session_id: String,
-    conn_id: u64,
-    opened_ms: u64,
-    sink: Sink,
-    me: DeviceHandle,
-    session: SessionHandle,
-    work: FuturesUnordered<Work>,
-    stopped: bool,
-    last_seen: Instant,
-    sends: VecDeque<Outgoing>,
-    sending: usize,
-    pending_acks: Vec<u64>,
-    ack_inflight: bool,
-    drain: Drain,
+    pub(super) hub: Arc<Hub>,
+    pub(super) addr: DeviceAddress,
+    pub(super) session_id: String,
+    pub(super) conn_id: u64,
+    pub(super) opened_ms: u64,
+    pub(super) sink: Sink,
+    pub(super) me: DeviceHandle,
+    pub(super) session: SessionHandle,
+    pub(super) work: FuturesUnordered<Work>,
+    pub(super) stopped: bool,
+    pub(super) last_seen: Instant,
+    pub(super) sends: VecDeque<Outgoing>,
+    pub(super) sending: usize,
+    pub(super) pending_acks: Vec<u64>,
+    pub(super) ack_inflight: bool,
+    pub(super) drain: Drain,
     /// The drain waits until a displaced connection of this device has stored its acks.
-    drain_blocked: bool,
+    pub(super) drain_blocked: bool,
     /// The drain waits until this node's presence claim for the device is written (cluster).
-    presence_pending: bool,
-    closing: bool,
+    pub(super) presence_pending: bool,
+    pub(super) closing: bool,
     /// Stopping once the client's side ended and the acks are stored (or [`CLOSE_GRACE`]).
-    finishing: bool,
+    pub(super) finishing: bool,
     /// The client's side of the socket ended (close frame, end of stream).
-    inbound_ended: bool,
+    pub(super) inbound_ended: bool,
     /// Acks read after the close still count (not after a revocation: that session is over).
-    acks_while_closing: bool,
+    pub(super) acks_while_closing: bool,
     /// A displacement's close, held until the client's side ends or [`DISPLACE_LINGER`].
-    held_close: Option<CloseFrame>,
+    pub(super) held_close: Option<CloseFrame>,
     /// Answered (dropped) when this actor stops: connections that displaced this one.
-    close_waiters: Vec<oneshot::Sender<()>>,
-    key_requests: usize,
+    pub(super) close_waiters: Vec<oneshot::Sender<()>>,
+    pub(super) key_requests: usize,
 }
 
 /// Unregisters connection `conn_id` of `addr` and, in a cluster, withdraws its presence.
@@ -195,18 +191,18 @@ impl DeviceActor {
         self.on_stopped();
     }
 
-    fn spawn(&mut self, fut: impl Future<Output = Done> + 'static) {
+    pub(super) fn spawn(&mut self, fut: impl Future<Output = Done> + 'static) {
         self.work.push(Box::pin(fut));
     }
 
-    fn after(&mut self, d: Duration, done: Done) {
+    pub(super) fn after(&mut self, d: Duration, done: Done) {
         self.spawn(async move {
             tokio::time::sleep(d).await;
             done
         });
     }
 
-    fn push(&mut self, item: Outbound) -> bool {
+    pub(super) fn push(&mut self, item: Outbound) -> bool {
         if self.closing {
             return false;
         }
@@ -226,11 +222,11 @@ impl DeviceActor {
         }
     }
 
-    fn frame(&mut self, f: ServerFrame) -> bool {
+    pub(super) fn frame(&mut self, f: ServerFrame) -> bool {
         self.push(Outbound::Frame(f))
     }
 
-    fn close(&mut self, code: u16, reason: &str, flush: bool) {
+    pub(super) fn close(&mut self, code: u16, reason: &str, flush: bool) {
         if self.closing {
             return;
         }
@@ -257,7 +253,7 @@ impl DeviceActor {
 
     /// Stops once the client's side of the socket has ended and every ack read is stored, or
     /// after [`CLOSE_GRACE`] whatever happens.
-    fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         self.closing = true;
         if !self.finishing {
             self.finishing = true;
@@ -266,13 +262,13 @@ impl DeviceActor {
         self.stop_if_done();
     }
 
-    fn stop_if_done(&mut self) {
+    pub(super) fn stop_if_done(&mut self) {
         if self.finishing && self.inbound_ended && !self.ack_inflight && self.pending_acks.is_empty() {
             self.stopped = true;
         }
     }
 
-    fn error(&mut self, id: Option<uuid::Uuid>, code: ErrorCode, message: String) {
+    pub(super) fn error(&mut self, id: Option<uuid::Uuid>, code: ErrorCode, message: String) {
         Metrics::add(&self.hub.metrics.sends_refused, 1);
         self.frame(ServerFrame::Error { id, code, message });
     }
@@ -563,151 +559,5 @@ async fn claim_presence(hub: Arc<Hub>, addr: DeviceAddress, opened_ms: u64) {
     }
     if let Err(e) = hub.bus.announce(std::slice::from_ref(&addr)).await {
         tracing::debug!(error = %e, "presence not announced; will be on reconnect");
-    }
-}
-
-// The queue: drain, sends and acks.
-impl DeviceActor {
-    fn drain_next(&mut self) {
-        if !self.drain.active
-            || self.drain.fetching
-            || self.closing
-            || self.drain_blocked
-            || self.presence_pending
-        {
-            return;
-        }
-        let last = *self.drain.last_progress.get_or_insert_with(Instant::now);
-        if self.sink.frames.capacity() < DRAIN_PAGE {
-            if last.elapsed() > DRAIN_STALL_TIMEOUT {
-                Metrics::add(&self.hub.metrics.slow_consumers, 1);
-                self.close(CLOSE_SLOW_CONSUMER, "slow consumer", false);
-                return;
-            }
-            self.after(Duration::from_millis(5), Done::DrainRetry);
-            return;
-        }
-        self.drain.fetching = true;
-        self.drain.dirty = false;
-        let hub = self.hub.clone();
-        let addr = self.addr.clone();
-        let after = self.drain.after;
-        self.spawn(async move { Done::Fetched(hub.store.fetch(&addr, after, DRAIN_PAGE).await) });
-    }
-
-    fn on_fetched(&mut self, res: Result<Vec<Envelope>, StoreError>) {
-        self.drain.fetching = false;
-        let page = match res {
-            Ok(p) => p,
-            Err(e) => {
-                hush_store::failure::log_failure(&e, "queue read failed; socket closed");
-                self.close(CLOSE_INTERNAL, "store unavailable", false);
-                return;
-            }
-        };
-        let full = page.len() >= DRAIN_PAGE;
-        let n = page.len() as u64;
-        for env in page {
-            self.drain.after = env.seq;
-            self.drain.high_water = self.drain.high_water.max(env.seq);
-            if !self.frame(ServerFrame::Deliver(env)) {
-                return;
-            }
-        }
-        Metrics::add(&self.hub.metrics.envelopes_delivered, n);
-        if n > 0 {
-            self.drain.last_progress = Some(Instant::now());
-        }
-        if full || self.drain.dirty {
-            self.drain_next();
-        } else {
-            self.drain.active = false;
-            self.frame(ServerFrame::QueueEmpty);
-        }
-    }
-
-    /// Starts the next batch of queued sends unless one is being stored: one batch at a time
-    /// keeps a device's messages in the order it sent them, and under load every batch grows,
-    /// so a pipelining client still costs one store write per batch.
-    fn pump_sends(&mut self) {
-        if self.sending > 0 || self.sends.is_empty() || self.closing {
-            return;
-        }
-        // The leading run of one kind: 1:1 sends are stored in one batch, group sends one by one.
-        let group = matches!(self.sends.front(), Some(Outgoing::Group(_)));
-        let run = self.sends.iter().take_while(|o| matches!(o, Outgoing::Group(_)) == group).count();
-        let batch: Vec<Outgoing> = self.sends.drain(..run).collect();
-        self.sending = batch.len();
-        let hub = self.hub.clone();
-        let from = self.addr.clone();
-        self.spawn(async move {
-            let mut direct = Vec::new();
-            let mut answers = Vec::new();
-            for o in batch {
-                match o {
-                    Outgoing::Group(m) => answers.push(crate::groups::send(&hub, &from, m).await),
-                    Outgoing::Direct(m) => direct.push(m),
-                }
-            }
-            if direct.is_empty() {
-                return Done::Sent(answers, Vec::new());
-            }
-            let (replies, routes) = relay::send_batch(&hub, &from, direct).await;
-            Done::Sent(replies, routes)
-        });
-    }
-
-    fn on_sent(&mut self, replies: Vec<ServerFrame>, routes: Vec<(DeviceAddress, Envelope)>) {
-        // The answers first: `Accepted` means durable, it does not wait for live routing.
-        for reply in replies {
-            if !matches!(reply, ServerFrame::Accepted { .. }) {
-                Metrics::add(&self.hub.metrics.sends_refused, 1);
-            }
-            if !self.frame(reply) {
-                self.sending = 0;
-                return;
-            }
-        }
-        if routes.is_empty() {
-            self.sending = 0;
-            self.pump_sends();
-            return;
-        }
-        // Then the live delivery, before the next batch, so recipients see this sender's
-        // messages in order. It runs on its own task: the sender may close its socket as soon
-        // as it has its `Accepted`, and stopping this actor must not cancel the delivery of
-        // what it accepted.
-        let hub = self.hub.clone();
-        let routed = tokio::spawn(async move { relay::route_all(&hub, routes).await });
-        self.spawn(async move {
-            let _ = routed.await;
-            Done::Routed
-        });
-    }
-
-    fn flush_acks(&mut self) {
-        if self.ack_inflight || self.pending_acks.is_empty() {
-            return;
-        }
-        self.ack_inflight = true;
-        let seqs = std::mem::take(&mut self.pending_acks);
-        tracing::debug!(device = %self.addr, conn = self.conn_id, acks = seqs.len(), closing = self.closing, "storing acks");
-        let hub = self.hub.clone();
-        let addr = self.addr.clone();
-        self.spawn(async move { Done::Acked(hub.store.ack(&addr, seqs).await) });
-    }
-
-    fn on_acked(&mut self, res: Result<u64, StoreError>) {
-        self.ack_inflight = false;
-        match res {
-            Ok(n) => {
-                tracing::debug!(device = %self.addr, conn = self.conn_id, deleted = n, "acks stored");
-                Metrics::add(&self.hub.metrics.envelopes_acked, n)
-            }
-            // Not deleted means redelivered later: at-least-once holds.
-            Err(e) => tracing::warn!(device = %self.addr, error = %e, "ack not stored"),
-        }
-        self.flush_acks();
-        self.stop_if_done();
     }
 }

@@ -13,6 +13,9 @@
 //! client reconnects and drains its queue, which holds every envelope that was accepted.
 
 mod actor;
+mod queue;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex};
 

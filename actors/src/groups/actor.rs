@@ -8,18 +8,20 @@
 //! the sender-key usage it counts comes back to the actor as a message.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hush_protocol::api::GroupInfo;
 use hush_protocol::ids::{DeviceAddress, GroupId, TenantId};
 use hush_protocol::wire::{
     Envelope, ErrorCode, GroupSendMessage, GroupStamp, Payload, ServerFrame, SessionEvent,
 };
 use hush_store::{NewEnvelope, SharedEnvelope, StoreError};
-use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef, RpcReplyPort};
+use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
-use super::{decode, encode, load, usage_key, GroupError, GroupPolicy, SenderKeyUse, Stored, NS_SENDER_KEYS};
+use super::registry::{GroupMsg, Sent};
+use super::types::{Caller, Change, GroupError, SenderKeyUse, Stored};
+use super::{decode, encode, load, usage_key, NS_SENDER_KEYS};
 use crate::hub::Hub;
 use crate::limits::{GROUP_IDLE_TIMEOUT, MAX_GROUP_ACTORS, SENDER_KEY_USAGE_FLUSH};
 use crate::metrics::Metrics;
@@ -31,7 +33,7 @@ use crate::supervise::{Area, Restart, Restarting};
 pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -> ServerFrame {
     let id = msg.id;
     for _ in 0..2 {
-        let Some(actor) = hub.groups.actor(hub, &from.tenant, &msg.group).await else { break };
+        let Some(actor) = actor_of(hub, &from.tenant, &msg.group).await else { break };
         match actor.call(|reply| GroupMsg::Send(from.clone(), msg.clone(), reply), None).await {
             Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
             // The actor had stopped (idle) before the send reached it: start a new one.
@@ -48,86 +50,56 @@ pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -
     }
 }
 
-/// The group actors of this node and the rotation policy.
-#[derive(Default)]
-pub struct Groups {
-    actors: Mutex<HashMap<(TenantId, GroupId), ActorRef<GroupMsg>>>,
-    policy: RwLock<GroupPolicy>,
-    serial: AtomicU64,
+/// Applies a membership change through the group's actor on this node.
+pub(super) async fn change(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    id: &GroupId,
+    change: Change,
+) -> Result<GroupInfo, GroupError> {
+    for _ in 0..2 {
+        let actor = actor_of(hub, &caller.device.tenant, id).await.ok_or(GroupError::Unavailable)?;
+        let msg = |reply| GroupMsg::Change(Box::new((caller.clone(), change.clone())), reply);
+        match actor.call(msg, None).await {
+            Ok(ractor::rpc::CallResult::Success(answer)) => return answer,
+            // Stopped (idle) before the change reached it: start a new one.
+            Err(_) => hub.groups.forget(&caller.device.tenant, id, &actor),
+            // It failed while applying the change; its supervisor restarts it.
+            Ok(_) => break,
+        }
+    }
+    Err(GroupError::Unavailable)
 }
 
-impl Groups {
-    /// Sets when sending devices are asked to rotate their sender keys.
-    pub fn set_policy(&self, p: GroupPolicy) {
-        *self.policy.write().unwrap_or_else(|e| e.into_inner()) = p;
+/// The group's actor on this node, started if needed (under the groups supervisor);
+/// `None` at [`MAX_GROUP_ACTORS`] or if it cannot start.
+pub(super) async fn actor_of(hub: &Arc<Hub>, tenant: &TenantId, id: &GroupId) -> Option<ActorRef<GroupMsg>> {
+    let groups = &hub.groups;
+    let key = (tenant.clone(), id.clone());
+    if let Some(a) = groups.lookup(&key) {
+        return Some(a);
     }
-
-    /// The rotation policy.
-    pub fn policy(&self) -> GroupPolicy {
-        *self.policy.read().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Group actors alive on this node.
-    pub fn active(&self) -> usize {
-        self.actors.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    fn lookup(&self, key: &(TenantId, GroupId)) -> Option<ActorRef<GroupMsg>> {
-        let map = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(key).filter(|a| a.get_status() != ractor::ActorStatus::Stopped).cloned()
-    }
-
-    /// The group's actor on this node, started if needed (under the groups supervisor);
-    /// `None` at [`MAX_GROUP_ACTORS`] or if it cannot start.
-    async fn actor(&self, hub: &Arc<Hub>, tenant: &TenantId, id: &GroupId) -> Option<ActorRef<GroupMsg>> {
-        let key = (tenant.clone(), id.clone());
-        if let Some(a) = self.lookup(&key) {
-            return Some(a);
-        }
-        if self.active() >= MAX_GROUP_ACTORS {
-            let mut map = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-            map.retain(|_, a| a.get_status() != ractor::ActorStatus::Stopped);
-            if map.len() >= MAX_GROUP_ACTORS {
-                return None;
-            }
-        }
-        let recipe = Recipe { hub: hub.clone(), tenant: tenant.clone(), id: id.clone() };
-        let sup = hub.tree.get(Area::Groups);
-        let actor = recipe.spawn(sup.as_ref().map(|s| s.cell())).await?;
-        let mut map = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(other) = map.get(&key).filter(|a| a.get_status() != ractor::ActorStatus::Stopped) {
-            // Another send started one meanwhile: use it.
-            actor.stop(None);
-            return Some(other.clone());
-        }
-        if let Some(s) = sup {
-            s.watch(&actor.get_cell(), Box::new(recipe));
-        }
-        map.insert(key, actor.clone());
-        Some(actor)
-    }
-
-    fn forget(&self, tenant: &TenantId, id: &GroupId, actor: &ActorRef<GroupMsg>) {
-        let mut map = self.actors.lock().unwrap_or_else(|e| e.into_inner());
-        let key = (tenant.clone(), id.clone());
-        if map.get(&key).is_some_and(|a| a.get_id() == actor.get_id()) {
-            map.remove(&key);
+    if groups.active() >= MAX_GROUP_ACTORS {
+        let mut map = groups.actors.lock().unwrap_or_else(|e| e.into_inner());
+        map.retain(|_, a| a.get_status() != ractor::ActorStatus::Stopped);
+        if map.len() >= MAX_GROUP_ACTORS {
+            return None;
         }
     }
-
-    /// A change made on this node: the local actor (if any) takes the new record.
-    pub(super) fn changed_here(&self, tenant: &TenantId, id: &GroupId, now: Stored) {
-        if let Some(a) = self.lookup(&(tenant.clone(), id.clone())) {
-            let _ = a.cast(GroupMsg::Invalidate(Some(now)));
-        }
+    let recipe = Recipe { hub: hub.clone(), tenant: tenant.clone(), id: id.clone() };
+    let sup = hub.tree.get(Area::Groups);
+    let actor = recipe.spawn(sup.as_ref().map(|s| s.cell())).await?;
+    let mut map = groups.actors.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(other) = map.get(&key).filter(|a| a.get_status() != ractor::ActorStatus::Stopped) {
+        // Another send started one meanwhile: use it.
+        actor.stop(None);
+        return Some(other.clone());
     }
-
-    /// Another node changed the group: the local actor (if any) drops what it cached.
-    pub fn invalidate(&self, tenant: &TenantId, id: &GroupId) {
-        if let Some(a) = self.lookup(&(tenant.clone(), id.clone())) {
-            let _ = a.cast(GroupMsg::Invalidate(None));
-        }
+    if let Some(s) = sup {
+        s.watch(&actor.get_cell(), Box::new(recipe));
     }
+    map.insert(key, actor.clone());
+    Some(actor)
 }
 
 /// How to (re)start the actor of one group.
@@ -139,7 +111,7 @@ struct Recipe {
 
 impl Recipe {
     async fn spawn(&self, supervisor: Option<ActorCell>) -> Option<ActorRef<GroupMsg>> {
-        let serial = self.hub.groups.serial.fetch_add(1, Ordering::Relaxed);
+        let serial = self.hub.groups.next_serial();
         let args = (self.hub.clone(), self.tenant.clone(), self.id.clone(), serial);
         let spawned = match supervisor {
             Some(sup) => Actor::spawn_linked(None, GroupActor, args, sup).await,
@@ -169,26 +141,6 @@ impl Restart for Recipe {
     fn describe(&self) -> String {
         format!("group {}/{}", self.tenant, self.id)
     }
-}
-
-/// The messages of a group actor.
-pub enum GroupMsg {
-    /// A group message from a device of this node; answered with the frame for the sender.
-    Send(DeviceAddress, GroupSendMessage, RpcReplyPort<ServerFrame>),
-    /// The group changed: take the record (a change made here) or drop the cached one.
-    Invalidate(Option<Stored>),
-    /// A send was stored: count the sender's key use.
-    Counted(Sent),
-    /// Stop if idle.
-    IdleCheck,
-}
-
-/// What the store part of a send found.
-pub struct Sent {
-    from: DeviceAddress,
-    current: Option<Stored>,
-    accepted_epoch: Option<u64>,
-    loaded_usage: Option<SenderKeyUse>,
 }
 
 /// One active group on this node.
@@ -265,6 +217,12 @@ impl Actor for GroupActor {
                     let _ = reply.send(answer);
                     let _ = myself.cast(GroupMsg::Counted(sent));
                 });
+            }
+            GroupMsg::Change(change, reply) => {
+                crate::faults::check("group", "change", &format!("{}/{}", s.tenant, s.id));
+                s.last_active = Instant::now();
+                let (caller, change) = *change;
+                let _ = reply.send(super::apply(&s.hub, &caller, &s.id, change).await);
             }
             GroupMsg::Invalidate(now) => match now {
                 Some(now) if s.cached.as_ref().is_none_or(|c| c.version < now.version) => {

@@ -8,9 +8,12 @@
 //! | `group_members` | `{tenant}/{user}/{group}` | empty: the per-user index behind `GET /v1/groups` |
 //! | `group_sender_keys` | `{tenant}/{group}/{user}/{device:03}` | postcard [`SenderKeyUse`] |
 //!
-//! Every membership change is a compare-and-set of the group record, retried on conflict
-//! ([`GROUP_CAS_RETRIES`]), so concurrent changes on different nodes all apply and none is lost;
-//! a removal bumps the epoch in the same write, so each removal bumps it exactly once. The
+//! Every membership change goes through the group's [`GroupActor`] on the node that received
+//! it, which applies changes one at a time: concurrent changes on one node never race each
+//! other. Each is one compare-and-set update of the group record
+//! ([`hush_store::typed::update`], whose bounded retry with jitter covers a change made at the
+//! same moment on another node), so concurrent changes on different nodes all apply and none
+//! is lost; a removal bumps the epoch in the same write, so each removal bumps it exactly once. The
 //! per-user index is kept a superset of the truth: an added user's entry is written before the
 //! record (and again after, in case a concurrent removal deleted it in between), a removed
 //! user's entry is deleted after the record, only at the version read before re-checking that
@@ -32,24 +35,27 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
 
 use hush_cluster::BusMessage;
 use hush_protocol::api::{CreateGroupRequest, GroupInfo, GroupList};
 use hush_protocol::ids::{DeviceAddress, GroupId, TenantId, UserId};
 use hush_protocol::limits::{MAX_GROUPS_LISTED, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_BYTES};
 use hush_protocol::wire::{Envelope, MemberDevice, Payload, SessionEvent};
-use hush_store::{NewEnvelope, StoreError};
+use hush_store::{typed, NewEnvelope, StoreError};
 use serde::{Deserialize, Serialize};
 
 mod actor;
-pub use actor::{send, GroupActor, GroupMsg, GroupState, Groups, Sent};
+pub mod registry;
+mod types;
+pub use crate::policy::GroupPolicy;
+pub use actor::{send, GroupActor, GroupState};
+pub use registry::{GroupMsg, Groups, Sent};
+pub use types::{Caller, Change, GroupError, GroupRecord, SenderKeyUse, Stored};
 
 use crate::hub::Hub;
-use crate::limits::GROUP_CAS_RETRIES;
 use crate::now_ms;
 use crate::relay::route_all;
-use crate::sessions::{audit, Initiator};
+use crate::sessions::audit;
 
 /// Namespace of the group records.
 pub const NS_GROUPS: &str = "groups";
@@ -57,103 +63,6 @@ pub const NS_GROUPS: &str = "groups";
 pub const NS_MEMBERSHIP: &str = "group_members";
 /// Namespace of the sender-key usage counters.
 pub const NS_SENDER_KEYS: &str = "group_sender_keys";
-
-/// Errors of the group operations.
-#[derive(Debug, thiserror::Error)]
-pub enum GroupError {
-    /// No such group in the caller's tenant, or the caller may not see it.
-    #[error("not found")]
-    NotFound,
-    /// The caller sees the group but may not make this change.
-    #[error("forbidden")]
-    Forbidden,
-    /// The request was refused (bad name, unknown user, too many members).
-    #[error("{0}")]
-    Invalid(String),
-    /// The change kept losing compare-and-set races; nothing was changed. Retry.
-    #[error("group busy; retry")]
-    Contended,
-    /// The store failed.
-    #[error("store unavailable")]
-    Store(#[from] StoreError),
-    /// The group's actor could not be reached (node at its actor limit or stopping).
-    #[error("group unavailable")]
-    Unavailable,
-}
-
-/// A stored group.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupRecord {
-    /// Its id.
-    pub id: GroupId,
-    /// Its tenant.
-    pub tenant: TenantId,
-    /// Its name.
-    pub name: String,
-    /// Members, sorted.
-    pub members: Vec<UserId>,
-    /// Group administrators (members), sorted.
-    pub admins: Vec<UserId>,
-    /// Bumped by every removal.
-    pub epoch: u64,
-    /// Creation time, ms since the Unix epoch.
-    pub created_ms: u64,
-}
-
-/// A record with its store version.
-#[derive(Clone, Debug)]
-pub struct Stored {
-    /// The record.
-    pub rec: GroupRecord,
-    /// Its compare-and-set version.
-    pub version: u64,
-}
-
-/// When the node asks a sending device to rotate its sender key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct GroupPolicy {
-    /// Past this age (from the first message sent with it) a sender key is rotated.
-    pub sender_key_max_age: Duration,
-    /// After this many messages a sender key is rotated.
-    pub sender_key_max_messages: u64,
-}
-
-impl Default for GroupPolicy {
-    fn default() -> Self {
-        Self { sender_key_max_age: Duration::from_secs(7 * 24 * 3600), sender_key_max_messages: 1_000 }
-    }
-}
-
-/// How much one device has used its current sender key for one group.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SenderKeyUse {
-    /// The epoch the count belongs to (a new epoch restarts it).
-    pub epoch: u64,
-    /// First message sent with this key, ms since the Unix epoch.
-    pub since_ms: u64,
-    /// Messages sent with this key.
-    pub count: u64,
-}
-
-/// Who asks for a change.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    /// The caller's device (tenant, user, device).
-    pub device: DeviceAddress,
-    /// Whether the caller administers the tenant.
-    pub tenant_admin: bool,
-    /// For the audit log.
-    pub initiator: Initiator,
-}
-
-impl Caller {
-    fn sees(&self, rec: &GroupRecord) -> bool {
-        self.tenant_admin || rec.members.contains(&self.device.user)
-    }
-    fn manages(&self, rec: &GroupRecord) -> bool {
-        self.tenant_admin || rec.admins.contains(&self.device.user)
-    }
-}
 
 fn group_key(t: &TenantId, g: &GroupId) -> String {
     format!("{t}/{g}")
@@ -277,9 +186,10 @@ pub async fn get(hub: &Hub, caller: &Caller, id: &GroupId) -> Result<GroupInfo, 
     }
 }
 
-/// Applies `change` with compare-and-set, retrying on conflicts. `change` returns the new
-/// record, `None` for "nothing to do", or an error that aborts without writing. `added` users
-/// get their index entry before each write. Returns the record before and after.
+/// Applies `change` to the group's record with one compare-and-set update (the store's
+/// bounded retry policy re-applies it if another node's change won the race). `change` returns
+/// the new record, `None` for "nothing to do", or an error that aborts without writing. `added`
+/// users get their index entry before the write. Returns the record before and after.
 async fn change<F>(
     hub: &Hub,
     caller: &Caller,
@@ -291,31 +201,25 @@ where
     F: FnMut(&GroupRecord) -> Result<Option<GroupRecord>, GroupError>,
 {
     let tenant = &caller.device.tenant;
-    let key = group_key(tenant, id);
-    for attempt in 0..GROUP_CAS_RETRIES {
-        let cur = match load(hub, tenant, id).await? {
-            Some(s) if caller.sees(&s.rec) => s,
-            _ => return Err(GroupError::NotFound),
-        };
-        let Some(next) = change(&cur.rec)? else {
-            return Ok((cur.clone(), cur));
-        };
-        for u in added {
-            hub.store.kv_set(NS_MEMBERSHIP, &member_key(tenant, u, id), Vec::new()).await?;
-        }
-        match hub.store.kv_put(NS_GROUPS, &key, cur.version, encode(&next)?).await {
-            Ok(version) => return Ok((cur, Stored { rec: next, version })),
-            Err(StoreError::VersionConflict) => {
-                // Another change won: re-read and re-apply. A short random pause keeps nodes
-                // that race in a loop from colliding again in lockstep.
-                let max_us = 200u64 << attempt.min(6);
-                let pause = rand::random::<u64>() % max_us;
-                tokio::time::sleep(Duration::from_micros(pause)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
+    for u in added {
+        hub.store.kv_set(NS_MEMBERSHIP, &member_key(tenant, u, id), Vec::new()).await?;
     }
-    Err(GroupError::Contended)
+    let key = group_key(tenant, id);
+    let updated = typed::update(&*hub.store, NS_GROUPS, &key, |cur: Option<&GroupRecord>| match cur {
+        Some(rec) if caller.sees(rec) => change(rec),
+        _ => Err(GroupError::NotFound),
+    })
+    .await
+    .map_err(|e| match e {
+        GroupError::Store(StoreError::VersionConflict) => GroupError::Contended,
+        other => other,
+    })?;
+    let stored =
+        |v: Option<typed::Versioned<GroupRecord>>| v.map(|v| Stored { rec: v.value, version: v.version });
+    match (stored(updated.before), stored(updated.after)) {
+        (Some(before), Some(after)) => Ok((before, after)),
+        _ => Err(GroupError::NotFound),
+    }
 }
 
 /// After a committed change: the index entries of added users again (a concurrent removal may
@@ -347,6 +251,28 @@ async fn fix_index(hub: &Hub, tenant: &TenantId, id: &GroupId, added: &[UserId],
 /// Adds users (group administrators and tenant administrators). Existing members' devices get
 /// `DistributeSenderKey` naming the new members' devices; every member gets `GroupChanged`.
 pub async fn add_members(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    id: &GroupId,
+    users: Vec<UserId>,
+) -> Result<GroupInfo, GroupError> {
+    actor::change(hub, caller, id, Change::Add(users)).await
+}
+
+/// Applies a membership change (the group's actor calls this, one change at a time).
+async fn apply(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    id: &GroupId,
+    change: Change,
+) -> Result<GroupInfo, GroupError> {
+    match change {
+        Change::Add(users) => apply_add(hub, caller, id, users).await,
+        Change::Remove(user) => apply_remove(hub, caller, id, &user).await,
+    }
+}
+
+async fn apply_add(
     hub: &Arc<Hub>,
     caller: &Caller,
     id: &GroupId,
@@ -406,6 +332,15 @@ pub async fn add_members(
 /// leaving). The epoch is bumped; the remaining members' devices get `RotateSenderKey`; they and
 /// the removed user get `GroupChanged`.
 pub async fn remove_member(
+    hub: &Arc<Hub>,
+    caller: &Caller,
+    id: &GroupId,
+    user: &UserId,
+) -> Result<GroupInfo, GroupError> {
+    actor::change(hub, caller, id, Change::Remove(user.clone())).await
+}
+
+async fn apply_remove(
     hub: &Arc<Hub>,
     caller: &Caller,
     id: &GroupId,
