@@ -9,8 +9,10 @@
 //! - [`delivery`]: the only code that reaches a device: the registry of this node's connections
 //!   (their actors' mailboxes), the router, notices, node events and what the bus brings.
 //! - [`directory`]: cached device sets (the store is the truth).
-//! - [`accounts`]: login, token authentication, users, one-time passwords and password
-//!   changes; Argon2id on a bounded blocking pool.
+//! - [`accounts`]: users, passwords and one-time passwords, device registration at login,
+//!   token authentication; Argon2id on a bounded blocking pool.
+//! - [`login`]: the login and the answer to an MFA challenge: the one place that uses both
+//!   accounts and MFA.
 //! - [`throttle`]: password and MFA attempts limited per account and per client address,
 //!   cluster-wide through the bus (free attempts, doubling delays, locks).
 //! - [`device`]: `DeviceActor`, one per authenticated WebSocket: the 1:1 relay path, queue
@@ -31,6 +33,9 @@
 //!   restart policies, failure and restart counts.
 //! - [`faults`]: test-only fault injection (a chosen actor fails on a chosen message).
 //! - [`metrics`]: counters rendered by the node's `/metrics`.
+//! - [`views`]: what the node's edge lists and checks before a command (sessions, devices, the
+//!   audit log, session lifetimes), read from the store.
+//! - [`health`]: the store's health and numbers for `/readyz` and `/metrics`.
 //!
 //! The socket itself belongs to the node: a `DeviceActor` reads already-decoded [`device::Inbound`]
 //! items and writes [`device::Outbound`] items into a bounded channel the node drains.
@@ -45,9 +50,11 @@ pub mod directory;
 pub mod faults;
 pub mod groups;
 pub mod hashing;
+pub mod health;
 pub mod hub;
 pub mod keys;
 pub mod limits;
+pub mod login;
 pub mod metrics;
 pub mod mfa;
 pub mod policy;
@@ -57,6 +64,7 @@ pub mod sessions;
 pub mod supervise;
 pub mod tenant;
 pub mod throttle;
+pub mod views;
 
 /// Milliseconds since the Unix epoch.
 #[cfg(not(test))]

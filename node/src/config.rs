@@ -352,64 +352,10 @@ impl Config {
         if workers == 0 {
             anyhow::bail!("workers must be at least 1");
         }
-        let keys = KeyPolicy {
-            low_threshold: cli
-                .prekey_low_threshold
-                .or(file.prekey_low_threshold)
-                .unwrap_or(d.keys.low_threshold),
-            fetch_bucket: cli.prekey_fetch_bucket.or(file.prekey_fetch_bucket).unwrap_or(d.keys.fetch_bucket),
-            fetch_refill: cli
-                .prekey_fetch_refill_secs
-                .or(file.prekey_fetch_refill_secs)
-                .map(Duration::from_secs)
-                .unwrap_or(d.keys.fetch_refill),
-            rotation_age: cli
-                .prekey_rotation_age_secs
-                .or(file.prekey_rotation_age_secs)
-                .map(Duration::from_secs)
-                .unwrap_or(d.keys.rotation_age),
-        };
-        if keys.fetch_bucket == 0 || keys.fetch_refill.is_zero() {
-            anyhow::bail!("prekey_fetch_bucket and prekey_fetch_refill_secs must be at least 1");
-        }
-        let gp = d.group_policy;
-        let max_age = cli
-            .group_sender_key_max_age_secs
-            .or(file.group_sender_key_max_age_secs)
-            .map(std::time::Duration::from_secs)
-            .unwrap_or(gp.sender_key_max_age);
-        let max_messages = cli
-            .group_sender_key_max_messages
-            .or(file.group_sender_key_max_messages)
-            .unwrap_or(gp.sender_key_max_messages);
-        if max_age.is_zero() || max_messages == 0 {
-            anyhow::bail!("group sender-key limits must be at least 1");
-        }
-        let group_policy = hush_actors::groups::GroupPolicy {
-            sender_key_max_age: max_age,
-            sender_key_max_messages: max_messages,
-        };
-        let tls = match (cli.tls_cert.clone().or(file.tls_cert), cli.tls_key.clone().or(file.tls_key)) {
-            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
-            (None, None) => None,
-            (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (HUSH_TLS_KEY) too"),
-            (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (HUSH_TLS_CERT) too"),
-        };
-        let dq = d.queue_policy;
-        let queue_policy = hush_store::QueuePolicy {
-            retention: cli
-                .envelope_retention_secs
-                .or(file.envelope_retention_secs)
-                .map(Duration::from_secs)
-                .unwrap_or(dq.retention),
-            max_per_device: cli
-                .max_queue_per_device
-                .or(file.max_queue_per_device)
-                .unwrap_or(dq.max_per_device),
-        };
-        if queue_policy.retention.is_zero() || queue_policy.max_per_device == 0 {
-            anyhow::bail!("envelope_retention_secs and max_queue_per_device must be at least 1");
-        }
+        let keys = resolve_keys(cli, &file, &d.keys)?;
+        let group_policy = resolve_group_policy(cli, &file, &d.group_policy)?;
+        let tls = resolve_tls(cli, &file)?;
+        let queue_policy = resolve_queue_policy(cli, &file, &d.queue_policy)?;
         let t = d.throttle.account;
         let throttle = hush_actors::throttle::ThrottlePolicy::with_account(
             cli.login_free_failures.or(file.login_free_failures).unwrap_or(t.free),
@@ -417,25 +363,7 @@ impl Config {
             cli.login_lock_secs.or(file.login_lock_secs).map(Duration::from_secs).unwrap_or(t.lock),
         )
         .map_err(|e| anyhow::anyhow!("login throttling: {e}"))?;
-        let de = d.edge;
-        let edge = crate::edge::EdgeLimits {
-            body_timeout: cli
-                .request_body_timeout_secs
-                .or(file.request_body_timeout_secs)
-                .map(Duration::from_secs)
-                .unwrap_or(de.body_timeout),
-            body_min_rate: cli
-                .request_body_min_rate
-                .or(file.request_body_min_rate)
-                .unwrap_or(de.body_min_rate),
-            max_incomplete_per_address: cli
-                .max_incomplete_per_address
-                .or(file.max_incomplete_per_address)
-                .unwrap_or(de.max_incomplete_per_address),
-        };
-        if edge.body_timeout.is_zero() {
-            anyhow::bail!("request_body_timeout_secs must be at least 1");
-        }
+        let edge = resolve_edge(cli, &file, &d.edge)?;
         #[cfg(feature = "fault-injection")]
         let fault_injection = cli.fault_injection;
         #[cfg(not(feature = "fault-injection"))]
@@ -464,6 +392,106 @@ impl Config {
             mfa_key_file: cli.mfa_key_file.clone().or(file.mfa_key_file),
         })
     }
+}
+
+/// The pre-key policy of [`Config::resolve`].
+fn resolve_keys(cli: &Cli, file: &FileConfig, d: &KeyPolicy) -> anyhow::Result<KeyPolicy> {
+    let keys = KeyPolicy {
+        low_threshold: cli.prekey_low_threshold.or(file.prekey_low_threshold).unwrap_or(d.low_threshold),
+        fetch_bucket: cli.prekey_fetch_bucket.or(file.prekey_fetch_bucket).unwrap_or(d.fetch_bucket),
+        fetch_refill: cli
+            .prekey_fetch_refill_secs
+            .or(file.prekey_fetch_refill_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(d.fetch_refill),
+        rotation_age: cli
+            .prekey_rotation_age_secs
+            .or(file.prekey_rotation_age_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(d.rotation_age),
+    };
+    if keys.fetch_bucket == 0 || keys.fetch_refill.is_zero() {
+        anyhow::bail!("prekey_fetch_bucket and prekey_fetch_refill_secs must be at least 1");
+    }
+    Ok(keys)
+}
+
+/// The group sender-key policy of [`Config::resolve`].
+fn resolve_group_policy(
+    cli: &Cli,
+    file: &FileConfig,
+    gp: &hush_actors::groups::GroupPolicy,
+) -> anyhow::Result<hush_actors::groups::GroupPolicy> {
+    let max_age = cli
+        .group_sender_key_max_age_secs
+        .or(file.group_sender_key_max_age_secs)
+        .map(std::time::Duration::from_secs)
+        .unwrap_or(gp.sender_key_max_age);
+    let max_messages = cli
+        .group_sender_key_max_messages
+        .or(file.group_sender_key_max_messages)
+        .unwrap_or(gp.sender_key_max_messages);
+    if max_age.is_zero() || max_messages == 0 {
+        anyhow::bail!("group sender-key limits must be at least 1");
+    }
+    Ok(hush_actors::groups::GroupPolicy {
+        sender_key_max_age: max_age,
+        sender_key_max_messages: max_messages,
+    })
+}
+
+/// The TLS files of [`Config::resolve`]: both or neither.
+fn resolve_tls(cli: &Cli, file: &FileConfig) -> anyhow::Result<Option<TlsFiles>> {
+    match (cli.tls_cert.clone().or(file.tls_cert.clone()), cli.tls_key.clone().or(file.tls_key.clone())) {
+        (Some(cert), Some(key)) => Ok(Some(TlsFiles { cert, key })),
+        (None, None) => Ok(None),
+        (Some(_), None) => anyhow::bail!("--tls-cert needs --tls-key (HUSH_TLS_KEY) too"),
+        (None, Some(_)) => anyhow::bail!("--tls-key needs --tls-cert (HUSH_TLS_CERT) too"),
+    }
+}
+
+/// The queue policy of [`Config::resolve`].
+fn resolve_queue_policy(
+    cli: &Cli,
+    file: &FileConfig,
+    dq: &hush_store::QueuePolicy,
+) -> anyhow::Result<hush_store::QueuePolicy> {
+    let queue_policy = hush_store::QueuePolicy {
+        retention: cli
+            .envelope_retention_secs
+            .or(file.envelope_retention_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(dq.retention),
+        max_per_device: cli.max_queue_per_device.or(file.max_queue_per_device).unwrap_or(dq.max_per_device),
+    };
+    if queue_policy.retention.is_zero() || queue_policy.max_per_device == 0 {
+        anyhow::bail!("envelope_retention_secs and max_queue_per_device must be at least 1");
+    }
+    Ok(queue_policy)
+}
+
+/// The request-body limits of [`Config::resolve`].
+fn resolve_edge(
+    cli: &Cli,
+    file: &FileConfig,
+    de: &crate::edge::EdgeLimits,
+) -> anyhow::Result<crate::edge::EdgeLimits> {
+    let edge = crate::edge::EdgeLimits {
+        body_timeout: cli
+            .request_body_timeout_secs
+            .or(file.request_body_timeout_secs)
+            .map(Duration::from_secs)
+            .unwrap_or(de.body_timeout),
+        body_min_rate: cli.request_body_min_rate.or(file.request_body_min_rate).unwrap_or(de.body_min_rate),
+        max_incomplete_per_address: cli
+            .max_incomplete_per_address
+            .or(file.max_incomplete_per_address)
+            .unwrap_or(de.max_incomplete_per_address),
+    };
+    if edge.body_timeout.is_zero() {
+        anyhow::bail!("request_body_timeout_secs must be at least 1");
+    }
+    Ok(edge)
 }
 
 impl Config {

@@ -2,7 +2,8 @@
 //!
 //! - [`config`]: configuration from a TOML file, then `HUSH_*` environment, then flags.
 //! - [`server`]: start (store, hub, actors, HTTP server), first-run bootstrap, graceful stop.
-//! - [`routes`]: the HTTP API under `/v1`, health, metrics, and the OpenAPI document.
+//! - [`routes`]: the HTTP API under `/v1` (one file per area, MFA's `/v1/mfa/...` included),
+//!   health, metrics, and the OpenAPI document.
 //! - [`ws`]: the WebSocket edge: authentication, frame decoding, the bridge into `DeviceActor`.
 //! - [`edge`]: request-body timeouts and the bound on unfinished requests per client address.
 //! - [`datadir`]: the data folder's modes (0700, files 0600), created and tightened at start.
@@ -10,7 +11,6 @@
 //! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
 //! - [`apidoc`]: the answers every route of a kind gives, added to the OpenAPI document.
 //! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
-//! - [`mfa_routes`]: the `/v1/mfa/...` routes and the tenant MFA administration.
 //! - [`qr`]: the TOTP enrolment URI as a QR code (PNG).
 //! - [`store_cmd`]: `hushd store check|salvage|backup`, and the control socket a serving node
 //!   answers backups on.
@@ -25,7 +25,6 @@ pub mod edge;
 pub mod error;
 pub mod fallback;
 pub mod faults;
-pub mod mfa_routes;
 pub mod qr;
 pub mod routes;
 pub mod server;

@@ -1,11 +1,14 @@
 //! HTTP routes of MFA (`/v1/mfa/...`) and of its tenant administration. The logic is in
-//! `hush_actors::mfa`; these handlers parse, pick the extractor (a session with MFA pending may
-//! reach only the routes taking [`AnySession`]) and render the QR code.
+//! `hush_actors::mfa` (and `hush_actors::login::verify` for answers to a challenge); these
+//! handlers parse, pick the extractor (a session with MFA pending may reach only the routes
+//! taking [`AnySession`]) and render the QR code.
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::accounts::AccountError;
 use hush_actors::hub::Hub;
-use hush_actors::{mfa, throttle};
+use hush_actors::login;
+use hush_actors::mfa::{self, Factor};
+use hush_actors::throttle;
 use hush_protocol::api::{
     BackupCodes, Enforced, ErrorBody, MfaChallenge, MfaCodeRequest, MfaPolicy, MfaStatus, MfaVerified,
     MfaVerifyRequest, Secret, TotpEnrollment, TrustedDeviceList, UserMfaStatusList,
@@ -14,12 +17,9 @@ use hush_protocol::ids::{DeviceId, UserId};
 use hush_protocol::otp::TOTP_PERIOD_SECS;
 use serde::Deserialize;
 
+use super::ip_of as ip;
 use crate::auth::{Admin, AnySession, User};
 use crate::error::ApiError;
-
-fn ip(req: &HttpRequest) -> Option<String> {
-    req.peer_addr().map(|a| a.ip().to_string())
-}
 
 /// Reports an MFA code attempt to the client address's throttle (the factor's own lock counts
 /// the account's failures).
@@ -118,7 +118,8 @@ pub async fn verify(
 ) -> Result<web::Json<MfaVerified>, ApiError> {
     let b = body.into_inner();
     let guard = throttle::code_attempt(&hub, ip(&req).as_deref()).await.map_err(AccountError::from)?;
-    let r = mfa::verify(&hub, &me, &b.challenge_id, &b.code, false, b.remember_device, ip(&req)).await;
+    let r =
+        login::verify(&hub, &me, &b.challenge_id, &b.code, Factor::Totp, b.remember_device, ip(&req)).await;
     settle(&hub, &me, guard, r.is_ok()).await;
     Ok(web::Json(r?))
 }
@@ -135,7 +136,8 @@ pub async fn backup(
 ) -> Result<web::Json<MfaVerified>, ApiError> {
     let b = body.into_inner();
     let guard = throttle::code_attempt(&hub, ip(&req).as_deref()).await.map_err(AccountError::from)?;
-    let r = mfa::verify(&hub, &me, &b.challenge_id, &b.code, true, b.remember_device, ip(&req)).await;
+    let r =
+        login::verify(&hub, &me, &b.challenge_id, &b.code, Factor::Backup, b.remember_device, ip(&req)).await;
     settle(&hub, &me, guard, r.is_ok()).await;
     Ok(web::Json(r?))
 }
