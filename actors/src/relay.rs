@@ -192,7 +192,7 @@ fn unavailable(id: uuid::Uuid, e: hush_store::StoreError) -> ServerFrame {
 /// Checks and stores a batch of `Send`s from device `from`, in order, with one store write for
 /// all the accepted ones; returns one answer per message, in input order, and the stored
 /// envelopes to route. The caller answers first (`Accepted` means durable, DESIGN step 3) and
-/// routes after ([`route_all`]), before it takes the sender's next batch, so live delivery keeps
+/// routes after ([`crate::delivery::route_all`]), before it takes the sender's next batch, so live delivery keeps
 /// the sender's order.
 ///
 /// A device's sends go through here one batch at a time (the `DeviceActor` queues the next

@@ -218,6 +218,15 @@ impl From<AccountError> for ApiError {
     }
 }
 
+impl From<hush_actors::control::ControlError> for ApiError {
+    fn from(e: hush_actors::control::ControlError) -> Self {
+        match e {
+            hush_actors::control::ControlError::Account(e) => e.into(),
+            hush_actors::control::ControlError::Mfa(e) => e.into(),
+        }
+    }
+}
+
 impl From<hush_actors::control::Unavailable> for ApiError {
     fn from(_: hush_actors::control::Unavailable) -> Self {
         ApiError::Unavailable

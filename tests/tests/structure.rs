@@ -726,6 +726,78 @@ fn no_function_over_80_lines_outside_tests() {
     assert!(long.is_empty(), "{} function(s) over {MAX_FN_LINES} lines (listed above)", long.len());
 }
 
+/// Every `/admin/...` route registered in `node/src/routes`, with the file and name of its
+/// handler (`admin::admin_audit` is `admin.rs`'s `admin_audit`; a bare name is in the file that
+/// registers it).
+fn admin_routes() -> Vec<(String, PathBuf, String)> {
+    let dir = workspace().join("node/src/routes");
+    let mut out = Vec::new();
+    for f in rust_files(&dir) {
+        let src = fs::read_to_string(&f).unwrap();
+        for (at, _) in src.match_indices(".route(\"/admin/") {
+            let rest = &src[at + 8..];
+            let route: String = rest.chars().take_while(|&c| c != '"').collect();
+            let to = rest.find(".to(").expect("a handler") + 4;
+            let handler: String = rest[to..].chars().take_while(|&c| is_ident(c) || c == ':').collect();
+            let (file, name) = match handler.rsplit_once("::") {
+                Some((module, name)) => (dir.join(format!("{module}.rs")), name.to_owned()),
+                None => (f.clone(), handler.clone()),
+            };
+            out.push((route, file, name));
+        }
+    }
+    out
+}
+
+/// The body of function `name` in the (stripped) code of a file.
+fn body_of<'a>(code: &'a str, name: &str) -> Option<&'a str> {
+    let b = code.as_bytes();
+    words(code, "fn").into_iter().find_map(|at| {
+        let rest = code[at + 2..].trim_start();
+        let found: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+        if found != name {
+            return None;
+        }
+        let end = item_end(b, at + 2)?;
+        let open = code[at..end].find(") ->").map_or(at, |k| at + k);
+        let open = open + code[open..end].find('{')?;
+        Some(&code[open..=end])
+    })
+}
+
+/// Every admin route reaches the domain through exactly one message to the control actor: its
+/// handler parses, sends one command (`control.send(..)`) and maps the answer, and touches
+/// nothing else of the node (no hub, no store, no domain function).
+#[test]
+fn every_admin_route_is_one_control_message() {
+    let routes = admin_routes();
+    assert!(routes.len() >= 15, "the route table was not read: {routes:?}");
+    let mut bad = Vec::new();
+    for (route, file, name) in &routes {
+        let code = strip(&fs::read_to_string(file).unwrap());
+        let Some(body) = body_of(&code, name) else {
+            bad.push(format!("{route}: handler {name} not found in {}", rel(file)));
+            continue;
+        };
+        let dense: String = body.chars().filter(|c| !c.is_whitespace()).collect();
+        let sends = dense.matches("control.send(").count();
+        let domain = ["hub", "store", "views::", "mfa::", "accounts::", "sessions::", "groups::", "keys::"]
+            .into_iter()
+            .filter(|w| if w.ends_with("::") { body.contains(w) } else { !words(body, w).is_empty() })
+            .collect::<Vec<_>>();
+        if sends != 1 || !domain.is_empty() {
+            bad.push(format!(
+                "{route} ({}::{name}): {sends} control messages, also uses {domain:?}",
+                rel(file)
+            ));
+        }
+    }
+    for b in &bad {
+        eprintln!("{b}");
+    }
+    assert!(bad.is_empty(), "{} admin route(s) not one control message (listed above)", bad.len());
+}
+
 // ---------------------------------------------------------------------------------------------
 // The parsers themselves.
 

@@ -1,6 +1,6 @@
 //! `DeviceActor`: one per authenticated WebSocket.
 //!
-//! It owns the connection's protocol state ([`actor`]): the queue drain on connect (in order,
+//! It owns the connection's protocol state (`device::actor`, `device::queue`): the queue drain on connect (in order,
 //! then `QueueEmpty`), live delivery, acks (coalesced: at most one delete in flight per
 //! connection), heartbeat and idle timeout, and the slow-consumer rule: when the bounded
 //! outbound buffer is full, the socket is closed with 4429 and the envelopes stay queued.

@@ -23,7 +23,7 @@
 //! # Sending
 //!
 //! A `GroupSend` goes from the `DeviceActor` to the [`GroupActor`] of its group on this node
-//! (started on demand, stopped after [`GROUP_IDLE_TIMEOUT`]). The actor re-reads the record
+//! (started on demand, stopped after [`crate::limits::GROUP_IDLE_TIMEOUT`]). The actor re-reads the record
 //! (one key read) for every send, so a send never passes a removal that is already committed,
 //! whichever node made it; the bus broadcast of a change only drops cached state early. The
 //! ciphertext is stored once ([`hush_store::QueueStore::enqueue_shared`]) with one queue entry

@@ -1,38 +1,33 @@
 //! Tenant administration: a user's sessions, the tenant's active sessions, the audit log, the
-//! tenant's session lifetimes, and unlocking a user's logins.
+//! tenant's session lifetimes, and unlocking a user's logins. Each route parses its request,
+//! sends one command to the control actor and maps the answer.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use hush_actors::accounts;
-use hush_actors::control::{Control, SetSessionPolicy};
-use hush_actors::hub::Hub;
+use hush_actors::control::{
+    ActiveSessions, Audit, Control, GetSessionPolicy, RevokeActive, RevokeSession, RevokeUserSessions,
+    SetSessionPolicy, UnlockUser, UserSessions,
+};
 use hush_actors::limits::MAX_PAGE;
-use hush_actors::{mfa, views};
 use hush_protocol::api::{AuditPage, ErrorBody, Revoked, SessionList, SessionPolicy};
 use hush_store::AuditQuery;
 use serde::Deserialize;
 
-use super::{initiator, ip_of, parse_user, revoke};
+use super::{parse_user, who};
 use crate::auth::Admin;
 use crate::error::ApiError;
 
-/// Clears a user's failed logins and lock (tenant administrators, own tenant only); audited
-/// (`account.unlock`).
 #[utoipa::path(post, path = "/v1/admin/users/{user}/unlock", tag = "admin", security(("bearer" = [])),
     params(("user" = String, Path, description = "User name")),
     responses((status = 204, description = "Unlocked (also when it was not locked)"), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, description = "No such user in this tenant", body = ErrorBody)))]
 pub async fn admin_unlock_user(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = parse_user(path.into_inner())?;
-    accounts::user_in_tenant(&hub, me.tenant(), &user).await?;
-    // Lifting a lock lets password guessing at that account resume: an action on another
-    // principal's access.
-    mfa::require_step_up_for_others(&hub, &me, "account.unlock", ip_of(&req)).await?;
-    accounts::unlock_user(&hub, me.tenant(), &user, &initiator(&me, &req)).await;
+    control.send(UnlockUser { admin: who(me, &req), user }).await??;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -41,13 +36,13 @@ pub async fn admin_unlock_user(
     params(("user" = String, Path, description = "User name")),
     responses((status = 200, body = SessionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn admin_user_sessions(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
+    req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
 ) -> Result<web::Json<SessionList>, ApiError> {
     let user = parse_user(path.into_inner())?;
-    accounts::user_in_tenant(&hub, me.tenant(), &user).await?;
-    Ok(web::Json(views::user_sessions(&hub, me.tenant(), &user, &me.session.id).await?))
+    Ok(web::Json(control.send(UserSessions { admin: who(me, &req), user }).await??))
 }
 
 /// Revokes every session of a user (tenant administrators, own tenant only; step-up needed).
@@ -55,19 +50,14 @@ pub async fn admin_user_sessions(
     params(("user" = String, Path, description = "User name")),
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn admin_revoke_user(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
 ) -> Result<web::Json<Revoked>, ApiError> {
     let user = parse_user(path.into_inner())?;
-    accounts::user_in_tenant(&hub, me.tenant(), &user).await?;
-    mfa::require_step_up_for_others(&hub, &me, "admin.revoke_user", ip_of(&req)).await?;
-    let ids = views::user_session_ids(&hub, me.tenant(), &user, None).await?;
-    let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
-    mfa::drop_trust_of_user(&hub, me.tenant(), &user).await?;
-    Ok(web::Json(Revoked { revoked: n }))
+    let revoked = control.send(RevokeUserSessions { admin: who(me, &req), user }).await??;
+    Ok(web::Json(Revoked { revoked }))
 }
 
 /// Revokes one session of the tenant (tenant administrators, step-up needed; another tenant's
@@ -76,17 +66,14 @@ pub async fn admin_revoke_user(
     params(("id" = String, Path, description = "Session id")),
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn admin_revoke_session(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
 ) -> Result<web::Json<Revoked>, ApiError> {
     let id = path.into_inner();
-    views::tenant_active_session(&hub, me.tenant(), &id).await?;
-    mfa::require_step_up_for_others(&hub, &me, "admin.revoke_session", ip_of(&req)).await?;
-    let n = revoke(&control, &me, &req, vec![id], "revoked_by_admin").await?;
-    Ok(web::Json(Revoked { revoked: n }))
+    let revoked = control.send(RevokeSession { admin: who(me, &req), id }).await??;
+    Ok(web::Json(Revoked { revoked }))
 }
 
 /// Query of paginated session lists.
@@ -103,14 +90,14 @@ pub struct SessionPage {
 #[utoipa::path(get, path = "/v1/admin/sessions/active", tag = "admin", security(("bearer" = [])), params(SessionPage),
     responses((status = 200, body = SessionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn admin_active_sessions(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
+    req: HttpRequest,
     Admin(me): Admin,
     q: web::Query<SessionPage>,
 ) -> Result<web::Json<SessionList>, ApiError> {
-    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let list =
-        views::active_sessions_page(&hub, me.tenant(), q.after.as_deref(), limit, &me.session.id).await?;
-    Ok(web::Json(list))
+    let q = q.into_inner();
+    let msg = ActiveSessions { admin: who(me, &req), after: q.after, limit: q.limit.unwrap_or(100) };
+    Ok(web::Json(control.send(msg).await??))
 }
 
 /// Revokes every active session of the tenant but the caller's ("log everyone out"; step-up
@@ -118,17 +105,12 @@ pub async fn admin_active_sessions(
 #[utoipa::path(delete, path = "/v1/admin/sessions/active", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn admin_revoke_active(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
 ) -> Result<web::Json<Revoked>, ApiError> {
-    mfa::require_step_up_for_others(&hub, &me, "admin.revoke_active", ip_of(&req)).await?;
-    let ids = views::tenant_session_ids(&hub, me.tenant(), &me.session.id).await?;
-    let n = revoke(&control, &me, &req, ids, "revoked_by_admin").await?;
-    // Everyone logged out: every trusted device of the tenant must pass MFA again.
-    mfa::drop_trust_of_tenant(&hub, me.tenant()).await?;
-    Ok(web::Json(Revoked { revoked: n }))
+    let revoked = control.send(RevokeActive { admin: who(me, &req) }).await??;
+    Ok(web::Json(Revoked { revoked }))
 }
 
 /// Query of `GET /v1/admin/audit`.
@@ -150,7 +132,7 @@ pub struct AuditParams {
 #[utoipa::path(get, path = "/v1/admin/audit", tag = "admin", security(("bearer" = [])), params(AuditParams),
     responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn admin_audit(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     Admin(me): Admin,
     q: web::Query<AuditParams>,
 ) -> Result<web::Json<AuditPage>, ApiError> {
@@ -158,17 +140,17 @@ pub async fn admin_audit(
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let actor = q.actor.map(parse_user).transpose()?;
     let query = AuditQuery { actor, action: q.action, before: q.before, limit };
-    Ok(web::Json(views::audit_page(&hub, me.tenant(), &query).await?))
+    Ok(web::Json(control.send(Audit { tenant: me.tenant().clone(), query }).await??))
 }
 
 /// Reads the tenant's session lifetimes (tenant administrators).
 #[utoipa::path(get, path = "/v1/admin/tenant/sessions", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = SessionPolicy), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn get_session_policy(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     Admin(me): Admin,
 ) -> Result<web::Json<SessionPolicy>, ApiError> {
-    Ok(web::Json(views::session_policy(&hub, me.tenant()).await?))
+    Ok(web::Json(control.send(GetSessionPolicy { tenant: me.tenant().clone() }).await??))
 }
 
 /// Replaces the tenant's session lifetimes (tenant administrators, step-up needed: longer
@@ -178,17 +160,11 @@ pub async fn get_session_policy(
     request_body = SessionPolicy,
     responses((status = 200, body = SessionPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn put_session_policy(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     Admin(me): Admin,
     req: HttpRequest,
     body: web::Json<SessionPolicy>,
 ) -> Result<web::Json<SessionPolicy>, ApiError> {
-    mfa::require_step_up_for_others(&hub, &me, "tenant.sessions", ip_of(&req)).await?;
-    let msg = SetSessionPolicy {
-        tenant: me.tenant().clone(),
-        policy: body.into_inner(),
-        actor: initiator(&me, &req),
-    };
+    let msg = SetSessionPolicy { admin: who(me, &req), policy: body.into_inner() };
     Ok(web::Json(control.send(msg).await??))
 }

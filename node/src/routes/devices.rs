@@ -1,14 +1,13 @@
 //! Device listings and device removal.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use hush_actors::accounts;
-use hush_actors::control::{Control, RemoveDevice};
+use hush_actors::control::{Control, RemoveOwnDevice};
 use hush_actors::hub::Hub;
-use hush_actors::{mfa, views};
+use hush_actors::views;
 use hush_protocol::api::{DeviceList, ErrorBody};
 use hush_protocol::ids::{DeviceId, UserId};
 
-use super::initiator;
+use super::who;
 use crate::auth::{PasswordSession, User};
 use crate::error::ApiError;
 
@@ -40,7 +39,6 @@ pub async fn user_devices(
     responses((status = 204, description = "Removed"), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "Another device, not called from the primary device", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn remove_device(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     PasswordSession(me): PasswordSession,
@@ -56,15 +54,6 @@ pub async fn remove_device(
     if !own {
         crate::auth::password_gate(&me)?;
     }
-    accounts::may_remove_device(&me, device)?;
-    let msg = RemoveDevice {
-        tenant: me.tenant().clone(),
-        user: me.user().clone(),
-        device,
-        own,
-        actor: initiator(&me, &req),
-    };
-    control.send(msg).await??;
-    mfa::drop_trust(&hub, me.tenant(), me.user(), device).await?;
+    control.send(RemoveOwnDevice { by: who(me, &req), device }).await??;
     Ok(HttpResponse::NoContent().finish())
 }

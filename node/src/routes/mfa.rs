@@ -5,6 +5,9 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::accounts::AccountError;
+use hush_actors::control::{
+    Control, EnforceMfa, EnforceMfaAll, GetMfaPolicy, ResetMfa, SetMfaPolicy, UsersMfaStatus,
+};
 use hush_actors::hub::Hub;
 use hush_actors::login;
 use hush_actors::mfa::{self, Factor};
@@ -186,8 +189,11 @@ pub async fn revoke_trusted_device(
 /// The tenant's MFA policy (tenant administrators).
 #[utoipa::path(get, path = "/v1/admin/tenant/mfa", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = MfaPolicy), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
-pub async fn get_policy(hub: web::Data<Hub>, Admin(me): Admin) -> Result<web::Json<MfaPolicy>, ApiError> {
-    Ok(web::Json(mfa::stored_policy(&hub, me.tenant()).await?.policy))
+pub async fn get_policy(
+    control: web::Data<Control>,
+    Admin(me): Admin,
+) -> Result<web::Json<MfaPolicy>, ApiError> {
+    Ok(web::Json(control.send(GetMfaPolicy { tenant: me.tenant().clone() }).await??))
 }
 
 /// Replaces the tenant's MFA policy (tenant administrators, step-up needed); live sessions are
@@ -196,12 +202,13 @@ pub async fn get_policy(hub: web::Data<Hub>, Admin(me): Admin) -> Result<web::Js
     responses((status = 200, body = MfaPolicy), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn put_policy(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     body: web::Json<MfaPolicy>,
 ) -> Result<web::Json<MfaPolicy>, ApiError> {
-    Ok(web::Json(mfa::set_policy(&hub.into_inner(), &me, body.into_inner(), ip(&req)).await?))
+    let msg = SetMfaPolicy { admin: super::who(me, &req), policy: body.into_inner() };
+    Ok(web::Json(control.send(msg).await??))
 }
 
 /// Query of `GET /v1/admin/users/mfa-status`.
@@ -218,16 +225,14 @@ pub struct UserPage {
 #[utoipa::path(get, path = "/v1/admin/users/mfa-status", tag = "admin", security(("bearer" = [])), params(UserPage),
     responses((status = 200, body = UserMfaStatusList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn users_status(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     Admin(me): Admin,
     q: web::Query<UserPage>,
 ) -> Result<web::Json<UserMfaStatusList>, ApiError> {
     let q = q.into_inner();
     let after = q.after.map(UserId::new).transpose().map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let limit = q.limit.unwrap_or(100).clamp(1, hush_actors::limits::MAX_PAGE);
-    let users = mfa::users_status(&hub, me.tenant(), after.as_ref(), limit).await?;
-    let next = (users.len() == limit).then(|| users.last().map(|u| u.user.to_string())).flatten();
-    Ok(web::Json(UserMfaStatusList { users, next }))
+    let msg = UsersMfaStatus { tenant: me.tenant().clone(), after, limit: q.limit.unwrap_or(100) };
+    Ok(web::Json(control.send(msg).await??))
 }
 
 /// Requires MFA of one user whatever the tenant level (tenant administrators, step-up needed).
@@ -235,15 +240,13 @@ pub async fn users_status(
     params(("user" = String, Path, description = "User name")),
     responses((status = 200, body = Enforced), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn enforce_user(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
 ) -> Result<web::Json<Enforced>, ApiError> {
     let user = UserId::new(path.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    mfa::require_step_up_for_others(&hub, &me, "mfa.enforce", ip(&req)).await?;
-    mfa::enforce_user(&hub, &me, &user, ip(&req)).await?;
-    Ok(web::Json(Enforced { users: 1 }))
+    Ok(web::Json(control.send(EnforceMfa { admin: super::who(me, &req), user }).await??))
 }
 
 /// Resets a user's MFA (tenant administrators, step-up needed): factor, backup codes, lock and
@@ -252,13 +255,13 @@ pub async fn enforce_user(
     params(("user" = String, Path, description = "User name")),
     responses((status = 204, description = "Reset"), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn reset_user(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let user = UserId::new(path.into_inner()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    mfa::reset_user(&hub, &me, &user, ip(&req)).await?;
+    control.send(ResetMfa { admin: super::who(me, &req), user }).await??;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -266,12 +269,11 @@ pub async fn reset_user(
 #[utoipa::path(post, path = "/v1/admin/mfa/enforce-all", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = Enforced), (status = 401, body = ErrorBody), (status = 403, description = "`forbidden` (not an administrator); `step_up_required` (no TOTP or backup verification by this session within the step-up window); `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody)))]
 pub async fn enforce_all(
-    hub: web::Data<Hub>,
+    control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
 ) -> Result<web::Json<Enforced>, ApiError> {
-    mfa::require_step_up_for_others(&hub, &me, "mfa.enforce_all", ip(&req)).await?;
-    Ok(web::Json(Enforced { users: mfa::enforce_all(&hub, &me, ip(&req)).await? }))
+    Ok(web::Json(control.send(EnforceMfaAll { admin: super::who(me, &req) }).await??))
 }
 
 /// Registers the MFA routes inside the `/v1` scope.

@@ -149,6 +149,11 @@ fn initiator(me: &Authed, req: &HttpRequest) -> Initiator {
     }
 }
 
+/// The administrator behind a control command.
+fn who(me: Authed, req: &HttpRequest) -> hush_actors::control::Who {
+    hush_actors::control::Who { who: me, ip: ip_of(req) }
+}
+
 /// The client's address.
 fn ip_of(req: &HttpRequest) -> Option<String> {
     req.peer_addr().map(|a| a.ip().to_string())

@@ -1,12 +1,12 @@
 //! The caller's own sessions: listing and revocation.
 
 use actix_web::{web, HttpRequest};
-use hush_actors::control::Control;
+use hush_actors::control::{Control, RevokeAllOwnSessions, RevokeOtherSessions, RevokeOwnSession};
 use hush_actors::hub::Hub;
-use hush_actors::{mfa, views};
+use hush_actors::views;
 use hush_protocol::api::{ErrorBody, Revoked, SessionList};
 
-use super::{ip_of, revoke};
+use super::who;
 use crate::auth::User;
 use crate::error::ApiError;
 
@@ -24,19 +24,13 @@ pub async fn my_sessions(hub: web::Data<Hub>, User(me): User) -> Result<web::Jso
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody),
         (status = 403, description = "`step_up_required`", body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub async fn revoke_mine(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
     path: web::Path<String>,
 ) -> Result<web::Json<Revoked>, ApiError> {
-    let id = path.into_inner();
-    views::own_active_session(&hub, me.tenant(), me.user(), &id).await?;
-    if id != me.session.id {
-        mfa::require_step_up(&hub, &me, "session.revoke", ip_of(&req)).await?;
-    }
-    let n = revoke(&control, &me, &req, vec![id], "revoked_by_user").await?;
-    Ok(web::Json(Revoked { revoked: n }))
+    let revoked = control.send(RevokeOwnSession { by: who(me, &req), id: path.into_inner() }).await??;
+    Ok(web::Json(Revoked { revoked }))
 }
 
 /// Revokes every session of the caller but the current one (step-up needed if the caller has
@@ -45,29 +39,22 @@ pub async fn revoke_mine(
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody),
         (status = 403, description = "`step_up_required`", body = ErrorBody)))]
 pub async fn revoke_others(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
 ) -> Result<web::Json<Revoked>, ApiError> {
-    mfa::require_step_up(&hub, &me, "session.revoke_others", ip_of(&req)).await?;
-    let ids = views::user_session_ids(&hub, me.tenant(), me.user(), Some(&me.session.id)).await?;
-    let n = revoke(&control, &me, &req, ids, "revoked_by_user").await?;
-    Ok(web::Json(Revoked { revoked: n }))
+    let revoked = control.send(RevokeOtherSessions { by: who(me, &req) }).await??;
+    Ok(web::Json(Revoked { revoked }))
 }
 
 /// Revokes every session of the caller, the current one included.
 #[utoipa::path(delete, path = "/v1/sessions/all", tag = "sessions", security(("bearer" = [])),
     responses((status = 200, body = Revoked), (status = 401, body = ErrorBody)))]
 pub async fn revoke_all(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     User(me): User,
 ) -> Result<web::Json<Revoked>, ApiError> {
-    let ids = views::user_session_ids(&hub, me.tenant(), me.user(), None).await?;
-    let n = revoke(&control, &me, &req, ids, "revoked_by_user").await?;
-    // Every session gone: no device stays trusted to skip MFA.
-    mfa::drop_trust_of_user(&hub, me.tenant(), me.user()).await?;
-    Ok(web::Json(Revoked { revoked: n }))
+    let revoked = control.send(RevokeAllOwnSessions { by: who(me, &req) }).await??;
+    Ok(web::Json(Revoked { revoked }))
 }

@@ -2,12 +2,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::control::{Control, CreateUser, ListUsers};
-use hush_actors::hub::Hub;
 use hush_protocol::api::{CreateUserRequest, ErrorBody, UserInfo, UserList};
 use hush_protocol::ids::UserId;
 use serde::Deserialize;
 
-use super::{initiator, ip_of};
+use super::who;
 use crate::auth::Admin;
 use crate::error::ApiError;
 
@@ -18,18 +17,12 @@ use crate::error::ApiError;
         (status = 403, description = "`forbidden` (not an administrator); for `admin: true`, `step_up_required` (no TOTP or backup verification by this session within the step-up window) or `mfa_enrollment_required` (the caller has no second factor to step up with: enrol TOTP first)", body = ErrorBody),
         (status = 409, description = "Name taken", body = ErrorBody)))]
 pub async fn create_user(
-    hub: web::Data<Hub>,
     control: web::Data<Control>,
     req: HttpRequest,
     Admin(me): Admin,
     body: web::Json<CreateUserRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let request = body.into_inner();
-    if request.admin {
-        hush_actors::mfa::require_step_up_for_others(&hub, &me, "user.create_admin", ip_of(&req)).await?;
-    }
-    let msg = CreateUser { tenant: me.tenant().clone(), request, actor: initiator(&me, &req) };
-    let info = control.send(msg).await??;
+    let info = control.send(CreateUser { admin: who(me, &req), request: body.into_inner() }).await??;
     Ok(HttpResponse::Created().json(info))
 }
 
