@@ -208,7 +208,7 @@ mod tests {
         let next = async {
             loop {
                 match rx.recv().await.expect("socket mailbox closed") {
-                    DeviceMsg::Disconnect(d, _) => return d,
+                    DeviceMsg::Disconnect(d, _) => return *d,
                     _ => continue,
                 }
             }

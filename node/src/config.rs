@@ -119,6 +119,10 @@ pub struct Cli {
     /// complete (default 256; 0 turns the bound off, e.g. behind a proxy).
     #[arg(long, env = "HUSH_MAX_INCOMPLETE_PER_ADDRESS", global = true)]
     pub max_incomplete_per_address: Option<usize>,
+    /// WebSocket connections open at once, authenticated or not (default 100,000); more
+    /// upgrades are refused with 503.
+    #[arg(long, env = "HUSH_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<usize>,
     /// Test builds only (feature `fault-injection`): serve `POST /v1/test/faults`.
     #[cfg(feature = "fault-injection")]
     #[arg(long, global = true, hide = true)]
@@ -259,6 +263,8 @@ pub struct FileConfig {
     pub request_body_min_rate: Option<u64>,
     /// See [`Cli::max_incomplete_per_address`].
     pub max_incomplete_per_address: Option<usize>,
+    /// See [`Cli::max_connections`].
+    pub max_connections: Option<usize>,
 }
 
 /// The certificate and key files of the TLS listener.
@@ -487,7 +493,11 @@ fn resolve_edge(
             .max_incomplete_per_address
             .or(file.max_incomplete_per_address)
             .unwrap_or(de.max_incomplete_per_address),
+        max_connections: cli.max_connections.or(file.max_connections).unwrap_or(de.max_connections),
     };
+    if edge.max_connections == 0 {
+        anyhow::bail!("max_connections must be at least 1");
+    }
     if edge.body_timeout.is_zero() {
         anyhow::bail!("request_body_timeout_secs must be at least 1");
     }

@@ -59,6 +59,9 @@ pub struct EdgeLimits {
     /// Connections of one client address (IPv6: one /64) that have not completed their
     /// request; 0 turns the bound off (e.g. behind a proxy, where every client has its address).
     pub max_incomplete_per_address: usize,
+    /// WebSocket connections open at once, authenticated or not (default
+    /// [`hush_actors::limits::MAX_CONNECTIONS`]).
+    pub max_connections: usize,
 }
 
 impl Default for EdgeLimits {
@@ -67,7 +70,21 @@ impl Default for EdgeLimits {
             body_timeout: DEFAULT_BODY_TIMEOUT,
             body_min_rate: DEFAULT_BODY_MIN_RATE,
             max_incomplete_per_address: DEFAULT_MAX_INCOMPLETE_PER_ADDRESS,
+            max_connections: hush_actors::limits::MAX_CONNECTIONS,
         }
+    }
+}
+
+/// The bound on open WebSocket connections: every upgraded socket holds a permit from its
+/// upgrade (before it authenticates) until it closes, so sockets that never authenticate count
+/// against the bound too.
+#[derive(Clone)]
+pub struct SocketPermits(pub std::sync::Arc<tokio::sync::Semaphore>);
+
+impl SocketPermits {
+    /// `n` permits.
+    pub fn new(n: usize) -> Self {
+        Self(std::sync::Arc::new(tokio::sync::Semaphore::new(n.min(tokio::sync::Semaphore::MAX_PERMITS))))
     }
 }
 

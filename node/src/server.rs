@@ -280,6 +280,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let hub_data = web::Data::from(hub.clone());
     let control_data = web::Data::new(control.clone());
     let edge = config.edge;
+    let permits = web::Data::new(crate::edge::SocketPermits::new(edge.max_connections));
     let faults = config.fault_injection;
     if faults {
         tracing::warn!("fault injection is enabled (--fault-injection): for tests only");
@@ -289,6 +290,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::edge::guard))
             .app_data(edge)
+            .app_data(permits.clone())
             .app_data(hub_data.clone())
             .app_data(control_data.clone())
             .app_data(

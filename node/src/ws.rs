@@ -19,8 +19,7 @@ use hush_actors::device::{
     CloseFrame, Closer, Inbound, Outbound, Sink, Wiring, CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL, CLOSE_TOO_BIG,
 };
 use hush_actors::hub::Hub;
-use hush_actors::limits::{AUTH_TIMEOUT, MAX_CONNECTIONS, OUTBOUND_FRAMES};
-use hush_actors::metrics::Metrics;
+use hush_actors::limits::{AUTH_TIMEOUT, OUTBOUND_FRAMES};
 use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{
     ClientFrame, ErrorCode, ServerFrame, CLOSE_UNAUTHORIZED, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
@@ -50,10 +49,10 @@ pub async fn websocket(
     req: HttpRequest,
     body: web::Payload,
     hub: web::Data<Hub>,
+    permits: web::Data<crate::edge::SocketPermits>,
 ) -> Result<HttpResponse, ApiError> {
-    if Metrics::get(&hub.metrics.connections) as usize >= MAX_CONNECTIONS {
-        return Err(ApiError::Unavailable);
-    }
+    // Held from the upgrade until the socket closes: one that never authenticates counts too.
+    let permit = permits.0.clone().try_acquire_owned().map_err(|_| ApiError::Unavailable)?;
     // A bad token in the header is refused before the upgrade, with a JSON 401.
     // So is a session that must still pass MFA (401 `mfa_required`) or set a new password
     // (403 `password_change_required`).
@@ -77,7 +76,10 @@ pub async fn websocket(
         _ => Format::Unset,
     };
     let stream = Reassembler::new(stream.max_frame_size(MAX_FRAME_BYTES));
-    actix_web::rt::spawn(connection(hub.into_inner(), session, stream, header_auth, format));
+    actix_web::rt::spawn(async move {
+        connection(hub.into_inner(), session, stream, header_auth, format).await;
+        drop(permit);
+    });
     Ok(resp)
 }
 
@@ -108,7 +110,7 @@ async fn connection(
 /// Writes a typed error frame before a close.
 async fn refuse(session: &mut Session, fmt: &SharedFormat, code: ErrorCode, message: String) {
     let err = ServerFrame::Error { id: None, code, message };
-    let _ = write(session, Outbound::Frame(err), fmt).await;
+    let _ = write(session, Outbound::Frame(Box::new(err)), fmt).await;
 }
 
 /// Authentication by a first `Auth` frame (within [`AUTH_TIMEOUT`]); the close code and

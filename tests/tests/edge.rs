@@ -1,7 +1,8 @@
 //! The HTTP and WebSocket edge under clients that never finish: request bodies that trickle
 //! are closed within the configured timeout (total and minimum rate) while logins keep working;
 //! one address cannot hold more unfinished connections than its bound. On the WebSocket: an
-//! `Ack` sent just before a close is applied, and an oversized fragmented message closes 1009.
+//! `Ack` sent just before a close is applied, an oversized fragmented message closes 1009, and
+//! sockets that never authenticate count against the connection bound.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout)]
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -366,4 +367,37 @@ async fn parser_refusals_are_not_logged_as_errors() {
     let log = node.log();
     let errors: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).collect();
     assert!(errors.is_empty(), "ERROR lines in the log: {errors:#?}");
+}
+
+/// Sockets that upgrade and never authenticate hold a connection permit too: with
+/// `--max-connections 2`, two such sockets make the third upgrade a 503 (JSON), and closing
+/// one lets a new socket in.
+#[tokio::test]
+async fn unauthenticated_sockets_count_against_the_connection_bound() {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let node = Node::start_args(&["--max-connections", "2"]);
+    let url = node.ws_url();
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (_second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    match tokio_tungstenite::connect_async(&url).await {
+        Err(WsError::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 503);
+            let body: serde_json::Value =
+                serde_json::from_slice(resp.body().as_deref().unwrap_or(b"")).unwrap();
+            assert_eq!(body["error"], "unavailable", "{body}");
+        }
+        other => panic!("expected 503, got {:?}", other.map(|_| ())),
+    }
+    // One leaves: its permit comes back once the node has seen the close.
+    first.close(None).await.unwrap();
+    drop(first);
+    let mut admitted = false;
+    for _ in 0..50 {
+        if tokio_tungstenite::connect_async(&url).await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(admitted, "a socket was not admitted after another closed");
 }

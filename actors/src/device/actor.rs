@@ -223,7 +223,7 @@ impl DeviceActor {
     }
 
     pub(super) fn frame(&mut self, f: ServerFrame) -> bool {
-        self.push(Outbound::Frame(f))
+        self.push(Outbound::Frame(Box::new(f)))
     }
 
     pub(super) fn close(&mut self, code: u16, reason: &str, flush: bool) {
@@ -364,13 +364,14 @@ impl DeviceActor {
     fn on_message(&mut self, msg: DeviceMsg) {
         match msg {
             DeviceMsg::Deliver(env) => {
+                let env = *env;
                 crate::faults::check("device", "deliver", &self.addr);
                 self.on_deliver(env);
             }
-            DeviceMsg::Disconnect(d, done) => self.on_disconnect(d, done),
+            DeviceMsg::Disconnect(d, done) => self.on_disconnect(*d, done),
             DeviceMsg::Resync => self.on_resync(),
             DeviceMsg::Notify(frame) => {
-                self.frame(frame);
+                self.frame(*frame);
             }
         }
     }

@@ -75,10 +75,12 @@ impl Socket {
     async fn drain(&mut self) -> Vec<Envelope> {
         let mut out = Vec::new();
         loop {
-            match self.frame().await {
-                Outbound::Frame(ServerFrame::Deliver(e)) => out.push(e),
-                Outbound::Frame(ServerFrame::QueueEmpty) => return out,
-                _ => {}
+            if let Outbound::Frame(f) = self.frame().await {
+                match *f {
+                    ServerFrame::Deliver(e) => out.push(e),
+                    ServerFrame::QueueEmpty => return out,
+                    _ => {}
+                }
             }
         }
     }
