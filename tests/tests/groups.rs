@@ -476,19 +476,23 @@ fn on(node: &Node, s: &Session) -> Session {
     Client::new(node.url()).resume(s.login_info().clone())
 }
 
-#[tokio::test]
-async fn cluster_fan_out_and_concurrent_changes() {
-    let redis = Redis::start();
-    let mongo = Mongo::start();
-    let mut nodes = vec![Node::start_clustered(&redis, &mongo, "node-a")];
-    for name in ["node-b", "node-c"] {
-        nodes.push(Node::start_clustered(&redis, &mongo, name));
-    }
+/// Nodes a, b and c on one Redis and one MongoDB (the administrator's password known to each),
+/// and their URLs.
+fn three_nodes(redis: &Redis, mongo: &Mongo) -> (Vec<Node>, Vec<String>) {
+    let mut nodes: Vec<Node> =
+        ["node-a", "node-b", "node-c"].iter().map(|n| Node::start_clustered(redis, mongo, n)).collect();
     let pw = nodes[0].admin_password.clone();
     for n in &mut nodes {
         n.admin_password = pw.clone();
     }
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let urls = nodes.iter().map(Node::url).collect();
+    (nodes, urls)
+}
+
+#[tokio::test]
+async fn cluster_fan_out_and_concurrent_changes() {
+    let (redis, mongo) = (Redis::start(), Mongo::start());
+    let (nodes, urls) = three_nodes(&redis, &mongo);
     let admin = nodes[0].admin().await;
     let mut users = Vec::new();
     for i in 0..9 {
@@ -578,17 +582,8 @@ async fn cluster_fan_out_and_concurrent_changes() {
 /// compare-and-set update settles the races (the group code has no retry loop of its own).
 #[tokio::test]
 async fn twenty_clients_on_three_nodes_converge() {
-    let redis = Redis::start();
-    let mongo = Mongo::start();
-    let mut nodes = vec![Node::start_clustered(&redis, &mongo, "node-a")];
-    for name in ["node-b", "node-c"] {
-        nodes.push(Node::start_clustered(&redis, &mongo, name));
-    }
-    let pw = nodes[0].admin_password.clone();
-    for n in &mut nodes {
-        n.admin_password = pw.clone();
-    }
-    let urls: Vec<String> = nodes.iter().map(Node::url).collect();
+    let (redis, mongo) = (Redis::start(), Mongo::start());
+    let (nodes, urls) = three_nodes(&redis, &mongo);
     let admin = nodes[0].admin().await;
     let mut users = Vec::new();
     for i in 0..=20 {
