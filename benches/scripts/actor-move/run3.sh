@@ -3,17 +3,7 @@
 set -u
 OUT=/work/perf/results3.txt
 : > $OUT
-export HUSH_ADMIN_PASSWORD=bench-admin-password-1
-load() {
-  local r
-  r=$(taskset -c 1 /work/perf-bin/$1/hush-load --server http://127.0.0.1:$2 --connections $3 --rate $4 \
-      --payload 256 --warmup 5 --duration 20 --json --hushd-pid $5 2>&1 | grep '^RESULT' | sed 's/^RESULT //')
-  echo "$1 $6 $r" | tee -a $OUT
-}
-start() {
-  taskset -c 0 /work/perf-bin/$1/hushd --listen 127.0.0.1:$3 --data-dir $2 --workers 1 > $2.out 2> $2.log &
-  local pid=$!; for i in $(seq 1 100); do grep -q "listening on" $2.out 2>/dev/null && break; sleep 0.1; done; echo $pid
-}
+. "$(dirname "$0")/lib.sh"
 for rep in 1 2 3; do
   for rate in 4000 5000; do
     for b in before after2; do
