@@ -327,7 +327,8 @@ struct Meta {
 /// Whether the device has a signed pre-key: without one no sender can start a session with it,
 /// so it is not listed to senders.
 pub async fn has_keys(hub: &Hub, addr: &DeviceAddress) -> Result<bool, StoreError> {
-    Ok(meta(hub, addr).await?.spk.is_some())
+    // One point read, nothing decoded: the record's presence is the answer.
+    Ok(hub.store.kv_get(NS, &format!("{}spk", dev_prefix(addr))).await?.is_some())
 }
 
 async fn meta(hub: &Hub, addr: &DeviceAddress) -> Result<Meta, StoreError> {

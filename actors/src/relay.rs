@@ -74,17 +74,20 @@ fn refusal(id: uuid::Uuid, user: &UserId, c: Check) -> Option<ServerFrame> {
 /// The devices a sender must address: `set` without the devices that have no keys yet (a
 /// client that logged in without keys and has not uploaded them). Such a device cannot be
 /// reached by a session anyway; asking for it would fail every send to the user. Only the
-/// devices `msgs` leaves out are looked up, so a send that addresses every device costs
-/// nothing more.
+/// devices `msgs` leaves out are looked up, and never `skip` (the sending device, which gets
+/// no copy), so a send that addresses every device costs no store read.
 async fn listed(
     hub: &Hub,
     tenant: &hush_protocol::ids::TenantId,
     user: &UserId,
     set: std::sync::Arc<DeviceSet>,
     msgs: &[DeviceMessage],
+    skip: Option<DeviceId>,
 ) -> Result<std::sync::Arc<DeviceSet>, hush_store::StoreError> {
     let mut keyless = Vec::new();
-    for d in set.devices.iter().filter(|d| msgs.iter().all(|m| m.device != d.id)) {
+    let left_out =
+        |d: &&hush_store::DeviceRecord| Some(d.id) != skip && msgs.iter().all(|m| m.device != d.id);
+    for d in set.devices.iter().filter(left_out) {
         let addr = DeviceAddress::new(tenant.clone(), user.clone(), d.id);
         if !crate::keys::has_keys(hub, &addr).await? {
             keyless.push(d.id);
@@ -108,8 +111,10 @@ async fn prepare(
     let id = msg.id;
     let to_self = msg.to == from.user;
     let to_set = hub.directory.get(&from.tenant, &msg.to).await.map_err(|e| unavailable(id, e))?;
-    let to_set =
-        listed(hub, &from.tenant, &msg.to, to_set, &msg.devices).await.map_err(|e| unavailable(id, e))?;
+    let skip = to_self.then_some(from.device);
+    let to_set = listed(hub, &from.tenant, &msg.to, to_set, &msg.devices, skip)
+        .await
+        .map_err(|e| unavailable(id, e))?;
     if to_set.devices.is_empty() {
         return Err(ServerFrame::Error {
             id: Some(id),
@@ -117,7 +122,6 @@ async fn prepare(
             message: "no such user in this tenant".into(),
         });
     }
-    let skip = to_self.then_some(from.device);
     if let Some(r) = refusal(id, &msg.to, check(&to_set, &msg.devices, skip)) {
         return Err(r);
     }
@@ -133,8 +137,9 @@ async fn prepare(
         }
     } else {
         let own = hub.directory.get(&from.tenant, &from.user).await.map_err(|e| unavailable(id, e))?;
-        let own =
-            listed(hub, &from.tenant, &from.user, own, &msg.sync).await.map_err(|e| unavailable(id, e))?;
+        let own = listed(hub, &from.tenant, &from.user, own, &msg.sync, Some(from.device))
+            .await
+            .map_err(|e| unavailable(id, e))?;
         if let Some(r) = refusal(id, &from.user, check(&own, &msg.sync, Some(from.device))) {
             return Err(r);
         }
