@@ -20,6 +20,7 @@ use crate::accounts::devices::{complete_pending_device, register_device, reserve
 use crate::accounts::error::AccountError;
 use crate::accounts::passwords::verify_password;
 use crate::accounts::tokens::{new_public_id, new_token, token_hash};
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::mfa::challenge::{check_answer, mark_verified, Factor};
@@ -105,7 +106,7 @@ async fn check_password(
     let Some(user) = user.filter(|_| ok) else {
         Metrics::add(&hub.metrics.login_failures, 1);
         tracing::info!(tenant = %req.tenant, "login refused");
-        sessions::audit(hub, &req.tenant, actor, "login", None, "denied").await;
+        sessions::audit(hub, &req.tenant, actor, AuditAction::Login, None, "denied").await;
         guard.failed(hub, &req.tenant, &req.user, exists, client.ip.clone()).await;
         return Err(AccountError::Unauthorized);
     };
@@ -134,7 +135,7 @@ async fn claim_one_time_login(
     }
     Metrics::add(&hub.metrics.login_failures, 1);
     tracing::info!(tenant = %req.tenant, "login refused: one-time password already used");
-    sessions::audit(hub, &req.tenant, actor, "login", None, "one_time_password_used").await;
+    sessions::audit(hub, &req.tenant, actor, AuditAction::Login, None, "one_time_password_used").await;
     guard.failed(hub, &req.tenant, &req.user, true, client.ip.clone()).await;
     Err(AccountError::OneTimePasswordUsed)
 }
@@ -230,7 +231,7 @@ async fn announce(hub: &Hub, user: &UserRecord, session: &SessionRecord, actor: 
     Metrics::add(&hub.metrics.logins, 1);
     let actor = Initiator { session: Some(session.id.clone()), ..actor };
     let target = Some(format!("session:{} device:{}", session.id, session.device));
-    sessions::audit(hub, &user.tenant, &actor, "login", target, "ok").await;
+    sessions::audit(hub, &user.tenant, &actor, AuditAction::Login, target, "ok").await;
     if added {
         let ev = SessionEvent::DeviceAdded { device };
         sessions::emit(hub, &user.tenant, &user.user, device, Some(device), ev).await;
@@ -260,7 +261,15 @@ pub async fn verify(
         let account = hub.store.get_user(me.tenant(), me.user()).await?.ok_or(AccountError::Unauthorized)?;
         if let Err(e) = complete_pending_device(hub, &account, &me.session, &request).await {
             let target = Some(format!("session:{} device:{}", me.session.id, me.session.device));
-            sessions::audit(hub, me.tenant(), &initiator(me, ip), "device.register", target, "failed").await;
+            sessions::audit(
+                hub,
+                me.tenant(),
+                &initiator(me, ip),
+                AuditAction::DeviceRegister,
+                target,
+                "failed",
+            )
+            .await;
             return Err(MfaError::Account(e));
         }
     }

@@ -20,14 +20,14 @@ use crate::hub::Hub;
 use crate::now_ms;
 use crate::tenant::Expiry;
 
-pub use crate::audit::Initiator;
+pub use crate::audit::{AuditAction, Initiator};
 
 /// Appends an audit record. A failure is logged, not returned: the action itself has happened.
 pub async fn audit(
     hub: &Hub,
     tenant: &TenantId,
     actor: &Initiator,
-    action: &str,
+    action: AuditAction,
     target: Option<String>,
     result: &str,
 ) {
@@ -37,7 +37,7 @@ pub async fn audit(
         at_ms: now_ms(),
         actor: actor.user.clone(),
         actor_session: actor.session.clone(),
-        action: action.to_owned(),
+        action: action.as_str().to_owned(),
         target,
         ip: actor.ip.clone(),
         result: result.to_owned(),
@@ -143,7 +143,7 @@ pub async fn revoke_many(
     );
     let audits = revoked.iter().map(|s| {
         let target = Some(format!("session:{} device:{}", s.id, s.device));
-        audit(hub, tenant, actor, "session.revoke", target, "ok")
+        audit(hub, tenant, actor, AuditAction::SessionRevoke, target, "ok")
     });
     join_all(audits).await;
     let events = revoked.iter().map(|s| {
@@ -186,7 +186,7 @@ pub async fn expire(hub: &Hub, session: &SessionRecord, why: Expiry) {
     };
     let target = Some(format!("session:{} device:{}", session.id, session.device));
     let tenant = &session.device.tenant;
-    audit(hub, tenant, &Initiator::default(), "session.expire", target, result).await;
+    audit(hub, tenant, &Initiator::default(), AuditAction::SessionExpire, target, result).await;
     let ev = SessionEvent::SessionRevoked {
         session_id: session.id.clone(),
         device: session.device.device,
@@ -237,7 +237,7 @@ pub async fn remove_device(
     revoke_many(hub, tenant, sessions, "device_removed", CLOSE_DEVICE_REMOVED, actor).await?;
     hub.store.purge(&addr).await?;
     crate::keys::forget_device(hub, &addr).await?;
-    audit(hub, tenant, actor, "device.remove", Some(addr.to_string()), "ok").await;
+    audit(hub, tenant, actor, AuditAction::DeviceRemove, Some(addr.to_string()), "ok").await;
     emit(hub, tenant, user, device, None, SessionEvent::DeviceRemoved { device }).await;
     Ok(())
 }

@@ -25,6 +25,7 @@ use hush_cluster::buckets::{Release, Verdict};
 use hush_protocol::ids::{TenantId, UserId};
 use hush_protocol::wire::SessionEvent;
 
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::sessions::{self, Initiator};
 
@@ -136,7 +137,8 @@ impl Guard {
         let actor = Initiator { user: Some(user.clone()), session: None, ip };
         let result =
             if n >= rule.hard_limit { "locked".to_owned() } else { format!("locked {retry_after_s}s") };
-        sessions::audit(hub, tenant, &actor, "account.lock", Some(format!("user:{user}")), &result).await;
+        sessions::audit(hub, tenant, &actor, AuditAction::AccountLock, Some(format!("user:{user}")), &result)
+            .await;
         if exists {
             let ev = SessionEvent::AccountLocked { failures: n, retry_after_s };
             sessions::emit(hub, tenant, user, hush_protocol::ids::DeviceId::PRIMARY, None, ev).await;

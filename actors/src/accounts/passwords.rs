@@ -18,6 +18,7 @@ use crate::accounts::auth::Authed;
 use crate::accounts::credentials::{clear_password_change, credential, put_credential, Credential};
 use crate::accounts::error::AccountError;
 use crate::accounts::tokens::{random_bytes, random_password};
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::sessions::{self, Initiator};
@@ -105,7 +106,7 @@ pub async fn change_password(
     let cred = credential(hub, &tenant, &user).await?;
     let hash = cred.as_ref().map(|c| c.password_hash.clone()).unwrap_or_else(|| rec.password_hash.clone());
     if !verify_password(hub, current, Some(hash)).await? {
-        sessions::audit(hub, &tenant, &actor, "password.change", None, "denied").await;
+        sessions::audit(hub, &tenant, &actor, AuditAction::PasswordChange, None, "denied").await;
         guard.failed(hub, &tenant, &user, true, ip).await;
         return Err(AccountError::WrongPassword);
     }
@@ -125,7 +126,8 @@ pub async fn change_password(
         // The password is changed; the session stays restricted and can change it again.
         tracing::warn!(error = %e, "password-change mark of the session not cleared");
     }
-    sessions::audit(hub, &tenant, &actor, "password.change", Some(format!("user:{user}")), "ok").await;
+    sessions::audit(hub, &tenant, &actor, AuditAction::PasswordChange, Some(format!("user:{user}")), "ok")
+        .await;
     tracing::info!(tenant = %tenant, user = %user, "password changed");
     let others = hub
         .store
@@ -163,7 +165,8 @@ pub async fn reset_password(
         .collect();
     sessions::revoke_many(hub, tenant, ids, "password_reset", CLOSE_UNAUTHORIZED, &actor).await?;
     throttle::unlock(hub, tenant, user).await;
-    sessions::audit(hub, tenant, &actor, "password.reset", Some(format!("user:{user}")), "ok").await;
+    sessions::audit(hub, tenant, &actor, AuditAction::PasswordReset, Some(format!("user:{user}")), "ok")
+        .await;
     tracing::info!(tenant = %tenant, user = %user, "password reset to a one-time password");
     Ok(password)
 }

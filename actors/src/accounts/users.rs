@@ -9,6 +9,7 @@ use crate::accounts::credentials::{put_credential, Credential};
 use crate::accounts::error::AccountError;
 use crate::accounts::passwords::{check_password, hash_password};
 use crate::accounts::tokens::random_password;
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::mfa::data::write_default_policy;
 use crate::now_ms;
@@ -90,6 +91,6 @@ pub async fn user_in_tenant(hub: &Hub, tenant: &TenantId, user: &UserId) -> Resu
 pub async fn unlock_user(hub: &Hub, tenant: &TenantId, user: &UserId, actor: &Initiator) {
     throttle::unlock(hub, tenant, user).await;
     let target = Some(format!("user:{user}"));
-    sessions::audit(hub, tenant, actor, "account.unlock", target, "ok").await;
+    sessions::audit(hub, tenant, actor, AuditAction::AccountUnlock, target, "ok").await;
     tracing::info!(tenant = %tenant, user = %user, "account unlocked");
 }

@@ -8,6 +8,7 @@ use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 
 use super::{ControlError, Who};
+use crate::audit::AuditAction;
 use crate::audit::Initiator;
 use crate::delivery::registry::Disconnect;
 use crate::hub::Hub;
@@ -30,7 +31,7 @@ pub(super) async fn create_user(hub: &Arc<Hub>, msg: CreateUser) -> Result<UserI
     let target = Some(request.user.to_string());
     let r = accounts::create_user(hub, admin.tenant(), request).await;
     let result = if r.is_ok() { "ok" } else { "failed" };
-    sessions::audit(hub, admin.tenant(), &admin.initiator(), "user.create", target, result).await;
+    sessions::audit(hub, admin.tenant(), &admin.initiator(), AuditAction::UserCreate, target, result).await;
     Ok(r?)
 }
 

@@ -12,6 +12,7 @@ use hush_store::AuditQuery;
 
 use super::{ControlError, Who};
 use crate::accounts::{self, AccountError};
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::limits::MAX_PAGE;
 use crate::{mfa, sessions, views};
@@ -153,7 +154,7 @@ pub(super) async fn set_session_policy(
     mfa::require_step_up_for_others(hub, &admin.who, "tenant.sessions", admin.ip.clone()).await?;
     let (tenant, actor) = (admin.tenant(), admin.initiator());
     if let Err(m) = policy.validate() {
-        sessions::audit(hub, tenant, &actor, "tenant.session_policy", None, "refused").await;
+        sessions::audit(hub, tenant, &actor, AuditAction::TenantSessionPolicy, None, "refused").await;
         return Err(AccountError::Invalid(m).into());
     }
     let new = policy.clone();
@@ -170,6 +171,6 @@ pub(super) async fn set_session_policy(
         "idle={:?} absolute={:?} admin_idle={:?} admin_absolute={:?}",
         p.idle_timeout_s, p.absolute_timeout_s, p.admin_idle_timeout_s, p.admin_absolute_timeout_s
     ));
-    sessions::audit(hub, tenant, &actor, "tenant.session_policy", target, result).await;
+    sessions::audit(hub, tenant, &actor, AuditAction::TenantSessionPolicy, target, result).await;
     Ok(r?.sessions.clone())
 }

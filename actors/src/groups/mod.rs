@@ -52,6 +52,7 @@ pub use actor::{send, GroupActor, GroupState};
 pub use registry::{GroupMsg, Groups, Sent};
 pub use types::{Caller, Change, GroupError, GroupRecord, SenderKeyUse, Stored};
 
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::sessions::audit;
@@ -152,7 +153,8 @@ pub async fn create(
     let stored = Stored { rec, version };
     let ev = changed_event(&stored, &caller.device.user);
     queue_events(hub, &caller.device, vec![(stored.rec.members.clone(), ev)]).await;
-    audit(hub, tenant, &caller.initiator, "group.create", Some(stored.rec.id.to_string()), "ok").await;
+    audit(hub, tenant, &caller.initiator, AuditAction::GroupCreate, Some(stored.rec.id.to_string()), "ok")
+        .await;
     Ok(info(&stored))
 }
 
@@ -323,7 +325,7 @@ async fn apply_add(
         vec![(after.rec.members.clone(), changed_event(&after, &caller.device.user)), (old, distribute)];
     announce(hub, caller, &after, events).await;
     let target = Some(format!("{id} +{}", new.iter().map(UserId::as_str).collect::<Vec<_>>().join(",")));
-    audit(hub, tenant, &caller.initiator, "group.add", target, "ok").await;
+    audit(hub, tenant, &caller.initiator, AuditAction::GroupAdd, target, "ok").await;
     Ok(info(&after))
 }
 
@@ -373,7 +375,8 @@ async fn apply_remove(
     let events =
         vec![(told, changed_event(&after, &caller.device.user)), (after.rec.members.clone(), rotate)];
     announce(hub, caller, &after, events).await;
-    audit(hub, tenant, &caller.initiator, "group.remove", Some(format!("{id} -{user}")), "ok").await;
+    audit(hub, tenant, &caller.initiator, AuditAction::GroupRemove, Some(format!("{id} -{user}")), "ok")
+        .await;
     Ok(info(&after))
 }
 

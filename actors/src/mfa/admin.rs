@@ -13,6 +13,7 @@ use hush_store::{SessionRecord, UserRecord};
 use crate::accounts::auth::Authed;
 use crate::accounts::devices::complete_pending_device;
 use crate::accounts::error::AccountError;
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::limits::{MAX_PAGE, MFA_REFRESH_PAGE};
 use crate::mfa::data::{
@@ -46,7 +47,7 @@ pub async fn set_policy(
     })
     .await?;
     let target = Some(format!("tenant:{tenant} level:{:?}", policy.level));
-    sessions::audit(hub, tenant, &initiator(me, ip), "mfa.policy.update", target, "ok").await;
+    sessions::audit(hub, tenant, &initiator(me, ip), AuditAction::MfaPolicyUpdate, target, "ok").await;
     refresh_tenant(hub, tenant, "policy_changed").await?;
     Ok(policy)
 }
@@ -201,7 +202,15 @@ pub async fn enforce_user(hub: &Hub, me: &Authed, user: &UserId, ip: Option<Stri
         return Err(MfaError::Account(AccountError::NotFound));
     }
     mark_enforced(hub, tenant, user, now_ms()).await?;
-    sessions::audit(hub, tenant, &initiator(me, ip), "mfa.enforce", Some(format!("user:{user}")), "ok").await;
+    sessions::audit(
+        hub,
+        tenant,
+        &initiator(me, ip),
+        AuditAction::MfaEnforce,
+        Some(format!("user:{user}")),
+        "ok",
+    )
+    .await;
     refresh_live_sessions(hub, tenant, user, "enforced").await
 }
 
@@ -224,7 +233,15 @@ pub async fn reset_user(hub: &Hub, me: &Authed, user: &UserId, ip: Option<String
     })
     .await?;
     drop_trust_of_user(hub, tenant, user).await?;
-    sessions::audit(hub, tenant, &initiator(me, ip), "mfa.reset", Some(format!("user:{user}")), "ok").await;
+    sessions::audit(
+        hub,
+        tenant,
+        &initiator(me, ip),
+        AuditAction::MfaReset,
+        Some(format!("user:{user}")),
+        "ok",
+    )
+    .await;
     refresh_live_sessions(hub, tenant, user, "reset").await?;
     tracing::info!(tenant = %tenant, user = %user, "MFA reset by an administrator");
     Ok(())
@@ -248,8 +265,15 @@ pub async fn enforce_all(hub: &Hub, me: &Authed, ip: Option<String>) -> Result<u
             break;
         }
     }
-    sessions::audit(hub, tenant, &initiator(me, ip), "mfa.enforce_all", Some(format!("users:{n}")), "ok")
-        .await;
+    sessions::audit(
+        hub,
+        tenant,
+        &initiator(me, ip),
+        AuditAction::MfaEnforceAll,
+        Some(format!("users:{n}")),
+        "ok",
+    )
+    .await;
     refresh_tenant(hub, tenant, "enforced").await?;
     Ok(n)
 }

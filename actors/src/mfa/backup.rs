@@ -8,6 +8,7 @@ use hush_protocol::ids::{TenantId, UserId};
 
 use crate::accounts::auth::Authed;
 use crate::accounts::error::AccountError;
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::limits::BACKUP_CODES;
 use crate::mfa::codes::{normalize_code, Outcome};
@@ -135,7 +136,7 @@ pub async fn regenerate_backup(hub: &Hub, me: &Authed, ip: Option<String>) -> Re
     if !ok {
         return Err(MfaError::NotEnrolled);
     }
-    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.backup.regenerate", None, "ok").await;
+    sessions::audit(hub, me.tenant(), &initiator(me, ip), AuditAction::MfaBackupRegenerate, None, "ok").await;
     changed(hub, me, "backup_codes_regenerated").await;
     Ok(BackupCodes { codes })
 }

@@ -12,6 +12,7 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::auth::Authed;
 use crate::accounts::error::AccountError;
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::mfa::backup::verify_backup;
 use crate::mfa::codes::{normalize_code, Outcome};
@@ -36,10 +37,10 @@ pub enum Factor {
 
 impl Factor {
     /// The audit action of an answer with this factor.
-    pub fn action(self) -> &'static str {
+    pub fn action(self) -> AuditAction {
         match self {
-            Factor::Totp => "mfa.verify",
-            Factor::Backup => "mfa.backup",
+            Factor::Totp => AuditAction::MfaVerify,
+            Factor::Backup => AuditAction::MfaBackup,
         }
     }
 }
@@ -58,7 +59,7 @@ pub async fn challenge(hub: &Hub, me: &Authed, ip: Option<String>) -> Result<Mfa
     s.challenge = Some(new_challenge(now));
     put_session(hub, &me.session.id, &s).await?;
     let target = Some(format!("session:{}", me.session.id));
-    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.challenge", target, "issued").await;
+    sessions::audit(hub, me.tenant(), &initiator(me, ip), AuditAction::MfaChallenge, target, "issued").await;
     s.view(now).challenge.ok_or(MfaError::Account(AccountError::Internal))
 }
 

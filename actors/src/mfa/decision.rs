@@ -5,6 +5,7 @@ use hush_protocol::api::{DeviceRequest, MfaState, Secret, SessionMfa};
 use hush_protocol::ids::DeviceId;
 use hush_store::{SessionRecord, UserRecord};
 
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::mfa::data::{put_session, session_rec, stored_policy, user_rec};
 use crate::mfa::error::Result;
@@ -71,10 +72,10 @@ pub async fn on_login(
     let target = Some(format!("session:{}", session.id));
     match (state.state, is_trusted) {
         (MfaState::MfaPending, _) => {
-            sessions::audit(hub, tenant, &actor, "mfa.challenge", target, "issued").await
+            sessions::audit(hub, tenant, &actor, AuditAction::MfaChallenge, target, "issued").await
         }
         (MfaState::Verified, true) => {
-            sessions::audit(hub, tenant, &actor, "mfa.trusted_device", target, "ok").await
+            sessions::audit(hub, tenant, &actor, AuditAction::MfaTrustedDevice, target, "ok").await
         }
         _ => {}
     }

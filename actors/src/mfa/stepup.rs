@@ -4,6 +4,7 @@
 use hush_protocol::api::{MfaLevel, MfaMethod, MfaState};
 
 use crate::accounts::auth::Authed;
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::mfa::data::{session_rec, stored_policy, user_rec};
 use crate::mfa::error::{MfaError, Result};
@@ -73,7 +74,15 @@ fn verified_within(p: &StoredPolicy, s: &SessionMfaRec, by: &[MfaMethod], since_
 }
 
 async fn step_up_denied(hub: &Hub, me: &Authed, what: &str, ip: Option<String>, result: &str) {
-    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.step_up", Some(what.to_owned()), result).await;
+    sessions::audit(
+        hub,
+        me.tenant(),
+        &initiator(me, ip),
+        AuditAction::MfaStepUp,
+        Some(what.to_owned()),
+        result,
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ use hush_protocol::otp::{self, Algorithm, OtpSecret, TOTP_SECRET_BYTES};
 
 use crate::accounts::auth::Authed;
 use crate::accounts::error::AccountError;
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::mfa::backup::new_backup_codes;
 use crate::mfa::codes::{normalize_code, Outcome};
@@ -54,7 +55,7 @@ pub async fn enroll(
     }
     let account = format!("{}@{}", me.user(), me.tenant());
     let uri = otp::otpauth_uri(ISSUER, &account, &secret, alg, digits);
-    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.totp.enroll", None, "started").await;
+    sessions::audit(hub, me.tenant(), &initiator(me, ip), AuditAction::MfaTotpEnroll, None, "started").await;
     Ok((secret, uri, alg, digits))
 }
 
@@ -68,7 +69,8 @@ pub async fn confirm(hub: &Hub, me: &Authed, code: &Secret, ip: Option<String>) 
     let (pending, step) = match first_code(hub, tenant, user, code, now).await? {
         (pending, Some(step)) => (pending, step),
         (_, None) => {
-            sessions::audit(hub, tenant, &initiator(me, ip), "mfa.totp.confirm", None, "denied").await;
+            sessions::audit(hub, tenant, &initiator(me, ip), AuditAction::MfaTotpConfirm, None, "denied")
+                .await;
             return Err(MfaError::InvalidCode);
         }
     };
@@ -91,7 +93,7 @@ pub async fn confirm(hub: &Hub, me: &Authed, code: &Secret, ip: Option<String>) 
     let p = stored_policy(hub, tenant).await?;
     let verified = SessionMfaRec::verified(p.policy.level, MfaMethod::Enrollment, now);
     put_session(hub, &me.session.id, &verified).await?;
-    sessions::audit(hub, tenant, &initiator(me, ip), "mfa.totp.confirm", None, "ok").await;
+    sessions::audit(hub, tenant, &initiator(me, ip), AuditAction::MfaTotpConfirm, None, "ok").await;
     changed(hub, me, "totp_enabled").await;
     tracing::info!(tenant = %tenant, user = %user, "TOTP enabled");
     Ok(BackupCodes { codes })
@@ -169,7 +171,7 @@ pub async fn disable(hub: &Hub, me: &Authed, ip: Option<String>) -> Result<()> {
         return Err(MfaError::NotEnrolled);
     }
     drop_trust_of_user(hub, me.tenant(), me.user()).await?;
-    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.totp.disable", None, "ok").await;
+    sessions::audit(hub, me.tenant(), &initiator(me, ip), AuditAction::MfaTotpDisable, None, "ok").await;
     changed(hub, me, "totp_disabled").await;
     tracing::info!(tenant = %me.tenant(), user = %me.user(), "TOTP disabled");
     Ok(())

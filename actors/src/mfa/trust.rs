@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 
 use crate::accounts::auth::Authed;
 use crate::accounts::tokens::new_token;
+use crate::audit::AuditAction;
 use crate::hub::Hub;
 use crate::mfa::data::{drop_trust, put_trust, trust_rec, trust_recs};
 use crate::mfa::error::Result;
@@ -58,7 +59,7 @@ pub(crate) async fn remember_device(
     };
     put_trust(hub, me.tenant(), me.user(), me.session.device.device, &rec).await?;
     let target = Some(format!("device:{}", me.session.device));
-    sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.trust.add", target, "ok").await;
+    sessions::audit(hub, me.tenant(), &initiator(me, ip), AuditAction::MfaTrustAdd, target, "ok").await;
     changed(hub, me, "device_trusted").await;
     Ok((Some(token), Some(until)))
 }
@@ -68,7 +69,8 @@ pub async fn revoke_trust(hub: &Hub, me: &Authed, device: DeviceId, ip: Option<S
     let existed = drop_trust(hub, me.tenant(), me.user(), device).await?;
     if existed {
         let target = Some(format!("device:{}/{}/{}", me.tenant(), me.user(), device));
-        sessions::audit(hub, me.tenant(), &initiator(me, ip), "mfa.trust.revoke", target, "ok").await;
+        sessions::audit(hub, me.tenant(), &initiator(me, ip), AuditAction::MfaTrustRevoke, target, "ok")
+            .await;
         changed(hub, me, "trust_revoked").await;
     }
     Ok(existed)
