@@ -159,9 +159,70 @@ impl std::fmt::Display for AuditAction {
     }
 }
 
+/// Why a session ended, or why its socket was closed: the `reason` of the client's `LoggedOut`
+/// frame and of the stored revocation. The names are part of the protocol and never change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RevocationReason {
+    /// `logout`: the session's own logout, or a login that could not complete.
+    Logout,
+    /// `revoked_by_user`: the user revoked it from another session.
+    RevokedByUser,
+    /// `revoked_by_admin`: an admin revoked it.
+    RevokedByAdmin,
+    /// `device_removed`: its device was removed.
+    DeviceRemoved,
+    /// `password_changed`: the user changed the password from another session.
+    PasswordChanged,
+    /// `password_reset`: an admin reset the user's password.
+    PasswordReset,
+    /// `expired`: past the tenant's idle or absolute limit.
+    Expired,
+    /// `mfa_required`: not a revocation; the session stays but must pass MFA before a socket.
+    MfaRequired,
+}
+
+impl RevocationReason {
+    /// Every reason.
+    pub const ALL: [RevocationReason; 8] = [
+        RevocationReason::Logout,
+        RevocationReason::RevokedByUser,
+        RevocationReason::RevokedByAdmin,
+        RevocationReason::DeviceRemoved,
+        RevocationReason::PasswordChanged,
+        RevocationReason::PasswordReset,
+        RevocationReason::Expired,
+        RevocationReason::MfaRequired,
+    ];
+
+    /// The name clients and the store see.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Logout => "logout",
+            RevocationReason::RevokedByUser => "revoked_by_user",
+            RevocationReason::RevokedByAdmin => "revoked_by_admin",
+            RevocationReason::DeviceRemoved => "device_removed",
+            RevocationReason::PasswordChanged => "password_changed",
+            RevocationReason::PasswordReset => "password_reset",
+            RevocationReason::Expired => "expired",
+            RevocationReason::MfaRequired => "mfa_required",
+        }
+    }
+
+    /// The stored revocation for this reason, now.
+    pub fn at(self, at_ms: u64) -> hush_store::Revocation {
+        hush_store::Revocation { at_ms, reason: self.as_str().to_owned() }
+    }
+}
+
+impl std::fmt::Display for RevocationReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::AuditAction;
+    use super::{AuditAction, RevocationReason};
 
     #[test]
     fn names_are_unique_and_parse_back() {
@@ -171,6 +232,9 @@ mod tests {
             assert_eq!(AuditAction::parse(a.as_str()), Some(a));
         }
         assert_eq!(AuditAction::parse("session.revoked"), None);
+        let reasons: std::collections::HashSet<_> =
+            RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(reasons.len(), RevocationReason::ALL.len());
     }
 
     #[test]

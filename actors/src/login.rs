@@ -215,10 +215,8 @@ async fn settle_mfa(
         complete_pending_device(hub, user, session, &request).await
     };
     if let Err(e) = r {
-        let _ = hub
-            .store
-            .revoke_session(&session.id, hush_store::Revocation { at_ms: now_ms(), reason: "logout".into() })
-            .await;
+        let _ =
+            hub.store.revoke_session(&session.id, crate::audit::RevocationReason::Logout.at(now_ms())).await;
         return Err(e);
     }
     Ok(mfa)

@@ -20,7 +20,7 @@ use crate::hub::Hub;
 use crate::now_ms;
 use crate::tenant::Expiry;
 
-pub use crate::audit::{AuditAction, Initiator};
+pub use crate::audit::{AuditAction, Initiator, RevocationReason};
 
 /// Appends an audit record. A failure is logged, not returned: the action itself has happened.
 pub async fn audit(
@@ -88,7 +88,8 @@ pub async fn emit(
 }
 
 /// Closes the live sockets of these sessions on every node (`LoggedOut` first, then `code`).
-pub async fn kick_sessions(hub: &Hub, sessions: &[SessionRecord], reason: &str, code: u16) {
+pub async fn kick_sessions(hub: &Hub, sessions: &[SessionRecord], reason: RevocationReason, code: u16) {
+    let reason = reason.as_str();
     let mut kicks = Vec::with_capacity(sessions.len());
     for s in sessions {
         if let Some(conn) = hub.registry.get(&s.device) {
@@ -118,7 +119,7 @@ pub async fn revoke_many(
     hub: &Arc<Hub>,
     tenant: &TenantId,
     ids: Vec<String>,
-    reason: &str,
+    reason: RevocationReason,
     code: u16,
     actor: &Initiator,
 ) -> Result<Vec<SessionRecord>, AccountError> {
@@ -126,7 +127,7 @@ pub async fn revoke_many(
     // the last socket's close is dominated by the store, so no per-session round trips here.
     let started = std::time::Instant::now();
     let asked = ids.len();
-    let revocation = hush_store::Revocation { at_ms: now_ms(), reason: reason.to_owned() };
+    let revocation = reason.at(now_ms());
     let revoked = hub.store.revoke_sessions(tenant, ids, revocation).await?;
     let stored_ms = started.elapsed().as_millis();
     // One broadcast for the whole batch (closing each socket as its own revocation commits
@@ -138,7 +139,7 @@ pub async fn revoke_many(
         revoked = revoked.len(),
         stored_ms,
         kicked_ms = started.elapsed().as_millis(),
-        reason,
+        reason = reason.as_str(),
         "revocation stored and broadcast"
     );
     let audits = revoked.iter().map(|s| {
@@ -147,11 +148,11 @@ pub async fn revoke_many(
     });
     join_all(audits).await;
     let events = revoked.iter().map(|s| {
-        tracing::info!(session = %s.id, device = %s.device, reason, "session revoked");
+        tracing::info!(session = %s.id, device = %s.device, reason = reason.as_str(), "session revoked");
         let ev = SessionEvent::SessionRevoked {
             session_id: s.id.clone(),
             device: s.device.device,
-            reason: reason.to_owned(),
+            reason: reason.as_str().to_owned(),
         };
         emit(hub, tenant, &s.device.user, s.device.device, None, ev)
     });
@@ -166,7 +167,7 @@ pub async fn revoke_many(
 /// 4401. Only the call whose revocation the store kept does the rest (a concurrent revocation
 /// for another reason wins and is reported by its own caller).
 pub async fn expire(hub: &Hub, session: &SessionRecord, why: Expiry) {
-    let revocation = hush_store::Revocation { at_ms: now_ms(), reason: "expired".into() };
+    let revocation = RevocationReason::Expired.at(now_ms());
     let stored = match hub.store.revoke_session(&session.id, revocation.clone()).await {
         Ok(Some(s)) => s,
         Ok(None) => return,
@@ -179,7 +180,7 @@ pub async fn expire(hub: &Hub, session: &SessionRecord, why: Expiry) {
         return;
     }
     tracing::info!(session = %session.id, device = %session.device, ?why, "session expired");
-    kick_sessions(hub, std::slice::from_ref(&stored), "expired", CLOSE_UNAUTHORIZED).await;
+    kick_sessions(hub, std::slice::from_ref(&stored), RevocationReason::Expired, CLOSE_UNAUTHORIZED).await;
     let result = match why {
         Expiry::Idle => "idle",
         Expiry::Absolute => "absolute",
@@ -234,7 +235,7 @@ pub async fn remove_device(
         .filter(|s| s.device.device == device && s.active())
         .map(|s| s.id)
         .collect();
-    revoke_many(hub, tenant, sessions, "device_removed", CLOSE_DEVICE_REMOVED, actor).await?;
+    revoke_many(hub, tenant, sessions, RevocationReason::DeviceRemoved, CLOSE_DEVICE_REMOVED, actor).await?;
     hub.store.purge(&addr).await?;
     crate::keys::forget_device(hub, &addr).await?;
     audit(hub, tenant, actor, AuditAction::DeviceRemove, Some(addr.to_string()), "ok").await;

@@ -87,7 +87,7 @@ impl DeviceSet {
 pub struct Revocation {
     /// When, ms since the Unix epoch.
     pub at_ms: u64,
-    /// Why (`logout`, `revoked_by_user`, `revoked_by_admin`, `device_removed`).
+    /// Why: a name of `hush_actors::audit::RevocationReason` (`logout`, `revoked_by_admin`, ...).
     pub reason: String,
 }
 

@@ -163,7 +163,15 @@ pub async fn reset_password(
         .filter(|s| s.active())
         .map(|s| s.id)
         .collect();
-    sessions::revoke_many(hub, tenant, ids, "password_reset", CLOSE_UNAUTHORIZED, &actor).await?;
+    sessions::revoke_many(
+        hub,
+        tenant,
+        ids,
+        sessions::RevocationReason::PasswordReset,
+        CLOSE_UNAUTHORIZED,
+        &actor,
+    )
+    .await?;
     throttle::unlock(hub, tenant, user).await;
     sessions::audit(hub, tenant, &actor, AuditAction::PasswordReset, Some(format!("user:{user}")), "ok")
         .await;

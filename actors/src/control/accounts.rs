@@ -8,8 +8,7 @@ use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 
 use super::{ControlError, Who};
-use crate::audit::AuditAction;
-use crate::audit::Initiator;
+use crate::audit::{AuditAction, Initiator, RevocationReason};
 use crate::delivery::registry::Disconnect;
 use crate::hub::Hub;
 use crate::limits::MAX_PAGE;
@@ -75,15 +74,15 @@ pub struct RevokeSessions {
     pub tenant: TenantId,
     /// Public session ids.
     pub ids: Vec<String>,
-    /// Why (`logout`, `revoked_by_user`, `revoked_by_admin`), sent to the clients.
-    pub reason: String,
+    /// Why, sent to the clients.
+    pub reason: RevocationReason,
     /// Who asks (for the audit log).
     pub actor: Initiator,
 }
 
 pub(super) async fn revoke_sessions(hub: &Arc<Hub>, msg: RevokeSessions) -> Result<usize, ControlError> {
     let revoked =
-        sessions::revoke_many(hub, &msg.tenant, msg.ids, &msg.reason, CLOSE_UNAUTHORIZED, &msg.actor).await?;
+        sessions::revoke_many(hub, &msg.tenant, msg.ids, msg.reason, CLOSE_UNAUTHORIZED, &msg.actor).await?;
     Ok(revoked.len())
 }
 

@@ -13,12 +13,13 @@ use hush_store::AuditQuery;
 use super::{ControlError, Who};
 use crate::accounts::{self, AccountError};
 use crate::audit::AuditAction;
+use crate::audit::RevocationReason;
 use crate::hub::Hub;
 use crate::limits::MAX_PAGE;
 use crate::{mfa, sessions, views};
 
 /// Why an administrator's revocation ended a session (sent to its clients).
-const BY_ADMIN: &str = "revoked_by_admin";
+const BY_ADMIN: RevocationReason = RevocationReason::RevokedByAdmin;
 
 async fn revoke(hub: &Arc<Hub>, admin: &Who, ids: Vec<String>) -> Result<usize, ControlError> {
     let initiator = admin.initiator();

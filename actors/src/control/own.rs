@@ -7,11 +7,12 @@ use hush_protocol::ids::DeviceId;
 use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 
 use super::{ControlError, Who};
+use crate::audit::RevocationReason;
 use crate::hub::Hub;
 use crate::{accounts, mfa, sessions, views};
 
 /// Why a user's own revocation ended a session (sent to its clients).
-const BY_USER: &str = "revoked_by_user";
+const BY_USER: RevocationReason = RevocationReason::RevokedByUser;
 
 async fn revoke(hub: &Arc<Hub>, by: &Who, ids: Vec<String>) -> Result<usize, ControlError> {
     let revoked =

@@ -82,7 +82,8 @@ async fn refresh_user(
     }
     if !kick.is_empty() {
         // A session that must now pass a challenge loses its chat sockets until it does.
-        sessions::kick_sessions(hub, &kick, "mfa_required", CLOSE_UNAUTHORIZED).await;
+        sessions::kick_sessions(hub, &kick, sessions::RevocationReason::MfaRequired, CLOSE_UNAUTHORIZED)
+            .await;
     }
     if changed {
         let from = sessions_of.first().map(|s| s.device.device).unwrap_or(DeviceId::PRIMARY);
@@ -145,7 +146,7 @@ async fn apply_pending_device(
     };
     if let Err(e) = complete_pending_device(hub, account, s, request).await {
         tracing::info!(session = %s.id, error = %e, "pending device change not applicable; session ended");
-        let r = hush_store::Revocation { at_ms: now, reason: "logout".into() };
+        let r = sessions::RevocationReason::Logout.at(now);
         hub.store.revoke_session(&s.id, r).await?;
         return Ok(false);
     }

@@ -1,6 +1,7 @@
 //! Login, logout and the password change.
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use hush_actors::audit::RevocationReason;
 use hush_actors::control::Control;
 use hush_actors::hub::Hub;
 use hush_actors::login::{self, ClientInfo};
@@ -46,7 +47,7 @@ pub async fn logout(
     req: HttpRequest,
     AnySession(me): AnySession,
 ) -> Result<HttpResponse, ApiError> {
-    revoke(&control, &me, &req, vec![me.session.id.clone()], "logout").await?;
+    revoke(&control, &me, &req, vec![me.session.id.clone()], RevocationReason::Logout).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -76,7 +77,7 @@ pub async fn change_password(
     )
     .await?;
     if !others.is_empty() {
-        revoke(&control, &me, &req, others, "password_changed").await?;
+        revoke(&control, &me, &req, others, RevocationReason::PasswordChanged).await?;
     }
     Ok(HttpResponse::NoContent().finish())
 }

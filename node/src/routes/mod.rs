@@ -17,6 +17,7 @@
 
 use actix_web::{web, HttpRequest};
 use hush_actors::accounts::Authed;
+use hush_actors::audit::RevocationReason;
 use hush_actors::control::{Control, RevokeSessions};
 use hush_actors::sessions::Initiator;
 use hush_protocol::api::ChangePasswordRequest;
@@ -169,9 +170,8 @@ async fn revoke(
     me: &Authed,
     req: &HttpRequest,
     ids: Vec<String>,
-    reason: &str,
+    reason: RevocationReason,
 ) -> Result<usize, ApiError> {
-    let msg =
-        RevokeSessions { tenant: me.tenant().clone(), ids, reason: reason.into(), actor: initiator(me, req) };
+    let msg = RevokeSessions { tenant: me.tenant().clone(), ids, reason, actor: initiator(me, req) };
     Ok(control.send(msg).await??)
 }
