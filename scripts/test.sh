@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with Rust: installs what is missing
-# (redis-server from apt; the MongoDB-wire test server nx-27017 and openapi-spec-validator from
-# pip), builds every binary the black-box tests start, then runs every test of the workspace.
+# (redis-server, chromium and chromium-driver from apt; the MongoDB-wire test server nx-27017
+# and openapi-spec-validator from pip), builds every binary the black-box tests start, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +60,14 @@ if [ ! -d "$ASYNCAPI_DIR/node_modules/@asyncapi/parser" ]; then
   echo "installing @asyncapi/parser (npm)"
   mkdir -p "$ASYNCAPI_DIR"
   npm install --silent --no-audit --no-fund --prefix "$ASYNCAPI_DIR" @asyncapi/parser@3.6.3 >/dev/null
+fi
+
+# A headless browser for the admin console's tests (tests/tests/console_browser.rs): Debian's
+# chromium and its WebDriver, chromedriver (package chromium-driver).
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  echo "installing chromium and chromium-driver (apt)"
+  $(need_root) apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 cargo build --workspace --bins --all-features

@@ -1,4 +1,5 @@
-//! Bearer-token authentication for HTTP routes.
+//! Authentication for HTTP routes: a bearer token, or the admin console's session cookie (with
+//! its CSRF token on state-changing requests, see [`crate::console`]).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,8 +38,19 @@ fn hub(req: &HttpRequest) -> Result<Arc<Hub>, ApiError> {
     req.app_data::<web::Data<Hub>>().map(|d| d.clone().into_inner()).ok_or(ApiError::Internal)
 }
 
-async fn authed(hub: Arc<Hub>, token: Option<String>) -> Result<Authed, ApiError> {
-    let token = token.ok_or(ApiError::Unauthorized)?;
+/// The request's session token: the bearer token, else the console's cookie (refused with
+/// `csrf_rejected` on a state-changing request without the session's CSRF token).
+pub fn credentials(req: &HttpRequest) -> Result<Option<String>, ApiError> {
+    if let Some(t) = bearer(req) {
+        return Ok(Some(t));
+    }
+    let Some(t) = crate::console::cookie(req, crate::console::SESSION_COOKIE) else { return Ok(None) };
+    crate::console::check_csrf(req, &t)?;
+    Ok(Some(t))
+}
+
+async fn authed(hub: Arc<Hub>, token: Result<Option<String>, ApiError>) -> Result<Authed, ApiError> {
+    let token = token?.ok_or(ApiError::Unauthorized)?;
     Ok(accounts::authenticate(&hub, &token).await?)
 }
 
@@ -65,7 +77,7 @@ impl FromRequest for AnySession {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let hub = hub(req);
-        let token = bearer(req);
+        let token = credentials(req);
         Box::pin(async move { Ok(AnySession(authed(hub?, token).await?)) })
     }
 }
@@ -76,7 +88,7 @@ impl FromRequest for User {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let hub = hub(req);
-        let token = bearer(req);
+        let token = credentials(req);
         Box::pin(async move {
             let a = authed(hub?, token).await?;
             mfa_gate(&a)?;
@@ -92,7 +104,7 @@ impl FromRequest for Admin {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let hub = hub(req);
-        let token = bearer(req);
+        let token = credentials(req);
         Box::pin(async move {
             let a = authed(hub?, token).await?;
             mfa_gate(&a)?;
@@ -112,7 +124,7 @@ impl FromRequest for PasswordSession {
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let hub = hub(req);
-        let token = bearer(req);
+        let token = credentials(req);
         Box::pin(async move {
             let a = authed(hub?, token).await?;
             mfa_gate(&a)?;

@@ -106,6 +106,13 @@ pub enum ApiError {
     /// 405: the path exists, the method does not; `Allow` lists the methods it has.
     #[error("method not allowed here (allowed: {})", .0.join(", "))]
     MethodNotAllowed(Vec<&'static str>),
+    /// 403: a request authenticated by the console's cookie changes state without the
+    /// session's CSRF token (`X-CSRF-Token`); nothing was done.
+    #[error("missing or wrong X-CSRF-Token for a cookie-authenticated request; nothing was done")]
+    CsrfRejected,
+    /// 403: the console over plain HTTP answers loopback clients only.
+    #[error("the console requires TLS (plain HTTP is served to loopback clients only)")]
+    TlsRequired,
 }
 
 impl ApiError {
@@ -138,6 +145,8 @@ impl ApiError {
             ApiError::RequestTimeout => "request_timeout",
             ApiError::TooManyConnections => "too_many_connections",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::CsrfRejected => "csrf_rejected",
+            ApiError::TlsRequired => "tls_required",
         }
     }
 }
@@ -168,6 +177,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::CsrfRejected | ApiError::TlsRequired => StatusCode::FORBIDDEN,
         }
     }
 

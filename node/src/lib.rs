@@ -10,7 +10,9 @@
 //! - [`fallback`]: 405 (with `Allow`) for a known path with another method, else 404.
 //! - [`error`]: the one place where errors become HTTP statuses and JSON bodies.
 //! - [`apidoc`]: the answers every route of a kind gives, added to the OpenAPI document.
-//! - [`auth`]: the bearer-token extractors (and the MFA gate of a session).
+//! - [`auth`]: the extractors (bearer token or console cookie; the MFA gate of a session).
+//! - [`console`]: the admin console at `/console` (embedded single-page app, cookie sign-in,
+//!   CSRF, server-sent events).
 //! - [`qr`]: the TOTP enrolment URI as a QR code (PNG).
 //! - [`store_cmd`]: `hushd store check|salvage|backup`, and the control socket a serving node
 //!   answers backups on.
@@ -20,6 +22,7 @@
 pub mod apidoc;
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod datadir;
 pub mod edge;
 pub mod error;

@@ -286,10 +286,12 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
         tracing::warn!("fault injection is enabled (--fault-injection): for tests only");
     }
     let gate = crate::edge::AddressGate::new(edge.max_incomplete_per_address);
+    let console = web::Data::new(crate::console::ConsoleTransport { tls: tls.is_some() });
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::edge::guard))
             .app_data(edge)
+            .app_data(console.clone())
             .app_data(permits.clone())
             .app_data(hub_data.clone())
             .app_data(control_data.clone())
@@ -309,6 +311,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             // Before the routes: their `/v1` scope would answer 404 for anything under it.
             .configure(|cfg| crate::faults::configure(cfg, faults))
             .configure(crate::routes::configure)
+            .configure(crate::console::configure)
             .default_service(web::to(crate::fallback::unmatched))
     })
     .on_connect(move |io, data| gate.on_connect(io, data))

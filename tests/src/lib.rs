@@ -5,6 +5,7 @@
 //! `HUSHD_BIN` / `HUSH_BIN`; the test command builds them first (`cargo build --bins`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
+pub mod browser;
 pub mod cli;
 
 use std::io::{BufRead, BufReader};

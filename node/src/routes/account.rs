@@ -12,7 +12,8 @@ use super::{ip_of, revoke};
 use crate::auth::{AnySession, PasswordSession};
 use crate::error::ApiError;
 
-fn client_info(req: &HttpRequest) -> ClientInfo {
+/// The client's address and user agent, for the session record.
+pub(crate) fn client_info(req: &HttpRequest) -> ClientInfo {
     let ua = req
         .headers()
         .get(actix_web::http::header::USER_AGENT)

@@ -50,6 +50,7 @@ mod ops;
 mod sessions;
 mod users;
 
+pub(crate) use account::client_info;
 pub use keys::MAX_KEYS_BODY;
 pub use ops::render_metrics;
 
@@ -162,6 +163,16 @@ fn ip_of(req: &HttpRequest) -> Option<String> {
 
 fn parse_user(s: String) -> Result<UserId, ApiError> {
     UserId::new(s).map_err(|e| ApiError::BadRequest(e.to_string()))
+}
+
+/// Ends the caller's own session through the control actor (the console's sign-out).
+pub(crate) async fn revoke_own(
+    control: &Control,
+    me: &Authed,
+    req: &HttpRequest,
+    reason: RevocationReason,
+) -> Result<usize, ApiError> {
+    revoke(control, me, req, vec![me.session.id.clone()], reason).await
 }
 
 /// Revokes sessions of the caller's tenant through the control actor; returns how many.

@@ -1,0 +1,179 @@
+//! The admin console in a real headless browser (chromium over WebDriver): sign-in with a
+//! password and a TOTP code, a non-administrator refused, a revocation that closes the user's
+//! live socket with 4401 and removes the row without a reload, a policy change that challenges
+//! the next login, the audit search, and on every page no console error and no request to
+//! another host. With `HUSH_CONSOLE_SCREENSHOTS=<folder>` each page's screenshot is written
+//! there (that is how `docs/console/` is made).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use hush_client::ClientError;
+use hush_protocol::api::MfaLevel;
+use hush_tests::browser::Browser;
+use hush_tests::{enrol, Node};
+
+async fn browser() -> Option<Browser> {
+    match Browser::start().await {
+        Some(b) => Some(b),
+        None if hush_tests::tools_required() => {
+            panic!("chromium and chromedriver are required (scripts/test.sh installs them)")
+        }
+        None => {
+            eprintln!("skipped: chromium or chromedriver is not installed");
+            None
+        }
+    }
+}
+
+async fn shot(b: &Browser, name: &str) {
+    if let Some(dir) = std::env::var_os("HUSH_CONSOLE_SCREENSHOTS") {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.png")), b.screenshot().await).unwrap();
+    }
+}
+
+/// No console error or warning since the last check, and every request went to the node.
+async fn clean(b: &Browser, node: &Node, page: &str) {
+    let errors = b.console_errors().await;
+    assert!(errors.is_empty(), "{page}: console errors {errors:?}");
+    for url in b.requests().await {
+        assert!(
+            url.starts_with(&format!("{}/", node.url())) || url.starts_with("data:"),
+            "{page}: request to {url}"
+        );
+    }
+}
+
+async fn close_reason(conn: &mut hush_client::Connection) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), conn.next_frame()).await.expect("closed in time")
+        {
+            Ok(_) => continue,
+            Err(ClientError::Closed(Some(r))) => return r,
+            Err(e) => return e.to_string(),
+        }
+    }
+}
+
+async fn sign_in(b: &Browser, node: &Node, user: &str, password: &str) {
+    b.client.goto(&format!("{}/console", node.url())).await.unwrap();
+    b.fill("#user", user).await;
+    b.fill("#password", password).await;
+    b.click("#signin-submit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_signs_in_with_totp_revokes_live_and_finds_it_in_the_audit_log() {
+    let Some(b) = browser().await else { return };
+    let node = Node::start();
+    let admin = node.stepped_admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let bob = node.user(&admin, "bob").await;
+    let password = node.admin_password_set().await;
+    let mut alice_socket = alice.connect().await.unwrap();
+
+    // A user who is not an administrator is refused.
+    sign_in(&b, &node, "bob", "bob-password").await;
+    b.wait_text("#signin-error", "not an administrator").await;
+    shot(&b, "signin").await;
+    clean(&b, &node, "sign-in").await;
+
+    // The administrator: password, then the TOTP challenge.
+    sign_in(&b, &node, "admin", &password).await;
+    b.wait("#mfa-code").await;
+    shot(&b, "mfa").await;
+    b.fill("#mfa-code", &node.admin_code().await).await;
+    b.click("#mfa-submit").await;
+    let alice_id = alice.login_info().session_id.clone();
+    let bob_id = bob.login_info().session_id.clone();
+    let alice_row = format!("tr[data-session='{alice_id}']");
+    let bob_row = format!("tr[data-session='{bob_id}']");
+    b.wait(&alice_row).await;
+    b.wait(&bob_row).await;
+    shot(&b, "sessions").await;
+    clean(&b, &node, "sessions").await;
+
+    // Revoke alice's session in the console: her live socket closes with 4401, the row goes.
+    b.client.execute("window.hushMarker = 'no reload';", vec![]).await.unwrap();
+    b.click(&format!("button[data-session='{alice_id}']")).await;
+    let reason = close_reason(&mut alice_socket).await;
+    assert!(reason.starts_with("4401"), "alice's socket: {reason}");
+    b.wait_gone(&alice_row).await;
+
+    // Bob's session revoked elsewhere (the API): his row disappears by itself.
+    assert_eq!(admin.admin_revoke_session(&bob_id).await.unwrap(), 1);
+    b.wait_gone(&bob_row).await;
+    let marker = b.client.execute("return window.hushMarker;", vec![]).await.unwrap();
+    assert_eq!(marker, "no reload", "the page was not reloaded");
+
+    // The audit log has the revocation.
+    b.click("a[data-page='audit']").await;
+    b.fill("#audit-action", "session.revoke").await;
+    b.click("#audit-filter button[type='submit']").await;
+    let text = b.wait_text("#audit-body", &alice_id).await;
+    assert!(text.contains("session.revoke"), "{text}");
+    shot(&b, "audit").await;
+    clean(&b, &node, "audit").await;
+
+    for page in ["users", "policy", "health"] {
+        b.click(&format!("a[data-page='{page}']")).await;
+        b.wait("main h1").await;
+        let want = match page {
+            "users" => "#users-body tr[data-user='alice']",
+            "policy" => "#mfa-policy",
+            _ => "#health-stats .stat",
+        };
+        b.wait(want).await;
+        shot(&b, page).await;
+        clean(&b, &node, page).await;
+    }
+
+    // Sign-out ends the console's session.
+    b.click("#signout").await;
+    b.wait_text("#signin-error", "Signed out").await;
+    clean(&b, &node, "sign-out").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_change_in_the_console_challenges_the_next_login() {
+    let Some(b) = browser().await else { return };
+    let node = Node::start();
+    let admin = node.stepped_admin().await;
+    let erin = node.user(&admin, "erin").await;
+    let mut factor = enrol(&erin).await;
+    let mut policy = admin.mfa_policy().await.unwrap();
+    policy.level = MfaLevel::Off;
+    admin.set_mfa_policy(&policy).await.unwrap();
+    let login = node.device("erin").await;
+    assert!(
+        login.login_info().mfa.as_ref().and_then(|m| m.challenge.as_ref()).is_none(),
+        "level off: no challenge"
+    );
+
+    // Level off: the admin's sign-in is not challenged, the policy change asks for a step-up.
+    let password = node.admin_password_set().await;
+    sign_in(&b, &node, "admin", &password).await;
+    b.wait("#sessions").await;
+    b.click("a[data-page='policy']").await;
+    b.wait("#mfa-level").await;
+    b.client
+        .execute("const s = document.getElementById('mfa-level'); s.value = 'optional'; s.dispatchEvent(new Event('input'));", vec![])
+        .await
+        .unwrap();
+    b.click("#mfa-policy button[type='submit']").await;
+    b.wait("#stepup-code").await;
+    b.fill("#stepup-code", &node.admin_code().await).await;
+    b.click("#stepup button[type='submit']").await;
+    b.wait_text("#toast", "MFA policy saved").await;
+    clean(&b, &node, "policy").await;
+    assert_eq!(admin.mfa_policy().await.unwrap().level, MfaLevel::Optional);
+
+    // Erin's next login is challenged, and her factor answers it.
+    let next = node.device("erin").await;
+    let challenge = next.login_info().mfa.as_ref().and_then(|m| m.challenge.clone()).expect("challenged");
+    factor.answer(&next, &challenge.challenge_id).await;
+    assert!(next.devices(None).await.is_ok());
+    b.close().await;
+}
