@@ -133,7 +133,10 @@ impl Browser {
         self.wait(css).await.click().await.unwrap();
     }
 
-    /// Console messages of level WARNING or SEVERE since the last call.
+    /// Console messages of level WARNING or SEVERE since the last call: script errors, CSP
+    /// violations, failed loads. Chrome also logs every 4xx answer as an error ("Failed to load
+    /// resource: the server responded with a status of 4.."); those are API answers the page
+    /// handles (a refused sign-in, a step-up asked for) and are left out; 5xx answers are not.
     pub async fn console_errors(&self) -> Vec<String> {
         let log = self.client.issue_cmd(GetLog("browser")).await.expect("browser log");
         log.as_array()
@@ -141,10 +144,12 @@ impl Browser {
             .flatten()
             .filter(|e| matches!(e["level"].as_str(), Some("SEVERE") | Some("WARNING")))
             .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .filter(|m| !m.contains("the server responded with a status of 4"))
             .collect()
     }
 
-    /// The URLs the page requested since the last call.
+    /// The network URLs (http, https, ws, wss) requested since the last call; the browser's
+    /// own `chrome://` pages are not network requests and are left out.
     pub async fn requests(&self) -> Vec<String> {
         let log = self.client.issue_cmd(GetLog("performance")).await.expect("performance log");
         log.as_array()
@@ -153,6 +158,7 @@ impl Browser {
             .filter_map(|e| serde_json::from_str::<serde_json::Value>(e["message"].as_str()?).ok())
             .filter(|m| m["message"]["method"] == "Network.requestWillBeSent")
             .filter_map(|m| m["message"]["params"]["request"]["url"].as_str().map(str::to_owned))
+            .filter(|u| ["http://", "https://", "ws://", "wss://"].iter().any(|s| u.starts_with(s)))
             .collect()
     }
 
