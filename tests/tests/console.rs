@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use hush_tests::Node;
+use hush_tests::{Mongo, Node, Redis};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
 connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -259,4 +259,78 @@ async fn the_event_stream_announces_a_revocation_and_ends_with_the_session() {
     })
     .await;
     assert!(ended.is_ok(), "the stream ends with the session");
+}
+
+async fn verified(node: &Node, console: &Console) {
+    let r = console.req(reqwest::Method::POST, "/v1/mfa/challenge", true).send().await.unwrap();
+    let challenge: serde_json::Value = r.json().await.unwrap();
+    let code = node.admin_code().await;
+    let r = console
+        .req(reqwest::Method::POST, "/v1/mfa/verify", true)
+        .json(&serde_json::json!({"challenge_id": challenge["challenge_id"], "code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn on_three_nodes_the_console_lists_and_revokes_sessions_held_anywhere() {
+    let (redis, mongo) = (Redis::start(), Mongo::start());
+    let mut nodes: Vec<Node> =
+        ["node-a", "node-b", "node-c"].iter().map(|n| Node::start_clustered(&redis, &mongo, n)).collect();
+    let pw = nodes[0].admin_password.clone();
+    for n in &mut nodes {
+        n.admin_password = pw.clone();
+    }
+    let admin = nodes[0].stepped_admin().await;
+    let _ = nodes[0].user(&admin, "alice").await;
+    // Alice's socket lives on node C.
+    let alice = nodes[2].device("alice").await;
+    let mut socket = alice.connect().await.unwrap();
+    let password = nodes[0].admin_password_set().await;
+
+    // Signed in on node A; its cookie and CSRF token work on node B too.
+    let (_, console, _) = sign_in(&nodes[0], "admin", &password).await;
+    let console = console.unwrap();
+    verified(&nodes[0], &console).await;
+    let events = console.req(reqwest::Method::GET, "/console/events", false).send().await.unwrap();
+    let mut stream = events.bytes_stream();
+    let on_b = Console {
+        url: nodes[1].url(),
+        cookie: console.cookie.clone(),
+        csrf: console.csrf.clone(),
+        body: console.body.clone(),
+    };
+    let list: serde_json::Value = on_b
+        .req(reqwest::Method::GET, "/v1/admin/sessions/active", false)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = alice.login_info().session_id.clone();
+    assert!(list["sessions"].as_array().unwrap().iter().any(|s| s["id"] == id.as_str()), "{list}");
+
+    // Revoked through node B: the socket on node C closes with 4401, node A's stream hears it.
+    let r =
+        on_b.req(reqwest::Method::DELETE, &format!("/v1/admin/sessions/{id}"), true).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(15), socket.next_frame())
+            .await
+            .expect("closed in time")
+        {
+            Ok(_) => continue,
+            Err(e) => break e.to_string(),
+        }
+    };
+    assert!(closed.contains("4401"), "{closed}");
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !seen.contains(&format!("session:{id}")) {
+        let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("event in time");
+        seen.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+    }
 }
