@@ -214,22 +214,7 @@ async fn the_event_stream_announces_a_revocation_and_ends_with_the_session() {
     let password = node.admin_password_set().await;
     let (_, console, _) = sign_in(&node, "admin", &password).await;
     let console = console.unwrap();
-    let challenge: serde_json::Value = console
-        .req(reqwest::Method::POST, "/v1/mfa/challenge", true)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let code = node.admin_code().await;
-    let r = console
-        .req(reqwest::Method::POST, "/v1/mfa/verify", true)
-        .json(&serde_json::json!({"challenge_id": challenge["challenge_id"], "code": code}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    verified(&node, &console).await;
 
     let r = console.req(reqwest::Method::GET, "/console/events", false).send().await.unwrap();
     assert_eq!(r.status(), 200);

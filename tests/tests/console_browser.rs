@@ -38,10 +38,7 @@ async fn clean(b: &Browser, node: &Node, page: &str) {
     let errors = b.console_errors().await;
     assert!(errors.is_empty(), "{page}: console errors {errors:?}");
     for url in b.requests().await {
-        assert!(
-            url.starts_with(&format!("{}/", node.url())) || url.starts_with("data:"),
-            "{page}: request to {url}"
-        );
+        assert!(url.starts_with(&format!("{}/", node.url())), "{page}: request to {url}");
     }
 }
 

@@ -10,3 +10,15 @@ start() { # bin data port
   taskset -c 0 /work/perf-bin/$1/hushd --listen 127.0.0.1:$3 --data-dir $2 --workers 1 > $2.out 2> $2.log &
   local pid=$!; for i in $(seq 1 100); do grep -q "listening on" $2.out 2>/dev/null && break; sleep 0.1; done; echo $pid
 }
+run_one() { # build conns rate label [idle]: one run on that build's data folder and port
+  local d port
+  case "$1${5:-}" in
+    before) d=/tmp/perf-before; port=18610;;
+    beforeidle) d=/tmp/perf-idle-before; port=18611;;
+    *idle) d=/tmp/perf-idle-after; port=18621;;
+    *) d=/tmp/perf-after; port=18620;;
+  esac
+  local pid; pid=$(start $1 $d $port)
+  load $1 $port $2 $3 $pid "$4"
+  kill $pid; wait $pid 2>/dev/null; sleep 1
+}

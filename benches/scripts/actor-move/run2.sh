@@ -7,17 +7,8 @@ OUT=/work/perf/results2.txt
 . "$(dirname "$0")/lib.sh"
 for rep in 1 2; do
   for rate in 2500 5000; do
-    for b in before after2; do
-      case $b in before) d=/tmp/perf-before; port=18610;; *) d=/tmp/perf-after; port=18620;; esac
-      pid=$(start $b $d $port)
-      load $b $port 1000 $rate $pid "rep$rep-rate$rate"
-      kill $pid; wait $pid 2>/dev/null; sleep 1
-    done
+    for b in before after2; do run_one $b 1000 $rate "rep$rep-rate$rate"; done
   done
 done
-for rep in 1 2; do
-  pid=$(start after2 /tmp/perf-idle-after 18621)
-  load after2 18621 10000 0 $pid "idle10k-rep$rep"
-  kill $pid; wait $pid 2>/dev/null; sleep 1
-done
+for rep in 1 2; do run_one after2 10000 0 "idle10k-rep$rep" idle; done
 echo DONE >> $OUT

@@ -6,12 +6,7 @@ OUT=/work/perf/results3.txt
 . "$(dirname "$0")/lib.sh"
 for rep in 1 2 3; do
   for rate in 4000 5000; do
-    for b in before after2; do
-      case $b in before) d=/tmp/perf-before; port=18610;; *) d=/tmp/perf-after; port=18620;; esac
-      pid=$(start $b $d $port)
-      load $b $port 1000 $rate $pid "rep$rep-rate$rate"
-      kill $pid; wait $pid 2>/dev/null; sleep 1
-    done
+    for b in before after2; do run_one $b 1000 $rate "rep$rep-rate$rate"; done
   done
 done
 echo DONE >> $OUT

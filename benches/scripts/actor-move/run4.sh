@@ -8,20 +8,10 @@ OUT=/work/perf/results4.txt
 . "$(dirname "$0")/lib.sh"
 for rep in 1 2 3; do
   for rate in 1000 4000 5000 6000 7000; do
-    for b in before after3; do
-      case $b in before) d=/tmp/perf-before; port=18610;; *) d=/tmp/perf-after; port=18620;; esac
-      pid=$(start $b $d $port)
-      load $b $port 1000 $rate $pid "rep$rep-rate$rate"
-      kill $pid; wait $pid 2>/dev/null; sleep 1
-    done
+    for b in before after3; do run_one $b 1000 $rate "rep$rep-rate$rate"; done
   done
 done
 for rep in 1 2; do
-  for b in before after3; do
-    case $b in before) d=/tmp/perf-idle-before; port=18611;; *) d=/tmp/perf-idle-after; port=18621;; esac
-    pid=$(start $b $d $port)
-    load $b $port 10000 0 $pid "idle10k-rep$rep"
-    kill $pid; wait $pid 2>/dev/null; sleep 1
-  done
+  for b in before after3; do run_one $b 10000 0 "idle10k-rep$rep" idle; done
 done
 echo DONE >> $OUT

@@ -5,11 +5,6 @@ OUT=/work/perf/results5.txt
 : > $OUT
 . "$(dirname "$0")/lib.sh"
 for rep in 1 2 3; do
-  for b in before after3; do
-    case $b in before) d=/tmp/perf-before; port=18610;; *) d=/tmp/perf-after; port=18620;; esac
-    pid=$(start $b $d $port)
-    load $b $port 1000 10000 $pid "rep$rep-rate10000"
-    kill $pid; wait $pid 2>/dev/null; sleep 1
-  done
+  for b in before after3; do run_one $b 1000 10000 "rep$rep-rate10000"; done
 done
 echo DONE >> $OUT

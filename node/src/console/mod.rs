@@ -308,8 +308,8 @@ async fn events(
     transport_ok(&req)?;
     let token = crate::auth::credentials(&req)?.ok_or(ApiError::Unauthorized)?;
     let tenant = me.tenant().clone();
-    let newest = |limit| AuditQuery { actor: None, action: None, before: None, limit };
-    let first = control.send(Audit { tenant: tenant.clone(), query: newest(1) }).await??;
+    let query = AuditQuery { actor: None, action: None, before: None, limit: 1 };
+    let first = control.send(Audit { tenant: tenant.clone(), query }).await??;
     let last = first.records.first().map(|r| r.id).unwrap_or(0);
     let feed = Feed { hub: hub.into_inner(), control: control.into_inner(), token, tenant, last, idle: 0 };
     let stream = futures_util::stream::unfold(feed, |mut feed| async move {
