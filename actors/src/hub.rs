@@ -40,6 +40,8 @@ pub struct Hub {
     pub throttle: crate::throttle::Throttle,
     /// The supervision tree (empty until [`Tree::start`]).
     pub tree: Tree,
+    /// When this hub (the node) started, ms since the Unix epoch.
+    pub started_ms: u64,
 }
 
 impl Hub {
@@ -68,6 +70,7 @@ impl Hub {
             groups: Groups::default(),
             throttle: crate::throttle::Throttle::default(),
             tree: Tree::default(),
+            started_ms: crate::now_ms(),
         }))
     }
 }

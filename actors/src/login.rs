@@ -52,11 +52,36 @@ fn account_error(e: MfaError) -> AccountError {
 
 /// Logs in with a password, registering or re-registering the device, and opens a session.
 pub async fn login(hub: &Hub, req: LoginRequest, client: ClientInfo) -> Result<LoginResponse, AccountError> {
+    login_for(hub, req, client, false).await
+}
+
+/// A login that only administrators may make (the admin console's sign-in): anyone else's
+/// correct password gets [`AccountError::Forbidden`], audited as a denied login, with no device
+/// registered and no session opened.
+pub async fn admin_login(
+    hub: &Hub,
+    req: LoginRequest,
+    client: ClientInfo,
+) -> Result<LoginResponse, AccountError> {
+    login_for(hub, req, client, true).await
+}
+
+async fn login_for(
+    hub: &Hub,
+    req: LoginRequest,
+    client: ClientInfo,
+    admins_only: bool,
+) -> Result<LoginResponse, AccountError> {
     if req.password.expose().len() > MAX_PASSWORD_BYTES {
         return Err(AccountError::Unauthorized);
     }
     let actor = Initiator { user: Some(req.user.clone()), session: None, ip: client.ip.clone() };
     let (user, one_time) = check_password(hub, &req, &client, &actor).await?;
+    if admins_only && !user.admin {
+        tracing::info!(tenant = %req.tenant, "admin sign-in refused: not an administrator");
+        sessions::audit(hub, &req.tenant, &actor, AuditAction::Login, None, "not_admin").await;
+        return Err(AccountError::Forbidden);
+    }
     let device = login_device(hub, &user, &req).await?;
     let token = new_token();
     let session = open_session(hub, &user, device.id, one_time, &token, client).await?;

@@ -6,8 +6,10 @@
 use std::collections::HashMap;
 
 use futures_util::future::join_all;
+use hush_cluster::NodeSeen;
 use hush_protocol::api::{
-    AuditEntry, AuditPage, DeviceInfo, DeviceList, SessionInfo, SessionList, SessionPolicy,
+    AuditEntry, AuditPage, ClusterView, DeviceInfo, DeviceList, NodeInfo, SessionInfo, SessionList,
+    SessionPolicy,
 };
 use hush_protocol::ids::{DeviceAddress, TenantId, UserId};
 use hush_protocol::wire::Payload;
@@ -39,8 +41,9 @@ pub async fn session_infos(hub: &Hub, list: &[SessionRecord], current: &str) -> 
     let seen = join_all(list.iter().map(|s| hub.tenants.last_seen(&*hub.store, s, None))).await;
     let ids: Vec<String> = list.iter().map(|s| s.id.clone()).collect();
     let mfa = session_views(hub, &ids).await;
+    let nodes = socket_nodes(hub, list).await;
     let mut out = Vec::with_capacity(list.len());
-    for ((s, last_seen), mfa) in list.iter().zip(seen).zip(mfa) {
+    for (((s, last_seen), mfa), node) in list.iter().zip(seen).zip(mfa).zip(nodes) {
         let last_seen = last_seen?;
         let admin = admins.get(&s.device.user).copied().unwrap_or(false);
         out.push(SessionInfo {
@@ -54,9 +57,64 @@ pub async fn session_infos(hub: &Hub, list: &[SessionRecord], current: &str) -> 
             last_seen_ms: Some(last_seen),
             expires_ms: expires_at(&settings.sessions, admin, s, last_seen),
             mfa,
+            node,
         });
     }
     Ok(out)
+}
+
+/// The node holding the live socket of each session: this node if the socket of the session's
+/// device here authenticated with that very session; else the node the bus's presence names
+/// for the device (presence is per device, so on another node a device's other session would
+/// show the same node); `None` if not connected or the bus cannot tell now.
+async fn socket_nodes(hub: &Hub, list: &[SessionRecord]) -> Vec<Option<String>> {
+    let me = hub.bus.node_id();
+    let mut out = vec![None; list.len()];
+    let mut elsewhere = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        match hub.registry.get(&s.device) {
+            Some(conn) if conn.session_id == s.id => out[i] = Some(me.to_owned()),
+            Some(_) => {}
+            None => elsewhere.push(i),
+        }
+    }
+    let addrs: Vec<DeviceAddress> = elsewhere.iter().map(|&i| list[i].device.clone()).collect();
+    if let Ok(found) = hub.bus.locate(&addrs).await {
+        for (i, node) in elsewhere.into_iter().zip(found) {
+            out[i] = node.filter(|n| n != me);
+        }
+    }
+    out
+}
+
+/// The live nodes of the cluster as their heartbeats last reported them; this node's own row
+/// is current. While the bus is down, this node alone.
+pub async fn cluster(hub: &Hub) -> ClusterView {
+    let me = hub.bus.node_id().to_owned();
+    let own = crate::health::node_report(hub).await;
+    let mut seen = hub.bus.nodes().await.unwrap_or_default();
+    if !seen.iter().any(|n| n.id == me) {
+        seen.push(NodeSeen { id: me.clone(), seen_ms: crate::now_ms(), report: None });
+        seen.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    let nodes = seen
+        .into_iter()
+        .map(|n| {
+            let this = n.id == me;
+            let report = if this { Some(own.clone()) } else { n.report };
+            NodeInfo {
+                this,
+                seen_ms: n.seen_ms,
+                version: report.as_ref().map(|r| r.version.clone()),
+                started_ms: report.as_ref().map(|r| r.started_ms),
+                connections: report.as_ref().map(|r| r.connections),
+                store: report.as_ref().map(|r| r.store.clone()),
+                bus_healthy: report.map(|r| r.bus_healthy),
+                id: n.id,
+            }
+        })
+        .collect();
+    ClusterView { node: me, bus: hub.bus.kind().to_owned(), bus_healthy: hub.bus.healthy(), nodes }
 }
 
 /// The active sessions of a user.

@@ -24,9 +24,9 @@ use std::collections::VecDeque;
 
 use futures_util::{SinkExt, StreamExt};
 use hush_protocol::api::{
-    AddMembersRequest, AuditPage, BackupCodes, ChangePasswordRequest, CreateGroupRequest, CreateUserRequest,
-    DeviceInfo, DeviceList, DeviceRequest, Enforced, ErrorBody, GroupInfo, GroupList, KeyCounts,
-    LoginRequest, LoginResponse, MfaChallenge, MfaCodeRequest, MfaPolicy, MfaStatus, MfaVerified,
+    AddMembersRequest, AuditPage, BackupCodes, ChangePasswordRequest, ClusterView, CreateGroupRequest,
+    CreateUserRequest, DeviceInfo, DeviceList, DeviceRequest, Enforced, ErrorBody, GroupInfo, GroupList,
+    KeyCounts, LoginRequest, LoginResponse, MfaChallenge, MfaCodeRequest, MfaPolicy, MfaStatus, MfaVerified,
     MfaVerifyRequest, PreKey, PreKeyResponse, Revoked, Secret, SessionList, SessionPolicy, SignedPreKey,
     TotpEnrollment, TrustedDeviceList, UploadKeysRequest, UserInfo, UserList, UserMfaStatusList,
 };
@@ -452,6 +452,12 @@ impl Session {
         }
         let rb = self.client.http.get(self.url("/v1/admin/sessions/active")).query(&q);
         self.exec(rb).await?.json().await.map_err(transport)
+    }
+
+    /// The live nodes of the cluster with their connections, store and bus state (tenant
+    /// administrators).
+    pub async fn admin_cluster(&self) -> Result<ClusterView> {
+        self.get_json("/v1/admin/cluster").await
     }
 
     /// Revokes one session of the tenant (tenant administrators; step-up).

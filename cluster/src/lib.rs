@@ -83,6 +83,41 @@ pub enum BusMessage {
     },
 }
 
+/// What a node tells the other nodes about itself with each heartbeat (for the operators'
+/// view of the cluster).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// The node's software version.
+    pub version: String,
+    /// When the node started, ms since the Unix epoch.
+    pub started_ms: u64,
+    /// Authenticated WebSocket connections open on the node.
+    pub connections: u64,
+    /// The node's store: `ok`, or why it cannot write (as `/readyz` says).
+    pub store: String,
+    /// Whether the node's own link to the bus is up.
+    pub bus_healthy: bool,
+}
+
+/// A live node of the cluster as the bus sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeSeen {
+    /// The node's id.
+    pub id: String,
+    /// Its last heartbeat, ms since the Unix epoch.
+    pub seen_ms: u64,
+    /// Its last report (`None` if it has sent none yet, or it expired).
+    pub report: Option<NodeReport>,
+}
+
+/// Now, in ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// What the bus hands the node.
 #[derive(Debug)]
 pub enum BusEvent {
@@ -112,8 +147,10 @@ pub trait Bus: Send + Sync {
     async fn send_to(&self, node: &str, msg: &BusMessage) -> Result<(), BusError>;
     /// Sends a message to every other node.
     async fn broadcast(&self, msg: &BusMessage) -> Result<(), BusError>;
-    /// The live nodes of the cluster (this one included).
-    async fn members(&self) -> Result<Vec<String>, BusError>;
+    /// Records what this node tells the others about itself with its heartbeats.
+    fn report(&self, report: NodeReport);
+    /// The live nodes of the cluster (this one included) with their last reports, in id order.
+    async fn nodes(&self) -> Result<Vec<NodeSeen>, BusError>;
     /// Takes the stream of events for this node (once; later calls get `None`).
     fn events(&self) -> Option<tokio::sync::mpsc::Receiver<BusEvent>>;
     /// Takes one token from the rate-limit bucket `key`, shared by every node: a bucket holds at
@@ -139,6 +176,7 @@ pub struct LocalBus {
     attempts: buckets::AttemptCounters,
     events: std::sync::Mutex<Option<tokio::sync::mpsc::Receiver<BusEvent>>>,
     _tx: tokio::sync::mpsc::Sender<BusEvent>,
+    report: std::sync::Mutex<Option<NodeReport>>,
 }
 
 impl LocalBus {
@@ -151,6 +189,7 @@ impl LocalBus {
             attempts: buckets::AttemptCounters::default(),
             events: std::sync::Mutex::new(Some(rx)),
             _tx: tx,
+            report: std::sync::Mutex::new(None),
         }
     }
 }
@@ -181,8 +220,18 @@ impl Bus for LocalBus {
     async fn broadcast(&self, _: &BusMessage) -> Result<(), BusError> {
         Ok(())
     }
-    async fn members(&self) -> Result<Vec<String>, BusError> {
-        Ok(vec![self.id.clone()])
+    fn report(&self, report: NodeReport) {
+        match self.report.lock() {
+            Ok(mut g) => *g = Some(report),
+            Err(p) => *p.into_inner() = Some(report),
+        }
+    }
+    async fn nodes(&self) -> Result<Vec<NodeSeen>, BusError> {
+        let report = match self.report.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        Ok(vec![NodeSeen { id: self.id.clone(), seen_ms: now_ms(), report }])
     }
     fn events(&self) -> Option<tokio::sync::mpsc::Receiver<BusEvent>> {
         match self.events.lock() {

@@ -3,6 +3,8 @@
 //! Keys and channels (all under `hush:`):
 //! - `hush:nodes`: sorted set of node ids scored by their last heartbeat (ms); members are the
 //!   nodes seen within [`NODE_TTL`].
+//! - `hush:nr:<node>`: the node's last [`NodeReport`] (postcard), written with each heartbeat,
+//!   expiring after [`NODE_TTL`].
 //! - `hush:p:<tenant>/<user>/<device>`: the id of the node holding the device's socket, with a
 //!   [`PRESENCE_TTL`] the owner refreshes every [`PRESENCE_REFRESH`] (only while the key still
 //!   names it). A node that dies stops refreshing, so its entries expire on their own.
@@ -34,7 +36,7 @@ use tokio::sync::mpsc;
 
 use crate::buckets::{Backoff, Release, Verdict};
 use crate::limits::*;
-use crate::{Bus, BusError, BusEvent, BusMessage};
+use crate::{now_ms, Bus, BusError, BusEvent, BusMessage, NodeReport, NodeSeen};
 
 const NODES: &str = "hush:nodes";
 const BROADCAST: &str = "hush:all";
@@ -47,11 +49,8 @@ fn presence_key(d: &DeviceAddress) -> String {
     format!("hush:p:{d}")
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+fn report_key(node: &str) -> String {
+    format!("hush:nr:{node}")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -75,6 +74,8 @@ struct Inner {
     refresh: redis::Script,
     take_token: redis::Script,
     attempt: redis::Script,
+    /// The report sent with the next heartbeat.
+    report: Mutex<Option<NodeReport>>,
     /// Used while Redis is unreachable.
     fallback: crate::buckets::TokenBuckets,
     /// Used while Redis is unreachable.
@@ -198,6 +199,7 @@ impl RedisBus {
             ),
             take_token: redis::Script::new(TAKE_TOKEN),
             attempt: redis::Script::new(ATTEMPT),
+            report: Mutex::new(None),
             fallback: crate::buckets::TokenBuckets::default(),
             fallback_attempts: crate::buckets::AttemptCounters::default(),
         });
@@ -232,15 +234,21 @@ fn set_conn(inner: &Inner, c: Option<MultiplexedConnection>) {
 async fn heartbeat(inner: &Inner, conn: &mut MultiplexedConnection) -> Result<(), BusError> {
     let now = now_ms();
     let cutoff = now.saturating_sub(NODE_TTL.as_millis() as u64 * 4);
-    timed(
-        redis::pipe()
-            .zadd(NODES, &inner.id, now)
-            .ignore()
-            .zrembyscore(NODES, 0, cutoff)
-            .ignore()
-            .query_async::<()>(conn),
-    )
-    .await
+    let report = match inner.report.lock() {
+        Ok(g) => g.clone(),
+        Err(p) => p.into_inner().clone(),
+    };
+    let mut pipe = redis::pipe();
+    pipe.zadd(NODES, &inner.id, now).ignore().zrembyscore(NODES, 0, cutoff).ignore();
+    if let Some(bytes) = report.and_then(|r| postcard::to_allocvec(&r).ok()) {
+        pipe.cmd("SET")
+            .arg(report_key(&inner.id))
+            .arg(bytes)
+            .arg("PX")
+            .arg(NODE_TTL.as_millis() as u64)
+            .ignore();
+    }
+    timed(pipe.query_async::<()>(conn)).await
 }
 
 async fn refresh_presence(inner: &Inner, conn: &mut MultiplexedConnection) -> Result<(), BusError> {
@@ -419,17 +427,43 @@ impl Bus for RedisBus {
         timed(redis::cmd("PUBLISH").arg(BROADCAST).arg(bytes).query_async::<i64>(&mut conn)).await.map(|_| ())
     }
 
-    async fn members(&self) -> Result<Vec<String>, BusError> {
+    fn report(&self, report: NodeReport) {
+        match self.inner.report.lock() {
+            Ok(mut g) => *g = Some(report),
+            Err(p) => *p.into_inner() = Some(report),
+        }
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeSeen>, BusError> {
         let mut conn = self.conn()?;
         let cutoff = now_ms().saturating_sub(NODE_TTL.as_millis() as u64);
-        timed(
+        let mut live = timed(
             redis::cmd("ZRANGEBYSCORE")
                 .arg(NODES)
                 .arg(cutoff)
                 .arg("+inf")
-                .query_async::<Vec<String>>(&mut conn),
+                .arg("WITHSCORES")
+                .query_async::<Vec<(String, f64)>>(&mut conn),
         )
-        .await
+        .await?;
+        live.sort_by(|a, b| a.0.cmp(&b.0));
+        if live.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("MGET");
+        for (id, _) in &live {
+            cmd.arg(report_key(id));
+        }
+        let reports = timed(cmd.query_async::<Vec<Option<Vec<u8>>>>(&mut conn)).await?;
+        Ok(live
+            .into_iter()
+            .zip(reports)
+            .map(|((id, score), r)| NodeSeen {
+                id,
+                seen_ms: score as u64,
+                report: r.and_then(|b| postcard::from_bytes(&b).ok()),
+            })
+            .collect())
     }
 
     fn events(&self) -> Option<mpsc::Receiver<BusEvent>> {

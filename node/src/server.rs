@@ -229,6 +229,7 @@ async fn open_hub(config: &Config) -> anyhow::Result<(Arc<Hub>, Option<crate::st
     if let Some(events) = events {
         actix_rt::spawn(hush_actors::delivery::bus::run(hub.clone(), events));
     }
+    actix_rt::spawn(hush_actors::health::report_loop(hub.clone()));
     tokio::task::spawn_blocking(accounts::warm_up).await?;
     Ok((hub, store_socket))
 }

@@ -250,6 +250,47 @@ pub struct SessionInfo {
     /// The session's MFA state (absent when unknown).
     #[serde(default)]
     pub mfa: Option<SessionMfa>,
+    /// The node holding the live WebSocket of this session's device (`None`: not connected,
+    /// or not known while the bus is down).
+    #[serde(default)]
+    pub node: Option<String>,
+}
+
+/// The nodes of the cluster (`GET /v1/admin/cluster`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClusterView {
+    /// The node answering.
+    pub node: String,
+    /// The bus linking the nodes: `local` (a node alone) or `redis`.
+    pub bus: String,
+    /// Whether the answering node's link to the bus is up (when it is down, `nodes` holds
+    /// this node only).
+    pub bus_healthy: bool,
+    /// The live nodes (those that sent a heartbeat recently), by id.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// One live node of the cluster, as it last reported itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct NodeInfo {
+    /// The node's id.
+    pub id: String,
+    /// True for the node answering.
+    pub this: bool,
+    /// Its last heartbeat, ms since the Unix epoch.
+    pub seen_ms: u64,
+    /// Its software version (`None` until its first report arrives).
+    pub version: Option<String>,
+    /// When it started, ms since the Unix epoch.
+    pub started_ms: Option<u64>,
+    /// Authenticated WebSocket connections open on it.
+    pub connections: Option<u64>,
+    /// Its store: `ok` or why it cannot write.
+    pub store: Option<String>,
+    /// Whether its own link to the bus is up.
+    pub bus_healthy: Option<bool>,
 }
 
 /// Longest session lifetime or idle limit a tenant may set: one year, in seconds.

@@ -282,6 +282,18 @@ async fn admin_users_mfa_sessions_policies_and_audit() {
     assert_eq!(header, ["USER", "ADMIN", "CREATED"], "{table}");
     assert!(table.lines().any(|l| l.split_whitespace().take(2).eq(["carol", "no"])), "{table}");
 
+    // Nodes: a node alone lists itself, on the local bus, its store ok.
+    let v = cli.json("root", &["admin", "nodes"]);
+    assert_eq!(v["bus"], "local", "{v}");
+    let nodes = v["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 1, "{v}");
+    assert_eq!(nodes[0]["id"], v["node"]);
+    assert_eq!((nodes[0]["this"].as_bool(), nodes[0]["store"].as_str()), (Some(true), Some("ok")), "{v}");
+    let table = cli.run("root", &["admin", "nodes"]);
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header[..3], ["NODE", "CONNECTIONS", "STORE"], "{table}");
+    assert!(table.lines().nth(1).is_some_and(|l| l.contains(" *")), "{table}");
+
     // Session policy: set, shown by the API and by `show`; a bad duration changes nothing.
     let v = cli.json(
         "root",

@@ -200,6 +200,9 @@ async fn a_non_administrator_is_refused_and_keeps_no_console_session() {
     assert_eq!(error, "forbidden");
     let sessions = bob.sessions().await.unwrap();
     assert_eq!(sessions.sessions.len(), 1, "only bob's own session is live: {sessions:?}");
+    // Refused before anything was made: no console device either.
+    let devices = bob.devices(None).await.unwrap().devices;
+    assert_eq!(devices.len(), 1, "no device registered by the refused sign-in: {devices:?}");
     // A wrong password is the same 401 as the API's.
     let (status, _, error) = sign_in(&node, "bob", "wrong-password").await;
     assert_eq!(status, 401);
@@ -296,7 +299,23 @@ async fn on_three_nodes_the_console_lists_and_revokes_sessions_held_anywhere() {
         .await
         .unwrap();
     let id = alice.login_info().session_id.clone();
-    assert!(list["sessions"].as_array().unwrap().iter().any(|s| s["id"] == id.as_str()), "{list}");
+    let row = list["sessions"].as_array().unwrap().iter().find(|s| s["id"] == id.as_str()).cloned();
+    // Listed on node B with the node that holds its socket.
+    assert_eq!(row.as_ref().map(|r| r["node"].clone()), Some(serde_json::json!("node-c")), "{list}");
+
+    // Cluster health from node B: the three nodes, each with its own report; C holds alice.
+    let cluster = wait_for_cluster(&on_b, |c| connections_on(c, "node-c") == Some(1)).await;
+    let ids: Vec<&str> =
+        cluster["nodes"].as_array().unwrap().iter().map(|n| n["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["node-a", "node-b", "node-c"], "{cluster}");
+    assert_eq!(cluster["node"], "node-b");
+    assert_eq!(cluster["bus"], "redis");
+    for n in cluster["nodes"].as_array().unwrap() {
+        assert_eq!(n["store"], "ok", "{n}");
+        assert_eq!(n["bus_healthy"], true, "{n}");
+        assert_eq!(n["this"], n["id"] == "node-b", "{n}");
+        assert!(n["version"].as_str().is_some_and(|v| !v.is_empty()), "{n}");
+    }
 
     // Revoked through node B: the socket on node C closes with 4401, node A's stream hears it.
     let r =
@@ -312,10 +331,33 @@ async fn on_three_nodes_the_console_lists_and_revokes_sessions_held_anywhere() {
         }
     };
     assert!(closed.contains("4401"), "{closed}");
+    // Node C reports the socket gone; node A's console sees it.
+    let on_a = Console { url: nodes[0].url(), ..on_b };
+    wait_for_cluster(&on_a, |c| connections_on(c, "node-c") == Some(0)).await;
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !seen.contains(&format!("session:{id}")) {
         let chunk = tokio::time::timeout_at(deadline, stream.next()).await.expect("event in time");
         seen.push_str(std::str::from_utf8(&chunk.unwrap().unwrap()).unwrap());
+    }
+}
+
+fn connections_on(cluster: &serde_json::Value, node: &str) -> Option<u64> {
+    cluster["nodes"].as_array()?.iter().find(|n| n["id"] == node)?["connections"].as_u64()
+}
+
+/// `GET /v1/admin/cluster` until `ok` holds (nodes report themselves every second and their
+/// heartbeats carry it every 2 s), or the last answer after 15 s.
+async fn wait_for_cluster(console: &Console, ok: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = console.req(reqwest::Method::GET, "/v1/admin/cluster", false).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let c: serde_json::Value = r.json().await.unwrap();
+        if ok(&c) || tokio::time::Instant::now() > deadline {
+            assert!(ok(&c), "cluster view never matched: {c}");
+            return c;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }

@@ -2,8 +2,10 @@
 //! password and a TOTP code, a non-administrator refused, a revocation that closes the user's
 //! live socket with 4401 and removes the row without a reload, a policy change that challenges
 //! the next login, the audit search, and on every page no console error and no request to
-//! another host. With `HUSH_CONSOLE_SCREENSHOTS=<folder>` each page's screenshot is written
-//! there (that is how `docs/console/` is made).
+//! another host; on three nodes, sessions held on other nodes listed with their node and one
+//! revoked from node A's console, and the cluster's nodes on the health page. With
+//! `HUSH_CONSOLE_SCREENSHOTS=<folder>` each page's screenshot is written there (that is how
+//! `docs/console/` is made).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -11,7 +13,7 @@ use std::time::Duration;
 use hush_client::ClientError;
 use hush_protocol::api::MfaLevel;
 use hush_tests::browser::Browser;
-use hush_tests::{enrol, Node};
+use hush_tests::{enrol, Mongo, Node, Redis};
 
 async fn browser() -> Option<Browser> {
     match Browser::start().await {
@@ -119,7 +121,7 @@ async fn an_admin_signs_in_with_totp_revokes_live_and_finds_it_in_the_audit_log(
         let want = match page {
             "users" => "#users-body tr[data-user='alice']",
             "policy" => "#mfa-policy",
-            _ => "#health-stats .stat",
+            _ => "#cluster-body tr[data-node]",
         };
         b.wait(want).await;
         shot(&b, page).await;
@@ -172,5 +174,58 @@ async fn a_policy_change_in_the_console_challenges_the_next_login() {
     let challenge = next.login_info().mfa.as_ref().and_then(|m| m.challenge.clone()).expect("challenged");
     factor.answer(&next, &challenge.challenge_id).await;
     assert!(next.devices(None).await.is_ok());
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_three_nodes_the_console_shows_every_node_and_revokes_a_socket_held_on_another() {
+    let Some(b) = browser().await else { return };
+    let (redis, mongo) = (Redis::start(), Mongo::start());
+    let mut nodes: Vec<Node> =
+        ["node-a", "node-b", "node-c"].iter().map(|n| Node::start_clustered(&redis, &mongo, n)).collect();
+    let pw = nodes[0].admin_password.clone();
+    for n in &mut nodes {
+        n.admin_password = pw.clone();
+    }
+    let admin = nodes[0].stepped_admin().await;
+    let _ = nodes[0].user(&admin, "alice").await;
+    let _ = nodes[0].user(&admin, "bob").await;
+    // Alice's socket on node B, bob's on node C; the console runs on node A.
+    let alice = nodes[1].device("alice").await;
+    let bob = nodes[2].device("bob").await;
+    let mut alice_socket = alice.connect().await.unwrap();
+    let _bob_socket = bob.connect().await.unwrap();
+    let password = nodes[0].admin_password_set().await;
+    sign_in(&b, &nodes[0], "admin", &password).await;
+    b.wait("#mfa-code").await;
+    b.fill("#mfa-code", &nodes[0].admin_code().await).await;
+    b.click("#mfa-submit").await;
+
+    // Each row names the node holding its socket.
+    let alice_id = alice.login_info().session_id.clone();
+    let bob_id = bob.login_info().session_id.clone();
+    let alice_row = format!("tr[data-session='{alice_id}']");
+    b.wait_text(&format!("{alice_row} td.node"), "node-b").await;
+    b.wait_text(&format!("tr[data-session='{bob_id}'] td.node"), "node-c").await;
+    shot(&b, "cluster-sessions").await;
+    clean(&b, &nodes[0], "sessions on three nodes").await;
+
+    // Revoked from node A's console: the socket on node B closes with 4401, the row goes.
+    b.click(&format!("button[data-session='{alice_id}']")).await;
+    let reason = close_reason(&mut alice_socket).await;
+    assert!(reason.starts_with("4401"), "alice's socket: {reason}");
+    b.wait_gone(&alice_row).await;
+
+    // The health page lists the three nodes and, refreshed live, their connections.
+    b.click("a[data-page='health']").await;
+    b.wait_text("#cluster-summary", "3 node(s) on the redis bus").await;
+    for id in ["node-a", "node-b", "node-c"] {
+        b.wait(&format!("#cluster-body tr[data-node='{id}']")).await;
+    }
+    b.wait_text("#cluster-body tr[data-node='node-a'] td", "(this node)").await;
+    b.wait_text("#cluster-body tr[data-node='node-c'] td.connections", "1").await;
+    b.wait_text("#cluster-body tr[data-node='node-b'] td.connections", "0").await;
+    shot(&b, "cluster-health").await;
+    clean(&b, &nodes[0], "health on three nodes").await;
     b.close().await;
 }

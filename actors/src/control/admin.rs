@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use hush_protocol::api::{AuditPage, SessionList, SessionPolicy};
+use hush_protocol::api::{AuditPage, ClusterView, SessionList, SessionPolicy};
 use hush_protocol::ids::{TenantId, UserId};
 use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 use hush_store::AuditQuery;
@@ -174,4 +174,15 @@ pub(super) async fn set_session_policy(
     ));
     sessions::audit(hub, tenant, &actor, AuditAction::TenantSessionPolicy, target, result).await;
     Ok(r?.sessions.clone())
+}
+
+/// The nodes of the cluster as the bus sees them (tenant administrators).
+pub struct ClusterStatus {
+    /// Who asks.
+    pub admin: Who,
+}
+
+pub(super) async fn cluster_status(hub: &Arc<Hub>, msg: ClusterStatus) -> Result<ClusterView, ControlError> {
+    let _ = msg.admin;
+    Ok(views::cluster(hub).await)
 }

@@ -10,7 +10,8 @@
 use std::sync::{Arc, RwLock};
 
 use hush_protocol::api::{
-    AuditPage, Enforced, MfaPolicy, SessionList, SessionPolicy, UserInfo, UserList, UserMfaStatusList,
+    AuditPage, ClusterView, Enforced, MfaPolicy, SessionList, SessionPolicy, UserInfo, UserList,
+    UserMfaStatusList,
 };
 use hush_protocol::ids::TenantId;
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
@@ -22,7 +23,7 @@ mod own;
 
 pub use accounts::{CloseAll, CreateUser, ListUsers, RemoveDevice, RevokeSessions, UnlockUser};
 pub use admin::{
-    ActiveSessions, Audit, GetSessionPolicy, RevokeActive, RevokeSession, RevokeUserSessions,
+    ActiveSessions, Audit, ClusterStatus, GetSessionPolicy, RevokeActive, RevokeSession, RevokeUserSessions,
     SetSessionPolicy, UserSessions,
 };
 pub use mfa::{EnforceMfa, EnforceMfaAll, GetMfaPolicy, ResetMfa, SetMfaPolicy, UsersMfaStatus};
@@ -98,6 +99,7 @@ commands! {
     ActiveSessions => Result<SessionList, ControlError>, admin::active_sessions;
     RevokeActive => Result<usize, ControlError>, admin::revoke_active;
     Audit => Result<AuditPage, ControlError>, admin::audit;
+    ClusterStatus => Result<ClusterView, ControlError>, admin::cluster_status;
     GetSessionPolicy => Result<SessionPolicy, ControlError>, admin::get_session_policy;
     SetSessionPolicy => Result<SessionPolicy, ControlError>, admin::set_session_policy;
     GetMfaPolicy => Result<MfaPolicy, ControlError>, mfa::get_policy;

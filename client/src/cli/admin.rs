@@ -80,6 +80,8 @@ enum AdminCmd {
     Policy(PolicyCmd),
     /// Read the audit log, newest first, with filters.
     Audit(AuditArgs),
+    /// The cluster's live nodes: connections, store, bus link, version, last heartbeat.
+    Nodes,
 }
 
 #[derive(Args)]
@@ -640,7 +642,33 @@ pub async fn run(s: &Session, args: AdminArgs, out: Output) -> anyhow::Result<()
             print_session_policy(&p, out)?;
         }
         AdminCmd::Audit(a) => audit(s, a, out).await?,
+        AdminCmd::Nodes => nodes(s, out).await?,
     }
+    Ok(())
+}
+
+async fn nodes(s: &Session, out: Output) -> anyhow::Result<()> {
+    let c = s.admin_cluster().await.context("reading the cluster's nodes")?;
+    if out.json() {
+        return output::print_json(&c);
+    }
+    let mut t =
+        output::table(&["node", "connections", "store", "bus", "version", "started", "last heartbeat"]);
+    let dash = || "-".to_owned();
+    for n in &c.nodes {
+        t.add_row(vec![
+            format!("{}{}", n.id, if n.this { " *" } else { "" }),
+            n.connections.map(|c| c.to_string()).unwrap_or_else(dash),
+            n.store.clone().unwrap_or_else(dash),
+            n.bus_healthy.map(|b| if b { "up" } else { "down" }.to_owned()).unwrap_or_else(dash),
+            n.version.clone().unwrap_or_else(dash),
+            n.started_ms.map(output::time).unwrap_or_else(dash),
+            output::time(n.seen_ms),
+        ]);
+    }
+    output::print_table(&t, "No live nodes.");
+    let link = if c.bus_healthy { "" } else { " (this node's link is down: only itself is listed)" };
+    eprintln!("{} node(s) on the {} bus{link}.", c.nodes.len(), c.bus);
     Ok(())
 }
 

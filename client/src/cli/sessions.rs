@@ -64,7 +64,7 @@ pub fn print_sessions(list: &[SessionInfo], with_user: bool) {
     if with_user {
         header.push("user");
     }
-    header.extend(["device", "created", "last seen", "expires", "ip", "mfa"]);
+    header.extend(["device", "node", "created", "last seen", "expires", "ip", "mfa"]);
     let mut t = output::table(&header);
     for s in list {
         let mut row = vec![format!("{}{}", s.id, if s.current { " *" } else { "" })];
@@ -73,6 +73,7 @@ pub fn print_sessions(list: &[SessionInfo], with_user: bool) {
         }
         row.extend([
             s.device.to_string(),
+            s.node.clone().unwrap_or_else(|| "-".into()),
             output::time(s.created_ms),
             output::opt_time(s.last_seen_ms),
             s.expires_ms.map(output::time).unwrap_or_else(|| "never".into()),

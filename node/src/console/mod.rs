@@ -30,7 +30,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::Engine;
 use hush_actors::accounts;
 use hush_actors::audit::RevocationReason;
-use hush_actors::control::{Audit, Control, RevokeSessions};
+use hush_actors::control::{Audit, Control};
 use hush_actors::hub::Hub;
 use hush_actors::login;
 use hush_protocol::api::{DeviceRequest, LoginRequest, Secret, SessionMfa};
@@ -190,7 +190,6 @@ fn remembered_device(req: &HttpRequest) -> Option<(DeviceId, RegistrationId)> {
 
 async fn sign_in(
     hub: web::Data<Hub>,
-    control: web::Data<Control>,
     req: HttpRequest,
     body: web::Json<SignIn>,
 ) -> Result<HttpResponse, ApiError> {
@@ -214,31 +213,15 @@ async fn sign_in(
         trusted_device_token: None,
     };
     let client = crate::routes::client_info(&req);
-    let resp = match login::login(&hub, login_req.clone(), client.clone()).await {
+    let resp = match login::admin_login(&hub, login_req.clone(), client.clone()).await {
         // The remembered device was removed since: sign in as a new one.
         Err(accounts::AccountError::NotFound) if device.is_some() => {
             let fresh = RegistrationId::new(rand_registration_id()).map_err(|_| ApiError::Internal)?;
             let device = DeviceRequest { id: None, registration_id: fresh, ..login_req.device };
-            login::login(&hub, LoginRequest { device, ..login_req }, client).await?
+            login::admin_login(&hub, LoginRequest { device, ..login_req }, client).await?
         }
         r => r?,
     };
-    if !resp.admin {
-        // Not an administrator: the session just opened ends now, audited like any logout.
-        let actor = hush_actors::sessions::Initiator {
-            user: Some(resp.user.clone()),
-            session: Some(resp.session_id.clone()),
-            ip: req.peer_addr().map(|a| a.ip().to_string()),
-        };
-        let msg = RevokeSessions {
-            tenant: resp.tenant.clone(),
-            ids: vec![resp.session_id.clone()],
-            reason: RevocationReason::Logout,
-            actor,
-        };
-        control.send(msg).await??;
-        return Err(ApiError::Forbidden);
-    }
     let token = resp.token.expose().to_owned();
     let body = ConsoleSession {
         tenant: resp.tenant,

@@ -4,11 +4,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use hush_actors::control::{
-    ActiveSessions, Audit, Control, GetSessionPolicy, RevokeActive, RevokeSession, RevokeUserSessions,
-    SetSessionPolicy, UnlockUser, UserSessions,
+    ActiveSessions, Audit, ClusterStatus, Control, GetSessionPolicy, RevokeActive, RevokeSession,
+    RevokeUserSessions, SetSessionPolicy, UnlockUser, UserSessions,
 };
 use hush_actors::limits::MAX_PAGE;
-use hush_protocol::api::{AuditPage, ErrorBody, Revoked, SessionList, SessionPolicy};
+use hush_protocol::api::{AuditPage, ClusterView, ErrorBody, Revoked, SessionList, SessionPolicy};
 use hush_store::AuditQuery;
 use serde::Deserialize;
 
@@ -167,4 +167,17 @@ pub async fn put_session_policy(
 ) -> Result<web::Json<SessionPolicy>, ApiError> {
     let msg = SetSessionPolicy { admin: who(me, &req), policy: body.into_inner() };
     Ok(web::Json(control.send(msg).await??))
+}
+
+/// The nodes of the cluster: each live node's id, last heartbeat, version, start time, open
+/// connections, store state and bus link, as its heartbeats last reported them (tenant
+/// administrators; the answering node's own row is current).
+#[utoipa::path(get, path = "/v1/admin/cluster", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = ClusterView), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn admin_cluster(
+    control: web::Data<Control>,
+    req: HttpRequest,
+    Admin(me): Admin,
+) -> Result<web::Json<ClusterView>, ApiError> {
+    Ok(web::Json(control.send(ClusterStatus { admin: who(me, &req) }).await??))
 }

@@ -22,7 +22,9 @@ use hush_actors::control::{Control, RevokeSessions};
 use hush_actors::sessions::Initiator;
 use hush_protocol::api::ChangePasswordRequest;
 use hush_protocol::api::{AddMembersRequest, CreateGroupRequest, GroupInfo, GroupList};
-use hush_protocol::api::{AuditEntry, AuditPage, Revoked, SessionInfo, SessionList, SessionPolicy};
+use hush_protocol::api::{
+    AuditEntry, AuditPage, ClusterView, NodeInfo, Revoked, SessionInfo, SessionList, SessionPolicy,
+};
 use hush_protocol::api::{
     BackupCodes, Enforced, MfaChallenge, MfaCodeRequest, MfaLevel, MfaMethod, MfaPolicy, MfaState, MfaStatus,
     MfaVerified, MfaVerifyRequest, Role, SessionMfa, TotpEnrollment, TrustedDevice, TrustedDeviceList,
@@ -62,7 +64,7 @@ pub use ops::render_metrics;
         users::create_user, users::list_users, ops::healthz, ops::readyz, ops::metrics, ops::websocket,
         devices::remove_device, sessions::my_sessions, sessions::revoke_others, sessions::revoke_all, sessions::revoke_mine,
         admin::admin_user_sessions, admin::admin_revoke_user, admin::admin_active_sessions, admin::admin_revoke_active,
-        admin::admin_revoke_session, admin::admin_audit, admin::get_session_policy, admin::put_session_policy,
+        admin::admin_revoke_session, admin::admin_audit, admin::admin_cluster, admin::get_session_policy, admin::put_session_policy,
         keys::upload_keys, keys::key_counts, keys::fetch_user_keys, keys::fetch_device_keys,
         groups::create_group, groups::my_groups, groups::get_group, groups::add_group_members, groups::remove_group_member,
         mfa::totp_enroll, mfa::totp_confirm, mfa::totp_disable,
@@ -72,7 +74,7 @@ pub use ops::render_metrics;
         mfa::users_status, mfa::enforce_user, mfa::enforce_all,
         mfa::reset_user),
     components(schemas(LoginRequest, LoginResponse, ChangePasswordRequest, ErrorBody, DeviceList, DeviceInfo, CreateUserRequest, UserInfo, UserList,
-        SessionInfo, SessionList, Revoked, AuditEntry, AuditPage, SessionPolicy, SessionMfa, MfaState, MfaMethod,
+        SessionInfo, SessionList, ClusterView, NodeInfo, Revoked, AuditEntry, AuditPage, SessionPolicy, SessionMfa, MfaState, MfaMethod,
         MfaLevel, Role, MfaChallenge, TotpEnrollment, MfaCodeRequest, BackupCodes, MfaVerifyRequest, MfaVerified,
         MfaStatus, TrustedDevice, TrustedDeviceList, MfaPolicy, UserMfaStatus, UserMfaStatusList, Enforced,
         hush_protocol::otp::Algorithm, UploadKeysRequest, SignedPreKey, PreKey, KeyCounts, PreKeyResponse,
@@ -120,6 +122,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route("/admin/sessions/active", web::delete().to(admin::admin_revoke_active))
                 .route("/admin/sessions/{id}", web::delete().to(admin::admin_revoke_session))
                 .route("/admin/audit", web::get().to(admin::admin_audit))
+                .route("/admin/cluster", web::get().to(admin::admin_cluster))
                 .route("/admin/tenant/sessions", web::get().to(admin::get_session_policy))
                 .route("/admin/tenant/sessions", web::put().to(admin::put_session_policy))
                 .service(

@@ -2,7 +2,7 @@
 // this file itself. Every text from the server is set with textContent, never parsed as HTML.
 "use strict";
 
-const state = { me: null, csrf: "", events: null, page: "", onAudit: null };
+const state = { me: null, csrf: "", events: null, page: "", onAudit: null, timer: null };
 
 // ---- DOM helpers -------------------------------------------------------------------------
 
@@ -105,6 +105,8 @@ async function answerChallenge(code) {
 
 function signInPage(message) {
   stopEvents();
+  clearInterval(state.timer);
+  state.timer = null;
   setChrome(false);
   const err = h("p", { class: "error", id: "signin-error", text: message || "" });
   const tenant = h("input", { id: "tenant", name: "tenant", value: "default", required: true });
@@ -213,6 +215,8 @@ function route() {
   const page = pages[name] ? name : "sessions";
   state.page = page;
   state.onAudit = null;
+  clearInterval(state.timer);
+  state.timer = null;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
   pages[page]().catch((e) => {
     if (e.status === 401) signInPage("Your session ended.");
@@ -223,7 +227,7 @@ function route() {
 async function sessionsPage() {
   const body = h("tbody", { id: "sessions-body" });
   const table = h("table", { id: "sessions" },
-    h("thead", {}, h("tr", {}, ["User", "Device", "Session", "Created", "Last seen", "Expires", "Address", "MFA", ""].map((t) => h("th", { text: t })))),
+    h("thead", {}, h("tr", {}, ["User", "Device", "Session", "Node", "Created", "Last seen", "Expires", "Address", "MFA", ""].map((t) => h("th", { text: t })))),
     body);
   const filter = h("input", { id: "sessions-user", placeholder: "user" });
   const count = h("span", { class: "muted", id: "sessions-count" });
@@ -248,7 +252,7 @@ async function sessionsPage() {
       } });
     return h("tr", { "data-session": s.id },
       h("td", { text: s.user }), h("td", { text: s.device }), h("td", { text: s.id.slice(0, 12) }),
-      h("td", { text: when(s.created_ms) }), h("td", { text: when(s.last_seen_ms) }), h("td", { text: when(s.expires_ms) }),
+      h("td", { class: "node", text: s.node || "not connected" }), h("td", { text: when(s.created_ms) }), h("td", { text: when(s.last_seen_ms) }), h("td", { text: when(s.expires_ms) }),
       h("td", { text: s.ip || "—" }), h("td", { text: mfa }), h("td", {}, revoke));
   }
   const revokeUser = h("button", { class: "danger", id: "revoke-user", text: "Revoke all of this user",
@@ -454,12 +458,31 @@ async function healthPage() {
   const stat = (label, value) => h("div", { class: "stat" }, h("span", { class: "muted", text: label }), h("b", { text: value }));
   const checks = Object.entries(readyBody.checks || readyBody || {}).map(([k, v]) =>
     h("tr", {}, h("td", { text: k }), h("td", { text: typeof v === "object" ? JSON.stringify(v) : String(v) })));
+  const nodes = h("tbody", { id: "cluster-body" });
+  const summary = h("p", { class: "muted", id: "cluster-summary" });
+  async function loadCluster() {
+    const c = await call("GET", "/v1/admin/cluster");
+    const total = c.nodes.reduce((n, x) => n + (x.connections || 0), 0);
+    summary.textContent = c.nodes.length + " node(s) on the " + c.bus + " bus" + (c.bus_healthy ? "" : " (this node's link is DOWN)") +
+      ", " + total + " connection(s) in all; answered by " + c.node;
+    nodes.replaceChildren(...c.nodes.map((n) => h("tr", { "data-node": n.id, class: n.this ? "this" : null },
+      h("td", { text: n.id + (n.this ? " (this node)" : "") }), h("td", { class: "connections", text: n.connections ?? "—" }),
+      h("td", { text: n.store ?? "—" }), h("td", { text: n.bus_healthy === undefined || n.bus_healthy === null ? "—" : (n.bus_healthy ? "up" : "down") }),
+      h("td", { text: n.version ?? "—" }), h("td", { text: when(n.started_ms) }), h("td", { text: when(n.seen_ms) }))));
+  }
   show(h("h1", { text: "Health" }),
     h("div", { class: "grid", id: "health-stats" },
       stat("This node", ready.ok ? "ready" : "not ready (" + ready.status + ")"),
       ...["hush_connections", "hush_logins_total", "hush_envelopes_accepted_total", "hush_queue_depth", "hush_actor_failures_total", "hush_actor_restarts_total"]
         .flatMap((p) => pick(p).map(([k, v]) => stat(k, v)))),
+    h("h2", { text: "Cluster" }), summary,
+    h("table", { id: "cluster" },
+      h("thead", {}, h("tr", {}, ["Node", "Connections", "Store", "Bus", "Version", "Started", "Last heartbeat"].map((t) => h("th", { text: t })))),
+      nodes),
     h("h2", { text: "Readiness" }), h("table", { id: "readiness" }, h("tbody", {}, checks)));
+  await loadCluster();
+  // Nodes report themselves every second: refresh while this page is shown.
+  state.timer = setInterval(() => loadCluster().catch(() => {}), 2000);
 }
 
 // ---- start -----------------------------------------------------------------------------------
