@@ -13,6 +13,10 @@
 //!   client fetches.
 //! - [`kdf`]: root, chain and message keys (HKDF/HMAC-SHA256 with libsignal's labels).
 //! - [`x3dh`]: the X3DH agreement (with and without a one-time pre-key).
+//! - [`kem`]: Kyber-1024 (round 3, libsignal's pre-key KEM): key pairs, encapsulate,
+//!   decapsulate, in libsignal's serialized forms.
+//! - [`pqxdh`]: the PQXDH agreement as libsignal 0.103 runs it (key derivation only; sessions
+//!   still start with X3DH).
 //! - [`message`]: the versioned compact binary encodings, decoded with size caps, never panicking.
 //! - [`ratchet`]: the Double Ratchet session state.
 //! - [`session`]: session records (current plus archived states) and the encrypt/decrypt entry
@@ -45,8 +49,10 @@ pub mod consts;
 pub mod error;
 pub mod fuzzing;
 pub mod kdf;
+pub mod kem;
 pub mod keys;
 pub mod message;
+pub mod pqxdh;
 pub mod prekeys;
 pub mod ratchet;
 pub mod sender_keys;

@@ -95,16 +95,31 @@ for (let i = 0; i < 3; i++) {
   const kp = SignalClient.KEMKeyPair.generate();
   kemKeyPairs.push({ public_key: hex(kp.getPublicKey().serialize()), secret_key: hex(kp.getSecretKey().serialize()) });
 }
+// SignalMessage MAC known answers: libsignal builds the message (and its MAC) from a given MAC
+// key, so a verifier can check its MAC construction independently of any key derivation.
+const macVectors = [];
+for (const [version, pq] of [[4, Buffer.alloc(0)], [4, Buffer.from('0102030405', 'hex')], [3, Buffer.alloc(0)]]) {
+  const macKey = Buffer.from(SignalClient.PrivateKey.generate().serialize());
+  const sender = SignalClient.IdentityKeyPair.generate().publicKey;
+  const receiver = SignalClient.IdentityKeyPair.generate().publicKey;
+  const ciphertext = Buffer.from(SignalClient.PrivateKey.generate().serialize());
+  const msg = SignalClient.SignalMessage._new(version, macKey, SignalClient.PrivateKey.generate().getPublicKey(), 7, 3,
+    ciphertext, sender, receiver, pq);
+  const bytes = Buffer.from(msg.serialize());
+  macVectors.push({ version, mac_key: hex(macKey), sender_identity: hex(sender.serialize()), receiver_identity: hex(receiver.serialize()),
+    pq_ratchet: hex(pq), serialized: hex(bytes), fields: describeProto(decodeProto(bytes.subarray(1, bytes.length - 8))) });
+}
 const doc = {
   description: 'PQXDH session starts made by libsignal: bob\'s private keys (Kyber secret key included), alice\'s PreKeySignalMessages, and the root/sender-chain keys of alice\'s session record after processPreKeyBundle',
   generator: `@signalapp/libsignal-client ${pkgVersion} (Node ${process.version}), protocol/tools/libsignal-vectors/gen-pqxdh.mjs`,
-  counts: { cases: cases.length, kem_key_pairs: kemKeyPairs.length },
+  counts: { cases: cases.length, kem_key_pairs: kemKeyPairs.length, mac_vectors: macVectors.length },
   wire_notes: {
     prekey_signal_message: 'version byte, then protobuf: pre_key_id=1, base_key=2, identity_key=3, message=4, registration_id=5, signed_pre_key_id=6, kyber_pre_key_id=7, kyber_ciphertext=8',
     signal_message: 'version byte, protobuf (ratchet_key=1, counter=2, previous_counter=3, ciphertext=4, pq_ratchet=5), 8-byte MAC',
   },
   cases,
   kem_key_pairs: kemKeyPairs,
+  mac_vectors: macVectors,
 };
 writeFileSync(out, JSON.stringify(doc, null, 1) + '\n');
 console.log(`wrote ${cases.length} cases`);
