@@ -6,7 +6,7 @@
 //! - [`consts`]: every bound and KDF label, with its source (libsignal `consts.rs` and the
 //!   Signal specifications).
 //! - [`keys`]: X25519 key pairs, 33-byte public keys (`0x05`), XEdDSA signatures, Kyber-1024
-//!   public keys (`0x08`, parsed and signature-checked only) and key ids.
+//!   public keys (`0x08`, parsed and signature-checked) and key ids.
 //! - [`xeddsa`]: XEdDSA sign/verify with exactly libsignal's verification rules.
 //! - [`prekeys`]: what the node calls at upload ([`prekeys::verify_signed_ec_prekey`],
 //!   [`prekeys::verify_kyber_prekey`], [`prekeys::parse_one_time_prekey`]) and the bundle a
