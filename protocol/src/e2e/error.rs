@@ -83,6 +83,12 @@ pub enum E2eError {
     /// A counter would overflow (after 2^32 messages on one chain).
     #[error("chain exhausted")]
     ChainExhausted,
+    /// A KEM ciphertext is not a Kyber-1024 ciphertext (`0x08` and 1568 bytes).
+    #[error("invalid KEM ciphertext")]
+    InvalidKemCiphertext,
+    /// A PQXDH bundle carries no Kyber pre-key.
+    #[error("bundle has no Kyber pre-key")]
+    MissingKyberPreKey,
     /// An internal cryptographic primitive failed (should not happen).
     #[error("cryptographic failure")]
     Crypto,

@@ -4,7 +4,7 @@
 //!   [`PublicKey::deserialize`] ignores bytes after the 33rd and keeps bit 255 as given.
 //! - EC private key: 32 bytes; an unclamped scalar is accepted and clamped (libsignal).
 //! - Kyber-1024 public key: exactly 1569 bytes, `0x08` then 1568 bytes. Parsed and signature
-//!   checked only: this library never runs the KEM.
+//!   checked here; the KEM itself is in [`super::kem`].
 //! - Key ids: `0..=2^31-1` (clients allocate 24-bit wrapping ids; Hush refuses the rest).
 
 use curve25519_dalek::edwards::EdwardsPoint;

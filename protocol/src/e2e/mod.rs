@@ -6,13 +6,17 @@
 //! - [`consts`]: every bound and KDF label, with its source (libsignal `consts.rs` and the
 //!   Signal specifications).
 //! - [`keys`]: X25519 key pairs, 33-byte public keys (`0x05`), XEdDSA signatures, Kyber-1024
-//!   public keys (`0x08`, parsed and signature-checked only) and key ids.
+//!   public keys (`0x08`, parsed and signature-checked) and key ids.
 //! - [`xeddsa`]: XEdDSA sign/verify with exactly libsignal's verification rules.
 //! - [`prekeys`]: what the node calls at upload ([`prekeys::verify_signed_ec_prekey`],
 //!   [`prekeys::verify_kyber_prekey`], [`prekeys::parse_one_time_prekey`]) and the bundle a
 //!   client fetches.
 //! - [`kdf`]: root, chain and message keys (HKDF/HMAC-SHA256 with libsignal's labels).
 //! - [`x3dh`]: the X3DH agreement (with and without a one-time pre-key).
+//! - [`kem`]: Kyber-1024 (round 3, libsignal's pre-key KEM): key pairs, encapsulate,
+//!   decapsulate, in libsignal's serialized forms.
+//! - [`pqxdh`]: the PQXDH agreement as libsignal 0.103 runs it (key derivation only; sessions
+//!   still start with X3DH).
 //! - [`message`]: the versioned compact binary encodings, decoded with size caps, never panicking.
 //! - [`ratchet`]: the Double Ratchet session state.
 //! - [`session`]: session records (current plus archived states) and the encrypt/decrypt entry
@@ -45,8 +49,10 @@ pub mod consts;
 pub mod error;
 pub mod fuzzing;
 pub mod kdf;
+pub mod kem;
 pub mod keys;
 pub mod message;
+pub mod pqxdh;
 pub mod prekeys;
 pub mod ratchet;
 pub mod sender_keys;
