@@ -124,6 +124,11 @@ async fn an_admin_signs_in_with_totp_revokes_live_and_finds_it_in_the_audit_log(
             _ => "#cluster-body tr[data-node]",
         };
         b.wait(want).await;
+        if page == "users" {
+            // Alice's devices open under her row: her one device, by id and name.
+            b.click("tr[data-user='alice'] button.devices").await;
+            b.wait("tr[data-devices-of='alice'] tr[data-device='1']").await;
+        }
         shot(&b, page).await;
         clean(&b, &node, page).await;
     }
@@ -158,7 +163,11 @@ async fn a_policy_change_in_the_console_challenges_the_next_login() {
     b.click("a[data-page='policy']").await;
     b.wait("#mfa-level").await;
     b.client
-        .execute("const s = document.getElementById('mfa-level'); s.value = 'optional'; s.dispatchEvent(new Event('input'));", vec![])
+        .execute(
+            "const s = document.getElementById('mfa-level'); s.value = 'optional'; s.dispatchEvent(new Event('input'));
+             document.getElementById('mfa-digits').value = '8'; document.getElementById('mfa-algorithm').value = 'SHA256';",
+            vec![],
+        )
         .await
         .unwrap();
     b.click("#mfa-policy button[type='submit']").await;
@@ -167,7 +176,11 @@ async fn a_policy_change_in_the_console_challenges_the_next_login() {
     b.click("#stepup button[type='submit']").await;
     b.wait_text("#toast", "MFA policy saved").await;
     clean(&b, &node, "policy").await;
-    assert_eq!(admin.mfa_policy().await.unwrap().level, MfaLevel::Optional);
+    let saved = admin.mfa_policy().await.unwrap();
+    assert_eq!(saved.level, MfaLevel::Optional);
+    // The TOTP parameters for new enrolments were saved with it; the other settings kept.
+    assert_eq!((saved.totp_digits, saved.totp_algorithm), (8, hush_protocol::otp::Algorithm::Sha256));
+    assert_eq!((saved.grace_period_secs, saved.exempt_roles.clone()), (policy.grace_period_secs, policy.exempt_roles.clone()));
 
     // Erin's next login is challenged, and her factor answers it.
     let next = node.device("erin").await;

@@ -311,7 +311,23 @@ async function usersPage() {
         button("Enforce MFA", () => act("POST", path + "/mfa/enforce")),
         button("Reset MFA", () => act("DELETE", path + "/mfa")),
         button("Unlock", () => act("POST", path + "/unlock")),
+        h("button", { type: "button", class: "devices", text: "Devices", onclick: (ev) => toggleDevices(ev.target.closest("tr"), u.user) }),
         h("a", { href: "#/sessions", onclick: () => setTimeout(() => { const f = document.getElementById("sessions-user"); if (f) { f.value = u.user; f.nextSibling.click(); } }, 50), text: "sessions" })));
+  }
+  // A user's devices in a row under theirs (the identity key's fingerprint, never a secret).
+  async function toggleDevices(tr, user) {
+    const next = tr.nextElementSibling;
+    if (next && next.dataset.devicesOf === user) return next.remove();
+    try {
+      const list = await call("GET", "/v1/users/" + encodeURIComponent(user) + "/devices");
+      const rows = list.devices.map((d) => h("tr", { "data-device": d.id },
+        h("td", { text: d.id }), h("td", { text: d.name }), h("td", { text: when(d.created_ms) }),
+        h("td", { text: d.registration_id }), h("td", { class: "mono", text: d.identity_key ? d.identity_key.slice(0, 16) + "…" : "none" })));
+      const inner = h("table", { class: "devices" },
+        h("thead", {}, h("tr", {}, ["Device", "Name", "Registered", "Registration id", "Identity key"].map((t) => h("th", { text: t })))),
+        h("tbody", {}, rows));
+      tr.after(h("tr", { "data-devices-of": user }, h("td", { colspan: 5 }, list.devices.length ? inner : h("span", { class: "muted", text: "No devices." }))));
+    } catch (e) { toast(e.message); }
   }
   async function load() {
     const list = await call("GET", "/v1/admin/users/mfa-status?limit=500");
@@ -350,6 +366,11 @@ async function policyPage() {
   const [exemptF, exempt] = field("mfa-exempt", "Exempt users (comma-separated)", mfa.exempt_users.join(", "));
   const [trustF, trust] = field("mfa-trust", "Trusted device days", mfa.trusted_device_days, { type: "number", min: 0 });
   const [stepF, step] = field("mfa-stepup", "Step-up window (seconds)", mfa.step_up_window_secs, { type: "number", min: 1 });
+  const choose = (id, options, current) => h("select", { id }, options.map((o) => h("option", { value: o, text: o, selected: String(current) === String(o) || null })));
+  const algorithm = choose("mfa-algorithm", ["SHA1", "SHA256", "SHA512"], mfa.totp_algorithm);
+  const digits = choose("mfa-digits", [6, 8], mfa.totp_digits);
+  const roles = ["admin", "member"].map((r) => h("input", { type: "checkbox", id: "mfa-exempt-" + r, value: r, checked: mfa.exempt_roles.includes(r) || null }));
+  const rolesF = h("fieldset", { class: "field" }, h("legend", { text: "Exempt roles" }), ...roles.map((c) => h("label", {}, c, " " + c.value)));
   const preview = h("p", { class: "muted", id: "mfa-preview" });
   const err = h("p", { class: "error", id: "policy-error" });
   function affected() {
@@ -357,22 +378,26 @@ async function policyPage() {
     const now = Date.now();
     const moved = users.users.filter((u) => u.enroll_deadline_ms && !u.totp_enabled && u.enroll_deadline_ms > now + g * 1000).length;
     const exempted = exempt.value.split(",").map((s) => s.trim()).filter(Boolean);
-    const req = users.users.filter((u) => !u.totp_enabled && !exempted.includes(u.user)
+    const exemptRoles = roles.filter((c) => c.checked).map((c) => c.value);
+    const req = users.users.filter((u) => !u.totp_enabled && !exempted.includes(u.user) && !exemptRoles.includes(u.admin ? "admin" : "member")
       && (level.value === "required" || (level.value === "required_for_admins" && u.admin))).length;
     preview.textContent = req + " user(s) without TOTP would have to enrol; " +
       (g < mfa.grace_period_secs ? moved + " user(s) would see their deadline moved earlier." : "no deadline moves earlier.");
   }
-  for (const i of [level, grace, exempt]) i.addEventListener("input", affected);
+  for (const i of [level, grace, exempt, ...roles]) i.addEventListener("input", affected);
   affected();
   const form = h("form", { class: "card", id: "mfa-policy" }, h("h2", { text: "MFA policy" }),
-    h("label", { class: "field" }, "Level", level), graceF, exemptF, trustF, stepF, preview, err,
+    h("label", { class: "field" }, "Level", level), graceF, exemptF, rolesF,
+    h("label", { class: "field" }, "TOTP algorithm (new enrolments)", algorithm), h("label", { class: "field" }, "TOTP digits (new enrolments)", digits),
+    trustF, stepF, preview, err,
     h("button", { class: "primary", type: "submit", text: "Save MFA policy" }));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     err.textContent = "";
     const body = Object.assign({}, mfa, {
       level: level.value, grace_period_secs: Number(grace.value), trusted_device_days: Number(trust.value),
-      step_up_window_secs: Number(step.value),
+      step_up_window_secs: Number(step.value), totp_algorithm: algorithm.value, totp_digits: Number(digits.value),
+      exempt_roles: roles.filter((c) => c.checked).map((c) => c.value),
       exempt_users: exempt.value.split(",").map((s) => s.trim()).filter(Boolean),
     });
     try { Object.assign(mfa, await act("PUT", "/v1/admin/tenant/mfa", body)); toast("MFA policy saved"); affected(); }
@@ -394,7 +419,7 @@ async function policyPage() {
     try { await act("PUT", "/v1/admin/tenant/sessions", body); toast("Session lifetimes saved"); }
     catch (e) { serr.textContent = e.message; }
   });
-  show(h("h1", { text: "Policy" }), h("div", { class: "grid" }, form, sform));
+  show(h("h1", { text: "Policy" }), h("div", { class: "grid cards" }, form, sform));
 }
 
 async function auditPage() {
