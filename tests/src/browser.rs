@@ -87,12 +87,15 @@ impl Browser {
 
     /// The element, once it is there (at most 10 s).
     pub async fn wait(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("{css} did not appear: {e}"))
+        let found = self.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css));
+        match found.await {
+            Ok(el) => el,
+            Err(e) => {
+                let page = self.client.source().await.unwrap_or_default();
+                let page: String = page.chars().take(3000).collect();
+                panic!("{css} did not appear: {e}\npage: {page}")
+            }
+        }
     }
 
     /// Waits until no element matches `css` (at most 10 s).

@@ -180,7 +180,10 @@ async fn a_policy_change_in_the_console_challenges_the_next_login() {
     assert_eq!(saved.level, MfaLevel::Optional);
     // The TOTP parameters for new enrolments were saved with it; the other settings kept.
     assert_eq!((saved.totp_digits, saved.totp_algorithm), (8, hush_protocol::otp::Algorithm::Sha256));
-    assert_eq!((saved.grace_period_secs, saved.exempt_roles.clone()), (policy.grace_period_secs, policy.exempt_roles.clone()));
+    assert_eq!(
+        (saved.grace_period_secs, saved.exempt_roles.clone()),
+        (policy.grace_period_secs, policy.exempt_roles.clone())
+    );
 
     // Erin's next login is challenged, and her factor answers it.
     let next = node.device("erin").await;
@@ -240,5 +243,81 @@ async fn on_three_nodes_the_console_shows_every_node_and_revokes_a_socket_held_o
     b.wait_text("#cluster-body tr[data-node='node-b'] td.connections", "0").await;
     shot(&b, "cluster-health").await;
     clean(&b, &nodes[0], "health on three nodes").await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bootstrap_administrator_chooses_a_password_in_the_console() {
+    let Some(b) = browser().await else { return };
+    let node = Node::start();
+    let one_time = node.admin_password.clone().expect("bootstrap password");
+    sign_in(&b, &node, "admin", &one_time).await;
+    b.wait("#password-form").await;
+    shot(&b, "password").await;
+
+    // Two different new passwords: refused in the page, nothing sent.
+    b.fill("#current-password", &one_time).await;
+    b.fill("#new-password-1", "console-chosen-1").await;
+    b.fill("#new-password-2", "console-chosen-2").await;
+    b.click("#password-submit").await;
+    b.wait_text("#password-error", "differ").await;
+    // A wrong current password: the API's answer, shown.
+    b.fill("#current-password", "not-the-password").await;
+    b.fill("#new-password-2", "console-chosen-1").await;
+    b.click("#password-submit").await;
+    b.wait_text("#password-error", "current password is wrong").await;
+    // The right one: in.
+    b.fill("#current-password", &one_time).await;
+    b.click("#password-submit").await;
+    b.wait("#sessions").await;
+    clean(&b, &node, "password change").await;
+
+    // The new password works for the API; the one-time one no longer does.
+    let client = node.client();
+    assert!(hush_tests::try_login(&client, "default", "admin", "console-chosen-1").await.is_ok());
+    assert!(hush_tests::try_login(&client, "default", "admin", &one_time).await.is_err());
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_administrator_without_a_factor_enrols_in_the_console_when_the_tenant_requires_one() {
+    let Some(b) = browser().await else { return };
+    let node = Node::start();
+    let admin = node.stepped_admin().await;
+    let dana = hush_protocol::ids::UserId::new("dana").unwrap();
+    admin.create_user(&dana, &hush_protocol::api::Secret::new("dana-password"), true).await.unwrap();
+    let mut policy = admin.mfa_policy().await.unwrap();
+    policy.level = MfaLevel::Required;
+    policy.grace_period_secs = 0;
+    admin.set_mfa_policy(&policy).await.unwrap();
+
+    sign_in(&b, &node, "dana", "dana-password").await;
+    b.wait("#enrol-qr").await;
+    let secret = b.wait("#enrol-secret").await.text().await.unwrap();
+    shot(&b, "enrol").await;
+    // A wrong code is refused and changes nothing.
+    b.fill("#enrol-code", "000000").await;
+    b.click("#enrol-submit").await;
+    b.wait_text("#enrol-error", "invalid code").await;
+    let mut factor = hush_tests::Factor::new(&secret, Vec::new());
+    b.fill("#enrol-code", &factor.totp().await).await;
+    b.click("#enrol-submit").await;
+    b.wait("#backup-codes li").await;
+    let codes = b.wait("#backup-codes").await.text().await.unwrap();
+    assert_eq!(codes.lines().filter(|l| !l.trim().is_empty()).count(), 10, "{codes}");
+    b.click("#backup-done").await;
+    b.wait("#sessions").await;
+    clean(&b, &node, "enrolment").await;
+
+    let status = admin.users_mfa_status(None, None).await.unwrap();
+    let row = status.users.iter().find(|u| u.user == dana).unwrap();
+    assert!(row.totp_enabled && row.backup_codes_left == 10, "{row:?}");
+    // The key is not shown again: a new sign-in is challenged for a code instead.
+    b.click("#signout").await;
+    b.wait_text("#signin-error", "Signed out").await;
+    sign_in(&b, &node, "dana", "dana-password").await;
+    b.wait("#mfa-code").await;
+    let page = b.client.source().await.unwrap();
+    assert!(!page.contains(&secret), "the TOTP key is rendered again");
     b.close().await;
 }

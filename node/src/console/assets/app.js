@@ -155,17 +155,80 @@ function mfaPage(me) {
   code.focus();
 }
 
+// A one-time password (the bootstrap one, or one from `hushd admin reset-password`) serves one
+// sign-in: the administrator chooses a password before anything else.
+function passwordPage() {
+  const err = h("p", { class: "error", id: "password-error" });
+  const input = (id, auto) => h("input", { id, type: "password", autocomplete: auto, required: true });
+  const current = input("current-password", "current-password");
+  const next = input("new-password-1", "new-password");
+  const again = input("new-password-2", "new-password");
+  const form = h("form", { class: "card", id: "password-form" },
+    h("h1", { text: "Choose a password" }),
+    h("p", { class: "muted", text: "This account signed in with a one-time password. Choose your own (8 characters or more) to go on; your other sessions end." }),
+    h("label", {}, "Current (one-time) password", current), h("label", {}, "New password", next),
+    h("label", {}, "New password again", again), err,
+    h("button", { class: "primary", type: "submit", id: "password-submit", text: "Set password" }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.textContent = "";
+    if (next.value !== again.value) { err.textContent = "The two new passwords differ."; return; }
+    try {
+      await call("POST", "/v1/account/password", { current_password: current.value, new_password: next.value });
+      toast("Password changed");
+      await signedIn(await call("GET", "/console/session"));
+    } catch (e) {
+      err.textContent = e.code === "wrong_password" ? "The current password is wrong." : e.message;
+    }
+  });
+  setChrome(false);
+  show(form);
+  current.focus();
+}
+
+// The tenant requires a second factor and the grace period is over: enrol TOTP, then keep the
+// backup codes, shown this once.
+async function enrolPage() {
+  stopEvents();
+  const e = await call("POST", "/v1/mfa/totp/enroll");
+  const err = h("p", { class: "error", id: "enrol-error" });
+  const code = h("input", { id: "enrol-code", autocomplete: "one-time-code", required: true });
+  const form = h("form", { class: "card", id: "enrol" },
+    h("h1", { text: "Set up a second factor" }),
+    h("p", { class: "muted", text: "The tenant requires one. Scan the code with an authenticator app, or type the key, then enter the code the app shows." }),
+    h("img", { id: "enrol-qr", alt: "QR code of the key", width: 200, height: 200, src: "data:image/png;base64," + e.qr_png_base64 }),
+    h("p", {}, "Key: ", h("code", { id: "enrol-secret", class: "mono", text: e.secret })),
+    h("p", { class: "muted", text: e.algorithm + ", " + e.digits + " digits, every " + e.period + " s" }),
+    h("label", {}, "Code", code), err,
+    h("button", { class: "primary", type: "submit", id: "enrol-submit", text: "Confirm" }));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    err.textContent = "";
+    try {
+      backupPage((await call("POST", "/v1/mfa/totp/confirm", { code: code.value.trim() })).codes);
+    } catch (x) { err.textContent = x.message; }
+  });
+  setChrome(false);
+  show(form);
+  code.focus();
+}
+
+function backupPage(codes) {
+  const done = h("button", { class: "primary", type: "button", id: "backup-done", text: "I have kept them",
+    onclick: async () => signedIn(await call("GET", "/console/session")) });
+  setChrome(false);
+  show(h("div", { class: "card", id: "backup" }, h("h1", { text: "Backup codes" }),
+    h("p", { class: "muted", text: "Each code signs you in once if you lose your authenticator. They are shown only now: keep them somewhere safe." }),
+    h("ol", { id: "backup-codes", class: "mono" }, codes.map((c) => h("li", { text: c }))), done));
+}
+
 async function signedIn(me) {
   state.me = me;
   state.csrf = me.csrf;
   const mfa = me.mfa && me.mfa.state;
   if (mfa === "mfa_pending") return mfaPage(me);
-  if (me.password_change_required) {
-    return signInPage("This account must set a new password first (hush account password).");
-  }
-  if (mfa === "enroll_required") {
-    return signInPage("This account must enrol a second factor first (hush mfa enroll).");
-  }
+  if (me.password_change_required) return passwordPage();
+  if (mfa === "enroll_required") return enrolPage();
   setChrome(true);
   startEvents();
   route();
@@ -219,7 +282,10 @@ function route() {
   state.timer = null;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
   pages[page]().catch((e) => {
-    if (e.status === 401) signInPage("Your session ended.");
+    // The session's MFA state moved since sign-in (a grace period ran out, a policy changed).
+    if (e.code === "mfa_enrollment_required") enrolPage().catch((x) => signInPage(x.message));
+    else if (e.code === "mfa_required") call("GET", "/console/session").then(signedIn, () => signInPage("Your session ended."));
+    else if (e.status === 401) signInPage("Your session ended.");
     else show(h("p", { class: "error", text: e.message }));
   });
 }
