@@ -878,3 +878,19 @@ async fn a_pending_login_changes_no_device_until_verified() {
     let ids: Vec<u64> = devices(d1.token.clone()).await.iter().map(|d| d["id"].as_u64().unwrap()).collect();
     assert_eq!(ids, [1, 2, 3]);
 }
+
+/// With no grace period, the login itself already says `enroll_required` (its own grace period
+/// starts and ends during the login): the client is never told `none` and then refused.
+#[tokio::test]
+async fn with_no_grace_period_the_login_itself_says_enrolment_is_required() {
+    let node = Node::start();
+    let admin = admin_token(&node).await;
+    let (st, v) = put_policy(&node, &admin, json!({"level": "required", "grace_period_secs": 0})).await;
+    assert_eq!(st, 200, "{v}");
+    for i in 0..8 {
+        let user = format!("nograce{i}");
+        create_user(&node, &admin, &user, false).await;
+        let s = login(&node, &user, None, None).await;
+        assert_eq!(s.mfa["state"], "enroll_required", "login {i}: {}", s.mfa);
+    }
+}

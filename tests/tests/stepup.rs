@@ -112,6 +112,7 @@ const ROUTES: &[Route] = &[
     r("GET", "/v1/admin/users/{user}/sessions", false, ""),
     r("GET", "/v1/admin/sessions/active", false, ""),
     r("GET", "/v1/admin/audit", false, ""),
+    r("GET", "/v1/admin/cluster", false, ""),
     r("GET", "/v1/admin/tenant/mfa", false, ""),
     r("GET", "/v1/admin/tenant/sessions", false, ""),
     r("POST", "/v1/admin/users", true, "admin"),

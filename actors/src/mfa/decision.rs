@@ -79,5 +79,7 @@ pub async fn on_login(
         }
         _ => {}
     }
-    Ok(state.view(now))
+    // Viewed now, not at the start: a grace period that began during this login (of zero
+    // length) is already over.
+    Ok(state.view(now_ms()))
 }
