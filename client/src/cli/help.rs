@@ -19,6 +19,7 @@ pub const ADMIN: &[(&str, &[&str])] = &[
     ("Sessions", &["sessions"]),
     ("Policies", &["policy"]),
     ("Audit", &["audit"]),
+    ("Cluster", &["nodes"]),
 ];
 
 /// The names of `cmd`'s visible subcommands that no group lists.
