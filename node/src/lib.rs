@@ -28,6 +28,7 @@ pub mod edge;
 pub mod error;
 pub mod fallback;
 pub mod faults;
+pub mod metrics;
 pub mod qr;
 pub mod routes;
 pub mod server;

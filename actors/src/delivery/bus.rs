@@ -6,7 +6,7 @@ use hush_cluster::{BusEvent, BusMessage};
 use tokio::sync::mpsc;
 
 use crate::delivery::deliver_local;
-use crate::delivery::registry::Disconnect;
+use crate::delivery::registry::{Disconnect, Since};
 use crate::hub::Hub;
 
 /// Runs until the bus closes its event stream.
@@ -14,9 +14,10 @@ pub async fn run(hub: Arc<Hub>, mut events: mpsc::Receiver<BusEvent>) {
     while let Some(ev) = events.recv().await {
         match ev {
             BusEvent::Message(BusMessage::Deliver(items)) => {
+                let since = Since::Bus(tokio::time::Instant::now());
                 for (addr, env) in items {
                     if let Some(conn) = hub.registry.get(&addr) {
-                        deliver_local(&hub, &conn, env);
+                        deliver_local(&hub, &conn, env, since);
                     }
                 }
             }

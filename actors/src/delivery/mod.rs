@@ -16,7 +16,7 @@ use hush_store::NewEnvelope;
 use crate::hub::Hub;
 use crate::limits::ROUTE_BATCH;
 use crate::metrics::Metrics;
-use registry::{Conn, Disconnect, Refused};
+use registry::{Conn, Disconnect, Refused, Since};
 
 /// Queues node events (one store write) for their devices, then routes them; a failure is
 /// logged as `what` (the events are lost: they are advisory, and the state they describe is in
@@ -36,10 +36,11 @@ pub async fn queue_events(hub: &Hub, items: Vec<NewEnvelope>, what: &'static str
 /// else to the node that presence names (one bus message per node and batch). A device that
 /// is offline, or whose node cannot be reached, gets the envelope from its queue later.
 pub async fn route_all(hub: &Hub, items: Vec<(DeviceAddress, Envelope)>) {
+    let since = Since::Routed(tokio::time::Instant::now());
     let mut remote = Vec::new();
     for (addr, env) in items {
         match hub.registry.get(&addr) {
-            Some(conn) => deliver_local(hub, &conn, env),
+            Some(conn) => deliver_local(hub, &conn, env, since),
             None => remote.push((addr, env)),
         }
     }
@@ -90,8 +91,8 @@ async fn send_remote(hub: &Hub, node: &str, batch: Vec<(DeviceAddress, Envelope)
 
 /// Pushes a stored envelope to the actor of a device connected to this node. A full mailbox
 /// means the device cannot keep up: it is disconnected and reads its queue when it reconnects.
-pub fn deliver_local(hub: &Hub, conn: &Conn, env: Envelope) {
-    if conn.device.deliver(env) == Err(Refused::Full) {
+pub fn deliver_local(hub: &Hub, conn: &Conn, env: Envelope, since: Since) {
+    if conn.device.deliver(env, since) == Err(Refused::Full) {
         Metrics::add(&hub.metrics.slow_consumers, 1);
         conn.device.disconnect(Disconnect::new(CLOSE_SLOW_CONSUMER));
     }

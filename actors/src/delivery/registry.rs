@@ -43,7 +43,7 @@ impl Disconnect {
 #[derive(Debug)]
 pub enum DeviceMsg {
     /// An envelope to push (its seq is durable in the store).
-    Deliver(Box<Envelope>),
+    Deliver(Box<Envelope>, Since),
     /// Close; the sender (if any) is answered once the actor has stopped (its acks stored).
     Disconnect(Box<Disconnect>, Option<oneshot::Sender<()>>),
     /// Re-read the queue from the store (the link to the other nodes was lost: live deliveries
@@ -62,6 +62,15 @@ pub enum Refused {
     Closed,
 }
 
+/// Where a live envelope's delivery latency is counted from.
+#[derive(Clone, Copy, Debug)]
+pub enum Since {
+    /// Live routing started on this node (the node that accepted it).
+    Routed(tokio::time::Instant),
+    /// It arrived from another node over the bus.
+    Bus(tokio::time::Instant),
+}
+
 /// The mailbox of one device connection (bounded: [`DEVICE_MAILBOX`]).
 #[derive(Clone, Debug)]
 pub struct DeviceHandle(mpsc::Sender<DeviceMsg>);
@@ -74,8 +83,8 @@ impl DeviceHandle {
     }
 
     /// Pushes an envelope without waiting.
-    pub fn deliver(&self, env: Envelope) -> Result<(), Refused> {
-        self.try_send(DeviceMsg::Deliver(Box::new(env)))
+    pub fn deliver(&self, env: Envelope, since: Since) -> Result<(), Refused> {
+        self.try_send(DeviceMsg::Deliver(Box::new(env), since))
     }
 
     /// Pushes an advisory frame without waiting; dropped if the mailbox is full.

@@ -32,6 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::{CloseFrame, Inbound, Outbound, Sink, Wiring, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG};
+use crate::delivery::registry::Since;
 use crate::delivery::registry::{Conn, DeviceHandle, DeviceMsg, Disconnect, SessionHandle};
 use crate::hub::Hub;
 use crate::keys;
@@ -39,7 +40,7 @@ use crate::limits::{
     CLOSE_GRACE, DISPLACE_LINGER, HEARTBEAT_INTERVAL, IDLE_TIMEOUT, MAX_CLOSE_WAITERS,
     MAX_INFLIGHT_KEY_REQUESTS, MAX_INFLIGHT_SENDS, MAX_PENDING_ACKS,
 };
-use crate::metrics::Metrics;
+use crate::metrics::{observe, Metrics};
 
 /// A send waiting its turn: 1:1 and group sends share one queue so that a device's messages
 /// are stored in the order it sent them.
@@ -90,8 +91,13 @@ pub struct DeviceActor {
     pub(super) work: FuturesUnordered<Work>,
     pub(super) stopped: bool,
     pub(super) last_seen: Instant,
-    pub(super) sends: VecDeque<Outgoing>,
+    /// Sends waiting their turn, with when each frame was read.
+    pub(super) sends: VecDeque<(Instant, Outgoing)>,
     pub(super) sending: usize,
+    /// When the frames of the batch being stored were read (for the accept latency).
+    pub(super) sending_since: Vec<Instant>,
+    /// Whether that batch is group sends.
+    pub(super) sending_group: bool,
     pub(super) pending_acks: Vec<u64>,
     pub(super) ack_inflight: bool,
     pub(super) drain: Drain,
@@ -143,6 +149,8 @@ impl DeviceActor {
             last_seen: Instant::now(),
             sends: VecDeque::new(),
             sending: 0,
+            sending_since: Vec::new(),
+            sending_group: false,
             pending_acks: Vec::new(),
             ack_inflight: false,
             drain: Drain { active: true, ..Drain::default() },
@@ -363,10 +371,10 @@ impl DeviceActor {
 
     fn on_message(&mut self, msg: DeviceMsg) {
         match msg {
-            DeviceMsg::Deliver(env) => {
+            DeviceMsg::Deliver(env, since) => {
                 let env = *env;
                 crate::faults::check("device", "deliver", &self.addr);
-                self.on_deliver(env);
+                self.on_deliver(env, since);
             }
             DeviceMsg::Disconnect(d, done) => self.on_disconnect(*d, done),
             DeviceMsg::Resync => self.on_resync(),
@@ -376,7 +384,7 @@ impl DeviceActor {
         }
     }
 
-    fn on_deliver(&mut self, env: Envelope) {
+    fn on_deliver(&mut self, env: Envelope, since: Since) {
         if self.drain.active {
             self.drain.dirty = true;
             return;
@@ -386,6 +394,11 @@ impl DeviceActor {
         }
         if self.frame(ServerFrame::Deliver(env)) {
             Metrics::add(&self.hub.metrics.envelopes_delivered, 1);
+            let latency = &self.hub.metrics.latency;
+            match since {
+                Since::Routed(t) => observe(&latency.delivery_local, t.elapsed()),
+                Since::Bus(t) => observe(&latency.delivery_bus, t.elapsed()),
+            }
         }
     }
 
@@ -520,7 +533,7 @@ impl DeviceActor {
             self.error(Some(id), ErrorCode::RateLimited, "too many sends in flight".into());
             return;
         }
-        self.sends.push_back(out);
+        self.sends.push_back((Instant::now(), out));
         self.pump_sends();
     }
 

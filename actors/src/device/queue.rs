@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::actor::{DeviceActor, Done, Outgoing};
 use super::CLOSE_INTERNAL;
 use crate::limits::DRAIN_STALL_TIMEOUT;
-use crate::metrics::Metrics;
+use crate::metrics::{observe, Metrics};
 use crate::relay;
 
 impl DeviceActor {
@@ -83,9 +83,11 @@ impl DeviceActor {
             return;
         }
         // The leading run of one kind: 1:1 sends are stored in one batch, group sends one by one.
-        let group = matches!(self.sends.front(), Some(Outgoing::Group(_)));
-        let run = self.sends.iter().take_while(|o| matches!(o, Outgoing::Group(_)) == group).count();
-        let batch: Vec<Outgoing> = self.sends.drain(..run).collect();
+        let group = matches!(self.sends.front(), Some((_, Outgoing::Group(_))));
+        let run = self.sends.iter().take_while(|(_, o)| matches!(o, Outgoing::Group(_)) == group).count();
+        let (since, batch): (Vec<Instant>, Vec<Outgoing>) = self.sends.drain(..run).unzip();
+        self.sending_since = since;
+        self.sending_group = group;
         self.sending = batch.len();
         let hub = self.hub.clone();
         let from = self.addr.clone();
@@ -108,9 +110,15 @@ impl DeviceActor {
 
     pub(super) fn on_sent(&mut self, replies: Vec<ServerFrame>, routes: Vec<(DeviceAddress, Envelope)>) {
         // The answers first: `Accepted` means durable, it does not wait for live routing.
-        for reply in replies {
+        let since = std::mem::take(&mut self.sending_since);
+        let group = self.sending_group;
+        for (i, reply) in replies.into_iter().enumerate() {
             if !matches!(reply, ServerFrame::Accepted { .. }) {
                 Metrics::add(&self.hub.metrics.sends_refused, 1);
+            }
+            if let Some(t) = since.get(i) {
+                let latency = &self.hub.metrics.latency;
+                observe(if group { &latency.accept_group } else { &latency.accept_direct }, t.elapsed());
             }
             if !self.frame(reply) {
                 self.sending = 0;

@@ -394,6 +394,7 @@ async fn fan_out(
     s: &Stored,
     msg: GroupSendMessage,
 ) -> Result<(), StoreError> {
+    let started = tokio::time::Instant::now();
     let mut to = Vec::new();
     for u in &s.rec.members {
         let set = hub.directory.get(&from.tenant, u).await?;
@@ -432,5 +433,6 @@ async fn fan_out(
         })
         .collect();
     route_all(hub, items).await;
+    crate::metrics::observe(&hub.metrics.latency.fanout, started.elapsed());
     Ok(())
 }

@@ -54,7 +54,6 @@ mod users;
 
 pub(crate) use account::client_info;
 pub use keys::MAX_KEYS_BODY;
-pub use ops::render_metrics;
 
 /// The OpenAPI document of the node.
 #[derive(OpenApi)]
