@@ -667,6 +667,18 @@ fn clk_tck() -> f64 {
     100.0
 }
 
+/// The kernel's TCP socket memory (`/proc/net/sockstat`, `TCP: ... mem N`, in pages) in KiB,
+/// and the TCP sockets in use.
+fn tcp_kernel_kib() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let line = s.lines().find(|l| l.starts_with("TCP:"))?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let field =
+        |name: &str| f.iter().position(|w| *w == name).and_then(|i| f.get(i + 1)?.parse::<u64>().ok());
+    // Pages of 4 KiB on every machine this runs on.
+    Some((field("mem")? * 4, field("inuse")?))
+}
+
 fn rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -695,6 +707,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let shared = Arc::new(Shared { stats: Stats::new()?, users, payload: args.payload });
 
     let rss_before = args.hushd_pid.and_then(rss_kb);
+    let kernel_before = tcp_kernel_kib();
     println!(
         "connecting {n} clients ({} handshakes at a time){}...",
         args.connect_concurrency,
@@ -763,6 +776,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 per / 1000.0
             );
             rss_per_conn = Some((before, after, per));
+        }
+        if let (Some((kb0, s0)), Some((kb1, s1))) = (kernel_before, tcp_kernel_kib()) {
+            // Both ends of every connection are on this machine: half the sockets are the node's.
+            println!(
+                "kernel TCP memory (/proc/net/sockstat, both ends): {kb0} KiB -> {kb1} KiB, sockets in use {s0} -> {s1}: {:.2} KB per connection (both ends)",
+                (kb1.saturating_sub(kb0)) as f64 * 1024.0 / 1000.0 / n as f64
+            );
         }
     }
 
