@@ -100,6 +100,7 @@ async fn queue(h: &Harness, n: usize) {
                 content: Payload(vec![i as u8; 8]),
                 event: None,
                 group: None,
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             },
         })
         .collect();

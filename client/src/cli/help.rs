@@ -8,7 +8,7 @@ use clap::Command;
 /// The top-level groups: (heading, commands).
 pub const TOP: &[(&str, &[&str])] = &[
     ("Getting started", &["login", "logout"]),
-    ("Chat", &["send", "listen", "group"]),
+    ("Chat", &["send", "listen", "quarantine", "group"]),
     ("Your account", &["devices", "sessions", "password", "mfa", "keys"]),
     ("Administration", &["admin"]),
 ];
