@@ -21,6 +21,7 @@ fn to_bob(reg: u16, content: Vec<u8>) -> SendMessage {
             device: DeviceId::PRIMARY,
             registration_id: RegistrationId::new(u32::from(reg)).unwrap(),
             content: Payload(content),
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
         }],
         sync: vec![],
     }

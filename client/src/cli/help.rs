@@ -138,7 +138,8 @@ mod tests {
         let help = cmd.render_help().to_string();
         for line in [
             "Your account:",
-            "  sessions  List your login sessions",
+            // Names are padded to the longest one (`quarantine`).
+            "  sessions    List your login sessions",
             "Administration:",
             "Usage: hush [OPTIONS] <COMMAND>",
         ] {
