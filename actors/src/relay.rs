@@ -322,6 +322,7 @@ mod tests {
                 device: DeviceId::new(*d).unwrap(),
                 registration_id: RegistrationId::new(*r).unwrap(),
                 content: Payload(vec![1]),
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             })
             .collect()
     }

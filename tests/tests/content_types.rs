@@ -33,18 +33,13 @@ fn typed(to: &str, reg: u32, content: &[u8], t: ContentType) -> SendMessage {
 /// The answer to message `id` (deliveries and other frames meanwhile are skipped).
 async fn answer(c: &mut Connection, id: uuid::Uuid) -> ServerFrame {
     loop {
-        match next(c).await {
-            f @ (ServerFrame::Accepted { id: _ } | ServerFrame::Error { id: Some(_), .. }) => {
-                let mine = match &f {
-                    ServerFrame::Accepted { id: i } => *i == id,
-                    ServerFrame::Error { id: Some(i), .. } => *i == id,
-                    _ => false,
-                };
-                if mine {
-                    return f;
-                }
-            }
-            _ => {}
+        let f = next(c).await;
+        let mine = match &f {
+            ServerFrame::Accepted { id: i } | ServerFrame::Error { id: Some(i), .. } => *i == id,
+            _ => false,
+        };
+        if mine {
+            return f;
         }
     }
 }
