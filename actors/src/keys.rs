@@ -60,6 +60,12 @@ pub enum KeysError {
     /// No such user or device, or no keys to hand out.
     #[error("no such user or device, or no keys")]
     NotFound,
+    /// A device registering keys (none stored yet, or all replaced) sent no Kyber last-resort
+    /// key: libsignal 0.103 cannot start a session without one.
+    #[error(
+        "a signed Kyber last-resort key (kyber_last_resort) is required when a device registers its keys"
+    )]
+    MissingKyberLastResort,
     /// The fetch bucket is empty; retry after this long.
     #[error("pre-key fetch rate limit; retry after {} s", retry_secs(*.0))]
     RateLimited(Duration),
@@ -82,7 +88,8 @@ impl KeysError {
             KeysError::InvalidKeyId(_) => ErrorCode::InvalidKeyId,
             KeysError::TooManyKeys(_) => ErrorCode::TooManyKeys,
             KeysError::NotFound => ErrorCode::NotFound,
-            KeysError::RateLimited(_) => ErrorCode::RateLimited,
+            KeysError::MissingKyberLastResort => ErrorCode::MissingKyberLastResort,
+            KeysError::RateLimited(_) => ErrorCode::PrekeyRateLimited,
             KeysError::Store(_) => ErrorCode::Unavailable,
         }
     }
@@ -92,7 +99,11 @@ impl KeysError {
         if let KeysError::Store(e) = self {
             hush_store::failure::log_failure(e, "key request failed");
         }
-        ServerFrame::Error { id: Some(id), code: self.code(), message: self.to_string() }
+        let retry_after_s = match self {
+            KeysError::RateLimited(d) => Some(retry_secs(*d)),
+            _ => None,
+        };
+        ServerFrame::Error { id: Some(id), code: self.code(), message: self.to_string(), retry_after_s }
     }
 
     fn key(what: &str, e: KeyError) -> Self {
@@ -281,6 +292,9 @@ pub async fn upload(
     })?;
     let now = now_ms();
     let checked = check_upload(&identity, req, now)?;
+    if checked.lrk.is_none() && !has_last_resort(hub, addr).await? {
+        return Err(KeysError::MissingKyberLastResort);
+    }
     let prefix = dev_prefix(addr);
     if let Some(k) = &checked.spk {
         hub.store.kv_set(NS, &format!("{prefix}spk"), k.encode()?).await?;
@@ -329,6 +343,11 @@ struct Meta {
 pub async fn has_keys(hub: &Hub, addr: &DeviceAddress) -> Result<bool, StoreError> {
     // One point read, nothing decoded: the record's presence is the answer.
     Ok(hub.store.kv_get(NS, &format!("{}spk", dev_prefix(addr))).await?.is_some())
+}
+
+/// Whether the device has a Kyber last-resort key stored (one point read).
+pub async fn has_last_resort(hub: &Hub, addr: &DeviceAddress) -> Result<bool, StoreError> {
+    Ok(hub.store.kv_get(NS, &format!("{}lrk", dev_prefix(addr))).await?.is_some())
 }
 
 async fn meta(hub: &Hub, addr: &DeviceAddress) -> Result<Meta, StoreError> {

@@ -67,6 +67,7 @@ fn refusal(id: uuid::Uuid, user: &UserId, c: Check) -> Option<ServerFrame> {
             id: Some(id),
             code: ErrorCode::InvalidRequest,
             message: "a device appears twice".into(),
+            retry_after_s: None,
         }),
     }
 }
@@ -120,6 +121,7 @@ async fn prepare(
             id: Some(id),
             code: ErrorCode::UnknownRecipient,
             message: "no such user in this tenant".into(),
+            retry_after_s: None,
         });
     }
     if let Some(r) = refusal(id, &msg.to, check(&to_set, &msg.devices, skip)) {
@@ -156,6 +158,7 @@ async fn prepare(
             content: m.content,
             event: None,
             group: None,
+            content_type: m.content_type,
         },
     };
     let mut items = Vec::with_capacity(msg.devices.len() + msg.sync.len());
@@ -179,6 +182,7 @@ pub fn queue_full(id: uuid::Uuid, devices: &[DeviceAddress]) -> ServerFrame {
         id: Some(id),
         code: ErrorCode::QueueFull,
         message: format!("queue full for device(s) {}{tail}; nothing stored", names.join(", ")),
+        retry_after_s: None,
     }
 }
 
@@ -191,6 +195,7 @@ fn unavailable(id: uuid::Uuid, e: hush_store::StoreError) -> ServerFrame {
         id: Some(id),
         code: ErrorCode::Unavailable,
         message: "message not stored; retry".into(),
+        retry_after_s: None,
     }
 }
 
@@ -260,6 +265,7 @@ pub async fn send_batch(
                         id: Some(id),
                         code: ErrorCode::Unavailable,
                         message: "message not stored; retry".into(),
+                        retry_after_s: None,
                     });
                 }
             }
@@ -316,6 +322,7 @@ mod tests {
                 device: DeviceId::new(*d).unwrap(),
                 registration_id: RegistrationId::new(*r).unwrap(),
                 content: Payload(vec![1]),
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             })
             .collect()
     }

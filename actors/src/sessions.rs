@@ -12,7 +12,9 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use hush_cluster::{BusMessage, Kick};
 use hush_protocol::ids::{DeviceAddress, DeviceId, TenantId, UserId};
-use hush_protocol::wire::{Envelope, Payload, SessionEvent, CLOSE_DEVICE_REMOVED, CLOSE_UNAUTHORIZED};
+use hush_protocol::wire::{
+    ContentType, Envelope, Payload, SessionEvent, CLOSE_DEVICE_REMOVED, CLOSE_UNAUTHORIZED,
+};
 use hush_store::{AuditRecord, NewEnvelope, SessionRecord};
 
 use crate::accounts::AccountError;
@@ -81,6 +83,7 @@ pub async fn emit(
                 content: Payload::default(),
                 event: Some(event.clone()),
                 group: None,
+                content_type: ContentType::Event,
             },
         })
         .collect();

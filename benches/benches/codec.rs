@@ -14,6 +14,7 @@ fn send(len: usize) -> Option<ClientFrame> {
             device: DeviceId::PRIMARY,
             registration_id: RegistrationId::new(4712).ok()?,
             content: Payload((0..len).map(|i| i as u8).collect()),
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
         }],
         sync: vec![],
     }))
@@ -30,6 +31,7 @@ fn deliver(len: usize) -> Option<ServerFrame> {
         content: Payload((0..len).map(|i| i as u8).collect()),
         event: None,
         group: None,
+        content_type: hush_protocol::wire::ContentType::Ciphertext,
     }))
 }
 

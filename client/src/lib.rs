@@ -16,6 +16,7 @@
 
 pub mod content;
 pub mod messenger;
+pub mod quarantine;
 pub mod state;
 mod tls;
 pub use tls::install_default_provider;
@@ -35,7 +36,8 @@ use hush_protocol::e2e::{
 };
 use hush_protocol::ids::{DeviceId, GroupId, MessageId, RegistrationId, TenantId, UserId};
 use hush_protocol::wire::{
-    ClientFrame, DeviceMessage, GroupSendMessage, Payload, SendMessage, ServerFrame, SUBPROTOCOL_POSTCARD,
+    ClientFrame, ContentType, DeviceMessage, GroupSendMessage, Payload, SendMessage, ServerFrame,
+    SUBPROTOCOL_POSTCARD,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -770,11 +772,20 @@ impl Connection {
     }
 
     /// Sends a message to `to`: one ciphertext per device of `to` and per other device of the
-    /// sender, made by `encrypt(user, device)`. Refreshes device lists and retries when the node
-    /// answers `MismatchedDevices` or `StaleDevices`. Returns the message id once accepted.
+    /// sender, made by `encrypt(user, device)`, each typed `ciphertext`. Refreshes device lists
+    /// and retries when the node answers `MismatchedDevices` or `StaleDevices`. Returns the
+    /// message id once accepted.
     pub async fn send_message<F>(&mut self, to: &UserId, mut encrypt: F) -> Result<MessageId>
     where
         F: FnMut(&UserId, &DeviceInfo) -> Vec<u8>,
+    {
+        self.send_typed_message(to, |u, d| (ContentType::Ciphertext, encrypt(u, d))).await
+    }
+
+    /// Like [`Connection::send_message`], with the type of each content given by `encrypt`.
+    pub async fn send_typed_message<F>(&mut self, to: &UserId, mut encrypt: F) -> Result<MessageId>
+    where
+        F: FnMut(&UserId, &DeviceInfo) -> (ContentType, Vec<u8>),
     {
         let id = uuid::Uuid::new_v4();
         let mut last = None;
@@ -783,10 +794,14 @@ impl Connection {
             let me = self.session.user().clone();
             let mine = if *to == me { None } else { Some(self.session.devices(None).await?) };
             let own_device = self.session.device();
-            let mk = |user: &UserId, d: &DeviceInfo, encrypt: &mut F| DeviceMessage {
-                device: d.id,
-                registration_id: d.registration_id,
-                content: Payload(encrypt(user, d)),
+            let mk = |user: &UserId, d: &DeviceInfo, encrypt: &mut F| {
+                let (content_type, content) = encrypt(user, d);
+                DeviceMessage {
+                    device: d.id,
+                    registration_id: d.registration_id,
+                    content: Payload(content),
+                    content_type,
+                }
             };
             let devices = theirs
                 .devices
@@ -829,6 +844,7 @@ impl Connection {
             group: group.clone(),
             epoch,
             content: Payload(content),
+            content_type: ContentType::SenderKey,
         });
         self.send_frame(&f).await?;
         self.answer(id).await

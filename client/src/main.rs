@@ -112,6 +112,8 @@ enum Cmd {
         #[arg(long)]
         idle: Option<u64>,
     },
+    /// List the messages `listen` received but could not decrypt (kept, not dropped).
+    Quarantine,
     /// Groups: create, add, remove, send, list.
     Group {
         #[command(subcommand)]
@@ -149,6 +151,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Keys => cli::sessions::keys(&session()?, out).await,
         Cmd::Send { to, text } => cli::chat::send(profile, to, text).await,
         Cmd::Listen { count, idle } => cli::chat::listen(profile, count, idle).await,
+        Cmd::Quarantine => cli::quarantine::list(profile, out),
         Cmd::Group { cmd } => cli::group::run(profile, cmd, out).await,
         Cmd::Admin(a) => cli::admin::run(&session()?, a, out).await,
     }

@@ -29,11 +29,13 @@ use hush_protocol::api::GroupInfo;
 use hush_protocol::e2e::PeerAddress;
 use hush_protocol::ids::{DeviceId, GroupId, MessageId, UserId};
 use hush_protocol::wire::{
-    ClientFrame, DeviceMessage, Envelope, Payload, SendMessage, ServerFrame, SessionEvent,
+    ClientFrame, ContentType, DeviceMessage, Envelope, Payload, SendMessage, ServerFrame, SessionEvent,
 };
 
+use crate::quarantine::Quarantined;
+
 use crate::content::{Content, MAX_BODY_BYTES};
-use crate::state::{peer, DeviceState, PreKeyUpload, StateError, ONE_TIME_BATCH};
+use crate::state::{now_ms, peer, DeviceState, PreKeyUpload, StateError, ONE_TIME_BATCH};
 use crate::{upload_request, ClientError, Connection, Result, Session, SEND_ATTEMPTS};
 use hush_protocol::e2e::E2eError;
 
@@ -56,6 +58,9 @@ pub enum Event {
         from_device: DeviceId,
         /// The text.
         body: String,
+        /// The envelope's content type (`prekey` or `ciphertext`; `unknown` if it was queued
+        /// before the node recorded types).
+        content_type: ContentType,
     },
     /// A text this user sent from another device (sync copy).
     Sent {
@@ -67,6 +72,8 @@ pub enum Event {
         from_device: DeviceId,
         /// The text.
         body: String,
+        /// The envelope's content type.
+        content_type: ContentType,
     },
     /// A group text.
     GroupText {
@@ -82,6 +89,9 @@ pub enum Event {
         body: String,
         /// The ciphertext as delivered (one for every member device).
         ciphertext: Payload,
+        /// The envelope's content type (`sender_key`; `unknown` is not expected, as the node
+        /// reads group messages stored before types as `sender_key`).
+        content_type: ContentType,
     },
     /// A member's sender key for a group arrived.
     SenderKeyReceived {
@@ -92,7 +102,10 @@ pub enum Event {
         /// Its device.
         from_device: DeviceId,
     },
-    /// A message that could not be decrypted; it was acknowledged and dropped.
+    /// A message that could not be decrypted. It was kept in the quarantine
+    /// ([`Messenger::quarantined`]) and then acknowledged; or, when the quarantine is full,
+    /// left unacknowledged on the node (`quarantined` false: it comes back at the next
+    /// connection). Never dropped.
     Undecryptable {
         /// The message id.
         id: MessageId,
@@ -102,6 +115,10 @@ pub enum Event {
         from_device: DeviceId,
         /// Why.
         reason: String,
+        /// The envelope's content type.
+        content_type: ContentType,
+        /// Whether it is in the quarantine (and was acknowledged).
+        quarantined: bool,
     },
     /// A peer device's identity key changed (it re-registered); its new key was accepted as
     /// the node vouches for it, and sessions with it start anew.
@@ -349,21 +366,23 @@ impl Messenger {
             let mut devices = Vec::with_capacity(theirs.len());
             for d in &theirs {
                 let plain = content(*to == me).encode().map_err(|_| too_long())?;
-                let ct = self.state.encrypt(&peer(to, d.id), &plain)?;
+                let (content_type, ct) = self.state.encrypt_typed(&peer(to, d.id), &plain)?;
                 devices.push(DeviceMessage {
                     device: d.id,
                     registration_id: d.registration_id,
                     content: Payload(ct),
+                    content_type,
                 });
             }
             let mut sync = Vec::with_capacity(mine.len());
             for d in &mine {
                 let plain = content(true).encode().map_err(|_| too_long())?;
-                let ct = self.state.encrypt(&peer(&me, d.id), &plain)?;
+                let (content_type, ct) = self.state.encrypt_typed(&peer(&me, d.id), &plain)?;
                 sync.push(DeviceMessage {
                     device: d.id,
                     registration_id: d.registration_id,
                     content: Payload(ct),
+                    content_type,
                 });
             }
             if devices.is_empty() {
@@ -701,6 +720,10 @@ impl Messenger {
         if let Some(stamp) = env.group.clone() {
             return self.on_group_message(env, stamp.group, true).await;
         }
+        if !matches!(env.content_type, ContentType::PreKey | ContentType::Ciphertext | ContentType::Unknown) {
+            let why = format!("content type `{}` is not handled on a 1:1 envelope", env.content_type);
+            return self.undecryptable(&env, why).await;
+        }
         let from = peer(&env.from, env.from_device);
         let plain = match self.state.decrypt(&from, &env.content.0) {
             Ok(p) => p,
@@ -711,13 +734,21 @@ impl Messenger {
             Err(e) => return self.undecryptable(&env, e.to_string()).await,
         };
         let ev = match content {
-            Content::Text { body } => {
-                Some(Event::Text { id: env.id, from: env.from.clone(), from_device: env.from_device, body })
-            }
+            Content::Text { body } => Some(Event::Text {
+                id: env.id,
+                from: env.from.clone(),
+                from_device: env.from_device,
+                body,
+                content_type: env.content_type,
+            }),
             // Only this user's own devices may claim to have sent something.
-            Content::SentText { to, body } if env.from == *self.session.user() => {
-                Some(Event::Sent { id: env.id, to, from_device: env.from_device, body })
-            }
+            Content::SentText { to, body } if env.from == *self.session.user() => Some(Event::Sent {
+                id: env.id,
+                to,
+                from_device: env.from_device,
+                body,
+                content_type: env.content_type,
+            }),
             Content::SenderKeyDistribution { group, skdm, .. } => {
                 if let Err(e) = self.state.process_distribution(&from, group.as_str(), &skdm) {
                     return self.undecryptable(&env, e.to_string()).await;
@@ -767,6 +798,7 @@ impl Messenger {
                 from_device: env.from_device,
                 body,
                 ciphertext: env.content.clone(),
+                content_type: env.content_type,
             },
             Ok(_) => return self.undecryptable(&env, "unexpected content".into()).await,
             Err(e) => return self.undecryptable(&env, e.to_string()).await,
@@ -791,15 +823,37 @@ impl Messenger {
         Ok(())
     }
 
+    /// An envelope this device cannot read: kept in the quarantine and saved, then
+    /// acknowledged; left on the node (unacknowledged) when the quarantine is full.
     async fn undecryptable(&mut self, env: &Envelope, reason: String) -> Result<Option<Event>> {
-        self.state.mark_seen(env.id);
-        self.save()?;
-        self.conn.ack(vec![env.seq]).await?;
+        let quarantined = self.state.quarantine(Quarantined::of(env, reason.clone(), now_ms()));
+        if quarantined {
+            self.state.mark_seen(env.id);
+            // Saved before the acknowledgement: a crash in between redelivers it, and the
+            // quarantine does not take it twice.
+            self.save()?;
+            self.conn.ack(vec![env.seq]).await?;
+        }
         Ok(Some(Event::Undecryptable {
             id: env.id,
             from: env.from.clone(),
             from_device: env.from_device,
             reason,
+            content_type: env.content_type,
+            quarantined,
         }))
+    }
+
+    /// The envelopes this device could not decrypt, oldest first (see [`crate::quarantine`]).
+    pub fn quarantined(&self) -> Vec<Quarantined> {
+        self.state.quarantined().cloned().collect()
+    }
+
+    /// Removes the quarantined envelopes with message id `id` once the application handled
+    /// them (saved at once); returns them.
+    pub fn release_quarantined(&mut self, id: &MessageId) -> Result<Vec<Quarantined>> {
+        let out = self.state.release_quarantined(id);
+        self.save()?;
+        Ok(out)
     }
 }

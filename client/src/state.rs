@@ -22,12 +22,15 @@ use hush_protocol::e2e::{
     SenderKeyDistributionMessage, SenderKeyRecord, SessionRecord, SignedEcPreKey, SignedKyberPreKey,
 };
 use hush_protocol::ids::{DeviceId, MessageId, RegistrationId, UserId};
+use hush_protocol::wire::ContentType;
 use rand::rngs::OsRng;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
+
+use crate::quarantine::{Quarantined, MAX_QUARANTINED};
 
 /// One-time pre-keys per upload (Signal clients refill in batches of 100; the node takes at most
 /// 100 per list).
@@ -48,8 +51,11 @@ pub const MAX_GROUPS: usize = 1_000;
 const SIGNED_KEYS_KEPT: usize = 2;
 /// Key ids are allocated from a 24-bit wrapping counter, as libsignal clients do.
 const KEY_ID_MASK: u32 = 0x00ff_ffff;
-/// Version byte of the saved state.
-const STATE_VERSION: u8 = 1;
+/// Version byte of the saved state. Version 2 appends the quarantine (postcard) after the
+/// version 1 body; a version 1 state reads with an empty quarantine.
+const STATE_VERSION: u8 = 2;
+/// The version before the quarantine, still read.
+const STATE_VERSION_1: u8 = 1;
 /// Length of the seed a Kyber-1024 key pair is derived from (FIPS 203 `d || z`).
 const KYBER_SEED_LEN: usize = 64;
 
@@ -158,6 +164,9 @@ struct Saved {
 /// The end-to-end state of one device (see the module docs).
 pub struct DeviceState {
     saved: Saved,
+    /// Envelopes that could not be decrypted (saved after `saved`; oldest first; at most
+    /// [`MAX_QUARANTINED`]).
+    quarantine: VecDeque<Quarantined>,
     seen_index: HashSet<MessageId>,
     /// Peers whose identity key changed since the last [`DeviceState::take_identity_changes`]
     /// (not saved; at most [`MAX_PEERS`]).
@@ -190,7 +199,8 @@ pub struct PreKeyUpload {
     pub kyber_last_resort: Option<SignedKyberPreKey>,
 }
 
-fn now_ms() -> u64 {
+/// Now, ms since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -239,6 +249,7 @@ impl DeviceState {
                 groups: BTreeMap::new(),
                 seen: VecDeque::new(),
             },
+            quarantine: VecDeque::new(),
             seen_index: HashSet::new(),
             identity_changes: Vec::new(),
         })
@@ -412,6 +423,49 @@ impl DeviceState {
         Ok(e2e_session::encrypt_message(self, address, plaintext)?)
     }
 
+    /// Encrypts for a peer device with its session, and says what the ciphertext is from the
+    /// session's state: `prekey` while the session is not acknowledged by the peer yet (the
+    /// first message(s) of a new session carry the pre-key fields), `ciphertext` after.
+    pub fn encrypt_typed(
+        &mut self,
+        address: &PeerAddress,
+        plaintext: &[u8],
+    ) -> Result<(ContentType, Vec<u8>), StateError> {
+        let pending = self.load_session(address)?.and_then(|r| r.current().map(|s| s.is_unacknowledged()));
+        let ct = self.encrypt(address, plaintext)?;
+        let t = if pending == Some(true) { ContentType::PreKey } else { ContentType::Ciphertext };
+        Ok((t, ct))
+    }
+
+    /// Keeps an envelope that could not be decrypted (see [`crate::quarantine`]); false, and
+    /// nothing kept, when the quarantine holds [`MAX_QUARANTINED`] already. An envelope already
+    /// held (the same message id from the same device) is not added twice.
+    pub fn quarantine(&mut self, q: Quarantined) -> bool {
+        if self.quarantine.iter().any(|h| h.id == q.id && h.from == q.from && h.from_device == q.from_device)
+        {
+            return true;
+        }
+        if self.quarantine.len() >= MAX_QUARANTINED {
+            return false;
+        }
+        self.quarantine.push_back(q);
+        true
+    }
+
+    /// The envelopes that could not be decrypted, oldest first.
+    pub fn quarantined(&self) -> impl ExactSizeIterator<Item = &Quarantined> {
+        self.quarantine.iter()
+    }
+
+    /// Removes the quarantined envelopes with message id `id` (the application handled them);
+    /// returns them.
+    pub fn release_quarantined(&mut self, id: &MessageId) -> Vec<Quarantined> {
+        let (out, keep): (VecDeque<Quarantined>, VecDeque<Quarantined>) =
+            std::mem::take(&mut self.quarantine).into_iter().partition(|q| q.id == *id);
+        self.quarantine = keep;
+        out.into()
+    }
+
     /// Decrypts a pre-key or ratchet message from a peer device. A pre-key message carrying a new
     /// identity for a known device (it re-registered) replaces the old session and identity.
     pub fn decrypt(&mut self, address: &PeerAddress, bytes: &[u8]) -> Result<Vec<u8>, StateError> {
@@ -564,16 +618,26 @@ impl DeviceState {
         let mut out = Vec::with_capacity(64 * 1024);
         out.push(STATE_VERSION);
         let out = postcard::to_extend(&self.saved, out).map_err(|_| StateError::Corrupt)?;
+        let out = postcard::to_extend(&self.quarantine, out).map_err(|_| StateError::Corrupt)?;
         Ok(Zeroizing::new(out))
     }
 
     /// Restores a state from [`Self::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
         let (&version, body) = bytes.split_first().ok_or(StateError::Corrupt)?;
-        if version != STATE_VERSION {
+        let (saved, quarantine): (Saved, VecDeque<Quarantined>) = match version {
+            STATE_VERSION_1 => {
+                (postcard::from_bytes(body).map_err(|_| StateError::Corrupt)?, VecDeque::new())
+            }
+            STATE_VERSION => {
+                let (saved, rest) = postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
+                (saved, postcard::from_bytes(rest).map_err(|_| StateError::Corrupt)?)
+            }
+            _ => return Err(StateError::Corrupt),
+        };
+        if quarantine.len() > MAX_QUARANTINED {
             return Err(StateError::Corrupt);
         }
-        let saved: Saved = postcard::from_bytes(body).map_err(|_| StateError::Corrupt)?;
         if saved.signed.is_empty()
             || saved.one_time.len() > MAX_LOCAL_ONE_TIME_KEYS
             || saved.seen.len() > MAX_SEEN_IDS
@@ -584,7 +648,7 @@ impl DeviceState {
             return Err(StateError::Corrupt);
         }
         let seen_index = saved.seen.iter().copied().collect();
-        Ok(Self { saved, seen_index, identity_changes: Vec::new() })
+        Ok(Self { saved, quarantine, seen_index, identity_changes: Vec::new() })
     }
 
     /// Writes the state to `path`, readable by the owner only: a temporary file (mode 0600,
@@ -861,5 +925,70 @@ mod tests {
         assert_eq!(s.saved.seen.len(), MAX_SEEN_IDS);
         assert!(DeviceState::decode(b"\x02junk").is_err());
         assert!(DeviceState::decode(b"").is_err());
+    }
+
+    #[test]
+    fn content_type_follows_the_session_state() {
+        let alice_at = peer(&UserId::new("alice").unwrap(), DeviceId::PRIMARY);
+        let bob_at = peer(&UserId::new("bob").unwrap(), DeviceId::new(2).unwrap());
+        let mut alice = DeviceState::generate(reg(11)).unwrap();
+        let mut bob = DeviceState::generate(reg(22)).unwrap();
+        let b = bundle_of(&mut bob, 2);
+        alice.start_session(&bob_at, &b).unwrap();
+        // Until Bob answers, every message carries the pre-key fields.
+        let (t1, m1) = alice.encrypt_typed(&bob_at, b"first").unwrap();
+        let (t2, m2) = alice.encrypt_typed(&bob_at, b"second").unwrap();
+        assert_eq!((t1, t2), (ContentType::PreKey, ContentType::PreKey));
+        assert_eq!(bob.decrypt(&alice_at, &m1).unwrap(), b"first");
+        assert_eq!(bob.decrypt(&alice_at, &m2).unwrap(), b"second");
+        // Bob's session was built from Alice's pre-key message: his replies are plain ratchet.
+        let (t3, r) = bob.encrypt_typed(&alice_at, b"reply").unwrap();
+        assert_eq!(t3, ContentType::Ciphertext);
+        assert_eq!(alice.decrypt(&bob_at, &r).unwrap(), b"reply");
+        let (t4, m4) = alice.encrypt_typed(&bob_at, b"third").unwrap();
+        assert_eq!(t4, ContentType::Ciphertext, "acknowledged: no more pre-key messages");
+        assert_eq!(bob.decrypt(&alice_at, &m4).unwrap(), b"third");
+        // No session: an error, not a guess.
+        assert!(alice.encrypt_typed(&peer(&UserId::new("carol").unwrap(), DeviceId::PRIMARY), b"x").is_err());
+    }
+
+    #[test]
+    fn quarantine_is_saved_bounded_and_version_1_states_still_load() {
+        let mut s = DeviceState::generate(reg(9)).unwrap();
+        let env = |n: u128| hush_protocol::wire::Envelope {
+            seq: 3,
+            id: Uuid::from_u128(n),
+            from: UserId::new("mallory").unwrap(),
+            from_device: DeviceId::new(4).unwrap(),
+            timestamp_ms: 5,
+            sync: false,
+            content: hush_protocol::wire::Payload(vec![0xde, 0xad]),
+            event: None,
+            group: None,
+            content_type: ContentType::PreKey,
+        };
+        assert!(s.quarantine(Quarantined::of(&env(1), "bad mac".into(), 6)));
+        assert!(s.quarantine(Quarantined::of(&env(1), "bad mac".into(), 7)), "held already");
+        assert_eq!(s.quarantined().len(), 1);
+        let back = DeviceState::decode(&s.encode().unwrap()).unwrap();
+        let q: Vec<&Quarantined> = back.quarantined().collect();
+        assert_eq!(q.len(), 1);
+        assert_eq!((q[0].id, q[0].from.as_str(), q[0].from_device.get()), (Uuid::from_u128(1), "mallory", 4));
+        assert_eq!(
+            (q[0].content_type, &q[0].content[..], &q[0].reason[..]),
+            (ContentType::PreKey, &[0xde, 0xad][..], "bad mac")
+        );
+        // A state saved before the quarantine existed (version 1: no quarantine after the body).
+        let mut v1 = vec![STATE_VERSION_1];
+        v1.extend(postcard::to_allocvec(&back.saved).unwrap());
+        let old = DeviceState::decode(&v1).unwrap();
+        assert_eq!((old.quarantined().len(), old.registration_id()), (0, back.registration_id()));
+        // Bounded: a full quarantine refuses (the caller then leaves the envelope on the node).
+        for n in 2..=MAX_QUARANTINED as u128 {
+            assert!(s.quarantine(Quarantined::of(&env(n), "x".into(), 0)));
+        }
+        assert!(!s.quarantine(Quarantined::of(&env(0), "x".into(), 0)));
+        assert_eq!(s.release_quarantined(&Uuid::from_u128(1)).len(), 1);
+        assert!(s.quarantine(Quarantined::of(&env(0), "x".into(), 0)), "room again");
     }
 }

@@ -36,7 +36,7 @@ pub enum ApiError {
     #[error("session expired")]
     SessionExpired,
     /// 422: a key upload was refused (`invalid_signature`, `invalid_key`, `invalid_key_id`,
-    /// `too_many_keys`); nothing was stored.
+    /// `too_many_keys`, `missing_kyber_last_resort`); nothing was stored.
     #[error("{message}")]
     Unprocessable {
         /// The error code.
@@ -209,6 +209,9 @@ impl From<AccountError> for ApiError {
             AccountError::NotFound => ApiError::NotFound,
             AccountError::Invalid(m) => ApiError::BadRequest(m),
             AccountError::Conflict => ApiError::Conflict,
+            e @ AccountError::MissingKyberLastResort => {
+                ApiError::Unprocessable { code: "missing_kyber_last_resort", message: e.to_string() }
+            }
             e @ AccountError::TooManyDevices => ApiError::TooManyDevices(e.to_string()),
             AccountError::Store(e) => {
                 hush_store::failure::log_failure(&e, "request failed in the store");
@@ -278,6 +281,7 @@ impl From<KeysError> for ApiError {
             ErrorCode::InvalidKey => "invalid_key",
             ErrorCode::InvalidKeyId => "invalid_key_id",
             ErrorCode::TooManyKeys => "too_many_keys",
+            ErrorCode::MissingKyberLastResort => "missing_kyber_last_resort",
             _ => "",
         };
         match e {

@@ -109,7 +109,7 @@ async fn connection(
 
 /// Writes a typed error frame before a close.
 async fn refuse(session: &mut Session, fmt: &SharedFormat, code: ErrorCode, message: String) {
-    let err = ServerFrame::Error { id: None, code, message };
+    let err = ServerFrame::Error { id: None, code, message, retry_after_s: None };
     let _ = write(session, Outbound::Frame(Box::new(err)), fmt).await;
 }
 

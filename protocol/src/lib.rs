@@ -18,3 +18,5 @@ pub mod ids;
 pub mod limits;
 pub mod otp;
 pub mod wire;
+
+mod content_type;

@@ -13,6 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::api::{KeyCounts, PreKeyResponse, UploadKeysRequest};
+pub use crate::content_type::ContentType;
 use crate::ids::{DeviceId, GroupId, MessageId, RegistrationId, UserId};
 use crate::limits::{MAX_ACKS_PER_FRAME, MAX_CONTENT_BYTES, MAX_FRAME_BYTES, MAX_TEXT_BYTES};
 
@@ -92,6 +93,10 @@ pub struct DeviceMessage {
     pub registration_id: RegistrationId,
     /// The ciphertext, at most [`MAX_CONTENT_BYTES`].
     pub content: Payload,
+    /// What `content` is: `prekey`, `ciphertext` or `plaintext` (anything else, or none, is
+    /// refused with `invalid_content_type`; nothing is stored).
+    #[serde(default)]
+    pub content_type: ContentType,
 }
 
 /// A message to one user: one ciphertext per device of the recipient, plus one per other device
@@ -122,6 +127,10 @@ pub struct GroupSendMessage {
     pub epoch: u64,
     /// The ciphertext, at most [`MAX_CONTENT_BYTES`]; stored once, whatever the group size.
     pub content: Payload,
+    /// What `content` is: always `sender_key` (anything else, or none, is refused with
+    /// `invalid_content_type`; nothing is stored).
+    #[serde(default)]
+    pub content_type: ContentType,
 }
 
 /// Frames a client sends.
@@ -194,6 +203,11 @@ pub struct Envelope {
     /// true on the copies for the sender's other devices).
     #[serde(default)]
     pub group: Option<GroupStamp>,
+    /// What `content` is, as the sender said (`prekey`, `ciphertext`, `plaintext`,
+    /// `sender_key` on group messages), or `event` for the node's own envelopes. `unknown` for
+    /// envelopes stored before the node recorded types: the receiver must tell by itself.
+    #[serde(default)]
+    pub content_type: ContentType,
 }
 
 /// Which group a group message belongs to.
@@ -328,8 +342,7 @@ pub enum ErrorCode {
     UnknownRecipient,
     /// The node could not store the message; nothing was accepted, retry later.
     Unavailable,
-    /// The sender exceeded a rate limit; retry later. For pre-key fetches the message ends with
-    /// `retry after <n> s`.
+    /// The sender exceeded a rate limit; retry later (`retry_after_s` when known).
     RateLimited,
     /// The group does not exist or the sender is not a member (one answer for both).
     UnknownGroup,
@@ -349,6 +362,19 @@ pub enum ErrorCode {
     /// offline long); the message names the devices (`user/device`). Nothing of this send was
     /// stored, for any device; retry once the device has drained, or leave it out.
     QueueFull,
+    /// A content type was missing, unknown, `event` (the node's own), `sender_key` in a 1:1
+    /// `Send`, or anything but `sender_key` in a `GroupSend`; nothing of the frame was stored.
+    InvalidContentType,
+    /// The pre-key fetch rate limit for this (requesting device, target device) is spent
+    /// (Signal-Server: a bucket of 6, one back every 10 minutes); `retry_after_s` says when.
+    PrekeyRateLimited,
+    /// Too many requests of this kind wait for an answer on this socket (sends waiting for
+    /// `Accepted`, or key requests); retry once an answer came.
+    TooManyInFlight,
+    /// A device registering keys (a login with keys for a new device or a new identity, or the
+    /// first upload of a device without keys) did not include a signed Kyber last-resort key;
+    /// libsignal cannot start a session without one. Nothing was stored.
+    MissingKyberLastResort,
 }
 
 /// Frames the node sends.
@@ -408,6 +434,9 @@ pub enum ServerFrame {
         code: ErrorCode,
         /// A human-readable explanation (never contains payloads or secrets).
         message: String,
+        /// Seconds to wait before retrying, when the node knows (`prekey_rate_limited`).
+        #[serde(default)]
+        retry_after_s: Option<u64>,
     },
     /// The session ended (logout, revocation, device removal); the socket closes next.
     LoggedOut {
@@ -463,6 +492,14 @@ pub enum FrameError {
     /// Decoded, but a field is out of range.
     #[error("invalid frame: {0}")]
     Invalid(&'static str),
+    /// Decoded, but a content type is not allowed there (see [`ErrorCode::InvalidContentType`]).
+    #[error("invalid content type: {reason}")]
+    InvalidContentType {
+        /// The message id of the refused `Send` or `GroupSend`.
+        id: MessageId,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl FrameError {
@@ -473,6 +510,15 @@ impl FrameError {
             FrameError::Malformed(_) => ErrorCode::MalformedFrame,
             FrameError::ContentTooLarge(_) => ErrorCode::ContentTooLarge,
             FrameError::Invalid(_) => ErrorCode::InvalidRequest,
+            FrameError::InvalidContentType { .. } => ErrorCode::InvalidContentType,
+        }
+    }
+
+    /// The message id of the frame this failure concerns, when it decoded far enough to tell.
+    pub fn id(&self) -> Option<MessageId> {
+        match self {
+            FrameError::InvalidContentType { id, .. } => Some(*id),
+            _ => None,
         }
     }
 }
@@ -537,10 +583,25 @@ impl ClientFrame {
                         return Err(FrameError::ContentTooLarge(d.content.0.len()));
                     }
                 }
-                Ok(())
+                match m.devices.iter().chain(&m.sync).find(|d| !d.content_type.valid_in_send()) {
+                    Some(d) => Err(FrameError::InvalidContentType {
+                        id: m.id,
+                        reason: format!(
+                            "device {}: `{}` is not a 1:1 content type (prekey, ciphertext, plaintext)",
+                            d.device, d.content_type
+                        ),
+                    }),
+                    None => Ok(()),
+                }
             }
             ClientFrame::GroupSend(m) if m.content.0.len() > MAX_CONTENT_BYTES => {
                 Err(FrameError::ContentTooLarge(m.content.0.len()))
+            }
+            ClientFrame::GroupSend(m) if !m.content_type.valid_in_group_send() => {
+                Err(FrameError::InvalidContentType {
+                    id: m.id,
+                    reason: format!("`{}` in a group send: only sender_key is allowed", m.content_type),
+                })
             }
             _ => Ok(()),
         }
@@ -589,6 +650,7 @@ mod tests {
                 device: DeviceId::PRIMARY,
                 registration_id: RegistrationId::new(42).unwrap(),
                 content: Payload(content),
+                content_type: ContentType::Ciphertext,
             }],
             sync: vec![],
         })
@@ -636,6 +698,7 @@ mod tests {
             group: g.clone(),
             epoch: 3,
             content: Payload(vec![5; 10]),
+            content_type: ContentType::SenderKey,
         });
         assert_eq!(ClientFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f);
         let text = f.encode_text().unwrap();
@@ -646,6 +709,7 @@ mod tests {
             group: g.clone(),
             epoch: 3,
             content: Payload(vec![0; MAX_CONTENT_BYTES + 1]),
+            content_type: ContentType::SenderKey,
         });
         assert_eq!(
             ClientFrame::decode_binary(&big.encode_binary().unwrap()).unwrap_err().code(),
@@ -653,7 +717,12 @@ mod tests {
         );
         let stale = ServerFrame::StaleEpoch { id: uuid::Uuid::from_u128(9), group: g, epoch: 4 };
         assert_eq!(ServerFrame::decode_text(&stale.encode_text().unwrap()).unwrap(), stale);
-        let err = ServerFrame::Error { id: None, code: ErrorCode::UnknownGroup, message: String::new() };
+        let err = ServerFrame::Error {
+            id: None,
+            code: ErrorCode::UnknownGroup,
+            message: String::new(),
+            retry_after_s: None,
+        };
         assert!(err.encode_text().unwrap().contains("unknown_group"));
     }
 
@@ -689,6 +758,61 @@ mod tests {
     }
 
     #[test]
+    fn content_types_are_checked_after_decoding_in_both_encodings() {
+        let with = |t: ContentType| {
+            let ClientFrame::Send(mut m) = sample_send(vec![1]) else { unreachable!() };
+            m.devices[0].content_type = t;
+            ClientFrame::Send(m)
+        };
+        for ok in [ContentType::PreKey, ContentType::Ciphertext, ContentType::Plaintext] {
+            let f = with(ok);
+            assert_eq!(ClientFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f);
+            assert_eq!(ClientFrame::decode_text(&f.encode_text().unwrap()).unwrap(), f);
+        }
+        for bad in [ContentType::SenderKey, ContentType::Event, ContentType::Unknown] {
+            let f = with(bad);
+            let e = ClientFrame::decode_binary(&f.encode_binary().unwrap()).unwrap_err();
+            assert_eq!((e.code(), e.id()), (ErrorCode::InvalidContentType, Some(uuid::Uuid::from_u128(7))));
+            let e = ClientFrame::decode_text(&f.encode_text().unwrap()).unwrap_err();
+            assert_eq!((e.code(), e.id()), (ErrorCode::InvalidContentType, Some(uuid::Uuid::from_u128(7))));
+        }
+        // An unknown name, or none at all, in JSON; an unknown number in postcard.
+        let text = with(ContentType::Ciphertext).encode_text().unwrap();
+        assert!(text.contains("\"content_type\":\"ciphertext\""), "{text}");
+        for t in [
+            text.replace("\"ciphertext\"", "\"whisper\""),
+            text.replace(",\"content_type\":\"ciphertext\"", ""),
+        ] {
+            assert_eq!(
+                ClientFrame::decode_text(&t).unwrap_err().code(),
+                ErrorCode::InvalidContentType,
+                "{t}"
+            );
+        }
+        let mut bin = with(ContentType::Ciphertext).encode_binary().unwrap();
+        // The device message is the frame's tail, its type the last byte (sync is empty after it).
+        let at = bin.len() - 2;
+        assert_eq!(bin[at], ContentType::Ciphertext.number());
+        bin[at] = 42;
+        assert_eq!(ClientFrame::decode_binary(&bin).unwrap_err().code(), ErrorCode::InvalidContentType);
+        // Group sends take sender_key only.
+        let g = |t: ContentType| {
+            ClientFrame::GroupSend(GroupSendMessage {
+                id: uuid::Uuid::from_u128(8),
+                group: GroupId::random(),
+                epoch: 1,
+                content: Payload(vec![1]),
+                content_type: t,
+            })
+        };
+        assert!(ClientFrame::decode_text(&g(ContentType::SenderKey).encode_text().unwrap()).is_ok());
+        for bad in [ContentType::Ciphertext, ContentType::PreKey, ContentType::Event, ContentType::Unknown] {
+            let e = ClientFrame::decode_binary(&g(bad).encode_binary().unwrap()).unwrap_err();
+            assert_eq!((e.code(), e.id()), (ErrorCode::InvalidContentType, Some(uuid::Uuid::from_u128(8))));
+        }
+    }
+
+    #[test]
     fn payload_debug_hides_bytes() {
         let p = Payload(b"secret plaintext".to_vec());
         assert_eq!(format!("{p:?}"), "Payload(16 bytes)");
@@ -712,6 +836,7 @@ mod tests {
                 content: Payload(content),
                 event: None,
                 group: (seq % 3 == 0).then(|| GroupStamp { group: crate::ids::GroupId::random(), epoch: ts }),
+                content_type: ContentType::KNOWN[(seq % 5) as usize],
             });
             prop_assert_eq!(ServerFrame::decode_binary(&f.encode_binary().unwrap()).unwrap(), f.clone());
             prop_assert_eq!(ServerFrame::decode_text(&f.encode_text().unwrap()).unwrap(), f);

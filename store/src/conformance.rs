@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
 
 use hush_protocol::ids::{DeviceAddress, DeviceId, RegistrationId, TenantId, UserId};
-use hush_protocol::wire::{Envelope, Payload};
+use hush_protocol::wire::{ContentType, Envelope, Payload};
 
 use crate::*;
 
@@ -27,6 +27,8 @@ pub fn envelopes(to: &DeviceAddress, n: usize) -> Vec<NewEnvelope> {
                 content: Payload(vec![i as u8; 16]),
                 event: None,
                 group: None,
+                // Both backends keep each envelope's type.
+                content_type: if i % 2 == 0 { ContentType::PreKey } else { ContentType::Ciphertext },
             },
         })
         .collect()
@@ -337,6 +339,7 @@ async fn shared_queue(s: &dyn Store) {
         group: hush_protocol::ids::GroupId::new("00112233445566778899aabbccddeeff").unwrap(),
         epoch: 4,
     });
+    template.content_type = ContentType::SenderKey;
     let seqs = s
         .enqueue_shared(SharedEnvelope {
             to: vec![d1.clone(), d2.clone(), e1.clone()],

@@ -838,8 +838,7 @@ fn migrate_queue_v1(txn: &WriteTransaction, q: &mut Table<'_, u64, &'static [u8]
         for item in old.iter().map_err(backend)? {
             let (k, v) = item.map_err(backend)?;
             let (tenant, user, device, seq) = k.value();
-            let env: Envelope =
-                crate::records::decode_envelope(v.value(), |o: crate::records::EnvelopeV2| o.into())?;
+            let env: Envelope = crate::records::decode_stored::<()>(v.value())?.1;
             let addr = DeviceAddress::new(
                 TenantId::new(tenant).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 UserId::new(user).map_err(|e| StoreError::Corrupt(e.to_string()))?,
@@ -1511,10 +1510,7 @@ impl QueueStore for EmbeddedStore {
                 let Some(&last) = seqs.last() else { break };
                 for seq in seqs {
                     if let Some(v) = q.get(seq).map_err(backend)? {
-                        let (_, env): (DeviceAddress, Envelope) = crate::records::decode_envelope(
-                            v.value(),
-                            |(a, o): (DeviceAddress, crate::records::EnvelopeV2)| (a, o.into()),
-                        )?;
+                        let (_, env): (DeviceAddress, Envelope) = crate::records::decode_stored(v.value())?;
                         // Past the retention: never delivered, even before the sweep deletes it.
                         if !policy.expired(&env, now) {
                             out.push(env);
@@ -1529,7 +1525,8 @@ impl QueueStore for EmbeddedStore {
                             )),
                         };
                         if let Some(v) = shared.0.get(seq).map_err(backend)? {
-                            let (_, blob, mut env): (DeviceAddress, u64, Envelope) = dec(v.value())?;
+                            let ((_, blob), mut env): ((DeviceAddress, u64), Envelope) =
+                                crate::records::decode_stored(v.value())?;
                             if policy.expired(&env, now) {
                                 continue;
                             }
@@ -1612,10 +1609,7 @@ impl QueueStore for EmbeddedStore {
                     break;
                 }
                 let (k, v) = item.map_err(backend)?;
-                let (addr, env): (DeviceAddress, Envelope) = crate::records::decode_envelope(
-                    v.value(),
-                    |(a, o): (DeviceAddress, crate::records::EnvelopeV2)| (a, o.into()),
-                )?;
+                let (addr, env): (DeviceAddress, Envelope) = crate::records::decode_stored(v.value())?;
                 if !policy.expired(&env, now) {
                     break;
                 }
@@ -1631,7 +1625,8 @@ impl QueueStore for EmbeddedStore {
                         break;
                     }
                     let (k, v) = item.map_err(backend)?;
-                    let (addr, blob, env): (DeviceAddress, u64, Envelope) = dec(v.value())?;
+                    let ((addr, blob), env): ((DeviceAddress, u64), Envelope) =
+                        crate::records::decode_stored(v.value())?;
                     if !policy.expired(&env, now) {
                         break;
                     }
@@ -1789,5 +1784,95 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         panic!("store did not reopen");
+    }
+
+    /// A queue written before content types (redb schema 3: `Envelope` without its last
+    /// field) reads after the upgrade, 1:1 entries and shared-content references alike.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn envelopes_written_before_content_types_are_still_read() {
+        use crate::records::EnvelopeV3;
+        use hush_protocol::wire::{ContentType, GroupStamp};
+        let old = |e: &Envelope| EnvelopeV3 {
+            seq: e.seq,
+            id: e.id,
+            from: e.from.clone(),
+            from_device: e.from_device,
+            timestamp_ms: e.timestamp_ms,
+            sync: e.sync,
+            content: e.content.clone(),
+            event: e.event.clone(),
+            group: e.group.clone(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        let a = crate::conformance::addr("t1", "bob", 1);
+        let b = crate::conformance::addr("t1", "amy", 1);
+        let mut group = crate::conformance::envelopes(&a, 1).remove(0).envelope;
+        group.id = uuid::Uuid::from_u128(0xbeef);
+        group.group = Some(GroupStamp { group: hush_protocol::ids::GroupId::random(), epoch: 2 });
+        group.content_type = ContentType::SenderKey;
+        let (plain, shared) = {
+            let store = EmbeddedStore::open(&path).unwrap();
+            let plain = store.enqueue(crate::conformance::envelopes(&a, 1)).await.unwrap().remove(0);
+            let shared = store
+                .enqueue_shared(SharedEnvelope { to: vec![a.clone(), b.clone()], envelope: group.clone() });
+            (plain, shared.await.unwrap())
+        };
+        // Rewrite every queued row as the previous build wrote it.
+        let mut rewritten = 0;
+        for _ in 0..100 {
+            let Ok(db) = Database::open(&path) else {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
+            };
+            let txn = db.begin_write().unwrap();
+            {
+                let mut q = txn.open_table(QUEUE).unwrap();
+                let rows: Vec<(u64, Vec<u8>)> = q
+                    .iter()
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .map(|(k, v)| (k.value(), v.value().to_vec()))
+                    .collect();
+                for (k, v) in rows {
+                    let (addr, env): (DeviceAddress, Envelope) = crate::records::decode_stored(&v).unwrap();
+                    q.insert(k, enc(&(&addr, &old(&env))).unwrap().as_slice()).unwrap();
+                    rewritten += 1;
+                }
+                let mut refs = txn.open_table(QUEUE_REFS).unwrap();
+                let rows: Vec<(u64, Vec<u8>)> = refs
+                    .iter()
+                    .unwrap()
+                    .map(|r| r.unwrap())
+                    .map(|(k, v)| (k.value(), v.value().to_vec()))
+                    .collect();
+                for (k, v) in rows {
+                    let ((addr, blob), env): ((DeviceAddress, u64), Envelope) =
+                        crate::records::decode_stored(&v).unwrap();
+                    refs.insert(k, enc(&(&addr, blob, &old(&env))).unwrap().as_slice()).unwrap();
+                    rewritten += 1;
+                }
+            }
+            txn.commit().unwrap();
+            break;
+        }
+        assert_eq!(rewritten, 3);
+        let store = EmbeddedStore::open(&path).unwrap();
+        let got = store.fetch(&a, 0, 10).await.unwrap();
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].id, got[0].content_type), (plain.id, ContentType::Unknown), "1:1: unknown");
+        assert_eq!(&got[0].content, &plain.content);
+        assert_eq!(
+            (got[1].seq, got[1].content_type),
+            (shared[0], ContentType::SenderKey),
+            "group: sender_key"
+        );
+        assert_eq!((&got[1].content, &got[1].group), (&group.content, &group.group));
+        assert_eq!(store.fetch(&b, 0, 10).await.unwrap()[0].content_type, ContentType::SenderKey);
+        // New envelopes keep their type next to the old ones; old ones ack as before.
+        let new = store.enqueue(crate::conformance::envelopes(&a, 1)).await.unwrap().remove(0);
+        assert_eq!(store.fetch(&a, shared[0], 10).await.unwrap(), vec![new.clone()]);
+        assert_eq!(new.content_type, ContentType::PreKey);
+        assert_eq!(store.ack(&a, vec![plain.seq, shared[0]]).await.unwrap(), 2);
     }
 }

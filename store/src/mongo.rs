@@ -612,9 +612,7 @@ impl MongoStore {
                 shared.push((out.len(), get_u64(&d, "blob")?));
             }
             let env = match d.get("env") {
-                Some(Bson::Binary(b)) => {
-                    crate::records::decode_envelope(&b.bytes, |o: crate::records::EnvelopeV2| o.into())?
-                }
+                Some(Bson::Binary(b)) => crate::records::decode_stored::<()>(&b.bytes)?.1,
                 _ => return Err(StoreError::Corrupt("field `env` is not binary".into())),
             };
             out.push(env);
@@ -1429,9 +1427,7 @@ impl QueueStore for MongoStore {
         while cursor.advance().await.map_err(backend)? {
             let d = cursor.deserialize_current().map_err(backend)?;
             let env: Envelope = match d.get("env") {
-                Some(Bson::Binary(b)) => {
-                    crate::records::decode_envelope(&b.bytes, |o: crate::records::EnvelopeV2| o.into())?
-                }
+                Some(Bson::Binary(b)) => crate::records::decode_stored::<()>(&b.bytes)?.1,
                 _ => return Err(StoreError::Corrupt("field `env` is not binary".into())),
             };
             if !policy.expired(&env, now) {

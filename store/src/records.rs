@@ -4,7 +4,7 @@
 use std::fmt;
 
 use hush_protocol::ids::{DeviceAddress, DeviceId, RegistrationId, TenantId, UserId};
-use hush_protocol::wire::Envelope;
+use hush_protocol::wire::{ContentType, Envelope};
 use serde::{Deserialize, Serialize};
 
 /// SHA-256 of a session token. Tokens are 256-bit random values, so a fast hash suffices; the
@@ -175,7 +175,7 @@ pub struct SharedEnvelope {
 }
 
 /// An envelope as stored before group messages (no `group` field): redb schema-2 queues and
-/// older MongoDB queue documents. Read through [`decode_envelope`], never written.
+/// older MongoDB queue documents. Read through [`decode_stored`], never written.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct EnvelopeV2 {
     pub seq: u64,
@@ -188,25 +188,78 @@ pub(crate) struct EnvelopeV2 {
     pub event: Option<hush_protocol::wire::SessionEvent>,
 }
 
-/// Decodes a stored `T` that ends with an envelope, in the current format or, failing that, in
-/// the format before group messages (postcard has no field tags: an old record simply ends where
-/// the new field would start).
-pub(crate) fn decode_envelope<T, Old>(bytes: &[u8], upgrade: impl FnOnce(Old) -> T) -> crate::Result<T>
-where
-    T: serde::de::DeserializeOwned,
-    Old: serde::de::DeserializeOwned,
-{
-    match postcard::from_bytes::<T>(bytes) {
-        Ok(v) => Ok(v),
-        Err(e) => postcard::from_bytes::<Old>(bytes)
-            .map(upgrade)
-            .map_err(|_| crate::StoreError::Corrupt(e.to_string())),
+/// An envelope as stored before content types (group messages, no `content_type`): redb
+/// schema-3 queues and MongoDB queue documents written before it. Read through
+/// [`decode_stored`], never written.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct EnvelopeV3 {
+    pub seq: u64,
+    pub id: hush_protocol::ids::MessageId,
+    pub from: UserId,
+    pub from_device: DeviceId,
+    pub timestamp_ms: u64,
+    pub sync: bool,
+    pub content: hush_protocol::wire::Payload,
+    pub event: Option<hush_protocol::wire::SessionEvent>,
+    pub group: Option<hush_protocol::wire::GroupStamp>,
+}
+
+/// Decodes a stored record: a prefix `P` (the device address, the shared content's id, or
+/// nothing) then an envelope in the current format or, failing that, in an older one. Postcard
+/// has no field tags and the envelope ends the record: an old record simply ends where the new
+/// field would start, so the newest format that decodes is the record's own.
+///
+/// Compatibility of envelopes stored before content types: a node event reads as `event`, a
+/// group message as `sender_key` (a group message can be nothing else), and a 1:1 message as
+/// `unknown` (Signal's `UNKNOWN` = 0): the node did not record whether it was a pre-key message
+/// and does not guess; the receiver tells by itself, as it did when it was stored.
+pub(crate) fn decode_stored<P: serde::de::DeserializeOwned>(bytes: &[u8]) -> crate::Result<(P, Envelope)> {
+    let (prefix, rest) =
+        postcard::take_from_bytes::<P>(bytes).map_err(|e| crate::StoreError::Corrupt(e.to_string()))?;
+    let env = match postcard::from_bytes::<Envelope>(rest) {
+        Ok(v) => v,
+        Err(e) => match postcard::from_bytes::<EnvelopeV3>(rest) {
+            Ok(o) => o.into(),
+            Err(_) => postcard::from_bytes::<EnvelopeV2>(rest)
+                .map(Envelope::from)
+                .map_err(|_| crate::StoreError::Corrupt(e.to_string()))?,
+        },
+    };
+    Ok((prefix, env))
+}
+
+/// The type an envelope stored before content types is read with (see [`decode_stored`]).
+fn legacy_type(event: bool, group: bool) -> ContentType {
+    if event {
+        ContentType::Event
+    } else if group {
+        ContentType::SenderKey
+    } else {
+        ContentType::Unknown
+    }
+}
+
+impl From<EnvelopeV3> for Envelope {
+    fn from(o: EnvelopeV3) -> Self {
+        Envelope {
+            content_type: legacy_type(o.event.is_some(), o.group.is_some()),
+            seq: o.seq,
+            id: o.id,
+            from: o.from,
+            from_device: o.from_device,
+            timestamp_ms: o.timestamp_ms,
+            sync: o.sync,
+            content: o.content,
+            event: o.event,
+            group: o.group,
+        }
     }
 }
 
 impl From<EnvelopeV2> for Envelope {
     fn from(o: EnvelopeV2) -> Self {
         Envelope {
+            content_type: legacy_type(o.event.is_some(), false),
             seq: o.seq,
             id: o.id,
             from: o.from,
@@ -224,33 +277,85 @@ impl From<EnvelopeV2> for Envelope {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use hush_protocol::wire::{GroupStamp, Payload, SessionEvent};
 
-    #[test]
-    fn envelopes_stored_before_groups_still_decode() {
-        let old = EnvelopeV2 {
+    fn addr() -> DeviceAddress {
+        DeviceAddress::new(TenantId::new("t").unwrap(), UserId::new("bob").unwrap(), DeviceId::PRIMARY)
+    }
+
+    fn v3(event: Option<SessionEvent>, group: Option<GroupStamp>) -> EnvelopeV3 {
+        EnvelopeV3 {
             seq: 9,
             id: uuid::Uuid::from_u128(5),
             from: UserId::new("alice").unwrap(),
             from_device: DeviceId::PRIMARY,
             timestamp_ms: 77,
             sync: false,
-            content: hush_protocol::wire::Payload(vec![1, 2, 3]),
+            content: Payload(vec![1, 2, 3]),
+            event,
+            group,
+        }
+    }
+
+    #[test]
+    fn envelopes_stored_before_groups_still_decode() {
+        let o = v3(None, None);
+        let old = EnvelopeV2 {
+            seq: o.seq,
+            id: o.id,
+            from: o.from,
+            from_device: o.from_device,
+            timestamp_ms: o.timestamp_ms,
+            sync: o.sync,
+            content: o.content,
             event: None,
         };
-        let addr =
-            DeviceAddress::new(TenantId::new("t").unwrap(), UserId::new("bob").unwrap(), DeviceId::PRIMARY);
-        let bytes = postcard::to_allocvec(&(&addr, &old)).unwrap();
-        let (a, env): (DeviceAddress, Envelope) =
-            decode_envelope(&bytes, |(a, o): (DeviceAddress, EnvelopeV2)| (a, o.into())).unwrap();
-        assert_eq!((a, env.seq, env.content.0, env.group), (addr.clone(), 9, vec![1, 2, 3], None));
-        // The current format decodes as itself.
-        let mut new: Envelope =
-            postcard::from_bytes::<EnvelopeV2>(&postcard::to_allocvec(&old).unwrap()).unwrap().into();
-        new.group =
-            Some(hush_protocol::wire::GroupStamp { group: hush_protocol::ids::GroupId::random(), epoch: 3 });
-        let bytes = postcard::to_allocvec(&(&addr, &new)).unwrap();
-        let (_, back): (DeviceAddress, Envelope) =
-            decode_envelope(&bytes, |(a, o): (DeviceAddress, EnvelopeV2)| (a, o.into())).unwrap();
-        assert_eq!(back, new);
+        let bytes = postcard::to_allocvec(&(&addr(), &old)).unwrap();
+        let (a, env): (DeviceAddress, Envelope) = decode_stored(&bytes).unwrap();
+        assert_eq!(
+            (a, env.seq, env.content.0, env.group, env.content_type),
+            (addr(), 9, vec![1, 2, 3], None, ContentType::Unknown)
+        );
+    }
+
+    #[test]
+    fn envelopes_stored_before_content_types_still_decode() {
+        let stamp = GroupStamp { group: hush_protocol::ids::GroupId::random(), epoch: 3 };
+        let event = SessionEvent::DeviceAdded { device: DeviceId::PRIMARY };
+        let cases = [
+            (v3(None, None), ContentType::Unknown),
+            (v3(None, Some(stamp.clone())), ContentType::SenderKey),
+            (v3(Some(event), None), ContentType::Event),
+        ];
+        for (old, want) in cases {
+            // As a 1:1 queue entry, a shared-content reference, and a MongoDB `env` field.
+            let (group, event) = (old.group.clone(), old.event.clone());
+            let bytes = postcard::to_allocvec(&(&addr(), &old)).unwrap();
+            let (a, env): (DeviceAddress, Envelope) = decode_stored(&bytes).unwrap();
+            assert_eq!(
+                (a, env.seq, &env.content.0[..], env.content_type),
+                (addr(), 9, &[1u8, 2, 3][..], want)
+            );
+            assert_eq!((env.group, env.event), (group.clone(), event.clone()));
+            let bytes = postcard::to_allocvec(&(&addr(), 41u64, &old)).unwrap();
+            let ((a, blob), env): ((DeviceAddress, u64), Envelope) = decode_stored(&bytes).unwrap();
+            assert_eq!((a, blob, env.content_type, env.group), (addr(), 41, want, group));
+            let ((), env): ((), Envelope) = decode_stored(&postcard::to_allocvec(&old).unwrap()).unwrap();
+            assert_eq!((env.id, env.content_type), (uuid::Uuid::from_u128(5), want));
+        }
+    }
+
+    #[test]
+    fn current_envelopes_decode_as_themselves() {
+        for t in ContentType::KNOWN {
+            let mut new: Envelope = v3(None, None).into();
+            new.group = Some(GroupStamp { group: hush_protocol::ids::GroupId::random(), epoch: 3 });
+            new.content_type = t;
+            let bytes = postcard::to_allocvec(&(&addr(), &new)).unwrap();
+            let (_, back): (DeviceAddress, Envelope) = decode_stored(&bytes).unwrap();
+            assert_eq!(back, new);
+        }
+        // Garbage is refused, not read as an old format.
+        assert!(decode_stored::<DeviceAddress>(&[1, 2, 3]).is_err());
     }
 }

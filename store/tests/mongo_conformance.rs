@@ -181,6 +181,75 @@ async fn reconnect_keeps_sequence_depth_and_schema() {
     mongo.cleanup(&s).await;
 }
 
+/// Queue documents written before content types (`env` = the envelope without its last field,
+/// the one-byte type) read after the upgrade: a 1:1 envelope as `unknown`, a group message's
+/// reference as `sender_key`, node events as `event`; new ones keep their type.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queue_documents_written_before_content_types_still_read() {
+    use hush_protocol::wire::{ContentType, GroupStamp, SessionEvent};
+    use mongodb::bson::{doc, spec::BinarySubtype, Binary, Bson, Document};
+    let mongo = TestMongo::start();
+    let db = TestMongo::fresh_db("content_types");
+    let s = mongo.store(&db).await;
+    let (a, b) = (addr("acme", "bob", 1), addr("acme", "amy", 1));
+    let mut items = envelopes(&a, 2);
+    items[1].envelope.event =
+        Some(SessionEvent::DeviceAdded { device: hush_protocol::ids::DeviceId::PRIMARY });
+    items[1].envelope.content_type = ContentType::Event;
+    let plain = s.enqueue(items).await.unwrap();
+    let mut group = envelopes(&a, 1).remove(0).envelope;
+    group.group = Some(GroupStamp {
+        group: hush_protocol::ids::GroupId::new("00112233445566778899aabbccddeeff").unwrap(),
+        epoch: 2,
+    });
+    group.content_type = ContentType::SenderKey;
+    let shared = s
+        .enqueue_shared(hush_store::SharedEnvelope {
+            to: vec![a.clone(), b.clone()],
+            envelope: group.clone(),
+        })
+        .await
+        .unwrap();
+    // Rewrite every queue document as the previous build wrote it: postcard puts the type last,
+    // in one byte, so the old record is the new one without its last byte.
+    let queue = s.database().collection::<Document>("queue");
+    let mut cursor = queue.find(doc! {}).await.unwrap();
+    let mut rewritten = 0;
+    while cursor.advance().await.unwrap() {
+        let d = cursor.deserialize_current().unwrap();
+        let Some(Bson::Binary(env)) = d.get("env") else { panic!("no env in {d:?}") };
+        let old = env.bytes[..env.bytes.len() - 1].to_vec();
+        let env = Binary { subtype: BinarySubtype::Generic, bytes: old };
+        queue
+            .update_one(doc! { "_id": d.get("_id").unwrap().clone() }, doc! { "$set": { "env": env } })
+            .await
+            .unwrap();
+        rewritten += 1;
+    }
+    assert_eq!(rewritten, 4);
+    let s = mongo.store(&db).await;
+    let got = s.fetch(&a, 0, 10).await.unwrap();
+    let types: Vec<_> = got.iter().map(|e| (e.seq, e.content_type)).collect();
+    assert_eq!(
+        types,
+        vec![
+            (plain[0].seq, ContentType::Unknown),
+            (plain[1].seq, ContentType::Event),
+            (shared[0], ContentType::SenderKey)
+        ]
+    );
+    assert_eq!(
+        (&got[0].content, &got[2].content, &got[2].group),
+        (&plain[0].content, &group.content, &group.group)
+    );
+    assert_eq!(s.fetch(&b, 0, 10).await.unwrap()[0].content_type, ContentType::SenderKey);
+    let new = s.enqueue(envelopes(&a, 1)).await.unwrap().remove(0);
+    assert_eq!(s.fetch(&a, shared[0], 10).await.unwrap(), vec![new.clone()]);
+    assert_eq!(new.content_type, ContentType::PreKey);
+    assert_eq!(s.ack(&a, vec![plain[0].seq, plain[1].seq, shared[0]]).await.unwrap(), 3);
+    mongo.cleanup(&s).await;
+}
+
 /// Two "nodes" (two stores on one database) enqueue concurrently to the same devices while a
 /// third reader drains like a device does (always "after the last seq seen"): every envelope
 /// gets its own number and the reader sees each exactly once, in order.

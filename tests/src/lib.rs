@@ -609,6 +609,7 @@ pub fn send_to_primary(to: &str, reg: u32, content: Vec<u8>) -> hush_protocol::w
             device: DeviceId::PRIMARY,
             registration_id: RegistrationId::new(reg).unwrap(),
             content: hush_protocol::wire::Payload(content),
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
         }],
         sync: vec![],
     }

@@ -59,6 +59,7 @@ fn one_device_msg(to: &str, reg: u16, text: &str) -> SendMessage {
             device: DeviceId::PRIMARY,
             registration_id: RegistrationId::new(u32::from(reg)).unwrap(),
             content: Payload(text.as_bytes().to_vec()),
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
         }],
         sync: vec![],
     }

@@ -32,6 +32,7 @@ async fn blast(
                     device: hush_protocol::ids::DeviceId::PRIMARY,
                     registration_id: hush_protocol::ids::RegistrationId::new(u32::from(bob_reg)).unwrap(),
                     content: Payload(vec![7; 256]),
+                    content_type: hush_protocol::wire::ContentType::Ciphertext,
                 }],
                 sync: vec![],
             };

@@ -225,6 +225,7 @@ async fn an_ack_before_a_close_is_applied_in_20_of_20_rounds() {
                 device: DeviceId::PRIMARY,
                 registration_id: reg,
                 content: Payload(format!("round {round}").into_bytes()),
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             }],
             sync: vec![],
         };

@@ -52,6 +52,7 @@ fn group_send(group: &GroupId, epoch: u64, text: &str) -> GroupSendMessage {
         group: group.clone(),
         epoch,
         content: Payload(text.as_bytes().to_vec()),
+        content_type: hush_protocol::wire::ContentType::SenderKey,
     }
 }
 
@@ -124,6 +125,7 @@ async fn probe(from: &mut Connection, to: &mut Connection, to_user: &str, reg: R
             device: DeviceId::PRIMARY,
             registration_id: reg,
             content: Payload(b"probe".to_vec()),
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
         }],
         sync: vec![],
     };

@@ -552,8 +552,11 @@ async fn prekeys_low_and_the_rate_limit_across_nodes() {
     let id = uuid::Uuid::new_v4();
     let req = ClientFrame::GetPreKeys { id, user: UserId::new("alice").unwrap(), device: None };
     match ws_request(&mut bob_ws, req, id).await.0 {
-        ServerFrame::Error { code: ErrorCode::RateLimited, message, .. } => {
-            assert!(message.contains("retry after"), "{message}")
+        // Its own code over the socket, with the wait as a field (as HTTP's `retry_after_s`).
+        ServerFrame::Error { code: ErrorCode::PrekeyRateLimited, message, retry_after_s, .. } => {
+            assert!(message.contains("retry after"), "{message}");
+            let ws_retry = retry_after_s.expect("retry_after_s on a pre-key rate limit");
+            assert!(ws_retry <= retry && ws_retry + 5 >= retry, "{ws_retry} vs HTTP's {retry}");
         }
         other => panic!("{other:?}"),
     }
@@ -598,6 +601,7 @@ async fn identity_change_means_new_registration_id_and_stale_devices() {
                 device: DeviceId::PRIMARY,
                 registration_id: RegistrationId::new(u32::from(reg)).unwrap(),
                 content: Payload(b"x".to_vec()),
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             }],
             sync: vec![],
         })

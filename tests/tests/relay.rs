@@ -17,6 +17,7 @@ fn msg(to: &str, devices: &[(u32, u16)], text: &str) -> SendMessage {
                 device: DeviceId::new(*d).unwrap(),
                 registration_id: RegistrationId::new(u32::from(*r)).unwrap(),
                 content: Payload(text.as_bytes().to_vec()),
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             })
             .collect(),
         sync: vec![],

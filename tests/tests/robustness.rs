@@ -21,6 +21,7 @@ fn to_bob(reg: u16, content: Vec<u8>) -> SendMessage {
             device: DeviceId::PRIMARY,
             registration_id: RegistrationId::new(u32::from(reg)).unwrap(),
             content: Payload(content),
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
         }],
         sync: vec![],
     }
@@ -183,7 +184,7 @@ async fn json_protocol_with_auth_frame() {
     assert_eq!(texts[0], r#"{"Ready":{"user":"alice","device":1}}"#);
     assert_eq!(texts[1], r#""QueueEmpty""#);
     let send = format!(
-        r#"{{"Send":{{"id":"6f1c2a52-8a3e-4c1e-9a55-3f1f0e1b2c3d","to":"bob","devices":[{{"device":1,"registration_id":{reg},"content":"aGVsbG8="}}]}}}}"#
+        r#"{{"Send":{{"id":"6f1c2a52-8a3e-4c1e-9a55-3f1f0e1b2c3d","to":"bob","devices":[{{"device":1,"registration_id":{reg},"content":"aGVsbG8=","content_type":"ciphertext"}}]}}}}"#
     );
     ws.send(Message::Text(send.into())).await.unwrap();
     let reply = loop {

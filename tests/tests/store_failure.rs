@@ -81,7 +81,7 @@ async fn send_until(
         let outcome = loop {
             match hush_tests::next(&mut conn).await {
                 ServerFrame::Accepted { id: a } if a == id => break Outcome::Accepted,
-                ServerFrame::Error { id: Some(e), code, message } if e == id => {
+                ServerFrame::Error { id: Some(e), code, message, .. } if e == id => {
                     assert_eq!(code, ErrorCode::Unavailable, "a refused send says unavailable: {message}");
                     break Outcome::Unavailable;
                 }

@@ -113,7 +113,13 @@ async fn a_failing_device_actor_closes_only_its_socket_and_loses_nothing() {
 }
 
 fn group_msg(group: &GroupId, epoch: u64, text: &str) -> GroupSendMessage {
-    GroupSendMessage { id: uuid::Uuid::new_v4(), group: group.clone(), epoch, content: Payload(text.into()) }
+    GroupSendMessage {
+        id: uuid::Uuid::new_v4(),
+        group: group.clone(),
+        epoch,
+        content: Payload(text.into()),
+        content_type: hush_protocol::wire::ContentType::SenderKey,
+    }
 }
 
 /// Sends a group message and returns the answer to it.
@@ -241,6 +247,7 @@ async fn a_failing_session_actor_still_leaves_a_revoked_session_revoked() {
                 device: d.id,
                 registration_id: d.registration_id,
                 content: Payload(format!("to device {}", d.id.get()).into_bytes()),
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             })
             .collect(),
         sync: vec![],

@@ -49,6 +49,7 @@ pub(crate) async fn register_device(
         _ => None,
     };
     let changed = matches!((&identity, &stored), (Some(new), Some(old)) if new != old);
+    check_last_resort(hub, user, req, changed).await?;
     let mut done = None;
     hub.directory
         .update(&user.tenant, &user.user, |set| {
@@ -150,6 +151,33 @@ fn check_device_request(req: &DeviceRequest) -> Result<Option<Vec<u8>>, AccountE
     Ok(identity)
 }
 
+/// A login's keys must carry a signed Kyber last-resort key (libsignal 0.103 cannot start a
+/// session without one), unless the device keeps the one it has: an existing device, same
+/// identity, with one stored. Checked before anything is written.
+async fn check_last_resort(
+    hub: &Hub,
+    user: &UserRecord,
+    req: &DeviceRequest,
+    changed: bool,
+) -> Result<(), AccountError> {
+    let Some(k) = &req.keys else { return Ok(()) };
+    if k.kyber_last_resort.is_some() {
+        return Ok(());
+    }
+    let keeps = match req.id {
+        Some(id) if !changed => {
+            keys::has_last_resort(hub, &DeviceAddress::new(user.tenant.clone(), user.user.clone(), id))
+                .await?
+        }
+        _ => false,
+    };
+    if keeps {
+        Ok(())
+    } else {
+        Err(AccountError::MissingKyberLastResort)
+    }
+}
+
 /// What an MFA-pending login would register, decided now (so the client learns its device id
 /// and registration id) but not written: an existing device must exist and keeps its record;
 /// a new device gets the first free id, which stays free until the session verifies.
@@ -170,6 +198,7 @@ pub(crate) async fn reserve_device(
                 None => None,
             };
             let changed = matches!((&identity, &stored), (Some(new), Some(old)) if new != old);
+            check_last_resort(hub, user, req, changed).await?;
             if changed && req.registration_id == d.registration_id {
                 request.registration_id = fresh_registration_id(d.registration_id);
             }
@@ -179,6 +208,7 @@ pub(crate) async fn reserve_device(
             if set.devices.len() as u32 >= MAX_DEVICES_PER_USER {
                 return Err(AccountError::TooManyDevices);
             }
+            check_last_resort(hub, user, req, false).await?;
             reserve_new_device_id(hub, user, &set).await?
         }
     };

@@ -27,6 +27,10 @@ pub enum AccountError {
     /// The store failed; nothing was changed.
     #[error("store unavailable")]
     Store(#[from] StoreError),
+    /// A login registering a device's keys sent no signed Kyber last-resort key; nothing was
+    /// stored.
+    #[error("keys: a signed Kyber last-resort key (kyber_last_resort) is required when a device registers its keys")]
+    MissingKyberLastResort,
     /// Password hashing failed.
     #[error("internal error")]
     Internal,

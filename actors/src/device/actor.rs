@@ -278,7 +278,7 @@ impl DeviceActor {
 
     pub(super) fn error(&mut self, id: Option<uuid::Uuid>, code: ErrorCode, message: String) {
         Metrics::add(&self.hub.metrics.sends_refused, 1);
-        self.frame(ServerFrame::Error { id, code, message });
+        self.frame(ServerFrame::Error { id, code, message, retry_after_s: None });
     }
 
     fn started(&mut self) {
@@ -451,7 +451,7 @@ impl DeviceActor {
                 if let FrameError::TooLarge(_) = e {
                     self.close(CLOSE_TOO_BIG, "frame too large", true);
                 } else {
-                    self.error(None, e.code(), e.to_string());
+                    self.error(e.id(), e.code(), e.to_string());
                 }
             }
             Inbound::Protocol { code, reason } => {
@@ -530,7 +530,7 @@ impl DeviceActor {
 
     fn queue_send(&mut self, id: uuid::Uuid, out: Outgoing) {
         if self.sends.len() + self.sending >= MAX_INFLIGHT_SENDS {
-            self.error(Some(id), ErrorCode::RateLimited, "too many sends in flight".into());
+            self.error(Some(id), ErrorCode::TooManyInFlight, "too many sends in flight".into());
             return;
         }
         self.sends.push_back((Instant::now(), out));
@@ -538,14 +538,14 @@ impl DeviceActor {
     }
 
     /// Runs one pre-key request and writes its answer; at most [`MAX_INFLIGHT_KEY_REQUESTS`]
-    /// at once per connection, more are refused with `rate_limited`.
+    /// at once per connection, more are refused with `too_many_in_flight`.
     fn key_request<F, Fut>(&mut self, id: uuid::Uuid, run: F)
     where
         F: FnOnce(Arc<Hub>, DeviceAddress) -> Fut,
         Fut: Future<Output = Result<ServerFrame, keys::KeysError>> + 'static,
     {
         if self.key_requests >= MAX_INFLIGHT_KEY_REQUESTS {
-            self.error(Some(id), ErrorCode::RateLimited, "too many key requests in flight".into());
+            self.error(Some(id), ErrorCode::TooManyInFlight, "too many key requests in flight".into());
             return;
         }
         self.key_requests += 1;

@@ -100,6 +100,7 @@ async fn queue(h: &Harness, n: usize) {
                 content: Payload(vec![i as u8; 8]),
                 event: None,
                 group: None,
+                content_type: hush_protocol::wire::ContentType::Ciphertext,
             },
         })
         .collect();
@@ -200,4 +201,56 @@ async fn an_ack_sent_with_the_close_is_stored() {
     };
     tokio::join!(actor, script);
     assert!(h.hub.store.fetch(&h.addr, 0, 10).await.unwrap().is_empty());
+}
+
+// Real time: key requests read the store on the blocking pool.
+#[tokio::test]
+async fn key_requests_over_the_bound_get_too_many_in_flight() {
+    use hush_protocol::wire::ErrorCode;
+    const N: usize = 1_000;
+    let h = harness();
+    // Room for every answer: the script reads them all, but not necessarily as fast.
+    let (actor, mut s) = connect(&h, 4 * N);
+    // Far more requests than the bound: 64 already waiting when the actor starts (the inbound
+    // channel holds 64), the rest as fast as it takes them. Reads finish quickly, but the
+    // requests arrive faster than 16 at a time can be answered.
+    let ids: Vec<uuid::Uuid> = (0..N).map(|_| uuid::Uuid::new_v4()).collect();
+    for id in &ids[..64] {
+        s.to_actor.try_send(Inbound::Frame(ClientFrame::GetKeyCounts { id: *id })).unwrap();
+    }
+    let to_actor = s.to_actor.clone();
+    let send_rest = async {
+        for id in &ids[64..] {
+            to_actor.send(Inbound::Frame(ClientFrame::GetKeyCounts { id: *id })).await.unwrap();
+        }
+    };
+    let script = async {
+        let mut answered = std::collections::HashSet::new();
+        let (mut served, mut refused) = (0, 0);
+        while answered.len() < ids.len() {
+            let Outbound::Frame(f) = s.frame().await else { continue };
+            match *f {
+                ServerFrame::KeyCounts { id, .. } => {
+                    assert!(answered.insert(id), "answered twice");
+                    served += 1;
+                }
+                // Its own code, not the pre-key rate limit's; no retry time: retry on an answer.
+                ServerFrame::Error {
+                    id: Some(id),
+                    code: ErrorCode::TooManyInFlight,
+                    retry_after_s: None,
+                    ..
+                } => {
+                    assert!(answered.insert(id), "answered twice");
+                    refused += 1;
+                }
+                ServerFrame::Ready { .. } | ServerFrame::QueueEmpty => {}
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(served >= crate::limits::MAX_INFLIGHT_KEY_REQUESTS, "{served} served");
+        assert!(refused > 0, "{N} requests at once, none refused");
+        s.to_actor.send(Inbound::Closed).await.unwrap();
+    };
+    tokio::join!(actor, send_rest, script);
 }

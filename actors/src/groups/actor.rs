@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use hush_protocol::api::GroupInfo;
 use hush_protocol::ids::{DeviceAddress, GroupId, TenantId};
 use hush_protocol::wire::{
-    Envelope, ErrorCode, GroupSendMessage, GroupStamp, Payload, ServerFrame, SessionEvent,
+    ContentType, Envelope, ErrorCode, GroupSendMessage, GroupStamp, Payload, ServerFrame, SessionEvent,
 };
 use hush_store::{NewEnvelope, SharedEnvelope, StoreError};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
@@ -47,6 +47,7 @@ pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -
         id: Some(id),
         code: ErrorCode::Unavailable,
         message: "group unavailable; retry".into(),
+        retry_after_s: None,
     }
 }
 
@@ -256,6 +257,7 @@ fn unavailable(id: uuid::Uuid) -> ServerFrame {
         id: Some(id),
         code: ErrorCode::Unavailable,
         message: "message not stored; retry".into(),
+        retry_after_s: None,
     }
 }
 
@@ -288,6 +290,7 @@ async fn store_send(
             id: Some(id),
             code: ErrorCode::UnknownGroup,
             message: "no such group, or not a member".into(),
+            retry_after_s: None,
         };
         return refuse(from, None, f);
     };
@@ -382,6 +385,7 @@ async fn queue_device_event(hub: &Hub, to: &DeviceAddress, event: SessionEvent) 
             content: Payload::default(),
             event: Some(event),
             group: None,
+            content_type: ContentType::Event,
         },
     };
     crate::delivery::queue_events(hub, vec![item], "rotation request not queued").await;
@@ -418,6 +422,7 @@ async fn fan_out(
         content: msg.content,
         event: None,
         group: Some(GroupStamp { group: s.rec.id.clone(), epoch: s.rec.epoch }),
+        content_type: msg.content_type,
     };
     let seqs =
         hub.store.enqueue_shared(SharedEnvelope { to: to.clone(), envelope: envelope.clone() }).await?;

@@ -40,7 +40,7 @@ use hush_cluster::BusMessage;
 use hush_protocol::api::{CreateGroupRequest, GroupInfo, GroupList};
 use hush_protocol::ids::{DeviceAddress, GroupId, TenantId, UserId};
 use hush_protocol::limits::{MAX_GROUPS_LISTED, MAX_GROUP_MEMBERS, MAX_GROUP_NAME_BYTES};
-use hush_protocol::wire::{Envelope, MemberDevice, Payload, SessionEvent};
+use hush_protocol::wire::{ContentType, Envelope, MemberDevice, Payload, SessionEvent};
 use hush_store::{typed, NewEnvelope, StoreError};
 use serde::{Deserialize, Serialize};
 
@@ -429,6 +429,7 @@ async fn queue_events(hub: &Hub, from: &DeviceAddress, events: Vec<(Vec<UserId>,
                         content: Payload::default(),
                         event: Some(event.clone()),
                         group: None,
+                        content_type: ContentType::Event,
                     },
                 });
             }

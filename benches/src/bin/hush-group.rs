@@ -171,6 +171,7 @@ async fn main() -> anyhow::Result<()> {
             group: group.id.clone(),
             epoch: group.epoch,
             content: Payload(content),
+            content_type: hush_protocol::wire::ContentType::SenderKey,
         };
         let t0 = epoch0.elapsed().as_nanos() as u64;
         let notified = round.done.notified();

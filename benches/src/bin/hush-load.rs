@@ -463,6 +463,7 @@ async fn writer(shared: Arc<Shared>, mut sink: SplitSink<Ws, Message>, mut rx: m
                             device: DeviceId::PRIMARY,
                             registration_id: u.registration_id,
                             content: Payload(content),
+                            content_type: hush_protocol::wire::ContentType::Ciphertext,
                         }],
                         sync: Vec::new(),
                     });

@@ -64,6 +64,7 @@ fn envelope(to: &DeviceAddress, from: &UserId, payload: usize, i: u64) -> NewEnv
             content: Payload(vec![(i % 251) as u8; payload]),
             event: None,
             group: None,
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
         },
     }
 }

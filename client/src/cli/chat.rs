@@ -177,8 +177,13 @@ async fn run(
                 }
                 eprintln!("({})", describe_account(&ev));
             }
-            Ok(Event::Undecryptable { from, from_device, reason, .. }) => {
-                eprintln!("(a message from {from}/{from_device} could not be decrypted: {reason})");
+            Ok(Event::Undecryptable { from, from_device, reason, quarantined, .. }) => {
+                let kept = if quarantined {
+                    "kept in the quarantine: `hush quarantine` lists it"
+                } else {
+                    "the quarantine is full: left on the node"
+                };
+                eprintln!("(a message from {from}/{from_device} could not be decrypted: {reason}; {kept})");
             }
             Ok(Event::KeysMaintained(a)) => eprintln!("({})", describe_keys(&a)),
             Ok(Event::SenderKeyReceived { .. }) => {}

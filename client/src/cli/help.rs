@@ -8,7 +8,7 @@ use clap::Command;
 /// The top-level groups: (heading, commands).
 pub const TOP: &[(&str, &[&str])] = &[
     ("Getting started", &["login", "logout"]),
-    ("Chat", &["send", "listen", "group"]),
+    ("Chat", &["send", "listen", "quarantine", "group"]),
     ("Your account", &["devices", "sessions", "password", "mfa", "keys"]),
     ("Administration", &["admin"]),
 ];
@@ -139,7 +139,8 @@ mod tests {
         let help = cmd.render_help().to_string();
         for line in [
             "Your account:",
-            "  sessions  List your login sessions",
+            // Names are padded to the longest one (`quarantine`).
+            "  sessions    List your login sessions",
             "Administration:",
             "Usage: hush [OPTIONS] <COMMAND>",
         ] {

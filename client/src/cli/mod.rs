@@ -4,7 +4,7 @@
 //! - [`profile`]: the profile folder and files.
 //! - [`prompt`]: terminal or stdin prompts.
 //! - [`login`]: login and logout.
-//! - [`chat`]: send and listen; [`control`]: the running `listen`'s socket, which one-shot
+//! - [`chat`]: send and listen; [`quarantine`]: what `listen` could not decrypt; [`control`]: the running `listen`'s socket, which one-shot
 //!   commands of its profile go through instead of displacing it.
 //! - [`group`]: the group commands.
 //! - [`sessions`]: your sessions, devices and pre-key counts; [`account`]: password change;
@@ -26,5 +26,6 @@ pub mod mfa;
 pub mod output;
 pub mod profile;
 pub mod prompt;
+pub mod quarantine;
 pub mod sessions;
 pub mod stepup;

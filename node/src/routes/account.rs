@@ -30,6 +30,7 @@ pub(crate) fn client_info(req: &HttpRequest) -> ClientInfo {
         (status = 401, description = "Unknown tenant or user, or wrong password (one answer for all); `one_time_password_used`: a one-time password that already served a login", body = ErrorBody),
         (status = 404, description = "The named device does not exist", body = ErrorBody),
         (status = 409, description = "The account already has its maximum number of devices", body = ErrorBody),
+        (status = 422, description = "`missing_kyber_last_resort`: `device.keys` registers a device's keys without a signed Kyber last-resort key; nothing was stored (no device registered)", body = ErrorBody),
         (status = 429, description = "`rate_limited` (too many failed attempts for this account or from this address) or `account_locked`; nothing was checked. Retry-After header", body = RateLimitedBody),
     ))]
 pub async fn login(

@@ -20,7 +20,7 @@ pub const MAX_KEYS_BODY: usize = 512 * 1024;
 #[utoipa::path(put, path = "/v1/keys", tag = "keys", security(("bearer" = [])), request_body = UploadKeysRequest,
     responses((status = 200, description = "Stored; the one-time keys now held", body = KeyCounts),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 422, description = "invalid_signature, invalid_key, invalid_key_id or too_many_keys; nothing stored", body = ErrorBody)))]
+        (status = 422, description = "invalid_signature, invalid_key, invalid_key_id, too_many_keys, or missing_kyber_last_resort (the device has no last-resort key yet and the upload has none); nothing stored", body = ErrorBody)))]
 pub async fn upload_keys(
     hub: web::Data<Hub>,
     User(me): User,
