@@ -48,6 +48,12 @@ const USER_PASSWORD: &str = "hush-load-password";
 const MAX_LATENCY_US: u64 = 120_000_000;
 /// Frames a writer coalesces before flushing the socket.
 const WRITE_BATCH: usize = 64;
+/// A delivery receipt's content: its send time (8 bytes), then this marker, then zeros.
+const RECEIPT_MARK: &[u8; 4] = b"RCPT";
+/// Bytes of a receipt's content (messages must be longer with `--receipts`).
+const RECEIPT_BYTES: usize = 16;
+/// Set in the second half of a receipt's message id (the first half is its send time).
+const RECEIPT_ID_TAG: u64 = 1 << 63;
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -113,12 +119,19 @@ struct Args {
     /// Also print the summary as one JSON line (prefixed `RESULT `).
     #[arg(long)]
     json: bool,
+    /// Answer every delivered message with a delivery receipt: a 16-byte `Send` back to its
+    /// sender (so two sends per message), measured on its own.
+    #[arg(long)]
+    receipts: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.payload < 8 {
         bail!("--payload must be at least 8 bytes");
+    }
+    if args.receipts && args.payload <= RECEIPT_BYTES {
+        bail!("--payload must be more than {RECEIPT_BYTES} bytes with --receipts");
     }
     if args.connections < 2 {
         bail!("--connections must be at least 2");
@@ -150,6 +163,9 @@ struct Stats {
     loading: AtomicBool,
     sent: AtomicU64,
     accepted: AtomicU64,
+    /// Receipts handed to the writers, and receipts delivered back to the senders.
+    receipts_sent: AtomicU64,
+    receipts_delivered: AtomicU64,
     delivered: AtomicU64,
     delivered_in_window: AtomicU64,
     leftovers: AtomicU64,
@@ -158,6 +174,9 @@ struct Stats {
     send_errors: AtomicU64,
     /// Delivery latency of messages scheduled in the window.
     delivery: Mutex<Histogram<u64>>,
+    /// Delivery latency of receipts sent in the window (receipt sent -> delivered to the
+    /// message's sender).
+    receipt: Mutex<Histogram<u64>>,
     /// `Send` -> `Accepted` latency of messages scheduled in the window.
     accept: Mutex<Histogram<u64>>,
     /// Lag of the generator itself: scheduled time -> frame handed to the socket.
@@ -175,6 +194,8 @@ impl Stats {
             loading: AtomicBool::new(false),
             sent: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
+            receipts_sent: AtomicU64::new(0),
+            receipts_delivered: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             delivered_in_window: AtomicU64::new(0),
             leftovers: AtomicU64::new(0),
@@ -182,6 +203,7 @@ impl Stats {
             disconnects: AtomicU64::new(0),
             send_errors: AtomicU64::new(0),
             delivery: Mutex::new(new_hist()?),
+            receipt: Mutex::new(new_hist()?),
             accept: Mutex::new(new_hist()?),
             lag: Mutex::new(new_hist()?),
             interval: Mutex::new(new_hist()?),
@@ -432,7 +454,17 @@ async fn ws_connect(base: &str, token: &str) -> anyhow::Result<Ws> {
 }
 
 enum Cmd {
-    Send { sched_ns: u64, seq: u64, to: u32 },
+    Send {
+        sched_ns: u64,
+        seq: u64,
+        to: u32,
+    },
+    /// A delivery receipt to user `to`, sent at `sent_ns`.
+    Receipt {
+        sent_ns: u64,
+        seq: u64,
+        to: u32,
+    },
     Ack(u64),
 }
 
@@ -440,6 +472,33 @@ struct Shared {
     stats: Stats,
     users: Vec<User>,
     payload: usize,
+    /// Each user's index (receipts go back to a message's sender); empty without `--receipts`.
+    index: HashMap<UserId, u32>,
+}
+
+/// A 1:1 frame of `content` to user `u` (its primary device).
+fn send_frame(u: &User, id: uuid::Uuid, content: Vec<u8>) -> ClientFrame {
+    ClientFrame::Send(SendMessage {
+        id,
+        to: u.name.clone(),
+        devices: vec![DeviceMessage {
+            device: DeviceId::PRIMARY,
+            registration_id: u.registration_id,
+            content: Payload(content),
+            content_type: hush_protocol::wire::ContentType::Ciphertext,
+        }],
+        sync: Vec::new(),
+    })
+}
+
+/// Whether a delivered content is a receipt, and then its send time.
+fn receipt_sent_ns(content: &[u8]) -> Option<u64> {
+    if content.len() != RECEIPT_BYTES || content.get(8..12) != Some(RECEIPT_MARK.as_slice()) {
+        return None;
+    }
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(content.get(..8)?);
+    Some(u64::from_le_bytes(ts))
 }
 
 async fn writer(shared: Arc<Shared>, mut sink: SplitSink<Ws, Message>, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -450,23 +509,32 @@ async fn writer(shared: Arc<Shared>, mut sink: SplitSink<Ws, Message>, mut rx: m
         for c in batch.drain(..) {
             match c {
                 Cmd::Ack(s) => acks.push(s),
+                Cmd::Receipt { sent_ns, seq, to } => {
+                    let Some(u) = shared.users.get(to as usize) else {
+                        continue;
+                    };
+                    let mut content = vec![0u8; RECEIPT_BYTES];
+                    content[..8].copy_from_slice(&sent_ns.to_le_bytes());
+                    content[8..12].copy_from_slice(RECEIPT_MARK);
+                    let frame =
+                        send_frame(u, uuid::Uuid::from_u64_pair(sent_ns, RECEIPT_ID_TAG | seq), content);
+                    let Ok(bytes) = frame.encode_binary() else {
+                        st.send_errors.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    };
+                    if sink.feed(Message::Binary(bytes.into())).await.is_err() {
+                        st.send_errors.fetch_add(1, Ordering::Relaxed);
+                        break 'outer;
+                    }
+                    st.sent.fetch_add(1, Ordering::Relaxed);
+                }
                 Cmd::Send { sched_ns, seq, to } => {
                     let Some(u) = shared.users.get(to as usize) else {
                         continue;
                     };
                     let mut content = vec![0u8; shared.payload];
                     content[..8].copy_from_slice(&sched_ns.to_le_bytes());
-                    let frame = ClientFrame::Send(SendMessage {
-                        id: uuid::Uuid::from_u64_pair(sched_ns, seq),
-                        to: u.name.clone(),
-                        devices: vec![DeviceMessage {
-                            device: DeviceId::PRIMARY,
-                            registration_id: u.registration_id,
-                            content: Payload(content),
-                            content_type: hush_protocol::wire::ContentType::Ciphertext,
-                        }],
-                        sync: Vec::new(),
-                    });
+                    let frame = send_frame(u, uuid::Uuid::from_u64_pair(sched_ns, seq), content);
                     let Ok(bytes) = frame.encode_binary() else {
                         st.send_errors.fetch_add(1, Ordering::Relaxed);
                         continue;
@@ -510,6 +578,7 @@ async fn reader(
     let st = &shared.stats;
     let mut drained = false;
     let mut refusals_shown = 0u32;
+    let mut receipts = 0u64;
     loop {
         let msg = tokio::select! {
             m = stream.next() => m,
@@ -554,6 +623,18 @@ async fn reader(
                 if !drained || !st.loading.load(Ordering::Relaxed) || env.content.0.len() < 8 {
                     st.leftovers.fetch_add(1, Ordering::Relaxed);
                     continue;
+                }
+                if let Some(sent) = receipt_sent_ns(&env.content.0) {
+                    st.receipts_delivered.fetch_add(1, Ordering::Relaxed);
+                    if st.in_window(sent) {
+                        record(&st.receipt, now.saturating_sub(sent));
+                    }
+                    continue;
+                }
+                if let Some(&to) = shared.index.get(&env.from) {
+                    receipts += 1;
+                    st.receipts_sent.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.send(Cmd::Receipt { sent_ns: now, seq: receipts, to });
                 }
                 let mut ts = [0u8; 8];
                 ts.copy_from_slice(&env.content.0[..8]);
@@ -680,6 +761,20 @@ fn tcp_kernel_kib() -> Option<(u64, u64)> {
     Some((field("mem")? * 4, field("inuse")?))
 }
 
+/// Kernel slab memory of sockets (`/proc/slabinfo`, readable by root only): the caches a TCP
+/// socket and its file take (`TCP`, `sock_inode_cache`, `eventpoll_epi`, `filp`), in KiB.
+fn socket_slab_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/slabinfo").ok()?;
+    let mut bytes = 0u64;
+    for l in s.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if matches!(f.first(), Some(&("TCP" | "sock_inode_cache" | "eventpoll_epi" | "filp"))) {
+            bytes += f.get(1)?.parse::<u64>().ok()? * f.get(3)?.parse::<u64>().ok()?;
+        }
+    }
+    Some(bytes / 1024)
+}
+
 fn rss_kb(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -705,10 +800,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let half = n / 2;
 
     let tokens = prepare_users(&args, &users).await?;
-    let shared = Arc::new(Shared { stats: Stats::new()?, users, payload: args.payload });
+    let index = if args.receipts {
+        users
+            .iter()
+            .enumerate()
+            .map(|(i, u)| Ok((u.name.clone(), u32::try_from(i)?)))
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        HashMap::new()
+    };
+    let shared = Arc::new(Shared { stats: Stats::new()?, users, payload: args.payload, index });
 
     let rss_before = args.hushd_pid.and_then(rss_kb);
     let kernel_before = tcp_kernel_kib();
+    let slab_before = socket_slab_kib();
     println!(
         "connecting {n} clients ({} handshakes at a time){}...",
         args.connect_concurrency,
@@ -785,6 +890,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 (kb1.saturating_sub(kb0)) as f64 * 1024.0 / 1000.0 / n as f64
             );
         }
+        if let (Some(k0), Some(k1)) = (slab_before, socket_slab_kib()) {
+            println!(
+                "kernel socket slabs (TCP, sock_inode_cache, eventpoll_epi, filp; both ends): {k0} KiB -> {k1} KiB: {:.2} KB per connection (both ends)",
+                (k1.saturating_sub(k0)) as f64 * 1024.0 / 1000.0 / n as f64
+            );
+        }
     }
 
     // Load phase.
@@ -821,11 +932,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut progress = tokio::time::interval_at(load_t0 + Duration::from_secs(1), Duration::from_secs(1));
     let mut scheduled: Option<u64> = None;
     let mut scheduler = Some(scheduler);
-    let cpu_start = (args.hushd_pid.and_then(cpu_ticks), cpu_ticks(std::process::id()));
+    // CPU is counted over the measured window only (the warm-up is left out).
+    let mut cpu_start = (args.hushd_pid.and_then(cpu_ticks), cpu_ticks(std::process::id()));
     let mut cpu_window = None;
     loop {
         progress.tick().await;
         second += 1;
+        if second == args.warmup {
+            cpu_start = (args.hushd_pid.and_then(cpu_ticks), cpu_ticks(std::process::id()));
+        }
         if second == args.warmup + args.duration {
             cpu_window = Some((args.hushd_pid.and_then(cpu_ticks), cpu_ticks(std::process::id())));
         }
@@ -862,7 +977,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         last = (sent, acc, del);
         if let Some(total_sched) = scheduled {
             let refused = st.refused.load(Ordering::Relaxed);
-            if acc + refused >= total_sched && del >= acc {
+            let (rsent, rdel) =
+                (st.receipts_sent.load(Ordering::Relaxed), st.receipts_delivered.load(Ordering::Relaxed));
+            if acc + refused >= total_sched + rsent && del + rdel >= acc {
                 break;
             }
         }
@@ -893,12 +1010,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let disconnects = st.disconnects.load(Ordering::Relaxed);
     let send_errors = st.send_errors.load(Ordering::Relaxed);
     let unanswered = sent.saturating_sub(acc + refused);
-    let undelivered = acc.saturating_sub(del);
+    let rsent = st.receipts_sent.load(Ordering::Relaxed);
+    let rdel = st.receipts_delivered.load(Ordering::Relaxed);
+    let undelivered = acc.saturating_sub(del + rdel);
     let dwin = st.delivered_in_window.load(Ordering::Relaxed);
     let delivered_rate = dwin as f64 / measured.as_secs_f64().max(1e-9);
     let d = snapshot(&st.delivery).ok_or_else(|| anyhow!("histogram poisoned"))?;
     let a = snapshot(&st.accept).ok_or_else(|| anyhow!("histogram poisoned"))?;
     let l = snapshot(&st.lag).ok_or_else(|| anyhow!("histogram poisoned"))?;
+    let r = snapshot(&st.receipt).ok_or_else(|| anyhow!("histogram poisoned"))?;
     println!("--- hush-load summary ---");
     println!(
         "connections {n}, payload {} B, offered {rate:.0} msg/s, window {} s after {} s warm-up",
@@ -913,8 +1033,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         d.max() as f64 / 1e3,
         d.len()
     );
+    if args.receipts {
+        println!(
+            "receipt delivery latency (receipt sent -> delivered to the sender): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms  (n={}); receipts sent {rsent}, delivered {rdel}",
+            quantile_ms(&r, 0.5),
+            quantile_ms(&r, 0.99),
+            quantile_ms(&r, 0.999),
+            r.max() as f64 / 1e3,
+            r.len()
+        );
+    }
     println!(
-        "accepted latency (send -> Accepted): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
+        "accepted latency (send -> Accepted, receipts included): p50 {:.2} ms  p99 {:.2} ms  p99.9 {:.2} ms  max {:.2} ms",
         quantile_ms(&a, 0.5),
         quantile_ms(&a, 0.99),
         quantile_ms(&a, 0.999),
@@ -929,14 +1059,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!(
         "totals: sent {sent}, accepted {acc}, delivered {del}; errors: refused {refused}, unanswered after grace {unanswered}, accepted but undelivered {undelivered}, disconnects {disconnects}, write errors {send_errors}"
     );
-    let secs = (args.warmup + args.duration) as f64;
+    let secs = args.duration.max(1) as f64;
     let pct = |a: Option<u64>, b: Option<u64>| match (a, b) {
         (Some(a), Some(b)) => format!("{:.0}%", (b.saturating_sub(a)) as f64 / clk_tck() / secs * 100.0),
         _ => "n/a".into(),
     };
     if let Some((node_end, gen_end)) = cpu_window {
         println!(
-            "CPU during warm-up + window: hushd {}, hush-load {} (100% = one core)",
+            "CPU during the measured window: hushd {}, hush-load {} (100% = one core)",
             pct(cpu_start.0, node_end),
             pct(cpu_start.1, gen_end)
         );
@@ -961,6 +1091,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "accepted_p50_ms": quantile_ms(&a, 0.5),
             "accepted_p99_ms": quantile_ms(&a, 0.99),
             "lag_p99_ms": quantile_ms(&l, 0.99),
+            "receipts": args.receipts,
+            "receipts_sent": rsent,
+            "receipts_delivered": rdel,
+            "receipt_p50_ms": quantile_ms(&r, 0.5),
+            "receipt_p99_ms": quantile_ms(&r, 0.99),
             "sent": sent,
             "accepted": acc,
             "delivered": del,
