@@ -233,6 +233,15 @@ impl Node {
         n
     }
 
+    /// Nodes `node-a`, `node-b` and `node-c` on one Redis and one MongoDB, each knowing the
+    /// administrator's password.
+    pub fn three_clustered(redis: &Redis, mongo: &Mongo) -> Vec<Node> {
+        let mut nodes: Vec<Node> =
+            ["node-a", "node-b", "node-c"].iter().map(|n| Node::start_clustered(redis, mongo, n)).collect();
+        share_admin_password(&mut nodes);
+        nodes
+    }
+
     fn cluster_args(redis: &Redis, mongo: &Mongo, name: &str) -> Vec<String> {
         vec![
             "--mfa-key-file".into(),
@@ -639,6 +648,15 @@ pub async fn drain_all(conn: &mut Connection) -> Vec<hush_protocol::wire::Envelo
             ServerFrame::Ready { .. } => {}
             other => panic!("unexpected frame while draining: {other:?}"),
         }
+    }
+}
+
+/// Gives every node of a cluster the first node's view of the administrator's password (one
+/// tenant, bootstrapped once, in the shared store).
+pub fn share_admin_password(nodes: &mut [Node]) {
+    let pw = nodes.first().and_then(|n| n.admin_password.clone());
+    for n in nodes {
+        n.admin_password = pw.clone();
     }
 }
 

@@ -38,10 +38,7 @@ impl Cluster {
                 Node::start_clustered(&redis, &mongo, name)
             });
         }
-        let pw = nodes[0].admin_password.clone();
-        for n in &mut nodes {
-            n.admin_password = pw.clone();
-        }
+        hush_tests::share_admin_password(&mut nodes);
         Cluster { redis, _mongo: mongo, nodes }
     }
 }

@@ -265,12 +265,7 @@ async fn verified(node: &Node, console: &Console) {
 #[tokio::test]
 async fn on_three_nodes_the_console_lists_and_revokes_sessions_held_anywhere() {
     let (redis, mongo) = (Redis::start(), Mongo::start());
-    let mut nodes: Vec<Node> =
-        ["node-a", "node-b", "node-c"].iter().map(|n| Node::start_clustered(&redis, &mongo, n)).collect();
-    let pw = nodes[0].admin_password.clone();
-    for n in &mut nodes {
-        n.admin_password = pw.clone();
-    }
+    let nodes = Node::three_clustered(&redis, &mongo);
     let admin = nodes[0].stepped_admin().await;
     let _ = nodes[0].user(&admin, "alice").await;
     // Alice's socket lives on node C.

@@ -197,12 +197,7 @@ async fn a_policy_change_in_the_console_challenges_the_next_login() {
 async fn on_three_nodes_the_console_shows_every_node_and_revokes_a_socket_held_on_another() {
     let Some(b) = browser().await else { return };
     let (redis, mongo) = (Redis::start(), Mongo::start());
-    let mut nodes: Vec<Node> =
-        ["node-a", "node-b", "node-c"].iter().map(|n| Node::start_clustered(&redis, &mongo, n)).collect();
-    let pw = nodes[0].admin_password.clone();
-    for n in &mut nodes {
-        n.admin_password = pw.clone();
-    }
+    let nodes = Node::three_clustered(&redis, &mongo);
     let admin = nodes[0].stepped_admin().await;
     let _ = nodes[0].user(&admin, "alice").await;
     let _ = nodes[0].user(&admin, "bob").await;

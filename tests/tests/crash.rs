@@ -27,18 +27,8 @@ async fn blast(
     let mut inflight = 0;
     loop {
         while inflight < window {
-            let m = SendMessage {
-                id: uuid::Uuid::new_v4(),
-                to: UserId::new("bob").unwrap(),
-                devices: vec![DeviceMessage {
-                    device: hush_protocol::ids::DeviceId::PRIMARY,
-                    registration_id: hush_protocol::ids::RegistrationId::new(u32::from(bob_reg)).unwrap(),
-                    content: Payload(vec![7; 256]),
-                    content_type: hush_protocol::wire::ContentType::Ciphertext,
-                }],
-                sync: vec![],
-            };
-            if conn.send_frame(&ClientFrame::Send(m)).await.is_err() {
+            let m = one_message(&UserId::new("bob").unwrap(), u32::from(bob_reg), 256);
+            if conn.send_frame(&m).await.is_err() {
                 return;
             }
             inflight += 1;

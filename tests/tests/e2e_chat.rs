@@ -31,10 +31,7 @@ fn start_cluster() -> Cluster {
     for name in ["node-b", "node-c"] {
         nodes.push(Node::start_clustered(&redis, &mongo, name));
     }
-    let pw = nodes[0].admin_password.clone();
-    for n in &mut nodes {
-        n.admin_password = pw.clone();
-    }
+    hush_tests::share_admin_password(&mut nodes);
     Cluster { _redis: redis, mongo, nodes }
 }
 

@@ -481,12 +481,7 @@ fn on(node: &Node, s: &Session) -> Session {
 /// Nodes a, b and c on one Redis and one MongoDB (the administrator's password known to each),
 /// and their URLs.
 fn three_nodes(redis: &Redis, mongo: &Mongo) -> (Vec<Node>, Vec<String>) {
-    let mut nodes: Vec<Node> =
-        ["node-a", "node-b", "node-c"].iter().map(|n| Node::start_clustered(redis, mongo, n)).collect();
-    let pw = nodes[0].admin_password.clone();
-    for n in &mut nodes {
-        n.admin_password = pw.clone();
-    }
+    let nodes = Node::three_clustered(redis, mongo);
     let urls = nodes.iter().map(Node::url).collect();
     (nodes, urls)
 }

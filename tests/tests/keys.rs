@@ -254,10 +254,7 @@ fn cluster(n: usize, extra: &[&str]) -> Cluster {
     if n >= 3 {
         assert!(nodes[2].url().starts_with("https://"), "{}", nodes[2].url());
     }
-    let pw = nodes[0].admin_password.clone();
-    for n in &mut nodes {
-        n.admin_password = pw.clone();
-    }
+    hush_tests::share_admin_password(&mut nodes);
     Cluster { _redis: redis, _mongo: mongo, nodes }
 }
 

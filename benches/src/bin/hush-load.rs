@@ -507,48 +507,35 @@ async fn writer(shared: Arc<Shared>, mut sink: SplitSink<Ws, Message>, mut rx: m
     let mut batch: Vec<Cmd> = Vec::with_capacity(WRITE_BATCH);
     'outer: while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
         for c in batch.drain(..) {
-            match c {
-                Cmd::Ack(s) => acks.push(s),
-                Cmd::Receipt { sent_ns, seq, to } => {
-                    let Some(u) = shared.users.get(to as usize) else {
-                        continue;
-                    };
-                    let mut content = vec![0u8; RECEIPT_BYTES];
-                    content[..8].copy_from_slice(&sent_ns.to_le_bytes());
-                    content[8..12].copy_from_slice(RECEIPT_MARK);
-                    let frame =
-                        send_frame(u, uuid::Uuid::from_u64_pair(sent_ns, RECEIPT_ID_TAG | seq), content);
-                    let Ok(bytes) = frame.encode_binary() else {
-                        st.send_errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    if sink.feed(Message::Binary(bytes.into())).await.is_err() {
-                        st.send_errors.fetch_add(1, Ordering::Relaxed);
-                        break 'outer;
-                    }
-                    st.sent.fetch_add(1, Ordering::Relaxed);
+            // A message carries its scheduled time, a receipt its send time and a marker.
+            let (t_ns, id_low, to, receipt) = match c {
+                Cmd::Ack(s) => {
+                    acks.push(s);
+                    continue;
                 }
-                Cmd::Send { sched_ns, seq, to } => {
-                    let Some(u) = shared.users.get(to as usize) else {
-                        continue;
-                    };
-                    let mut content = vec![0u8; shared.payload];
-                    content[..8].copy_from_slice(&sched_ns.to_le_bytes());
-                    let frame = send_frame(u, uuid::Uuid::from_u64_pair(sched_ns, seq), content);
-                    let Ok(bytes) = frame.encode_binary() else {
-                        st.send_errors.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    };
-                    if sink.feed(Message::Binary(bytes.into())).await.is_err() {
-                        st.send_errors.fetch_add(1, Ordering::Relaxed);
-                        break 'outer;
-                    }
-                    st.sent.fetch_add(1, Ordering::Relaxed);
-                    let now = st.now_ns();
-                    if st.in_window(sched_ns) {
-                        record(&st.lag, now.saturating_sub(sched_ns));
-                    }
-                }
+                Cmd::Send { sched_ns, seq, to } => (sched_ns, seq, to, false),
+                Cmd::Receipt { sent_ns, seq, to } => (sent_ns, RECEIPT_ID_TAG | seq, to, true),
+            };
+            let Some(u) = shared.users.get(to as usize) else {
+                continue;
+            };
+            let mut content = vec![0u8; if receipt { RECEIPT_BYTES } else { shared.payload }];
+            content[..8].copy_from_slice(&t_ns.to_le_bytes());
+            if receipt {
+                content[8..12].copy_from_slice(RECEIPT_MARK);
+            }
+            let Ok(bytes) = send_frame(u, uuid::Uuid::from_u64_pair(t_ns, id_low), content).encode_binary()
+            else {
+                st.send_errors.fetch_add(1, Ordering::Relaxed);
+                continue;
+            };
+            if sink.feed(Message::Binary(bytes.into())).await.is_err() {
+                st.send_errors.fetch_add(1, Ordering::Relaxed);
+                break 'outer;
+            }
+            st.sent.fetch_add(1, Ordering::Relaxed);
+            if !receipt && st.in_window(t_ns) {
+                record(&st.lag, st.now_ns().saturating_sub(t_ns));
             }
         }
         if !acks.is_empty() {
