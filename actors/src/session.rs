@@ -61,10 +61,10 @@ pub async fn serve(
         let Err(panic) = run else { return };
         let id = format!("session {}", actor.session.id);
         let decision = match hub.tree.get(Area::Sessions) {
-            Some(sup) => sup.child_failed(id, panic_text(&*panic)).await,
+            Some(sup) => Box::pin(sup.child_failed(id, panic_text(&*panic))).await,
             None => Decision::Stop,
         };
-        if decision == Decision::Stop || !actor.reload().await {
+        if decision == Decision::Stop || !Box::pin(actor.reload()).await {
             actor.socket.disconnect(Disconnect {
                 session_id: Some(actor.session.id.clone()),
                 ..Disconnect::new(CLOSE_INTERNAL)
@@ -123,7 +123,9 @@ impl SessionActor {
                     if self.socket.is_closed() {
                         return;
                     }
-                    match self.tick().await {
+                    // Boxed: the tick's store reads would otherwise size every idle session's
+                    // task (issue 15's heap profile).
+                    match Box::pin(self.tick()).await {
                         Ok(Some(n)) => next = n.clamp(MIN_TICK, MAX_TICK),
                         // Ended: the socket was told; its revocation may still be in the
                         // mailbox, and the actor stops once the socket has closed.

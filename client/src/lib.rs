@@ -37,7 +37,7 @@ use hush_protocol::e2e::{
 use hush_protocol::ids::{DeviceId, GroupId, MessageId, RegistrationId, TenantId, UserId};
 use hush_protocol::wire::{
     ClientFrame, ContentType, DeviceMessage, GroupSendMessage, Payload, SendMessage, ServerFrame,
-    SUBPROTOCOL_POSTCARD,
+    SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -656,6 +656,11 @@ impl Session {
 
     /// Opens the chat socket, authenticated by header, speaking postcard.
     pub async fn connect(&self) -> Result<Connection> {
+        self.connect_encoded(false).await
+    }
+
+    /// Opens the chat socket speaking JSON text frames (`hush.json`) when `json`, else postcard.
+    pub async fn connect_encoded(&self, json: bool) -> Result<Connection> {
         let url = format!("{}/v1/ws", self.client.base.replacen("http", "ws", 1));
         let connector = if url.starts_with("wss://") {
             let tls =
@@ -670,7 +675,8 @@ impl Session {
             "authorization",
             HeaderValue::from_str(&format!("Bearer {}", self.login.token.expose())).map_err(transport)?,
         );
-        h.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL_POSTCARD));
+        let subprotocol = if json { SUBPROTOCOL_JSON } else { SUBPROTOCOL_POSTCARD };
+        h.insert("sec-websocket-protocol", HeaderValue::from_static(subprotocol));
         let connected =
             tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)).await;
         let (ws, _) = connected.map_err(|e| match e {
@@ -687,7 +693,7 @@ impl Session {
             }
             e => tls::tls_failure(&e).unwrap_or_else(|| transport(e)),
         })?;
-        Ok(Connection { ws, pending: VecDeque::new(), session: self.clone() })
+        Ok(Connection { ws, pending: VecDeque::new(), session: self.clone(), json })
     }
 }
 
@@ -696,6 +702,8 @@ pub struct Connection {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     pending: VecDeque<ServerFrame>,
     session: Session,
+    /// Frames are JSON text (`hush.json`) instead of postcard.
+    json: bool,
 }
 
 /// Attempts of [`Connection::send_message`] when the device set changed under it.
@@ -704,8 +712,12 @@ pub const SEND_ATTEMPTS: usize = 3;
 impl Connection {
     /// Sends one frame.
     pub async fn send_frame(&mut self, f: &ClientFrame) -> Result<()> {
-        let bytes = f.encode_binary().map_err(transport)?;
-        self.ws.send(Message::Binary(bytes.into())).await.map_err(transport)
+        let m = if self.json {
+            Message::Text(f.encode_text().map_err(transport)?.into())
+        } else {
+            Message::Binary(f.encode_binary().map_err(transport)?.into())
+        };
+        self.ws.send(m).await.map_err(transport)
     }
 
     /// Sends raw bytes as a binary frame (for tests of malformed input).

@@ -12,7 +12,7 @@ use std::rc::Rc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Item, Message, MessageStream, ProtocolError, Session};
 use bytes::{Bytes, BytesMut};
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use hush_actors::accounts::{self, Authed};
 use hush_actors::delivery::registry::{DeviceHandle, SessionHandle};
 use hush_actors::device::{
@@ -76,10 +76,21 @@ pub async fn websocket(
         _ => Format::Unset,
     };
     let stream = Reassembler::new(stream.max_frame_size(MAX_FRAME_BYTES));
-    actix_web::rt::spawn(async move {
-        connection(hub.into_inner(), session, stream, header_auth, format).await;
-        drop(permit);
-    });
+    let hub = hub.into_inner();
+    let fmt: SharedFormat = Rc::new(Cell::new(format));
+    // The task of a connection lives as long as the socket: it holds only what the socket's
+    // life needs (issue 15's heap profile found 12 KB per idle connection here when the
+    // authentication's state and moved-from locals were part of it).
+    match header_auth {
+        Some(authed) => {
+            actix_web::rt::spawn(run_device(hub, session, stream, authed, fmt).map(move |()| drop(permit)));
+        }
+        None => {
+            actix_web::rt::spawn(
+                first_frame_connection(hub, session, stream, fmt).map(move |()| drop(permit)),
+            );
+        }
+    }
     Ok(resp)
 }
 
@@ -89,22 +100,18 @@ async fn close(session: Session, code: u16, reason: &str) {
         .await;
 }
 
-async fn connection(
+/// A socket without an `Authorization` header: authenticated by its first frame, then run.
+async fn first_frame_connection(
     hub: std::sync::Arc<Hub>,
     mut session: Session,
     mut stream: Reassembler,
-    header_auth: Option<Authed>,
-    format: Format,
+    fmt: SharedFormat,
 ) {
-    let fmt: SharedFormat = Rc::new(Cell::new(format));
-    let authed = match header_auth {
-        Some(a) => a,
-        None => match first_frame_auth(&hub, &mut session, &mut stream, &fmt).await {
-            Ok(a) => a,
-            Err((code, why)) => return close(session, code, &why).await,
-        },
-    };
-    run_device(hub, session, stream, authed, fmt).await;
+    // Boxed: the authentication's state (store reads) is not kept for the socket's life.
+    match Box::pin(first_frame_auth(&hub, &mut session, &mut stream, &fmt)).await {
+        Ok(authed) => run_device(hub, session, stream, authed, fmt).await,
+        Err((code, why)) => close(session, code, &why).await,
+    }
 }
 
 /// Writes a typed error frame before a close.
@@ -155,15 +162,16 @@ async fn first_frame_auth(
     Err(unauthorized(refused))
 }
 
-/// Runs an authenticated socket: its session's actor on a task of its own, its device's
-/// actor and the socket writer on this connection's task.
-async fn run_device(
+/// Starts an authenticated socket: its session's actor on a task of its own; returns its
+/// device's actor joined with the socket writer, for this connection's task. Not `async`, so
+/// that none of the setup's locals is part of the long-lived future.
+fn run_device(
     hub: std::sync::Arc<Hub>,
     session: Session,
     stream: Reassembler,
     authed: Authed,
     fmt: SharedFormat,
-) {
+) -> impl std::future::Future<Output = ()> {
     let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
     let (closer, close_rx) = Closer::new();
     let in_fmt = fmt.clone();
@@ -179,7 +187,7 @@ async fn run_device(
     };
     tokio::spawn(hush_actors::session::serve(hub.clone(), authed.session, authed.admin, device, session_rx));
     let actor = hush_actors::device::serve(hub, wiring, inbound);
-    futures_util::future::join(actor, writer(session, rx, close_rx, fmt)).await;
+    futures_util::future::join(actor, writer(session, rx, close_rx, fmt)).map(|_| ())
 }
 
 /// A client message, reassembled from its fragments, or why the socket must close.

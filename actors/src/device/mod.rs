@@ -134,27 +134,31 @@ pub struct Wiring {
 }
 
 /// Runs the actor of one authenticated socket until it stops, reading `inbound`; supervised
-/// as the module says. Resolves when the actor has stopped.
-pub async fn serve(
+/// as the module says. The future resolves when the actor has stopped.
+///
+/// Not `async`: the setup's locals (the actor, moved into its run) would otherwise stay in the
+/// future for the socket's whole life next to their moved copies (issue 15's heap profile).
+pub fn serve(
     hub: Arc<Hub>,
     wiring: Wiring,
     inbound: impl futures_util::Stream<Item = Inbound> + Unpin,
-) {
+) -> impl std::future::Future<Output = ()> {
     let closer = wiring.sink.close.clone();
     let addr = wiring.addr.clone();
     let (actor, mailbox) = DeviceActor::new(hub.clone(), wiring);
     let conn_id = actor.conn_id();
-    let run = std::panic::AssertUnwindSafe(actor.run(inbound, mailbox)).catch_unwind();
-    let Err(panic) = run.await else { return };
-    // The actor's state is gone with the panic: do what its stop would have done.
-    closer.close(CloseFrame { code: CLOSE_INTERNAL, reason: "internal error".into(), flush: false });
-    actor::unregister(&hub, &addr, conn_id);
-    Metrics::dec(&hub.metrics.connections);
-    let reason = panic_text(&*panic);
-    match hub.tree.get(Area::Devices) {
-        Some(sup) => {
-            sup.child_failed(format!("device {addr}"), reason).await;
+    std::panic::AssertUnwindSafe(actor.run(inbound, mailbox)).catch_unwind().then(move |run| async move {
+        let Err(panic) = run else { return };
+        // The actor's state is gone with the panic: do what its stop would have done.
+        closer.close(CloseFrame { code: CLOSE_INTERNAL, reason: "internal error".into(), flush: false });
+        actor::unregister(&hub, &addr, conn_id);
+        Metrics::dec(&hub.metrics.connections);
+        let reason = panic_text(&*panic);
+        match hub.tree.get(Area::Devices) {
+            Some(sup) => {
+                sup.child_failed(format!("device {addr}"), reason).await;
+            }
+            None => tracing::error!(device = %addr, %reason, "device actor failed (no supervisor)"),
         }
-        None => tracing::error!(device = %addr, %reason, "device actor failed (no supervisor)"),
-    }
+    })
 }

@@ -57,6 +57,9 @@ struct Args {
     /// Concurrent logins during setup (Argon2id is costly).
     #[arg(long, default_value_t = 8)]
     login_concurrency: usize,
+    /// Sockets speak JSON text frames (`hush.json`) instead of postcard.
+    #[arg(long)]
+    json: bool,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -107,8 +110,9 @@ async fn main() -> anyhow::Result<()> {
     let epoch0 = Instant::now();
     let receivers = (args.members - 1) as u64;
     let mut ready = Vec::new();
+    let json = args.json;
     for s in &sessions[1..] {
-        let mut conn = s.connect().await.context("connect")?;
+        let mut conn = s.connect_encoded(json).await.context("connect")?;
         let round = round.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         ready.push(rx);
@@ -150,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
     for r in ready {
         r.await.context("a receiver did not drain its queue")?;
     }
-    let mut sender = sessions[0].connect().await.context("sender connect")?;
+    let mut sender = sessions[0].connect_encoded(args.json).await.context("sender connect")?;
     loop {
         if let ServerFrame::QueueEmpty = sender.next_frame().await? {
             break;

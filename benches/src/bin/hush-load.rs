@@ -31,7 +31,7 @@ use hush_client::{Client, ClientError, Session};
 use hush_protocol::api::{DeviceRequest, LoginResponse, Secret};
 use hush_protocol::ids::{DeviceId, RegistrationId, TenantId, UserId};
 use hush_protocol::wire::{
-    ClientFrame, DeviceMessage, Payload, SendMessage, ServerFrame, SUBPROTOCOL_POSTCARD,
+    ClientFrame, DeviceMessage, Payload, SendMessage, ServerFrame, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
 };
 use rand::{Rng, SeedableRng};
 use tokio::net::TcpStream;
@@ -54,6 +54,37 @@ const RECEIPT_MARK: &[u8; 4] = b"RCPT";
 const RECEIPT_BYTES: usize = 16;
 /// Set in the second half of a receipt's message id (the first half is its send time).
 const RECEIPT_ID_TAG: u64 = 1 << 63;
+
+/// The two frame encodings a node speaks (WebSocket subprotocols `hush.postcard`, `hush.json`).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Postcard,
+    Json,
+}
+
+impl Encoding {
+    fn subprotocol(self) -> &'static str {
+        match self {
+            Encoding::Postcard => SUBPROTOCOL_POSTCARD,
+            Encoding::Json => SUBPROTOCOL_JSON,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Encoding::Postcard => "postcard",
+            Encoding::Json => "json",
+        }
+    }
+
+    /// One client frame as a WebSocket message of this encoding.
+    fn encode(self, f: &ClientFrame) -> Option<Message> {
+        match self {
+            Encoding::Postcard => f.encode_binary().ok().map(|b| Message::Binary(b.into())),
+            Encoding::Json => f.encode_text().ok().map(|t| Message::Text(t.into())),
+        }
+    }
+}
 
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -80,6 +111,17 @@ struct Args {
     /// idle (for memory measurements).
     #[arg(long, default_value_t = 1000.0)]
     rate: f64,
+    /// A sweep: these rates one after another on the same connections (instead of `--rate`),
+    /// each with its own warm-up, window and grace, then one table. Give them in rising order.
+    #[arg(long, value_delimiter = ',')]
+    rates: Vec<f64>,
+    /// The sweep stops after the first rate whose delivery p99 is above this (ms): a saturated
+    /// node leaves a backlog that would only spoil the higher rates.
+    #[arg(long, default_value_t = 1000.0)]
+    sweep_stop_ms: f64,
+    /// Frame encoding on the sockets: `postcard` (binary frames) or `json` (text frames).
+    #[arg(long, value_enum, default_value_t = Encoding::Postcard)]
+    encoding: Encoding,
     /// Payload bytes per message (at least 8: the first 8 carry the send time).
     #[arg(long, default_value_t = 256)]
     payload: usize,
@@ -138,6 +180,9 @@ fn main() -> anyhow::Result<()> {
     }
     if !(args.rate >= 0.0 && args.rate.is_finite()) {
         bail!("--rate must be a non-negative number");
+    }
+    if args.rates.iter().any(|r| !(*r > 0.0 && r.is_finite())) {
+        bail!("--rates must be positive numbers");
     }
     let rt = if args.threads <= 1 {
         tokio::runtime::Builder::new_current_thread().enable_all().build()?
@@ -208,6 +253,28 @@ impl Stats {
             lag: Mutex::new(new_hist()?),
             interval: Mutex::new(new_hist()?),
         })
+    }
+
+    /// Zeroes every counter and histogram before the next rate of a sweep.
+    fn reset(&self) {
+        for c in [
+            &self.sent,
+            &self.accepted,
+            &self.receipts_sent,
+            &self.receipts_delivered,
+            &self.delivered,
+            &self.delivered_in_window,
+            &self.refused,
+            &self.disconnects,
+            &self.send_errors,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for h in [&self.delivery, &self.receipt, &self.accept, &self.lag, &self.interval] {
+            if let Ok(mut h) = h.lock() {
+                h.reset();
+            }
+        }
     }
 
     fn now_ns(&self) -> u64 {
@@ -440,12 +507,12 @@ async fn admin_session(
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-async fn ws_connect(base: &str, token: &str) -> anyhow::Result<Ws> {
+async fn ws_connect(base: &str, token: &str, encoding: Encoding) -> anyhow::Result<Ws> {
     let url = format!("{}/v1/ws", base.trim_end_matches('/').replacen("http", "ws", 1));
     let mut req = url.into_client_request()?;
     let h = req.headers_mut();
     h.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
-    h.insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL_POSTCARD));
+    h.insert("sec-websocket-protocol", HeaderValue::from_static(encoding.subprotocol()));
     // Small buffers: 10,000 connections with tungstenite's 128 KiB default would cost the
     // generator 1.3 GB.
     let cfg = WebSocketConfig::default().read_buffer_size(8 * 1024).write_buffer_size(0);
@@ -474,6 +541,7 @@ struct Shared {
     payload: usize,
     /// Each user's index (receipts go back to a message's sender); empty without `--receipts`.
     index: HashMap<UserId, u32>,
+    encoding: Encoding,
 }
 
 /// A 1:1 frame of `content` to user `u` (its primary device).
@@ -524,12 +592,12 @@ async fn writer(shared: Arc<Shared>, mut sink: SplitSink<Ws, Message>, mut rx: m
             if receipt {
                 content[8..12].copy_from_slice(RECEIPT_MARK);
             }
-            let Ok(bytes) = send_frame(u, uuid::Uuid::from_u64_pair(t_ns, id_low), content).encode_binary()
-            else {
+            let frame = send_frame(u, uuid::Uuid::from_u64_pair(t_ns, id_low), content);
+            let Some(m) = shared.encoding.encode(&frame) else {
                 st.send_errors.fetch_add(1, Ordering::Relaxed);
                 continue;
             };
-            if sink.feed(Message::Binary(bytes.into())).await.is_err() {
+            if sink.feed(m).await.is_err() {
                 st.send_errors.fetch_add(1, Ordering::Relaxed);
                 break 'outer;
             }
@@ -539,11 +607,11 @@ async fn writer(shared: Arc<Shared>, mut sink: SplitSink<Ws, Message>, mut rx: m
             }
         }
         if !acks.is_empty() {
-            let bytes = match (ClientFrame::Ack { seqs: std::mem::take(&mut acks) }).encode_binary() {
-                Ok(b) => b,
-                Err(_) => continue,
+            let Some(m) = shared.encoding.encode(&ClientFrame::Ack { seqs: std::mem::take(&mut acks) })
+            else {
+                continue;
             };
-            if sink.feed(Message::Binary(bytes.into())).await.is_err() {
+            if sink.feed(m).await.is_err() {
                 break;
             }
         }
@@ -571,8 +639,9 @@ async fn reader(
             m = stream.next() => m,
             _ = stop.changed() => return,
         };
-        let bytes = match msg {
-            Some(Ok(Message::Binary(b))) => b,
+        let decoded = match msg {
+            Some(Ok(Message::Binary(b))) => ServerFrame::decode_binary(&b),
+            Some(Ok(Message::Text(t))) => ServerFrame::decode_text(&t),
             Some(Ok(Message::Close(c))) => {
                 if !*stop.borrow() {
                     st.disconnects.fetch_add(1, Ordering::Relaxed);
@@ -595,7 +664,7 @@ async fn reader(
                 return;
             }
         };
-        let frame = match ServerFrame::decode_binary(&bytes) {
+        let frame = match decoded {
             Ok(f) => f,
             Err(e) => {
                 st.refused.fetch_add(1, Ordering::Relaxed);
@@ -796,7 +865,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     } else {
         HashMap::new()
     };
-    let shared = Arc::new(Shared { stats: Stats::new()?, users, payload: args.payload, index });
+    let encoding = args.encoding;
+    let shared = Arc::new(Shared { stats: Stats::new()?, users, payload: args.payload, index, encoding });
 
     let rss_before = args.hushd_pid.and_then(rss_kb);
     let kernel_before = tcp_kernel_kib();
@@ -818,7 +888,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let url = if split && i >= half { receivers_url.clone() } else { senders_url.clone() };
         handshakes.push(tokio::spawn(async move {
             let _permit = permit;
-            let r = ws_connect(&url, &token).await;
+            let r = ws_connect(&url, &token, encoding).await;
             drop(token);
             r
         }));
@@ -885,7 +955,103 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    // Load phase.
+    // Load phases: one rate, or a sweep of rates on the same connections.
+    let setup = Setup { n, connected_s, rss_per_conn, split, half };
+    let rates = if args.rates.is_empty() { vec![args.rate] } else { args.rates.clone() };
+    let mut results = Vec::with_capacity(rates.len());
+    for (k, &rate) in rates.iter().enumerate() {
+        if k > 0 {
+            // What the last rate left in flight settles before the counters restart.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            st.reset();
+        }
+        let r = phase(&args, &shared, &senders, rate, &setup).await?;
+        let saturated = r.p99 > args.sweep_stop_ms;
+        results.push(r);
+        if saturated && k + 1 < rates.len() {
+            println!("p99 above {} ms at {rate:.0} msg/s: the sweep stops here", args.sweep_stop_ms);
+            break;
+        }
+    }
+    let _ = stop_tx.send(true);
+    drop(senders);
+    // Writers end when their channel closes; readers on `stop`.
+    let shutdown = async {
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), shutdown).await;
+    if results.len() > 1 {
+        print_sweep(&args, &results);
+    }
+    Ok(())
+}
+
+/// What the connection phase measured, for every rate's summary.
+struct Setup {
+    n: usize,
+    connected_s: f64,
+    rss_per_conn: Option<(u64, u64, f64)>,
+    split: bool,
+    half: usize,
+}
+
+/// One rate's figures, for the sweep's table.
+struct PhaseResult {
+    rate: f64,
+    delivered_rate: f64,
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    receipt_p99: f64,
+    accepted_p99: f64,
+    /// hushd's CPU over the measured window, percent of one core.
+    cpu_node: Option<f64>,
+    /// Refused, unanswered, undelivered, disconnects and write errors together.
+    errors: u64,
+}
+
+fn print_sweep(args: &Args, results: &[PhaseResult]) {
+    println!(
+        "--- hush-load sweep ({}{}) ---",
+        args.encoding.name(),
+        if args.receipts { ", receipts" } else { "" }
+    );
+    println!(
+        "| offered msg/s | delivered msg/s | p50 ms | p99 ms | p99.9 ms |{} Accepted p99 ms | hushd CPU | errors |",
+        if args.receipts { " receipt p99 ms |" } else { "" }
+    );
+    println!("|---|---|---|---|---|{}---|---|---|", if args.receipts { "---|" } else { "" });
+    for r in results {
+        let receipt = if args.receipts { format!(" {:.2} |", r.receipt_p99) } else { String::new() };
+        let cpu = r.cpu_node.map_or_else(|| "n/a".to_owned(), |c| format!("{c:.0}%"));
+        println!(
+            "| {:.0} | {:.0} | {:.2} | {:.2} | {:.2} |{receipt} {:.2} | {cpu} | {} |",
+            r.rate, r.delivered_rate, r.p50, r.p99, r.p999, r.accepted_p99, r.errors
+        );
+    }
+    let best = results
+        .iter()
+        .filter(|r| r.p99 < 50.0 && r.errors == 0)
+        .map(|r| r.rate)
+        .fold(None, |a: Option<f64>, r| Some(a.map_or(r, |a| a.max(r))));
+    match best {
+        Some(b) => println!("highest offered rate with p99 < 50 ms and no error: {b:.0} msg/s"),
+        None => println!("no offered rate had p99 < 50 ms without error"),
+    }
+}
+
+/// One load phase at `rate`: warm-up, measured window, grace; prints its summary.
+async fn phase(
+    args: &Args,
+    shared: &Arc<Shared>,
+    senders: &[mpsc::UnboundedSender<Cmd>],
+    rate: f64,
+    setup: &Setup,
+) -> anyhow::Result<PhaseResult> {
+    let st = &shared.stats;
+    let (n, split, half) = (setup.n, setup.split, setup.half);
     let warmup = Duration::from_secs(args.warmup);
     let measured = Duration::from_secs(args.duration);
     let total = warmup + measured;
@@ -895,7 +1061,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
     st.window_end.store(load_start + ns(total), Ordering::Relaxed);
     st.loading.store(true, Ordering::Relaxed);
     let load_t0 = tokio::time::Instant::now();
-    let rate = args.rate;
     println!(
         "offering {rate} msg/s of {} B for {} s warm-up + {} s measured",
         args.payload, args.warmup, args.duration
@@ -905,7 +1070,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // 1 ms granularity, which alone would add up to 1 ms to every latency).
     let scheduler = {
         let shared = shared.clone();
-        let senders = senders.clone();
+        let senders = senders.to_vec();
         std::thread::Builder::new()
             .name("scheduler".into())
             .spawn(move || schedule(&shared, &senders, rate, total, load_start, split, half))?
@@ -978,16 +1143,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         // The scheduler ends by itself at warm-up + duration; the grace period is over by now.
         let _ = h.join();
     }
-    let _ = stop_tx.send(true);
-    drop(senders);
     let end_rss = args.hushd_pid.and_then(rss_kb);
-    // Writers end when their channel closes; readers on `stop`.
-    let shutdown = async {
-        for t in tasks {
-            let _ = t.await;
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_secs(5), shutdown).await;
 
     // Summary.
     let sent = st.sent.load(Ordering::Relaxed);
@@ -1058,7 +1214,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             pct(cpu_start.1, gen_end)
         );
     }
-    if let Some((before, after, per)) = rss_per_conn {
+    if let Some((before, after, per)) = setup.rss_per_conn {
         println!(
             "hushd RSS: {before} KiB idle, {after} KiB with {n} connections -> {:.1} KB per connection; {} KiB at the end of the load",
             per / 1000.0,
@@ -1068,6 +1224,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         let v = serde_json::json!({
             "connections": n,
+            "encoding": args.encoding.name(),
             "payload": args.payload,
             "offered": rate,
             "delivered_per_s": delivered_rate,
@@ -1091,12 +1248,26 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "undelivered": undelivered,
             "disconnects": disconnects,
             "write_errors": send_errors,
-            "connect_s": connected_s,
-            "rss_before_kib": rss_per_conn.map(|r| r.0),
-            "rss_after_kib": rss_per_conn.map(|r| r.1),
-            "rss_per_conn_bytes": rss_per_conn.map(|r| r.2),
+            "connect_s": setup.connected_s,
+            "rss_before_kib": setup.rss_per_conn.map(|r| r.0),
+            "rss_after_kib": setup.rss_per_conn.map(|r| r.1),
+            "rss_per_conn_bytes": setup.rss_per_conn.map(|r| r.2),
         });
         println!("RESULT {v}");
     }
-    Ok(())
+    let cpu_node = match (cpu_start.0, cpu_window.and_then(|w| w.0)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / clk_tck() / secs * 100.0),
+        _ => None,
+    };
+    Ok(PhaseResult {
+        rate,
+        delivered_rate,
+        p50: quantile_ms(&d, 0.5),
+        p99: quantile_ms(&d, 0.99),
+        p999: quantile_ms(&d, 0.999),
+        receipt_p99: quantile_ms(&r, 0.99),
+        accepted_p99: quantile_ms(&a, 0.99),
+        cpu_node,
+        errors: refused + unanswered + undelivered + disconnects + send_errors,
+    })
 }

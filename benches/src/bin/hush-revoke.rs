@@ -40,6 +40,9 @@ struct Args {
     /// Concurrent logins during setup (Argon2id is costly).
     #[arg(long, default_value_t = 8)]
     login_concurrency: usize,
+    /// Sockets speak JSON text frames (`hush.json`) instead of postcard.
+    #[arg(long)]
+    json: bool,
 }
 
 fn pct(sorted: &[f64], p: f64) -> f64 {
@@ -70,13 +73,14 @@ async fn main() -> anyhow::Result<()> {
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(args.sessions);
     let start = Arc::new(tokio::sync::OnceCell::<Instant>::new());
     let mut waiters = Vec::new();
+    let json = args.json;
     for (i, s) in sessions.iter().enumerate() {
         let node = &args.servers[i % args.servers.len()];
         let s = Client::new(node).resume(s.login_info().clone());
         let ready_tx = ready_tx.clone();
         let start = start.clone();
         waiters.push(tokio::spawn(async move {
-            let mut conn = s.connect().await?;
+            let mut conn = s.connect_encoded(json).await?;
             let mut logged_out = None;
             loop {
                 match conn.next_frame().await {
