@@ -10,7 +10,7 @@ RUNS=${1:-3}
 BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after}
 OUT=${OUT:-/tmp/targets-others.txt}
 IDLE_DATA=${IDLE_DATA:-/tmp/hush-idle-19000}
-export HUSH_ADMIN_PASSWORD=bench-admin-password-1
+pw_of() { cat "/tmp/tg-$1.pw" 2>/dev/null || echo bench-admin-password-1; }
 ulimit -n 20000
 port_of() { [ "$1" = before ] && echo 18810 || echo 18820; }
 dir_of() { [ "$1" = before ] && echo "$BEFORE" || echo "$AFTER"; }
@@ -22,23 +22,28 @@ start() { # build data port -> PID
 }
 stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; sleep 1; }
 say() { echo "$*" | tee -a "$OUT"; }
+# SECTIONS picks what runs (default all): group revoke idle.
+SECTIONS=${SECTIONS:-group revoke idle}
+on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 for b in before after; do
   # hush-group: the before build's own tool for postcard, the after build's with --json for JSON.
   for enc in postcard json; do
+    on group || continue
     tool=$(dir_of $b); flag=""
     [ $enc = json ] && { tool=$AFTER; flag=--json; }
     pid=$(start $b /tmp/tg-$b "$(port_of $b)")
-    taskset -c 1 "$tool/hush-group" --server "http://127.0.0.1:$(port_of $b)" --members 1000 \
+    HUSH_ADMIN_PASSWORD=$(pw_of $b) taskset -c 1 "$tool/hush-group" --server "http://127.0.0.1:$(port_of $b)" --members 1000 \
       --rounds 300 --warmup 20 $flag 2>&1 | grep -E "last member|Accepted" | sed "s/^/$b group $enc: /" | tee -a "$OUT"
     stop "$pid"
   done
   # hush-revoke on one node: postcard $RUNS times, JSON once.
   for enc in postcard json; do
+    on revoke || continue
     n=$RUNS; tool=$(dir_of $b); flag=""
     [ $enc = json ] && { n=1; tool=$AFTER; flag=--json; }
     for r in $(seq 1 $n); do
       pid=$(start $b /tmp/tg-$b "$(port_of $b)")
-      taskset -c 1 "$tool/hush-revoke" --servers "http://127.0.0.1:$(port_of $b)" --sessions 1000 \
+      HUSH_ADMIN_PASSWORD=$(pw_of $b) taskset -c 1 "$tool/hush-revoke" --servers "http://127.0.0.1:$(port_of $b)" --sessions 1000 \
         $flag 2>&1 | grep -E "call ->|revoked" | sed "s/^/$b revoke $enc run $r: /" | tee -a "$OUT"
       stop "$pid"
     done
@@ -47,6 +52,7 @@ done
 # Connecting 10,000 clients and idle memory at 19,000, on the 19,000-user data folder (a copy
 # for the before build, which must read the after build's store).
 for b in after before; do
+  on idle || continue
   d=$IDLE_DATA; [ $b = before ] && d=$IDLE_DATA-before
   [ $b = before ] && [ ! -d "$d" ] && cp -a "$IDLE_DATA" "$d"
   for enc in postcard json; do
@@ -59,7 +65,7 @@ for b in after before; do
         taskset -c 1 "$tool/hush-load" --server http://127.0.0.1:18700 --connections $n --rate 0 \
           --warmup 0 --duration 2 --grace 1 --user-prefix idle --hushd-pid "$pid" \
           --token-cache /tmp/hush-load-http___127_0_0_1_18700_default_idle.json $flag 2>&1 \
-          | grep -E "connections up|KB per connection \(|kernel socket slabs" | sed "s/^/$b idle $enc $n run $r: /" | tee -a "$OUT"
+          | grep -E "connections up|^hushd RSS: .* before connecting|kernel socket slabs" | sed "s/^/$b idle $enc $n run $r: /" | tee -a "$OUT"
         stop "$pid"
       done
     done

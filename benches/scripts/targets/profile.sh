@@ -1,6 +1,6 @@
 #!/bin/bash
-# CPU profiles of the after build under load (perf, DWARF call graphs, 8 s of the measured
-# window) and a heap profile of 10,000 idle connections (heaptrack).
+# CPU profiles of the after build under load (syscall counts for 3 s, then perf with DWARF
+# call graphs for 6 s of the measured window) and a heap profile of 10,000 idle connections (heaptrack).
 # Usage: benches/scripts/targets/profile.sh OUTDIR   (AFTER=dir with hushd and hush-load)
 # Writes OUTDIR/<name>.folded (stack;frames count, the flame graph's text form, stacks under
 # 0.05% of samples dropped), OUTDIR/<name>.top (perf report, self time by symbol) and
@@ -30,7 +30,12 @@ for spec in "plain-10k 10000" "plain-20k 20000" "receipts-10k 10000 --receipts" 
   lp=$!
   # Record 8 s of the measured window (it starts 3 s after the load, which starts after connecting).
   until grep -q "measure\]" "$OUTDIR/$name.load" 2>/dev/null; do sleep 0.2; kill -0 $lp 2>/dev/null || break; done
-  perf record -F 199 --call-graph dwarf,16384 -o "/tmp/perf-$name.data" -p "$pid" -- sleep 8 >/dev/null 2>&1
+  # Syscalls for 3 s (per message: divide by 3 x the rate), then 6 s of call graphs.
+  perf stat -x, -e syscalls:sys_enter_sendto,syscalls:sys_enter_write,syscalls:sys_enter_writev \
+    -e syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_epoll_wait \
+    -e syscalls:sys_enter_futex,syscalls:sys_enter_fdatasync,syscalls:sys_enter_pwrite64 \
+    -p "$pid" -o "$OUTDIR/$name.syscalls" -- sleep 3 >/dev/null 2>&1
+  perf record -F 199 --call-graph dwarf,16384 -o "/tmp/perf-$name.data" -p "$pid" -- sleep 6 >/dev/null 2>&1
   wait $lp
   stop "$pid"
   perf report -i "/tmp/perf-$name.data" --no-children --sort symbol --stdio 2>/dev/null \
@@ -40,6 +45,7 @@ for spec in "plain-10k 10000" "plain-20k 20000" "receipts-10k 10000 --receipts" 
 done
 # Heap: 10,000 idle connections under heaptrack, on the 19,000-user data folder.
 d=/tmp/hush-idle-19000
+rm -f /tmp/heap-10k.zst
 pid=$(start $d 18700 heaptrack -o /tmp/heap-10k)
 sleep 2
 taskset -c 1 "$AFTER/hush-load" --server http://127.0.0.1:18700 --connections 10000 --rate 0 --warmup 0 \
@@ -47,7 +53,6 @@ taskset -c 1 "$AFTER/hush-load" --server http://127.0.0.1:18700 --connections 10
   --token-cache /tmp/hush-load-http___127_0_0_1_18700_default_idle.json > "$OUTDIR/heap-10k.load" 2>&1
 stop "$pid"
 sleep 2
-heaptrack_print -f /tmp/heap-10k.*.zst --print-peaks 1 --print-allocators 0 --print-temporary 0 \
-  --print-leaks 0 --peak-limit 25 --sub-peak-limit 4 2>/dev/null > "$OUTDIR/heap-10k.txt" \
-  || heaptrack_print -f /tmp/heap-10k.* > "$OUTDIR/heap-10k.txt"
-grep -E "KB per connection|peak heap|total memory" "$OUTDIR/heap-10k.load" "$OUTDIR/heap-10k.txt"
+heaptrack_print -f /tmp/heap-10k.zst --flamegraph-cost-type peak -F "$OUTDIR/heap-10k.folded" >/dev/null 2>&1
+python3 "$ROOT/benches/scripts/targets/heapsum.py" "$OUTDIR/heap-10k.folded" 10000 > "$OUTDIR/heap-10k.txt"
+grep -E "KB per connection" "$OUTDIR/heap-10k.load"; head -12 "$OUTDIR/heap-10k.txt"

@@ -14,18 +14,21 @@ set -uo pipefail
 ROUNDS=${1:-3}
 BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after}
 OUT=${OUT:-/tmp/targets.results}
-export HUSH_ADMIN_PASSWORD=bench-admin-password-1
+pw_of() { cat "/tmp/tg-$1.pw" 2>/dev/null || echo bench-admin-password-1; }
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 PLAIN=${PLAIN:-1000,4000,5000,6000,7000,8000}
 RECEIPTS=${RECEIPTS_RATES:-1000,2000,3000,4000}
-COMMON="--connections 1000 --payload 256 --warmup 3 --duration 10 --grace 5 --json --user-prefix tg"
+WINDOWS="--warmup 3 --duration 10 --grace 5"
+COMMON="--connections 1000 --payload 256 $WINDOWS --json --user-prefix tg"
 
 port_of() { [ "$1" = before ] && echo 18810 || echo 18820; }
 dir_of() { [ "$1" = before ] && echo "$BEFORE" || echo "$AFTER"; }
 start() { # build -> PID; a fresh process on the build's data folder (made on first use)
   local b=$1 d=/tmp/tg-$1 port; port=$(port_of "$1")
   if [ ! -d "$d" ]; then
-    "$ROOT/benches/scripts/actor-move/start.sh" "$(dir_of "$b")" "$port" "$d"
+    # The before build has no password change: its first password stays (kept in $d.pw).
+    "$ROOT/benches/scripts/actor-move/start.sh" "$(dir_of "$b")" "$port" "$d" 2>/dev/null
+    [ "$b" = before ] && sed -n 's/^One-time password (shown only now): //p' "$d.out" | tr -d '[:space:]' > "$d.pw"
     return
   fi
   taskset -c 0 "$(dir_of "$b")/hushd" --listen 127.0.0.1:$port --data-dir "$d" --workers 1 > "$d.out" 2> "$d.log" &
@@ -36,15 +39,12 @@ start() { # build -> PID; a fresh process on the build's data folder (made on fi
 stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; sleep 1; }
 results() { # round build row: keeps the RESULT lines of stdin
   grep '^RESULT' | sed "s/^RESULT /$1 $2 $3 /" | tee -a "$OUT" \
-    | python3 -c 'import sys,json
-for l in sys.stdin:
-    r,b,row,j=l.split(" ",3); j=json.loads(j)
-    print(f"{r} {b:6} {row:16} {j[\"offered\"]:>6.0f} msg/s p50 {j[\"p50_ms\"]:8.2f} p99 {j[\"p99_ms\"]:9.2f} receipt p99 {j.get(\"receipt_p99_ms\") or 0:8.2f} errors {j[\"refused\"]+j[\"unanswered\"]+j[\"undelivered\"]+j[\"disconnects\"]}", flush=True)'
+    | python3 "$ROOT/benches/scripts/targets/show.py"
 }
 sweep() { # round build row hush-load-dir rates extra-flags...
   local r=$1 b=$2 row=$3 tool=$4 rates=$5; shift 5
   local pid; pid=$(start "$b")
-  taskset -c 1 "$tool/hush-load" --server "http://127.0.0.1:$(port_of "$b")" $COMMON --hushd-pid "$pid" \
+  HUSH_ADMIN_PASSWORD=$(pw_of "$b") taskset -c 1 "$tool/hush-load" --server "http://127.0.0.1:$(port_of "$b")" $COMMON --hushd-pid "$pid" \
     --rates "$rates" --sweep-stop-ms 200 "$@" 2>&1 | results "$r" "$b" "$row"
   stop "$pid"
 }
@@ -52,7 +52,7 @@ sweep_old() { # round build row rates: the before build's own hush-load, one pro
   local r=$1 b=$2 row=$3 rates=$4 pid out p99
   pid=$(start "$b")
   for rate in ${rates//,/ }; do
-    out=$(taskset -c 1 "$BEFORE/hush-load" --server "http://127.0.0.1:$(port_of "$b")" $COMMON \
+    out=$(HUSH_ADMIN_PASSWORD=$(pw_of "$b") taskset -c 1 "$BEFORE/hush-load" --server "http://127.0.0.1:$(port_of "$b")" $COMMON \
       --hushd-pid "$pid" --rate "$rate" 2>&1 | grep '^RESULT')
     echo "$out" | results "$r" "$b" "$row"
     p99=$(echo "$out" | sed 's/^RESULT //' | python3 -c 'import sys,json; print(json.load(sys.stdin)["p99_ms"])')
@@ -64,8 +64,9 @@ sweep_old() { # round build row rates: the before build's own hush-load, one pro
 # Users and tokens first (not measured): one short run per build.
 for b in before after; do
   pid=$(start $b)
-  taskset -c 1 "$(dir_of $b)/hush-load" --server "http://127.0.0.1:$(port_of $b)" $COMMON --rate 100 \
-    --warmup 0 --duration 1 > /tmp/tg-$b.setup 2>&1 || { tail /tmp/tg-$b.setup; exit 1; }
+  HUSH_ADMIN_PASSWORD=$(pw_of $b) taskset -c 1 "$(dir_of $b)/hush-load" --server "http://127.0.0.1:$(port_of $b)" \
+    --connections 1000 --user-prefix tg --rate 100 --warmup 0 --duration 1 > /tmp/tg-$b.setup 2>&1 \
+    || { tail /tmp/tg-$b.setup; exit 1; }
   stop "$pid"
 done
 for r in $(seq 1 "$ROUNDS"); do

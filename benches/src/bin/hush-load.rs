@@ -1221,6 +1221,10 @@ async fn phase(
             end_rss.unwrap_or(0)
         );
     }
+    let cpu_node = match (cpu_start.0, cpu_window.and_then(|w| w.0)) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / clk_tck() / secs * 100.0),
+        _ => None,
+    };
     if args.json {
         let v = serde_json::json!({
             "connections": n,
@@ -1249,16 +1253,13 @@ async fn phase(
             "disconnects": disconnects,
             "write_errors": send_errors,
             "connect_s": setup.connected_s,
+            "hushd_cpu_pct": cpu_node,
             "rss_before_kib": setup.rss_per_conn.map(|r| r.0),
             "rss_after_kib": setup.rss_per_conn.map(|r| r.1),
             "rss_per_conn_bytes": setup.rss_per_conn.map(|r| r.2),
         });
         println!("RESULT {v}");
     }
-    let cpu_node = match (cpu_start.0, cpu_window.and_then(|w| w.0)) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / clk_tck() / secs * 100.0),
-        _ => None,
-    };
     Ok(PhaseResult {
         rate,
         delivered_rate,
