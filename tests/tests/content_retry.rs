@@ -5,6 +5,8 @@
 //!   sender gets a retry request (a libsignal `DecryptionErrorMessage` in a `PlaintextContent`,
 //!   type `plaintext`); the sender starts a fresh session with that device and sends the
 //!   original again, which the recipient then reads (and its quarantine entry goes).
+//! - The same for a group message: the sender hands the member its sender key again on a fresh
+//!   pairwise session, then sends the group message again under the same id.
 //! - SDK to SDK texts, sync copies, sender-key distributions and group texts travel as Signal
 //!   `Content` (text in `dataMessage.body`, with a timestamp), and fields the SDK does not know
 //!   reach the other side unchanged, in a text and in a content of a kind the SDK does not
@@ -21,7 +23,7 @@ use hush_client::{Client, Session};
 use hush_protocol::api::Secret;
 use hush_protocol::e2e::content::{Content as SignalContent, DataMessage, HushExtension};
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
-use hush_protocol::wire::ContentType;
+use hush_protocol::wire::{ClientFrame, ContentType, GroupSendMessage, Payload, ServerFrame};
 use hush_tests::Node;
 
 fn uid(s: &str) -> UserId {
@@ -252,5 +254,80 @@ async fn texts_groups_and_sender_keys_travel_as_signal_content_and_unknown_field
             d.name,
             d.events
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_group_message_is_retried_and_resent_with_the_sender_key() {
+    let node = Node::start();
+    users(&node, &["alice", "bob", "carol"]).await;
+    let mut alice = Dev::new(&node, "alice", "alice").await;
+    let mut bob = Dev::new(&node, "bob", "bob").await;
+    let mut carol = Dev::new(&node, "carol", "carol").await;
+    let g = alice.m.create_group("retry", &[uid("bob"), uid("carol")]).await.unwrap();
+    let first = secret("first");
+    alice.m.send_group_text(&g, &first).await.unwrap();
+    for d in [&mut bob, &mut carol] {
+        d.until("first", |e| matches!(e, Event::GroupText { body, .. } if *body == first)).await;
+    }
+
+    // A real Sender Key ciphertext of the next text, one byte flipped, sent as a GroupSend.
+    let original = secret("group original");
+    let session = alice.m.session().clone();
+    let mut state = alice.m.close().await.unwrap();
+    let me = peer(&uid("alice"), DeviceId::PRIMARY);
+    let plain = Content::GroupText { body: original.clone() }.encode().unwrap();
+    let mut ct = state.group_encrypt(&me, g.as_str(), &plain).unwrap();
+    let at = ct.len() - 80;
+    ct[at] ^= 0x01;
+    let mut raw = session.connect().await.unwrap();
+    hush_tests::drain_all(&mut raw).await;
+    let id = uuid::Uuid::new_v4();
+    let epoch = session.group(&g).await.unwrap().epoch;
+    let m = GroupSendMessage {
+        id,
+        group: g.clone(),
+        epoch,
+        content: Payload(ct.clone()),
+        content_type: ContentType::SenderKey,
+    };
+    raw.send_frame(&ClientFrame::GroupSend(m)).await.unwrap();
+    loop {
+        match hush_tests::next(&mut raw).await {
+            ServerFrame::Accepted { id: i } if i == id => break,
+            ServerFrame::Deliver(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    raw.close().await.unwrap();
+    state.remember_sent(id, SentTo::Group(g.clone()), &original);
+    alice.m = Messenger::connect(session, state, None).await.unwrap();
+
+    // Both members fail and ask; alice answers each: a fresh session, the sender key again, and
+    // the group message again under the same id, which each reads once.
+    for d in [&mut bob, &mut carol] {
+        d.until("undecryptable", |e| matches!(e, Event::Undecryptable { id: i, .. } if *i == id)).await;
+        assert_eq!(d.m.quarantined().len(), 1);
+    }
+    for who in ["bob", "carol"] {
+        alice
+            .until(who, |e| matches!(e, Event::RetryRequested { from, message, .. } if from.as_str() == who && *message == Some(id)))
+            .await;
+    }
+    for d in [&mut bob, &mut carol] {
+        match d.until("the original", |e| matches!(e, Event::GroupText { id: i, .. } if *i == id)).await {
+            Event::GroupText { body, group, .. } => assert_eq!((body, group), (original.clone(), g.clone())),
+            other => panic!("{other:?}"),
+        }
+        assert!(d.m.quarantined().is_empty());
+        d.events.clear();
+    }
+    // The group goes on for everyone.
+    let after = secret("group after");
+    alice.m.send_group_text(&g, &after).await.unwrap();
+    for d in [&mut bob, &mut carol] {
+        d.until("after", |e| matches!(e, Event::GroupText { body, .. } if *body == after)).await;
+        let n = d.events.iter().filter(|e| matches!(e, Event::GroupText { id: i, .. } if *i == id)).count();
+        assert_eq!(n, 0, "{}: the re-sent message came twice", d.name);
     }
 }
