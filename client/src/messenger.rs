@@ -411,6 +411,14 @@ impl Messenger {
     where
         F: FnMut(bool) -> Content,
     {
+        self.send_padded_as(id, to, |sync| content(sync).encode().map_err(|_| too_long())).await
+    }
+
+    /// [`Self::send_pairwise_as`] with the padded plaintext bytes made by `plain(is_sync)`.
+    async fn send_padded_as<F>(&mut self, id: MessageId, to: &UserId, mut plain: F) -> Result<MessageId>
+    where
+        F: FnMut(bool) -> Result<zeroize::Zeroizing<Vec<u8>>>,
+    {
         let me = self.session.user().clone();
         let own = self.session.device();
         let mut last = None;
@@ -426,7 +434,7 @@ impl Messenger {
             self.ensure_sessions(&me, &mine).await?;
             let mut devices = Vec::with_capacity(theirs.len());
             for d in &theirs {
-                let plain = content(*to == me).encode().map_err(|_| too_long())?;
+                let plain = plain(*to == me)?;
                 let (content_type, ct) = self.state.encrypt_typed(&peer(to, d.id), &plain)?;
                 devices.push(DeviceMessage {
                     device: d.id,
@@ -437,7 +445,7 @@ impl Messenger {
             }
             let mut sync = Vec::with_capacity(mine.len());
             for d in &mine {
-                let plain = content(true).encode().map_err(|_| too_long())?;
+                let plain = plain(true)?;
                 let (content_type, ct) = self.state.encrypt_typed(&peer(&me, d.id), &plain)?;
                 sync.push(DeviceMessage {
                     device: d.id,
@@ -1063,61 +1071,7 @@ impl Messenger {
     /// remembered for re-sending.
     pub async fn send_content(&mut self, to: &UserId, content: &SignalContent) -> Result<MessageId> {
         let plain = encode_signal(content).map_err(|_| too_long())?;
-        let id = uuid::Uuid::new_v4();
-        let me = self.session.user().clone();
-        let own = self.session.device();
-        for _ in 0..SEND_ATTEMPTS {
-            let theirs: Vec<DeviceInfo> =
-                self.device_list(to).await?.into_iter().filter(|d| !(*to == me && d.id == own)).collect();
-            let mine: Vec<DeviceInfo> = if *to == me {
-                Vec::new()
-            } else {
-                self.device_list(&me).await?.into_iter().filter(|d| d.id != own).collect()
-            };
-            self.ensure_sessions(to, &theirs).await?;
-            self.ensure_sessions(&me, &mine).await?;
-            let mut devices = Vec::with_capacity(theirs.len());
-            for d in &theirs {
-                let (content_type, ct) = self.state.encrypt_typed(&peer(to, d.id), &plain)?;
-                devices.push(DeviceMessage {
-                    device: d.id,
-                    registration_id: d.registration_id,
-                    content: Payload(ct),
-                    content_type,
-                });
-            }
-            let mut sync = Vec::with_capacity(mine.len());
-            for d in &mine {
-                let (content_type, ct) = self.state.encrypt_typed(&peer(&me, d.id), &plain)?;
-                sync.push(DeviceMessage {
-                    device: d.id,
-                    registration_id: d.registration_id,
-                    content: Payload(ct),
-                    content_type,
-                });
-            }
-            self.save()?;
-            self.conn
-                .send_frame(&ClientFrame::Send(SendMessage { id, to: to.clone(), devices, sync }))
-                .await?;
-            match self.conn.answer(id).await? {
-                ServerFrame::Accepted { .. } => return Ok(id),
-                ServerFrame::MismatchedDevices { user, extra, missing, .. } => {
-                    self.device_lists.remove(&user);
-                    for d in extra.iter().chain(&missing) {
-                        self.state.forget_peer(&peer(&user, *d));
-                    }
-                }
-                ServerFrame::StaleDevices { user, stale, .. } => {
-                    self.device_lists.remove(&user);
-                    for d in &stale {
-                        self.state.forget_session(&peer(&user, *d));
-                    }
-                }
-                f => return Err(ClientError::Refused(Box::new(f))),
-            }
-        }
-        Err(ClientError::E2e("the device set kept changing".into()))
+        self.send_padded_as(uuid::Uuid::new_v4(), to, |_| Ok(plain.clone())).await
     }
 
     /// The envelopes this device could not decrypt, oldest first (see [`crate::quarantine`]).
