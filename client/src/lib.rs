@@ -10,13 +10,17 @@
 //!   `MismatchedDevices` / `StaleDevices`, decryption with deduplication, key replenishment and
 //!   rotation on the node's requests, and groups with Sender Keys.
 //! - [`state::DeviceState`]: the device's keys, sessions and sender keys (memory or a 0600 file).
-//! - [`content::Content`]: the plaintext envelope inside every ciphertext.
+//! - [`content::Content`]: what the SDK puts inside every ciphertext (Signal's `Content`
+//!   protobuf, padded to 160-byte blocks as Signal's apps do), and reads back.
+//! - [`quarantine`]: envelopes that could not be decrypted, kept instead of dropped.
+//! - [`retry`]: retry requests sent for them, and the re-sends they cause.
 //! - [`register_device`]: a new device with a fresh identity and uploaded pre-keys.
 #![warn(missing_docs)]
 
 pub mod content;
 pub mod messenger;
 pub mod quarantine;
+pub mod retry;
 pub mod state;
 mod tls;
 pub use tls::install_default_provider;

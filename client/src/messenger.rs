@@ -20,6 +20,11 @@
 //!   redistributed to the remaining members) and `DistributeSenderKey` (our chain to new
 //!   devices). A group message that arrives before its sender's key is held (at most
 //!   [`MAX_HELD_GROUP_MESSAGES`], unacknowledged) until the key arrives.
+//! - Plaintexts are Signal's `Content` protobuf ([`crate::content`]); what the SDK does not
+//!   interpret reaches the application as [`Event::Other`].
+//! - An envelope that cannot be decrypted is quarantined and answered with a retry request; a
+//!   retry request for a message this device sent resets the session with the requesting device
+//!   and sends the message again ([`crate::retry`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -32,9 +37,13 @@ use hush_protocol::wire::{
     ClientFrame, ContentType, DeviceMessage, Envelope, Payload, SendMessage, ServerFrame, SessionEvent,
 };
 
-use crate::quarantine::Quarantined;
+use hush_protocol::e2e::content::{Content as SignalContent, HushExtension};
+use hush_protocol::e2e::retry::{DecryptionErrorMessage, PlaintextContent};
 
-use crate::content::{Content, MAX_BODY_BYTES};
+use crate::quarantine::Quarantined;
+use crate::retry::{SentTo, MAX_RESENDS};
+
+use crate::content::{encode_signal, Content, Decoded, MAX_BODY_BYTES};
 use crate::state::{now_ms, peer, DeviceState, PreKeyUpload, StateError, ONE_TIME_BATCH};
 use crate::{upload_request, ClientError, Connection, Result, Session, SEND_ATTEMPTS};
 use hush_protocol::e2e::E2eError;
@@ -61,6 +70,9 @@ pub enum Event {
         /// The envelope's content type (`prekey` or `ciphertext`; `unknown` if it was queued
         /// before the node recorded types).
         content_type: ContentType,
+        /// The Signal `Content` it came in, every field included (those the SDK does not read
+        /// too); `None` for a plaintext of the SDK's previous format.
+        signal: Option<Box<SignalContent>>,
     },
     /// A text this user sent from another device (sync copy).
     Sent {
@@ -74,6 +86,8 @@ pub enum Event {
         body: String,
         /// The envelope's content type.
         content_type: ContentType,
+        /// The Signal `Content` it came in (`None`: the previous format).
+        signal: Option<Box<SignalContent>>,
     },
     /// A group text.
     GroupText {
@@ -92,6 +106,42 @@ pub enum Event {
         /// The envelope's content type (`sender_key`; `unknown` is not expected, as the node
         /// reads group messages stored before types as `sender_key`).
         content_type: ContentType,
+        /// The Signal `Content` it came in (`None`: the previous format).
+        signal: Option<Box<SignalContent>>,
+    },
+    /// A decrypted Signal `Content` the SDK does not interpret (a typing indicator, a receipt,
+    /// a kind of message from a newer app), handed over as is. `group` is set for one that came
+    /// in a group message.
+    Other {
+        /// The message id.
+        id: MessageId,
+        /// The sender.
+        from: UserId,
+        /// The sending device.
+        from_device: DeviceId,
+        /// The group, for a group message.
+        group: Option<GroupId>,
+        /// The content, every field included.
+        content: Box<SignalContent>,
+        /// The envelope's content type.
+        content_type: ContentType,
+    },
+    /// A device could not decrypt a message this device sent and asked for it again (a
+    /// `DecryptionErrorMessage`, see [`crate::retry`]). The session with that device was reset
+    /// and, when the message was in the recent-sent cache, it was sent again (`resent`).
+    RetryRequested {
+        /// The user whose device asked.
+        from: UserId,
+        /// The device that asked.
+        from_device: DeviceId,
+        /// The message it could not read, when the request names it (Hush's extension; a
+        /// libsignal app's request names only a timestamp).
+        message: Option<MessageId>,
+        /// The failed message's timestamp as the requester knows it (for Hush, when the node
+        /// accepted it), ms since the Unix epoch.
+        timestamp_ms: u64,
+        /// Whether the message was sent again.
+        resent: bool,
     },
     /// A member's sender key for a group arrived.
     SenderKeyReceived {
@@ -194,8 +244,10 @@ pub struct Messenger {
     /// Device lists by user, as last fetched; a user's list is fetched again when the node
     /// says it is wrong (`MismatchedDevices` / `StaleDevices`) or an account event changes it.
     device_lists: HashMap<UserId, Vec<DeviceInfo>>,
-    /// Sends repeated after `MismatchedDevices` / `StaleDevices`.
+    /// Sends repeated after `MismatchedDevices` / `StaleDevices`, or on a retry request.
     resends: u64,
+    /// Retry requests sent.
+    retry_requests: u64,
 }
 
 impl core::fmt::Debug for Messenger {
@@ -222,6 +274,7 @@ impl Messenger {
             ready: VecDeque::new(),
             device_lists: HashMap::new(),
             resends: 0,
+            retry_requests: 0,
         })
     }
 
@@ -243,6 +296,7 @@ impl Messenger {
             ready: VecDeque::new(),
             device_lists: HashMap::new(),
             resends: 0,
+            retry_requests: 0,
         }
     }
 
@@ -345,11 +399,26 @@ impl Messenger {
     /// Builds and sends one pairwise message to every device of `to` and every other device of
     /// this user, with `content(is_sync)` as plaintext; refreshes and resends on a wrong device
     /// set. Returns the message id once accepted.
-    async fn send_pairwise<F>(&mut self, to: &UserId, mut content: F) -> Result<MessageId>
+    async fn send_pairwise<F>(&mut self, to: &UserId, content: F) -> Result<MessageId>
     where
         F: FnMut(bool) -> Content,
     {
-        let id = uuid::Uuid::new_v4();
+        self.send_pairwise_as(uuid::Uuid::new_v4(), to, content).await
+    }
+
+    /// [`Self::send_pairwise`] under message id `id` (a re-send keeps the original's id).
+    async fn send_pairwise_as<F>(&mut self, id: MessageId, to: &UserId, mut content: F) -> Result<MessageId>
+    where
+        F: FnMut(bool) -> Content,
+    {
+        self.send_padded_as(id, to, |sync| content(sync).encode().map_err(|_| too_long())).await
+    }
+
+    /// [`Self::send_pairwise_as`] with the padded plaintext bytes made by `plain(is_sync)`.
+    async fn send_padded_as<F>(&mut self, id: MessageId, to: &UserId, mut plain: F) -> Result<MessageId>
+    where
+        F: FnMut(bool) -> Result<zeroize::Zeroizing<Vec<u8>>>,
+    {
         let me = self.session.user().clone();
         let own = self.session.device();
         let mut last = None;
@@ -365,7 +434,7 @@ impl Messenger {
             self.ensure_sessions(&me, &mine).await?;
             let mut devices = Vec::with_capacity(theirs.len());
             for d in &theirs {
-                let plain = content(*to == me).encode().map_err(|_| too_long())?;
+                let plain = plain(*to == me)?;
                 let (content_type, ct) = self.state.encrypt_typed(&peer(to, d.id), &plain)?;
                 devices.push(DeviceMessage {
                     device: d.id,
@@ -376,7 +445,7 @@ impl Messenger {
             }
             let mut sync = Vec::with_capacity(mine.len());
             for d in &mine {
-                let plain = content(true).encode().map_err(|_| too_long())?;
+                let plain = plain(true)?;
                 let (content_type, ct) = self.state.encrypt_typed(&peer(&me, d.id), &plain)?;
                 sync.push(DeviceMessage {
                     device: d.id,
@@ -419,12 +488,21 @@ impl Messenger {
     }
 
     /// Sends a text to every device of `to` (and sync copies to this user's other devices).
+    /// The text is remembered for a while, to be sent again if a device of `to` cannot decrypt
+    /// it ([`crate::retry`]).
     pub async fn send_text(&mut self, to: &UserId, body: &str) -> Result<MessageId> {
         if body.len() > MAX_BODY_BYTES {
             return Err(too_long());
         }
+        let id = uuid::Uuid::new_v4();
+        // Remembered first: the save before sending keeps it.
+        self.state.remember_sent(id, SentTo::User(to.clone()), body);
+        self.send_text_as(id, to, body).await
+    }
+
+    async fn send_text_as(&mut self, id: MessageId, to: &UserId, body: &str) -> Result<MessageId> {
         let to_owned = to.clone();
-        self.send_pairwise(to, |sync| {
+        self.send_pairwise_as(id, to, |sync| {
             if sync {
                 Content::SentText { to: to_owned.clone(), body: body.to_owned() }
             } else {
@@ -524,11 +602,18 @@ impl Messenger {
     /// Sends a text to a group: one Sender Key ciphertext for every member device, after
     /// making sure each holds this device's current sender key. A stale epoch (a member left
     /// meanwhile) refreshes the group, which replaces the key, and retries.
+    /// The text is remembered for a while, to be sent again if a member device cannot decrypt
+    /// it ([`crate::retry`]).
     pub async fn send_group_text(&mut self, group: &GroupId, body: &str) -> Result<MessageId> {
         if body.len() > MAX_BODY_BYTES {
             return Err(too_long());
         }
         let id = uuid::Uuid::new_v4();
+        self.state.remember_sent(id, SentTo::Group(group.clone()), body);
+        self.send_group_text_as(id, group, body).await
+    }
+
+    async fn send_group_text_as(&mut self, id: MessageId, group: &GroupId, body: &str) -> Result<MessageId> {
         let me = self.me();
         let mut last = None;
         for _ in 0..SEND_ATTEMPTS {
@@ -713,12 +798,17 @@ impl Messenger {
             self.conn.ack(vec![env.seq]).await?;
             return Ok(out);
         }
-        if self.state.seen(&env.id) {
+        // A message seen before is dropped, unless it is one we could not read (then this is the
+        // re-send a retry request asked for).
+        if self.state.seen(&env.id) && !self.state.is_quarantined(&env.id, &env.from, env.from_device) {
             self.conn.ack(vec![env.seq]).await?;
             return Ok(None);
         }
         if let Some(stamp) = env.group.clone() {
             return self.on_group_message(env, stamp.group, true).await;
+        }
+        if env.content_type == ContentType::Plaintext {
+            return self.on_plaintext(env).await;
         }
         if !matches!(env.content_type, ContentType::PreKey | ContentType::Ciphertext | ContentType::Unknown) {
             let why = format!("content type `{}` is not handled on a 1:1 envelope", env.content_type);
@@ -726,30 +816,42 @@ impl Messenger {
         }
         let from = peer(&env.from, env.from_device);
         let plain = match self.state.decrypt(&from, &env.content.0) {
-            Ok(p) => p,
-            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+            Ok(p) => zeroize::Zeroizing::new(p),
+            Err(e) => return self.undecryptable_with_retry(&env, e.to_string()).await,
         };
-        let content = match Content::decode(&plain) {
+        let decoded = match Content::decode(&plain, false) {
             Ok(c) => c,
             Err(e) => return self.undecryptable(&env, e.to_string()).await,
         };
-        let ev = match content {
-            Content::Text { body } => Some(Event::Text {
+        let ev = match decoded {
+            Decoded::Known(Content::Text { body }, signal) => Some(Event::Text {
                 id: env.id,
                 from: env.from.clone(),
                 from_device: env.from_device,
                 body,
                 content_type: env.content_type,
+                signal,
             }),
             // Only this user's own devices may claim to have sent something.
-            Content::SentText { to, body } if env.from == *self.session.user() => Some(Event::Sent {
+            Decoded::Known(Content::SentText { to, body }, signal) if env.from == *self.session.user() => {
+                Some(Event::Sent {
+                    id: env.id,
+                    to,
+                    from_device: env.from_device,
+                    body,
+                    content_type: env.content_type,
+                    signal,
+                })
+            }
+            Decoded::Other(content) => Some(Event::Other {
                 id: env.id,
-                to,
+                from: env.from.clone(),
                 from_device: env.from_device,
-                body,
+                group: None,
+                content,
                 content_type: env.content_type,
             }),
-            Content::SenderKeyDistribution { group, skdm, .. } => {
+            Decoded::Known(Content::SenderKeyDistribution { group, skdm, .. }, _) => {
                 if let Err(e) = self.state.process_distribution(&from, group.as_str(), &skdm) {
                     return self.undecryptable(&env, e.to_string()).await;
                 }
@@ -758,6 +860,7 @@ impl Messenger {
             }
             _ => return self.undecryptable(&env, "unexpected content".into()).await,
         };
+        self.state.release_quarantined_from(&env.id, &env.from, env.from_device);
         self.state.mark_seen(env.id);
         self.save()?;
         self.conn.ack(vec![env.seq]).await?;
@@ -778,8 +881,9 @@ impl Messenger {
             Err(StateError::E2e(E2eError::NoSenderKeyState)) if may_hold => {
                 if self.held.len() >= MAX_HELD_GROUP_MESSAGES {
                     if let Some(old) = self.held.pop_front() {
-                        if let Some(ev) =
-                            self.undecryptable(&old.envelope, "sender key never arrived".into()).await?
+                        if let Some(ev) = self
+                            .undecryptable_with_retry(&old.envelope, "sender key never arrived".into())
+                            .await?
                         {
                             self.ready.push_back(ev);
                         }
@@ -788,10 +892,11 @@ impl Messenger {
                 self.held.push_back(Held { envelope: env, group });
                 return Ok(None);
             }
-            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+            Err(e) => return self.undecryptable_with_retry(&env, e.to_string()).await,
         };
-        let ev = match Content::decode(&plain) {
-            Ok(Content::GroupText { body }) => Event::GroupText {
+        let plain = zeroize::Zeroizing::new(plain);
+        let ev = match Content::decode(&plain, true) {
+            Ok(Decoded::Known(Content::GroupText { body }, signal)) => Event::GroupText {
                 id: env.id,
                 group,
                 from: env.from.clone(),
@@ -799,10 +904,20 @@ impl Messenger {
                 body,
                 ciphertext: env.content.clone(),
                 content_type: env.content_type,
+                signal,
+            },
+            Ok(Decoded::Other(content)) => Event::Other {
+                id: env.id,
+                from: env.from.clone(),
+                from_device: env.from_device,
+                group: Some(group),
+                content,
+                content_type: env.content_type,
             },
             Ok(_) => return self.undecryptable(&env, "unexpected content".into()).await,
             Err(e) => return self.undecryptable(&env, e.to_string()).await,
         };
+        self.state.release_quarantined_from(&env.id, &env.from, env.from_device);
         self.state.mark_seen(env.id);
         self.save()?;
         self.conn.ack(vec![env.seq]).await?;
@@ -842,6 +957,121 @@ impl Messenger {
             content_type: env.content_type,
             quarantined,
         }))
+    }
+
+    /// [`Self::undecryptable`], then, if the envelope was kept, a retry request to its sender.
+    async fn undecryptable_with_retry(&mut self, env: &Envelope, reason: String) -> Result<Option<Event>> {
+        let ev = self.undecryptable(env, reason).await?;
+        if matches!(ev, Some(Event::Undecryptable { quarantined: true, .. })) {
+            self.send_retry_request(env).await?;
+        }
+        Ok(ev)
+    }
+
+    /// Asks the sender of `env` for it again (see [`crate::retry`]).
+    async fn send_retry_request(&mut self, env: &Envelope) -> Result<()> {
+        if matches!(env.content_type, ContentType::Plaintext | ContentType::Event) {
+            return Ok(());
+        }
+        let dem = DecryptionErrorMessage::for_original(
+            &env.content.0,
+            env.content_type,
+            env.timestamp_ms,
+            env.from_device.get(),
+        );
+        let hush = HushExtension { message_id: Some(*env.id.as_bytes()), ..HushExtension::default() };
+        let bytes = PlaintextContent::retry_request(&dem, Some(hush)).encode();
+        match self.conn.send_typed_message(&env.from, |_, _| (ContentType::Plaintext, bytes.clone())).await {
+            Ok(_) => {
+                self.retry_requests += 1;
+                Ok(())
+            }
+            // The sender may be gone (removed, or without devices): there is no one to ask.
+            Err(ClientError::Refused(_) | ClientError::Http { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Retry requests this messenger sent.
+    pub fn retry_requests(&self) -> u64 {
+        self.retry_requests
+    }
+
+    /// A `plaintext` envelope: a retry request (the only plaintext content there is).
+    async fn on_plaintext(&mut self, env: Envelope) -> Result<Option<Event>> {
+        let pc = match PlaintextContent::decode(&env.content.0) {
+            Ok(p) => p,
+            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+        };
+        let dem = match pc.decryption_error() {
+            Ok(d) => d,
+            Err(e) => return self.undecryptable(&env, e.to_string()).await,
+        };
+        let message = pc.content.hush.as_ref().and_then(|h| h.message_id).map(uuid::Uuid::from_bytes);
+        // The requester must address every device of ours; only the one that sent the failed
+        // message acts (as Signal's apps), and a sync copy of our own request is not for us.
+        let mine = !env.sync && dem.device_id == self.session.device().get();
+        let mut resent = false;
+        if mine {
+            self.state.reset_for_retry(&peer(&env.from, env.from_device));
+            self.save()?;
+            if let Some(id) = message {
+                resent = match self.resend(id, &env.from).await {
+                    Ok(r) => r,
+                    // Without a connection the request is not acknowledged: it comes back.
+                    Err(e @ (ClientError::Closed(_) | ClientError::Transport(_))) => return Err(e),
+                    Err(_) => false,
+                };
+            }
+        }
+        self.state.mark_seen(env.id);
+        self.save()?;
+        self.conn.ack(vec![env.seq]).await?;
+        if !mine {
+            return Ok(None);
+        }
+        Ok(Some(Event::RetryRequested {
+            from: env.from,
+            from_device: env.from_device,
+            message,
+            timestamp_ms: dem.timestamp,
+            resent,
+        }))
+    }
+
+    /// Sends message `id` again if it is in the recent-sent cache, went to `requester` (or a
+    /// group, or `requester` is this user) and was not re-sent too often; returns whether it was.
+    async fn resend(&mut self, id: MessageId, requester: &UserId) -> Result<bool> {
+        let Some(r) = self.state.recent_sent(&id).cloned() else {
+            return Ok(false);
+        };
+        if r.resends >= MAX_RESENDS {
+            return Ok(false);
+        }
+        match &r.to {
+            SentTo::User(to) => {
+                if to != requester && requester != self.session.user() {
+                    return Ok(false);
+                }
+                self.state.note_resent(&id);
+                self.send_text_as(id, to, &r.body).await?;
+            }
+            // The node hands a group message to the members only.
+            SentTo::Group(g) => {
+                self.state.note_resent(&id);
+                self.send_group_text_as(id, g, &r.body).await?;
+            }
+        }
+        self.resends += 1;
+        Ok(true)
+    }
+
+    /// Sends a Signal `Content` made by the application (fields the SDK does not know
+    /// included) to every device of `to`, and the same to this user's other devices. It is not
+    /// remembered for re-sending.
+    pub async fn send_content(&mut self, to: &UserId, content: &SignalContent) -> Result<MessageId> {
+        let plain = encode_signal(content).map_err(|_| too_long())?;
+        self.send_padded_as(uuid::Uuid::new_v4(), to, |_| Ok(plain.clone())).await
     }
 
     /// The envelopes this device could not decrypt, oldest first (see [`crate::quarantine`]).

@@ -6,9 +6,9 @@
 //! and the reason, into the quarantine of the device state (saved with the sessions, in the same
 //! file, before the acknowledgement), and only then acknowledges it. The application lists the
 //! quarantine ([`DeviceState::quarantined`](crate::state::DeviceState::quarantined), `hush
-//! quarantine`), may retry or report what it holds (Signal's apps answer with a
-//! `DecryptionErrorMessage` so the sender re-sends on a fresh session), and removes what it
-//! handled. At most [`MAX_QUARANTINED`] are kept: when full, an undecryptable envelope is left
+//! quarantine`) and removes what it handled. The messenger also asks the sender for the message
+//! again (a retry request, [`crate::retry`]); when the re-send arrives and decrypts, its entry is
+//! removed by itself. At most [`MAX_QUARANTINED`] are kept: when full, an undecryptable envelope is left
 //! unacknowledged on the node (it comes back at the next connection) rather than dropped.
 
 use hush_protocol::ids::{DeviceId, GroupId, MessageId, UserId};

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::quarantine::{Quarantined, MAX_QUARANTINED};
+use crate::retry::{RecentSent, SentTo, MAX_RECENT_SENT, RECENT_SENT_TTL_MS, RESET_INTERVAL_MS};
 
 /// One-time pre-keys per upload (Signal clients refill in batches of 100; the node takes at most
 /// 100 per list).
@@ -167,6 +168,13 @@ pub struct DeviceState {
     /// Envelopes that could not be decrypted (saved after `saved`; oldest first; at most
     /// [`MAX_QUARANTINED`]).
     quarantine: VecDeque<Quarantined>,
+    /// Texts sent recently, for re-sending on a retry request (oldest first; at most
+    /// [`MAX_RECENT_SENT`], see [`crate::retry`]). Memory only: never saved, so no plaintext is
+    /// ever written to the state file.
+    recent_sent: VecDeque<RecentSent>,
+    /// When the session with a device was last reset on its retry request (not saved; at most
+    /// [`MAX_PEERS`]).
+    retry_resets: BTreeMap<PeerAddress, u64>,
     seen_index: HashSet<MessageId>,
     /// Peers whose identity key changed since the last [`DeviceState::take_identity_changes`]
     /// (not saved; at most [`MAX_PEERS`]).
@@ -250,6 +258,8 @@ impl DeviceState {
                 seen: VecDeque::new(),
             },
             quarantine: VecDeque::new(),
+            recent_sent: VecDeque::new(),
+            retry_resets: BTreeMap::new(),
             seen_index: HashSet::new(),
             identity_changes: Vec::new(),
         })
@@ -457,6 +467,68 @@ impl DeviceState {
         self.quarantine.iter()
     }
 
+    /// Whether an envelope with message id `id` from `from` is in the quarantine.
+    pub fn is_quarantined(&self, id: &MessageId, from: &UserId, from_device: DeviceId) -> bool {
+        self.quarantine.iter().any(|q| q.id == *id && q.from == *from && q.from_device == from_device)
+    }
+
+    /// Removes the quarantined envelopes with message id `id` from `from` (it came again and
+    /// was read); returns how many.
+    pub fn release_quarantined_from(
+        &mut self,
+        id: &MessageId,
+        from: &UserId,
+        from_device: DeviceId,
+    ) -> usize {
+        let before = self.quarantine.len();
+        self.quarantine.retain(|q| !(q.id == *id && q.from == *from && q.from_device == from_device));
+        before - self.quarantine.len()
+    }
+
+    /// Remembers a text this device sent, for re-sending on a retry request (see
+    /// [`crate::retry`]); entries older than a day and beyond [`MAX_RECENT_SENT`] are forgotten.
+    pub fn remember_sent(&mut self, id: MessageId, to: SentTo, body: &str) {
+        let now = now_ms();
+        self.recent_sent.retain(|r| r.id != id && now.saturating_sub(r.sent_ms) < RECENT_SENT_TTL_MS);
+        while self.recent_sent.len() >= MAX_RECENT_SENT {
+            self.recent_sent.pop_front();
+        }
+        self.recent_sent.push_back(RecentSent { id, to, body: body.to_owned(), sent_ms: now, resends: 0 });
+    }
+
+    /// The remembered text with message id `id`, if it is younger than a day.
+    pub fn recent_sent(&self, id: &MessageId) -> Option<&RecentSent> {
+        let now = now_ms();
+        self.recent_sent.iter().find(|r| r.id == *id && now.saturating_sub(r.sent_ms) < RECENT_SENT_TTL_MS)
+    }
+
+    /// Counts one re-send of `id`.
+    pub fn note_resent(&mut self, id: &MessageId) {
+        if let Some(r) = self.recent_sent.iter_mut().find(|r| r.id == *id) {
+            r.resends = r.resends.saturating_add(1);
+        }
+    }
+
+    /// On a retry request from `address`: drops the session with it (unless that was done less
+    /// than [`RESET_INTERVAL_MS`] ago; returns whether it was) and forgets that it holds any of
+    /// our sender keys, so the next group send hands them to it again.
+    pub fn reset_for_retry(&mut self, address: &PeerAddress) -> bool {
+        let now = now_ms();
+        let key = (address.name.clone(), address.device_id);
+        for g in self.saved.groups.values_mut() {
+            g.sent_to.remove(&key);
+        }
+        if self.retry_resets.get(address).is_some_and(|t| now.saturating_sub(*t) < RESET_INTERVAL_MS) {
+            return false;
+        }
+        if self.retry_resets.len() >= MAX_PEERS {
+            self.retry_resets.clear();
+        }
+        self.retry_resets.insert(address.clone(), now);
+        self.forget_session(address);
+        true
+    }
+
     /// Removes the quarantined envelopes with message id `id` (the application handled them);
     /// returns them.
     pub fn release_quarantined(&mut self, id: &MessageId) -> Vec<Quarantined> {
@@ -648,7 +720,14 @@ impl DeviceState {
             return Err(StateError::Corrupt);
         }
         let seen_index = saved.seen.iter().copied().collect();
-        Ok(Self { saved, quarantine, seen_index, identity_changes: Vec::new() })
+        Ok(Self {
+            saved,
+            quarantine,
+            recent_sent: VecDeque::new(),
+            retry_resets: BTreeMap::new(),
+            seen_index,
+            identity_changes: Vec::new(),
+        })
     }
 
     /// Writes the state to `path`, readable by the owner only: a temporary file (mode 0600,
@@ -990,5 +1069,31 @@ mod tests {
         assert!(!s.quarantine(Quarantined::of(&env(0), "x".into(), 0)));
         assert_eq!(s.release_quarantined(&Uuid::from_u128(1)).len(), 1);
         assert!(s.quarantine(Quarantined::of(&env(0), "x".into(), 0)), "room again");
+    }
+
+    #[test]
+    fn recent_sent_is_bounded_and_never_saved() {
+        let mut s = DeviceState::generate(reg(9)).unwrap();
+        let bob = SentTo::User(UserId::new("bob").unwrap());
+        s.remember_sent(Uuid::from_u128(1), bob.clone(), "first words");
+        s.note_resent(&Uuid::from_u128(1));
+        let r = s.recent_sent(&Uuid::from_u128(1)).unwrap();
+        assert_eq!((r.to == bob, &r.body[..], r.resends), (true, "first words", 1));
+        assert!(!format!("{r:?}").contains("first"));
+        // No plaintext at rest: the saved state does not hold it, and reads back without it.
+        let bytes = s.encode().unwrap();
+        assert!(!bytes.windows(11).any(|w| w == b"first words"));
+        assert!(DeviceState::decode(&bytes).unwrap().recent_sent(&Uuid::from_u128(1)).is_none());
+        // Bounded: the oldest go first.
+        for n in 2..=(MAX_RECENT_SENT as u128 + 1) {
+            s.remember_sent(Uuid::from_u128(n), bob.clone(), "x");
+        }
+        assert!(s.recent_sent(&Uuid::from_u128(1)).is_none());
+        assert!(s.recent_sent(&Uuid::from_u128(2)).is_some());
+        assert_eq!(s.recent_sent.len(), MAX_RECENT_SENT);
+        // Session resets on retry requests are rate-limited per device.
+        let carol = peer(&UserId::new("carol").unwrap(), DeviceId::PRIMARY);
+        assert!(s.reset_for_retry(&carol));
+        assert!(!s.reset_for_retry(&carol), "again within the interval");
     }
 }

@@ -5,17 +5,21 @@
 
 use std::path::PathBuf;
 
+use hush_protocol::e2e::content::{Content, DataMessage, HushExtension, SyncMessage, SyncSent};
 use hush_protocol::e2e::fuzzing;
+use hush_protocol::e2e::kem::KyberKeyPair;
 use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::retry::{DecryptionErrorMessage, PlaintextContent};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
 use hush_protocol::e2e::store::{IdentityStore, SessionStore};
 use hush_protocol::e2e::{InMemoryStore, KeyId, PeerAddress, PreKeyBundle, SenderKeyRecord};
+use hush_protocol::wire::ContentType;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 type Entry = fn(&[u8]) -> bool;
 
-const TARGETS: [(&str, Entry); 7] = [
+const TARGETS: [(&str, Entry); 10] = [
     ("ratchet_message", fuzzing::ratchet_message),
     ("prekey_message", fuzzing::prekey_message),
     ("sender_key_message", fuzzing::sender_key_message),
@@ -23,6 +27,9 @@ const TARGETS: [(&str, Entry); 7] = [
     ("key_encodings", fuzzing::key_encodings),
     ("session_record", fuzzing::session_record),
     ("sender_key_record", fuzzing::sender_key_record),
+    ("content", fuzzing::content),
+    ("retry_request", fuzzing::retry_request),
+    ("kem_encodings", fuzzing::kem_encodings),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -121,6 +128,62 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     kyber[1..].iter_mut().enumerate().for_each(|(i, b)| *b = i as u8);
     out.push(("key_encodings", "kyber".into(), kyber));
     out.push(("key_encodings", "upload".into(), [pk, sig, spk_pub].concat()));
+
+    // Signal Content, padded: a text, a sync copy, a sender-key distribution with Hush's
+    // extension, and one with unknown fields at every level.
+    let text = Content {
+        data_message: Some(DataMessage { body: Some("hello".into()), timestamp: Some(1), unknown: vec![] }),
+        ..Content::default()
+    };
+    out.push(("content", "text".into(), text.encode_padded().to_vec()));
+    let sync = Content {
+        sync_message: Some(SyncMessage {
+            sent: Some(SyncSent { timestamp: Some(2), message: text.data_message.clone(), unknown: vec![] }),
+            unknown: vec![],
+        }),
+        hush: Some(HushExtension { sent_to: Some("bob".into()), ..HushExtension::default() }),
+        ..Content::default()
+    };
+    out.push(("content", "sync".into(), sync.encode_padded().to_vec()));
+    let dist = Content {
+        sender_key_distribution_message: Some(zeroize::Zeroizing::new(skdm.encode().to_vec())),
+        hush: Some(HushExtension { group: Some("g1".into()), epoch: Some(3), ..HushExtension::default() }),
+        ..Content::default()
+    };
+    out.push(("content", "skdm".into(), dist.encode_padded().to_vec()));
+    let odd = Content {
+        data_message: Some(DataMessage {
+            body: Some("x".repeat(200)),
+            timestamp: None,
+            unknown: vec![0x12, 0x01, 0x61],
+        }),
+        unknown: vec![0x32, 0x02, 0x08, 0x03, 0x9d, 0x06, 1, 2, 3, 4],
+        ..Content::default()
+    };
+    out.push(("content", "unknown-fields".into(), odd.encode_padded().to_vec()));
+
+    // Retry requests: for Hush's own pre-key message, with and without the extension, and a
+    // bare DecryptionErrorMessage.
+    let dem = DecryptionErrorMessage::for_original(&pre, ContentType::PreKey, 1_700_000_000_123, 1);
+    assert!(dem.ratchet_key.is_some());
+    out.push((
+        "retry_request",
+        "plaintext-content".into(),
+        PlaintextContent::retry_request(&dem, None).encode(),
+    ));
+    let hush = HushExtension { message_id: Some([9; 16]), ..HushExtension::default() };
+    out.push((
+        "retry_request",
+        "with-extension".into(),
+        PlaintextContent::retry_request(&dem, Some(hush)).encode(),
+    ));
+    out.push(("retry_request", "dem".into(), dem.encode()));
+
+    // Kyber-1024 secret key and ciphertext.
+    let pair = KyberKeyPair::from_seed(&[1; 64]).unwrap();
+    out.push(("kem_encodings", "secret-key".into(), pair.secret_key().serialize().to_vec()));
+    let (ct, _) = hush_protocol::e2e::kem::encapsulate(pair.public_key(), &mut rng).unwrap();
+    out.push(("kem_encodings", "ciphertext".into(), ct.serialize().to_vec()));
     out
 }
 

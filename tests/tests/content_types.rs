@@ -3,7 +3,8 @@
 //! a frame with a missing, unknown or misplaced type is refused with `invalid_content_type` in
 //! both encodings and stores nothing, node events arrive typed `event`; a device cannot register
 //! keys without a signed Kyber last-resort key; and an SDK client keeps what it cannot decrypt
-//! in its quarantine (listed by the SDK and by `hush quarantine`) instead of dropping it.
+//! in its quarantine (listed by the SDK and by `hush quarantine`) instead of dropping it, and
+//! asks the sender for it again (a retry request).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::time::Duration;
@@ -12,6 +13,7 @@ use hush_client::messenger::{Event, Messenger};
 use hush_client::state::DeviceState;
 use hush_client::{Client, ClientError, Connection};
 use hush_protocol::api::{DeviceRequest, Secret};
+use hush_protocol::e2e::retry::PlaintextContent;
 use hush_protocol::ids::{TenantId, UserId};
 use hush_protocol::wire::{
     ClientFrame, ContentType, ErrorCode, GroupSendMessage, Payload, SendMessage, ServerFrame,
@@ -238,6 +240,18 @@ async fn undecryptable_envelopes_are_quarantined_not_lost() {
         }
         other => panic!("expected Undecryptable, got {other:?}"),
     }
+    // Mallory's device is asked for it again: a retry request (libsignal's
+    // DecryptionErrorMessage in a PlaintextContent, type `plaintext`) naming the message.
+    let req = loop {
+        match next(&mut m).await {
+            ServerFrame::Deliver(e) if e.content_type == ContentType::Plaintext => break e,
+            _ => {}
+        }
+    };
+    let pc = PlaintextContent::decode(&req.content.0).unwrap();
+    let dem = pc.decryption_error().unwrap();
+    assert_eq!((req.from.as_str(), dem.device_id, dem.ratchet_key), ("erin", 1, None));
+    assert_eq!(pc.content.hush.unwrap().message_id, Some(*id.as_bytes()));
     let q = erin.quarantined();
     assert_eq!(q.len(), 1);
     assert_eq!((q[0].id, q[0].from.as_str(), q[0].from_device.get()), (id, "mallory", 1));

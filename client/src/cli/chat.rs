@@ -185,6 +185,17 @@ async fn run(
                 };
                 eprintln!("(a message from {from}/{from_device} could not be decrypted: {reason}; {kept})");
             }
+            Ok(Event::Other { from, from_device, .. }) => {
+                eprintln!("(a message from {from}/{from_device} of a kind hush does not show)")
+            }
+            Ok(Event::RetryRequested { from, from_device, resent, .. }) => {
+                let what = if resent {
+                    "it was sent again on a fresh session"
+                } else {
+                    "the next message starts a fresh session"
+                };
+                eprintln!("({from}/{from_device} could not decrypt a message from this device: {what})")
+            }
             Ok(Event::KeysMaintained(a)) => eprintln!("({})", describe_keys(&a)),
             Ok(Event::SenderKeyReceived { .. }) => {}
             Ok(Event::IdentityChanged { user, device }) => {

@@ -3,11 +3,15 @@
 //! returns `false` only when an invariant broke (a decoded value that does not re-encode to
 //! itself); the fuzz targets assert on that.
 
+use super::content::{unpad, Content};
+use super::kem::{decapsulate, KyberCiphertext, KyberKeyPair, KyberSecretKey};
 use super::keys::{KeyId, KyberPublicKey, PrivateKey, PublicKey};
 use super::message::{message_kind, PreKeyMessage, RatchetMessage};
 use super::prekeys::{parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey};
+use super::retry::{DecryptionErrorMessage, PlaintextContent};
 use super::sender_keys::{SenderKeyDistributionMessage, SenderKeyMessage, SenderKeyRecord};
 use super::session::SessionRecord;
+use crate::content_type::ContentType;
 
 /// Ratchet message decoding, then a decryption attempt under a session that cannot hold it.
 pub fn ratchet_message(data: &[u8]) -> bool {
@@ -100,4 +104,57 @@ pub fn sender_key_record(data: &[u8]) -> bool {
         }
         Err(_) => true,
     }
+}
+
+/// Signal `Content` decoding, padded and unpadded; what decodes re-encodes to bytes that decode
+/// to the same value (unknown fields included).
+pub fn content(data: &[u8]) -> bool {
+    let mut ok = true;
+    if let Ok(inner) = unpad(data) {
+        ok &= inner.len() < data.len();
+    }
+    if let Ok(c) = Content::decode_padded(data) {
+        let again = c.encode_padded();
+        ok &= again.len() % super::content::PAD_BLOCK == super::content::PAD_BLOCK - 1;
+        ok &= Content::decode_padded(&again).as_ref() == Ok(&c);
+    }
+    if let Ok(c) = Content::decode(data) {
+        ok &= Content::decode(&c.encode()).as_ref() == Ok(&c);
+    }
+    ok
+}
+
+/// Retry requests: `PlaintextContent` and `DecryptionErrorMessage` decoding (what decodes
+/// re-encodes to a value that decodes equal), and `for_original` on the input as every type.
+pub fn retry_request(data: &[u8]) -> bool {
+    let mut ok = true;
+    if let Ok(pc) = PlaintextContent::decode(data) {
+        ok &= PlaintextContent::decode(&pc.encode()).as_ref() == Ok(&pc);
+        ok &= pc.decryption_error().is_ok();
+    }
+    if let Ok(d) = DecryptionErrorMessage::decode(data) {
+        ok &= DecryptionErrorMessage::decode(&d.encode()).as_ref() == Ok(&d);
+    }
+    for t in [ContentType::PreKey, ContentType::Ciphertext, ContentType::Unknown, ContentType::SenderKey] {
+        let d = DecryptionErrorMessage::for_original(data, t, 1, 1);
+        ok &= DecryptionErrorMessage::decode(&d.encode()).as_ref() == Ok(&d);
+    }
+    ok
+}
+
+/// The PQXDH decoders: Kyber-1024 secret keys and ciphertexts (what parses re-serializes to
+/// itself), and decapsulation of a parsed ciphertext under a fixed key pair.
+pub fn kem_encodings(data: &[u8]) -> bool {
+    let mut ok = true;
+    if let Ok(sk) = KyberSecretKey::deserialize(data) {
+        ok &= sk.serialize() == data;
+        let _ = sk.public_key();
+    }
+    if let Ok(ct) = KyberCiphertext::deserialize(data) {
+        ok &= ct.serialize() == data;
+        if let Ok(pair) = KyberKeyPair::from_seed(&[7; 64]) {
+            ok &= decapsulate(pair.secret_key(), &ct).is_ok();
+        }
+    }
+    ok
 }

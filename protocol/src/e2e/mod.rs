@@ -17,6 +17,8 @@
 //!   decapsulate, in libsignal's serialized forms.
 //! - [`pqxdh`]: the PQXDH agreement as libsignal 0.103 runs it (key derivation only; sessions
 //!   still start with X3DH).
+//! - [`content`]: Signal's `Content` protobuf (what a ciphertext carries) and Signal's padding.
+//! - [`retry`]: retry requests (libsignal's `DecryptionErrorMessage` in a `PlaintextContent`).
 //! - [`message`]: the versioned compact binary encodings, decoded with size caps, never panicking.
 //! - [`ratchet`]: the Double Ratchet session state.
 //! - [`session`]: session records (current plus archived states) and the encrypt/decrypt entry
@@ -46,6 +48,7 @@
 //! [`store::group_decrypt`]; [`store::rotate_sender_key`] after removing a member.
 
 pub mod consts;
+pub mod content;
 pub mod error;
 pub mod fuzzing;
 pub mod kdf;
@@ -55,6 +58,7 @@ pub mod message;
 pub mod pqxdh;
 pub mod prekeys;
 pub mod ratchet;
+pub mod retry;
 pub mod sender_keys;
 pub mod session;
 pub mod store;
