@@ -32,14 +32,15 @@ pub async fn admin_login(
 ) -> anyhow::Result<Session> {
     let admin = UserId::new("admin")?;
     let secret = Secret::new(password);
-    let session = match client.login(tenant, &admin, &secret, device_request(Some(DeviceId::PRIMARY), name)?).await
-    {
-        Ok(s) => s,
-        Err(ClientError::Http { status, .. }) if status != 401 && status != 429 => {
-            client.login(tenant, &admin, &secret, device_request(None, name)?).await.context("admin login")?
-        }
-        Err(e) => return Err(e).context("admin login"),
-    };
+    let session =
+        match client.login(tenant, &admin, &secret, device_request(Some(DeviceId::PRIMARY), name)?).await {
+            Ok(s) => s,
+            Err(ClientError::Http { status, .. }) if status != 401 && status != 429 => client
+                .login(tenant, &admin, &secret, device_request(None, name)?)
+                .await
+                .context("admin login")?,
+            Err(e) => return Err(e).context("admin login"),
+        };
     if session.login_info().password_change_required {
         anyhow::bail!(
             "the administrator's password is one-time: log in once, set a new password (POST /v1/account/password) and pass that one"

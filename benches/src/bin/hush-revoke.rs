@@ -74,13 +74,19 @@ async fn main() -> anyhow::Result<()> {
     let start = Arc::new(tokio::sync::OnceCell::<Instant>::new());
     let mut waiters = Vec::new();
     let json = args.json;
+    // A node admits at most 256 unfinished handshakes per client address (slow-client
+    // protection): open the sockets 64 at a time, as hush-load does.
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(64));
     for (i, s) in sessions.iter().enumerate() {
         let node = &args.servers[i % args.servers.len()];
         let s = Client::new(node).resume(s.login_info().clone());
         let ready_tx = ready_tx.clone();
         let start = start.clone();
+        let handshakes = handshakes.clone();
         waiters.push(tokio::spawn(async move {
+            let permit = handshakes.acquire_owned().await?;
             let mut conn = s.connect_encoded(json).await?;
+            drop(permit);
             let mut logged_out = None;
             loop {
                 match conn.next_frame().await {
