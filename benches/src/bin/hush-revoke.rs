@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hush_benches::{admin_login, login_users};
+use hush_benches::{admin_login, admin_step_up, login_users, totp_file};
 use hush_client::{Client, ClientError};
 use hush_protocol::api::Secret;
 use hush_protocol::ids::TenantId;
@@ -62,6 +62,9 @@ async fn main() -> anyhow::Result<()> {
     let tenant = TenantId::new(&args.tenant)?;
     let first = Client::new(&args.servers[0]);
     let admin = admin_login(&first, &tenant, &args.admin_password, "revoke-bench").await?;
+    // Revoking every session is a sensitive action: the administrator steps up first (it
+    // enrols TOTP on the first run; the secret stays in a 0600 file under /tmp).
+    admin_step_up(&admin, &totp_file(&args.servers[0])).await.context("administrator step-up")?;
     let password = Secret::new("revoke-bench-password");
     let t_setup = Instant::now();
     let sessions =

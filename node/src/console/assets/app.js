@@ -241,8 +241,14 @@ function setChrome(on) {
 }
 
 async function signOut() {
-  try { await call("DELETE", "/console/session"); } catch (e) { /* already ended */ }
+  // Stop what would notice the session ending (the event stream's error handler, a page's
+  // refresh timer) first, or it may say "Your session ended." after "Signed out.".
+  stopEvents();
+  clearInterval(state.timer);
+  state.timer = null;
+  state.onAudit = null;
   state.me = null;
+  try { await call("DELETE", "/console/session"); } catch (e) { /* already ended */ }
   signInPage("Signed out.");
 }
 
@@ -257,7 +263,9 @@ function startEvents() {
   });
   es.addEventListener("resync", () => { if (state.onAudit) state.onAudit(null); });
   es.onerror = async () => {
-    // The stream ends with the session: find out whether we are still signed in.
+    // The stream ends with the session: find out whether we are still signed in (unless this
+    // stream was stopped on purpose).
+    if (state.events !== es) return;
     try { await call("GET", "/console/session"); } catch (e) { if (e.status === 401) signInPage("Your session ended."); }
   };
   state.events = es;
@@ -282,6 +290,7 @@ function route() {
   state.timer = null;
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.page === page);
   pages[page]().catch((e) => {
+    if (!state.me) return; // signed out meanwhile: the sign-in page says so
     // The session's MFA state moved since sign-in (a grace period ran out, a policy changed).
     if (e.code === "mfa_enrollment_required") enrolPage().catch((x) => signInPage(x.message));
     else if (e.code === "mfa_required") call("GET", "/console/session").then(signedIn, () => signInPage("Your session ended."));
