@@ -7,6 +7,7 @@
 
 pub mod browser;
 pub mod cli;
+pub mod dev;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

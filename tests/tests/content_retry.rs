@@ -13,8 +13,6 @@
 //!   interpret.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::time::Duration;
-
 use hush_client::content::Content;
 use hush_client::messenger::{Event, Messenger};
 use hush_client::retry::SentTo;
@@ -24,6 +22,7 @@ use hush_protocol::api::Secret;
 use hush_protocol::e2e::content::{Content as SignalContent, DataMessage, HushExtension};
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::wire::{ClientFrame, ContentType, GroupSendMessage, Payload, ServerFrame};
+use hush_tests::dev::Dev;
 use hush_tests::Node;
 
 fn uid(s: &str) -> UserId {
@@ -35,34 +34,10 @@ fn secret(label: &str) -> String {
     format!("plaintext-{label}-{}", uuid::Uuid::new_v4().simple())
 }
 
-struct Dev {
-    name: &'static str,
-    m: Messenger,
-    events: Vec<Event>,
-}
-
-impl Dev {
-    async fn new(node: &Node, user: &str, name: &'static str) -> Dev {
-        let (session, state) = register(node, user).await;
-        Dev { name, m: Messenger::connect(session, state, None).await.unwrap(), events: Vec::new() }
-    }
-
-    /// Reads events until one matches `want`, failing after 30 s; returns it.
-    async fn until(&mut self, what: &str, want: impl Fn(&Event) -> bool) -> Event {
-        let t0 = std::time::Instant::now();
-        loop {
-            if let Some(e) = self.events.iter().find(|e| want(e)) {
-                return e.clone();
-            }
-            let left = Duration::from_secs(30).saturating_sub(t0.elapsed());
-            assert!(!left.is_zero(), "{}: timed out waiting for {what}; got {:?}", self.name, self.events);
-            match tokio::time::timeout(left, self.m.next_event()).await {
-                Ok(Ok(ev)) => self.events.push(ev),
-                Ok(Err(e)) => panic!("{}: {e}", self.name),
-                Err(_) => {}
-            }
-        }
-    }
+/// A fresh device of `user` (registered, connected), named `name` in failure messages.
+async fn dev(node: &Node, user: &str, name: &str) -> Dev {
+    let (session, state) = register(node, user).await;
+    Dev::new(name, Messenger::connect(session, state, None).await.unwrap())
 }
 
 async fn register(node: &Node, user: &str) -> (Session, hush_client::state::DeviceState) {
@@ -88,8 +63,8 @@ async fn users(node: &Node, names: &[&str]) {
 async fn a_corrupted_message_is_quarantined_retried_and_resent_on_a_fresh_session() {
     let node = Node::start();
     users(&node, &["alice", "bob"]).await;
-    let mut alice = Dev::new(&node, "alice", "alice").await;
-    let mut bob = Dev::new(&node, "bob", "bob").await;
+    let mut alice = dev(&node, "alice", "alice").await;
+    let mut bob = dev(&node, "bob", "bob").await;
     let bob_1 = peer(&uid("bob"), DeviceId::PRIMARY);
 
     // A session both ways, so the corrupted message is a normal `ciphertext` with a ratchet key.
@@ -171,9 +146,9 @@ async fn a_corrupted_message_is_quarantined_retried_and_resent_on_a_fresh_sessio
 async fn texts_groups_and_sender_keys_travel_as_signal_content_and_unknown_fields_survive() {
     let node = Node::start();
     users(&node, &["alice", "bob"]).await;
-    let mut alice = Dev::new(&node, "alice", "alice").await;
-    let mut alice2 = Dev::new(&node, "alice", "alice2").await;
-    let mut bob = Dev::new(&node, "bob", "bob").await;
+    let mut alice = dev(&node, "alice", "alice").await;
+    let mut alice2 = dev(&node, "alice", "alice2").await;
+    let mut bob = dev(&node, "bob", "bob").await;
 
     // 1:1 text: dataMessage.body with a timestamp; the sync copy to alice's other device.
     let t1 = secret("t1");
@@ -261,9 +236,9 @@ async fn texts_groups_and_sender_keys_travel_as_signal_content_and_unknown_field
 async fn a_corrupted_group_message_is_retried_and_resent_with_the_sender_key() {
     let node = Node::start();
     users(&node, &["alice", "bob", "carol"]).await;
-    let mut alice = Dev::new(&node, "alice", "alice").await;
-    let mut bob = Dev::new(&node, "bob", "bob").await;
-    let mut carol = Dev::new(&node, "carol", "carol").await;
+    let mut alice = dev(&node, "alice", "alice").await;
+    let mut bob = dev(&node, "bob", "bob").await;
+    let mut carol = dev(&node, "carol", "carol").await;
     let g = alice.m.create_group("retry", &[uid("bob"), uid("carol")]).await.unwrap();
     let first = secret("first");
     alice.m.send_group_text(&g, &first).await.unwrap();

@@ -16,6 +16,7 @@ use hush_client::Client;
 use hush_protocol::api::Secret;
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::wire::Payload;
+use hush_tests::dev::{texts_of, Dev};
 use hush_tests::{Mongo, Node, Redis};
 
 struct Cluster {
@@ -44,55 +45,6 @@ fn secret(label: &str) -> String {
     format!("plaintext-{label}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// One device under test: its messenger and every event it reported.
-struct Dev {
-    name: String,
-    m: Messenger,
-    events: Vec<Event>,
-}
-
-impl Dev {
-    fn user(&self) -> UserId {
-        self.m.session().user().clone()
-    }
-    fn device(&self) -> DeviceId {
-        self.m.session().device()
-    }
-
-    /// Reads events until `done(events)` holds, failing after 30 s.
-    async fn pump_until(&mut self, what: &str, done: impl Fn(&[Event]) -> bool) {
-        let t0 = std::time::Instant::now();
-        while !done(&self.events) {
-            let left = Duration::from_secs(30).saturating_sub(t0.elapsed());
-            assert!(!left.is_zero(), "{}: timed out waiting for {what}; got {:?}", self.name, self.events);
-            match tokio::time::timeout(left, self.m.next_event()).await {
-                Ok(Ok(ev)) => self.events.push(ev),
-                Ok(Err(e)) => panic!("{}: {e}", self.name),
-                Err(_) => {}
-            }
-        }
-    }
-
-    /// Reads whatever arrives within `quiet` of silence.
-    async fn pump_idle(&mut self, quiet: Duration) {
-        while let Ok(r) = tokio::time::timeout(quiet, self.m.next_event()).await {
-            self.events.push(r.unwrap());
-        }
-    }
-
-    fn texts(&self) -> Vec<String> {
-        texts_of(&self.events)
-    }
-
-    fn has_text(&self, body: &str) -> bool {
-        self.texts().iter().any(|t| t == body)
-    }
-
-    fn undecryptable(&self) -> usize {
-        self.events.iter().filter(|e| matches!(e, Event::Undecryptable { .. })).count()
-    }
-}
-
 /// Waits until each device of `receivers` decrypted every text of `sent` (sender index, text)
 /// that it did not send itself.
 async fn expect_group_texts(devs: &mut [Dev], receivers: &[usize], sent: &[(usize, String)], what: &str) {
@@ -105,19 +57,6 @@ async fn expect_group_texts(devs: &mut [Dev], receivers: &[usize], sent: &[(usiz
             })
             .await;
     }
-}
-
-/// The texts among `events` (1:1, sync copies and group texts).
-fn texts_of(events: &[Event]) -> Vec<String> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Text { body, .. } | Event::Sent { body, .. } | Event::GroupText { body, .. } => {
-                Some(body.clone())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 /// Registers a device of `user` on `node` (fresh identity, pre-keys uploaded) and connects it.
