@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use hush_protocol::e2e::content::{Content, DataMessage, HushExtension, SyncMessage, SyncSent};
 use hush_protocol::e2e::fuzzing;
 use hush_protocol::e2e::kem::KyberKeyPair;
-use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::retry::{DecryptionErrorMessage, PlaintextContent};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
 use hush_protocol::e2e::store::{IdentityStore, SessionStore};
@@ -69,26 +69,28 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     let bob_id = bob.identity_key_pair().unwrap();
     let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &bob_id, &mut rng);
     let otk = PreKeyRecord::generate(KeyId::new(2).unwrap(), &mut rng);
+    let kyber = KyberPreKeyRecord::generate(KeyId::new(3).unwrap(), &bob_id, true, &mut rng).unwrap();
     bob.add_signed_pre_key(spk.clone());
     bob.add_pre_key(otk.clone());
+    bob.add_kyber_pre_key(kyber.clone());
     let bundle = PreKeyBundle {
         registration_id: 2,
         device_id: 1,
         identity_key: *bob_id.public_key(),
         signed_pre_key: spk.public(),
         one_time_pre_key: Some(otk.public()),
-        kyber_pre_key: None,
+        kyber_pre_key: Some(kyber.public()),
     };
     process_prekey_bundle(&mut alice, &b_addr, &bundle, &mut rng).unwrap();
-    let pre = encrypt_message(&mut alice, &b_addr, b"hello bob").unwrap();
+    let pre = encrypt_message(&mut alice, &b_addr, b"hello bob", &mut rng).unwrap();
     out.push(("prekey_message", "first".into(), pre.clone()));
     out.push(("ratchet_message", "prekey-kind".into(), pre.clone()));
     decrypt_message(&mut bob, &a_addr, &pre, &mut rng).unwrap();
-    let reply = encrypt_message(&mut bob, &a_addr, &[0u8; 1024]).unwrap();
+    let reply = encrypt_message(&mut bob, &a_addr, &[0u8; 1024], &mut rng).unwrap();
     out.push(("ratchet_message", "reply-1k".into(), reply.clone()));
     out.push(("prekey_message", "ratchet-kind".into(), reply.clone()));
     decrypt_message(&mut alice, &b_addr, &reply, &mut rng).unwrap();
-    let next = encrypt_message(&mut alice, &b_addr, b"").unwrap();
+    let next = encrypt_message(&mut alice, &b_addr, b"", &mut rng).unwrap();
     out.push(("ratchet_message", "empty".into(), next));
     out.push((
         "session_record",

@@ -242,9 +242,9 @@ fn rfc7748_x25519() {
 
 #[test]
 fn libsignal_session_bundle_parses_and_verifies() {
-    // session.json is informational (Hush does not speak PQXDH), but the bundle libsignal built
-    // its session from must parse and verify here, and start a Hush session.
-    use hush_protocol::e2e::x3dh;
+    // The bundle libsignal built its session from must parse and verify here, and start a Hush
+    // (PQXDH) session.
+    use hush_protocol::e2e::pqxdh;
     use hush_protocol::e2e::{KeyPair, PreKeyBundle};
     let v = load("libsignal/session.json");
     let b = &v["bob"]["bundle"];
@@ -280,12 +280,19 @@ fn libsignal_session_bundle_parses_and_verifies() {
     };
     let mut rng = rand::thread_rng();
     let ours = KeyPair::generate(&mut rng);
-    let state = x3dh::initiate(&ours, 1163, &bundle, &mut rng).unwrap();
+    let state = pqxdh::start_session(&ours, 1163, &bundle, &mut rng).unwrap();
     assert!(state.is_unacknowledged());
     // A flipped bit in the Kyber signature stops the session before any DH.
     let mut bad = bundle.clone();
     if let Some(k) = bad.kyber_pre_key.as_mut() {
         k.signature[0] ^= 1;
     }
-    assert!(x3dh::initiate(&ours, 1163, &bad, &mut rng).is_err());
+    assert!(pqxdh::start_session(&ours, 1163, &bad, &mut rng).is_err());
+    // No Kyber pre-key: no session (libsignal 0.103 cannot start one either).
+    let mut no_kyber = bundle.clone();
+    no_kyber.kyber_pre_key = None;
+    assert!(matches!(
+        pqxdh::start_session(&ours, 1163, &no_kyber, &mut rng),
+        Err(hush_protocol::e2e::E2eError::MissingKyberPreKey)
+    ));
 }

@@ -387,3 +387,63 @@ fn hush_initiator_and_responder_agree_on_libsignal_bundles() {
         assert_eq!(err, E2eError::Key(KeyError::InvalidSignature));
     }
 }
+
+/// Hush as Bob, through the library's own entry point (`decrypt_message`: PQXDH as responder,
+/// SPQR, libsignal's message keys, MAC and AES-256-CBC), reads both messages libsignal 0.103's
+/// Alice sent in every case, in order and out of order, and uses up the one-time keys only.
+#[test]
+fn hush_reads_libsignal_version_4_messages() {
+    use hush_protocol::e2e::kem::KyberKeyPair;
+    use hush_protocol::e2e::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
+    use hush_protocol::e2e::session::decrypt_message;
+    use hush_protocol::e2e::store::PreKeyStore;
+    use hush_protocol::e2e::{InMemoryStore, KeyId, PeerAddress};
+
+    let v = load();
+    for case in v["cases"].as_array().unwrap() {
+        let id = &case["id"];
+        let b = &case["bob"];
+        let keys = bob(case);
+        let id_of =
+            |k: &Value| KeyId::from_u32(u32::try_from(k["key_id"].as_u64().unwrap()).unwrap()).unwrap();
+        for reversed in [false, true] {
+            let mut store = InMemoryStore::new(
+                keys.identity.clone(),
+                u32::try_from(b["registration_id"].as_u64().unwrap()).unwrap(),
+            );
+            store.add_signed_pre_key(SignedPreKeyRecord {
+                key_id: id_of(&b["signed_pre_key"]),
+                key_pair: keys.spk.clone(),
+                signature: hx(&b["signed_pre_key"]["signature"]),
+            });
+            if let Some(otk) = &keys.otk {
+                store.add_pre_key(PreKeyRecord {
+                    key_id: id_of(&b["one_time_pre_key"]),
+                    key_pair: otk.clone(),
+                });
+            }
+            let kyber_id = id_of(&b["kyber_pre_key"]);
+            let last_resort = b["kyber_pre_key"]["kind"] == "last_resort";
+            store.add_kyber_pre_key(KyberPreKeyRecord {
+                key_id: kyber_id,
+                key_pair: KyberKeyPair::from_parts(keys.kyber.public_key().unwrap(), keys.kyber.clone())
+                    .unwrap(),
+                signature: hx(&b["kyber_pre_key"]["signature"]),
+                last_resort,
+            });
+            let alice = PeerAddress::new("alice", 1);
+            let mut messages: Vec<&Value> = case["messages"].as_array().unwrap().iter().collect();
+            if reversed {
+                messages.reverse();
+            }
+            let mut rng = rand::thread_rng();
+            for m in messages {
+                let plain = decrypt_message(&mut store, &alice, &hx(&m["ciphertext"]), &mut rng)
+                    .unwrap_or_else(|e| panic!("case {id} (reversed {reversed}): {e}"));
+                assert_eq!(plain, hx(&m["plaintext"]), "case {id}");
+            }
+            assert_eq!(store.kyber_pre_key(kyber_id).unwrap().is_some(), last_resort, "case {id}");
+            assert_eq!(store.pre_key_count(), 0, "case {id}: the one-time EC key is used up");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hush_protocol::e2e::message::{PreKeyMessage, RatchetMessage};
-use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
 use hush_protocol::e2e::store::{IdentityStore, SessionStore};
 use hush_protocol::e2e::{
@@ -27,15 +27,17 @@ fn pair(seed: u64) -> (Side, Side, StdRng) {
     let identity = bob.identity_key_pair().unwrap();
     let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &identity, &mut rng);
     let otk = PreKeyRecord::generate(KeyId::new(2).unwrap(), &mut rng);
+    let kyber = KyberPreKeyRecord::generate(KeyId::new(3).unwrap(), &identity, false, &mut rng).unwrap();
     bob.add_signed_pre_key(spk.clone());
     bob.add_pre_key(otk.clone());
+    bob.add_kyber_pre_key(kyber.clone());
     let bundle = PreKeyBundle {
         registration_id: 2,
         device_id: 1,
         identity_key: *identity.public_key(),
         signed_pre_key: spk.public(),
         one_time_pre_key: Some(otk.public()),
-        kyber_pre_key: None,
+        kyber_pre_key: Some(kyber.public()),
     };
     let bob_addr = PeerAddress::new("bob", 1);
     process_prekey_bundle(&mut alice, &bob_addr, &bundle, &mut rng).unwrap();
@@ -54,7 +56,7 @@ fn pair(seed: u64) -> (Side, Side, StdRng) {
 fn ratchet_key(msg: &[u8]) -> PublicKey {
     match RatchetMessage::decode(msg) {
         Ok(m) => m.ratchet_key,
-        Err(_) => PreKeyMessage::decode(msg).unwrap().message.ratchet_key,
+        Err(_) => RatchetMessage::decode(&PreKeyMessage::decode(msg).unwrap().message).unwrap().ratchet_key,
     }
 }
 
@@ -93,7 +95,7 @@ proptest! {
         let mut n = 0u32;
         // Bob needs a first message from alice before he can talk.
         let pt = b"hello".to_vec();
-        let m = encrypt_message(&mut a.store, &b.addr, &pt).unwrap();
+        let m = encrypt_message(&mut a.store, &b.addr, &pt, &mut rng).unwrap();
         deliver(&mut b, &a.addr, &m, &pt, &mut rng);
         delivered_to_bob.push(m);
         for (op, pick) in ops {
@@ -102,11 +104,11 @@ proptest! {
             match op {
                 0 => {
                     let pt = format!("a{n}").into_bytes();
-                    to_bob.push((encrypt_message(&mut a.store, &b.addr, &pt).unwrap(), pt));
+                    to_bob.push((encrypt_message(&mut a.store, &b.addr, &pt, &mut rng).unwrap(), pt));
                 }
                 1 => {
                     let pt = format!("b{n}").into_bytes();
-                    to_alice.push((encrypt_message(&mut b.store, &a.addr, &pt).unwrap(), pt));
+                    to_alice.push((encrypt_message(&mut b.store, &a.addr, &pt, &mut rng).unwrap(), pt));
                 }
                 2 if !to_bob.is_empty() => {
                     let (m, pt) = to_bob.remove(pick % to_bob.len());
@@ -152,20 +154,29 @@ proptest! {
         // The first message stays a pre-key message when warmup == 0.
         for i in 0..warmup {
             let pt = vec![i as u8];
-            let m = encrypt_message(&mut a.store, &b.addr, &pt).unwrap();
+            let m = encrypt_message(&mut a.store, &b.addr, &pt, &mut rng).unwrap();
             deliver(&mut b, &a.addr, &m, &pt, &mut rng);
-            let m = encrypt_message(&mut b.store, &a.addr, &pt).unwrap();
+            let m = encrypt_message(&mut b.store, &a.addr, &pt, &mut rng).unwrap();
             deliver(&mut a, &b.addr, &m, &pt, &mut rng);
         }
         if to_alice && warmup == 0 {
-            let m = encrypt_message(&mut a.store, &b.addr, b"open").unwrap();
+            let m = encrypt_message(&mut a.store, &b.addr, b"open", &mut rng).unwrap();
             deliver(&mut b, &a.addr, &m, b"open", &mut rng);
         }
         let (sender, receiver) = if to_alice { (&mut b, &mut a) } else { (&mut a, &mut b) };
         let pt = b"the message".to_vec();
-        let m = encrypt_message(&mut sender.store, &receiver.addr, &pt).unwrap();
+        let m = encrypt_message(&mut sender.store, &receiver.addr, &pt, &mut rng).unwrap();
         let mut bad = m.clone();
         let i = pos % bad.len();
+        // libsignal's PreKeySignalMessage does not authenticate its outer `registration_id`
+        // (field 5, after the inner message): changing it, or its tag, changes only what the
+        // receiver records as the peer's registration id. Every other byte is covered by the
+        // MAC, the PQXDH agreement or the pre-key ids.
+        if let Ok(pm) = PreKeyMessage::decode(&m) {
+            let end = m.windows(pm.message.len()).position(|w| w == pm.message.as_slice()).unwrap()
+                + pm.message.len();
+            prop_assume!(!(end..end + 2).contains(&i));
+        }
         bad[i] ^= mask;
         let before = receiver.store.load_session(&sender.addr).unwrap().map(|r| r.serialize().unwrap());
         let pre_keys = receiver.store.pre_key_count();
@@ -185,15 +196,15 @@ proptest! {
         order in proptest::collection::vec(any::<u16>(), 8),
     ) {
         let (mut a, mut b, mut rng) = pair(seed);
-        let m = encrypt_message(&mut a.store, &b.addr, b"x").unwrap();
+        let m = encrypt_message(&mut a.store, &b.addr, b"x", &mut rng).unwrap();
         deliver(&mut b, &a.addr, &m, b"x", &mut rng);
-        let r = encrypt_message(&mut b.store, &a.addr, b"y").unwrap();
+        let r = encrypt_message(&mut b.store, &a.addr, b"y", &mut rng).unwrap();
         deliver(&mut a, &b.addr, &r, b"y", &mut rng);
         let mut sender: SessionRecord = a.store.load_session(&b.addr).unwrap().unwrap();
         let mut pending: Vec<(Vec<u8>, Vec<u8>)> = (0..count)
             .map(|i| {
                 let pt = vec![i as u8; 3];
-                (sender.encrypt(&pt).unwrap(), pt)
+                (sender.encrypt(&pt, &mut rng).unwrap(), pt)
             })
             .collect();
         let mut receiver: SessionRecord = b.store.load_session(&a.addr).unwrap().unwrap();

@@ -1,10 +1,11 @@
-//! Sessions end to end: X3DH with and without a one-time pre-key, bundle checks, pre-key and
+//! Sessions end to end: PQXDH with and without a one-time pre-key (one-time and last-resort Kyber
+//! keys), bundle checks, pre-key and
 //! ratchet messages, replay, restore, archived sessions, simultaneous initiation, identity trust,
 //! the forward-jump bound.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use hush_protocol::e2e::message::{message_kind, MessageKind};
-use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
 use hush_protocol::e2e::store::{IdentityStore, SessionStore};
 use hush_protocol::e2e::{
@@ -23,25 +24,28 @@ fn device(name: &str, reg: u32, rng: &mut StdRng) -> Device {
     Device { store: InMemoryStore::generate(reg, rng), addr: PeerAddress::new(name, 1) }
 }
 
-/// Publishes a signed pre-key (id 1) and, if asked, a one-time pre-key (id 7).
+/// Publishes a signed pre-key (id 1), a last-resort Kyber pre-key (id 9) and, if asked, a
+/// one-time pre-key (id 7).
 fn bundle(d: &mut Device, with_otk: bool, rng: &mut StdRng) -> PreKeyBundle {
     let identity = d.store.identity_key_pair().unwrap();
     let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &identity, rng);
     let otk = PreKeyRecord::generate(KeyId::new(7).unwrap(), rng);
+    let kyber = KyberPreKeyRecord::generate(KeyId::new(9).unwrap(), &identity, true, rng).unwrap();
     d.store.add_signed_pre_key(spk.clone());
     d.store.add_pre_key(otk.clone());
+    d.store.add_kyber_pre_key(kyber.clone());
     PreKeyBundle {
         registration_id: d.store.local_registration_id().unwrap(),
         device_id: 1,
         identity_key: *identity.public_key(),
         signed_pre_key: spk.public(),
         one_time_pre_key: with_otk.then(|| otk.public()),
-        kyber_pre_key: None,
+        kyber_pre_key: Some(kyber.public()),
     }
 }
 
 fn send(from: &mut Device, to: &Device, text: &[u8]) -> Vec<u8> {
-    encrypt_message(&mut from.store, &to.addr, text).unwrap()
+    encrypt_message(&mut from.store, &to.addr, text, &mut rand::rngs::OsRng).unwrap()
 }
 
 fn recv(to: &mut Device, from: &Device, msg: &[u8], rng: &mut StdRng) -> Result<Vec<u8>, E2eError> {
@@ -233,11 +237,11 @@ fn message_beyond_forward_jump_bound_is_refused_and_session_still_works() {
     recv(&mut alice, &bob, &r, &mut rng).unwrap();
 
     let mut rec = alice.store.load_session(&bob.addr).unwrap().unwrap();
-    let near = rec.encrypt(b"near").unwrap(); // counter 0 of alice's new chain
+    let near = rec.encrypt(b"near", &mut rng).unwrap(); // counter 0 of alice's new chain
     let mut last_ok = Vec::new();
     let mut too_far = Vec::new();
     for i in 1..=MAX_FORWARD_JUMPS + 1 {
-        let m = rec.encrypt(b"far").unwrap();
+        let m = rec.encrypt(b"far", &mut rng).unwrap();
         if i == MAX_FORWARD_JUMPS {
             last_ok = m;
         } else if i == MAX_FORWARD_JUMPS + 1 {
@@ -288,7 +292,7 @@ fn size_caps_are_enforced() {
     assert!(max.len() <= MAX_MESSAGE_LEN);
     assert_eq!(recv(&mut bob, &alice, &max, &mut rng).unwrap().len(), MAX_PLAINTEXT_LEN);
     assert_eq!(
-        encrypt_message(&mut alice.store, &bob.addr, &vec![1u8; MAX_PLAINTEXT_LEN + 1]),
+        encrypt_message(&mut alice.store, &bob.addr, &vec![1u8; MAX_PLAINTEXT_LEN + 1], &mut rng),
         Err(E2eError::PlaintextTooLong)
     );
     let r = send(&mut bob, &alice, b"x");
@@ -313,8 +317,9 @@ fn skipped_keys_are_bounded_per_chain_oldest_dropped_first() {
     let r = send(&mut bob, &alice, b"ack");
     recv(&mut alice, &bob, &r, &mut rng).unwrap();
     let mut rec = alice.store.load_session(&bob.addr).unwrap().unwrap();
-    let msgs: Vec<Vec<u8>> =
-        (0..MAX_SKIPPED_KEYS_PER_CHAIN + 2).map(|i| rec.encrypt(&i.to_le_bytes()).unwrap()).collect();
+    let msgs: Vec<Vec<u8>> = (0..MAX_SKIPPED_KEYS_PER_CHAIN + 2)
+        .map(|i| rec.encrypt(&i.to_le_bytes(), &mut rng).unwrap())
+        .collect();
     let last = msgs.len() - 1;
     assert_eq!(recv(&mut bob, &alice, &msgs[last], &mut rng).unwrap(), last.to_le_bytes());
     let stored = bob.store.load_session(&alice.addr).unwrap().unwrap();

@@ -25,8 +25,9 @@ pub const MAX_SENDER_KEY_STATES: usize = 5;
 /// bounds the ciphertext, so anything larger could never be delivered.
 pub const MAX_PLAINTEXT_LEN: usize = 96 * 1024;
 
-/// Largest encoded message a decoder accepts (plaintext cap plus headers, tag and signature).
-pub const MAX_MESSAGE_LEN: usize = MAX_PLAINTEXT_LEN + 512;
+/// Largest encoded message a decoder accepts: the plaintext cap plus a `PreKeySignalMessage`'s
+/// overhead (Kyber ciphertext 1,569 B, keys, ids, SPQR message, CBC padding, MAC).
+pub const MAX_MESSAGE_LEN: usize = MAX_PLAINTEXT_LEN + 4096;
 
 /// Largest serialized session record or sender-key record accepted by `deserialize`.
 pub const MAX_RECORD_LEN: usize = 16 * 1024 * 1024;
@@ -48,8 +49,14 @@ pub const CHAIN_MESSAGE_SEED: u8 = 0x01;
 /// HMAC input deriving the next chain key (libsignal `CHAIN_KEY_SEED`).
 pub const CHAIN_NEXT_KEY: u8 = 0x02;
 
-/// Version of Hush's message encodings (high nibble of every message's first byte).
+/// Version of Hush's own compact encodings still in use (sender keys; high nibble of the first
+/// byte). Pairwise messages are libsignal's version 4 (see `message.rs`).
 pub const WIRE_VERSION: u8 = 1;
 
-/// Version of the serialized session / sender-key record.
+/// Version of the serialized sender-key record.
 pub const RECORD_VERSION: u8 = 1;
+
+/// Version of the serialized session record. 2: PQXDH + SPQR sessions with libsignal's version-4
+/// messages; version-1 records (X3DH sessions in Hush's former format) are refused, and the
+/// SDK starts a new session in their place.
+pub const SESSION_RECORD_VERSION: u8 = 2;

@@ -89,6 +89,12 @@ pub enum E2eError {
     /// A PQXDH bundle carries no Kyber pre-key.
     #[error("bundle has no Kyber pre-key")]
     MissingKyberPreKey,
+    /// The SPQR (post-quantum) ratchet refused the message or failed.
+    #[error("post-quantum ratchet error: {0}")]
+    PqRatchet(String),
+    /// The Kyber pre-key a pre-key message names is not ours (or was used up).
+    #[error("unknown Kyber pre-key {0}")]
+    UnknownKyberPreKey(u32),
     /// An internal cryptographic primitive failed (should not happen).
     #[error("cryptographic failure")]
     Crypto,

@@ -17,7 +17,7 @@ use crate::content_type::ContentType;
 pub fn ratchet_message(data: &[u8]) -> bool {
     let _ = message_kind(data);
     if let Ok(m) = RatchetMessage::decode(data) {
-        return m.header.len() + m.ciphertext.len() == data.len();
+        return m.authenticated.len() + m.mac.len() == data.len();
     }
     let mut empty = SessionRecord::new();
     empty.decrypt_ratchet(data, &mut rand_core::OsRng).is_err()
@@ -25,8 +25,9 @@ pub fn ratchet_message(data: &[u8]) -> bool {
 
 /// Pre-key message decoding.
 pub fn prekey_message(data: &[u8]) -> bool {
+    let _ = message_kind(data);
     match PreKeyMessage::decode(data) {
-        Ok(m) => m.prefix.len() + m.message.header.len() + m.message.ciphertext.len() == data.len(),
+        Ok(m) => RatchetMessage::decode(&m.message).is_ok() && m.message.len() < data.len(),
         Err(_) => true,
     }
 }
@@ -82,7 +83,7 @@ pub fn session_record(data: &[u8]) -> bool {
                     .and_then(|r2| r2.serialize().ok())
                     .is_some_and(|b2| b2 == b)
             });
-            let _ = r.encrypt(b"fuzz");
+            let _ = r.encrypt(b"fuzz", &mut rand_core::OsRng);
             stable
         }
         Err(_) => true,

@@ -6,9 +6,9 @@
 //! - message keys: HKDF-SHA256(salt = none, ikm = seed, info = `WhisperMessageKeys`, 80 bytes)
 //!   = cipher key (32) || MAC key (32) || IV (16).
 //!
-//! Hush encrypts with AES-256-GCM under the cipher key and the first 12 IV bytes; the MAC key is
-//! derived (so the chain-key vector checks the whole construction) but not needed, since GCM's
-//! 128-bit tag authenticates the header and ciphertext.
+//! In version-4 sessions the message keys are salted with the SPQR ratchet's per-message key
+//! ([`MessageKeys::derive_salted`]); the body is AES-256-CBC under the cipher key and IV, and the
+//! MAC key authenticates the whole message (see [`super::message`]).
 
 use hkdf::Hkdf;
 use hmac::{Hmac, KeyInit, Mac};
@@ -97,9 +97,9 @@ impl ChainKey {
 pub struct MessageKeys {
     /// AES-256 key.
     pub(crate) cipher_key: [u8; 32],
-    /// libsignal's HMAC key (unused by Hush's AEAD, kept for the known answer).
+    /// The message MAC key.
     pub(crate) mac_key: [u8; 32],
-    /// libsignal's IV; Hush uses its first 12 bytes as the GCM nonce.
+    /// The AES-256-CBC IV.
     pub(crate) iv: [u8; 16],
 }
 
@@ -120,10 +120,16 @@ impl core::fmt::Debug for MessageKeys {
 }
 
 impl MessageKeys {
-    /// HKDF(`WhisperMessageKeys`) of a seed.
+    /// HKDF(`WhisperMessageKeys`) of a seed, without salt (sessions without SPQR).
     pub fn derive(seed: &MessageSeed) -> Result<Self, E2eError> {
+        Self::derive_salted(seed, None)
+    }
+
+    /// HKDF(salt = SPQR message key, ikm = seed, `WhisperMessageKeys`): libsignal's message
+    /// keys in version-4 sessions, where the post-quantum ratchet's key salts every message key.
+    pub fn derive_salted(seed: &MessageSeed, pq_key: Option<&[u8]>) -> Result<Self, E2eError> {
         let mut okm = Zeroizing::new([0u8; 80]);
-        hkdf(None, &seed.0, LABEL_MESSAGE_KEYS, okm.as_mut())?;
+        hkdf(pq_key, &seed.0, LABEL_MESSAGE_KEYS, okm.as_mut())?;
         let mut keys = MessageKeys { cipher_key: [0; 32], mac_key: [0; 32], iv: [0; 16] };
         keys.cipher_key.copy_from_slice(&okm[..32]);
         keys.mac_key.copy_from_slice(&okm[32..64]);
@@ -134,12 +140,6 @@ impl MessageKeys {
     /// Cipher key, MAC key and IV, for the known-answer test.
     pub fn as_parts(&self) -> (&[u8; 32], &[u8; 32], &[u8; 16]) {
         (&self.cipher_key, &self.mac_key, &self.iv)
-    }
-
-    pub(crate) fn nonce(&self) -> [u8; 12] {
-        let mut n = [0u8; 12];
-        n.copy_from_slice(&self.iv[..12]);
-        n
     }
 }
 

@@ -1,107 +1,105 @@
-//! Hush's compact, versioned binary message encodings. The first byte is
-//! `(WIRE_VERSION << 4) | kind`; integers are little-endian; public keys take their 33-byte
-//! serialized form. Decoders check every length against a cap and never panic (fuzzed by
-//! `protocol/fuzz`).
+//! libsignal's pairwise message formats, message version 4 (PQXDH + SPQR), from Signal's
+//! published protobuf field numbers (`wire.proto`) and checked against messages libsignal 0.103
+//! made (`tests/vectors/libsignal/pqxdh.json`, `tests/e2e_libsignal_interop.rs`).
 //!
-//! Ratchet message (`kind` 1), 42-byte header then the AEAD output:
-//! `b0 | ratchet key (33) | counter u32 | previous counter u32 | ciphertext || tag (16)`.
+//! `SignalMessage` (Signal's envelope type `CIPHERTEXT`):
+//! `0x44 | protobuf { ratchet_key = 1 (33 B), counter = 2, previous_counter = 3,
+//! ciphertext = 4 (AES-256-CBC), pq_ratchet = 5 (an SPQR message) } | MAC (8 B)`, the MAC being
+//! HMAC-SHA256(message MAC key, sender identity || receiver identity || every byte before it).
 //!
-//! Pre-key message (`kind` 2), sent until the initiator first hears back:
-//! `b0 | registration id u32 | flags u8 (bit 0: one-time pre-key id follows) | [pre-key id u32]
-//!  | signed pre-key id u32 | base key (33) | identity key (33) | ratchet message`.
+//! `PreKeySignalMessage` (`PREKEY_BUNDLE`), sent until the initiator first hears back:
+//! `0x44 | protobuf { pre_key_id = 1 (absent without a one-time EC key), base_key = 2,
+//! identity_key = 3, message = 4 (a SignalMessage), registration_id = 5, signed_pre_key_id = 6,
+//! kyber_pre_key_id = 7, kyber_ciphertext = 8 (0x08 || 1568 B) }`.
 //!
-//! The AEAD associated data is the pre-key prefix (if any), the ratchet header, then the sender's
-//! and the receiver's identity keys, so every byte of a message is authenticated.
+//! Both start with the same byte, so the kind travels beside the bytes (Signal-Server's
+//! `Envelope.Type`, Hush's `content_type`); [`message_kind`] still tells them apart by their
+//! protobuf shape for callers that lost it. Decoders cap every length and never panic (fuzzed
+//! by `protocol/fuzz`). libsignal 0.103 refuses version 3 (X3DH) messages and so does Hush.
 
-use super::consts::{MAX_MESSAGE_LEN, TAG_LEN, WIRE_VERSION};
+use prost::Message as _;
+
+use super::cbc::MAC_LEN;
+use super::consts::MAX_MESSAGE_LEN;
 use super::error::DecodeError;
-use super::keys::{KeyId, PublicKey, EC_PUBLIC_KEY_LEN};
+use super::keys::{KeyId, PublicKey};
 
-/// Kind of an encoded message (low nibble of its first byte).
+/// Message version of PQXDH + SPQR sessions (libsignal `CIPHERTEXT_MESSAGE_CURRENT_VERSION`).
+pub const MESSAGE_VERSION: u8 = 4;
+/// First byte of every pairwise message: `(version << 4) | current version`.
+pub const VERSION_BYTE: u8 = (MESSAGE_VERSION << 4) | MESSAGE_VERSION;
+/// Largest SPQR message accepted in field 5 (SPQR V1 messages are at most 1 + 10 + 5 + 1 + 3 +
+/// 32 bytes; later versions may append data, which is allowed and ignored).
+pub const MAX_PQ_RATCHET_LEN: usize = 4096;
+
+/// Kind of a pairwise message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MessageKind {
-    /// A Double Ratchet message.
-    Ratchet = 1,
-    /// A pre-key message: X3DH fields plus a ratchet message.
-    PreKey = 2,
-    /// A Sender Key group message.
-    SenderKey = 3,
-    /// A Sender Key distribution message (sent inside a pairwise session).
-    SenderKeyDistribution = 4,
+    /// A `SignalMessage`: a Double Ratchet message on an established session.
+    Ratchet,
+    /// A `PreKeySignalMessage`: PQXDH fields plus a `SignalMessage`.
+    PreKey,
 }
 
-impl MessageKind {
-    pub(crate) fn first_byte(self) -> u8 {
-        (WIRE_VERSION << 4) | self as u8
+#[derive(Clone, PartialEq, prost::Message)]
+struct SignalMessageProto {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    ratchet_key: Option<Vec<u8>>,
+    #[prost(uint32, optional, tag = "2")]
+    counter: Option<u32>,
+    #[prost(uint32, optional, tag = "3")]
+    previous_counter: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    ciphertext: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "5")]
+    pq_ratchet: Option<Vec<u8>>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct PreKeySignalMessageProto {
+    #[prost(uint32, optional, tag = "1")]
+    pre_key_id: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "2")]
+    base_key: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "3")]
+    identity_key: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    message: Option<Vec<u8>>,
+    #[prost(uint32, optional, tag = "5")]
+    registration_id: Option<u32>,
+    #[prost(uint32, optional, tag = "6")]
+    signed_pre_key_id: Option<u32>,
+    #[prost(uint32, optional, tag = "7")]
+    kyber_pre_key_id: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "8")]
+    kyber_ciphertext: Option<Vec<u8>>,
+}
+
+fn check_version(bytes: &[u8]) -> Result<&[u8], DecodeError> {
+    if bytes.len() > MAX_MESSAGE_LEN {
+        return Err(DecodeError::TooLong);
     }
-}
-
-/// Reads the kind of an encoded message.
-pub fn message_kind(bytes: &[u8]) -> Result<MessageKind, DecodeError> {
-    let b0 = *bytes.first().ok_or(DecodeError::Truncated)?;
-    if b0 >> 4 != WIRE_VERSION {
+    let (&b0, rest) = bytes.split_first().ok_or(DecodeError::Truncated)?;
+    if b0 >> 4 != MESSAGE_VERSION {
         return Err(DecodeError::BadVersion);
     }
-    match b0 & 0x0f {
-        1 => Ok(MessageKind::Ratchet),
-        2 => Ok(MessageKind::PreKey),
-        3 => Ok(MessageKind::SenderKey),
-        4 => Ok(MessageKind::SenderKeyDistribution),
-        _ => Err(DecodeError::BadKind),
-    }
+    Ok(rest)
 }
 
-/// A cursor that refuses to read past the end.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// Tells a `PreKeySignalMessage` from a `SignalMessage` by its protobuf: only the former has a
+/// length-delimited field 2 (`base_key`; a `SignalMessage`'s field 2 is the counter, a varint).
+pub fn message_kind(bytes: &[u8]) -> Result<MessageKind, DecodeError> {
+    let body = check_version(bytes)?;
+    if let Ok(p) = PreKeySignalMessageProto::decode(body) {
+        if p.base_key.is_some() && p.message.is_some() {
+            return Ok(MessageKind::PreKey);
+        }
+    }
+    Ok(MessageKind::Ratchet)
 }
 
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
-        let out = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    pub(crate) fn key(&mut self) -> Result<PublicKey, DecodeError> {
-        PublicKey::from_exact(self.take(EC_PUBLIC_KEY_LEN)?).map_err(|_| DecodeError::BadKey)
-    }
-
-    pub(crate) fn key_id(&mut self) -> Result<KeyId, DecodeError> {
-        KeyId::from_u32(self.u32()?).map_err(|_| DecodeError::BadKeyId)
-    }
-
-    pub(crate) fn pos(&self) -> usize {
-        self.pos
-    }
-
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
-        let out = self.buf.get(self.pos..).unwrap_or(&[]);
-        self.pos = self.buf.len();
-        out
-    }
-}
-
-/// Length of a ratchet message header.
-pub const RATCHET_HEADER_LEN: usize = 1 + EC_PUBLIC_KEY_LEN + 4 + 4;
-
-/// A decoded ratchet message, borrowing its bytes.
-#[derive(Debug, Clone, Copy)]
+/// A decoded `SignalMessage`, borrowing its bytes.
+#[derive(Debug, Clone)]
 pub struct RatchetMessage<'a> {
     /// The sender's current ratchet public key.
     pub ratchet_key: PublicKey,
@@ -109,138 +107,141 @@ pub struct RatchetMessage<'a> {
     pub counter: u32,
     /// Length of the sender's previous sending chain.
     pub previous_counter: u32,
-    /// The encoded header (authenticated as associated data).
-    pub header: &'a [u8],
-    /// Ciphertext and tag.
-    pub ciphertext: &'a [u8],
+    /// The AES-256-CBC body.
+    pub ciphertext: Vec<u8>,
+    /// The SPQR message (empty from an SPQR-less sender, which version 4 refuses).
+    pub pq_ratchet: Vec<u8>,
+    /// Every byte the MAC covers (version byte and protobuf).
+    pub authenticated: &'a [u8],
+    /// The 8-byte MAC.
+    pub mac: &'a [u8],
 }
 
 impl<'a> RatchetMessage<'a> {
-    /// Decodes a ratchet message.
+    /// Decodes a `SignalMessage` (the MAC is checked by the session, which has the key).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_MESSAGE_LEN {
-            return Err(DecodeError::TooLong);
-        }
-        if message_kind(bytes)? != MessageKind::Ratchet {
-            return Err(DecodeError::BadKind);
-        }
-        let mut r = Reader::new(bytes);
-        r.u8()?;
-        let ratchet_key = r.key()?;
-        let counter = r.u32()?;
-        let previous_counter = r.u32()?;
-        let header = bytes.get(..r.pos()).ok_or(DecodeError::Truncated)?;
-        let ciphertext = r.rest();
-        if ciphertext.len() < TAG_LEN {
+        check_version(bytes)?;
+        if bytes.len() < 1 + MAC_LEN {
             return Err(DecodeError::Truncated);
         }
-        Ok(Self { ratchet_key, counter, previous_counter, header, ciphertext })
+        let (authenticated, mac) = bytes.split_at(bytes.len() - MAC_LEN);
+        let p = SignalMessageProto::decode(authenticated.get(1..).ok_or(DecodeError::Truncated)?)
+            .map_err(|_| DecodeError::Truncated)?;
+        let ratchet_key = PublicKey::from_exact(p.ratchet_key.as_deref().ok_or(DecodeError::Truncated)?)
+            .map_err(|_| DecodeError::BadKey)?;
+        let ciphertext = p.ciphertext.ok_or(DecodeError::Truncated)?;
+        let pq_ratchet = p.pq_ratchet.unwrap_or_default();
+        if pq_ratchet.len() > MAX_PQ_RATCHET_LEN {
+            return Err(DecodeError::TooLong);
+        }
+        Ok(Self {
+            ratchet_key,
+            counter: p.counter.ok_or(DecodeError::Truncated)?,
+            previous_counter: p.previous_counter.unwrap_or(0),
+            ciphertext,
+            pq_ratchet,
+            authenticated,
+            mac,
+        })
     }
 }
 
-/// Writes a ratchet header.
-pub(crate) fn write_ratchet_header(
-    out: &mut Vec<u8>,
+/// Encodes a `SignalMessage` up to its MAC (the caller appends the MAC over these bytes).
+pub(crate) fn encode_ratchet_unauthenticated(
     ratchet_key: &PublicKey,
     counter: u32,
     previous_counter: u32,
-) {
-    out.push(MessageKind::Ratchet.first_byte());
-    out.extend_from_slice(&ratchet_key.serialize());
-    out.extend_from_slice(&counter.to_le_bytes());
-    out.extend_from_slice(&previous_counter.to_le_bytes());
+    ciphertext: Vec<u8>,
+    pq_ratchet: Vec<u8>,
+) -> Vec<u8> {
+    let p = SignalMessageProto {
+        ratchet_key: Some(ratchet_key.serialize().to_vec()),
+        counter: Some(counter),
+        previous_counter: Some(previous_counter),
+        ciphertext: Some(ciphertext),
+        pq_ratchet: if pq_ratchet.is_empty() { None } else { Some(pq_ratchet) },
+    };
+    let mut out = Vec::with_capacity(1 + p.encoded_len() + MAC_LEN);
+    out.push(VERSION_BYTE);
+    p.encode_raw(&mut out);
+    out
 }
 
-/// The X3DH fields the initiator repeats until it hears back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// The PQXDH fields the initiator repeats until it hears back.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PreKeyFields {
     /// The initiator's registration id.
     pub registration_id: u32,
-    /// The one-time pre-key used, if any.
+    /// The one-time EC pre-key used, if any.
     pub pre_key_id: Option<KeyId>,
     /// The signed pre-key used.
     pub signed_pre_key_id: KeyId,
-    /// The initiator's X3DH ephemeral (base) key.
+    /// The Kyber pre-key used (one-time or last-resort).
+    pub kyber_pre_key_id: KeyId,
+    /// The Kyber ciphertext (`0x08` || 1568 bytes).
+    pub kyber_ciphertext: Vec<u8>,
+    /// The initiator's ephemeral (base) key.
     pub base_key: PublicKey,
     /// The initiator's identity key.
     pub identity_key: PublicKey,
 }
 
-/// A decoded pre-key message.
-#[derive(Debug, Clone, Copy)]
-pub struct PreKeyMessage<'a> {
-    /// The X3DH fields.
+/// A decoded `PreKeySignalMessage`.
+#[derive(Debug, Clone)]
+pub struct PreKeyMessage {
+    /// The PQXDH fields.
     pub fields: PreKeyFields,
-    /// The encoded X3DH prefix (authenticated as associated data).
-    pub prefix: &'a [u8],
-    /// The ratchet message inside.
-    pub message: RatchetMessage<'a>,
+    /// The `SignalMessage` inside.
+    pub message: Vec<u8>,
 }
 
-impl<'a> PreKeyMessage<'a> {
-    /// Decodes a pre-key message.
-    pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > MAX_MESSAGE_LEN {
-            return Err(DecodeError::TooLong);
-        }
-        if message_kind(bytes)? != MessageKind::PreKey {
-            return Err(DecodeError::BadKind);
-        }
-        let mut r = Reader::new(bytes);
-        r.u8()?;
-        let registration_id = r.u32()?;
-        let flags = r.u8()?;
-        if flags & !1 != 0 {
-            return Err(DecodeError::BadFlags);
-        }
-        let pre_key_id = if flags & 1 == 1 { Some(r.key_id()?) } else { None };
-        let signed_pre_key_id = r.key_id()?;
-        let base_key = r.key()?;
-        let identity_key = r.key()?;
-        let prefix = bytes.get(..r.pos()).ok_or(DecodeError::Truncated)?;
-        let message = RatchetMessage::decode(r.rest())?;
-        Ok(Self {
-            fields: PreKeyFields { registration_id, pre_key_id, signed_pre_key_id, base_key, identity_key },
-            prefix,
-            message,
-        })
+fn key_id(v: Option<u32>) -> Result<KeyId, DecodeError> {
+    KeyId::from_u32(v.ok_or(DecodeError::Truncated)?).map_err(|_| DecodeError::BadKeyId)
+}
+
+impl PreKeyMessage {
+    /// Decodes a `PreKeySignalMessage`. A version-3 (X3DH, no Kyber) message is refused, as
+    /// libsignal 0.103 refuses it.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let body = check_version(bytes)?;
+        let p = PreKeySignalMessageProto::decode(body).map_err(|_| DecodeError::Truncated)?;
+        let key = |v: Option<Vec<u8>>| -> Result<PublicKey, DecodeError> {
+            PublicKey::from_exact(v.as_deref().ok_or(DecodeError::Truncated)?)
+                .map_err(|_| DecodeError::BadKey)
+        };
+        let pre_key_id = match p.pre_key_id {
+            Some(id) => Some(KeyId::from_u32(id).map_err(|_| DecodeError::BadKeyId)?),
+            None => None,
+        };
+        let fields = PreKeyFields {
+            registration_id: p.registration_id.unwrap_or(0),
+            pre_key_id,
+            signed_pre_key_id: key_id(p.signed_pre_key_id)?,
+            kyber_pre_key_id: key_id(p.kyber_pre_key_id)?,
+            kyber_ciphertext: p.kyber_ciphertext.ok_or(DecodeError::Truncated)?,
+            base_key: key(p.base_key)?,
+            identity_key: key(p.identity_key)?,
+        };
+        let message = p.message.ok_or(DecodeError::Truncated)?;
+        RatchetMessage::decode(&message)?;
+        Ok(Self { fields, message })
     }
 }
 
-/// Writes a pre-key prefix.
-pub(crate) fn write_prekey_prefix(out: &mut Vec<u8>, f: &PreKeyFields) {
-    out.push(MessageKind::PreKey.first_byte());
-    out.extend_from_slice(&f.registration_id.to_le_bytes());
-    match f.pre_key_id {
-        Some(id) => {
-            out.push(1);
-            out.extend_from_slice(&id.get().to_le_bytes());
-        }
-        None => out.push(0),
-    }
-    out.extend_from_slice(&f.signed_pre_key_id.get().to_le_bytes());
-    out.extend_from_slice(&f.base_key.serialize());
-    out.extend_from_slice(&f.identity_key.serialize());
-}
-
-/// Largest associated data: pre-key prefix, ratchet header, two identity keys.
-pub(crate) const MAX_AD_LEN: usize = 1 + 4 + 1 + 4 + 4 + 33 + 33 + RATCHET_HEADER_LEN + 66;
-
-/// Builds the associated data on the stack.
-pub(crate) fn associated_data<'b>(
-    buf: &'b mut [u8; MAX_AD_LEN],
-    prefix: &[u8],
-    header: &[u8],
-    sender: &PublicKey,
-    receiver: &PublicKey,
-) -> Result<&'b [u8], DecodeError> {
-    let p = prefix.len();
-    let n = p + header.len();
-    let total = n + 66;
-    let dst = buf.get_mut(..total).ok_or(DecodeError::TooLong)?;
-    dst[..p].copy_from_slice(prefix);
-    dst[p..n].copy_from_slice(header);
-    dst[n..n + 33].copy_from_slice(&sender.serialize());
-    dst[n + 33..].copy_from_slice(&receiver.serialize());
-    Ok(dst)
+/// Wraps a `SignalMessage` in a `PreKeySignalMessage`.
+pub(crate) fn encode_prekey(f: &PreKeyFields, message: Vec<u8>) -> Vec<u8> {
+    let p = PreKeySignalMessageProto {
+        pre_key_id: f.pre_key_id.map(|k| k.get()),
+        base_key: Some(f.base_key.serialize().to_vec()),
+        identity_key: Some(f.identity_key.serialize().to_vec()),
+        message: Some(message),
+        registration_id: Some(f.registration_id),
+        signed_pre_key_id: Some(f.signed_pre_key_id.get()),
+        kyber_pre_key_id: Some(f.kyber_pre_key_id.get()),
+        kyber_ciphertext: Some(f.kyber_ciphertext.clone()),
+    };
+    let mut out = Vec::with_capacity(1 + p.encoded_len());
+    out.push(VERSION_BYTE);
+    p.encode_raw(&mut out);
+    out
 }

@@ -12,14 +12,15 @@
 //!   [`prekeys::verify_kyber_prekey`], [`prekeys::parse_one_time_prekey`]) and the bundle a
 //!   client fetches.
 //! - [`kdf`]: root, chain and message keys (HKDF/HMAC-SHA256 with libsignal's labels).
-//! - [`x3dh`]: the X3DH agreement (with and without a one-time pre-key).
 //! - [`kem`]: Kyber-1024 (round 3, libsignal's pre-key KEM): key pairs, encapsulate,
 //!   decapsulate, in libsignal's serialized forms.
-//! - [`pqxdh`]: the PQXDH agreement as libsignal 0.103 runs it (key derivation only; sessions
-//!   still start with X3DH).
+//! - [`pqxdh`]: the PQXDH agreement as libsignal 0.103 runs it; every session starts with it.
+//! - [`spqr`]: the SPQR sparse post-quantum ratchet (Signal's "triple ratchet" third leg), whose
+//!   per-message key salts every message key of a version-4 session.
 //! - [`content`]: Signal's `Content` protobuf (what a ciphertext carries) and Signal's padding.
 //! - [`retry`]: retry requests (libsignal's `DecryptionErrorMessage` in a `PlaintextContent`).
-//! - [`message`]: the versioned compact binary encodings, decoded with size caps, never panicking.
+//! - [`message`]: libsignal's `SignalMessage` and `PreKeySignalMessage` (version 4), decoded with
+//!   size caps, never panicking.
 //! - [`ratchet`]: the Double Ratchet session state.
 //! - [`session`]: session records (current plus archived states) and the encrypt/decrypt entry
 //!   points, including simultaneous-initiation resolution.
@@ -37,7 +38,7 @@
 //! last-resort Kyber keys), [`parse_one_time_prekey`]`(key_id, public_key)`.
 //!
 //! Client, pairwise: [`session::process_prekey_bundle`]`(store, peer, bundle, rng)` starts a
-//! session; [`session::encrypt_message`]`(store, peer, plaintext)` and
+//! session; [`session::encrypt_message`]`(store, peer, plaintext, rng)` and
 //! [`session::decrypt_message`]`(store, peer, bytes, rng)` do the rest (pre-key and ratchet
 //! messages alike). The same operations exist on [`SessionRecord`] for callers that keep records
 //! themselves.
@@ -61,11 +62,12 @@ pub mod ratchet;
 pub mod retry;
 pub mod sender_keys;
 pub mod session;
+pub mod spqr;
 pub mod store;
-pub mod x3dh;
 pub mod xeddsa;
 
 mod aead;
+mod cbc;
 mod secret;
 
 pub use error::{DecodeError, E2eError, KeyError};

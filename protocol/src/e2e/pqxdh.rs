@@ -9,22 +9,36 @@
 //! root key = okm[0..32], chain key = okm[32..64], PQ-ratchet (SPQR) key = okm[64..96]
 //! ```
 //!
-//! HKDF's output is a prefix-stable stream, so the 64-byte root || chain prefix is the same for
-//! any requested length; `tests/e2e_pqxdh.rs` proves root and chain against libsignal's own
-//! sessions. The third 32 bytes seed libsignal's SPQR ratchet, which Hush does not run yet.
-//!
-//! This module only derives the keys. Sessions still start with [`super::x3dh`]: Hush's message
-//! format has no place for the Kyber ciphertext yet.
+//! `tests/e2e_pqxdh.rs` proves root and chain against libsignal's own sessions, and decrypting
+//! libsignal's first messages proves the SPQR key. Every Hush session starts here
+//! ([`start_session`], [`accept_session`]): libsignal 0.103 refuses X3DH-only sessions, and so
+//! does Hush (a bundle without a Kyber pre-key is [`E2eError::MissingKyberPreKey`]).
 
 use rand_core::{CryptoRng, RngCore};
 use zeroize::Zeroizing;
 
-use super::error::E2eError;
+use super::error::{E2eError, KeyError};
 use super::kdf::{hkdf, ChainKey, RootKey};
 use super::kem::{self, KemSharedSecret, KyberCiphertext, KyberSecretKey};
 use super::keys::{DhPoint, KeyPair, PrivateKey, PublicKey};
+use super::message::PreKeyFields;
 use super::prekeys::{PreKeyBundle, SignedKyberPreKey};
-use super::x3dh::verify_bundle;
+use super::ratchet::{SessionParties, SessionState};
+
+/// Checks a bundle's signatures (signed EC pre-key and Kyber pre-key), as done before any use of
+/// its keys.
+pub fn verify_bundle(bundle: &PreKeyBundle) -> Result<(), KeyError> {
+    let spk = &bundle.signed_pre_key;
+    if !bundle.identity_key.verify_signature(&spk.public_key.serialize(), &spk.signature) {
+        return Err(KeyError::InvalidSignature);
+    }
+    if let Some(k) = &bundle.kyber_pre_key {
+        if !bundle.identity_key.verify_signature(k.public_key.serialize(), &k.signature) {
+            return Err(KeyError::InvalidSignature);
+        }
+    }
+    Ok(())
+}
 
 /// HKDF info of the PQXDH master secret (libsignal, message version 4).
 pub const LABEL_PQXDH: &[u8] = b"WhisperText_X25519_SHA-256_CRYSTALS-KYBER-1024";
@@ -181,4 +195,69 @@ pub fn respond(ours: &ResponderKeys<'_>, theirs: &InitiatorMessage<'_>) -> Resul
         dhs.push(Agreement(otk.private_key(), &base_point));
     }
     derive(&dhs, &kem_secret)
+}
+
+/// The initiator's side of a session: verifies the bundle, runs PQXDH with a fresh base key and
+/// returns a session whose messages are `PreKeySignalMessage`s until the peer answers.
+pub fn start_session<R: RngCore + CryptoRng>(
+    our_identity: &KeyPair,
+    our_registration_id: u32,
+    bundle: &PreKeyBundle,
+    rng: &mut R,
+) -> Result<SessionState, E2eError> {
+    let (base, init) = initiate(our_identity, bundle, rng)?;
+    let fields = PreKeyFields {
+        registration_id: our_registration_id,
+        pre_key_id: bundle.one_time_pre_key.map(|k| k.key_id),
+        signed_pre_key_id: bundle.signed_pre_key.key_id,
+        kyber_pre_key_id: init.kyber_pre_key.key_id,
+        kyber_ciphertext: init.kyber_ciphertext.serialize().to_vec(),
+        base_key: *base.public_key(),
+        identity_key: *our_identity.public_key(),
+    };
+    SessionState::initiator(
+        SessionParties {
+            local_identity: *our_identity.public_key(),
+            remote_identity: bundle.identity_key,
+            local_registration_id: our_registration_id,
+            remote_registration_id: bundle.registration_id,
+            base_key: *base.public_key(),
+        },
+        init.keys.root_key(),
+        init.keys.chain_key(),
+        init.keys.pq_ratchet_key(),
+        bundle.signed_pre_key.public_key,
+        fields,
+        rng,
+    )
+}
+
+/// The responder's side, from a pre-key message's fields and the private keys it names.
+pub fn accept_session(
+    ours: &ResponderKeys<'_>,
+    our_registration_id: u32,
+    fields: &PreKeyFields,
+) -> Result<SessionState, E2eError> {
+    let ct = KyberCiphertext::deserialize(&fields.kyber_ciphertext)?;
+    let keys = respond(
+        ours,
+        &InitiatorMessage {
+            identity_key: &fields.identity_key,
+            base_key: &fields.base_key,
+            kyber_ciphertext: &ct,
+        },
+    )?;
+    Ok(SessionState::responder(
+        SessionParties {
+            local_identity: *ours.identity.public_key(),
+            remote_identity: fields.identity_key,
+            local_registration_id: our_registration_id,
+            remote_registration_id: fields.registration_id,
+            base_key: fields.base_key,
+        },
+        keys.root_key(),
+        keys.chain_key(),
+        keys.pq_ratchet_key(),
+        ours.signed_pre_key.clone(),
+    ))
 }

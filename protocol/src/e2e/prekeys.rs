@@ -8,7 +8,8 @@
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use super::error::KeyError;
+use super::error::{E2eError, KeyError};
+use super::kem::KyberKeyPair;
 use super::keys::{KeyId, KeyPair, KyberPublicKey, PublicKey};
 use super::xeddsa::SIGNATURE_LEN;
 
@@ -98,7 +99,7 @@ pub struct PreKeyBundle {
     pub signed_pre_key: SignedEcPreKey,
     /// An EC one-time pre-key, when the server had one left.
     pub one_time_pre_key: Option<OneTimePreKey>,
-    /// A Kyber pre-key (its signature is checked; Hush's X3DH does not run the KEM).
+    /// A Kyber pre-key (one-time or last-resort; PQXDH requires one).
     pub kyber_pre_key: Option<SignedKyberPreKey>,
 }
 
@@ -149,5 +150,42 @@ impl PreKeyRecord {
     /// The public part, as uploaded.
     pub fn public(&self) -> OneTimePreKey {
         OneTimePreKey { key_id: self.key_id, public_key: *self.key_pair.public_key() }
+    }
+}
+
+/// A local Kyber-1024 pre-key (one-time or last-resort) with its secret half and the identity
+/// key's signature over the serialized public key.
+#[derive(Debug, Clone)]
+pub struct KyberPreKeyRecord {
+    /// Its id.
+    pub key_id: KeyId,
+    /// The key pair.
+    pub key_pair: KyberKeyPair,
+    /// The identity key's signature over the serialized public key.
+    pub signature: Vec<u8>,
+    /// A last-resort key is kept after use; a one-time key is removed.
+    pub last_resort: bool,
+}
+
+impl KyberPreKeyRecord {
+    /// Generates a Kyber pre-key signed by `identity`.
+    pub fn generate<R: RngCore + CryptoRng>(
+        key_id: KeyId,
+        identity: &KeyPair,
+        last_resort: bool,
+        rng: &mut R,
+    ) -> Result<Self, E2eError> {
+        let key_pair = KyberKeyPair::generate(rng)?;
+        let signature = identity.sign(key_pair.public_key().serialize(), rng).to_vec();
+        Ok(Self { key_id, key_pair, signature, last_resort })
+    }
+
+    /// The public part, as uploaded.
+    pub fn public(&self) -> SignedKyberPreKey {
+        SignedKyberPreKey {
+            key_id: self.key_id,
+            public_key: self.key_pair.public_key().clone(),
+            signature: self.signature.clone(),
+        }
     }
 }

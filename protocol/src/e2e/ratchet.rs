@@ -9,19 +9,17 @@
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use super::aead;
+use super::cbc;
 use super::consts::{
     MAX_FORWARD_JUMPS, MAX_PLAINTEXT_LEN, MAX_RECEIVER_CHAINS, MAX_SKIPPED_KEYS_PER_CHAIN,
-    MAX_SKIPPED_KEYS_PER_SESSION, TAG_LEN,
+    MAX_SKIPPED_KEYS_PER_SESSION,
 };
 use super::error::{DecodeError, E2eError};
 use super::kdf::{ChainKey, MessageKeys, MessageSeed, RootKey};
 use super::keys::{KeyPair, PublicKey};
-use super::message::{
-    associated_data, write_prekey_prefix, write_ratchet_header, PreKeyFields, RatchetMessage, MAX_AD_LEN,
-    RATCHET_HEADER_LEN,
-};
+use super::message::{encode_prekey, encode_ratchet_unauthenticated, PreKeyFields, RatchetMessage};
 use super::secret::Secret32;
+use super::spqr::SpqrState;
 
 #[derive(Clone, Serialize, Deserialize)]
 struct SenderChain {
@@ -55,9 +53,11 @@ pub struct SessionState {
     sender: SenderChain,
     previous_counter: u32,
     receivers: Vec<ReceiverChain>,
-    /// Set on the initiator until it first decrypts a reply: its messages then carry the X3DH
+    /// Set on the initiator until it first decrypts a reply: its messages then carry the PQXDH
     /// fields so the responder can build the session.
     pending_prekey: Option<PreKeyFields>,
+    /// The SPQR (sparse post-quantum) ratchet, whose per-message key salts every message key.
+    spqr: SpqrState,
 }
 
 impl core::fmt::Debug for SessionState {
@@ -72,7 +72,7 @@ impl core::fmt::Debug for SessionState {
     }
 }
 
-/// What a successful decryption changes, applied only after the AEAD accepted.
+/// What a successful decryption changes, applied only after the MAC and padding checked out.
 struct Advance {
     chain: ChainKey,
     skipped: Vec<SkippedKey>,
@@ -88,12 +88,14 @@ pub(crate) struct SessionParties {
 }
 
 impl SessionState {
-    /// The initiator's state after X3DH: it can send at once (its first DH ratchet step is done)
-    /// and receives on the responder's signed pre-key.
+    /// The initiator's state after PQXDH: it can send at once (its first DH ratchet step is
+    /// done) and receives on the responder's signed pre-key. `pq_auth_key` seeds SPQR.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn initiator<R: RngCore + CryptoRng>(
         parties: SessionParties,
         root: RootKey,
         chain: ChainKey,
+        pq_auth_key: &[u8],
         their_signed_pre_key: PublicKey,
         pending: PreKeyFields,
         rng: &mut R,
@@ -111,14 +113,16 @@ impl SessionState {
             previous_counter: 0,
             receivers: vec![ReceiverChain { ratchet_key: their_signed_pre_key, chain, skipped: Vec::new() }],
             pending_prekey: Some(pending),
+            spqr: SpqrState::initial_alice(pq_auth_key),
         })
     }
 
-    /// The responder's state after X3DH: its sending ratchet key is its signed pre-key.
+    /// The responder's state after PQXDH: its sending ratchet key is its signed pre-key.
     pub(crate) fn responder(
         parties: SessionParties,
         root: RootKey,
         chain: ChainKey,
+        pq_auth_key: &[u8],
         signed_pre_key: KeyPair,
     ) -> Self {
         Self {
@@ -132,6 +136,7 @@ impl SessionState {
             previous_counter: 0,
             receivers: Vec::new(),
             pending_prekey: None,
+            spqr: SpqrState::initial_bob(pq_auth_key),
         }
     }
 
@@ -155,45 +160,49 @@ impl SessionState {
         self.pending_prekey.is_some()
     }
 
-    /// Encrypts one message (a pre-key message while unacknowledged).
-    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, E2eError> {
+    /// Encrypts one message: a `SignalMessage`, wrapped in a `PreKeySignalMessage` while
+    /// unacknowledged. SPQR advances with every message (it may sample ML-KEM keys: `rng`).
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &mut self,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<u8>, E2eError> {
         if plaintext.len() > MAX_PLAINTEXT_LEN {
             return Err(E2eError::PlaintextTooLong);
         }
         let (seed, next) = self.sender.chain.step()?;
-        let keys = MessageKeys::derive(&seed)?;
-        let mut out = Vec::with_capacity(80 + RATCHET_HEADER_LEN + plaintext.len() + TAG_LEN);
-        if let Some(fields) = &self.pending_prekey {
-            write_prekey_prefix(&mut out, fields);
-        }
-        let prefix_len = out.len();
-        write_ratchet_header(
-            &mut out,
+        let (spqr, pq_message, pq_key) =
+            self.spqr.send(rng).map_err(|e| E2eError::PqRatchet(e.to_string()))?;
+        let keys = MessageKeys::derive_salted(&seed, Some(&pq_key))?;
+        let body = cbc::encrypt(&keys.cipher_key, &keys.iv, plaintext)?;
+        let mut out = encode_ratchet_unauthenticated(
             self.sender.ratchet.public_key(),
             self.sender.chain.index(),
             self.previous_counter,
+            body,
+            pq_message,
         );
-        let mut ad_buf = [0u8; MAX_AD_LEN];
-        let (prefix, header) = out.split_at(prefix_len);
-        let ad = associated_data(&mut ad_buf, prefix, header, &self.local_identity, &self.remote_identity)?;
-        let start = out.len();
-        out.extend_from_slice(plaintext);
-        aead::seal_in_place(&keys.cipher_key, keys.nonce(), ad, &mut out, start)?;
+        let mac = cbc::mac(
+            &keys.mac_key,
+            &self.local_identity.serialize(),
+            &self.remote_identity.serialize(),
+            &out,
+        )?;
+        out.extend_from_slice(&mac);
+        if let Some(fields) = &self.pending_prekey {
+            out = encode_prekey(fields, out);
+        }
         self.sender.chain = next;
+        self.spqr = spqr;
         Ok(out)
     }
 
-    /// Decrypts a ratchet message; `prefix` is the pre-key prefix it came in (empty if none).
-    /// On error the state is unchanged.
+    /// Decrypts a `SignalMessage`. On error the state is unchanged.
     pub fn decrypt<R: RngCore + CryptoRng>(
         &mut self,
-        prefix: &[u8],
         msg: &RatchetMessage<'_>,
         rng: &mut R,
     ) -> Result<Vec<u8>, E2eError> {
-        let mut ad_buf = [0u8; MAX_AD_LEN];
-        let ad =
-            associated_data(&mut ad_buf, prefix, msg.header, &self.remote_identity, &self.local_identity)?;
         let found = self.receivers.iter().position(|c| c.ratchet_key == msg.ratchet_key);
         let plaintext = if let Some(i) = found {
             let chain = self.receivers.get(i).ok_or(E2eError::Crypto)?;
@@ -204,18 +213,21 @@ impl SessionState {
                     .position(|k| k.counter == msg.counter)
                     .ok_or(E2eError::DuplicateMessage)?;
                 let seed = MessageSeed(chain.skipped[pos].seed.0);
-                let plaintext = open(&seed, ad, msg.ciphertext)?;
+                let (plaintext, spqr) = self.open(&seed, msg)?;
                 if let Some(c) = self.receivers.get_mut(i) {
                     c.skipped.remove(pos);
                 }
+                self.spqr = spqr;
                 plaintext
             } else {
-                let (plaintext, adv) = advance_and_open(&chain.chain, msg, ad)?;
+                let (seed, adv) = advance(&chain.chain, msg.counter)?;
+                let (plaintext, spqr) = self.open(&seed, msg)?;
                 if let Some(c) = self.receivers.get_mut(i) {
                     c.chain = adv.chain;
                     c.skipped.extend(adv.skipped);
                     trim_front(&mut c.skipped, MAX_SKIPPED_KEYS_PER_CHAIN);
                 }
+                self.spqr = spqr;
                 plaintext
             }
         } else {
@@ -225,13 +237,15 @@ impl SessionState {
             let their = msg.ratchet_key.prepare();
             let (root1, recv_chain) =
                 self.root_key.step_prepared(self.sender.ratchet.private_key(), &their)?;
-            let (plaintext, adv) = advance_and_open(&recv_chain, msg, ad)?;
+            let (seed, adv) = advance(&recv_chain, msg.counter)?;
+            let (plaintext, spqr) = self.open(&seed, msg)?;
             let ratchet = KeyPair::generate(rng);
             let (root2, send_chain) = root1.step_prepared(ratchet.private_key(), &their)?;
             // Commit: nothing below can fail.
             self.previous_counter = self.sender.chain.index();
             self.sender = SenderChain { ratchet, chain: send_chain };
             self.root_key = root2;
+            self.spqr = spqr;
             let mut skipped = adv.skipped;
             trim_front(&mut skipped, MAX_SKIPPED_KEYS_PER_CHAIN);
             self.receivers.push(ReceiverChain { ratchet_key: msg.ratchet_key, chain: adv.chain, skipped });
@@ -243,6 +257,26 @@ impl SessionState {
         self.enforce_session_skip_bound();
         self.pending_prekey = None;
         Ok(plaintext)
+    }
+
+    /// Runs SPQR on the message's `pq_ratchet` (on a copy), derives the message keys, checks
+    /// the MAC and decrypts: libsignal's order. Returns the plaintext and the SPQR state to
+    /// commit.
+    fn open(&self, seed: &MessageSeed, msg: &RatchetMessage<'_>) -> Result<(Vec<u8>, SpqrState), E2eError> {
+        let (spqr, pq_key) =
+            self.spqr.recv(&msg.pq_ratchet).map_err(|e| E2eError::PqRatchet(e.to_string()))?;
+        let keys = MessageKeys::derive_salted(seed, Some(&pq_key))?;
+        let expected = cbc::mac(
+            &keys.mac_key,
+            &self.remote_identity.serialize(),
+            &self.local_identity.serialize(),
+            msg.authenticated,
+        )?;
+        if !cbc::mac_matches(&expected, msg.mac) {
+            return Err(E2eError::DecryptionFailed);
+        }
+        let plaintext = cbc::decrypt(&keys.cipher_key, &keys.iv, &msg.ciphertext)?;
+        Ok((plaintext, spqr))
     }
 
     fn enforce_session_skip_bound(&mut self) {
@@ -281,25 +315,17 @@ fn trim_front(v: &mut Vec<SkippedKey>, max: usize) {
     }
 }
 
-fn open(seed: &MessageSeed, ad: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, E2eError> {
-    let keys = MessageKeys::derive(seed)?;
-    aead::open(&keys.cipher_key, keys.nonce(), ad, ciphertext)
-}
-
-/// Derives up to the message's counter on a copy of the chain and opens the message.
-fn advance_and_open(
-    chain: &ChainKey,
-    msg: &RatchetMessage<'_>,
-    ad: &[u8],
-) -> Result<(Vec<u8>, Advance), E2eError> {
-    let jump = msg.counter.checked_sub(chain.index()).ok_or(E2eError::DuplicateMessage)?;
+/// Derives up to the message's counter on a copy of the chain: the message's seed and what the
+/// chain becomes if the message checks out.
+fn advance(chain: &ChainKey, counter: u32) -> Result<(MessageSeed, Advance), E2eError> {
+    let jump = counter.checked_sub(chain.index()).ok_or(E2eError::DuplicateMessage)?;
     if jump > MAX_FORWARD_JUMPS {
         return Err(E2eError::TooFarInFuture);
     }
-    let keep_from = msg.counter.saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
+    let keep_from = counter.saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
     let mut skipped = Vec::new();
     let mut ck = chain.step()?;
-    while ck.1.index() <= msg.counter {
+    while ck.1.index() <= counter {
         let index = ck.1.index() - 1;
         if index >= keep_from {
             skipped.push(SkippedKey { counter: index, seed: Secret32(ck.0 .0) });
@@ -307,8 +333,7 @@ fn advance_and_open(
         ck = ck.1.step()?;
     }
     let (seed, next) = ck;
-    let plaintext = open(&seed, ad, msg.ciphertext)?;
-    Ok((plaintext, Advance { chain: next, skipped }))
+    Ok((seed, Advance { chain: next, skipped }))
 }
 
 #[cfg(test)]
@@ -331,6 +356,7 @@ mod tests {
             },
             RootKey::new([7; 32]),
             ChainKey::new([9; 32], 0),
+            &[5; 32],
             pair.clone(),
         );
         let text = format!("{state:?} {pair:?} {:?}", pair.private_key());
@@ -348,13 +374,14 @@ mod tests {
     fn used_message_seeds_leave_the_serialized_state() {
         use crate::e2e::keys::KeyId;
         use crate::e2e::message::PreKeyMessage;
-        use crate::e2e::prekeys::{PreKeyBundle, SignedEcPreKey};
-        use crate::e2e::x3dh;
+        use crate::e2e::pqxdh::{self, ResponderKeys};
+        use crate::e2e::prekeys::{KyberPreKeyRecord, PreKeyBundle, SignedEcPreKey};
 
         let mut rng = rand_core::OsRng;
         let alice_id = KeyPair::generate(&mut rng);
         let bob_id = KeyPair::generate(&mut rng);
         let spk = KeyPair::generate(&mut rng);
+        let kyber = KyberPreKeyRecord::generate(KeyId::new(3).unwrap(), &bob_id, true, &mut rng).unwrap();
         let bundle = PreKeyBundle {
             registration_id: 2,
             device_id: 1,
@@ -365,9 +392,9 @@ mod tests {
                 signature: bob_id.sign(&spk.public_key().serialize(), &mut rng).to_vec(),
             },
             one_time_pre_key: None,
-            kyber_pre_key: None,
+            kyber_pre_key: Some(kyber.public()),
         };
-        let mut alice = x3dh::initiate(&alice_id, 1, &bundle, &mut rng).unwrap();
+        let mut alice = pqxdh::start_session(&alice_id, 1, &bundle, &mut rng).unwrap();
         let mut ck = alice.sender.chain.clone();
         let mut seeds = Vec::new();
         let mut chain_keys = Vec::new();
@@ -377,10 +404,17 @@ mod tests {
             seeds.push(seed.0);
             ck = next;
         }
-        let msgs: Vec<Vec<u8>> = (0..3).map(|i| alice.encrypt(&[i]).unwrap()).collect();
+        let msgs: Vec<Vec<u8>> = (0..3).map(|i| alice.encrypt(&[i], &mut rng).unwrap()).collect();
         let pm = PreKeyMessage::decode(&msgs[2]).unwrap();
-        let mut bob = x3dh::respond(&bob_id, 2, &spk, None, &pm.fields).unwrap();
-        assert_eq!(bob.decrypt(pm.prefix, &pm.message, &mut rng).unwrap(), vec![2]);
+        let ours = ResponderKeys {
+            identity: &bob_id,
+            signed_pre_key: &spk,
+            one_time_pre_key: None,
+            kyber_pre_key: kyber.key_pair.secret_key(),
+        };
+        let mut bob = pqxdh::accept_session(&ours, 2, &pm.fields).unwrap();
+        let m2 = RatchetMessage::decode(&pm.message).unwrap();
+        assert_eq!(bob.decrypt(&m2, &mut rng).unwrap(), vec![2]);
         let bytes = postcard::to_allocvec(&bob).unwrap();
         assert!(contains(&bytes, &seeds[0]) && contains(&bytes, &seeds[1]));
         assert!(!contains(&bytes, &seeds[2]));
@@ -388,7 +422,8 @@ mod tests {
             assert!(!contains(&bytes, k));
         }
         let pm0 = PreKeyMessage::decode(&msgs[0]).unwrap();
-        assert_eq!(bob.decrypt(pm0.prefix, &pm0.message, &mut rng).unwrap(), vec![0]);
+        let m0 = RatchetMessage::decode(&pm0.message).unwrap();
+        assert_eq!(bob.decrypt(&m0, &mut rng).unwrap(), vec![0]);
         let bytes = postcard::to_allocvec(&bob).unwrap();
         assert!(!contains(&bytes, &seeds[0]) && contains(&bytes, &seeds[1]));
     }

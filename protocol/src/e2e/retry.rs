@@ -68,7 +68,10 @@ impl DecryptionErrorMessage {
         timestamp: u64,
         original_sender_device: u32,
     ) -> Self {
-        let prekey = || PreKeyMessage::decode(original).ok().map(|m| m.message.ratchet_key);
+        let prekey = || {
+            let m = PreKeyMessage::decode(original).ok()?;
+            RatchetMessage::decode(&m.message).ok().map(|r| r.ratchet_key)
+        };
         let ratchet = || RatchetMessage::decode(original).ok().map(|m| m.ratchet_key);
         let ratchet_key = match content_type {
             ContentType::PreKey => prekey(),

@@ -25,12 +25,11 @@ use zeroize::Zeroizing;
 use super::aead;
 use super::consts::{
     LABEL_SENDER_KEY, MAX_FORWARD_JUMPS, MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN, MAX_RECORD_LEN,
-    MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS_PER_CHAIN, RECORD_VERSION, TAG_LEN,
+    MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS_PER_CHAIN, RECORD_VERSION, TAG_LEN, WIRE_VERSION,
 };
 use super::error::{DecodeError, E2eError};
 use super::kdf::{hkdf, ChainKey, MessageSeed};
 use super::keys::{PrivateKey, PublicKey, EC_PUBLIC_KEY_LEN};
-use super::message::{message_kind, MessageKind, Reader};
 use super::secret::Secret32;
 use super::xeddsa::{self, VerifyingPoint, SIGNATURE_LEN};
 
@@ -410,5 +409,72 @@ impl SenderKeyRecord {
             return Err(DecodeError::BadRecord);
         }
         Ok(record)
+    }
+}
+
+// Hush's compact encoding helpers (the pairwise formats moved to libsignal's; sender keys follow).
+/// Kind of an encoded message (low nibble of its first byte).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MessageKind {
+    /// A Sender Key group message.
+    SenderKey = 3,
+    /// A Sender Key distribution message (sent inside a pairwise session).
+    SenderKeyDistribution = 4,
+}
+
+impl MessageKind {
+    pub(crate) fn first_byte(self) -> u8 {
+        (WIRE_VERSION << 4) | self as u8
+    }
+}
+
+/// Reads the kind of an encoded message.
+pub(crate) fn message_kind(bytes: &[u8]) -> Result<MessageKind, DecodeError> {
+    let b0 = *bytes.first().ok_or(DecodeError::Truncated)?;
+    if b0 >> 4 != WIRE_VERSION {
+        return Err(DecodeError::BadVersion);
+    }
+    match b0 & 0x0f {
+        3 => Ok(MessageKind::SenderKey),
+        4 => Ok(MessageKind::SenderKeyDistribution),
+        _ => Err(DecodeError::BadKind),
+    }
+}
+
+/// A cursor that refuses to read past the end.
+pub(crate) struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let out = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    pub(crate) fn key(&mut self) -> Result<PublicKey, DecodeError> {
+        PublicKey::from_exact(self.take(EC_PUBLIC_KEY_LEN)?).map_err(|_| DecodeError::BadKey)
+    }
+
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let out = self.buf.get(self.pos..).unwrap_or(&[]);
+        self.pos = self.buf.len();
+        out
     }
 }

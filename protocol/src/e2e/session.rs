@@ -7,21 +7,21 @@
 //!
 //! Simultaneous initiation: when both devices start a session at the same time, each receives a
 //! pre-key message while its own session is still unacknowledged. Both then keep, as current, the
-//! session whose X3DH base key is lower (byte-wise), and archive the other; both sides see the
+//! session whose PQXDH base key is lower (byte-wise), and archive the other; both sides see the
 //! same two base keys, so both pick the same session. A pre-key message arriving when the current
 //! session is acknowledged is a deliberate reset by the peer and becomes current.
 
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-use super::consts::{MAX_ARCHIVED_SESSIONS, MAX_RECORD_LEN, RECORD_VERSION};
+use super::consts::{MAX_ARCHIVED_SESSIONS, MAX_RECORD_LEN, SESSION_RECORD_VERSION};
 use super::error::{DecodeError, E2eError};
 use super::keys::KeyPair;
 use super::message::{message_kind, MessageKind, PreKeyMessage, RatchetMessage};
+use super::pqxdh::{self, ResponderKeys};
 use super::prekeys::PreKeyBundle;
 use super::ratchet::SessionState;
 use super::store::{IdentityStore, PreKeyStore, SessionStore};
-use super::x3dh;
 
 /// A peer device: account name and device id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -73,7 +73,7 @@ impl SessionRecord {
 
     /// Serializes the record (a version byte, then postcard).
     pub fn serialize(&self) -> Result<Vec<u8>, E2eError> {
-        postcard::to_extend(self, vec![RECORD_VERSION]).map_err(|_| E2eError::Crypto)
+        postcard::to_extend(self, vec![SESSION_RECORD_VERSION]).map_err(|_| E2eError::Crypto)
     }
 
     /// Restores a record, checking its size and every bound.
@@ -82,7 +82,7 @@ impl SessionRecord {
             return Err(DecodeError::TooLong);
         }
         let (&version, body) = bytes.split_first().ok_or(DecodeError::Truncated)?;
-        if version != RECORD_VERSION {
+        if version != SESSION_RECORD_VERSION {
             return Err(DecodeError::BadVersion);
         }
         let (record, rest): (Self, _) =
@@ -135,44 +135,47 @@ impl SessionRecord {
     }
 
     /// Encrypts under the current session.
-    pub fn encrypt(&mut self, plaintext: &[u8]) -> Result<Vec<u8>, E2eError> {
-        self.current.as_mut().ok_or(E2eError::NoSession)?.encrypt(plaintext)
+    pub fn encrypt<R: RngCore + CryptoRng>(
+        &mut self,
+        plaintext: &[u8],
+        rng: &mut R,
+    ) -> Result<Vec<u8>, E2eError> {
+        self.current.as_mut().ok_or(E2eError::NoSession)?.encrypt(plaintext, rng)
     }
 
-    /// Decrypts a ratchet message under the current session, then the archived ones.
+    /// Decrypts a `SignalMessage` under the current session, then the archived ones.
     pub fn decrypt_ratchet<R: RngCore + CryptoRng>(
         &mut self,
         bytes: &[u8],
         rng: &mut R,
     ) -> Result<Vec<u8>, E2eError> {
         let msg = RatchetMessage::decode(bytes)?;
-        self.decrypt_with_any(&[], &msg, rng)
+        self.decrypt_with_any(&msg, rng)
     }
 
     fn decrypt_with_any<R: RngCore + CryptoRng>(
         &mut self,
-        prefix: &[u8],
         msg: &RatchetMessage<'_>,
         rng: &mut R,
     ) -> Result<Vec<u8>, E2eError> {
         let mut first_err = None;
         if let Some(cur) = self.current.as_mut() {
-            match cur.decrypt(prefix, msg, rng) {
+            match cur.decrypt(msg, rng) {
                 Ok(p) => return Ok(p),
                 Err(e) => first_err = Some(e),
             }
         }
         for s in &mut self.previous {
-            if let Ok(p) = s.decrypt(prefix, msg, rng) {
+            if let Ok(p) = s.decrypt(msg, rng) {
                 return Ok(p);
             }
         }
         Err(first_err.unwrap_or(E2eError::NoSession))
     }
 
-    /// Decrypts a pre-key message: under the session it names if we already have it, else by
-    /// running X3DH as responder with the pre-keys it names. The one-time pre-key is removed
-    /// from `prekeys` only after the message decrypted.
+    /// Decrypts a `PreKeySignalMessage`: under the session it names if we already have it, else
+    /// by running PQXDH as responder with the pre-keys it names. A one-time EC or Kyber pre-key
+    /// is used up only after the message decrypted (a last-resort Kyber key stays).
     pub fn decrypt_prekey<P: PreKeyStore + ?Sized, R: RngCore + CryptoRng>(
         &mut self,
         bytes: &[u8],
@@ -182,12 +185,13 @@ impl SessionRecord {
         rng: &mut R,
     ) -> Result<Vec<u8>, E2eError> {
         let m = PreKeyMessage::decode(bytes)?;
+        let inner = RatchetMessage::decode(&m.message)?;
         let base = m.fields.base_key;
         if let Some(cur) = self.current.as_mut().filter(|c| *c.base_key() == base) {
-            return cur.decrypt(m.prefix, &m.message, rng);
+            return cur.decrypt(&inner, rng);
         }
         if let Some(s) = self.previous.iter_mut().find(|s| *s.base_key() == base) {
-            return s.decrypt(m.prefix, &m.message, rng);
+            return s.decrypt(&inner, rng);
         }
         let spk_id = m.fields.signed_pre_key_id;
         let spk = prekeys.signed_pre_key(spk_id)?.ok_or(E2eError::UnknownSignedPreKey(spk_id.get()))?;
@@ -195,24 +199,30 @@ impl SessionRecord {
             Some(id) => Some(prekeys.pre_key(id)?.ok_or(E2eError::UnknownPreKey(id.get()))?),
             None => None,
         };
-        let mut state = x3dh::respond(
-            our_identity,
+        let kyber_id = m.fields.kyber_pre_key_id;
+        let kyber = prekeys.kyber_pre_key(kyber_id)?.ok_or(E2eError::UnknownKyberPreKey(kyber_id.get()))?;
+        let mut state = pqxdh::accept_session(
+            &ResponderKeys {
+                identity: our_identity,
+                signed_pre_key: &spk.key_pair,
+                one_time_pre_key: otk.as_ref().map(|k| &k.key_pair),
+                kyber_pre_key: kyber.key_pair.secret_key(),
+            },
             our_registration_id,
-            &spk.key_pair,
-            otk.as_ref().map(|k| &k.key_pair),
             &m.fields,
         )?;
-        let plaintext = state.decrypt(m.prefix, &m.message, rng)?;
+        let plaintext = state.decrypt(&inner, rng)?;
         if let Some(id) = m.fields.pre_key_id {
             prekeys.remove_pre_key(id)?;
         }
+        prekeys.mark_kyber_pre_key_used(kyber_id, &m.fields.base_key)?;
         self.install_incoming(state);
         Ok(plaintext)
     }
 }
 
 /// Starts a session with a peer device from its bundle (checks the bundle's signatures and that
-/// its identity is trusted, then runs X3DH). The next [`encrypt_message`] sends a pre-key message.
+/// its identity is trusted, then runs PQXDH). The next [`encrypt_message`] sends a pre-key message.
 pub fn process_prekey_bundle<S, R>(
     store: &mut S,
     address: &PeerAddress,
@@ -227,7 +237,7 @@ where
         return Err(E2eError::UntrustedIdentity);
     }
     let identity = store.identity_key_pair()?;
-    let state = x3dh::initiate(&identity, store.local_registration_id()?, bundle, rng)?;
+    let state = pqxdh::start_session(&identity, store.local_registration_id()?, bundle, rng)?;
     let mut record = store.load_session(address)?.unwrap_or_default();
     record.promote_new(state);
     store.store_session(address, record)?;
@@ -235,19 +245,24 @@ where
     Ok(())
 }
 
-/// Encrypts for a peer device with the stored session.
-pub fn encrypt_message<S: SessionStore + ?Sized>(
+/// Encrypts for a peer device with the stored session. The message is a `PreKeySignalMessage`
+/// while the session is unacknowledged ([`SessionState::is_unacknowledged`] before the call),
+/// a `SignalMessage` after.
+pub fn encrypt_message<S: SessionStore + ?Sized, R: RngCore + CryptoRng>(
     store: &mut S,
     address: &PeerAddress,
     plaintext: &[u8],
+    rng: &mut R,
 ) -> Result<Vec<u8>, E2eError> {
     let mut record = store.load_session(address)?.ok_or(E2eError::NoSession)?;
-    let out = record.encrypt(plaintext)?;
+    let out = record.encrypt(plaintext, rng)?;
     store.store_session(address, record)?;
     Ok(out)
 }
 
-/// Decrypts a pre-key or ratchet message from a peer device and stores the updated session.
+/// Decrypts a pre-key or ratchet message from a peer device and stores the updated session;
+/// the kind is read from the message's shape (see [`decrypt_message_of_kind`] when the
+/// envelope says it).
 pub fn decrypt_message<S, R>(
     store: &mut S,
     address: &PeerAddress,
@@ -258,8 +273,26 @@ where
     S: IdentityStore + PreKeyStore + SessionStore + ?Sized,
     R: RngCore + CryptoRng,
 {
+    let kind = message_kind(bytes)?;
+    decrypt_message_of_kind(store, address, kind, bytes, rng)
+}
+
+/// Decrypts a message whose kind the envelope gave (Signal's `Envelope.Type`: `CIPHERTEXT` is
+/// [`MessageKind::Ratchet`], `PREKEY_BUNDLE` is [`MessageKind::PreKey`]) and stores the updated
+/// session. Nothing is stored when it fails.
+pub fn decrypt_message_of_kind<S, R>(
+    store: &mut S,
+    address: &PeerAddress,
+    kind: MessageKind,
+    bytes: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>, E2eError>
+where
+    S: IdentityStore + PreKeyStore + SessionStore + ?Sized,
+    R: RngCore + CryptoRng,
+{
     let mut record = store.load_session(address)?.unwrap_or_default();
-    let plaintext = match message_kind(bytes)? {
+    let plaintext = match kind {
         MessageKind::Ratchet => record.decrypt_ratchet(bytes, rng)?,
         MessageKind::PreKey => {
             let identity_key = PreKeyMessage::decode(bytes)?.fields.identity_key;
@@ -272,7 +305,6 @@ where
             store.save_identity(address, &identity_key)?;
             p
         }
-        _ => return Err(DecodeError::BadKind.into()),
     };
     store.store_session(address, record)?;
     Ok(plaintext)

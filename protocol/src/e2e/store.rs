@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::error::E2eError;
 use super::keys::{KeyId, KeyPair, PublicKey};
-use super::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use super::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use super::sender_keys::{SenderKeyDistributionMessage, SenderKeyRecord};
 use super::session::{PeerAddress, SessionRecord};
 
@@ -33,6 +33,11 @@ pub trait PreKeyStore {
     fn pre_key(&self, id: KeyId) -> Result<Option<PreKeyRecord>, E2eError>;
     /// Removes a used one-time pre-key.
     fn remove_pre_key(&mut self, id: KeyId) -> Result<(), E2eError>;
+    /// A Kyber pre-key (one-time or last-resort) by id.
+    fn kyber_pre_key(&self, id: KeyId) -> Result<Option<KyberPreKeyRecord>, E2eError>;
+    /// Called after a pre-key message using Kyber key `id` decrypted: a one-time key is removed,
+    /// a last-resort key stays (`base_key` names the session, as libsignal passes it).
+    fn mark_kyber_pre_key_used(&mut self, id: KeyId, base_key: &PublicKey) -> Result<(), E2eError>;
 }
 
 /// Session records per peer device.
@@ -67,6 +72,7 @@ pub struct InMemoryStore {
     identities: HashMap<PeerAddress, PublicKey>,
     signed_pre_keys: HashMap<KeyId, SignedPreKeyRecord>,
     pre_keys: HashMap<KeyId, PreKeyRecord>,
+    kyber_pre_keys: HashMap<KeyId, KyberPreKeyRecord>,
     sessions: HashMap<PeerAddress, SessionRecord>,
     sender_keys: HashMap<(PeerAddress, Uuid), SenderKeyRecord>,
 }
@@ -90,6 +96,7 @@ impl InMemoryStore {
             identities: HashMap::new(),
             signed_pre_keys: HashMap::new(),
             pre_keys: HashMap::new(),
+            kyber_pre_keys: HashMap::new(),
             sessions: HashMap::new(),
             sender_keys: HashMap::new(),
         }
@@ -108,6 +115,16 @@ impl InMemoryStore {
     /// Adds a one-time pre-key.
     pub fn add_pre_key(&mut self, record: PreKeyRecord) {
         self.pre_keys.insert(record.key_id, record);
+    }
+
+    /// Adds a Kyber pre-key.
+    pub fn add_kyber_pre_key(&mut self, record: KyberPreKeyRecord) {
+        self.kyber_pre_keys.insert(record.key_id, record);
+    }
+
+    /// Number of Kyber pre-keys left (one-time and last-resort).
+    pub fn kyber_pre_key_count(&self) -> usize {
+        self.kyber_pre_keys.len()
     }
 
     /// Number of one-time pre-keys left.
@@ -146,6 +163,15 @@ impl PreKeyStore for InMemoryStore {
     }
     fn remove_pre_key(&mut self, id: KeyId) -> Result<(), E2eError> {
         self.pre_keys.remove(&id);
+        Ok(())
+    }
+    fn kyber_pre_key(&self, id: KeyId) -> Result<Option<KyberPreKeyRecord>, E2eError> {
+        Ok(self.kyber_pre_keys.get(&id).cloned())
+    }
+    fn mark_kyber_pre_key_used(&mut self, id: KeyId, _base_key: &PublicKey) -> Result<(), E2eError> {
+        if self.kyber_pre_keys.get(&id).is_some_and(|k| !k.last_resort) {
+            self.kyber_pre_keys.remove(&id);
+        }
         Ok(())
     }
 }
