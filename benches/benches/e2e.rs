@@ -18,11 +18,12 @@ use std::time::Duration;
 use cpu_time::ThreadTime;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
 use hush_protocol::e2e::store::{IdentityStore, PreKeyStore, SessionStore};
 use hush_protocol::e2e::{
-    x3dh, E2eError, InMemoryStore, KeyId, KeyPair, PeerAddress, PreKeyBundle, SenderKeyRecord, SessionRecord,
+    pqxdh, E2eError, InMemoryStore, KeyId, KeyPair, PeerAddress, PreKeyBundle, PublicKey, SenderKeyRecord,
+    SessionRecord,
 };
 use vodozemac::megolm::{GroupSession, InboundGroupSession, SessionConfig as MegolmConfig};
 use vodozemac::olm::{Account, OlmMessage, Session as OlmSession, SessionConfig};
@@ -38,9 +39,9 @@ fn hush_pair() -> (SessionRecord, SessionRecord) {
     let (a, b) = (PeerAddress::new("alice", 1), PeerAddress::new("bob", 1));
     let bundle = hush_bundle(&mut bob);
     process_prekey_bundle(&mut alice, &b, &bundle, &mut rng).unwrap();
-    let m = encrypt_message(&mut alice, &b, b"hi").unwrap();
+    let m = encrypt_message(&mut alice, &b, b"hi", &mut rng).unwrap();
     decrypt_message(&mut bob, &a, &m, &mut rng).unwrap();
-    let r = encrypt_message(&mut bob, &a, b"hi").unwrap();
+    let r = encrypt_message(&mut bob, &a, b"hi", &mut rng).unwrap();
     decrypt_message(&mut alice, &b, &r, &mut rng).unwrap();
     (alice.load_session(&b).unwrap().unwrap(), bob.load_session(&a).unwrap().unwrap())
 }
@@ -50,15 +51,17 @@ fn hush_bundle(bob: &mut InMemoryStore) -> PreKeyBundle {
     let id = bob.identity_key_pair().unwrap();
     let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &id, &mut rng);
     let otk = PreKeyRecord::generate(KeyId::new(2).unwrap(), &mut rng);
+    let kyber = KyberPreKeyRecord::generate(KeyId::new(3).unwrap(), &id, true, &mut rng).unwrap();
     bob.add_signed_pre_key(spk.clone());
     bob.add_pre_key(otk.clone());
+    bob.add_kyber_pre_key(kyber.clone());
     PreKeyBundle {
         registration_id: 2,
         device_id: 1,
         identity_key: *id.public_key(),
         signed_pre_key: spk.public(),
         one_time_pre_key: Some(otk.public()),
-        kyber_pre_key: None,
+        kyber_pre_key: Some(kyber.public()),
     }
 }
 
@@ -86,7 +89,7 @@ fn ratchet(c: &mut Criterion<ThreadCpuTime>) {
         g.throughput(Throughput::Elements(1));
         let (mut ha, _) = hush_pair();
         g.bench_with_input(BenchmarkId::new("hush", size), &pt, |b, pt| {
-            b.iter(|| black_box(ha.encrypt(pt).unwrap()))
+            b.iter(|| black_box(ha.encrypt(pt, &mut rng).unwrap()))
         });
         let (mut oa, _) = olm_pair();
         g.bench_with_input(BenchmarkId::new("olm", size), &pt, |b, pt| {
@@ -102,7 +105,7 @@ fn ratchet(c: &mut Criterion<ThreadCpuTime>) {
         let (mut ha, mut hb) = hush_pair();
         g.bench_with_input(BenchmarkId::new("hush", size), &pt, |b, pt| {
             b.iter_custom(|iters| {
-                let msgs: Vec<Vec<u8>> = (0..iters).map(|_| ha.encrypt(pt).unwrap()).collect();
+                let msgs: Vec<Vec<u8>> = (0..iters).map(|_| ha.encrypt(pt, &mut rng).unwrap()).collect();
                 let start = ThreadTime::now();
                 for m in &msgs {
                     black_box(hb.decrypt_ratchet(m, &mut rng).unwrap());
@@ -133,9 +136,9 @@ fn ratchet(c: &mut Criterion<ThreadCpuTime>) {
         let (mut ha, mut hb) = hush_pair();
         g.bench_with_input(BenchmarkId::new("hush", size), &pt, |b, pt| {
             b.iter(|| {
-                let m = ha.encrypt(pt).unwrap();
+                let m = ha.encrypt(pt, &mut rng).unwrap();
                 black_box(hb.decrypt_ratchet(&m, &mut rng).unwrap());
-                let r = hb.encrypt(pt).unwrap();
+                let r = hb.encrypt(pt, &mut rng).unwrap();
                 black_box(ha.decrypt_ratchet(&r, &mut rng).unwrap());
             })
         });
@@ -156,6 +159,7 @@ fn ratchet(c: &mut Criterion<ThreadCpuTime>) {
 struct FixedPreKeys {
     spk: SignedPreKeyRecord,
     otk: PreKeyRecord,
+    kyber: KyberPreKeyRecord,
 }
 
 impl PreKeyStore for FixedPreKeys {
@@ -168,6 +172,12 @@ impl PreKeyStore for FixedPreKeys {
     fn remove_pre_key(&mut self, _: KeyId) -> Result<(), E2eError> {
         Ok(())
     }
+    fn kyber_pre_key(&self, _: KeyId) -> Result<Option<KyberPreKeyRecord>, E2eError> {
+        Ok(Some(self.kyber.clone()))
+    }
+    fn mark_kyber_pre_key_used(&mut self, _: KeyId, _: &PublicKey) -> Result<(), E2eError> {
+        Ok(())
+    }
 }
 
 fn session_creation(c: &mut Criterion<ThreadCpuTime>) {
@@ -178,25 +188,27 @@ fn session_creation(c: &mut Criterion<ThreadCpuTime>) {
     let bob_id = KeyPair::generate(&mut rng);
     let spk = SignedPreKeyRecord::generate(KeyId::new(1).unwrap(), &bob_id, &mut rng);
     let otk = PreKeyRecord::generate(KeyId::new(2).unwrap(), &mut rng);
+    let kyber = KyberPreKeyRecord::generate(KeyId::new(3).unwrap(), &bob_id, true, &mut rng).unwrap();
     let bundle = PreKeyBundle {
         registration_id: 2,
         device_id: 1,
         identity_key: *bob_id.public_key(),
         signed_pre_key: spk.public(),
         one_time_pre_key: Some(otk.public()),
-        kyber_pre_key: None,
+        kyber_pre_key: Some(kyber.public()),
     };
-    let mut keys = FixedPreKeys { spk, otk };
+    let mut keys = FixedPreKeys { spk, otk, kyber };
     let mut bundle_no_otk = bundle.clone();
     bundle_no_otk.one_time_pre_key = None;
-    // Initiator: verify the signed pre-key, X3DH, first message; responder: X3DH, decrypt it.
-    // With a one-time pre-key X3DH runs four DHs per side; without, three (Olm's 3DH shape).
-    for (name, bundle) in [("hush_x3dh_otk", &bundle), ("hush_x3dh_no_otk", &bundle_no_otk)] {
+    // Initiator: verify the signed pre-keys, PQXDH (Kyber-1024 encapsulation), first message;
+    // responder: PQXDH (decapsulation), decrypt it. With a one-time pre-key four DHs per side;
+    // without, three (Olm's 3DH shape). Both sides also start SPQR.
+    for (name, bundle) in [("hush_pqxdh_otk", &bundle), ("hush_pqxdh_no_otk", &bundle_no_otk)] {
         g.bench_function(name, |b| {
             b.iter(|| {
                 let mut alice = SessionRecord::new();
-                alice.promote_new(x3dh::initiate(&alice_id, 1, bundle, &mut rng).unwrap());
-                let m = alice.encrypt(b"hello").unwrap();
+                alice.promote_new(pqxdh::start_session(&alice_id, 1, bundle, &mut rng).unwrap());
+                let m = alice.encrypt(b"hello", &mut rng).unwrap();
                 let mut bob = SessionRecord::new();
                 black_box(bob.decrypt_prekey(&m, &bob_id, 2, &mut keys, &mut rng).unwrap());
             })
@@ -206,7 +218,7 @@ fn session_creation(c: &mut Criterion<ThreadCpuTime>) {
     let mut bob = Account::new();
     // `olm`: the agreement alone. `olm_signed_otk`: plus the Ed25519 check of the one-time key's
     // signature a Matrix client makes before using it (the counterpart of Hush's signed pre-key
-    // check inside `x3dh::initiate`).
+    // check inside `pqxdh::start_session`).
     for (name, check_signature) in [("olm", false), ("olm_signed_otk", true)] {
         g.bench_function(name, |b| {
             b.iter_custom(|iters| {

@@ -815,7 +815,7 @@ impl Messenger {
             return self.undecryptable(&env, why).await;
         }
         let from = peer(&env.from, env.from_device);
-        let plain = match self.state.decrypt(&from, &env.content.0) {
+        let plain = match self.state.decrypt_typed(&from, env.content_type, &env.content.0) {
             Ok(p) => zeroize::Zeroizing::new(p),
             Err(e) => return self.undecryptable_with_retry(&env, e.to_string()).await,
         };

@@ -14,8 +14,10 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::path::Path;
 
+use hush_protocol::e2e::kem::KyberKeyPair;
 use hush_protocol::e2e::keys::{KeyId, KeyPair, KyberPublicKey, PublicKey, KYBER1024_KEY_TYPE};
-use hush_protocol::e2e::prekeys::{PreKeyRecord, SignedPreKeyRecord};
+use hush_protocol::e2e::message::MessageKind;
+use hush_protocol::e2e::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::store::{IdentityStore, PreKeyStore, SenderKeyStore, SessionStore};
 use hush_protocol::e2e::{
     session as e2e_session, store as e2e_store, E2eError, OneTimePreKey, PeerAddress, PreKeyBundle,
@@ -120,6 +122,18 @@ impl KyberKey {
         let public = kyber_public(&seed.0)?;
         let signature = identity.sign(public.serialize(), &mut OsRng).to_vec();
         Ok(Self { key_id, seed, signature })
+    }
+
+    /// The full record (secret key re-derived from the seed), for the responder side of PQXDH.
+    fn record(&self, last_resort: bool) -> Result<KyberPreKeyRecord, E2eError> {
+        let mut seed = Zeroizing::new([0u8; KYBER_SEED_LEN]);
+        seed.copy_from_slice(self.seed.0.get(..KYBER_SEED_LEN).ok_or(E2eError::Crypto)?);
+        Ok(KyberPreKeyRecord {
+            key_id: self.key_id,
+            key_pair: KyberKeyPair::from_seed(&seed)?,
+            signature: self.signature.clone(),
+            last_resort,
+        })
     }
 
     fn public(&self) -> Result<SignedKyberPreKey, StateError> {
@@ -430,7 +444,7 @@ impl DeviceState {
 
     /// Encrypts for a peer device with its session.
     pub fn encrypt(&mut self, address: &PeerAddress, plaintext: &[u8]) -> Result<Vec<u8>, StateError> {
-        Ok(e2e_session::encrypt_message(self, address, plaintext)?)
+        Ok(e2e_session::encrypt_message(self, address, plaintext, &mut OsRng)?)
     }
 
     /// Encrypts for a peer device with its session, and says what the ciphertext is from the
@@ -538,14 +552,32 @@ impl DeviceState {
         out.into()
     }
 
-    /// Decrypts a pre-key or ratchet message from a peer device. A pre-key message carrying a new
-    /// identity for a known device (it re-registered) replaces the old session and identity.
+    /// Decrypts a pre-key or ratchet message from a peer device, telling them apart by their
+    /// shape (see [`DeviceState::decrypt_typed`] when the envelope's type is known).
     pub fn decrypt(&mut self, address: &PeerAddress, bytes: &[u8]) -> Result<Vec<u8>, StateError> {
-        match e2e_session::decrypt_message(self, address, bytes, &mut OsRng) {
+        self.decrypt_typed(address, ContentType::Unknown, bytes)
+    }
+
+    /// Decrypts a `PreKeySignalMessage` (`prekey`) or `SignalMessage` (`ciphertext`) from a peer
+    /// device; `unknown` (envelopes stored before types existed) is told by its shape. A
+    /// pre-key message carrying a new identity for a known device (it re-registered) replaces
+    /// the old session and identity.
+    pub fn decrypt_typed(
+        &mut self,
+        address: &PeerAddress,
+        content_type: ContentType,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, StateError> {
+        let kind = match content_type {
+            ContentType::PreKey => MessageKind::PreKey,
+            ContentType::Ciphertext => MessageKind::Ratchet,
+            _ => hush_protocol::e2e::message::message_kind(bytes).map_err(E2eError::from)?,
+        };
+        match e2e_session::decrypt_message_of_kind(self, address, kind, bytes, &mut OsRng) {
             Err(E2eError::UntrustedIdentity) => {
                 self.forget_peer(address);
                 self.note_identity_change(address);
-                Ok(e2e_session::decrypt_message(self, address, bytes, &mut OsRng)?)
+                Ok(e2e_session::decrypt_message_of_kind(self, address, kind, bytes, &mut OsRng)?)
             }
             r => Ok(r?),
         }
@@ -790,6 +822,19 @@ impl PreKeyStore for DeviceState {
     }
     fn remove_pre_key(&mut self, id: KeyId) -> Result<(), E2eError> {
         self.saved.one_time.retain(|k| k.key_id != id);
+        Ok(())
+    }
+    fn kyber_pre_key(&self, id: KeyId) -> Result<Option<KyberPreKeyRecord>, E2eError> {
+        if let Some(k) = self.saved.kyber_one_time.iter().find(|k| k.key_id == id) {
+            return Ok(Some(k.record(false)?));
+        }
+        if self.saved.kyber_last_resort.key_id == id {
+            return Ok(Some(self.saved.kyber_last_resort.record(true)?));
+        }
+        Ok(None)
+    }
+    fn mark_kyber_pre_key_used(&mut self, id: KeyId, _base_key: &PublicKey) -> Result<(), E2eError> {
+        self.saved.kyber_one_time.retain(|k| k.key_id != id);
         Ok(())
     }
 }
