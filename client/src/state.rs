@@ -841,11 +841,16 @@ impl PreKeyStore for DeviceState {
 
 impl SessionStore for DeviceState {
     fn load_session(&self, address: &PeerAddress) -> Result<Option<SessionRecord>, E2eError> {
-        self.saved
-            .sessions
-            .get(address)
-            .map(|b| SessionRecord::deserialize(b).map_err(E2eError::from))
-            .transpose()
+        match self.saved.sessions.get(address).map(|b| SessionRecord::deserialize(b)) {
+            None => Ok(None),
+            Some(Ok(r)) => Ok(Some(r)),
+            // A session of Hush's former format (X3DH, record version 1): libsignal's version 4
+            // replaced it and there is no way to carry a session across, so it is dropped and a
+            // new PQXDH session starts (the peer's next message is a pre-key message, or our
+            // next send fetches a bundle). Documented in docs/protocol.md.
+            Some(Err(hush_protocol::e2e::DecodeError::BadVersion)) => Ok(None),
+            Some(Err(e)) => Err(e.into()),
+        }
     }
     fn store_session(&mut self, address: &PeerAddress, record: SessionRecord) -> Result<(), E2eError> {
         if !self.saved.sessions.contains_key(address) && self.saved.sessions.len() >= MAX_PEERS {
