@@ -205,6 +205,15 @@ fn restore(h: &mut Hush) {
     h.store.store_session(&lib_addr(), again).unwrap();
 }
 
+/// SPQR really ran: the session finished several ML-KEM exchanges with libsignal, each one's
+/// secret starting new chains (a shared epoch both sides agree on, or no message would decrypt).
+fn assert_epochs_advanced(h: &Hush, case: usize) {
+    let rec = h.store.load_session(&lib_addr()).unwrap().unwrap();
+    let epoch = rec.current().unwrap().pq_ratchet_epoch();
+    eprintln!("case {case}: SPQR epoch {epoch}");
+    assert!(epoch >= 3, "case {case}: SPQR completed only {} ML-KEM exchanges", epoch.saturating_sub(1));
+}
+
 /// Random batches both ways, each delivered in a shuffled order; every message must decrypt.
 fn converse(h: &mut Hush, l: &mut Lib, rounds: usize, rng: &mut StdRng) -> (usize, usize) {
     let (mut to_lib, mut to_hush) = (0, 0);
@@ -269,6 +278,7 @@ fn libsignal_starts_and_both_talk() {
         assert_eq!(lib_recv(&mut l, ty, &m), b"hi lib");
         let (a, b) = converse(&mut h, &mut l, 60, &mut rng);
         assert!(a > 60 && b > 60);
+        assert_epochs_advanced(&h, case);
     }
 }
 
@@ -306,5 +316,6 @@ fn hush_starts_and_both_talk() {
         assert_eq!(ty, 2, "after the first reply Hush sends SignalMessages");
         let (a, b) = converse(&mut h, &mut l, 60, &mut rng);
         assert!(a > 60 && b > 60);
+        assert_epochs_advanced(&h, case);
     }
 }

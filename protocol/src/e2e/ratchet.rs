@@ -113,7 +113,7 @@ impl SessionState {
             previous_counter: 0,
             receivers: vec![ReceiverChain { ratchet_key: their_signed_pre_key, chain, skipped: Vec::new() }],
             pending_prekey: Some(pending),
-            spqr: SpqrState::initial_alice(pq_auth_key),
+            spqr: SpqrState::initial(pq_auth_key, true, parties.local_identity == parties.remote_identity),
         })
     }
 
@@ -136,7 +136,7 @@ impl SessionState {
             previous_counter: 0,
             receivers: Vec::new(),
             pending_prekey: None,
-            spqr: SpqrState::initial_bob(pq_auth_key),
+            spqr: SpqrState::initial(pq_auth_key, false, parties.local_identity == parties.remote_identity),
         }
     }
 
@@ -289,6 +289,11 @@ impl SessionState {
             chain.skipped.drain(..drop);
             total -= drop;
         }
+    }
+
+    /// SPQR's newest epoch: how many ML-KEM exchanges the session completed (plus one).
+    pub fn pq_ratchet_epoch(&self) -> u64 {
+        self.spqr.current_epoch()
     }
 
     /// Number of stored skipped message keys (for tests and metrics).

@@ -1,57 +1,203 @@
-//! TEMPORARY stand-in with the agreed API, replaced by the real SPQR (branch spqr-sm) before
-//! anything lands on main.
-#![allow(missing_docs, clippy::missing_errors_doc)]
+//! SPQR V1, Signal's Sparse Post-Quantum Ratchet, wire-compatible with the `spqr` crate that
+//! libsignal 0.103 runs inside every version-4 `SignalMessage` (field 5, `pq_ratchet`).
+//!
+//! Two parties run an ML-KEM-768 exchange one epoch at a time, its keys and ciphertexts cut
+//! into 32-byte erasure-coded chunks that ride one per message ([`states`] describes the state
+//! machine, [`wire`] the encoding). Each completed exchange yields an epoch secret that starts
+//! new symmetric chains ([`chain`]); every message, sent or received, takes one 32-byte key from
+//! the chains of the epoch before the sender's, which libsignal mixes into its message keys.
+//!
+//! Version handling is libsignal 0.103's: both sides start at V1 with V1 as minimum, so
+//! - a message without SPQR (empty field) is refused: [`SpqrError::MinimumVersion`] while no
+//!   message has been received yet, [`SpqrError::VersionMismatch`] afterwards (spqr's two
+//!   refusals; libsignal reports both as a post-quantum ratchet error);
+//! - a message whose version byte is above 1 is refused with [`SpqrError::UnsupportedVersion`]
+//!   and leaves the state as it was. spqr up to 1.5 accepted such a message *without a key*
+//!   (classical keys only); the third-party notes on libsignal 0.103 say spqr 1.6.0 no longer
+//!   ignores it (it either yields real key material or refuses). No libsignal sends a higher
+//!   version today, so refusing is the safe reading;
+//! - bytes after a V1 message are ignored.
+//!
+//! Every call is transactional: `send` and `recv` return a new state and leave `self` intact,
+//! so a refused message costs nothing.
 
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct SpqrState {
-    alice: bool,
-    auth: Option<Vec<u8>>,
+pub mod encoding;
+
+mod auth;
+mod chain;
+mod kem768;
+mod states;
+mod wire;
+
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+pub use chain::{MAX_JUMP, MAX_OOO_KEYS};
+
+use chain::Chain;
+use states::Scka;
+use wire::{WireMessage, VERSION_V1};
+
+/// SPQR failures. Each leaves the state that was called unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpqrError {
+    /// The peer sent no SPQR message (version 0) before any message was received from it.
+    #[error("post-quantum ratchet: minimum version")]
+    MinimumVersion,
+    /// The peer sent no SPQR message (version 0) after the version was settled.
+    #[error("post-quantum ratchet: version mismatch after negotiation")]
+    VersionMismatch,
+    /// The message's version byte is one this implementation does not know.
+    #[error("post-quantum ratchet: unsupported version {0}")]
+    UnsupportedVersion(u8),
+    /// The message is malformed.
+    #[error("post-quantum ratchet: message decode failed")]
+    MsgDecode,
+    /// A header or ciphertext MAC did not verify.
+    #[error("post-quantum ratchet: MAC verification failed")]
+    MacVerifyFailed,
+    /// The message's epoch is not one the state can use.
+    #[error("post-quantum ratchet: epoch not in valid range: {0}")]
+    EpochOutOfRange(u64),
+    /// The key index is too far ahead (`counter`, `requested`).
+    #[error("post-quantum ratchet: key jump {0} - {1}")]
+    KeyJump(u32, u32),
+    /// The key index is too old; its key was discarded.
+    #[error("post-quantum ratchet: key trimmed: {0}")]
+    KeyTrimmed(u32),
+    /// The key at this index was already used (replay).
+    #[error("post-quantum ratchet: key already requested: {0}")]
+    KeyAlreadyRequested(u32),
+    /// The peer's key body does not match its authenticated header, or decoded data has the
+    /// wrong size.
+    #[error("post-quantum ratchet: erroneous data received from remote party")]
+    ErroneousDataReceived,
+    /// Internal: the sending epoch would move backwards.
+    #[error("post-quantum ratchet: send key epoch decreased ({0} -> {1})")]
+    SendKeyEpochDecreased(u64, u64),
+    /// The message is valid but carries no key (index 0 of epoch 1, from a sender that has no
+    /// chains yet); only [`SpqrState::recv`] reports this, [`SpqrState::recv_optional_key`]
+    /// accepts it.
+    #[error("post-quantum ratchet: message carries no key")]
+    NoMessageKey,
+    /// The erasure code refused a length.
+    #[error("post-quantum ratchet: encoding: {0}")]
+    Encoding(encoding::EncodingError),
+    /// The stored state is inconsistent (corrupted record).
+    #[error("post-quantum ratchet: invalid state")]
+    StateInvalid,
+    /// A primitive failed (not expected with valid lengths).
+    #[error("post-quantum ratchet: crypto failure")]
+    Crypto,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum SpqrError {
-    #[error("minimum version")]
-    MinimumVersion,
+/// The SPQR state of one session (persisted with postcard inside session records).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct SpqrState {
+    /// True until the first message is received (spqr's pending version negotiation).
+    negotiating: bool,
+    scka: Scka,
+    chain: Chain,
+}
+
+impl core::fmt::Debug for SpqrState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SpqrState")
+            .field("negotiating", &self.negotiating)
+            .field("scka_epoch", &self.scka.epoch())
+            .field("chain_epoch", &self.chain.current_epoch())
+            .finish_non_exhaustive()
+    }
 }
 
 impl SpqrState {
-    pub fn initial_alice(_auth_key: &[u8]) -> Self {
-        Self { alice: true, auth: None }
+    /// A new state. `alice` is libsignal's initiator (A2B direction). `self_session` (a session
+    /// with one's own identity, libsignal's `local_identity == their_identity`) lifts the
+    /// receive-side jump bound, as libsignal's `spqr_chain_params` does; out-of-order keys stay
+    /// bounded by [`MAX_OOO_KEYS`].
+    pub fn initial(auth_key: &[u8], alice: bool, self_session: bool) -> Self {
+        let scka = if alice { Scka::init_alice(auth_key) } else { Scka::init_bob(auth_key) };
+        let max_jump = if self_session { u32::MAX } else { MAX_JUMP };
+        Self { negotiating: true, scka, chain: Chain::with_max_jump(auth_key, alice, max_jump) }
     }
+
+    /// The initiator's state (libsignal's A2B direction, V1 with minimum V1), from the PQXDH
+    /// auth key (okm[64..96]).
+    pub fn initial_alice(auth_key: &[u8]) -> Self {
+        Self::initial(auth_key, true, false)
+    }
+
+    /// The responder's state (B2A direction, V1 with minimum V1).
     pub fn initial_bob(auth_key: &[u8]) -> Self {
-        Self { alice: false, auth: std::env::var("SPQR_STUB_KAT").ok().map(|_| auth_key.to_vec()) }
+        Self::initial(auth_key, false, false)
     }
-    pub fn send<R: rand_core::RngCore + rand_core::CryptoRng>(
+
+    /// Prepares the SPQR part of the next outgoing message: the new state, the bytes for
+    /// `pq_ratchet` and the message key.
+    pub fn send<R: RngCore + CryptoRng>(
         &self,
-        _rng: &mut R,
+        rng: &mut R,
     ) -> Result<(SpqrState, Vec<u8>, [u8; 32]), SpqrError> {
-        Ok((self.clone(), vec![1, 1, 1, 0], [7u8; 32]))
+        let (scka, payload, secret) = self.scka.clone().send(rng)?;
+        let epoch = self.scka.epoch();
+        let mut chain = self.chain.clone();
+        if let Some(s) = secret {
+            chain.add_epoch(s.epoch, &s.secret)?;
+        }
+        let key_epoch = epoch.checked_sub(1).ok_or(SpqrError::StateInvalid)?;
+        let (index, key) = chain.send_key(key_epoch)?;
+        let msg = WireMessage { epoch, index, payload }.encode();
+        Ok((SpqrState { negotiating: self.negotiating, scka, chain }, msg, key.0))
     }
+
+    /// Processes the `pq_ratchet` field of an incoming message: the new state and the message
+    /// key. A valid message without a key is refused with [`SpqrError::NoMessageKey`] (see
+    /// [`Self::recv_optional_key`]).
     pub fn recv(&self, msg: &[u8]) -> Result<(SpqrState, [u8; 32]), SpqrError> {
-        if msg.is_empty() {
-            return Err(SpqrError::MinimumVersion);
+        match self.recv_optional_key(msg)? {
+            (state, Some(key)) => Ok((state, key)),
+            (_, None) => Err(SpqrError::NoMessageKey),
         }
-        if let Some(k) = &self.auth {
-            // epoch-0 receive key at the message's index (stub check of the chain KDF only)
-            let index = u32::from(*msg.get(2).ok_or(SpqrError::MinimumVersion)?);
-            let mut gen = [0u8; 96];
-            hkdf::Hkdf::<sha2::Sha256>::new(Some(&[0u8; 32]), k)
-                .expand(b"Signal PQ Ratchet V1 Chain  Start", &mut gen)
-                .map_err(|_| SpqrError::MinimumVersion)?;
-            let mut next = [0u8; 32];
-            next.copy_from_slice(if self.alice { &gen[64..96] } else { &gen[32..64] });
-            let mut out = [0u8; 32];
-            for ctr in 1..=index {
-                let mut g = [0u8; 64];
-                let info = [&ctr.to_be_bytes()[..], b"Signal PQ Ratchet V1 Chain Next"].concat();
-                hkdf::Hkdf::<sha2::Sha256>::new(Some(&[0u8; 32]), &next)
-                    .expand(&info, &mut g)
-                    .map_err(|_| SpqrError::MinimumVersion)?;
-                next.copy_from_slice(&g[..32]);
-                out.copy_from_slice(&g[32..]);
+    }
+
+    /// Like [`Self::recv`], but accepts spqr's one keyless V1 message: index 0 in epoch 1,
+    /// which a sender initialized with minimum version V0 emits until it has received a
+    /// message (libsignal then derives the message keys without SPQR input). libsignal 0.103
+    /// initializes with minimum V1 and never sends it.
+    pub fn recv_optional_key(&self, msg: &[u8]) -> Result<(SpqrState, Option<[u8; 32]>), SpqrError> {
+        match msg.first() {
+            None | Some(0) => {
+                return Err(if self.negotiating {
+                    SpqrError::MinimumVersion
+                } else {
+                    SpqrError::VersionMismatch
+                })
             }
-            return Ok((self.clone(), out));
+            Some(&VERSION_V1) => {}
+            Some(&v) => return Err(SpqrError::UnsupportedVersion(v)),
         }
-        Ok((self.clone(), [7u8; 32]))
+        let (m, _used) = WireMessage::decode(msg)?;
+        let (scka, secret) = self.scka.clone().recv(m.epoch, &m.payload)?;
+        let mut chain = self.chain.clone();
+        if let Some(s) = secret {
+            chain.add_epoch(s.epoch, &s.secret)?;
+        }
+        let key_epoch = m.epoch.checked_sub(1).ok_or(SpqrError::EpochOutOfRange(m.epoch))?;
+        let key =
+            if key_epoch == 0 && m.index == 0 { None } else { Some(chain.recv_key(key_epoch, m.index)?.0) };
+        Ok((SpqrState { negotiating: false, scka, chain }, key))
+    }
+
+    /// The newest epoch whose chains exist (grows by one per completed KEM exchange).
+    pub fn current_epoch(&self) -> u64 {
+        self.chain.current_epoch()
+    }
+
+    /// The epoch of the KEM exchange in progress (starts at 1).
+    pub fn exchange_epoch(&self) -> u64 {
+        self.scka.epoch()
     }
 }
+
+#[cfg(test)]
+mod tests;
