@@ -56,7 +56,9 @@ const SIGNED_KEYS_KEPT: usize = 2;
 const KEY_ID_MASK: u32 = 0x00ff_ffff;
 /// Version byte of the saved state. Version 2 appends the quarantine (postcard) after the
 /// version 1 body; a version 1 state reads with an empty quarantine.
-const STATE_VERSION: u8 = 2;
+const STATE_VERSION: u8 = 3;
+/// The version before the replaced Kyber last-resort keys were kept (read with none kept).
+const STATE_VERSION_2: u8 = 2;
 /// The version before the quarantine, still read.
 const STATE_VERSION_1: u8 = 1;
 /// Length of the seed a Kyber-1024 key pair is derived from (FIPS 203 `d || z`).
@@ -193,6 +195,9 @@ pub struct DeviceState {
     /// Peers whose identity key changed since the last [`DeviceState::take_identity_changes`]
     /// (not saved; at most [`MAX_PEERS`]).
     identity_changes: Vec<PeerAddress>,
+    /// Kyber last-resort keys replaced by a rotation, newest first (saved after the
+    /// quarantine; at most `SIGNED_KEYS_KEPT - 1`).
+    previous_last_resort: Vec<KyberKey>,
 }
 
 impl core::fmt::Debug for DeviceState {
@@ -276,6 +281,7 @@ impl DeviceState {
             retry_resets: BTreeMap::new(),
             seen_index: HashSet::new(),
             identity_changes: Vec::new(),
+            previous_last_resort: Vec::new(),
         })
     }
 
@@ -355,16 +361,22 @@ impl DeviceState {
         Ok(out)
     }
 
-    /// `n` new signed Kyber one-time pre-keys. They replace the previous ones: the node replaced
-    /// its list, and Hush's X3DH does not run the KEM, so no message in flight names an old one.
+    /// `n` new signed Kyber one-time pre-keys. The node replaces its list with them, but the
+    /// previous ones are kept here too (up to [`MAX_LOCAL_ONE_TIME_KEYS`], oldest dropped first):
+    /// a peer may have fetched one just before the upload, and its pre-key message (PQXDH) needs
+    /// the secret half.
     pub fn new_kyber_keys(&mut self, n: usize) -> Result<Vec<SignedKyberPreKey>, StateError> {
-        let mut keys = Vec::with_capacity(n);
+        let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             let id = self.alloc_key_id()?;
-            keys.push(KyberKey::generate(id, &self.saved.identity)?);
+            let key = KyberKey::generate(id, &self.saved.identity)?;
+            out.push(key.public()?);
+            self.saved.kyber_one_time.push(key);
         }
-        let out = keys.iter().map(KyberKey::public).collect::<Result<Vec<_>, _>>()?;
-        self.saved.kyber_one_time = keys;
+        if self.saved.kyber_one_time.len() > MAX_LOCAL_ONE_TIME_KEYS {
+            let excess = self.saved.kyber_one_time.len() - MAX_LOCAL_ONE_TIME_KEYS;
+            self.saved.kyber_one_time.drain(..excess);
+        }
         Ok(out)
     }
 
@@ -378,7 +390,14 @@ impl DeviceState {
         self.saved.signed.truncate(SIGNED_KEYS_KEPT);
         self.saved.signed_created_ms = now_ms();
         let id = self.alloc_key_id()?;
-        self.saved.kyber_last_resort = KyberKey::generate(id, &self.saved.identity)?;
+        let old = std::mem::replace(
+            &mut self.saved.kyber_last_resort,
+            KyberKey::generate(id, &self.saved.identity)?,
+        );
+        // The replaced last-resort key stays usable for sessions peers start from bundles
+        // fetched before the rotation (as the previous signed pre-key does).
+        self.previous_last_resort.insert(0, old);
+        self.previous_last_resort.truncate(SIGNED_KEYS_KEPT - 1);
         Ok(PreKeyUpload {
             signed_pre_key: Some(public),
             one_time: Vec::new(),
@@ -723,23 +742,36 @@ impl DeviceState {
         out.push(STATE_VERSION);
         let out = postcard::to_extend(&self.saved, out).map_err(|_| StateError::Corrupt)?;
         let out = postcard::to_extend(&self.quarantine, out).map_err(|_| StateError::Corrupt)?;
+        let out = postcard::to_extend(&self.previous_last_resort, out).map_err(|_| StateError::Corrupt)?;
         Ok(Zeroizing::new(out))
     }
 
     /// Restores a state from [`Self::encode`]'s bytes.
     pub fn decode(bytes: &[u8]) -> Result<Self, StateError> {
         let (&version, body) = bytes.split_first().ok_or(StateError::Corrupt)?;
-        let (saved, quarantine): (Saved, VecDeque<Quarantined>) = match version {
-            STATE_VERSION_1 => {
-                (postcard::from_bytes(body).map_err(|_| StateError::Corrupt)?, VecDeque::new())
-            }
-            STATE_VERSION => {
-                let (saved, rest) = postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
-                (saved, postcard::from_bytes(rest).map_err(|_| StateError::Corrupt)?)
-            }
-            _ => return Err(StateError::Corrupt),
-        };
-        if quarantine.len() > MAX_QUARANTINED {
+        let (saved, quarantine, previous_last_resort): (Saved, VecDeque<Quarantined>, Vec<KyberKey>) =
+            match version {
+                STATE_VERSION_1 => (
+                    postcard::from_bytes(body).map_err(|_| StateError::Corrupt)?,
+                    VecDeque::new(),
+                    Vec::new(),
+                ),
+                STATE_VERSION_2 => {
+                    let (saved, rest) = postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
+                    (saved, postcard::from_bytes(rest).map_err(|_| StateError::Corrupt)?, Vec::new())
+                }
+                STATE_VERSION => {
+                    let (saved, rest) = postcard::take_from_bytes(body).map_err(|_| StateError::Corrupt)?;
+                    let (quarantine, rest) =
+                        postcard::take_from_bytes(rest).map_err(|_| StateError::Corrupt)?;
+                    (saved, quarantine, postcard::from_bytes(rest).map_err(|_| StateError::Corrupt)?)
+                }
+                _ => return Err(StateError::Corrupt),
+            };
+        if quarantine.len() > MAX_QUARANTINED
+            || previous_last_resort.len() >= SIGNED_KEYS_KEPT
+            || saved.kyber_one_time.len() > MAX_LOCAL_ONE_TIME_KEYS
+        {
             return Err(StateError::Corrupt);
         }
         if saved.signed.is_empty()
@@ -759,6 +791,7 @@ impl DeviceState {
             retry_resets: BTreeMap::new(),
             seen_index,
             identity_changes: Vec::new(),
+            previous_last_resort,
         })
     }
 
@@ -828,8 +861,11 @@ impl PreKeyStore for DeviceState {
         if let Some(k) = self.saved.kyber_one_time.iter().find(|k| k.key_id == id) {
             return Ok(Some(k.record(false)?));
         }
-        if self.saved.kyber_last_resort.key_id == id {
-            return Ok(Some(self.saved.kyber_last_resort.record(true)?));
+        if let Some(k) = std::iter::once(&self.saved.kyber_last_resort)
+            .chain(&self.previous_last_resort)
+            .find(|k| k.key_id == id)
+        {
+            return Ok(Some(k.record(true)?));
         }
         Ok(None)
     }
@@ -992,6 +1028,35 @@ mod tests {
         assert!(bob.decrypt(&alice_at, &m1).is_err());
         assert!(alice.has_session(&bob_at, reg(22)));
         assert!(!alice.has_session(&bob_at, reg(23)), "a re-registered device needs a new session");
+    }
+
+    /// A Kyber key a peer fetched before a top-up or a rotation still opens its pre-key message
+    /// (PQXDH runs the KEM, so the secret half must outlive the node's replacement of the list),
+    /// also after a save and load; a one-time Kyber key is used up, a last-resort key is not.
+    #[test]
+    fn kyber_keys_fetched_before_a_top_up_or_rotation_still_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let bob_at = peer(&UserId::new("bob").unwrap(), DeviceId::PRIMARY);
+        let mut bob = DeviceState::generate(reg(22)).unwrap();
+        let up = bob.full_upload().unwrap();
+        let one_time = up.kyber_one_time[5].clone();
+        let last_resort = up.kyber_last_resort.clone().unwrap();
+        let spk = up.signed_pre_key.unwrap();
+        bob.one_time_upload().unwrap(); // a top-up
+        bob.rotate_signed_keys().unwrap(); // a rotation
+        let path = dir.path().join("bob.state");
+        bob.save_file(&path).unwrap();
+        let mut bob = DeviceState::load_file(&path).unwrap().unwrap();
+        for (n, kyber) in [one_time.clone(), last_resort.clone()].into_iter().enumerate() {
+            let alice_at = peer(&UserId::new(format!("alice{n}")).unwrap(), DeviceId::PRIMARY);
+            let mut alice = DeviceState::generate(reg(30 + n as u32)).unwrap();
+            let b = bundle(bob.registration_id(), DeviceId::PRIMARY, bob.identity_key(), spk.clone(), None, Some(kyber));
+            alice.start_session(&bob_at, &b).unwrap();
+            let m = alice.encrypt(&bob_at, b"fetched before").unwrap();
+            assert_eq!(bob.decrypt(&alice_at, &m).unwrap(), b"fetched before");
+        }
+        assert!(bob.kyber_pre_key(one_time.key_id).unwrap().is_none(), "one-time key used up");
+        assert!(bob.kyber_pre_key(last_resort.key_id).unwrap().is_some(), "last-resort key kept");
     }
 
     #[test]
