@@ -20,14 +20,35 @@
 //!
 //! Every call is transactional: `send` and `recv` return a new state and leave `self` intact,
 //! so a refused message costs nothing.
+//!
+//! # Facts (from spqr's sources; the ones marked KAT are checked against libsignal 0.103 by
+//! `tests/e2e_spqr_libsignal.rs`)
+//!
+//! - Auth key: PQXDH okm[64..96] (KAT). libsignal mixes the 32-byte key returned here into
+//!   its v4 message keys as the HKDF salt of `WhisperMessageKeys` (KAT).
+//! - Chains ([`chain`]): labels `Signal PQ Ratchet V1 Chain  Start` (two spaces, KAT),
+//!   `... Chain Add Epoch`, `... Chain Next` (KAT); first key index 1 (KAT); alice sends on the
+//!   A-to-B half (KAT). A message sent in exchange epoch `e` uses chain epoch `e - 1`.
+//! - Authenticator ([`auth`]): `Signal_PQCKA_V1_MLKEM768:Authenticator Update`, `:ekheader`,
+//!   `:ciphertext`; epoch secret `Signal_PQCKA_V1_MLKEM768:SCKA Key` || epoch (BE64), all HKDF
+//!   salts 32 zero bytes except the chain's add-epoch step (salt = previous root).
+//! - Epoch secrets: the ciphertext sender gets epoch `e`'s secret when it sends its first ct1
+//!   chunk (mixed into its chains before that message's key is taken); the key sender gets it
+//!   when `ct2 || mac` completes and the MAC verifies. Each adds chain epoch `e`.
+//! - Sizes: header 64 + MAC 32 (3 chunks of data), ek 1152, ct1 960, ct2 128 + MAC 32;
+//!   decapsulation key 2400, encapsulation state 2080.
+//! - Wire ([`wire`]): alice's first message is 37 bytes `01 01 01 01 00 <32>` (KAT), bob's
+//!   first reply `01 01 01 00`.
+//! - Bounds: [`MAX_JUMP`] 25,000 (none in a session with oneself), [`MAX_OOO_KEYS`] 2,000 kept,
+//!   the sending epoch and the one before it kept.
 
 pub mod encoding;
 
-mod auth;
-mod chain;
+pub(crate) mod auth;
+pub(crate) mod chain;
 mod kem768;
 mod states;
-mod wire;
+pub(crate) mod wire;
 
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
