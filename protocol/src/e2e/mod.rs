@@ -23,7 +23,8 @@
 //! - [`ratchet`]: the Double Ratchet session state.
 //! - [`session`]: session records (current plus archived states) and the encrypt/decrypt entry
 //!   points, including simultaneous-initiation resolution.
-//! - [`sender_keys`]: Sender Keys for groups, per (sender device, distribution id).
+//! - [`sender_keys`]: Sender Keys for groups, per (sender device, distribution id), in libsignal's
+//!   wire formats (`SenderKeyDistributionMessage`, `SenderKeyMessage`).
 //! - [`store`]: the store traits and in-memory implementations.
 //! - [`error`]: one error enum per concern.
 //! - [`fuzzing`]: decoder entry points shared by the fuzz targets and the corpus replay test.
