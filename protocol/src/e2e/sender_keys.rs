@@ -76,7 +76,7 @@ pub const SENDER_KEY_VERSION_BYTE: u8 = (SENDER_KEY_VERSION << 4) | SENDER_KEY_V
 /// Shortest distribution message libsignal reads (its check: a version byte, a chain key and a
 /// key's worth of bytes).
 pub const MIN_DISTRIBUTION_LEN: usize = 1 + 32 + 32;
-/// Longest distribution message Hush reads. libsignal's are 86 to 96 bytes; the rest leaves
+/// Longest distribution message Hush reads. libsignal's are 92 to 100 bytes; the rest leaves
 /// room for unknown fields, which libsignal also accepts.
 pub const MAX_DISTRIBUTION_LEN: usize = 1024;
 /// Shortest group message libsignal reads: a version byte and a signature.
