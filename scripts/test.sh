@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine with Rust: installs what is missing
 # (redis-server, chromium and chromium-driver from apt; the MongoDB-wire test server nx-27017
-# and openapi-spec-validator from pip), builds every binary the black-box tests start, then runs every test of the workspace.
+# and openapi-spec-validator from pip; @asyncapi/parser and libsignal from npm), builds every binary the black-box tests start, then runs every test of the workspace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +60,19 @@ if [ ! -d "$ASYNCAPI_DIR/node_modules/@asyncapi/parser" ]; then
   echo "installing @asyncapi/parser (npm)"
   mkdir -p "$ASYNCAPI_DIR"
   npm install --silent --no-audit --no-fund --prefix "$ASYNCAPI_DIR" @asyncapi/parser@3.6.3 >/dev/null
+fi
+# libsignal itself (npm `@signalapp/libsignal-client`, the version pinned by its package-lock.json),
+# for the Sender Keys interop test (protocol/tests/e2e_sender_keys_kat.rs runs
+# protocol/tools/libsignal-vectors/check-sender-keys.mjs, and fails if it is missing).
+LIBSIGNAL_DIR=protocol/tools/libsignal-vectors
+if [ ! -d "$LIBSIGNAL_DIR/node_modules/@signalapp/libsignal-client" ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (apt)"
+    $(need_root) apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "installing @signalapp/libsignal-client (npm ci in $LIBSIGNAL_DIR)"
+  (cd "$LIBSIGNAL_DIR" && npm ci --silent --no-audit --no-fund >/dev/null)
 fi
 
 # A headless browser for the admin console's tests (tests/tests/console_browser.rs): Debian's

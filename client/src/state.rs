@@ -1050,7 +1050,14 @@ mod tests {
         for (n, kyber) in [one_time.clone(), last_resort.clone()].into_iter().enumerate() {
             let alice_at = peer(&UserId::new(format!("alice{n}")).unwrap(), DeviceId::PRIMARY);
             let mut alice = DeviceState::generate(reg(30 + n as u32)).unwrap();
-            let b = bundle(bob.registration_id(), DeviceId::PRIMARY, bob.identity_key(), spk.clone(), None, Some(kyber));
+            let b = bundle(
+                bob.registration_id(),
+                DeviceId::PRIMARY,
+                bob.identity_key(),
+                spk.clone(),
+                None,
+                Some(kyber),
+            );
             alice.start_session(&bob_at, &b).unwrap();
             let m = alice.encrypt(&bob_at, b"fetched before").unwrap();
             assert_eq!(bob.decrypt(&alice_at, &m).unwrap(), b"fetched before");

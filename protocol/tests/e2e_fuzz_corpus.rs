@@ -120,6 +120,12 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     member.decrypt(&gm2).unwrap();
     out.push(("sender_key_record", "sender".into(), sender.serialize().unwrap()));
     out.push(("sender_key_record", "member".into(), member.serialize().unwrap()));
+    // libsignal's own distribution and group messages (tests/vectors/sender_keys.json).
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/sender_keys.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let hex_of = |v: &serde_json::Value| hex::decode(v.as_str().unwrap()).unwrap();
+    out.push(("sender_key_distribution", "libsignal".into(), hex_of(&v["distribution_message"])));
+    out.push(("sender_key_message", "libsignal".into(), hex_of(&v["messages"][0]["message"])));
 
     let pk = bob_id.public_key().serialize().to_vec();
     let sig = spk.signature.clone();

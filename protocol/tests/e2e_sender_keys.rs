@@ -198,3 +198,79 @@ fn store_level_group_flow() {
     let carol = PeerAddress::new("carol", 1);
     assert_eq!(group_decrypt(&mut bob, &carol, &m), Err(E2eError::NoSenderKeyState));
 }
+
+#[test]
+fn wire_formats_are_libsignals_and_bad_input_is_a_typed_error() {
+    use hush_protocol::e2e::sender_keys::{SenderKeyMessage, MAX_DISTRIBUTION_LEN};
+    use hush_protocol::e2e::DecodeError;
+    let mut rng = StdRng::seed_from_u64(4);
+    let (mut sender, mut members) = group(1, &mut rng);
+    let skdm = sender.distribution(&mut rng).unwrap().encode().to_vec();
+    let m = sender.encrypt(b"hello", &mut rng).unwrap();
+    assert_eq!((skdm[0], m[0]), (0x33, 0x33));
+    // Field 1 (distribution uuid, 16 bytes) first in both.
+    assert_eq!(&skdm[1..3], &[0x0a, 0x10]);
+    assert_eq!(&m[1..3], &[0x0a, 0x10]);
+    assert_eq!(&skdm[3..19], DIST.as_bytes());
+    // AES-CBC: "hello" pads to one block; 64-byte signature at the end.
+    assert_eq!(SenderKeyMessage::decode(&m).unwrap().ciphertext().len(), 16);
+    assert_eq!(SenderKeyMessage::decode(&m).unwrap().signed_bytes().len(), m.len() - 64);
+
+    let before = members[0].serialize().unwrap();
+    let with_first = |b: &[u8], f: u8| [&[f][..], &b[1..]].concat();
+    for (bytes, err) in [
+        (with_first(&m, 0x23), DecodeError::BadVersion),
+        (with_first(&m, 0x43), DecodeError::BadVersion),
+        // Hush's former encoding of a group message started with 0x13.
+        (with_first(&m, 0x13), DecodeError::BadVersion),
+        (m[..64].to_vec(), DecodeError::Truncated),
+        (vec![0x33; 65], DecodeError::Protobuf),
+        (vec![0x33; 200 * 1024], DecodeError::TooLong),
+    ] {
+        assert_eq!(SenderKeyMessage::decode(&bytes).err(), Some(err));
+        assert_eq!(members[0].decrypt(&bytes), Err(E2eError::Decode(err)));
+        assert_eq!(members[0].serialize().unwrap(), before);
+    }
+    // The low nibble of the version byte is not checked on reading (as libsignal), but it is
+    // signed: changing it is refused.
+    assert!(SenderKeyMessage::decode(&with_first(&m, 0x3f)).is_ok());
+    assert_eq!(members[0].decrypt(&with_first(&m, 0x3f)), Err(E2eError::DecryptionFailed));
+    assert_eq!(members[0].serialize().unwrap(), before);
+    assert_eq!(members[0].decrypt(&m).unwrap(), b"hello");
+
+    for (bytes, err) in [
+        (with_first(&skdm, 0x23), DecodeError::BadVersion),
+        (with_first(&skdm, 0x14), DecodeError::BadVersion),
+        (skdm[..64].to_vec(), DecodeError::Truncated),
+        (vec![0x33; 65], DecodeError::Protobuf),
+        (vec![0x33; MAX_DISTRIBUTION_LEN + 1], DecodeError::TooLong),
+    ] {
+        assert_eq!(SenderKeyDistributionMessage::decode(&bytes).err(), Some(err));
+    }
+}
+
+#[test]
+fn distribution_for_a_held_chain_is_kept_and_another_key_replaces_it() {
+    let mut rng = StdRng::seed_from_u64(5);
+    let mut sender = SenderKeyRecord::new(DIST);
+    let first = sender.distribution(&mut rng).unwrap();
+    let mut member = SenderKeyRecord::new(DIST);
+    member.process_distribution(&first).unwrap();
+    let m0 = sender.encrypt(b"m0", &mut rng).unwrap();
+    assert_eq!(member.decrypt(&m0).unwrap(), b"m0");
+    let other = SenderKeyRecord::new(DIST).rotate(&mut rng);
+    member.process_distribution(&other).unwrap();
+    assert_eq!(member.chain_ids(), [other.chain_id, first.chain_id]);
+    // Re-delivering the first chain moves it to the front without rewinding it.
+    member.process_distribution(&first).unwrap();
+    assert_eq!(member.chain_ids(), [first.chain_id, other.chain_id]);
+    assert_eq!(member.decrypt(&m0), Err(E2eError::DuplicateMessage));
+    // The same chain id with another signing key replaces the state (libsignal's rule).
+    let mut impostor = SenderKeyRecord::new(DIST);
+    let mut forged = impostor.rotate(&mut rng);
+    forged.chain_id = first.chain_id;
+    member.process_distribution(&forged).unwrap();
+    assert_eq!(member.chain_ids(), [first.chain_id, other.chain_id]);
+    let m1 = sender.encrypt(b"m1", &mut rng).unwrap();
+    assert_eq!(member.decrypt(&m1), Err(E2eError::DecryptionFailed));
+}

@@ -32,9 +32,6 @@ pub const MAX_MESSAGE_LEN: usize = MAX_PLAINTEXT_LEN + 4096;
 /// Largest serialized session record or sender-key record accepted by `deserialize`.
 pub const MAX_RECORD_LEN: usize = 16 * 1024 * 1024;
 
-/// AEAD tag length in bytes (AES-256-GCM, 128 bits; the Double Ratchet spec asks >= 64 bits).
-pub const TAG_LEN: usize = 16;
-
 /// HKDF info of the X3DH master secret (libsignal, message version 3).
 pub const LABEL_X3DH: &[u8] = b"WhisperText";
 /// HKDF info of a root-key step (libsignal).
@@ -48,10 +45,6 @@ pub const LABEL_SENDER_KEY: &[u8] = b"WhisperGroup";
 pub const CHAIN_MESSAGE_SEED: u8 = 0x01;
 /// HMAC input deriving the next chain key (libsignal `CHAIN_KEY_SEED`).
 pub const CHAIN_NEXT_KEY: u8 = 0x02;
-
-/// Version of Hush's own compact encodings still in use (sender keys; high nibble of the first
-/// byte). Pairwise messages are libsignal's version 4 (see `message.rs`).
-pub const WIRE_VERSION: u8 = 1;
 
 /// Version of the serialized sender-key record.
 pub const RECORD_VERSION: u8 = 1;

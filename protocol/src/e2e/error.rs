@@ -42,6 +42,10 @@ pub enum DecodeError {
     /// A record failed to deserialize or broke one of its bounds.
     #[error("invalid record")]
     BadRecord,
+    /// A protobuf does not parse, or a required field is missing or has the wrong length
+    /// (libsignal's `InvalidProtobufEncoding`).
+    #[error("malformed protobuf")]
+    Protobuf,
 }
 
 /// Errors of sessions, sender keys and stores.

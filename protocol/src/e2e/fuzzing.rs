@@ -32,19 +32,37 @@ pub fn prekey_message(data: &[u8]) -> bool {
     }
 }
 
-/// Sender-key message decoding, then a decryption attempt (which must fail: no state).
+/// Sender-key message decoding (what decodes re-encodes, with its signature, to a message that
+/// decodes to the same fields), then a decryption attempt (which must fail: no state).
 pub fn sender_key_message(data: &[u8]) -> bool {
-    let _ = SenderKeyMessage::decode(data);
+    let mut ok = true;
+    if let Ok(m) = SenderKeyMessage::decode(data) {
+        let mut again = m.encode_signed_part();
+        again.extend_from_slice(m.signature());
+        ok &= SenderKeyMessage::decode(&again).is_ok_and(|m2| {
+            (m2.distribution_id, m2.chain_id, m2.iteration, m2.ciphertext())
+                == (m.distribution_id, m.chain_id, m.iteration, m.ciphertext())
+                && m2.encode_signed_part() == m2.signed_bytes()
+        });
+        ok &= m.signed_bytes().len() + m.signature().len() == data.len();
+    }
     let mut record = SenderKeyRecord::new(uuid::Uuid::nil());
-    record.decrypt(data).is_err()
+    ok & record.decrypt(data).is_err()
 }
 
-/// Sender-key distribution decoding; what decodes re-encodes to the same bytes.
+/// Sender-key distribution decoding; what decodes re-encodes to bytes that decode and re-encode
+/// to themselves (and to the input itself when the input is in libsignal's canonical form).
 pub fn sender_key_distribution(data: &[u8]) -> bool {
     match SenderKeyDistributionMessage::decode(data) {
         Ok(m) => {
             let mut record = SenderKeyRecord::new(m.distribution_id);
-            record.process_distribution(&m).is_ok() && m.encode().as_slice() == data
+            let encoded = m.encode();
+            let stable = SenderKeyDistributionMessage::decode(&encoded).is_ok_and(|m2| {
+                m2.encode() == encoded
+                    && (m2.distribution_id, m2.chain_id, m2.iteration, m2.signing_key)
+                        == (m.distribution_id, m.chain_id, m.iteration, m.signing_key)
+            });
+            record.process_distribution(&m).is_ok() && stable
         }
         Err(_) => true,
     }

@@ -24,7 +24,8 @@
 //! - [`ratchet`]: the Double Ratchet session state.
 //! - [`session`]: session records (current plus archived states) and the encrypt/decrypt entry
 //!   points, including simultaneous-initiation resolution.
-//! - [`sender_keys`]: Sender Keys for groups, per (sender device, distribution id).
+//! - [`sender_keys`]: Sender Keys for groups, per (sender device, distribution id), in libsignal's
+//!   wire formats (`SenderKeyDistributionMessage`, `SenderKeyMessage`).
 //! - [`store`]: the store traits and in-memory implementations.
 //! - [`error`]: one error enum per concern.
 //! - [`fuzzing`]: decoder entry points shared by the fuzz targets and the corpus replay test.
@@ -66,7 +67,6 @@ pub mod spqr;
 pub mod store;
 pub mod xeddsa;
 
-mod aead;
 mod cbc;
 mod secret;
 

@@ -1,31 +1,67 @@
-//! Sender Keys (libsignal's group messages) per (sender device, distribution id).
+//! Sender Keys (libsignal's group messages) per (sender device, distribution id), in libsignal's
+//! own wire formats (libsignal 0.103, `rust/protocol/src/proto/wire.proto`), so that Hush and
+//! libsignal clients read each other's group messages.
 //!
-//! A sender makes a chain (random chain id, chain key and Curve25519 signing key) and hands the
-//! chain key and public signing key to each member in a [`SenderKeyDistributionMessage`] over
-//! their pairwise sessions. Each message uses the next chain key (HMAC `0x01`/`0x02`, message
-//! keys HKDF `WhisperGroup` -> IV (16) || key (32), as libsignal derives them), is encrypted with
-//! AES-256-GCM and carries an XEdDSA signature by the chain's signing key over the SHA-256 of all
-//! its other bytes (hash-then-sign: the message is hashed once with SHA-256, which has hardware
-//! support here, instead of twice with SHA-512 inside XEdDSA).
+//! A sender makes a chain (random 31-bit chain id, random 32-byte chain key and a Curve25519
+//! signing key) and hands the chain key and public signing key to each member in a
+//! [`SenderKeyDistributionMessage`] over their pairwise sessions. Each message uses the next
+//! chain key: message seed = HMAC-SHA256(chain key, `0x01`), next chain key =
+//! HMAC-SHA256(chain key, `0x02`); HKDF-SHA256(no salt, seed, info `WhisperGroup`, 48 bytes) =
+//! IV (16) || cipher key (32). The plaintext is encrypted with AES-256-CBC and PKCS#7 padding,
+//! and the message carries an XEdDSA signature by the chain's signing key over all its other
+//! bytes (the version byte and the protobuf).
 //!
 //! Removing a member: the sender calls [`SenderKeyRecord::rotate`], which starts an unrelated
 //! chain, and distributes it to the remaining members only. A removed member holds only the old
 //! chain and cannot derive the new one.
 //!
-//! Sender-key message: `b0 | distribution id (16) | chain id u32 | iteration u32 |
-//! ciphertext || tag (16) | signature (64)`. Distribution message (exactly 90 bytes):
-//! `b0 | distribution id (16) | chain id u32 | iteration u32 | chain key (32) | signing key (33)`.
+//! # Wire formats
+//!
+//! Both messages start with one version byte, `(3 << 4) | 3` = `0x33` (message version 3, the
+//! Sender Keys version; libsignal writes `(version << 4) | 3` and, on reading, refuses a high
+//! nibble other than 3 and ignores the low nibble), followed by a protobuf:
+//!
+//! - distribution message: `distribution_uuid` = 1 (16 bytes), `chain_id` = 2 (uint32),
+//!   `iteration` = 3 (uint32), `chain_key` = 4 (32 bytes), `signing_key` = 5 (33 bytes, `0x05`
+//!   || u). At least 65 bytes in all.
+//! - group message: `distribution_uuid` = 1, `chain_id` = 2, `iteration` = 3, `ciphertext` = 4
+//!   (AES-256-CBC), then a 64-byte XEdDSA signature over everything before it. At least 65 bytes.
+//!
+//! Every field is required (proto2 `optional`, but libsignal refuses a message without it);
+//! unknown fields are skipped and fields may come in any order, as libsignal's prost decoder
+//! allows. Hush encodes as libsignal does: fields in number order, each present (zeros
+//! included), so re-encoding a decoded libsignal message gives libsignal's bytes
+//! (`tests/e2e_sender_keys_kat.rs`).
+//!
+//! # Receiving
+//!
+//! As libsignal's `group_decrypt`: the state is found by chain id, the signature is checked
+//! first, then the message key is taken from the skipped keys (an earlier iteration; absent means
+//! duplicate or evicted) or by advancing the chain at most [`MAX_FORWARD_JUMPS`] steps, keeping
+//! the skipped keys (at most [`MAX_SKIPPED_KEYS_PER_CHAIN`] per state, oldest dropped first).
+//! Nothing changes unless the message decrypts. A record holds at most
+//! [`MAX_SENDER_KEY_STATES`] states, newest first; a distribution message whose chain id and
+//! signing key are already held moves that state to the front unchanged (a re-delivery cannot
+//! rewind it), one with a known chain id but another signing key replaces it.
+//!
+//! # Stored records
+//!
+//! [`SenderKeyRecord::serialize`] is Hush's own (a version byte, then postcard); its layout is
+//! the one Hush used before these wire formats (the chain, keys and skipped seeds are the same
+//! values), so stored records keep working. Group messages still in flight in Hush's former
+//! encoding (first byte `0x13`, AES-GCM; distribution messages `0x14`) no longer decode: they are refused
+//! as a bad version.
 
+use prost::Message as _;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
-use super::aead;
+use super::cbc;
 use super::consts::{
     LABEL_SENDER_KEY, MAX_FORWARD_JUMPS, MAX_MESSAGE_LEN, MAX_PLAINTEXT_LEN, MAX_RECORD_LEN,
-    MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS_PER_CHAIN, RECORD_VERSION, TAG_LEN, WIRE_VERSION,
+    MAX_SENDER_KEY_STATES, MAX_SKIPPED_KEYS_PER_CHAIN, RECORD_VERSION,
 };
 use super::error::{DecodeError, E2eError};
 use super::kdf::{hkdf, ChainKey, MessageSeed};
@@ -33,10 +69,68 @@ use super::keys::{PrivateKey, PublicKey, EC_PUBLIC_KEY_LEN};
 use super::secret::Secret32;
 use super::xeddsa::{self, VerifyingPoint, SIGNATURE_LEN};
 
-/// Length of a sender-key message header.
-const HEADER_LEN: usize = 1 + 16 + 4 + 4;
-/// Length of a distribution message.
-pub const DISTRIBUTION_LEN: usize = HEADER_LEN + 32 + EC_PUBLIC_KEY_LEN;
+/// The Sender Keys message version (libsignal `SENDERKEY_MESSAGE_CURRENT_VERSION`).
+pub const SENDER_KEY_VERSION: u8 = 3;
+/// The first byte of both Sender Keys messages as written: `(3 << 4) | 3`.
+pub const SENDER_KEY_VERSION_BYTE: u8 = (SENDER_KEY_VERSION << 4) | SENDER_KEY_VERSION;
+/// Shortest distribution message libsignal reads (its check: a version byte, a chain key and a
+/// key's worth of bytes).
+pub const MIN_DISTRIBUTION_LEN: usize = 1 + 32 + 32;
+/// Longest distribution message Hush reads. libsignal's are 92 to 100 bytes; the rest leaves
+/// room for unknown fields, which libsignal also accepts.
+pub const MAX_DISTRIBUTION_LEN: usize = 1024;
+/// Shortest group message libsignal reads: a version byte and a signature.
+pub const MIN_MESSAGE_LEN: usize = 1 + SIGNATURE_LEN;
+/// Length of a chain key.
+const CHAIN_KEY_LEN: usize = 32;
+
+/// `SenderKeyDistributionMessage` of libsignal's `wire.proto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct DistributionProto {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    distribution_uuid: Option<Vec<u8>>,
+    #[prost(uint32, optional, tag = "2")]
+    chain_id: Option<u32>,
+    #[prost(uint32, optional, tag = "3")]
+    iteration: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    chain_key: Option<Vec<u8>>,
+    #[prost(bytes = "vec", optional, tag = "5")]
+    signing_key: Option<Vec<u8>>,
+}
+
+impl Drop for DistributionProto {
+    fn drop(&mut self) {
+        if let Some(k) = self.chain_key.as_mut() {
+            k.zeroize();
+        }
+    }
+}
+
+/// `SenderKeyMessage` of libsignal's `wire.proto`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MessageProto {
+    #[prost(bytes = "vec", optional, tag = "1")]
+    distribution_uuid: Option<Vec<u8>>,
+    #[prost(uint32, optional, tag = "2")]
+    chain_id: Option<u32>,
+    #[prost(uint32, optional, tag = "3")]
+    iteration: Option<u32>,
+    #[prost(bytes = "vec", optional, tag = "4")]
+    ciphertext: Option<Vec<u8>>,
+}
+
+/// Checks the version byte as libsignal does: high nibble 3, low nibble ignored.
+fn check_version(first: u8) -> Result<(), DecodeError> {
+    if first >> 4 != SENDER_KEY_VERSION {
+        return Err(DecodeError::BadVersion);
+    }
+    Ok(())
+}
+
+fn uuid_field(field: Option<&Vec<u8>>) -> Result<Uuid, DecodeError> {
+    field.and_then(|b| Uuid::from_slice(b).ok()).ok_or(DecodeError::Protobuf)
+}
 
 /// A sender's chain handed to a group member (contains the secret chain key).
 #[derive(Clone)]
@@ -64,45 +158,50 @@ impl core::fmt::Debug for SenderKeyDistributionMessage {
 }
 
 impl SenderKeyDistributionMessage {
-    /// Encodes the message (exactly [`DISTRIBUTION_LEN`] bytes).
+    /// Encodes the message as libsignal does: `0x33`, then the protobuf with every field.
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
-        let mut out = Zeroizing::new(Vec::with_capacity(DISTRIBUTION_LEN));
-        out.push(MessageKind::SenderKeyDistribution.first_byte());
-        out.extend_from_slice(self.distribution_id.as_bytes());
-        out.extend_from_slice(&self.chain_id.to_le_bytes());
-        out.extend_from_slice(&self.iteration.to_le_bytes());
-        out.extend_from_slice(self.chain_key.as_bytes());
-        out.extend_from_slice(&self.signing_key.serialize());
+        let proto = DistributionProto {
+            distribution_uuid: Some(self.distribution_id.as_bytes().to_vec()),
+            chain_id: Some(self.chain_id),
+            iteration: Some(self.iteration),
+            chain_key: Some(self.chain_key.as_bytes().to_vec()),
+            signing_key: Some(self.signing_key.serialize().to_vec()),
+        };
+        // Sized up front, so the buffer holding the chain key is never reallocated.
+        let mut out = Zeroizing::new(Vec::with_capacity(1 + proto.encoded_len()));
+        out.push(SENDER_KEY_VERSION_BYTE);
+        proto.encode_raw(&mut *out);
         out
     }
 
-    /// Decodes a distribution message.
+    /// Decodes a distribution message with libsignal's rules (see the module documentation).
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
-        if bytes.len() > DISTRIBUTION_LEN {
+        if bytes.len() > MAX_DISTRIBUTION_LEN {
             return Err(DecodeError::TooLong);
         }
-        if message_kind(bytes)? != MessageKind::SenderKeyDistribution {
-            return Err(DecodeError::BadKind);
+        if bytes.len() < MIN_DISTRIBUTION_LEN {
+            return Err(DecodeError::Truncated);
         }
-        let mut r = Reader::new(bytes);
-        r.u8()?;
-        let distribution_id = read_uuid(&mut r)?;
-        let chain_id = r.u32()?;
-        let iteration = r.u32()?;
-        let mut chain_key = Secret32([0; 32]);
-        chain_key.0.copy_from_slice(r.take(32)?);
-        let signing_key = r.key()?;
-        Ok(Self { distribution_id, chain_id, iteration, chain_key, signing_key })
+        let (&first, body) = bytes.split_first().ok_or(DecodeError::Truncated)?;
+        check_version(first)?;
+        let proto = DistributionProto::decode(body).map_err(|_| DecodeError::Protobuf)?;
+        let distribution_id = uuid_field(proto.distribution_uuid.as_ref())?;
+        let chain_id = proto.chain_id.ok_or(DecodeError::Protobuf)?;
+        let iteration = proto.iteration.ok_or(DecodeError::Protobuf)?;
+        let chain_key = proto.chain_key.as_deref().ok_or(DecodeError::Protobuf)?;
+        let signing_key = proto.signing_key.as_deref().ok_or(DecodeError::Protobuf)?;
+        if chain_key.len() != CHAIN_KEY_LEN || signing_key.len() != EC_PUBLIC_KEY_LEN {
+            return Err(DecodeError::Protobuf);
+        }
+        let signing_key = PublicKey::from_exact(signing_key).map_err(|_| DecodeError::BadKey)?;
+        let mut key = Secret32([0; 32]);
+        key.0.copy_from_slice(chain_key);
+        Ok(Self { distribution_id, chain_id, iteration, chain_key: key, signing_key })
     }
 }
 
-fn read_uuid(r: &mut Reader<'_>) -> Result<Uuid, DecodeError> {
-    let b = r.take(16)?;
-    Uuid::from_slice(b).map_err(|_| DecodeError::Truncated)
-}
-
-/// A decoded sender-key message.
-#[derive(Debug, Clone, Copy)]
+/// A decoded group message (libsignal's `SenderKeyMessage`).
+#[derive(Debug, Clone)]
 pub struct SenderKeyMessage<'a> {
     /// The distribution id.
     pub distribution_id: Uuid,
@@ -110,35 +209,67 @@ pub struct SenderKeyMessage<'a> {
     pub chain_id: u32,
     /// Position in the chain.
     pub iteration: u32,
-    header: &'a [u8],
-    ciphertext: &'a [u8],
+    ciphertext: Vec<u8>,
     signed: &'a [u8],
     signature: &'a [u8; SIGNATURE_LEN],
 }
 
+/// The version byte and protobuf of a group message: what its signature covers.
+fn encode_message_body(distribution_id: Uuid, chain_id: u32, iteration: u32, ciphertext: &[u8]) -> Vec<u8> {
+    let proto = MessageProto {
+        distribution_uuid: Some(distribution_id.as_bytes().to_vec()),
+        chain_id: Some(chain_id),
+        iteration: Some(iteration),
+        ciphertext: Some(ciphertext.to_vec()),
+    };
+    let mut out = Vec::with_capacity(1 + proto.encoded_len() + SIGNATURE_LEN);
+    out.push(SENDER_KEY_VERSION_BYTE);
+    proto.encode_raw(&mut out);
+    out
+}
+
 impl<'a> SenderKeyMessage<'a> {
-    /// Decodes a sender-key message (the signature is checked by [`SenderKeyRecord::decrypt`]).
+    /// Decodes a group message with libsignal's rules (the signature is checked by
+    /// [`SenderKeyRecord::decrypt`]).
     pub fn decode(bytes: &'a [u8]) -> Result<Self, DecodeError> {
         if bytes.len() > MAX_MESSAGE_LEN {
             return Err(DecodeError::TooLong);
         }
-        if message_kind(bytes)? != MessageKind::SenderKey {
-            return Err(DecodeError::BadKind);
-        }
-        let split = bytes.len().checked_sub(SIGNATURE_LEN).ok_or(DecodeError::Truncated)?;
-        let (signed, sig) = bytes.split_at(split);
-        let signature: &[u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| DecodeError::Truncated)?;
-        let mut r = Reader::new(signed);
-        r.u8()?;
-        let distribution_id = read_uuid(&mut r)?;
-        let chain_id = r.u32()?;
-        let iteration = r.u32()?;
-        let header = signed.get(..HEADER_LEN).ok_or(DecodeError::Truncated)?;
-        let ciphertext = r.rest();
-        if ciphertext.len() < TAG_LEN {
+        if bytes.len() < MIN_MESSAGE_LEN {
             return Err(DecodeError::Truncated);
         }
-        Ok(Self { distribution_id, chain_id, iteration, header, ciphertext, signed, signature })
+        let split = bytes.len() - SIGNATURE_LEN;
+        let (signed, sig) = bytes.split_at(split);
+        let signature: &[u8; SIGNATURE_LEN] = sig.try_into().map_err(|_| DecodeError::Truncated)?;
+        let (&first, body) = signed.split_first().ok_or(DecodeError::Truncated)?;
+        check_version(first)?;
+        let proto = MessageProto::decode(body).map_err(|_| DecodeError::Protobuf)?;
+        let distribution_id = uuid_field(proto.distribution_uuid.as_ref())?;
+        let chain_id = proto.chain_id.ok_or(DecodeError::Protobuf)?;
+        let iteration = proto.iteration.ok_or(DecodeError::Protobuf)?;
+        let ciphertext = proto.ciphertext.ok_or(DecodeError::Protobuf)?;
+        Ok(Self { distribution_id, chain_id, iteration, ciphertext, signed, signature })
+    }
+
+    /// The AES-256-CBC ciphertext.
+    pub fn ciphertext(&self) -> &[u8] {
+        &self.ciphertext
+    }
+
+    /// The bytes the signature covers (the version byte and the protobuf), as received.
+    pub fn signed_bytes(&self) -> &'a [u8] {
+        self.signed
+    }
+
+    /// The 64-byte XEdDSA signature.
+    pub fn signature(&self) -> &'a [u8; SIGNATURE_LEN] {
+        self.signature
+    }
+
+    /// The version byte and protobuf re-encoded from the decoded fields as Hush and libsignal
+    /// write them (equal to [`Self::signed_bytes`] for any message either of them made).
+    pub fn encode_signed_part(&self) -> Vec<u8> {
+        encode_message_body(self.distribution_id, self.chain_id, self.iteration, &self.ciphertext)
     }
 }
 
@@ -190,6 +321,7 @@ struct GroupKeys {
     key: Zeroizing<[u8; 32]>,
 }
 
+/// libsignal's `SenderMessageKey`: HKDF(`WhisperGroup`) of the seed, IV first, then the key.
 fn group_keys(seed: &MessageSeed) -> Result<GroupKeys, E2eError> {
     let mut okm = Zeroizing::new([0u8; 48]);
     hkdf(None, &seed.0, LABEL_SENDER_KEY, okm.as_mut())?;
@@ -200,10 +332,12 @@ fn group_keys(seed: &MessageSeed) -> Result<GroupKeys, E2eError> {
 }
 
 impl GroupKeys {
-    fn nonce(&self) -> [u8; 12] {
-        let mut n = [0u8; 12];
-        n.copy_from_slice(&self.iv[..12]);
-        n
+    fn encrypt(&self, plaintext: &[u8]) -> Result<Vec<u8>, E2eError> {
+        cbc::encrypt(&self.key, &self.iv, plaintext)
+    }
+
+    fn decrypt(&self, ciphertext: &[u8]) -> Result<Vec<u8>, E2eError> {
+        cbc::decrypt(&self.key, &self.iv, ciphertext)
     }
 }
 
@@ -276,31 +410,37 @@ impl SenderKeyRecord {
         skdm
     }
 
-    /// Adds a member's chain from its distribution message. A chain id we already hold is left
-    /// as it is (re-delivery must not rewind it); at most [`MAX_SENDER_KEY_STATES`] are kept.
+    /// Adds a member's chain from its distribution message, as libsignal's
+    /// `add_sender_key_state`: a state with the same chain id and signing key is kept as it is
+    /// (re-delivery must not rewind it) and moved to the front; states with the same chain id
+    /// but another signing key are dropped; at most [`MAX_SENDER_KEY_STATES`] are kept, newest
+    /// first.
     pub fn process_distribution(&mut self, skdm: &SenderKeyDistributionMessage) -> Result<(), E2eError> {
         if skdm.distribution_id != self.distribution_id {
             return Err(E2eError::NoSenderKeyState);
         }
-        if self.states.iter().any(|s| s.chain_id == skdm.chain_id) {
-            return Ok(());
-        }
-        self.states.insert(
-            0,
-            SenderKeyState {
-                chain_id: skdm.chain_id,
-                chain: ChainKey::new(*skdm.chain_key.as_bytes(), skdm.iteration),
-                signing_public: skdm.signing_key,
-                signing_private: None,
-                skipped: Vec::new(),
-                verifier: None,
-            },
-        );
-        self.states.truncate(MAX_SENDER_KEY_STATES);
+        let existing = self
+            .states
+            .iter()
+            .position(|s| s.chain_id == skdm.chain_id && s.signing_public == skdm.signing_key)
+            .map(|i| self.states.remove(i));
+        self.states.retain(|s| s.chain_id != skdm.chain_id);
+        let state = existing.unwrap_or_else(|| SenderKeyState {
+            chain_id: skdm.chain_id,
+            chain: ChainKey::new(*skdm.chain_key.as_bytes(), skdm.iteration),
+            signing_public: skdm.signing_key,
+            signing_private: None,
+            skipped: Vec::new(),
+            verifier: None,
+        });
+        self.states.truncate(MAX_SENDER_KEY_STATES - 1);
+        self.states.insert(0, state);
         Ok(())
     }
 
-    /// Encrypts and signs a group message with our current chain.
+    /// Encrypts and signs a group message with our current chain (libsignal's
+    /// `group_encrypt`): AES-256-CBC under the chain's next message key, then the XEdDSA
+    /// signature over the version byte and protobuf.
     pub fn encrypt<R: RngCore + CryptoRng>(
         &mut self,
         plaintext: &[u8],
@@ -314,25 +454,18 @@ impl SenderKeyRecord {
         let signing = state.signing_private.as_ref().ok_or(E2eError::NoSenderKeyState)?;
         let (seed, next) = state.chain.step()?;
         let keys = group_keys(&seed)?;
-        let mut out = Vec::with_capacity(HEADER_LEN + plaintext.len() + TAG_LEN + SIGNATURE_LEN);
-        out.push(MessageKind::SenderKey.first_byte());
-        out.extend_from_slice(distribution_id.as_bytes());
-        out.extend_from_slice(&state.chain_id.to_le_bytes());
-        out.extend_from_slice(&state.chain.index().to_le_bytes());
-        let mut header = [0u8; HEADER_LEN];
-        header.copy_from_slice(&out);
-        out.extend_from_slice(plaintext);
-        aead::seal_in_place(&keys.key, keys.nonce(), &header, &mut out, HEADER_LEN)?;
+        let ciphertext = keys.encrypt(plaintext)?;
+        let mut out = encode_message_body(distribution_id, state.chain_id, state.chain.index(), &ciphertext);
         let mut random = Zeroizing::new([0u8; 64]);
         rng.fill_bytes(random.as_mut());
-        let digest: [u8; 32] = Sha256::digest(&out).into();
-        let sig = xeddsa::sign(signing.private.bytes(), &signing.ed_public, &[&digest], &random);
+        let sig = xeddsa::sign(signing.private.bytes(), &signing.ed_public, &[&out], &random);
         out.extend_from_slice(&sig);
         state.chain = next;
         Ok(out)
     }
 
-    /// Verifies and decrypts a group message. On error the record is unchanged.
+    /// Verifies and decrypts a group message (libsignal's `group_decrypt`). On error the record
+    /// is unchanged.
     pub fn decrypt(&mut self, bytes: &[u8]) -> Result<Vec<u8>, E2eError> {
         let m = SenderKeyMessage::decode(bytes)?;
         if m.distribution_id != self.distribution_id {
@@ -343,8 +476,7 @@ impl SenderKeyRecord {
         if state.verifier.is_none() {
             state.verifier = VerifyingPoint::new(state.signing_public.u_bytes());
         }
-        let digest: [u8; 32] = Sha256::digest(m.signed).into();
-        let verified = state.verifier.as_ref().is_some_and(|v| v.verify(&[&digest], m.signature));
+        let verified = state.verifier.as_ref().is_some_and(|v| v.verify(&[m.signed], m.signature));
         if !verified {
             return Err(E2eError::DecryptionFailed);
         }
@@ -355,8 +487,7 @@ impl SenderKeyRecord {
                 .position(|k| k.iteration == m.iteration)
                 .ok_or(E2eError::DuplicateMessage)?;
             let seed = MessageSeed(state.skipped[pos].seed.0);
-            let keys = group_keys(&seed)?;
-            let plaintext = aead::open(&keys.key, keys.nonce(), m.header, m.ciphertext)?;
+            let plaintext = group_keys(&seed)?.decrypt(&m.ciphertext)?;
             state.skipped.remove(pos);
             return Ok(plaintext);
         }
@@ -364,6 +495,8 @@ impl SenderKeyRecord {
         if jump > MAX_FORWARD_JUMPS {
             return Err(E2eError::TooFarInFuture);
         }
+        // The keys of the skipped iterations: only the newest MAX_SKIPPED_KEYS_PER_CHAIN can
+        // survive the bound below, so older ones are not kept even briefly.
         let keep_from = m.iteration.saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
         let mut skipped = Vec::new();
         let mut ck = state.chain.step()?;
@@ -375,8 +508,7 @@ impl SenderKeyRecord {
             ck = ck.1.step()?;
         }
         let (seed, next) = ck;
-        let keys = group_keys(&seed)?;
-        let plaintext = aead::open(&keys.key, keys.nonce(), m.header, m.ciphertext)?;
+        let plaintext = group_keys(&seed)?.decrypt(&m.ciphertext)?;
         state.chain = next;
         state.skipped.extend(skipped);
         if state.skipped.len() > MAX_SKIPPED_KEYS_PER_CHAIN {
@@ -409,72 +541,5 @@ impl SenderKeyRecord {
             return Err(DecodeError::BadRecord);
         }
         Ok(record)
-    }
-}
-
-// Hush's compact encoding helpers (the pairwise formats moved to libsignal's; sender keys follow).
-/// Kind of an encoded message (low nibble of its first byte).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum MessageKind {
-    /// A Sender Key group message.
-    SenderKey = 3,
-    /// A Sender Key distribution message (sent inside a pairwise session).
-    SenderKeyDistribution = 4,
-}
-
-impl MessageKind {
-    pub(crate) fn first_byte(self) -> u8 {
-        (WIRE_VERSION << 4) | self as u8
-    }
-}
-
-/// Reads the kind of an encoded message.
-pub(crate) fn message_kind(bytes: &[u8]) -> Result<MessageKind, DecodeError> {
-    let b0 = *bytes.first().ok_or(DecodeError::Truncated)?;
-    if b0 >> 4 != WIRE_VERSION {
-        return Err(DecodeError::BadVersion);
-    }
-    match b0 & 0x0f {
-        3 => Ok(MessageKind::SenderKey),
-        4 => Ok(MessageKind::SenderKeyDistribution),
-        _ => Err(DecodeError::BadKind),
-    }
-}
-
-/// A cursor that refuses to read past the end.
-pub(crate) struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
-        let out = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
-        self.pos = end;
-        Ok(out)
-    }
-
-    pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.take(1)?[0])
-    }
-
-    pub(crate) fn u32(&mut self) -> Result<u32, DecodeError> {
-        let b = self.take(4)?;
-        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-
-    pub(crate) fn key(&mut self) -> Result<PublicKey, DecodeError> {
-        PublicKey::from_exact(self.take(EC_PUBLIC_KEY_LEN)?).map_err(|_| DecodeError::BadKey)
-    }
-
-    pub(crate) fn rest(&mut self) -> &'a [u8] {
-        let out = self.buf.get(self.pos..).unwrap_or(&[]);
-        self.pos = self.buf.len();
-        out
     }
 }
