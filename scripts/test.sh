@@ -61,6 +61,17 @@ if [ ! -d "$ASYNCAPI_DIR/node_modules/@asyncapi/parser" ]; then
   mkdir -p "$ASYNCAPI_DIR"
   npm install --silent --no-audit --no-fund --prefix "$ASYNCAPI_DIR" @asyncapi/parser@3.6.3 >/dev/null
 fi
+# The libsignal example app (examples/libsignal-app: @signalapp/libsignal-client and ws, pinned by its
+# package-lock.json), which tests/tests/libsignal_app.rs runs against a node; needs Node too.
+if [ ! -d examples/libsignal-app/node_modules ]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "installing nodejs and npm (apt)"
+    $(need_root) apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq nodejs npm >/dev/null
+  fi
+  echo "installing the libsignal example's packages (npm ci)"
+  npm ci --silent --no-audit --no-fund --prefix examples/libsignal-app >/dev/null
+fi
 
 # A headless browser for the admin console's tests (tests/tests/console_browser.rs): Debian's
 # chromium and its WebDriver, chromedriver (package chromium-driver).

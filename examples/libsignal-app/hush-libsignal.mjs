@@ -517,7 +517,8 @@ export class HushLibsignalDevice extends EventEmitter {
     try {
       if (env.content_type === 'plaintext') {
         // A retry request (DecryptionErrorMessage): the peer could not read us; start afresh.
-        const body = S.PlaintextContent.deserialize(bytes).body();
+        // The body is a Content followed by one 0x80 (no zeros).
+        const body = unpad(Buffer.from(S.PlaintextContent.deserialize(bytes).body()));
         delete this.state.sessions[addrKey(env.from, env.from_device)];
         this.emit('retry-request', { ...base, content: readContent(body) });
       } else {

@@ -286,7 +286,7 @@ async fn a_libsignal_app_and_a_hush_sdk_user_chat_both_ways() {
         .await;
     let Event::Text { from, content_type, .. } = ev else { unreachable!() };
     assert_eq!(from, uid("carol"));
-    assert_eq!(content_type, ContentType::Prekey);
+    assert_eq!(content_type, ContentType::PreKey);
 
     // SDK -> libsignal, on the session the app started: libsignal decrypts it, and the text is
     // in Content.dataMessage.body.
