@@ -148,8 +148,11 @@ impl App {
 
     /// Closes the socket and opens a new one (same login session, same process).
     async fn reconnect(&mut self) {
+        let readies = |events: &[Value]| events.iter().filter(|e| e["event"] == "ready").count();
+        let before = readies(&self.events);
+        // The driver prints the new `ready` before its reply.
         self.request(json!({"cmd": "reconnect"})).await;
-        self.wait_event("ready after the reconnect", |e| e["event"] == "ready").await;
+        assert_eq!(readies(&self.events), before + 1, "{}: connected again: {:?}", self.name, self.events);
     }
 
     /// Waits for the text `body` from `from` and returns its event. Fails at once when the app
