@@ -61,19 +61,21 @@ if [ ! -d "$ASYNCAPI_DIR/node_modules/@asyncapi/parser" ]; then
   mkdir -p "$ASYNCAPI_DIR"
   npm install --silent --no-audit --no-fund --prefix "$ASYNCAPI_DIR" @asyncapi/parser@3.6.3 >/dev/null
 fi
-# libsignal itself (npm `@signalapp/libsignal-client`, the version pinned by its package-lock.json),
-# for the Sender Keys interop test (protocol/tests/e2e_sender_keys_kat.rs runs
-# protocol/tools/libsignal-vectors/check-sender-keys.mjs, and fails if it is missing).
-LIBSIGNAL_DIR=protocol/tools/libsignal-vectors
-if [ ! -d "$LIBSIGNAL_DIR/node_modules/@signalapp/libsignal-client" ]; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "installing nodejs and npm (apt)"
-    $(need_root) apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq nodejs npm >/dev/null
+# libsignal itself (npm `@signalapp/libsignal-client` 0.103.0, pinned by each package-lock.json):
+# protocol/tools/libsignal-vectors for the library's interop tests (e2e_libsignal_interop.rs,
+# e2e_sender_keys_kat.rs), and the example app examples/libsignal-app (with `ws`), which
+# tests/tests/libsignal_app.rs runs against a node. The tests fail, naming this, if it is missing.
+for dir in protocol/tools/libsignal-vectors examples/libsignal-app; do
+  if [ ! -d "$dir/node_modules/@signalapp/libsignal-client" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      echo "installing nodejs and npm (apt)"
+      $(need_root) apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $(need_root) apt-get install -y -qq nodejs npm >/dev/null
+    fi
+    echo "installing libsignal (npm ci in $dir)"
+    npm ci --silent --no-audit --no-fund --prefix "$dir" >/dev/null
   fi
-  echo "installing @signalapp/libsignal-client (npm ci in $LIBSIGNAL_DIR)"
-  (cd "$LIBSIGNAL_DIR" && npm ci --silent --no-audit --no-fund >/dev/null)
-fi
+done
 
 # A headless browser for the admin console's tests (tests/tests/console_browser.rs): Debian's
 # chromium and its WebDriver, chromedriver (package chromium-driver).
