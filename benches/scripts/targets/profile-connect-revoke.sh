@@ -48,7 +48,8 @@ quiet_on() {
   for i in $(seq 1 ${BUILD_WAIT_2S:-90}); do pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null || break; sleep 2; done
 }
 quiet_off() { grep -q wt15 /work/QUIET 2>/dev/null && rm -f /work/QUIET; }
-trap quiet_off EXIT INT TERM
+trap quiet_off EXIT
+trap 'exit 130' INT TERM   # exit (and so the EXIT trap), not just clean up and go on
 
 start() { # bindir data port -> PID
   taskset -c 0 "$1/hushd" --listen 127.0.0.1:$3 --data-dir "$2" --workers 1 > "$2.out" 2> "$2.log" &
