@@ -135,7 +135,7 @@ fi
 
 if on group; then
   for b in ${GROUP_BUILDS:-after before}; do
-    for enc in postcard json; do
+    for enc in ${GROUP_ENCS:-postcard json}; do
       [ $b = before ] && [ $enc = json ] && continue
       quiet_on "group $b $enc"
       dir=$AFTER; port=18820; data=${GROUP_AFTER_DATA:-/tmp/tg-after}; [ $b = before ] && { dir=$BEFORE; port=18810; data=/tmp/tg-before; }
