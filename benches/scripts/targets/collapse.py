@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """perf script output -> folded stacks ("root;...;leaf count" per line), the text form of a
 flame graph (as Brendan Gregg's stackcollapse-perf.pl makes it). Stacks below 0.05% of all
-samples are dropped so the file stays small; the dropped share is printed as one line."""
+samples are dropped so the file stays small (COLLAPSE_MIN_SHARE=0 keeps every stack); the dropped
+share is printed as one line."""
 import collections
+import os
 import re
 import sys
 
@@ -29,7 +31,7 @@ if comm is not None:
 total = sum(counts.values()) or 1
 dropped = 0
 for s, c in counts.most_common():
-    if c * 2000 < total:
+    if c < float(os.environ.get("COLLAPSE_MIN_SHARE", "0.0005")) * total:
         dropped += c
         continue
     print(f"{s} {c}")
