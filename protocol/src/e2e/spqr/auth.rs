@@ -36,8 +36,7 @@ pub(crate) const MAC_LEN: usize = 32;
 /// below HKDF's limit of 255 blocks, so expansion cannot fail; the unreachable failure branch
 /// leaves zeros rather than panicking.
 pub(crate) fn hkdf_into(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
-    let info: Vec<u8> = info.concat();
-    if Hkdf::<Sha256>::new(Some(salt), ikm).expand(&info, out).is_err() {
+    if Hkdf::<Sha256>::new(Some(salt), ikm).expand_multi_info(info, out).is_err() {
         out.fill(0);
     }
 }

@@ -117,7 +117,9 @@ pub enum SpqrError {
 pub struct SpqrState {
     /// True until the first message is received (spqr's pending version negotiation).
     negotiating: bool,
-    scka: Scka,
+    /// Shared between a state and the next one when a message leaves it unchanged (most do),
+    /// so receiving copies it only when it changes.
+    scka: std::sync::Arc<Scka>,
     chain: Chain,
 }
 
@@ -139,7 +141,11 @@ impl SpqrState {
     pub fn initial(auth_key: &[u8], alice: bool, self_session: bool) -> Self {
         let scka = if alice { Scka::init_alice(auth_key) } else { Scka::init_bob(auth_key) };
         let max_jump = if self_session { u32::MAX } else { MAX_JUMP };
-        Self { negotiating: true, scka, chain: Chain::with_max_jump(auth_key, alice, max_jump) }
+        Self {
+            negotiating: true,
+            scka: std::sync::Arc::new(scka),
+            chain: Chain::with_max_jump(auth_key, alice, max_jump),
+        }
     }
 
     /// The initiator's state (libsignal's A2B direction, V1 with minimum V1), from the PQXDH
@@ -159,7 +165,8 @@ impl SpqrState {
         &self,
         rng: &mut R,
     ) -> Result<(SpqrState, Vec<u8>, [u8; 32]), SpqrError> {
-        let (scka, payload, secret) = self.scka.clone().send(rng)?;
+        let (scka, payload, secret) = Scka::clone(&self.scka).send(rng)?;
+        let scka = std::sync::Arc::new(scka);
         let epoch = self.scka.epoch();
         let mut chain = self.chain.clone();
         if let Some(s) = secret {
@@ -198,7 +205,12 @@ impl SpqrState {
             Some(&v) => return Err(SpqrError::UnsupportedVersion(v)),
         }
         let (m, _used) = WireMessage::decode(msg)?;
-        let (scka, secret) = self.scka.clone().recv(m.epoch, &m.payload)?;
+        let (scka, secret) = if self.scka.ignores(m.epoch, &m.payload) {
+            (std::sync::Arc::clone(&self.scka), None)
+        } else {
+            let (scka, secret) = Scka::clone(&self.scka).recv(m.epoch, &m.payload)?;
+            (std::sync::Arc::new(scka), secret)
+        };
         let mut chain = self.chain.clone();
         if let Some(s) = secret {
             chain.add_epoch(s.epoch, &s.secret)?;

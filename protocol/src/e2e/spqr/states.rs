@@ -253,6 +253,28 @@ impl Scka {
 
     /// One receive of a message sent in `msg_epoch`: the next state and possibly a new
     /// receiving epoch secret.
+    /// True when [`Scka::recv`] would hand this state back unchanged, with no secret and no
+    /// error: a message of an older epoch, or one of this epoch whose payload the state does
+    /// not take (most messages: one side sends chunks the other is not collecting yet). Lets
+    /// the caller skip copying the state for those.
+    pub(crate) fn ignores(&self, msg_epoch: u64, payload: &Payload) -> bool {
+        let epoch = self.epoch();
+        if msg_epoch != epoch {
+            return msg_epoch < epoch;
+        }
+        !matches!(
+            (self, payload),
+            (Scka::KeysSampled { .. } | Scka::HeaderSent { .. }, Payload::Ct1(_))
+                | (Scka::Ct1Received { .. } | Scka::EkSentCt1Received { .. }, Payload::Ct2(_))
+                | (Scka::NoHeaderReceived { .. }, Payload::Header(_))
+                | (
+                    Scka::Ct1Sampled { .. } | Scka::Ct1Acknowledged { .. },
+                    Payload::Ek(_) | Payload::EkCt1Ack(_)
+                )
+                | (Scka::EkReceivedCt1Sampled { .. }, Payload::Ct1Ack | Payload::EkCt1Ack(_))
+        )
+    }
+
     pub(crate) fn recv(
         self,
         msg_epoch: u64,

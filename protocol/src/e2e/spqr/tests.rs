@@ -354,3 +354,46 @@ proptest! {
         }
     }
 }
+
+/// `Scka::ignores` is exactly "recv hands the state back unchanged": checked on every message
+/// of random conversations (drops and reordering included) against the full transition.
+#[test]
+fn ignored_messages_leave_the_state_unchanged_and_others_are_not_ignored_wrongly() {
+    for seed in 0..4u64 {
+        let mut rng = StdRng::seed_from_u64(1000 + seed);
+        let (mut a, mut b) = pair();
+        let mut in_flight: Vec<(bool, Vec<u8>)> = Vec::new();
+        let (mut ignored, mut taken) = (0, 0);
+        for _ in 0..600 {
+            let to_b = rng.gen_bool(0.5);
+            let (s, msg, _) = if to_b { a.send(&mut rng) } else { b.send(&mut rng) }.unwrap();
+            if to_b {
+                a = s;
+            } else {
+                b = s;
+            }
+            in_flight.push((to_b, msg));
+            if rng.gen_bool(0.6) && !in_flight.is_empty() {
+                let i = rng.gen_range(0..in_flight.len().min(3));
+                let (to_b, msg) = in_flight.remove(i);
+                let to = if to_b { &mut b } else { &mut a };
+                let m = WireMessage::decode(&msg).unwrap().0;
+                let before = postcard::to_allocvec(&*to.scka).unwrap();
+                let says_ignored = to.scka.ignores(m.epoch, &m.payload);
+                let full = Scka::clone(&to.scka).recv(m.epoch, &m.payload);
+                if says_ignored {
+                    let (next, secret) = full.unwrap();
+                    assert!(secret.is_none());
+                    assert_eq!(postcard::to_allocvec(&next).unwrap(), before);
+                    ignored += 1;
+                } else {
+                    taken += 1;
+                }
+                if let Ok((next, _)) = to.recv(&msg) {
+                    *to = next;
+                }
+            }
+        }
+        assert!(ignored > 50 && taken > 50, "seed {seed}: {ignored} ignored, {taken} taken");
+    }
+}
