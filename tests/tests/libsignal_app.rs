@@ -97,10 +97,15 @@ impl App {
     async fn read(&mut self, what: &str) -> Value {
         let line = tokio::time::timeout(WAIT, self.lines.next_line())
             .await
-            .unwrap_or_else(|_| panic!("{}: no line within {WAIT:?} waiting for {what}; events: {:?}", self.name, self.events))
+            .unwrap_or_else(|_| {
+                panic!("{}: no line within {WAIT:?} waiting for {what}; events: {:?}", self.name, self.events)
+            })
             .unwrap()
-            .unwrap_or_else(|| panic!("{}: the app exited waiting for {what}; events: {:?}", self.name, self.events));
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
+            .unwrap_or_else(|| {
+                panic!("{}: the app exited waiting for {what}; events: {:?}", self.name, self.events)
+            });
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
         assert!(v["event"] != "error", "{}: the app reported an error: {v}", self.name);
         v
     }
@@ -179,7 +184,8 @@ impl App {
     async fn quit(mut self) {
         let n = self.next_request;
         self.stdin.write_all(format!("{}\n", json!({"n": n, "cmd": "quit"})).as_bytes()).await.unwrap();
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("the app did not exit").unwrap();
+        let status =
+            tokio::time::timeout(WAIT, self.child.wait()).await.expect("the app did not exit").unwrap();
         assert!(status.success(), "{}: the app exited with {status}", self.name);
     }
 }
@@ -284,9 +290,8 @@ async fn a_libsignal_app_and_a_hush_sdk_user_chat_both_ways() {
     // libsignal -> SDK: the app starts the session from the SDK device's bundle.
     let t1 = text("app-to-sdk");
     carol.send("dave", &t1).await;
-    let ev = dave
-        .until("the app's first text", |e| matches!(e, Event::Text { body, .. } if *body == t1))
-        .await;
+    let ev =
+        dave.until("the app's first text", |e| matches!(e, Event::Text { body, .. } if *body == t1)).await;
     let Event::Text { from, content_type, .. } = ev else { unreachable!() };
     assert_eq!(from, uid("carol"));
     assert_eq!(content_type, ContentType::PreKey);
@@ -301,9 +306,8 @@ async fn a_libsignal_app_and_a_hush_sdk_user_chat_both_ways() {
     // And on: the app answers on the established session.
     let t3 = text("app-to-sdk-2");
     carol.send("dave", &t3).await;
-    let ev = dave
-        .until("the app's second text", |e| matches!(e, Event::Text { body, .. } if *body == t3))
-        .await;
+    let ev =
+        dave.until("the app's second text", |e| matches!(e, Event::Text { body, .. } if *body == t3)).await;
     assert!(matches!(ev, Event::Text { content_type: ContentType::Ciphertext, .. }), "{ev:?}");
 
     // The SDK starting a session itself (a new SDK user writes first, from the app's bundle).
