@@ -213,10 +213,10 @@ impl RngCore for FixedRng {
 impl CryptoRng for FixedRng {}
 
 /// A deterministic SPQR exchange between alice and bob (fixed auth key, fixed randomness),
-/// alternating one message each way until both have completed the first KEM exchange: the two initial
-/// states, the receiver's state at each point where the sender's message type changes (every
-/// phase of the state machine, both roles), the two final states (epoch 2, roles swapped), and
-/// every message sent, in order.
+/// alternating one message each way until both have completed the first KEM exchange: the two
+/// initial states, the receiver's state at every third point where the sender's message type
+/// changes (phases of the state machine, both roles), the two final states (epoch 2, roles
+/// swapped), every message sent, in order, and the first message of each phase.
 struct SpqrFixture {
     states: Vec<SpqrState>,
     messages: Vec<Vec<u8>>,
@@ -244,8 +244,11 @@ fn spqr_fixture() -> &'static SpqrFixture {
             let Ok((received, _)) = receiver.recv(&msg) else { break };
             let ty = WireMessage::decode(&msg).ok().map(|(m, _)| std::mem::discriminant(&m.payload));
             if last_type.get(from) != Some(&ty) {
-                // The receiver as it was just before this phase's first message.
-                states.push(receiver.clone());
+                // The receiver as it was just before this phase's first message (every third
+                // phase, to keep the per-input cost down; seeds cover all of them).
+                if phase_messages.len() % 3 == 0 {
+                    states.push(receiver.clone());
+                }
                 phase_messages.push(msg.clone());
                 if let Some(t) = last_type.get_mut(from) {
                     *t = ty;
@@ -305,16 +308,22 @@ pub fn spqr_chunk_seeds() -> Vec<Vec<u8>> {
 
 /// SPQR V1 message decoding: what decodes re-encodes canonically (to bytes that decode to the
 /// same message, no longer than what was read); then the bytes as the next message for every
-/// prepared state of a real exchange. A state that accepts them must persist and send.
+/// prepared state of a real exchange. A state that accepts them must persist and send. A key
+/// index far ahead (up to [`super::spqr::MAX_JUMP`] chain steps per state) goes to the two
+/// initial states only, so that such inputs do not dominate the run time.
 pub fn spqr_message(data: &[u8]) -> bool {
     let mut ok = true;
+    let mut states = spqr_fixture().states.as_slice();
     if let Ok((m, used)) = WireMessage::decode(data) {
+        if m.index > 256 {
+            states = states.get(..2).unwrap_or_default();
+        }
         let again = m.encode();
         ok &= used <= data.len() && again.len() <= used;
         ok &= WireMessage::decode(&again) == Ok((m, again.len()));
         ok &= data.get(..used).is_some_and(|d| WireMessage::decode(d) == Ok((m, used)));
     }
-    for state in &spqr_fixture().states {
+    for state in states {
         if let Ok((next, _key)) = state.recv(data) {
             ok &= postcard::to_allocvec(&next).is_ok_and(|b| {
                 postcard::from_bytes::<SpqrState>(&b)
@@ -336,7 +345,8 @@ const SPQR_LENGTHS: [usize; 4] = [64 + 32, 1152, 960, 128 + 32];
 /// (high bit); the rest is read as 34-byte records (chunk index, big-endian, then the data;
 /// short last record zero-padded). Arbitrary chunks (high bit clear): the decoder never panics,
 /// its state stays bounded by the length whatever arrives (checked on its postcard encoding,
-/// which must restore), and a completed decode has the right length. Genuine chunks (high bit
+/// which must restore), and a completed decode (tried after the last chunk) has the right
+/// length. Genuine chunks (high bit
 /// set): the message is the rest repeated to the length, each record's index picks a chunk of
 /// its encoding, and a completed decode must be exactly that message.
 pub fn spqr_chunks(data: &[u8]) -> bool {
@@ -360,10 +370,11 @@ pub fn spqr_chunks(data: &[u8]) -> bool {
             Chunk { index, data: bytes }
         };
         decoder.add_chunk(&chunk);
-        if let Some(decoded) = decoder.decoded_message() {
-            ok &= decoded.len() == len;
-            ok &= !genuine || decoded == message;
-        }
+    }
+    // Decoding is quadratic in the lane size, so only once, after the last chunk.
+    if let Some(decoded) = decoder.decoded_message() {
+        ok &= decoded.len() == len;
+        ok &= !genuine || decoded == message;
     }
     ok &= !decoder.is_complete();
     // At most 2k points of at most 6 bytes for a lane of k symbols, plus small headers.
