@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use hush_protocol::e2e::content::{Content, DataMessage, HushExtension, SyncMessage, SyncSent};
 use hush_protocol::e2e::fuzzing;
 use hush_protocol::e2e::kem::KyberKeyPair;
+use hush_protocol::e2e::message::{PreKeyMessage, RatchetMessage};
 use hush_protocol::e2e::prekeys::{KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord};
 use hush_protocol::e2e::retry::{DecryptionErrorMessage, PlaintextContent};
 use hush_protocol::e2e::session::{decrypt_message, encrypt_message, process_prekey_bundle};
@@ -19,7 +20,7 @@ use rand::SeedableRng;
 
 type Entry = fn(&[u8]) -> bool;
 
-const TARGETS: [(&str, Entry); 10] = [
+const TARGETS: [(&str, Entry); 12] = [
     ("ratchet_message", fuzzing::ratchet_message),
     ("prekey_message", fuzzing::prekey_message),
     ("sender_key_message", fuzzing::sender_key_message),
@@ -30,6 +31,8 @@ const TARGETS: [(&str, Entry); 10] = [
     ("content", fuzzing::content),
     ("retry_request", fuzzing::retry_request),
     ("kem_encodings", fuzzing::kem_encodings),
+    ("spqr_message", fuzzing::spqr_message),
+    ("spqr_chunks", fuzzing::spqr_chunks),
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -91,7 +94,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push(("prekey_message", "ratchet-kind".into(), reply.clone()));
     decrypt_message(&mut alice, &b_addr, &reply, &mut rng).unwrap();
     let next = encrypt_message(&mut alice, &b_addr, b"", &mut rng).unwrap();
-    out.push(("ratchet_message", "empty".into(), next));
+    out.push(("ratchet_message", "empty".into(), next.clone()));
     out.push((
         "session_record",
         "alice".into(),
@@ -192,6 +195,22 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     out.push(("kem_encodings", "secret-key".into(), pair.secret_key().serialize().to_vec()));
     let (ct, _) = hush_protocol::e2e::kem::encapsulate(pair.public_key(), &mut rng).unwrap();
     out.push(("kem_encodings", "ciphertext".into(), ct.serialize().to_vec()));
+
+    // SPQR: the `pq_ratchet` fields of the session's messages above, the first message of each
+    // phase of the fixed exchange `spqr_message` replays against, and the erasure-coded chunks
+    // that exchange sent for each of the four lengths.
+    let pre_inner = PreKeyMessage::decode(&pre).unwrap().message;
+    for (name, msg) in [("prekey", &pre_inner), ("reply", &reply), ("empty", &next)] {
+        let pq = RatchetMessage::decode(msg).unwrap().pq_ratchet;
+        assert_eq!(pq.first(), Some(&1));
+        out.push(("spqr_message", format!("session-{name}"), pq));
+    }
+    for (i, msg) in fuzzing::spqr_phase_messages().into_iter().enumerate() {
+        out.push(("spqr_message", format!("phase-{i:02}"), msg));
+    }
+    for (i, input) in fuzzing::spqr_chunk_seeds().into_iter().enumerate() {
+        out.push(("spqr_chunks", format!("exchange-{i}"), input));
+    }
     out
 }
 

@@ -25,6 +25,9 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
+/// A plaintext and what sending it returned, as the batches below hold them.
+type Sealed = (Vec<u8>, (u64, Vec<u8>));
+
 fn tools_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/libsignal-vectors")
 }
@@ -219,7 +222,7 @@ fn converse(h: &mut Hush, l: &mut Lib, rounds: usize, rng: &mut StdRng) -> (usiz
     let (mut to_lib, mut to_hush) = (0, 0);
     for round in 0..rounds {
         let n = rng.gen_range(1..=4);
-        let mut batch: Vec<(Vec<u8>, (u64, Vec<u8>))> = (0..n)
+        let mut batch: Vec<Sealed> = (0..n)
             .map(|i| {
                 let t = format!("hush {round}.{i}").into_bytes();
                 let m = hush_send(h, &t, rng);
@@ -232,7 +235,7 @@ fn converse(h: &mut Hush, l: &mut Lib, rounds: usize, rng: &mut StdRng) -> (usiz
             to_lib += 1;
         }
         let n = rng.gen_range(1..=4);
-        let mut batch: Vec<(Vec<u8>, (u64, Vec<u8>))> = (0..n)
+        let mut batch: Vec<Sealed> = (0..n)
             .map(|i| {
                 let t = format!("lib {round}.{i}").into_bytes();
                 let m = lib_send(l, &t);
@@ -263,7 +266,7 @@ fn libsignal_starts_and_both_talk() {
         let b = h.bundle_json(with_one_time, last_resort, &mut rng);
         l.ok(json!({"op": "process_bundle", "peer": "hush", "device": 1, "bundle": b}));
         // Three pre-key messages, read out of order.
-        let first: Vec<(Vec<u8>, (u64, Vec<u8>))> = (0..3)
+        let first: Vec<Sealed> = (0..3)
             .map(|i| (format!("hello {i}").into_bytes(), lib_send(&mut l, format!("hello {i}").as_bytes())))
             .collect();
         for (_, (ty, _)) in &first {
@@ -296,7 +299,7 @@ fn hush_starts_and_both_talk() {
         let mut l = Lib::start(LIB);
         let b = l.ok(json!({"op": "bundle", "with_one_time": with_one_time, "kyber_kind": kyber_kind}));
         process_prekey_bundle(&mut h.store, &lib_addr(), &bundle_from(&b), &mut rng).unwrap();
-        let first: Vec<(Vec<u8>, (u64, Vec<u8>))> = (0..3)
+        let first: Vec<Sealed> = (0..3)
             .map(|i| {
                 (
                     format!("hello {i}").into_bytes(),
