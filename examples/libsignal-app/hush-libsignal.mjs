@@ -2,11 +2,14 @@
 // (@signalapp/libsignal-client 0.103) and `ws`. It logs in with keys libsignal made, keeps one
 // WebSocket (JSON text frames), starts sessions from fetched bundles (PQXDH), sends and reads
 // Signal `Content` protobufs padded as Signal pads, acknowledges what it read, and tops its
-// one-time keys up when the node asks. See docs/libsignal.md.
+// one-time keys up when the node asks. In Hush groups it reads and sends libsignal's Sender Keys
+// messages (`groupDecrypt`/`groupEncrypt`), distributes its sender key pairwise as the SDK does,
+// and makes a new one when the node asks (a member left). See docs/libsignal.md.
 //
 //   const dev = await HushLibsignalDevice.open({ server, user, password, statePath });
 //   dev.on('message', (m) => console.log(`${m.from}/${m.fromDevice}: ${m.body}`));
 //   await dev.sendText('bob', 'hello');
+//   await dev.sendGroupText(groupId, 'hello, group');   // group texts: 'message' with m.group
 //   await dev.close();
 //
 // The device's private keys, sessions and the message ids it has read are kept in `statePath`
