@@ -712,7 +712,10 @@ export class HushLibsignalDevice extends EventEmitter {
         try {
           plaintext = await S.groupDecrypt(from, this.senderKeyStore, bytes);
         } catch (e) {
-          if (e.code === S.ErrorCode.InvalidSenderKeySession && heldOk) {
+          // libsignal 0.103's Node binding reports NoSenderKeyState as a generic error (code 0)
+          // with this message; InvalidSenderKeySession is the typed form.
+          const noKey = e.code === S.ErrorCode.InvalidSenderKeySession || /missing sender key state/.test(errText(e));
+          if (noKey && heldOk) {
             // The sender's key has not come yet: hold the message, unacknowledged, until it does.
             this.held.push(env);
             return;
