@@ -87,10 +87,15 @@ impl App {
     async fn read(&mut self, what: &str) -> Value {
         let line = tokio::time::timeout(WAIT, self.lines.next_line())
             .await
-            .unwrap_or_else(|_| panic!("{}: no line within {WAIT:?} waiting for {what}; events: {:?}", self.name, self.events))
+            .unwrap_or_else(|_| {
+                panic!("{}: no line within {WAIT:?} waiting for {what}; events: {:?}", self.name, self.events)
+            })
             .unwrap()
-            .unwrap_or_else(|| panic!("{}: the app exited waiting for {what}; events: {:?}", self.name, self.events));
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
+            .unwrap_or_else(|| {
+                panic!("{}: the app exited waiting for {what}; events: {:?}", self.name, self.events)
+            });
+        let v: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
         assert!(v["event"] != "error", "{}: the app reported an error: {v}", self.name);
         v
     }
@@ -170,7 +175,13 @@ impl App {
     /// Waits for the group text `body` from `from`/`from_device` in `group` (libsignal's
     /// `groupDecrypt` of a `sender_key` envelope) and returns its event. Fails at once when the
     /// app reports a message it could not decrypt.
-    pub async fn expect_group_text(&mut self, group: &str, from: &str, from_device: u32, body: &str) -> Value {
+    pub async fn expect_group_text(
+        &mut self,
+        group: &str,
+        from: &str,
+        from_device: u32,
+        body: &str,
+    ) -> Value {
         let what = format!("the group text {body:?} from {from}/{from_device}");
         let ev = self
             .wait_event(&what, |e| {
@@ -190,8 +201,11 @@ impl App {
     pub async fn idle(&mut self, quiet: Duration) {
         loop {
             let Ok(line) = tokio::time::timeout(quiet, self.lines.next_line()).await else { return };
-            let line = line.unwrap().unwrap_or_else(|| panic!("{}: the app exited; events: {:?}", self.name, self.events));
-            let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
+            let line = line
+                .unwrap()
+                .unwrap_or_else(|| panic!("{}: the app exited; events: {:?}", self.name, self.events));
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("{}: not JSON ({e}): {line}", self.name));
             assert!(v["event"] != "error", "{}: the app reported an error: {v}", self.name);
             assert!(v.get("reply").is_none(), "{}: an unexpected reply: {v}", self.name);
             self.events.push(v);
@@ -200,7 +214,8 @@ impl App {
 
     /// The device id the app logged in as.
     pub fn device(&self) -> u32 {
-        let d = self.events.iter().find(|e| e["event"] == "ready").expect("ready")["device"].as_u64().unwrap();
+        let d =
+            self.events.iter().find(|e| e["event"] == "ready").expect("ready")["device"].as_u64().unwrap();
         u32::try_from(d).unwrap()
     }
 
@@ -213,7 +228,8 @@ impl App {
     pub async fn quit(mut self) {
         let n = self.next_request;
         self.stdin.write_all(format!("{}\n", json!({"n": n, "cmd": "quit"})).as_bytes()).await.unwrap();
-        let status = tokio::time::timeout(WAIT, self.child.wait()).await.expect("the app did not exit").unwrap();
+        let status =
+            tokio::time::timeout(WAIT, self.child.wait()).await.expect("the app did not exit").unwrap();
         assert!(status.success(), "{}: the app exited with {status}", self.name);
     }
 }
@@ -242,4 +258,3 @@ pub async fn sdk_device(node: &Node, user: &str) -> Dev {
     d.pump_until("queue drained", |ev| ev.contains(&Event::UpToDate)).await;
     d
 }
-

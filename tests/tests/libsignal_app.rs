@@ -94,9 +94,8 @@ async fn a_libsignal_app_and_a_hush_sdk_user_chat_both_ways() {
     // libsignal -> SDK: the app starts the session from the SDK device's bundle.
     let t1 = text("app-to-sdk");
     carol.send("dave", &t1).await;
-    let ev = dave
-        .until("the app's first text", |e| matches!(e, Event::Text { body, .. } if *body == t1))
-        .await;
+    let ev =
+        dave.until("the app's first text", |e| matches!(e, Event::Text { body, .. } if *body == t1)).await;
     let Event::Text { from, content_type, .. } = ev else { unreachable!() };
     assert_eq!(from, uid("carol"));
     assert_eq!(content_type, ContentType::PreKey);
@@ -111,9 +110,8 @@ async fn a_libsignal_app_and_a_hush_sdk_user_chat_both_ways() {
     // And on: the app answers on the established session.
     let t3 = text("app-to-sdk-2");
     carol.send("dave", &t3).await;
-    let ev = dave
-        .until("the app's second text", |e| matches!(e, Event::Text { body, .. } if *body == t3))
-        .await;
+    let ev =
+        dave.until("the app's second text", |e| matches!(e, Event::Text { body, .. } if *body == t3)).await;
     assert!(matches!(ev, Event::Text { content_type: ContentType::Ciphertext, .. }), "{ev:?}");
 
     // The SDK starting a session itself (a new SDK user writes first, from the app's bundle).

@@ -65,11 +65,14 @@ async fn devs_read(devs: &mut [&mut Dev], group: &GroupId, sent: &[Sent]) {
                 continue;
             }
             let ev = dev
-                .until(&format!("the group text {body:?} from {from}/{device}"), |e| {
-                    matches!(e, Event::GroupText { body: b, .. } if b == body)
-                })
+                .until(
+                    &format!("the group text {body:?} from {from}/{device}"),
+                    |e| matches!(e, Event::GroupText { body: b, .. } if b == body),
+                )
                 .await;
-            let Event::GroupText { group: g, from: f, from_device, content_type, .. } = ev else { unreachable!() };
+            let Event::GroupText { group: g, from: f, from_device, content_type, .. } = ev else {
+                unreachable!()
+            };
             assert_eq!((&g, f.as_str(), from_device.get()), (group, from.as_str(), *device), "{}", dev.name);
             assert_eq!(content_type, ContentType::SenderKey);
         }
@@ -82,7 +85,11 @@ async fn devs_read(devs: &mut [&mut Dev], group: &GroupId, sent: &[Sent]) {
 fn app_read_nothing(app: &App, group: &GroupId, from: usize, epoch: u64, sent: &[Sent]) {
     let after = &app.events[from..];
     for e in after {
-        assert!(!(e["event"] == "message" && e["group"] == group.as_str()), "{}: read after removal: {e}", app.name);
+        assert!(
+            !(e["event"] == "message" && e["group"] == group.as_str()),
+            "{}: read after removal: {e}",
+            app.name
+        );
         assert!(e["event"] != "undecryptable", "{}: {e}", app.name);
         assert!(
             !(e["event"] == "sender_key_received"
@@ -203,7 +210,9 @@ async fn a_mixed_group_of_libsignal_apps_and_sdk_users_reads_everything_and_rota
         assert!(!sue.has_text(body), "sue read {body}");
     }
     assert!(
-        after.iter().any(|e| matches!(e, Event::Account(SessionEvent::GroupChanged { group: g, members, .. })
+        after
+            .iter()
+            .any(|e| matches!(e, Event::Account(SessionEvent::GroupChanged { group: g, members, .. })
             if *g == group && !members.contains(&uid("sue")))),
         "sue was told she left: {after:?}"
     );
