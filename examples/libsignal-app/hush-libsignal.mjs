@@ -2,17 +2,20 @@
 // (@signalapp/libsignal-client 0.103) and `ws`. It logs in with keys libsignal made, keeps one
 // WebSocket (JSON text frames), starts sessions from fetched bundles (PQXDH), sends and reads
 // Signal `Content` protobufs padded as Signal pads, acknowledges what it read, and tops its
-// one-time keys up when the node asks. See docs/libsignal.md.
+// one-time keys up when the node asks. In Hush groups it reads and sends libsignal's Sender Keys
+// messages (`groupDecrypt`/`groupEncrypt`), distributes its sender key pairwise as the SDK does,
+// and makes a new one when the node asks (a member left). See docs/libsignal.md.
 //
 //   const dev = await HushLibsignalDevice.open({ server, user, password, statePath });
 //   dev.on('message', (m) => console.log(`${m.from}/${m.fromDevice}: ${m.body}`));
 //   await dev.sendText('bob', 'hello');
+//   await dev.sendGroupText(groupId, 'hello, group');   // group texts: 'message' with m.group
 //   await dev.close();
 //
 // The device's private keys, sessions and the message ids it has read are kept in `statePath`
 // (JSON, mode 0600) when one is given, so a later run logs in again as the same device.
 import { EventEmitter } from 'node:events';
-import { randomUUID, randomInt } from 'node:crypto';
+import { randomUUID, randomInt, createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import * as S from '@signalapp/libsignal-client';
 import WebSocket from 'ws';
@@ -20,6 +23,16 @@ import WebSocket from 'ws';
 const b64 = (bytes) => Buffer.from(bytes).toString('base64');
 const unb64 = (s) => Buffer.from(s, 'base64');
 const addrKey = (user, device) => `${user}.${device}`;
+const errText = (e) => String(e && e.message ? e.message : e);
+
+/** The Sender Keys distribution id of a Hush group, derived as the SDK derives it
+ * (`client/src/state.rs` `distribution_id`): the first 16 bytes of
+ * SHA-256("hush group distribution id\0" || group id), as a UUID. Every member device's chain
+ * for the group is stored under (its address, this id). */
+export function distributionId(group) {
+  const h = createHash('sha256').update('hush group distribution id\0').update(group, 'utf8').digest('hex');
+  return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20, 32)}`;
+}
 
 // ---- Signal's Content protobuf (the few fields a text needs), written by hand -------------------
 
@@ -87,9 +100,27 @@ export function sentContent(to, body, timestamp) {
   return Buffer.concat([fieldBytes(2, fieldBytes(1, sent)), fieldBytes(1000, fieldBytes(3, Buffer.from(to, 'utf8')))]);
 }
 
-/** What a decoded Content holds: a text, a sync copy of a sent text, or something else. */
+/** A sender-key distribution as the SDK sends it: `Content { senderKeyDistributionMessage (7):
+ * libsignal's SenderKeyDistributionMessage bytes }` plus Hush's extension (field 1000) `group` (1)
+ * and `epoch` (2). */
+export function distributionContent(skdm, group, epoch) {
+  return Buffer.concat([fieldBytes(7, skdm),
+    fieldBytes(1000, Buffer.concat([fieldBytes(1, Buffer.from(group, 'utf8')), fieldVarint(2, epoch)]))]);
+}
+
+/** What a decoded Content holds: a text, a sync copy of a sent text, a sender-key distribution,
+ * or something else. */
 export function readContent(bytes) {
   const content = decodeProto(bytes);
+  const skdm = get(content, 7);
+  if (skdm) {
+    const ext = get(content, 1000);
+    const f = ext ? decodeProto(ext) : [];
+    const group = get(f, 1);
+    const epoch = get(f, 2);
+    return { kind: 'sender_key_distribution', skdm: Buffer.from(skdm), group: group ? group.toString('utf8') : null,
+      epoch: epoch === undefined ? null : Number(epoch) };
+  }
   const data = get(content, 1);
   if (data) {
     const d = decodeProto(data);
@@ -132,8 +163,9 @@ export function unpad(padded) {
 const ONE_TIME_KEYS = 20; // one-time EC and Kyber keys per upload (the node takes at most 100)
 const SEEN_IDS = 2000; // message ids remembered for deduplication
 
-/** A Hush device driven by libsignal. Events: 'message', 'undecryptable', 'retry-request',
- * 'node-event', 'queue-empty', 'keys-uploaded', 'closed'. */
+/** A Hush device driven by libsignal. Events: 'message' (1:1 and group texts; `group` set on a
+ * group text), 'undecryptable', 'retry-request', 'node-event', 'sender-key-received',
+ * 'sender-key-distributed', 'group-left', 'queue-empty', 'keys-uploaded', 'closed'. */
 export class HushLibsignalDevice extends EventEmitter {
   /** Logs in (registering a new device on the first run, else the one in `statePath`), then
    * connects and waits for `Ready`. */
@@ -155,7 +187,10 @@ export class HushLibsignalDevice extends EventEmitter {
     this.pending = new Map(); // request id -> {resolve, reject}
     this.lock = Promise.resolve(); // every use of the session stores goes through it, in order
     this.ws = null;
+    this.held = []; // group messages (unacknowledged) waiting for their sender's key
     this.state = this.loadState();
+    this.state.senderKeys ??= {}; // `${address}::${distribution id}` -> SenderKeyRecord (base64)
+    this.state.groups ??= {}; // group -> { epoch, sentTo: [address] }: our own chain
     this.makeStores();
   }
 
@@ -218,6 +253,11 @@ export class HushLibsignalDevice extends EventEmitter {
       // new identity key): a real app would show the safety-number change to its user here.
       async isTrustedIdentity() { return true; }
       async getIdentity(a) { const k = st().identities[a.toString()]; return k ? S.PublicKey.deserialize(unb64(k)) : null; }
+    })();
+    // Sender keys by (sender address, distribution id), as libsignal names them; ours included.
+    this.senderKeyStore = new (class extends S.SenderKeyStore {
+      async saveSenderKey(a, dist, r) { st().senderKeys[`${a.toString()}::${dist}`] = b64(r.serialize()); }
+      async getSenderKey(a, dist) { const r = st().senderKeys[`${a.toString()}::${dist}`]; return r ? S.SenderKeyRecord.deserialize(unb64(r)) : null; }
     })();
     this.preKeyStore = new (class extends S.PreKeyStore {
       async savePreKey(id, r) { st().preKeys[id] = b64(r.serialize()); }
@@ -471,13 +511,21 @@ export class HushLibsignalDevice extends EventEmitter {
 
   /** Sends a `Content` (unpadded protobuf) to `to`; `syncContent` goes to this user's other devices. */
   sendContent(to, content, syncContent = content) {
-    return this.exclusive(async () => {
+    return this.exclusive(() => this.sendContentLocked(to, content, syncContent));
+  }
+
+  /** [`sendContent`] for a caller that holds the lock. To this user itself: to its other
+   * devices only (no sync copies); nothing when it has none. */
+  async sendContentLocked(to, content, syncContent = content) {
+    {
       const id = randomUUID();
+      const self = to === this.user;
+      if (self && (await this.devicesOf(to)).every((d) => d.id === this.state.deviceId)) return id;
       const forget = (user, devices) => devices.forEach((d) => delete this.state.sessions[addrKey(user, d)]);
       for (let attempt = 0; attempt < 4; attempt++) {
         if (this.sessionDevices(to).length === 0) await this.fetchSessions(to);
         const devices = await this.encryptFor(to, this.sessionDevices(to), pad(content));
-        const sync = await this.encryptFor(this.user, this.sessionDevices(this.user), pad(syncContent));
+        const sync = self ? [] : await this.encryptFor(this.user, this.sessionDevices(this.user), pad(syncContent));
         this.saveState();
         const r = await this.request({ Send: { id, to, devices, sync } }, id);
         if (r.name === 'Accepted') return id;
@@ -494,15 +542,155 @@ export class HushLibsignalDevice extends EventEmitter {
         }
       }
       throw new Error(`Send to ${to}: the device set kept changing`);
+    }
+  }
+
+  // -- groups --
+
+  /** `GET /v1/users/{user}/devices` (or `/v1/devices` for this user): the current device list. */
+  async devicesOf(user) {
+    const path = user === this.user ? '/v1/devices' : `/v1/users/${encodeURIComponent(user)}/devices`;
+    return (await this.http('GET', path)).devices;
+  }
+
+  /** `GET /v1/groups/{id}` (`GroupInfo`), or null when this user is not a member (404). */
+  async groupInfo(group) {
+    try {
+      const info = await this.http('GET', `/v1/groups/${encodeURIComponent(group)}`);
+      return info.members.includes(this.user) ? info : null;
+    } catch (e) {
+      if (e.status === 404) return null;
+      throw e;
+    }
+  }
+
+  /** Group administration over HTTP (the caller must have the right; see docs/protocol.md). */
+  createGroup(name, members) {
+    return this.http('POST', '/v1/groups', { name, members });
+  }
+
+  addMembers(group, users) {
+    return this.http('POST', `/v1/groups/${encodeURIComponent(group)}/members`, { users });
+  }
+
+  removeMember(group, user) {
+    return this.http('DELETE', `/v1/groups/${encodeURIComponent(group)}/members/${encodeURIComponent(user)}`);
+  }
+
+  /** Forgets our chain for `group` (we left it, or it is replaced at the next send). */
+  dropGroupChain(group) {
+    delete this.state.groups[group];
+    delete this.state.senderKeys[`${this.address.toString()}::${distributionId(group)}`];
+    this.saveState();
+  }
+
+  /** Makes sure every member device of `info` holds our current sender key for the group's
+   * epoch, as the SDK does: a new chain when ours predates the epoch (a member left since) or
+   * when `rotate`; then the distribution, in a `Content` with the extension (group, epoch), to
+   * every member user with a device that lacks it (this user's other devices first), over the
+   * pairwise sessions. Returns the number of devices that lacked it. Call with the lock held. */
+  async distributeSenderKeyLocked(info, rotate = false) {
+    const group = info.id;
+    const dist = distributionId(group);
+    const ours = this.state.groups[group];
+    const fresh = rotate || !ours || ours.epoch < info.epoch;
+    if (fresh) {
+      // libsignal's `create` makes a chain only when none is stored: forget the old one first.
+      delete this.state.senderKeys[`${this.address.toString()}::${dist}`];
+      this.state.groups[group] = { epoch: info.epoch, sentTo: [] };
+    }
+    const skdm = await S.SenderKeyDistributionMessage.create(this.address, dist, this.senderKeyStore);
+    const epoch = this.state.groups[group].epoch;
+    this.saveState();
+    const content = distributionContent(Buffer.from(skdm.serialize()), group, epoch);
+    const users = [this.user, ...info.members.filter((u) => u !== this.user)];
+    let sent = 0;
+    for (const user of users) {
+      // Fresh lists: the node fans group messages out to every device a member has now.
+      const devices = (await this.devicesOf(user)).filter((d) => !(user === this.user && d.id === this.state.deviceId));
+      const sentTo = this.state.groups[group].sentTo;
+      const lacking = devices.filter((d) => fresh || !sentTo.includes(addrKey(user, d.id))).length;
+      if (lacking === 0) continue;
+      await this.sendContentLocked(user, content);
+      for (const d of devices) if (!sentTo.includes(addrKey(user, d.id))) sentTo.push(addrKey(user, d.id));
+      sent += lacking;
+    }
+    this.saveState();
+    if (sent > 0) this.emit('sender-key-distributed', { group, epoch, devices: sent, rotated: fresh });
+    return sent;
+  }
+
+  /** Sends a text to a group: our sender key to every member device that lacks it, then ONE
+   * `GroupSend` with libsignal's `groupEncrypt` of the padded `Content { dataMessage }`. A stale
+   * epoch (a member left meanwhile) refreshes the group, which replaces our key, and retries.
+   * Resolves with the message id once the node answered `Accepted`. */
+  sendGroupText(group, text) {
+    return this.exclusive(async () => {
+      const id = randomUUID();
+      let last = null;
+      for (let attempt = 0; attempt < 4; attempt++) {
+        const info = await this.groupInfo(group);
+        if (!info) {
+          this.dropGroupChain(group);
+          throw new Error(`not a member of group ${group}`);
+        }
+        await this.distributeSenderKeyLocked(info);
+        const ct = await S.groupEncrypt(this.address, distributionId(group), this.senderKeyStore,
+          pad(textContent(text, Date.now())));
+        this.saveState(); // a chain step is never used twice
+        const r = await this.request({ GroupSend: { id, group, epoch: info.epoch, content: b64(ct.serialize()),
+          content_type: 'sender_key' } }, id);
+        if (r.name === 'Accepted') return id;
+        if (r.name !== 'StaleEpoch') throw new Error(`GroupSend to ${group}: ${r.name} ${JSON.stringify(r.body)}`);
+        last = r;
+      }
+      throw new Error(`GroupSend to ${group}: the epoch kept changing (${JSON.stringify(last?.body)})`);
     });
+  }
+
+  /** The node's group events, handled as the SDK handles them (`client/src/messenger.rs`). */
+  async onGroupEvent(name, body) {
+    const group = body.group;
+    if (name === 'GroupChanged') {
+      if (!body.members.includes(this.user)) {
+        this.dropGroupChain(group);
+        this.emit('group-left', { group });
+      }
+      return;
+    }
+    const ours = this.state.groups[group];
+    // No chain yet: the first send makes one for the current epoch.
+    if (!ours) return;
+    if (name === 'RotateSenderKey') {
+      const removal = body.reason === 'member_removed';
+      if (removal && ours.epoch >= body.epoch) return; // already replaced for this epoch
+      const info = await this.groupInfo(group);
+      if (!info) { this.dropGroupChain(group); return; }
+      info.epoch = Math.max(info.epoch, body.epoch);
+      await this.distributeSenderKeyLocked(info, !removal);
+    } else if (name === 'DistributeSenderKey') {
+      const info = await this.groupInfo(group);
+      if (!info) { this.dropGroupChain(group); return; }
+      await this.distributeSenderKeyLocked(info);
+    }
   }
 
   // -- receiving --
 
-  async onDeliver(env) {
+  async onDeliver(env, heldOk = true) {
+    let afterAck = null;
     const ack = () => this.sendFrame({ Ack: { seqs: [env.seq] } });
     if (env.event) {
-      this.emit('node-event', env);
+      // Handled first, acknowledged after (a crash in between replays the event).
+      const [name, body] = Object.entries(env.event)[0];
+      if (['GroupChanged', 'RotateSenderKey', 'DistributeSenderKey'].includes(name)) {
+        try {
+          await this.onGroupEvent(name, body);
+        } catch (e) {
+          this.emit('error', new Error(`${name} for ${body.group}: ${errText(e)}`));
+        }
+      }
+      this.emit('node-event', { ...env, name, body });
       ack();
       return;
     }
@@ -515,7 +703,28 @@ export class HushLibsignalDevice extends EventEmitter {
     const base = { id: env.id, from: env.from, fromDevice: env.from_device, sync: env.sync,
       timestampMs: env.timestamp_ms, contentType: env.content_type };
     try {
-      if (env.content_type === 'plaintext') {
+      if (env.group) {
+        // A group message: libsignal's SenderKeyMessage, read with the sender's chain for this
+        // group's distribution id (the group comes from the envelope, not the plaintext).
+        const msg = S.SenderKeyMessage.deserialize(bytes);
+        if (msg.distributionId() !== distributionId(env.group.group)) throw new Error('a sender key of another group');
+        let plaintext;
+        try {
+          plaintext = await S.groupDecrypt(from, this.senderKeyStore, bytes);
+        } catch (e) {
+          // libsignal 0.103's Node binding reports NoSenderKeyState as a generic error (code 0)
+          // with this message; InvalidSenderKeySession is the typed form.
+          const noKey = e.code === S.ErrorCode.InvalidSenderKeySession || /missing sender key state/.test(errText(e));
+          if (noKey && heldOk) {
+            // The sender's key has not come yet: hold the message, unacknowledged, until it does.
+            this.held.push(env);
+            return;
+          }
+          throw e;
+        }
+        const content = readContent(unpad(Buffer.from(plaintext)));
+        this.emit('message', { ...base, group: env.group.group, epoch: env.group.epoch, ...content });
+      } else if (env.content_type === 'plaintext') {
         // A retry request (DecryptionErrorMessage): the peer could not read us; start afresh.
         // The body is a Content followed by one 0x80 (no zeros).
         const body = unpad(Buffer.from(S.PlaintextContent.deserialize(bytes).body()));
@@ -532,7 +741,16 @@ export class HushLibsignalDevice extends EventEmitter {
         else if (env.content_type === 'unknown') plaintext = await asPreKey().catch(() => asSignal());
         else throw new Error(`content type ${env.content_type}`);
         const content = readContent(unpad(Buffer.from(plaintext)));
-        this.emit('message', { ...base, ...content });
+        if (content.kind === 'sender_key_distribution') {
+          if (!content.group || content.epoch === null) throw new Error('a sender-key distribution without its group');
+          const skdm = S.SenderKeyDistributionMessage.deserialize(content.skdm);
+          if (skdm.distributionId() !== distributionId(content.group)) throw new Error('a sender key made for another group');
+          await S.processSenderKeyDistributionMessage(from, skdm, this.senderKeyStore);
+          this.emit('sender-key-received', { ...base, group: content.group, epoch: content.epoch });
+          afterAck = () => this.releaseHeld(env.from, env.from_device, content.group);
+        } else {
+          this.emit('message', { ...base, ...content });
+        }
       }
     } catch (e) {
       // A real app would also send a retry request (a DecryptionErrorMessage in a
@@ -543,5 +761,14 @@ export class HushLibsignalDevice extends EventEmitter {
     if (this.state.seen.length > SEEN_IDS) this.state.seen.splice(0, this.state.seen.length - SEEN_IDS);
     this.saveState(); // sessions and ids saved before the ack
     ack();
+    if (afterAck) await afterAck();
+  }
+
+  /** Reads the held group messages of `user`/`device` in `group` again, in order, now that its
+   * key came. */
+  async releaseHeld(user, device, group) {
+    const mine = this.held.filter((e) => e.from === user && e.from_device === device && e.group.group === group);
+    this.held = this.held.filter((e) => !mine.includes(e));
+    for (const env of mine) await this.onDeliver(env, false);
   }
 }

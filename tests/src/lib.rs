@@ -8,6 +8,7 @@
 pub mod browser;
 pub mod cli;
 pub mod dev;
+pub mod libsignal;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
