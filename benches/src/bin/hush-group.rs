@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::Parser;
-use hush_benches::{admin_login, login_users};
+use hush_benches::{admin_login, admin_step_up, login_users, totp_file};
 use hush_client::Client;
 use hush_protocol::api::Secret;
 use hush_protocol::ids::{TenantId, UserId};
@@ -87,6 +87,11 @@ async fn main() -> anyhow::Result<()> {
     let tenant = TenantId::new(&args.tenant)?;
     let client = Client::new(&args.server);
     let admin = admin_login(&client, &tenant, &args.admin_password, "group-bench").await?;
+    // An administrator with TOTP on (hush-revoke enrols it) logs in MFA-pending: answer the
+    // challenge with the secret hush-revoke keeps, as it does.
+    if admin.login_info().mfa.as_ref().is_some_and(|m| m.state == hush_protocol::api::MfaState::MfaPending) {
+        admin_step_up(&admin, &totp_file(&args.server)).await.context("administrator MFA")?;
+    }
     let password = Secret::new("group-bench-password");
     let t_setup = Instant::now();
     let sessions =
