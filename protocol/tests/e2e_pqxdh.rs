@@ -447,3 +447,66 @@ fn hush_reads_libsignal_version_4_messages() {
         }
     }
 }
+
+// SPQR against libsignal 0.103 (alice's first two messages of every case, Hush's SPQR as bob):
+// checks the auth key (PQXDH okm[64..96]), the chain start (label with two spaces, A-to-B half
+// for alice), the chain step and its first index (1), the decoding of libsignal's 37-byte
+// `pq_ratchet` fields, and that SPQR's message key is the HKDF salt of `WhisperMessageKeys`. It
+// cannot check the KEM exchange (bob needs three header chunks; these sessions have two
+// messages).
+
+/// libsignal's v4 message keys: HKDF-SHA256(salt = SPQR key, ikm = message seed,
+/// info = `WhisperMessageKeys`), 80 bytes: cipher key, MAC key, IV.
+fn message_keys(seed: &[u8], spqr_key: &[u8; 32]) -> [u8; 80] {
+    let mut okm = [0u8; 80];
+    hkdf::Hkdf::<Sha256>::new(Some(spqr_key), seed).expand(b"WhisperMessageKeys", &mut okm).unwrap();
+    okm
+}
+
+fn open_v4(msg: &[u8], keys: &[u8; 80], alice: &PublicKey, bob: &PublicKey) -> Option<Vec<u8>> {
+    if !mac_matches(msg, &keys[32..64], alice, bob) {
+        return None;
+    }
+    let fields = proto(&msg[1..msg.len() - 8]);
+    cbc::Decryptor::<aes::Aes256>::new_from_slices(&keys[..32], &keys[64..])
+        .unwrap()
+        .decrypt_padded_vec::<Pkcs7>(&bytes(&fields, 4).unwrap())
+        .ok()
+}
+
+#[test]
+fn hush_spqr_decrypts_libsignal_messages() {
+    let v = load();
+    let mut opened = 0;
+    for case in v["cases"].as_array().unwrap() {
+        let id = &case["id"];
+        let b = bob(case);
+        let mut spqr: Option<hush_protocol::e2e::spqr::SpqrState> = None;
+        for (n, message) in case["messages"].as_array().unwrap().iter().enumerate() {
+            let m = prekey_message(&hx(&message["ciphertext"]));
+            let keys = respond(&b, &m, &m.ciphertext);
+            let state = spqr.get_or_insert_with(|| {
+                hush_protocol::e2e::spqr::SpqrState::initial_bob(keys.pq_ratchet_key())
+            });
+            let inner = proto(&m.signal_message[1..m.signal_message.len() - 8]);
+            let field = bytes(&inner, 5).unwrap();
+            // version 1, epoch 1, index n + 1, header chunk n.
+            assert_eq!(field.len(), 37, "{id}");
+            assert_eq!(field[..5], [1, 1, n as u8 + 1, 1, n as u8], "{id}");
+            let (next, spqr_key) = state.recv(&field).unwrap();
+            *state = next;
+            let ratchet = PublicKey::from_exact(&bytes(&inner, 1).unwrap()).unwrap();
+            let (_, mut chain) = keys.root_key().step(b.spk.private_key(), &ratchet).unwrap();
+            for _ in 0..n {
+                chain = chain.step().unwrap().1;
+            }
+            let (seed, _) = chain.step().unwrap();
+            let mk = message_keys(seed.as_bytes(), &spqr_key);
+            let plain = open_v4(&m.signal_message, &mk, &m.identity_key, b.identity.public_key())
+                .unwrap_or_else(|| panic!("{id}: message {n} not authenticated with the SPQR key"));
+            assert_eq!(plain, hx(&message["plaintext"]), "{id}: message {n}");
+            opened += 1;
+        }
+    }
+    assert_eq!(opened, 16);
+}

@@ -87,3 +87,22 @@ pub fn texts_of(events: &[Event]) -> Vec<String> {
         })
         .collect()
 }
+
+/// Registers a device of `user` (tenant `default`, password `{user}-password`) on `node` with a
+/// fresh identity and its pre-keys uploaded, connects it, and waits until its queue is drained;
+/// `label` names the device (and the `Dev` in failure messages).
+pub async fn register_and_connect(node: &crate::Node, user: &str, label: &str) -> Dev {
+    let (session, state) = hush_client::register_device(
+        &hush_client::Client::new(node.url()),
+        &hush_protocol::ids::TenantId::new("default").expect("tenant id"),
+        &UserId::new(user).expect("user id"),
+        &hush_protocol::api::Secret::new(format!("{user}-password")),
+        Some(label.to_owned()),
+    )
+    .await
+    .expect("register the device");
+    let m = Messenger::connect(session, state, None).await.expect("connect the device");
+    let mut d = Dev::new(label, m);
+    d.pump_until("queue drained", |ev| ev.contains(&Event::UpToDate)).await;
+    d
+}

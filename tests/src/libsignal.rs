@@ -6,10 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use hush_client::messenger::{Event, Messenger};
-use hush_client::Client;
 use hush_protocol::api::Secret;
-use hush_protocol::ids::{TenantId, UserId};
+use hush_protocol::ids::UserId;
 use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
@@ -243,18 +241,5 @@ pub async fn users(node: &Node, names: &[&str]) {
 
 /// Registers an SDK device of `user` (fresh identity, pre-keys uploaded) and connects it.
 pub async fn sdk_device(node: &Node, user: &str) -> Dev {
-    let client = Client::new(node.url());
-    let (session, state) = hush_client::register_device(
-        &client,
-        &TenantId::new("default").unwrap(),
-        &uid(user),
-        &Secret::new(format!("{user}-password")),
-        Some(format!("{user}-sdk")),
-    )
-    .await
-    .unwrap();
-    let m = Messenger::connect(session, state, None).await.unwrap();
-    let mut d = Dev::new(format!("{user}-sdk"), m);
-    d.pump_until("queue drained", |ev| ev.contains(&Event::UpToDate)).await;
-    d
+    crate::dev::register_and_connect(node, user, &format!("{user}-sdk")).await
 }

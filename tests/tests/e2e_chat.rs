@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use hush_client::messenger::{Event, KeyAction, Messenger};
 use hush_client::state::{peer, DeviceState};
-use hush_client::Client;
 use hush_protocol::api::Secret;
 use hush_protocol::ids::{DeviceId, TenantId, UserId};
 use hush_protocol::wire::Payload;
@@ -61,20 +60,7 @@ async fn expect_group_texts(devs: &mut [Dev], receivers: &[usize], sent: &[(usiz
 
 /// Registers a device of `user` on `node` (fresh identity, pre-keys uploaded) and connects it.
 async fn device(node: &Node, user: &str, label: &str) -> Dev {
-    let client = Client::new(node.url());
-    let (session, state) = hush_client::register_device(
-        &client,
-        &TenantId::new("default").unwrap(),
-        &uid(user),
-        &Secret::new(format!("{user}-password")),
-        Some(label.to_owned()),
-    )
-    .await
-    .unwrap();
-    let m = Messenger::connect(session, state, None).await.unwrap();
-    let mut d = Dev { name: label.to_owned(), m, events: Vec::new() };
-    d.pump_until("queue drained", |ev| ev.contains(&Event::UpToDate)).await;
-    d
+    hush_tests::dev::register_and_connect(node, user, label).await
 }
 
 /// Every regular file under `dir`, recursively.
