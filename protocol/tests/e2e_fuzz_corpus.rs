@@ -201,7 +201,7 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
     // that exchange sent for each of the four lengths.
     let pre_inner = PreKeyMessage::decode(&pre).unwrap().message;
     for (name, msg) in [("prekey", &pre_inner), ("reply", &reply), ("empty", &next)] {
-        let pq = RatchetMessage::decode(msg).unwrap().pq_ratchet;
+        let pq = RatchetMessage::decode(msg).unwrap().pq_ratchet.to_vec();
         assert_eq!(pq.first(), Some(&1));
         out.push(("spqr_message", format!("session-{name}"), pq));
     }

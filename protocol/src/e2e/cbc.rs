@@ -1,11 +1,9 @@
 //! AES-256-CBC with PKCS#7 padding and libsignal's truncated HMAC-SHA256, the body encryption
 //! and authentication of libsignal's `SignalMessage` (message version 4).
 
-use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
-
 use super::error::E2eError;
+use super::hmac256::HmacKey;
+use aes::cipher::{block_padding::Pkcs7, BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 
 /// Bytes of the MAC appended to a `SignalMessage` (libsignal `MAC_LENGTH`).
 pub const MAC_LEN: usize = 8;
@@ -33,11 +31,7 @@ pub(crate) fn mac(
     receiver_identity: &[u8],
     message: &[u8],
 ) -> Result<[u8; MAC_LEN], E2eError> {
-    let mut h = <Hmac<Sha256> as KeyInit>::new_from_slice(mac_key).map_err(|_| E2eError::Crypto)?;
-    h.update(sender_identity);
-    h.update(receiver_identity);
-    h.update(message);
-    let full = h.finalize().into_bytes();
+    let full = HmacKey::new(mac_key).mac([sender_identity, receiver_identity, message]);
     let mut out = [0u8; MAC_LEN];
     out.copy_from_slice(full.get(..MAC_LEN).ok_or(E2eError::Crypto)?);
     Ok(out)

@@ -10,26 +10,33 @@
 //! ([`MessageKeys::derive_salted`]); the body is AES-256-CBC under the cipher key and IV, and the
 //! MAC key authenticates the whole message (see [`super::message`]).
 
-use hkdf::Hkdf;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::consts::{CHAIN_MESSAGE_SEED, CHAIN_NEXT_KEY, LABEL_MESSAGE_KEYS, LABEL_RATCHET};
 use super::error::E2eError;
+use super::hmac256::{self, HmacKey};
 use super::keys::{DhPoint, PrivateKey, PublicKey};
-use super::secret::Secret32;
+use super::secret::{Secret32, Wiped};
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn keyed(key: &[u8; 32]) -> Result<HmacSha256, E2eError> {
-    <HmacSha256 as KeyInit>::new_from_slice(key).map_err(|_| E2eError::Crypto)
+/// HKDF-SHA256 into `out` (at most 255 blocks), `info` being the concatenation of its parts;
+/// no salt is 32 zero bytes (RFC 5869).
+pub(crate) fn hkdf_parts(
+    salt: Option<&[u8]>,
+    ikm: &[u8],
+    info: &[&[u8]],
+    out: &mut [u8],
+) -> Result<(), E2eError> {
+    if hmac256::hkdf(salt, ikm, info, out) {
+        Ok(())
+    } else {
+        Err(E2eError::Crypto)
+    }
 }
 
 /// HKDF-SHA256 into `out`.
 pub(crate) fn hkdf(salt: Option<&[u8]>, ikm: &[u8], info: &[u8], out: &mut [u8]) -> Result<(), E2eError> {
-    Hkdf::<Sha256>::new(salt, ikm).expand(info, out).map_err(|_| E2eError::Crypto)
+    hkdf_parts(salt, ikm, &[info], out)
 }
 
 /// A chain key with its index: the position of the next message key it yields.
@@ -46,8 +53,16 @@ impl core::fmt::Debug for ChainKey {
 }
 
 /// The 32-byte seed of one message key (what skipped-key stores keep).
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone)]
 pub struct MessageSeed(pub(crate) [u8; 32]);
+
+impl Drop for MessageSeed {
+    fn drop(&mut self) {
+        self.0.as_mut_slice().zeroize();
+    }
+}
+
+impl ZeroizeOnDrop for MessageSeed {}
 
 impl core::fmt::Debug for MessageSeed {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -81,14 +96,10 @@ impl ChainKey {
     /// The message seed at this index and the next chain key, in one keyed HMAC state.
     pub fn step(&self) -> Result<(MessageSeed, ChainKey), E2eError> {
         let index = self.index.checked_add(1).ok_or(E2eError::ChainExhausted)?;
-        let mac = keyed(self.key.as_bytes())?;
-        let mut m1 = mac.clone();
-        m1.update(&[CHAIN_MESSAGE_SEED]);
-        let mut m2 = mac;
-        m2.update(&[CHAIN_NEXT_KEY]);
+        let mac = HmacKey::new(self.key.as_bytes());
         Ok((
-            MessageSeed(m1.finalize().into_bytes().into()),
-            ChainKey { key: Secret32(m2.finalize().into_bytes().into()), index },
+            MessageSeed(mac.mac([&[CHAIN_MESSAGE_SEED][..]])),
+            ChainKey { key: Secret32(mac.mac([&[CHAIN_NEXT_KEY][..]])), index },
         ))
     }
 }
@@ -105,9 +116,9 @@ pub struct MessageKeys {
 
 impl Drop for MessageKeys {
     fn drop(&mut self) {
-        self.cipher_key.zeroize();
-        self.mac_key.zeroize();
-        self.iv.zeroize();
+        self.cipher_key.as_mut_slice().zeroize();
+        self.mac_key.as_mut_slice().zeroize();
+        self.iv.as_mut_slice().zeroize();
     }
 }
 
@@ -128,7 +139,7 @@ impl MessageKeys {
     /// HKDF(salt = SPQR message key, ikm = seed, `WhisperMessageKeys`): libsignal's message
     /// keys in version-4 sessions, where the post-quantum ratchet's key salts every message key.
     pub fn derive_salted(seed: &MessageSeed, pq_key: Option<&[u8]>) -> Result<Self, E2eError> {
-        let mut okm = Zeroizing::new([0u8; 80]);
+        let mut okm = Wiped::<80>::zeroed();
         hkdf(pq_key, &seed.0, LABEL_MESSAGE_KEYS, okm.as_mut())?;
         let mut keys = MessageKeys { cipher_key: [0; 32], mac_key: [0; 32], iv: [0; 16] };
         keys.cipher_key.copy_from_slice(&okm[..32]);
@@ -171,7 +182,7 @@ impl RootKey {
         theirs: &DhPoint,
     ) -> Result<(RootKey, ChainKey), E2eError> {
         let shared = ours.agree_prepared(theirs)?;
-        let mut okm = Zeroizing::new([0u8; 64]);
+        let mut okm = Wiped::<64>::zeroed();
         hkdf(Some(self.0.as_bytes()), shared.as_ref(), LABEL_RATCHET, okm.as_mut())?;
         let mut root = [0u8; 32];
         let mut chain = [0u8; 32];

@@ -108,9 +108,9 @@ pub struct RatchetMessage<'a> {
     /// Length of the sender's previous sending chain.
     pub previous_counter: u32,
     /// The AES-256-CBC body.
-    pub ciphertext: Vec<u8>,
+    pub ciphertext: &'a [u8],
     /// The SPQR message (empty from an SPQR-less sender, which version 4 refuses).
-    pub pq_ratchet: Vec<u8>,
+    pub pq_ratchet: &'a [u8],
     /// Every byte the MAC covers (version byte and protobuf).
     pub authenticated: &'a [u8],
     /// The 8-byte MAC.
@@ -125,24 +125,111 @@ impl<'a> RatchetMessage<'a> {
             return Err(DecodeError::Truncated);
         }
         let (authenticated, mac) = bytes.split_at(bytes.len() - MAC_LEN);
-        let p = SignalMessageProto::decode(authenticated.get(1..).ok_or(DecodeError::Truncated)?)
-            .map_err(|_| DecodeError::Truncated)?;
-        let ratchet_key = PublicKey::from_exact(p.ratchet_key.as_deref().ok_or(DecodeError::Truncated)?)
+        let body = authenticated.get(1..).ok_or(DecodeError::Truncated)?;
+        let (mut ratchet_key, mut counter, mut previous_counter) = (None, None, None);
+        let (mut ciphertext, mut pq_ratchet) = (None, None);
+        let mut rest = body;
+        // A borrowed reader of `SignalMessageProto` (a decryption copies nothing): prost's
+        // rules, the last occurrence of a field wins, unknown fields are skipped.
+        while let Some((tag, value)) = proto::next_field(&mut rest)? {
+            match (tag, value) {
+                (1, proto::Value::Bytes(b)) => ratchet_key = Some(b),
+                (2, proto::Value::Varint(v)) => counter = Some(v as u32),
+                (3, proto::Value::Varint(v)) => previous_counter = Some(v as u32),
+                (4, proto::Value::Bytes(b)) => ciphertext = Some(b),
+                (5, proto::Value::Bytes(b)) => pq_ratchet = Some(b),
+                (1..=5, _) => return Err(DecodeError::Truncated),
+                _ => {}
+            }
+        }
+        let ratchet_key = PublicKey::from_exact(ratchet_key.ok_or(DecodeError::Truncated)?)
             .map_err(|_| DecodeError::BadKey)?;
-        let ciphertext = p.ciphertext.ok_or(DecodeError::Truncated)?;
-        let pq_ratchet = p.pq_ratchet.unwrap_or_default();
+        let ciphertext = ciphertext.ok_or(DecodeError::Truncated)?;
+        let pq_ratchet = pq_ratchet.unwrap_or_default();
         if pq_ratchet.len() > MAX_PQ_RATCHET_LEN {
             return Err(DecodeError::TooLong);
         }
         Ok(Self {
             ratchet_key,
-            counter: p.counter.ok_or(DecodeError::Truncated)?,
-            previous_counter: p.previous_counter.unwrap_or(0),
+            counter: counter.ok_or(DecodeError::Truncated)?,
+            previous_counter: previous_counter.unwrap_or(0),
             ciphertext,
             pq_ratchet,
             authenticated,
             mac,
         })
+    }
+}
+
+/// A protobuf reader that borrows: the fields of a message one at a time.
+mod proto {
+    use super::DecodeError;
+
+    /// A field's value.
+    pub(super) enum Value<'a> {
+        /// Wire type 0.
+        Varint(u64),
+        /// Wire type 2.
+        Bytes(&'a [u8]),
+        /// Wire types 1 and 5 (fixed 64 and 32 bits), skipped.
+        Fixed,
+    }
+
+    fn varint(buf: &mut &[u8]) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&b, rest) = buf.split_first().ok_or(DecodeError::Truncated)?;
+            *buf = rest;
+            // The tenth byte may only carry the top bit of a u64 (as prost).
+            if i == 9 && b > 1 {
+                return Err(DecodeError::Truncated);
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::Truncated)
+    }
+
+    fn take<'a>(buf: &mut &'a [u8], n: u64) -> Result<&'a [u8], DecodeError> {
+        let n = usize::try_from(n).map_err(|_| DecodeError::Truncated)?;
+        if n > buf.len() {
+            return Err(DecodeError::Truncated);
+        }
+        let (head, rest) = buf.split_at(n);
+        *buf = rest;
+        Ok(head)
+    }
+
+    /// The next field and its number, `None` at the end. Groups (wire types 3 and 4, long
+    /// deprecated and never in Signal's messages) and field number 0 are errors.
+    pub(super) fn next_field<'a>(buf: &mut &'a [u8]) -> Result<Option<(u32, Value<'a>)>, DecodeError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let key = u32::try_from(varint(buf)?).map_err(|_| DecodeError::Truncated)?;
+        let tag = key >> 3;
+        if tag == 0 {
+            return Err(DecodeError::Truncated);
+        }
+        let value = match key & 7 {
+            0 => Value::Varint(varint(buf)?),
+            1 => {
+                take(buf, 8)?;
+                Value::Fixed
+            }
+            2 => {
+                let n = varint(buf)?;
+                Value::Bytes(take(buf, n)?)
+            }
+            5 => {
+                take(buf, 4)?;
+                Value::Fixed
+            }
+            _ => return Err(DecodeError::Truncated),
+        };
+        Ok(Some((tag, value)))
     }
 }
 
@@ -244,4 +331,129 @@ pub(crate) fn encode_prekey(f: &PreKeyFields, message: Vec<u8>) -> Vec<u8> {
     out.push(VERSION_BYTE);
     p.encode_raw(&mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Ratchet key, counter, previous counter, ciphertext, SPQR message.
+    type Fields = (Vec<u8>, u32, u32, Vec<u8>, Vec<u8>);
+
+    /// What prost makes of a `SignalMessage` body, with the decoder's own checks after it: the
+    /// reference the borrowed reader must agree with.
+    fn via_prost(body: &[u8]) -> Option<Fields> {
+        let p = SignalMessageProto::decode(body).ok()?;
+        let key = p.ratchet_key?;
+        PublicKey::from_exact(&key).ok()?;
+        let pq = p.pq_ratchet.unwrap_or_default();
+        (pq.len() <= MAX_PQ_RATCHET_LEN).then_some(())?;
+        Some((key, p.counter?, p.previous_counter.unwrap_or(0), p.ciphertext?, pq))
+    }
+
+    fn via_ours(body: &[u8]) -> Option<Fields> {
+        let mut bytes = vec![VERSION_BYTE];
+        bytes.extend_from_slice(body);
+        bytes.extend_from_slice(&[0u8; MAC_LEN]);
+        let m = RatchetMessage::decode(&bytes).ok()?;
+        Some((
+            m.ratchet_key.serialize().to_vec(),
+            m.counter,
+            m.previous_counter,
+            m.ciphertext.to_vec(),
+            m.pq_ratchet.to_vec(),
+        ))
+    }
+
+    fn varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// A field of tag 1-7 in wire type 0, 1, 2 or 5, sometimes with a wrong or oversized value.
+    fn field() -> impl Strategy<Value = Vec<u8>> {
+        (1u64..8, prop_oneof![Just(0u64), Just(1), Just(2), Just(5)], any::<u64>(), any::<bool>(), 0usize..40)
+            .prop_map(|(tag, wt, v, key_like, len)| {
+                let mut out = Vec::new();
+                varint((tag << 3) | wt, &mut out);
+                match wt {
+                    0 => varint(v, &mut out),
+                    1 => out.extend_from_slice(&v.to_le_bytes()),
+                    5 => out.extend_from_slice(&(v as u32).to_le_bytes()),
+                    _ => {
+                        let data: Vec<u8> = if key_like && tag == 1 {
+                            let mut k = vec![0x05];
+                            k.extend_from_slice(&[9u8; 32]);
+                            k
+                        } else {
+                            (0..len).map(|i| (v >> (i % 8)) as u8).collect()
+                        };
+                        varint(data.len() as u64, &mut out);
+                        out.extend_from_slice(&data);
+                    }
+                }
+                out
+            })
+    }
+
+    proptest! {
+        /// On well-formed protobuf (any mix of fields, repeats, unknown fields and wrong wire
+        /// types), the borrowed reader decodes exactly what prost decodes.
+        #[test]
+        fn borrowed_reader_agrees_with_prost(fields in proptest::collection::vec(field(), 0..8)) {
+            let body: Vec<u8> = fields.concat();
+            prop_assert_eq!(via_ours(&body), via_prost(&body));
+        }
+
+        /// The same around a valid message: its fields in any order, mixed with the random ones
+        /// (repeats of known fields, unknown fields, wrong wire types).
+        #[test]
+        fn borrowed_reader_agrees_around_valid_messages(
+            extra in proptest::collection::vec(field(), 0..6),
+            counter in any::<u32>(),
+            ct in proptest::collection::vec(any::<u8>(), 0..64),
+            pq in proptest::collection::vec(any::<u8>(), 0..64),
+            order in any::<u64>(),
+        ) {
+            let plain = extra.is_empty();
+            let mut fields = extra;
+            let mut f = vec![0x0a, 33, 0x05];
+            f.extend_from_slice(&[9u8; 32]);
+            fields.push(f);
+            let mut f = vec![0x10];
+            varint(u64::from(counter), &mut f);
+            fields.push(f);
+            let mut f = vec![0x22];
+            varint(ct.len() as u64, &mut f);
+            f.extend_from_slice(&ct);
+            fields.push(f);
+            let mut f = vec![0x2a];
+            varint(pq.len() as u64, &mut f);
+            f.extend_from_slice(&pq);
+            fields.push(f);
+            let n = fields.len();
+            for i in 0..n {
+                fields.swap(i, (order.rotate_left(i as u32 * 7) as usize) % n);
+            }
+            let body: Vec<u8> = fields.concat();
+            let theirs = via_prost(&body);
+            // Without extra fields the message is valid, whatever the order.
+            prop_assert!(!plain || theirs.is_some());
+            prop_assert_eq!(via_ours(&body), theirs);
+        }
+
+        /// On any bytes, what the borrowed reader accepts prost accepts with the same fields.
+        #[test]
+        fn borrowed_reader_accepts_nothing_prost_refuses(body in proptest::collection::vec(any::<u8>(), 0..120)) {
+            if let Some(ours) = via_ours(&body) {
+                prop_assert_eq!(Some(ours), via_prost(&body));
+            }
+        }
+    }
 }

@@ -12,6 +12,7 @@
 //!   [`prekeys::verify_kyber_prekey`], [`prekeys::parse_one_time_prekey`]) and the bundle a
 //!   client fetches.
 //! - [`kdf`]: root, chain and message keys (HKDF/HMAC-SHA256 with libsignal's labels).
+//!   HMAC-SHA256 and HKDF-SHA256 themselves are `hmac256`, over `sha2`'s block function.
 //! - [`kem`]: Kyber-1024 (round 3, libsignal's pre-key KEM): key pairs, encapsulate,
 //!   decapsulate, in libsignal's serialized forms.
 //! - [`pqxdh`]: the PQXDH agreement as libsignal 0.103 runs it; every session starts with it.
@@ -68,6 +69,7 @@ pub mod store;
 pub mod xeddsa;
 
 mod cbc;
+mod hmac256;
 mod secret;
 
 pub use error::{DecodeError, E2eError, KeyError};

@@ -264,7 +264,7 @@ impl SessionState {
     /// commit.
     fn open(&self, seed: &MessageSeed, msg: &RatchetMessage<'_>) -> Result<(Vec<u8>, SpqrState), E2eError> {
         let (spqr, pq_key) =
-            self.spqr.recv(&msg.pq_ratchet).map_err(|e| E2eError::PqRatchet(e.to_string()))?;
+            self.spqr.recv(msg.pq_ratchet).map_err(|e| E2eError::PqRatchet(e.to_string()))?;
         let keys = MessageKeys::derive_salted(seed, Some(&pq_key))?;
         let expected = cbc::mac(
             &keys.mac_key,
@@ -275,7 +275,7 @@ impl SessionState {
         if !cbc::mac_matches(&expected, msg.mac) {
             return Err(E2eError::DecryptionFailed);
         }
-        let plaintext = cbc::decrypt(&keys.cipher_key, &keys.iv, &msg.ciphertext)?;
+        let plaintext = cbc::decrypt(&keys.cipher_key, &keys.iv, msg.ciphertext)?;
         Ok((plaintext, spqr))
     }
 

@@ -66,7 +66,7 @@ use super::consts::{
 use super::error::{DecodeError, E2eError};
 use super::kdf::{hkdf, ChainKey, MessageSeed};
 use super::keys::{PrivateKey, PublicKey, EC_PUBLIC_KEY_LEN};
-use super::secret::Secret32;
+use super::secret::{Secret32, Wiped};
 use super::xeddsa::{self, VerifyingPoint, SIGNATURE_LEN};
 
 /// The Sender Keys message version (libsignal `SENDERKEY_MESSAGE_CURRENT_VERSION`).
@@ -323,7 +323,7 @@ struct GroupKeys {
 
 /// libsignal's `SenderMessageKey`: HKDF(`WhisperGroup`) of the seed, IV first, then the key.
 fn group_keys(seed: &MessageSeed) -> Result<GroupKeys, E2eError> {
-    let mut okm = Zeroizing::new([0u8; 48]);
+    let mut okm = Wiped::<48>::zeroed();
     hkdf(None, &seed.0, LABEL_SENDER_KEY, okm.as_mut())?;
     let mut keys = GroupKeys { iv: Zeroizing::new([0; 16]), key: Zeroizing::new([0; 32]) };
     keys.iv.copy_from_slice(&okm[..16]);
@@ -456,7 +456,7 @@ impl SenderKeyRecord {
         let keys = group_keys(&seed)?;
         let ciphertext = keys.encrypt(plaintext)?;
         let mut out = encode_message_body(distribution_id, state.chain_id, state.chain.index(), &ciphertext);
-        let mut random = Zeroizing::new([0u8; 64]);
+        let mut random = Wiped::<64>::zeroed();
         rng.fill_bytes(random.as_mut());
         let sig = xeddsa::sign(signing.private.bytes(), &signing.ed_public, &[&out], &random);
         out.extend_from_slice(&sig);

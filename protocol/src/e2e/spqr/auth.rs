@@ -10,15 +10,14 @@
 //! - header: `HMAC(mac_key, LABEL_MAC_HEADER || epoch_be64 || header)`;
 //! - ciphertext: `HMAC(mac_key, LABEL_MAC_CIPHERTEXT || epoch_be64 || ct1 || ct2)`.
 
-use hkdf::Hkdf;
-use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use super::SpqrError;
-use crate::e2e::secret::Secret32;
+use crate::e2e::hmac256::HmacKey;
+use crate::e2e::kdf::hkdf_parts;
+use crate::e2e::secret::{Secret32, Wiped};
 
 /// Authenticator update label.
 pub(crate) const LABEL_AUTH_UPDATE: &[u8] = b"Signal_PQCKA_V1_MLKEM768:Authenticator Update";
@@ -32,11 +31,11 @@ pub(crate) const LABEL_SCKA_KEY: &[u8] = b"Signal_PQCKA_V1_MLKEM768:SCKA Key";
 /// Size of both MACs.
 pub(crate) const MAC_LEN: usize = 32;
 
-/// HKDF-SHA256 with the given salt, into `out`. Every caller asks for at most 96 bytes, far
-/// below HKDF's limit of 255 blocks, so expansion cannot fail; the unreachable failure branch
-/// leaves zeros rather than panicking.
-pub(crate) fn hkdf_into(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
-    if Hkdf::<Sha256>::new(Some(salt), ikm).expand_multi_info(info, out).is_err() {
+/// HKDF-SHA256 into `out`, `None` being SPQR's all-zero salt (`0^32`). Every caller asks for at
+/// most 96 bytes, far below HKDF's limit of 255 blocks, so expansion cannot fail; the
+/// unreachable failure branch leaves zeros rather than panicking.
+pub(crate) fn hkdf_into(salt: Option<&[u8]>, ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
+    if hkdf_parts(salt, ikm, info, out).is_err() {
         out.fill(0);
     }
 }
@@ -45,7 +44,7 @@ pub(crate) fn hkdf_into(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8])
 /// `HKDF(salt = 0^32, ikm = ss, info = LABEL_SCKA_KEY || epoch_be64)`, 32 bytes.
 pub(crate) fn epoch_secret(shared_secret: &[u8], epoch: u64) -> Secret32 {
     let mut out = Secret32([0u8; 32]);
-    hkdf_into(&[0u8; 32], shared_secret, &[LABEL_SCKA_KEY, &epoch.to_be_bytes()], &mut out.0);
+    hkdf_into(None, shared_secret, &[LABEL_SCKA_KEY, &epoch.to_be_bytes()], &mut out.0);
     out
 }
 
@@ -69,23 +68,16 @@ impl Auth {
         let mut ikm = Zeroizing::new(Vec::with_capacity(32 + input.len()));
         ikm.extend_from_slice(self.root.as_bytes());
         ikm.extend_from_slice(input);
-        let mut okm = Zeroizing::new([0u8; 64]);
-        hkdf_into(&[0u8; 32], &ikm, &[LABEL_AUTH_UPDATE, &epoch.to_be_bytes()], &mut okm[..]);
+        let mut okm = Wiped::<64>::zeroed();
+        hkdf_into(None, &ikm, &[LABEL_AUTH_UPDATE, &epoch.to_be_bytes()], &mut okm[..]);
         self.root.0.copy_from_slice(&okm[..32]);
         self.mac.0.copy_from_slice(&okm[32..]);
     }
 
     fn tag(&self, label: &[u8], epoch: u64, data: &[&[u8]]) -> Result<[u8; MAC_LEN], SpqrError> {
-        let mut m =
-            <Hmac<Sha256> as KeyInit>::new_from_slice(self.mac.as_bytes()).map_err(|_| SpqrError::Crypto)?;
-        m.update(label);
-        m.update(&epoch.to_be_bytes());
-        for d in data {
-            m.update(d);
-        }
-        let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&m.finalize().into_bytes());
-        Ok(out)
+        let epoch = epoch.to_be_bytes();
+        let parts = [label, &epoch[..]].into_iter().chain(data.iter().copied());
+        Ok(HmacKey::new(self.mac.as_bytes()).mac(parts))
     }
 
     /// MAC over an encapsulation-key header.

@@ -17,11 +17,10 @@
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
 
 use super::auth::hkdf_into;
 use super::SpqrError;
-use crate::e2e::secret::Secret32;
+use crate::e2e::secret::{Secret32, Wiped};
 
 /// Chain start label (note the two spaces).
 pub(crate) const LABEL_START: &[u8] = b"Signal PQ Ratchet V1 Chain  Start";
@@ -61,8 +60,8 @@ impl Direction {
     fn step(&mut self) -> Result<(u32, Secret32), SpqrError> {
         let next = self.next.as_mut().ok_or(SpqrError::StateInvalid)?;
         let ctr = self.ctr.checked_add(1).ok_or(SpqrError::KeyJump(self.ctr, u32::MAX))?;
-        let mut okm = Zeroizing::new([0u8; 64]);
-        hkdf_into(&[0u8; 32], next.as_bytes(), &[&ctr.to_be_bytes(), LABEL_NEXT], &mut okm[..]);
+        let mut okm = Wiped::<64>::zeroed();
+        hkdf_into(None, next.as_bytes(), &[&ctr.to_be_bytes(), LABEL_NEXT], &mut okm[..]);
         next.0.copy_from_slice(&okm[..32]);
         let mut key = Secret32([0u8; 32]);
         key.0.copy_from_slice(&okm[32..]);
@@ -152,8 +151,8 @@ impl Chain {
 
     /// The epoch-0 chains with a given jump bound.
     pub(crate) fn with_max_jump(auth_key: &[u8], alice: bool, max_jump: u32) -> Self {
-        let mut okm = Zeroizing::new([0u8; 96]);
-        hkdf_into(&[0u8; 32], auth_key, &[LABEL_START], &mut okm[..]);
+        let mut okm = Wiped::<96>::zeroed();
+        hkdf_into(None, auth_key, &[LABEL_START], &mut okm[..]);
         let mut next_root = Secret32([0u8; 32]);
         next_root.0.copy_from_slice(&okm[..32]);
         Self {
@@ -176,8 +175,8 @@ impl Chain {
         if Some(epoch) != self.current_epoch.checked_add(1) {
             return Err(SpqrError::EpochOutOfRange(epoch));
         }
-        let mut okm = Zeroizing::new([0u8; 96]);
-        hkdf_into(self.next_root.as_bytes(), secret.as_bytes(), &[LABEL_ADD_EPOCH], &mut okm[..]);
+        let mut okm = Wiped::<96>::zeroed();
+        hkdf_into(Some(self.next_root.as_bytes()), secret.as_bytes(), &[LABEL_ADD_EPOCH], &mut okm[..]);
         self.next_root.0.copy_from_slice(&okm[..32]);
         self.links.push_back(Self::link(&okm, self.alice));
         self.current_epoch = epoch;
