@@ -19,7 +19,7 @@ use super::kdf::{ChainKey, MessageKeys, MessageSeed, RootKey};
 use super::keys::{KeyPair, PublicKey};
 use super::message::{encode_prekey, encode_ratchet_unauthenticated, PreKeyFields, RatchetMessage};
 use super::secret::Secret32;
-use super::spqr::SpqrState;
+use super::spqr::{SpqrReceipt, SpqrState};
 
 #[derive(Clone, Serialize, Deserialize)]
 struct SenderChain {
@@ -217,7 +217,7 @@ impl SessionState {
                 if let Some(c) = self.receivers.get_mut(i) {
                     c.skipped.remove(pos);
                 }
-                self.spqr = spqr;
+                self.spqr.commit(spqr);
                 plaintext
             } else {
                 let (seed, adv) = advance(&chain.chain, msg.counter)?;
@@ -227,7 +227,7 @@ impl SessionState {
                     c.skipped.extend(adv.skipped);
                     trim_front(&mut c.skipped, MAX_SKIPPED_KEYS_PER_CHAIN);
                 }
-                self.spqr = spqr;
+                self.spqr.commit(spqr);
                 plaintext
             }
         } else {
@@ -245,7 +245,7 @@ impl SessionState {
             self.previous_counter = self.sender.chain.index();
             self.sender = SenderChain { ratchet, chain: send_chain };
             self.root_key = root2;
-            self.spqr = spqr;
+            self.spqr.commit(spqr);
             let mut skipped = adv.skipped;
             trim_front(&mut skipped, MAX_SKIPPED_KEYS_PER_CHAIN);
             self.receivers.push(ReceiverChain { ratchet_key: msg.ratchet_key, chain: adv.chain, skipped });
@@ -259,12 +259,12 @@ impl SessionState {
         Ok(plaintext)
     }
 
-    /// Runs SPQR on the message's `pq_ratchet` (on a copy), derives the message keys, checks
-    /// the MAC and decrypts: libsignal's order. Returns the plaintext and the SPQR state to
-    /// commit.
-    fn open(&self, seed: &MessageSeed, msg: &RatchetMessage<'_>) -> Result<(Vec<u8>, SpqrState), E2eError> {
+    /// Runs SPQR on the message's `pq_ratchet` (the state unchanged), derives the message keys,
+    /// checks the MAC and decrypts: libsignal's order. Returns the plaintext and what to commit
+    /// to the SPQR state.
+    fn open(&self, seed: &MessageSeed, msg: &RatchetMessage<'_>) -> Result<(Vec<u8>, SpqrReceipt), E2eError> {
         let (spqr, pq_key) =
-            self.spqr.recv(msg.pq_ratchet).map_err(|e| E2eError::PqRatchet(e.to_string()))?;
+            self.spqr.receive(msg.pq_ratchet).map_err(|e| E2eError::PqRatchet(e.to_string()))?;
         let keys = MessageKeys::derive_salted(seed, Some(&pq_key))?;
         let expected = cbc::mac(
             &keys.mac_key,

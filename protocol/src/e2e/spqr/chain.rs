@@ -121,6 +121,12 @@ struct Link {
     recv: Direction,
 }
 
+/// A receiving direction advanced on a copy (see [`Chain::peek_recv_key`]).
+pub(crate) struct RecvUpdate {
+    pos: usize,
+    dir: Direction,
+}
+
 /// All chains of a session.
 #[derive(Clone, Serialize, Deserialize)]
 pub(crate) struct Chain {
@@ -214,6 +220,22 @@ impl Chain {
         self.links.get_mut(pos).ok_or(SpqrError::StateInvalid)?.send.step()
     }
 
+    /// The receiving key of `epoch` at `index`, derived on a copy of that one direction: the
+    /// chain is unchanged until [`Self::apply`] writes the copy back.
+    pub(crate) fn peek_recv_key(&self, epoch: u64, index: u32) -> Result<(Secret32, RecvUpdate), SpqrError> {
+        let pos = self.position(epoch)?;
+        let mut dir = self.links.get(pos).ok_or(SpqrError::StateInvalid)?.recv.clone();
+        let key = dir.recv_key(index, self.max_jump)?;
+        Ok((key, RecvUpdate { pos, dir }))
+    }
+
+    /// Writes back a direction advanced by [`Self::peek_recv_key`] on this chain.
+    pub(crate) fn apply(&mut self, update: RecvUpdate) {
+        if let Some(link) = self.links.get_mut(update.pos) {
+            link.recv = update.dir;
+        }
+    }
+
     /// The receiving key of `epoch` at `index`.
     pub(crate) fn recv_key(&mut self, epoch: u64, index: u32) -> Result<Secret32, SpqrError> {
         let pos = self.position(epoch)?;
@@ -230,6 +252,25 @@ impl Chain {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Deriving on a copy and writing it back ([`Chain::peek_recv_key`] + [`Chain::apply`],
+    /// what decryption does) gives the same keys, errors and chain as [`Chain::recv_key`], in
+    /// order, out of order, after jumps and on repeats.
+    #[test]
+    fn peek_and_apply_equal_recv_key() {
+        let (mut a, _) = pair();
+        let (mut b, _) = pair();
+        let indexes = [1u32, 2, 5, 3, 3, 4, 9, 2, 8, 6, 7, 7, 40, 12, 39, 2_100, 45, 2_099, 10];
+        for i in indexes {
+            let direct = a.recv_key(0, i).map(|k| k.0);
+            let peeked = b.peek_recv_key(0, i).map(|(k, u)| {
+                b.apply(u);
+                k.0
+            });
+            assert_eq!(direct, peeked, "index {i}");
+            assert_eq!(postcard::to_allocvec(&a).unwrap(), postcard::to_allocvec(&b).unwrap(), "index {i}");
+        }
+    }
 
     fn pair() -> (Chain, Chain) {
         (Chain::new(b"1", true), Chain::new(b"1", false))

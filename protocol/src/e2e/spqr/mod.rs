@@ -112,6 +112,24 @@ pub enum SpqrError {
     Crypto,
 }
 
+/// What receiving one message changes in an [`SpqrState`] (see [`SpqrState::receive`]).
+pub struct SpqrReceipt {
+    /// The KEM exchange's new state, if the message moved it.
+    scka: Option<std::sync::Arc<Scka>>,
+    chain: ChainChange,
+}
+
+impl core::fmt::Debug for SpqrReceipt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SpqrReceipt").field("scka_changed", &self.scka.is_some()).finish_non_exhaustive()
+    }
+}
+
+enum ChainChange {
+    Recv(chain::RecvUpdate),
+    Whole(Chain),
+}
+
 /// The SPQR state of one session (persisted with postcard inside session records).
 #[derive(Clone, Serialize, Deserialize)]
 pub struct SpqrState {
@@ -193,6 +211,37 @@ impl SpqrState {
     /// message (libsignal then derives the message keys without SPQR input). libsignal 0.103
     /// initializes with minimum V1 and never sends it.
     pub fn recv_optional_key(&self, msg: &[u8]) -> Result<(SpqrState, Option<[u8; 32]>), SpqrError> {
+        let (receipt, key) = self.receive_optional_key(msg)?;
+        let mut next = self.clone();
+        next.commit(receipt);
+        Ok((next, key))
+    }
+
+    /// Like [`Self::recv`], without copying the state: the key and a [`SpqrReceipt`] of what
+    /// the message changes, for [`Self::commit`] once the message authenticated. This state is
+    /// untouched.
+    pub fn receive(&self, msg: &[u8]) -> Result<(SpqrReceipt, [u8; 32]), SpqrError> {
+        match self.receive_optional_key(msg)? {
+            (receipt, Some(key)) => Ok((receipt, key)),
+            (_, None) => Err(SpqrError::NoMessageKey),
+        }
+    }
+
+    /// Applies what [`Self::receive`] or [`Self::receive_optional_key`] returned for a message
+    /// to this (unchanged) state.
+    pub fn commit(&mut self, receipt: SpqrReceipt) {
+        self.negotiating = false;
+        if let Some(scka) = receipt.scka {
+            self.scka = scka;
+        }
+        match receipt.chain {
+            ChainChange::Recv(update) => self.chain.apply(update),
+            ChainChange::Whole(chain) => self.chain = chain,
+        }
+    }
+
+    /// [`Self::recv_optional_key`] without copying the state (see [`Self::receive`]).
+    pub fn receive_optional_key(&self, msg: &[u8]) -> Result<(SpqrReceipt, Option<[u8; 32]>), SpqrError> {
         match msg.first() {
             None | Some(0) => {
                 return Err(if self.negotiating {
@@ -206,19 +255,29 @@ impl SpqrState {
         }
         let (m, _used) = WireMessage::decode(msg)?;
         let (scka, secret) = if self.scka.ignores(m.epoch, &m.payload) {
-            (std::sync::Arc::clone(&self.scka), None)
+            (None, None)
         } else {
             let (scka, secret) = Scka::clone(&self.scka).recv(m.epoch, &m.payload)?;
-            (std::sync::Arc::new(scka), secret)
+            (Some(std::sync::Arc::new(scka)), secret)
         };
-        let mut chain = self.chain.clone();
-        if let Some(s) = secret {
-            chain.add_epoch(s.epoch, &s.secret)?;
-        }
         let key_epoch = m.epoch.checked_sub(1).ok_or(SpqrError::EpochOutOfRange(m.epoch))?;
-        let key =
-            if key_epoch == 0 && m.index == 0 { None } else { Some(chain.recv_key(key_epoch, m.index)?.0) };
-        Ok((SpqrState { negotiating: false, scka, chain }, key))
+        let keyless = key_epoch == 0 && m.index == 0;
+        let (chain, key) = match secret {
+            // A completed KEM exchange adds an epoch: the whole chain changes (rare).
+            Some(s) => {
+                let mut chain = self.chain.clone();
+                chain.add_epoch(s.epoch, &s.secret)?;
+                let key = if keyless { None } else { Some(chain.recv_key(key_epoch, m.index)?.0) };
+                (ChainChange::Whole(chain), key)
+            }
+            // Otherwise one receiving direction moves (most messages).
+            None if keyless => (ChainChange::Whole(self.chain.clone()), None),
+            None => {
+                let (key, update) = self.chain.peek_recv_key(key_epoch, m.index)?;
+                (ChainChange::Recv(update), Some(key.0))
+            }
+        };
+        Ok((SpqrReceipt { scka, chain }, key))
     }
 
     /// The newest epoch whose chains exist (grows by one per completed KEM exchange).
