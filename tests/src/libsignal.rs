@@ -148,16 +148,20 @@ impl App {
         assert_eq!(readies(&self.events), before + 1, "{}: connected again: {:?}", self.name, self.events);
     }
 
+    /// Waits for the decrypted message whose body is `body` (`what` names it in a failure);
+    /// fails at once when the app reports a message it could not decrypt.
+    async fn wait_message(&mut self, what: &str, body: &str) -> Value {
+        self.wait_event(what, |e| {
+            assert!(e["event"] != "undecryptable", "libsignal could not decrypt a message: {e}");
+            e["event"] == "message" && e["body"] == body
+        })
+        .await
+    }
+
     /// Waits for the text `body` from `from` and returns its event. Fails at once when the app
     /// reports a message it could not decrypt.
     pub async fn expect_text(&mut self, from: &str, body: &str) -> Value {
-        let what = format!("the text {body:?} from {from}");
-        let ev = self
-            .wait_event(&what, |e| {
-                assert!(e["event"] != "undecryptable", "libsignal could not decrypt a message: {e}");
-                e["event"] == "message" && e["body"] == body
-            })
-            .await;
+        let ev = self.wait_message(&format!("the text {body:?} from {from}"), body).await;
         assert_eq!(ev["from"], from, "{ev}");
         assert_eq!(ev["kind"], "text", "a Content with a dataMessage: {ev}");
         ev
@@ -180,13 +184,7 @@ impl App {
         from_device: u32,
         body: &str,
     ) -> Value {
-        let what = format!("the group text {body:?} from {from}/{from_device}");
-        let ev = self
-            .wait_event(&what, |e| {
-                assert!(e["event"] != "undecryptable", "libsignal could not decrypt a message: {e}");
-                e["event"] == "message" && e["body"] == body
-            })
-            .await;
+        let ev = self.wait_message(&format!("the group text {body:?} from {from}/{from_device}"), body).await;
         assert_eq!(ev["from"], from, "{ev}");
         assert_eq!(ev["from_device"], json!(from_device), "{ev}");
         assert_eq!(ev["group"], group, "{ev}");

@@ -126,6 +126,7 @@ impl core::fmt::Debug for SpqrReceipt {
 }
 
 enum ChainChange {
+    Unchanged,
     Recv(chain::RecvUpdate),
     Whole(Chain),
 }
@@ -235,6 +236,7 @@ impl SpqrState {
             self.scka = scka;
         }
         match receipt.chain {
+            ChainChange::Unchanged => {}
             ChainChange::Recv(update) => self.chain.apply(update),
             ChainChange::Whole(chain) => self.chain = chain,
         }
@@ -271,7 +273,7 @@ impl SpqrState {
                 (ChainChange::Whole(chain), key)
             }
             // Otherwise one receiving direction moves (most messages).
-            None if keyless => (ChainChange::Whole(self.chain.clone()), None),
+            None if keyless => (ChainChange::Unchanged, None),
             None => {
                 let (key, update) = self.chain.peek_recv_key(key_epoch, m.index)?;
                 (ChainChange::Recv(update), Some(key.0))
