@@ -160,7 +160,7 @@ impl SessionActor {
             return Ok(None);
         }
         let granularity = seen_granularity_ms(policy, self.admin);
-        hub.tenants.touch(&*hub.store, &session.id, now, granularity).await;
+        hub.tenants.touch(&session.id, now, granularity);
         let until_expiry = expires_at(policy, self.admin, session, u64::MAX).map(|at| at.saturating_sub(now));
         let until_deadline = mfa.enroll_deadline_ms.map(|d| d.saturating_sub(now));
         let next = [until_expiry, until_deadline].into_iter().flatten().fold(granularity, u64::min);

@@ -6,9 +6,13 @@
 //! one node is seen by the others within that time (and by live sessions at their next tick).
 //!
 //! Last activity of a session ("last seen") is kept in namespace [`SEEN_NS`] (key = session
-//! id, value = ms since the Unix epoch, 8 bytes big-endian). Each node writes it at most once
-//! per [`seen_granularity_ms`] per session, so an authenticated request costs no store write
-//! in the common case.
+//! id, value = ms since the Unix epoch, 8 bytes big-endian). Each node records it at most once
+//! per [`seen_granularity_ms`] per session, in memory, and writes what it recorded in one
+//! batch every [`SEEN_FLUSH`] ([`seen_writer`]) and at a graceful stop: an authenticated
+//! request or a new connection never waits for a store commit. The node's own checks read its
+//! memory first, so only another node can see a time up to [`SEEN_FLUSH`] older than the
+//! truth, and a node killed without a stop forgets at most that much activity: either way a
+//! session can only look a little more idle, never less.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +34,8 @@ pub const SETTINGS_TTL: Duration = Duration::from_secs(5);
 pub const SEEN_GRANULARITY_MS: u64 = 60_000;
 /// Sessions whose last write this node remembers, at most (older entries are dropped first).
 const MAX_SEEN_TRACKED: usize = 200_000;
+/// How often recorded last-seen times are written to the store.
+pub const SEEN_FLUSH: Duration = Duration::from_secs(1);
 
 /// Everything a tenant configures.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +101,8 @@ pub fn expires_at(
 pub struct Tenants {
     settings: Mutex<HashMap<TenantId, (Instant, Arc<TenantSettings>)>>,
     seen: Mutex<HashMap<String, u64>>,
+    /// Times recorded since the last [`Tenants::flush_seen`] (session id -> ms).
+    unwritten: Mutex<HashMap<String, u64>>,
 }
 
 impl Tenants {
@@ -165,8 +173,9 @@ impl Tenants {
         Ok(local.max(stored).unwrap_or(0).max(session.created_ms))
     }
 
-    /// Records activity at `now` if this node last wrote it more than `granularity_ms` ago.
-    pub async fn touch(&self, store: &dyn Store, session_id: &str, now: u64, granularity_ms: u64) {
+    /// Records activity at `now` if this node last recorded it more than `granularity_ms`
+    /// ago. The store gets it at the next [`Self::flush_seen`].
+    pub fn touch(&self, session_id: &str, now: u64, granularity_ms: u64) {
         {
             let mut seen = lock(&self.seen);
             if seen.get(session_id).is_some_and(|t| now < t.saturating_add(granularity_ms)) {
@@ -181,17 +190,62 @@ impl Tenants {
             }
             seen.insert(session_id.to_owned(), now);
         }
-        if let Err(e) = store.kv_set(SEEN_NS, session_id, now.to_be_bytes().to_vec()).await {
-            tracing::warn!(error = %e, "last-seen time not recorded");
+        lock(&self.unwritten).insert(session_id.to_owned(), now);
+    }
+
+    /// Writes the last-seen times recorded since the last call, in batches of
+    /// [`hush_store::MAX_KV_REPLACE`] (one commit each in the embedded store). A batch that
+    /// fails is kept for the next call (unless a newer time was recorded meanwhile). Returns how
+    /// many times were written.
+    pub async fn flush_seen(&self, store: &dyn Store) -> usize {
+        let all: Vec<(String, u64)> = std::mem::take(&mut *lock(&self.unwritten)).into_iter().collect();
+        let mut written = 0;
+        for chunk in all.chunks(hush_store::MAX_KV_REPLACE) {
+            let entries = chunk.iter().map(|(id, t)| (id.clone(), t.to_be_bytes().to_vec())).collect();
+            match store.kv_set_many(SEEN_NS, entries).await {
+                Ok(()) => written += chunk.len(),
+                Err(e) => {
+                    tracing::warn!(error = %e, sessions = chunk.len(), "last-seen times not recorded; retrying");
+                    let mut unwritten = lock(&self.unwritten);
+                    for (id, t) in chunk {
+                        unwritten.entry(id.clone()).or_insert(*t);
+                    }
+                }
+            }
         }
+        written
     }
 
     /// Forgets a session's last-seen time (it was revoked).
     pub async fn forget(&self, store: &dyn Store, session_id: &str) {
-        lock(&self.seen).remove(session_id);
-        if let Err(e) = store.kv_delete(SEEN_NS, session_id, None).await {
-            tracing::warn!(error = %e, "last-seen time not deleted");
+        self.forget_many(store, std::slice::from_ref(&session_id.to_owned())).await;
+    }
+
+    /// Forgets the last-seen times of many sessions (they were revoked), in batches.
+    pub async fn forget_many(&self, store: &dyn Store, session_ids: &[String]) {
+        {
+            let (mut seen, mut unwritten) = (lock(&self.seen), lock(&self.unwritten));
+            for id in session_ids {
+                seen.remove(id);
+                unwritten.remove(id);
+            }
         }
+        // A flush that took a time before this call may still write it after the delete: the
+        // record of a revoked session is then left behind, 8 bytes no check reads again.
+        for chunk in session_ids.chunks(hush_store::MAX_KV_REPLACE) {
+            if let Err(e) = store.kv_delete_many(SEEN_NS, chunk.to_vec()).await {
+                tracing::warn!(error = %e, "last-seen times not deleted");
+            }
+        }
+    }
+}
+
+/// Writes the node's recorded last-seen times every [`SEEN_FLUSH`], forever (the node's
+/// graceful stop writes the rest).
+pub async fn seen_writer(hub: Arc<crate::hub::Hub>) {
+    loop {
+        tokio::time::sleep(SEEN_FLUSH).await;
+        hub.tenants.flush_seen(&*hub.store).await;
     }
 }
 

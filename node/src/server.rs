@@ -275,6 +275,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let (hub, store_socket) = open_hub(config).await?;
     let bootstrapped = first_run(config, &hub).await?;
     actix_rt::spawn(sweep_expired(hub.store.clone(), config.queue_policy.retention));
+    actix_rt::spawn(hush_actors::tenant::seen_writer(hub.clone()));
     hub.tree.start(hub.metrics.clone()).await.map_err(|e| anyhow::anyhow!("actors not started: {e}"))?;
     let control =
         Control::start(hub.clone()).await.map_err(|e| anyhow::anyhow!("control actor not started: {e}"))?;
@@ -412,8 +413,9 @@ impl Running {
         let _ = self.task.await;
         drop(self.store_socket);
         self.hub.tree.stop();
-        // Every socket and request is done: close the store file cleanly (no repair at the
-        // next start).
+        // Every socket and request is done: write the last-seen times recorded since the last
+        // batch, then close the store file cleanly (no repair at the next start).
+        self.hub.tenants.flush_seen(&*self.hub.store).await;
         self.hub.store.close().await;
         drop(self.hub);
     }

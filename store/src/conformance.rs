@@ -110,6 +110,8 @@ pub async fn run_all(store: &dyn Store) {
     shared_queue(store).await;
     bulk_revocation(store).await;
     kv_basics(store).await;
+    kv_batches(store).await;
+    audit_batch(store).await;
     kv_prefixes(store).await;
     kv_take_exactly_once(store).await;
 }
@@ -499,6 +501,69 @@ async fn kv_basics(s: &dyn Store) {
         Err(StoreError::InvalidKey(_))
     ));
     assert_eq!(s.kv_count("t", "").await.unwrap(), 0);
+}
+
+async fn kv_batches(s: &dyn Store) {
+    s.kv_set("batch", "b", b"old".to_vec()).await.unwrap();
+    let entries: Vec<(String, Vec<u8>)> = (0..300).map(|i| (format!("k{i:03}"), vec![i as u8])).collect();
+    let mut with_b = entries.clone();
+    with_b.push(("b".into(), b"new".to_vec()));
+    s.kv_set_many("batch", with_b).await.unwrap();
+    assert_eq!(s.kv_count("batch", "k").await.unwrap(), 300);
+    let e = s.kv_get("batch", "k007").await.unwrap().unwrap();
+    assert_eq!((e.version, e.value.as_slice()), (1, &[7u8][..]));
+    // An existing key is overwritten and its version continues.
+    let b = s.kv_get("batch", "b").await.unwrap().unwrap();
+    assert_eq!((b.version, b.value.as_slice()), (2, &b"new"[..]));
+    // A bad key or too many entries refuses the whole batch: nothing is written.
+    let bad = vec![("fine".to_owned(), vec![1]), ("has space".to_owned(), vec![1])];
+    assert!(matches!(s.kv_set_many("batch", bad).await, Err(StoreError::InvalidKey(_))));
+    assert!(s.kv_get("batch", "fine").await.unwrap().is_none());
+    let many: Vec<(String, Vec<u8>)> = (0..=MAX_KV_REPLACE).map(|i| (format!("m{i}"), vec![])).collect();
+    assert!(matches!(s.kv_set_many("batch", many).await, Err(StoreError::InvalidKey(_))));
+    assert_eq!(s.kv_count("batch", "m").await.unwrap(), 0);
+    // Deletes: absent keys are skipped and not counted; other namespaces are untouched.
+    s.kv_set("other", "k000", vec![9]).await.unwrap();
+    let keys: Vec<String> = (0..150).map(|i| format!("k{i:03}")).chain(["absent".to_owned()]).collect();
+    assert_eq!(s.kv_delete_many("batch", keys).await.unwrap(), 150);
+    assert_eq!(s.kv_count("batch", "k").await.unwrap(), 150);
+    assert!(s.kv_get("batch", "k000").await.unwrap().is_none());
+    assert!(s.kv_get("batch", "k150").await.unwrap().is_some());
+    assert!(s.kv_get("other", "k000").await.unwrap().is_some());
+    assert!(matches!(
+        s.kv_delete_many("batch", vec!["k200".into(), "bad key".into()]).await,
+        Err(StoreError::InvalidKey(_))
+    ));
+    assert!(s.kv_get("batch", "k200").await.unwrap().is_some());
+    assert_eq!(s.kv_delete_many("batch", Vec::new()).await.unwrap(), 0);
+}
+
+async fn audit_batch(s: &dyn Store) {
+    let t = TenantId::new("batched").unwrap();
+    let rec = |target: usize| AuditRecord {
+        id: 0,
+        tenant: t.clone(),
+        at_ms: 1,
+        actor: None,
+        actor_session: None,
+        action: "session.revoke".into(),
+        target: Some(format!("session:{target}")),
+        ip: None,
+        result: "ok".into(),
+    };
+    let before = s.append_audit(rec(0)).await.unwrap();
+    s.append_audits((1..=250).map(rec).collect()).await.unwrap();
+    s.append_audits(Vec::new()).await.unwrap();
+    let after = s.append_audit(rec(251)).await.unwrap();
+    let all = s.audit(&t, &AuditQuery { limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 252);
+    // Newest first; ids increase in the batch's order, between the single appends around it.
+    let ids: Vec<u64> = all.iter().map(|r| r.id).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "{ids:?}");
+    assert_eq!((all[0].id, all[251].id), (after, before));
+    let targets: Vec<String> = all.iter().rev().map(|r| r.target.clone().unwrap()).collect();
+    let expected: Vec<String> = (0..=251).map(|i| format!("session:{i}")).collect();
+    assert_eq!(targets, expected);
 }
 
 async fn kv_prefixes(s: &dyn Store) {

@@ -518,6 +518,17 @@ impl EmbeddedStore {
         .map_err(|e| crate::maintenance::MaintenanceError::Backend(e.to_string()))?
     }
 
+    /// Runs a point read (a few B-tree lookups) on the calling thread in its own read
+    /// transaction. Such a read takes microseconds, mostly from redb's page cache; handing it
+    /// to the blocking pool cost more than the read (a thread hop and its futex pair each way;
+    /// issue 15's connect profile). Scans and anything that may touch many pages use
+    /// [`Self::read`].
+    fn lookup<T>(&self, f: impl FnOnce(&redb::ReadTransaction) -> Result<T>) -> Result<T> {
+        let db = self.shared.current()?;
+        let txn = db.begin_read().map_err(backend)?;
+        f(&txn)
+    }
+
     /// Runs a read on the blocking pool in its own read transaction.
     async fn read<T, F>(&self, f: F) -> Result<T>
     where
@@ -916,13 +927,11 @@ impl AccountStore for EmbeddedStore {
     }
 
     async fn get_user(&self, tenant: &TenantId, user: &UserId) -> Result<Option<UserRecord>> {
-        let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |r| {
+        self.lookup(|r| {
             let table = r.open_table(USERS).map_err(backend)?;
             let v = table.get((tenant.as_str(), user.as_str())).map_err(backend)?;
             v.map(|v| dec(v.value())).transpose()
         })
-        .await
     }
 
     async fn list_users(
@@ -957,13 +966,11 @@ impl AccountStore for EmbeddedStore {
 #[async_trait]
 impl DeviceStore for EmbeddedStore {
     async fn get_devices(&self, tenant: &TenantId, user: &UserId) -> Result<DeviceSet> {
-        let (tenant, user) = (tenant.clone(), user.clone());
-        self.read(move |r| {
+        self.lookup(|r| {
             let table = r.open_table(DEVICES).map_err(backend)?;
             let v = table.get((tenant.as_str(), user.as_str())).map_err(backend)?;
             Ok(v.map(|v| dec(v.value())).transpose()?.unwrap_or_default())
         })
-        .await
     }
 
     async fn put_devices(
@@ -1022,27 +1029,23 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn session_by_token(&self, token_hash: &TokenHash) -> Result<Option<SessionRecord>> {
-        let hash = *token_hash;
-        self.read(move |r| {
+        self.lookup(|r| {
             let table = r.open_table(SESSIONS).map_err(backend)?;
-            let v = table.get(hash.0.as_slice()).map_err(backend)?;
+            let v = table.get(token_hash.0.as_slice()).map_err(backend)?;
             v.map(|v| dec(v.value())).transpose()
         })
-        .await
     }
 
     async fn session_by_id(&self, id: &str) -> Result<Option<SessionRecord>> {
-        let id = id.to_owned();
-        self.read(move |r| {
+        self.lookup(|r| {
             let ids = r.open_table(SESSION_IDS).map_err(backend)?;
-            let Some(hash) = ids.get(id.as_str()).map_err(backend)? else {
+            let Some(hash) = ids.get(id).map_err(backend)? else {
                 return Ok(None);
             };
             let table = r.open_table(SESSIONS).map_err(backend)?;
             let v = table.get(hash.value()).map_err(backend)?;
             v.map(|v| dec(v.value())).transpose()
         })
-        .await
     }
 
     async fn revoke_session(&self, id: &str, revocation: Revocation) -> Result<Option<SessionRecord>> {
@@ -1187,6 +1190,31 @@ impl AuditStore for EmbeddedStore {
         .await
     }
 
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut encoded = Vec::with_capacity(records.len());
+        self.write(move |t| {
+            let mut meta = t.txn.open_table(META).map_err(backend)?;
+            let mut id = meta.get("audit_seq").map_err(backend)?.map(|v| v.value()).unwrap_or(0);
+            // Encode everything first: an encoding error leaves no partial write.
+            for mut record in records {
+                id += 1;
+                record.id = id;
+                let bytes = enc(&record)?;
+                encoded.push((record.tenant, id, bytes));
+            }
+            meta.insert("audit_seq", id).map_err(backend)?;
+            let mut audit = t.txn.open_table(AUDIT).map_err(backend)?;
+            for (tenant, id, bytes) in &encoded {
+                audit.insert((tenant.as_str(), *id), bytes.as_slice()).map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
     async fn audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditRecord>> {
         let tenant = tenant.clone();
         let q = query.clone();
@@ -1212,6 +1240,46 @@ impl AuditStore for EmbeddedStore {
         })
         .await
     }
+}
+
+/// Scans up to this many key-value entries on the calling thread (more go to the blocking pool).
+const INLINE_SCAN: usize = 16;
+
+/// Entries of `ns` under `prefix` after `after`, at most `limit`, in key order.
+fn scan_kv(
+    r: &redb::ReadTransaction,
+    ns: &str,
+    prefix: &str,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<KvEntry>> {
+    let table = r.open_table(KV).map_err(backend)?;
+    let start = match after {
+        Some(a) if a >= prefix => a,
+        _ => prefix,
+    };
+    let mut out = Vec::new();
+    for item in table.range((ns, start)..).map_err(backend)? {
+        if out.len() >= limit {
+            break;
+        }
+        let (k, v) = item.map_err(backend)?;
+        let (kns, key) = k.value();
+        if kns != ns || !key.starts_with(prefix) {
+            break;
+        }
+        if after.is_some_and(|a| key <= a) {
+            continue;
+        }
+        out.push(kv_decode(key, v.value())?);
+    }
+    Ok(out)
+}
+
+/// Checks a batch's namespace, size and every key before anything is written.
+fn check_batch_keys(ns: &str, keys: &[&str]) -> Result<()> {
+    crate::check_kv_batch(ns, keys.len())?;
+    keys.iter().try_for_each(|k| check_kv_key(k))
 }
 
 fn kv_encode(version: u64, value: &[u8]) -> Vec<u8> {
@@ -1286,13 +1354,11 @@ impl KvStore for EmbeddedStore {
     async fn kv_get(&self, ns: &str, key: &str) -> Result<Option<KvEntry>> {
         check_kv_key(ns)?;
         check_kv_key(key)?;
-        let (ns, key) = (ns.to_owned(), key.to_owned());
-        self.read(move |r| {
+        self.lookup(|r| {
             let table = r.open_table(KV).map_err(backend)?;
-            let got = table.get((ns.as_str(), key.as_str())).map_err(backend)?;
-            got.map(|raw| kv_decode(&key, raw.value())).transpose()
+            let got = table.get((ns, key)).map_err(backend)?;
+            got.map(|raw| kv_decode(key, raw.value())).transpose()
         })
-        .await
     }
 
     async fn kv_put(&self, ns: &str, key: &str, expected: u64, value: Vec<u8>) -> Result<u64> {
@@ -1319,6 +1385,36 @@ impl KvStore for EmbeddedStore {
         .await
     }
 
+    async fn kv_set_many(&self, ns: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+        check_batch_keys(ns, &entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())?;
+        let ns = ns.to_owned();
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            for (key, value) in &entries {
+                let version = kv_version(&table, &ns, key)? + 1;
+                table
+                    .insert((ns.as_str(), key.as_str()), kv_encode(version, value).as_slice())
+                    .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn kv_delete_many(&self, ns: &str, keys: Vec<String>) -> Result<u64> {
+        check_batch_keys(ns, &keys.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let ns = ns.to_owned();
+        self.write(move |t| {
+            let mut table = t.txn.open_table(KV).map_err(backend)?;
+            let mut n = 0;
+            for key in &keys {
+                n += u64::from(table.remove((ns.as_str(), key.as_str())).map_err(backend)?.is_some());
+            }
+            Ok(n)
+        })
+        .await
+    }
+
     async fn kv_scan(
         &self,
         ns: &str,
@@ -1327,33 +1423,14 @@ impl KvStore for EmbeddedStore {
         limit: usize,
     ) -> Result<Vec<KvEntry>> {
         check_kv_scope(ns, prefix)?;
+        let limit = limit.min(MAX_KV_SCAN);
+        if limit <= INLINE_SCAN {
+            // A few entries from one seek: a point read's cost (see `lookup`).
+            return self.lookup(|r| scan_kv(r, ns, prefix, after, limit));
+        }
         let (ns, prefix) = (ns.to_owned(), prefix.to_owned());
         let after = after.map(str::to_owned);
-        let limit = limit.min(MAX_KV_SCAN);
-        self.read(move |r| {
-            let table = r.open_table(KV).map_err(backend)?;
-            let start = match &after {
-                Some(a) if a.as_str() >= prefix.as_str() => a.as_str(),
-                _ => prefix.as_str(),
-            };
-            let mut out = Vec::new();
-            for item in table.range((ns.as_str(), start)..).map_err(backend)? {
-                if out.len() >= limit {
-                    break;
-                }
-                let (k, v) = item.map_err(backend)?;
-                let (kns, key) = k.value();
-                if kns != ns || !key.starts_with(prefix.as_str()) {
-                    break;
-                }
-                if after.as_deref().is_some_and(|a| key <= a) {
-                    continue;
-                }
-                out.push(kv_decode(key, v.value())?);
-            }
-            Ok(out)
-        })
-        .await
+        self.read(move |r| scan_kv(r, &ns, &prefix, after.as_deref(), limit)).await
     }
 
     async fn kv_count(&self, ns: &str, prefix: &str) -> Result<u64> {
@@ -1488,8 +1565,17 @@ impl QueueStore for EmbeddedStore {
     }
 
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>> {
-        let a = device.clone();
         let limit = limit.min(MAX_FETCH);
+        // Nothing queued after `after` (the in-memory index holds every committed, unacked seq):
+        // answer without a read transaction on the blocking pool. A device's queue is empty at
+        // most connections and after every drain.
+        let pending = read_index(&self.shared.index)
+            .get(device)
+            .is_some_and(|set| set.range(after.saturating_add(1)..).next().is_some());
+        if !pending || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let a = device.clone();
         let shared = self.shared.clone();
         let (policy, now) = (self.shared.policy, crate::now_ms());
         self.read(move |r| {

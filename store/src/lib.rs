@@ -173,6 +173,15 @@ pub const MAX_SESSIONS_PER_USER_LISTED: usize = 1_000;
 pub trait AuditStore: Send + Sync {
     /// Appends a record (its `id` is assigned: increasing within the tenant); returns the id.
     async fn append_audit(&self, record: AuditRecord) -> Result<u64>;
+    /// Appends records in their order (ids increasing as with [`Self::append_audit`]), in as
+    /// few store operations as the backend allows: the path of bulk actions (one record per
+    /// revoked session). The default appends them one after another.
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<()> {
+        for r in records {
+            self.append_audit(r).await?;
+        }
+        Ok(())
+    }
     /// Records of a tenant matching `query`, newest first.
     async fn audit(&self, tenant: &TenantId, query: &AuditQuery) -> Result<Vec<AuditRecord>>;
 }
@@ -331,6 +340,26 @@ pub trait KvStore: Send + Sync {
     async fn kv_set(&self, ns: &str, key: &str, value: Vec<u8>) -> Result<u64>;
     /// Deletes the entry if present (with `Some(v)`, only at version `v`); true if it deleted.
     async fn kv_delete(&self, ns: &str, key: &str, expected: Option<u64>) -> Result<bool>;
+    /// Unconditional upserts of many keys of one namespace, in as few store operations as the
+    /// backend allows (the embedded store: one commit; at most [`MAX_KV_REPLACE`] entries).
+    /// Not atomic across keys in the MongoDB backend. The default sets them one by one.
+    async fn kv_set_many(&self, ns: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+        check_kv_batch(ns, entries.len())?;
+        for (k, v) in entries {
+            self.kv_set(ns, &k, v).await?;
+        }
+        Ok(())
+    }
+    /// Deletes many keys of one namespace (absent ones are skipped), like
+    /// [`Self::kv_set_many`]; returns how many it deleted.
+    async fn kv_delete_many(&self, ns: &str, keys: Vec<String>) -> Result<u64> {
+        check_kv_batch(ns, keys.len())?;
+        let mut n = 0;
+        for k in keys {
+            n += u64::from(self.kv_delete(ns, &k, None).await?);
+        }
+        Ok(n)
+    }
     /// Entries whose key starts with `prefix`, in key order, with keys greater than `after`, at
     /// most `limit` (capped at [`MAX_KV_SCAN`]).
     async fn kv_scan(
@@ -349,6 +378,16 @@ pub trait KvStore: Send + Sync {
     /// `prefix`; at most [`MAX_KV_REPLACE`]). Atomic in the embedded store; the MongoDB backend
     /// deletes then inserts, so a reader in between sees no entry under `prefix`.
     async fn kv_replace_prefix(&self, ns: &str, prefix: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()>;
+}
+
+/// Validates a `kv_set_many` / `kv_delete_many` call's namespace and size (shared by the
+/// backends; each key is checked where it is used).
+pub fn check_kv_batch(ns: &str, n: usize) -> Result<()> {
+    check_kv_key(ns)?;
+    if n > MAX_KV_REPLACE {
+        return Err(StoreError::InvalidKey(format!("{n} entries (max {MAX_KV_REPLACE})")));
+    }
+    Ok(())
 }
 
 /// Validates a `kv_replace_prefix` call (shared by the backends).

@@ -1089,6 +1089,28 @@ impl KvStore for MongoStore {
         Ok(res.deleted_count > 0)
     }
 
+    async fn kv_set_many(&self, ns: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
+        crate::check_kv_batch(ns, entries.len())?;
+        entries.iter().try_for_each(|(k, _)| check_kv_key(k))?;
+        // Each upsert is its own compare-and-set loop; they run side by side.
+        let sets = entries.into_iter().map(|(k, v)| async move { self.kv_set(ns, &k, v).await });
+        for r in futures_util::future::join_all(sets).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    async fn kv_delete_many(&self, ns: &str, keys: Vec<String>) -> Result<u64> {
+        crate::check_kv_batch(ns, keys.len())?;
+        keys.iter().try_for_each(|k| check_kv_key(k))?;
+        if keys.is_empty() {
+            return Ok(0);
+        }
+        let filter = doc! { "ns": ns, "k": { "$in": keys } };
+        let res = self.timed(self.inner.kv.delete_many(filter)).await.map_err(backend)?;
+        Ok(res.deleted_count)
+    }
+
     async fn kv_scan(
         &self,
         ns: &str,
@@ -1160,6 +1182,42 @@ impl KvStore for MongoStore {
 
 #[async_trait]
 impl AuditStore for MongoStore {
+    async fn append_audits(&self, records: Vec<AuditRecord>) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let n = records.len() as u64;
+        // One counter step for the batch: ids `last - n + 1 ..= last`, in the records' order.
+        let counter = self
+            .inner
+            .meta
+            .find_one_and_update(doc! { "_id": AUDIT_ID }, doc! { "$inc": { "next": int(n)? } })
+            .return_document(ReturnDocument::After)
+            .await
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::Corrupt("audit counter missing".into()))?;
+        let last = get_u64(&counter, "next")?;
+        let first = last
+            .checked_sub(n - 1)
+            .ok_or_else(|| StoreError::Corrupt("audit counter went backwards".into()))?;
+        let mut docs = Vec::with_capacity(records.len());
+        for (i, mut record) in records.into_iter().enumerate() {
+            let id = first + i as u64;
+            record.id = id;
+            docs.push(audit_doc(&record, id)?);
+        }
+        let r = self.inner.audit.insert_many(docs).await;
+        self.inner.stats.record(started);
+        match r {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Err(StoreError::Corrupt(format!(
+                "audit ids {first}..={last} taken twice (counter went backwards)"
+            ))),
+            Err(e) => Err(backend(e)),
+        }
+    }
+
     async fn append_audit(&self, mut record: AuditRecord) -> Result<u64> {
         let started = Instant::now();
         let counter = self
@@ -1172,14 +1230,7 @@ impl AuditStore for MongoStore {
             .ok_or_else(|| StoreError::Corrupt("audit counter missing".into()))?;
         let id = get_u64(&counter, "next")?;
         record.id = id;
-        let actor = record.actor.as_ref().map_or(Bson::Null, |a| Bson::String(a.as_str().to_owned()));
-        let d = doc! {
-            "t": record.tenant.as_str(),
-            "id": int(id)?,
-            "actor": actor,
-            "action": record.action.as_str(),
-            "rec": enc(&record)?,
-        };
+        let d = audit_doc(&record, id)?;
         let r = self.inner.audit.insert_one(d).await;
         self.inner.stats.record(started);
         match r {
@@ -1491,6 +1542,18 @@ impl StoreStats for MongoStore {
             buckets,
         }
     }
+}
+
+/// The document of one audit record with id `id`.
+fn audit_doc(record: &AuditRecord, id: u64) -> Result<Document> {
+    let actor = record.actor.as_ref().map_or(Bson::Null, |a| Bson::String(a.as_str().to_owned()));
+    Ok(doc! {
+        "t": record.tenant.as_str(),
+        "id": int(id)?,
+        "actor": actor,
+        "action": record.action.as_str(),
+        "rec": enc(record)?,
+    })
 }
 
 #[cfg(test)]

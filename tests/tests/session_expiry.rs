@@ -156,3 +156,27 @@ async fn absolute_limit_closes_live_socket_and_tells_other_devices() {
     let (_, audit) = call(&node, "GET", "/v1/admin/audit?action=session.expire", &admin, None).await;
     assert_eq!(audit["records"][0]["result"], "absolute", "{audit}");
 }
+
+/// Last-seen times are recorded in memory and written in batches (every second, and at a
+/// graceful stop): a request's activity survives a restart that follows it at once.
+#[tokio::test]
+async fn last_seen_survives_a_graceful_restart() {
+    let mut node = Node::start();
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    // Activity well after the login, so the recorded time cannot be the session's creation.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(call(&node, "GET", "/v1/devices", &alice, None).await.0, 200);
+    let (_, list) = call(&node, "GET", "/v1/sessions", &alice, None).await;
+    let s = list["sessions"][0].clone();
+    let (id, created, seen) =
+        (s["id"].clone(), s["created_ms"].as_u64().unwrap(), s["last_seen_ms"].as_u64().unwrap());
+    assert!(seen >= created + 1_500, "{s}");
+    assert!(node.terminate(), "graceful stop");
+    node.restart();
+    let admin = node.admin().await;
+    let (st, list) = call(&node, "GET", "/v1/admin/users/alice/sessions", &admin, None).await;
+    assert_eq!(st, 200, "{list}");
+    let after = list["sessions"].as_array().unwrap().iter().find(|x| x["id"] == id).cloned().unwrap();
+    assert_eq!(after["last_seen_ms"].as_u64(), Some(seen), "{after}");
+}

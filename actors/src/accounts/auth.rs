@@ -80,6 +80,6 @@ async fn check_lifetime(hub: &Hub, session: &SessionRecord, user: &UserRecord) -
             return Err(AccountError::SessionExpired);
         }
     }
-    hub.tenants.touch(&*hub.store, &session.id, now, tenant::seen_granularity_ms(policy, user.admin)).await;
+    hub.tenants.touch(&session.id, now, tenant::seen_granularity_ms(policy, user.admin));
     Ok(())
 }

@@ -155,6 +155,15 @@ pub async fn forget(hub: &Hub, session_id: &str) {
     }
 }
 
+/// Deletes the MFA state of many revoked sessions, in batches.
+pub async fn forget_many(hub: &Hub, session_ids: &[String]) {
+    for chunk in session_ids.chunks(hush_store::MAX_KV_REPLACE) {
+        if let Err(e) = hub.store.kv_delete_many(NS_SESSION, chunk.to_vec()).await {
+            tracing::warn!(error = %e, sessions = chunk.len(), "MFA state of revoked sessions not deleted");
+        }
+    }
+}
+
 /// Writes a session's MFA state.
 pub(crate) async fn put_session(hub: &Hub, session_id: &str, rec: &SessionMfaRec) -> Result<()> {
     hub.store.kv_set(NS_SESSION, session_id, encode(rec)?).await?;

@@ -55,8 +55,8 @@ pub use admin::{enforce_all, enforce_user, reset_user, set_policy};
 pub use backup::regenerate_backup;
 pub use challenge::{challenge, check_answer, mark_verified, Answered, Factor};
 pub use data::{
-    drop_trust, drop_trust_of_tenant, drop_trust_of_user, forget, migrate, session_rec, stored_policy,
-    write_default_policy, NS_POLICY, NS_SESSION, NS_TRUST, NS_USER,
+    drop_trust, drop_trust_of_tenant, drop_trust_of_user, forget, forget_many, migrate, session_rec,
+    stored_policy, write_default_policy, NS_POLICY, NS_SESSION, NS_TRUST, NS_USER,
 };
 pub use decision::{login_must_challenge, on_login, set_pending_device};
 pub use error::MfaError;
