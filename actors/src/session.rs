@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use crate::delivery::registry::{DeviceHandle, Disconnect, SessionMsg};
 use crate::device::CLOSE_INTERNAL;
 use crate::hub::Hub;
+use crate::mfa::SessionMfaRec;
 use crate::now_ms;
 use crate::sessions;
 use crate::supervise::{panic_text, Area, Decision};
@@ -44,18 +45,24 @@ pub struct SessionActor {
     session: SessionRecord,
     admin: bool,
     socket: DeviceHandle,
+    /// The MFA state the socket's authentication just read, for the first tick (boxed and
+    /// taken then: an idle session's actor keeps 8 bytes of it, not the record).
+    mfa_at_start: Option<Box<SessionMfaRec>>,
 }
 
-/// Runs the actor of `session` (of an administrator if `admin`) whose socket's actor is
-/// `socket`, until the socket closes; supervised as the module says.
+/// Runs the actor of `session` (of an administrator if `admin`, with the MFA state `mfa` its
+/// authentication read) whose socket's actor is `socket`, until the socket closes; supervised
+/// as the module says.
 pub async fn serve(
     hub: Arc<Hub>,
     session: SessionRecord,
     admin: bool,
+    mfa: SessionMfaRec,
     socket: DeviceHandle,
     mut mailbox: mpsc::Receiver<SessionMsg>,
 ) {
-    let mut actor = SessionActor { hub: hub.clone(), session, admin, socket };
+    let mfa_at_start = Some(Box::new(mfa));
+    let mut actor = SessionActor { hub: hub.clone(), session, admin, socket, mfa_at_start };
     loop {
         let run = std::panic::AssertUnwindSafe(actor.run(&mut mailbox)).catch_unwind().await;
         let Err(panic) = run else { return };
@@ -154,7 +161,10 @@ impl SessionActor {
         }
         // MFA: a session whose user's enrolment grace period ended (or that must pass a
         // challenge again) loses its socket; it may reconnect once it has enrolled.
-        let mfa = crate::mfa::session_rec(hub, &session.id).await?;
+        let mfa = match self.mfa_at_start.take() {
+            Some(m) => *m,
+            None => crate::mfa::session_rec(hub, &session.id).await?,
+        };
         if mfa.block(now).is_some() {
             self.logged_out("mfa_required", CLOSE_UNAUTHORIZED);
             return Ok(None);
@@ -244,7 +254,7 @@ mod tests {
         let (hub, session, _dir) = setup(policy).await;
         let (socket, mut socket_rx, mailbox) = socket(&hub, &session);
         let t0 = Instant::now();
-        tokio::spawn(serve(hub.clone(), session.clone(), false, socket, mailbox));
+        tokio::spawn(serve(hub.clone(), session.clone(), false, SessionMfaRec::default(), socket, mailbox));
         let d = disconnect(&mut socket_rx).await;
         assert_eq!((d.code, d.logged_out.as_deref()), (CLOSE_UNAUTHORIZED, Some("expired")));
         let took = t0.elapsed();
@@ -259,7 +269,7 @@ mod tests {
         let policy = SessionPolicy { idle_timeout_s: Some(1), ..SessionPolicy::default() };
         let (hub, session, _dir) = setup(policy).await;
         let (socket, mut socket_rx, mailbox) = socket(&hub, &session);
-        tokio::spawn(serve(hub.clone(), session.clone(), false, socket, mailbox));
+        tokio::spawn(serve(hub.clone(), session.clone(), false, SessionMfaRec::default(), socket, mailbox));
         // Three idle limits later the socket was never told to close.
         tokio::time::sleep(Duration::from_secs(3)).await;
         assert!(socket_rx.try_recv().is_err());
@@ -271,7 +281,14 @@ mod tests {
         let (hub, session, _dir) = setup(SessionPolicy::default()).await;
         let (socket, mut socket_rx) = DeviceHandle::channel();
         let (handle, mailbox) = SessionHandle::channel();
-        let actor = tokio::spawn(serve(hub.clone(), session.clone(), false, socket, mailbox));
+        let actor = tokio::spawn(serve(
+            hub.clone(),
+            session.clone(),
+            false,
+            SessionMfaRec::default(),
+            socket,
+            mailbox,
+        ));
         assert!(handle.revoked("revoked_by_user", CLOSE_UNAUTHORIZED));
         let d = disconnect(&mut socket_rx).await;
         assert_eq!((d.code, d.logged_out.as_deref()), (CLOSE_UNAUTHORIZED, Some("revoked_by_user")));

@@ -185,7 +185,15 @@ fn run_device(
         session: session_handle,
         sink: Sink { frames: tx, close: closer },
     };
-    tokio::spawn(hush_actors::session::serve(hub.clone(), authed.session, authed.admin, device, session_rx));
+    let session_actor = hush_actors::session::serve(
+        hub.clone(),
+        authed.session,
+        authed.admin,
+        authed.mfa,
+        device,
+        session_rx,
+    );
+    tokio::spawn(session_actor);
     let actor = hush_actors::device::serve(hub, wiring, inbound);
     futures_util::future::join(actor, writer(session, rx, close_rx, fmt)).map(|_| ())
 }
