@@ -74,3 +74,12 @@ impl Hub {
         }))
     }
 }
+
+/// Writes the node's recorded last-seen times every [`crate::tenant::SEEN_FLUSH`], forever (the node's
+/// graceful stop writes the rest).
+pub async fn seen_writer(hub: Arc<Hub>) {
+    loop {
+        tokio::time::sleep(crate::tenant::SEEN_FLUSH).await;
+        hub.tenants.flush_seen(&*hub.store).await;
+    }
+}

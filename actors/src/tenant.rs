@@ -8,7 +8,7 @@
 //! Last activity of a session ("last seen") is kept in namespace [`SEEN_NS`] (key = session
 //! id, value = ms since the Unix epoch, 8 bytes big-endian). Each node records it at most once
 //! per [`seen_granularity_ms`] per session, in memory, and writes what it recorded in one
-//! batch every [`SEEN_FLUSH`] ([`seen_writer`]) and at a graceful stop: an authenticated
+//! batch every [`SEEN_FLUSH`] ([`crate::hub::seen_writer`]) and at a graceful stop: an authenticated
 //! request or a new connection never waits for a store commit. The node's own checks read its
 //! memory first, so only another node can see a time up to [`SEEN_FLUSH`] older than the
 //! truth, and a node killed without a stop forgets at most that much activity: either way a
@@ -237,15 +237,6 @@ impl Tenants {
                 tracing::warn!(error = %e, "last-seen times not deleted");
             }
         }
-    }
-}
-
-/// Writes the node's recorded last-seen times every [`SEEN_FLUSH`], forever (the node's
-/// graceful stop writes the rest).
-pub async fn seen_writer(hub: Arc<crate::hub::Hub>) {
-    loop {
-        tokio::time::sleep(SEEN_FLUSH).await;
-        hub.tenants.flush_seen(&*hub.store).await;
     }
 }
 

@@ -275,7 +275,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     let (hub, store_socket) = open_hub(config).await?;
     let bootstrapped = first_run(config, &hub).await?;
     actix_rt::spawn(sweep_expired(hub.store.clone(), config.queue_policy.retention));
-    actix_rt::spawn(hush_actors::tenant::seen_writer(hub.clone()));
+    actix_rt::spawn(hush_actors::hub::seen_writer(hub.clone()));
     hub.tree.start(hub.metrics.clone()).await.map_err(|e| anyhow::anyhow!("actors not started: {e}"))?;
     let control =
         Control::start(hub.clone()).await.map_err(|e| anyhow::anyhow!("control actor not started: {e}"))?;

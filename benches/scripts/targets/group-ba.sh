@@ -1,0 +1,48 @@
+#!/bin/bash
+# The group row (one message to a 1,000-member group, until the last member has it), before
+# against after, RUNS hush-group processes (300 measured rounds each) per build and encoding,
+# interleaved run by run; same pinning as others.sh (hushd on CPU 0 with one worker, the tool
+# on CPU 1). The after build's hush-group drives both builds (their frames are the same).
+# Usage: benches/scripts/targets/group-ba.sh OUTDIR   (RUNS=3; BEFORE / AFTER: binary folders)
+#   GROUP_DATA: a data folder whose administrator has no second factor and whose password is
+#     bench-admin-password-1 (made here on first use with benches/scripts/actor-move/start.sh and
+#     one unmeasured hush-group run that creates the 1,000 members); each build gets a copy.
+set -uo pipefail
+OUTDIR=${1:?outdir}; mkdir -p "$OUTDIR"
+RUNS=${RUNS:-3}
+BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after}
+GROUP_DATA=${GROUP_DATA:-/tmp/tg-group}
+ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
+PORT=18830
+ulimit -n 20000
+export HUSH_ADMIN_PASSWORD=bench-admin-password-1
+start() { # bindir data -> PID
+  taskset -c 0 "$1/hushd" --listen 127.0.0.1:$PORT --data-dir "$2" --workers 1 > "$2.out" 2> "$2.log" &
+  local pid=$!
+  for i in $(seq 1 100); do grep -q "listening on" "$2.out" 2>/dev/null && break; sleep 0.1; done
+  echo $pid
+}
+stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; sleep 1; }
+group() { # extra flags...
+  taskset -c 1 "$AFTER/hush-group" --server "http://127.0.0.1:$PORT" --members 1000 --rounds 300 --warmup 20 "$@" 2>&1
+}
+if [ ! -d "$GROUP_DATA" ]; then
+  pid=$("$ROOT/benches/scripts/actor-move/start.sh" "$BEFORE" $PORT "$GROUP_DATA")
+  group --rounds 10 > "$OUTDIR/group-setup.txt"
+  stop "$pid"
+fi
+for b in before after; do
+  [ -d "$GROUP_DATA-$b" ] || cp -a "$GROUP_DATA" "$GROUP_DATA-$b"
+done
+for r in $(seq 1 "$RUNS"); do
+  for enc in postcard json; do
+    for b in before after; do
+      dir=$BEFORE; [ $b = after ] && dir=$AFTER
+      flag=""; [ $enc = json ] && flag=--json
+      pid=$(start "$dir" "$GROUP_DATA-$b")
+      group $flag | tee -a "$OUTDIR/group-raw.txt" | grep -E "last member|Accepted" \
+        | sed "s/^/$b $enc run $r: /" | tee -a "$OUTDIR/group.txt"
+      stop "$pid"
+    done
+  done
+done
