@@ -23,12 +23,13 @@ start() { # bindir data -> PID
   echo $pid
 }
 stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; sleep 1; }
-group() { # extra flags...
-  taskset -c 1 "$AFTER/hush-group" --server "http://127.0.0.1:$PORT" --members 1000 --rounds 300 --warmup 20 "$@" 2>&1
+group() { # rounds, extra flags...
+  local rounds=$1; shift
+  taskset -c 1 "$AFTER/hush-group" --server "http://127.0.0.1:$PORT" --members 1000 --rounds "$rounds" --warmup 20 "$@" 2>&1
 }
 if [ ! -d "$GROUP_DATA" ]; then
   pid=$("$ROOT/benches/scripts/actor-move/start.sh" "$BEFORE" $PORT "$GROUP_DATA")
-  group --rounds 10 > "$OUTDIR/group-setup.txt"
+  group 10 > "$OUTDIR/group-setup.txt"
   stop "$pid"
 fi
 for b in before after; do
@@ -40,7 +41,7 @@ for r in $(seq 1 "$RUNS"); do
       dir=$BEFORE; [ $b = after ] && dir=$AFTER
       flag=""; [ $enc = json ] && flag=--json
       pid=$(start "$dir" "$GROUP_DATA-$b")
-      group $flag | tee -a "$OUTDIR/group-raw.txt" | grep -E "last member|Accepted" \
+      group 300 $flag | tee -a "$OUTDIR/group-raw.txt" | grep -E "last member|Accepted" \
         | sed "s/^/$b $enc run $r: /" | tee -a "$OUTDIR/group.txt"
       stop "$pid"
     done
