@@ -18,6 +18,7 @@ use hush_protocol::wire::{
 use hush_store::{AuditRecord, NewEnvelope, SessionRecord};
 
 use crate::accounts::AccountError;
+use crate::delivery::registry::DeviceHandle;
 use crate::hub::Hub;
 use crate::now_ms;
 use crate::tenant::Expiry;
@@ -117,13 +118,14 @@ pub async fn emit_many(
 }
 
 /// Closes the live sockets of these sessions on every node (`LoggedOut` first, then `code`).
-/// Returns the connections of this node it asked to close.
+/// Returns the socket actors of this node it asked to close (their handles only: a kept
+/// session handle would keep that session's actor waiting for its mailbox to close).
 pub async fn kick_sessions(
     hub: &Hub,
     sessions: &[SessionRecord],
     reason: RevocationReason,
     code: u16,
-) -> Vec<crate::delivery::registry::Conn> {
+) -> Vec<DeviceHandle> {
     let reason = reason.as_str();
     let mut kicks = Vec::with_capacity(sessions.len());
     let mut local = Vec::new();
@@ -131,7 +133,7 @@ pub async fn kick_sessions(
         if let Some(conn) = hub.registry.get(&s.device) {
             if conn.session_id == s.id {
                 conn.revoke(&s.id, reason, code);
-                local.push(conn);
+                local.push(conn.device);
             }
         }
         kicks.push(Kick {
@@ -157,11 +159,11 @@ pub async fn kick_sessions(
 /// the same core).
 pub const CLOSE_FIRST_WAIT: std::time::Duration = std::time::Duration::from_millis(1_000);
 
-/// Waits until every connection's actor stopped, at most `bound`; returns how many had not.
-async fn closed(conns: &[crate::delivery::registry::Conn], bound: std::time::Duration) -> usize {
+/// Waits until every socket's actor stopped, at most `bound`; returns how many had not.
+async fn closed(sockets: &[DeviceHandle], bound: std::time::Duration) -> usize {
     let deadline = tokio::time::Instant::now() + bound;
     loop {
-        let open = conns.iter().filter(|c| !c.device.is_closed()).count();
+        let open = sockets.iter().filter(|d| !d.is_closed()).count();
         if open == 0 || tokio::time::Instant::now() >= deadline {
             return open;
         }
