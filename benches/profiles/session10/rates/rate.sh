@@ -1,4 +1,6 @@
 #!/bin/bash
+# As run last (rates 6000-12000, one run, output rate-hi-*); the first sweep was the same loop with
+# --rates 1000,3000,5000, two runs ("for r in 1 2"), output rate-<build>-<run>.txt.
 ulimit -n 20000
 TOKENS=/tmp/hush-load-http___127_0_0_1_18700_default_idle.json
 for r in 1; do for b in before after3; do
