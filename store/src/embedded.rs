@@ -1276,12 +1276,6 @@ fn scan_kv(
     Ok(out)
 }
 
-/// Checks a batch's namespace, size and every key before anything is written.
-fn check_batch_keys(ns: &str, keys: &[&str]) -> Result<()> {
-    crate::check_kv_batch(ns, keys.len())?;
-    keys.iter().try_for_each(|k| check_kv_key(k))
-}
-
 fn kv_encode(version: u64, value: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + value.len());
     out.extend_from_slice(&version.to_be_bytes());
@@ -1386,7 +1380,7 @@ impl KvStore for EmbeddedStore {
     }
 
     async fn kv_set_many(&self, ns: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
-        check_batch_keys(ns, &entries.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>())?;
+        crate::check_kv_batch(ns, entries.iter().map(|(k, _)| k.as_str()))?;
         let ns = ns.to_owned();
         self.write(move |t| {
             let mut table = t.txn.open_table(KV).map_err(backend)?;
@@ -1402,7 +1396,7 @@ impl KvStore for EmbeddedStore {
     }
 
     async fn kv_delete_many(&self, ns: &str, keys: Vec<String>) -> Result<u64> {
-        check_batch_keys(ns, &keys.iter().map(String::as_str).collect::<Vec<_>>())?;
+        crate::check_kv_batch(ns, keys.iter().map(String::as_str))?;
         let ns = ns.to_owned();
         self.write(move |t| {
             let mut table = t.txn.open_table(KV).map_err(backend)?;

@@ -344,7 +344,7 @@ pub trait KvStore: Send + Sync {
     /// backend allows (the embedded store: one commit; at most [`MAX_KV_REPLACE`] entries).
     /// Not atomic across keys in the MongoDB backend. The default sets them one by one.
     async fn kv_set_many(&self, ns: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
-        check_kv_batch(ns, entries.len())?;
+        check_kv_batch(ns, entries.iter().map(|(k, _)| k.as_str()))?;
         for (k, v) in entries {
             self.kv_set(ns, &k, v).await?;
         }
@@ -353,7 +353,7 @@ pub trait KvStore: Send + Sync {
     /// Deletes many keys of one namespace (absent ones are skipped), like
     /// [`Self::kv_set_many`]; returns how many it deleted.
     async fn kv_delete_many(&self, ns: &str, keys: Vec<String>) -> Result<u64> {
-        check_kv_batch(ns, keys.len())?;
+        check_kv_batch(ns, keys.iter().map(String::as_str))?;
         let mut n = 0;
         for k in keys {
             n += u64::from(self.kv_delete(ns, &k, None).await?);
@@ -380,14 +380,14 @@ pub trait KvStore: Send + Sync {
     async fn kv_replace_prefix(&self, ns: &str, prefix: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()>;
 }
 
-/// Validates a `kv_set_many` / `kv_delete_many` call's namespace and size (shared by the
-/// backends; each key is checked where it is used).
-pub fn check_kv_batch(ns: &str, n: usize) -> Result<()> {
+/// Validates a `kv_set_many` / `kv_delete_many` call before anything is written: its
+/// namespace, its size and every key (shared by the backends).
+pub fn check_kv_batch<'a>(ns: &str, keys: impl ExactSizeIterator<Item = &'a str>) -> Result<()> {
     check_kv_key(ns)?;
-    if n > MAX_KV_REPLACE {
-        return Err(StoreError::InvalidKey(format!("{n} entries (max {MAX_KV_REPLACE})")));
+    if keys.len() > MAX_KV_REPLACE {
+        return Err(StoreError::InvalidKey(format!("{} entries (max {MAX_KV_REPLACE})", keys.len())));
     }
-    Ok(())
+    keys.into_iter().try_for_each(check_kv_key)
 }
 
 /// Validates a `kv_replace_prefix` call (shared by the backends).

@@ -1090,8 +1090,7 @@ impl KvStore for MongoStore {
     }
 
     async fn kv_set_many(&self, ns: &str, entries: Vec<(String, Vec<u8>)>) -> Result<()> {
-        crate::check_kv_batch(ns, entries.len())?;
-        entries.iter().try_for_each(|(k, _)| check_kv_key(k))?;
+        crate::check_kv_batch(ns, entries.iter().map(|(k, _)| k.as_str()))?;
         // Each upsert is its own compare-and-set loop; they run side by side.
         let sets = entries.into_iter().map(|(k, v)| async move { self.kv_set(ns, &k, v).await });
         for r in futures_util::future::join_all(sets).await {
@@ -1101,8 +1100,7 @@ impl KvStore for MongoStore {
     }
 
     async fn kv_delete_many(&self, ns: &str, keys: Vec<String>) -> Result<u64> {
-        crate::check_kv_batch(ns, keys.len())?;
-        keys.iter().try_for_each(|k| check_kv_key(k))?;
+        crate::check_kv_batch(ns, keys.iter().map(String::as_str))?;
         if keys.is_empty() {
             return Ok(0);
         }

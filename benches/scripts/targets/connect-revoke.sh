@@ -23,19 +23,9 @@ REVOKE_DATA=${REVOKE_DATA:-/tmp/tg-revoke}
 TOKENS=/tmp/hush-load-http___127_0_0_1_18700_default_idle.json
 SECTIONS=${SECTIONS:-connect revoke}
 ulimit -n 20000
+source "$(dirname "$0")/lib.sh"   # start, stop, ticks, up
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 dir_of() { [ "$1" = before ] && echo "$BEFORE" || echo "$AFTER"; }
-start() { # bindir data port -> PID
-  taskset -c 0 "$1/hushd" --listen 127.0.0.1:$3 --data-dir "$2" --workers 1 > "$2.out" 2> "$2.log" &
-  local pid=$!
-  for i in $(seq 1 100); do grep -q "listening on" "$2.out" 2>/dev/null && break; sleep 0.1; done
-  echo $pid
-}
-stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; sleep 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo -1; }
-up() { # wait until FILE has PATTERN (or PID is gone)
-  until grep -q "$2" "$1" 2>/dev/null; do kill -0 "$3" 2>/dev/null || return 1; sleep 0.02; done
-}
 for b in before after; do
   on connect && [ ! -d "$CONNECT_DATA-$b" ] && cp -a "$CONNECT_DATA" "$CONNECT_DATA-$b"
   on revoke && [ ! -d "$REVOKE_DATA-$b" ] && cp -a "$REVOKE_DATA" "$REVOKE_DATA-$b"

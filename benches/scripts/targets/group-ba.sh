@@ -16,13 +16,7 @@ ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 PORT=18830
 ulimit -n 20000
 export HUSH_ADMIN_PASSWORD=bench-admin-password-1
-start() { # bindir data -> PID
-  taskset -c 0 "$1/hushd" --listen 127.0.0.1:$PORT --data-dir "$2" --workers 1 > "$2.out" 2> "$2.log" &
-  local pid=$!
-  for i in $(seq 1 100); do grep -q "listening on" "$2.out" 2>/dev/null && break; sleep 0.1; done
-  echo $pid
-}
-stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; sleep 1; }
+source "$(dirname "$0")/lib.sh"   # start, stop, ticks, up
 group() { # rounds, extra flags...
   local rounds=$1; shift
   taskset -c 1 "$AFTER/hush-group" --server "http://127.0.0.1:$PORT" --members 1000 --rounds "$rounds" --warmup 20 "$@" 2>&1
@@ -40,7 +34,7 @@ for r in $(seq 1 "$RUNS"); do
     for b in before after; do
       dir=$BEFORE; [ $b = after ] && dir=$AFTER
       flag=""; [ $enc = json ] && flag=--json
-      pid=$(start "$dir" "$GROUP_DATA-$b")
+      pid=$(start "$dir" "$GROUP_DATA-$b" $PORT)
       group 300 $flag | tee -a "$OUTDIR/group-raw.txt" | grep -E "last member|Accepted" \
         | sed "s/^/$b $enc run $r: /" | tee -a "$OUTDIR/group.txt"
       stop "$pid"

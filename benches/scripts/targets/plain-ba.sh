@@ -11,19 +11,18 @@ BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after
 DATA=${DATA:-/tmp/hush-idle-10000}
 TOKENS=/tmp/hush-load-http___127_0_0_1_18700_default_idle.json
 ulimit -n 20000
+source "$(dirname "$0")/lib.sh"   # start, stop, ticks, up
 for r in $(seq 1 "$ROUNDS"); do
   for enc in postcard json; do
     for b in before after; do
       dir=$BEFORE; [ $b = after ] && dir=$AFTER
       d=$DATA-$b
-      taskset -c 0 "$dir/hushd" --listen 127.0.0.1:18700 --data-dir "$d" --workers 1 > "$d.out" 2> "$d.log" &
-      pid=$!
-      for i in $(seq 1 100); do grep -q "listening on" "$d.out" 2>/dev/null && break; sleep 0.1; done
+      pid=$(start "$dir" "$d" 18700)
       sleep 1
       taskset -c 1 "$AFTER/hush-load" --server http://127.0.0.1:18700 --connections 1000 --payload 256 \
         --warmup 3 --duration 10 --grace 5 --rates "$RATES" --sweep-stop-ms 200 --encoding $enc --json \
         --user-prefix idle --hushd-pid $pid --token-cache $TOKENS > "$OUTDIR/plain-$b-$enc-$r.txt" 2>&1
-      kill $pid; while kill -0 $pid 2>/dev/null; do sleep 0.2; done; sleep 1
+      stop "$pid"
       grep '^RESULT' "$OUTDIR/plain-$b-$enc-$r.txt" | sed "s/^RESULT /$r $b $enc /" >> "$OUTDIR/plain.results"
       echo "$b $enc round $r: $(grep -E '^highest' "$OUTDIR/plain-$b-$enc-$r.txt")"
     done

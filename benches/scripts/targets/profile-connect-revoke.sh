@@ -29,6 +29,7 @@ TOKENS=/tmp/hush-load-http___127_0_0_1_18700_default_idle.json
 SECTIONS=${SECTIONS:-connect revoke group}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 ulimit -n 20000
+source "$(dirname "$0")/lib.sh"   # start, stop, ticks, up
 on() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 if [ "${2:-}" = fold ]; then
@@ -51,19 +52,8 @@ quiet_off() { grep -q wt15 /work/QUIET 2>/dev/null && rm -f /work/QUIET; }
 trap quiet_off EXIT
 trap 'exit 130' INT TERM   # exit (and so the EXIT trap), not just clean up and go on
 
-start() { # bindir data port -> PID
-  taskset -c 0 "$1/hushd" --listen 127.0.0.1:$3 --data-dir "$2" --workers 1 > "$2.out" 2> "$2.log" &
-  local pid=$!
-  for i in $(seq 1 100); do grep -q "listening on" "$2.out" 2>/dev/null && break; sleep 0.1; done
-  echo $pid
-}
-stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; done; sleep 1; }
-ticks() { awk '{print $14+$15}' "/proc/$1/stat" 2>/dev/null || echo -1; }
 # Samples utime+stime (clock ticks of 10 ms) of two PIDs every 0.1 s: "unix_time first second" (here: hush-load, hushd).
 sampler() { while kill -0 "$1" 2>/dev/null; do echo "$(date +%s.%N) $(ticks "$1") $(ticks "$2")"; sleep 0.1; done; }
-up() { # wait until FILE has PATTERN (or PID is gone)
-  until grep -q "$2" "$1" 2>/dev/null; do kill -0 "$3" 2>/dev/null || return 1; sleep 0.02; done
-}
 SYSCALLS=$(for s in accept4 recvfrom sendto read write writev epoll_wait epoll_ctl futex pread64 pwrite64 \
   fdatasync fsync close setsockopt getsockname mmap munmap madvise brk getrandom ioctl; do printf -- "-e syscalls:sys_enter_%s " $s; done)
 
