@@ -78,6 +78,26 @@ impl MessageSeed {
 }
 
 impl ChainKey {
+    /// [`Self::step`] computed alongside a 64-byte HKDF with no salt (SPQR's chain step of the
+    /// same message), their SHA-256 blocks interleaved (`hmac256::chain_step_and_hkdf64`).
+    pub(crate) fn step_with_hkdf64(
+        &self,
+        ikm: &[u8; 32],
+        info: &[&[u8]],
+        out: &mut [u8; 64],
+    ) -> Result<(MessageSeed, ChainKey), E2eError> {
+        let index = self.index.checked_add(1).ok_or(E2eError::ChainExhausted)?;
+        let (seed, next) = hmac256::chain_step_and_hkdf64(
+            self.key.as_bytes(),
+            CHAIN_MESSAGE_SEED,
+            CHAIN_NEXT_KEY,
+            ikm,
+            info,
+            out,
+        );
+        Ok((MessageSeed(seed), ChainKey { key: Secret32(next), index }))
+    }
+
     /// A chain key at `index`.
     pub fn new(key: [u8; 32], index: u32) -> Self {
         Self { key: Secret32(key), index }

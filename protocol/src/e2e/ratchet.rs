@@ -19,6 +19,7 @@ use super::kdf::{ChainKey, MessageKeys, MessageSeed, RootKey};
 use super::keys::{KeyPair, PublicKey};
 use super::message::{encode_prekey, encode_ratchet_unauthenticated, PreKeyFields, RatchetMessage};
 use super::secret::Secret32;
+use super::spqr::chain::plain_step as spqr_plain_step;
 use super::spqr::{SpqrReceipt, SpqrState};
 
 #[derive(Clone, Serialize, Deserialize)]
@@ -220,8 +221,7 @@ impl SessionState {
                 self.spqr.commit(spqr);
                 plaintext
             } else {
-                let (seed, adv) = advance(&chain.chain, msg.counter)?;
-                let (plaintext, spqr) = self.open(&seed, msg)?;
+                let (plaintext, spqr, adv) = self.advance_and_open(&chain.chain, msg)?;
                 if let Some(c) = self.receivers.get_mut(i) {
                     c.chain = adv.chain;
                     c.skipped.extend(adv.skipped);
@@ -237,8 +237,7 @@ impl SessionState {
             let their = msg.ratchet_key.prepare();
             let (root1, recv_chain) =
                 self.root_key.step_prepared(self.sender.ratchet.private_key(), &their)?;
-            let (seed, adv) = advance(&recv_chain, msg.counter)?;
-            let (plaintext, spqr) = self.open(&seed, msg)?;
+            let (plaintext, spqr, adv) = self.advance_and_open(&recv_chain, msg)?;
             let ratchet = KeyPair::generate(rng);
             let (root2, send_chain) = root1.step_prepared(ratchet.private_key(), &their)?;
             // Commit: nothing below can fail.
@@ -265,7 +264,47 @@ impl SessionState {
     fn open(&self, seed: &MessageSeed, msg: &RatchetMessage<'_>) -> Result<(Vec<u8>, SpqrReceipt), E2eError> {
         let (spqr, pq_key) =
             self.spqr.receive(msg.pq_ratchet).map_err(|e| E2eError::PqRatchet(e.to_string()))?;
-        let keys = MessageKeys::derive_salted(seed, Some(&pq_key))?;
+        Ok((self.open_keyed(seed, &pq_key, msg)?, spqr))
+    }
+
+    /// [`Self::open`] for a message at or past `chain`'s index: derives up to its counter on a
+    /// copy of the chain ([`advance_from`]), the first chain step computed alongside SPQR's (their
+    /// SHA-256 blocks interleaved: [`ChainKey::step_with_hkdf64`]). Returns what the chain
+    /// becomes if the message checks out.
+    fn advance_and_open(
+        &self,
+        chain: &ChainKey,
+        msg: &RatchetMessage<'_>,
+    ) -> Result<(Vec<u8>, SpqrReceipt, Advance), E2eError> {
+        check_jump(chain, msg.counter)?;
+        let mut first: Option<Result<(MessageSeed, ChainKey), E2eError>> = None;
+        let mut hkdf = |ikm: &[u8; 32], info: &[&[u8]], out: &mut [u8; 64]| {
+            if first.is_none() {
+                first = Some(chain.step_with_hkdf64(ikm, info, out));
+            } else {
+                spqr_plain_step(ikm, info, out);
+            }
+        };
+        let (spqr, pq_key) = self
+            .spqr
+            .receive_with(msg.pq_ratchet, &mut hkdf)
+            .map_err(|e| E2eError::PqRatchet(e.to_string()))?;
+        let first = match first {
+            Some(step) => step?,
+            None => chain.step()?,
+        };
+        let (seed, adv) = advance_from(first, msg.counter)?;
+        Ok((self.open_keyed(&seed, &pq_key, msg)?, spqr, adv))
+    }
+
+    /// Derives the message keys from the seed and SPQR's key, checks the MAC and decrypts.
+    fn open_keyed(
+        &self,
+        seed: &MessageSeed,
+        pq_key: &[u8; 32],
+        msg: &RatchetMessage<'_>,
+    ) -> Result<Vec<u8>, E2eError> {
+        let keys = MessageKeys::derive_salted(seed, Some(pq_key))?;
         let expected = cbc::mac(
             &keys.mac_key,
             &self.remote_identity.serialize(),
@@ -275,8 +314,7 @@ impl SessionState {
         if !cbc::mac_matches(&expected, msg.mac) {
             return Err(E2eError::DecryptionFailed);
         }
-        let plaintext = cbc::decrypt(&keys.cipher_key, &keys.iv, msg.ciphertext)?;
-        Ok((plaintext, spqr))
+        cbc::decrypt(&keys.cipher_key, &keys.iv, msg.ciphertext)
     }
 
     fn enforce_session_skip_bound(&mut self) {
@@ -320,16 +358,22 @@ fn trim_front(v: &mut Vec<SkippedKey>, max: usize) {
     }
 }
 
-/// Derives up to the message's counter on a copy of the chain: the message's seed and what the
-/// chain becomes if the message checks out.
-fn advance(chain: &ChainKey, counter: u32) -> Result<(MessageSeed, Advance), E2eError> {
+/// Refuses a counter behind `chain` or too far ahead of it.
+fn check_jump(chain: &ChainKey, counter: u32) -> Result<(), E2eError> {
     let jump = counter.checked_sub(chain.index()).ok_or(E2eError::DuplicateMessage)?;
     if jump > MAX_FORWARD_JUMPS {
         return Err(E2eError::TooFarInFuture);
     }
+    Ok(())
+}
+
+/// Derives up to the message's counter on a copy of the chain, from its first step already
+/// computed (`first`: the seed at the chain's index and the chain after it): the message's
+/// seed and what the chain becomes if the message checks out.
+fn advance_from(first: (MessageSeed, ChainKey), counter: u32) -> Result<(MessageSeed, Advance), E2eError> {
     let keep_from = counter.saturating_sub(MAX_SKIPPED_KEYS_PER_CHAIN as u32);
     let mut skipped = Vec::new();
-    let mut ck = chain.step()?;
+    let mut ck = first;
     while ck.1.index() <= counter {
         let index = ck.1.index() - 1;
         if index >= keep_from {

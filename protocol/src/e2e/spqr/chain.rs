@@ -29,6 +29,17 @@ pub(crate) const LABEL_ADD_EPOCH: &[u8] = b"Signal PQ Ratchet V1 Chain Add Epoch
 /// Chain step label (preceded by the counter, BE32).
 pub(crate) const LABEL_NEXT: &[u8] = b"Signal PQ Ratchet V1 Chain Next";
 
+/// How a receiving direction computes one chain step's HKDF (no salt; `ikm` the chain value,
+/// `info` the counter and [`LABEL_NEXT`], 64 bytes out). Decryption passes one that computes
+/// the Double Ratchet's chain step alongside (`hmac256::chain_step_and_hkdf64`); anything
+/// else computes exactly this HKDF.
+pub(crate) type StepHkdf<'a> = dyn FnMut(&[u8; 32], &[&[u8]], &mut [u8; 64]) + 'a;
+
+/// The plain [`StepHkdf`].
+pub(crate) fn plain_step(ikm: &[u8; 32], info: &[&[u8]], out: &mut [u8; 64]) {
+    hkdf_into(None, ikm, info, out);
+}
+
 /// Furthest a receiver moves ahead of its counter in one message.
 pub const MAX_JUMP: u32 = 25_000;
 /// How far behind its counter a receiver keeps skipped keys.
@@ -58,10 +69,15 @@ impl Direction {
 
     /// Advances one step: `(index, key)`.
     fn step(&mut self) -> Result<(u32, Secret32), SpqrError> {
+        self.step_with(&mut plain_step)
+    }
+
+    /// [`Self::step`] with the HKDF computed by `hkdf`.
+    fn step_with(&mut self, hkdf: &mut StepHkdf<'_>) -> Result<(u32, Secret32), SpqrError> {
         let next = self.next.as_mut().ok_or(SpqrError::StateInvalid)?;
         let ctr = self.ctr.checked_add(1).ok_or(SpqrError::KeyJump(self.ctr, u32::MAX))?;
         let mut okm = Wiped::<64>::zeroed();
-        hkdf_into(None, next.as_bytes(), &[&ctr.to_be_bytes(), LABEL_NEXT], &mut okm[..]);
+        hkdf(next.as_bytes(), &[&ctr.to_be_bytes(), LABEL_NEXT], &mut okm);
         next.0.copy_from_slice(&okm[..32]);
         let mut key = Secret32([0u8; 32]);
         key.0.copy_from_slice(&okm[32..]);
@@ -69,8 +85,8 @@ impl Direction {
         Ok((ctr, key))
     }
 
-    /// The receiving key at index `at`.
-    fn recv_key(&mut self, at: u32, max_jump: u32) -> Result<Secret32, SpqrError> {
+    /// The receiving key at index `at`, every step's HKDF computed by `hkdf`.
+    fn recv_key(&mut self, at: u32, max_jump: u32, hkdf: &mut StepHkdf<'_>) -> Result<Secret32, SpqrError> {
         let ctr = self.ctr;
         if at < ctr {
             return self.take_skipped(at);
@@ -87,13 +103,13 @@ impl Direction {
             self.skipped.clear();
         }
         while self.ctr + 1 < at {
-            let (i, k) = self.step()?;
+            let (i, k) = self.step_with(hkdf)?;
             if u64::from(i) >= keep_from {
                 self.skipped.push((i, k));
             }
         }
         self.collect_garbage();
-        Ok(self.step()?.1)
+        Ok(self.step_with(hkdf)?.1)
     }
 
     fn take_skipped(&mut self, at: u32) -> Result<Secret32, SpqrError> {
@@ -221,11 +237,17 @@ impl Chain {
     }
 
     /// The receiving key of `epoch` at `index`, derived on a copy of that one direction: the
-    /// chain is unchanged until [`Self::apply`] writes the copy back.
-    pub(crate) fn peek_recv_key(&self, epoch: u64, index: u32) -> Result<(Secret32, RecvUpdate), SpqrError> {
+    /// chain is unchanged until [`Self::apply`] writes the copy back. Each step's HKDF is
+    /// computed by `hkdf`.
+    pub(crate) fn peek_recv_key(
+        &self,
+        epoch: u64,
+        index: u32,
+        hkdf: &mut StepHkdf<'_>,
+    ) -> Result<(Secret32, RecvUpdate), SpqrError> {
         let pos = self.position(epoch)?;
         let mut dir = self.links.get(pos).ok_or(SpqrError::StateInvalid)?.recv.clone();
-        let key = dir.recv_key(index, self.max_jump)?;
+        let key = dir.recv_key(index, self.max_jump, hkdf)?;
         Ok((key, RecvUpdate { pos, dir }))
     }
 
@@ -240,7 +262,11 @@ impl Chain {
     pub(crate) fn recv_key(&mut self, epoch: u64, index: u32) -> Result<Secret32, SpqrError> {
         let pos = self.position(epoch)?;
         let max_jump = self.max_jump;
-        self.links.get_mut(pos).ok_or(SpqrError::StateInvalid)?.recv.recv_key(index, max_jump)
+        self.links.get_mut(pos).ok_or(SpqrError::StateInvalid)?.recv.recv_key(
+            index,
+            max_jump,
+            &mut plain_step,
+        )
     }
 
     #[cfg(test)]
@@ -263,7 +289,7 @@ mod tests {
         let indexes = [1u32, 2, 5, 3, 3, 4, 9, 2, 8, 6, 7, 7, 40, 12, 39, 2_100, 45, 2_099, 10];
         for i in indexes {
             let direct = a.recv_key(0, i).map(|k| k.0);
-            let peeked = b.peek_recv_key(0, i).map(|(k, u)| {
+            let peeked = b.peek_recv_key(0, i, &mut plain_step).map(|(k, u)| {
                 b.apply(u);
                 k.0
             });

@@ -222,7 +222,17 @@ impl SpqrState {
     /// the message changes, for [`Self::commit`] once the message authenticated. This state is
     /// untouched.
     pub fn receive(&self, msg: &[u8]) -> Result<(SpqrReceipt, [u8; 32]), SpqrError> {
-        match self.receive_optional_key(msg)? {
+        self.receive_with(msg, &mut chain::plain_step)
+    }
+
+    /// [`Self::receive`] with the receiving chain's step HKDF computed by `hkdf` (see
+    /// [`chain::StepHkdf`]).
+    pub(crate) fn receive_with(
+        &self,
+        msg: &[u8],
+        hkdf: &mut chain::StepHkdf<'_>,
+    ) -> Result<(SpqrReceipt, [u8; 32]), SpqrError> {
+        match self.receive_optional_key_with(msg, hkdf)? {
             (receipt, Some(key)) => Ok((receipt, key)),
             (_, None) => Err(SpqrError::NoMessageKey),
         }
@@ -244,6 +254,14 @@ impl SpqrState {
 
     /// [`Self::recv_optional_key`] without copying the state (see [`Self::receive`]).
     pub fn receive_optional_key(&self, msg: &[u8]) -> Result<(SpqrReceipt, Option<[u8; 32]>), SpqrError> {
+        self.receive_optional_key_with(msg, &mut chain::plain_step)
+    }
+
+    fn receive_optional_key_with(
+        &self,
+        msg: &[u8],
+        hkdf: &mut chain::StepHkdf<'_>,
+    ) -> Result<(SpqrReceipt, Option<[u8; 32]>), SpqrError> {
         match msg.first() {
             None | Some(0) => {
                 return Err(if self.negotiating {
@@ -275,7 +293,7 @@ impl SpqrState {
             // Otherwise one receiving direction moves (most messages).
             None if keyless => (ChainChange::Unchanged, None),
             None => {
-                let (key, update) = self.chain.peek_recv_key(key_epoch, m.index)?;
+                let (key, update) = self.chain.peek_recv_key(key_epoch, m.index, hkdf)?;
                 (ChainChange::Recv(update), Some(key.0))
             }
         };
