@@ -217,10 +217,17 @@ pub async fn revoke_many(
     if let Err(e) = hub.store.append_audits(records).await {
         hush_store::failure::log_failure(&e, "audit records not written");
     }
+    // One line per session only for a single revocation: a bulk one is the summary line above
+    // (every session is in the audit log), not thousands of lines.
+    let single = revoked.len() == 1;
     let events = revoked
         .iter()
         .map(|s| {
-            tracing::info!(session = %s.id, device = %s.device, reason = reason.as_str(), "session revoked");
+            if single {
+                tracing::info!(session = %s.id, device = %s.device, reason = reason.as_str(), "session revoked");
+            } else {
+                tracing::debug!(session = %s.id, device = %s.device, reason = reason.as_str(), "session revoked");
+            }
             let ev = SessionEvent::SessionRevoked {
                 session_id: s.id.clone(),
                 device: s.device.device,
