@@ -13,7 +13,12 @@ use crate::error::ApiError;
 
 /// The token of an `Authorization: Bearer <token>` header, if present.
 pub fn bearer(req: &HttpRequest) -> Option<String> {
-    let h = req.headers().get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
+    bearer_of(req.headers())
+}
+
+/// [`bearer`] from a request's headers.
+pub fn bearer_of(headers: &actix_web::http::header::HeaderMap) -> Option<String> {
+    let h = headers.get(actix_web::http::header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = h.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
 }

@@ -20,6 +20,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which code runs a WebSocket after its upgrade.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WsEngine {
+    /// actix-ws inside actix-http's HTTP/1 dispatcher (the default).
+    #[default]
+    Actix,
+    /// Experimental: the node takes the socket over at the upgrade and runs it with
+    /// tungstenite and small buffers (see `node/src/upgrade.rs`).
+    Tungstenite,
+}
+
 /// Command line of `hushd`.
 #[derive(Parser, Debug)]
 #[command(name = "hushd", version, about = "Hush messaging node")]
@@ -123,6 +135,9 @@ pub struct Cli {
     /// upgrades are refused with 503.
     #[arg(long, env = "HUSH_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<usize>,
+    /// Which code runs WebSockets after the upgrade (experimental; default actix).
+    #[arg(long, env = "HUSH_WS_ENGINE", global = true, hide = true, value_enum)]
+    pub ws_engine: Option<WsEngine>,
     /// Test builds only (feature `fault-injection`): serve `POST /v1/test/faults`.
     #[cfg(feature = "fault-injection")]
     #[arg(long, global = true, hide = true)]
@@ -265,6 +280,8 @@ pub struct FileConfig {
     pub max_incomplete_per_address: Option<usize>,
     /// See [`Cli::max_connections`].
     pub max_connections: Option<usize>,
+    /// See [`Cli::ws_engine`].
+    pub ws_engine: Option<WsEngine>,
 }
 
 /// The certificate and key files of the TLS listener.
@@ -313,6 +330,8 @@ pub struct Config {
     pub edge: crate::edge::EdgeLimits,
     /// Serve `POST /v1/test/faults` (only ever true in a build with `fault-injection`).
     pub fault_injection: bool,
+    /// Which code runs WebSockets after the upgrade.
+    pub ws_engine: WsEngine,
 }
 
 impl Default for Config {
@@ -335,6 +354,7 @@ impl Default for Config {
             throttle: hush_actors::throttle::ThrottlePolicy::default(),
             edge: crate::edge::EdgeLimits::default(),
             fault_injection: false,
+            ws_engine: WsEngine::default(),
         }
     }
 }
@@ -376,6 +396,7 @@ impl Config {
         let fault_injection = false;
         Ok(Config {
             fault_injection,
+            ws_engine: cli.ws_engine.or(file.ws_engine).unwrap_or(d.ws_engine),
             edge,
             tls,
             insecure_http: cli.insecure_http || file.insecure_http.unwrap_or(false),

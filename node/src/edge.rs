@@ -153,7 +153,7 @@ impl AddressGate {
         }
     }
 
-    /// The callback of `HttpServer::on_connect`: counts the new connection against its
+    /// The callback of `HttpServer::on_connect` (`on_connect_ext`): counts the new connection against its
     /// address, and marks it refused when the address is over its bound (its first request is
     /// answered `429`; one that sends no request head is closed by the head timer).
     pub fn on_connect(self: &Arc<Self>, io: &dyn Any, data: &mut Extensions) {
@@ -219,6 +219,29 @@ impl Ticket {
 impl Drop for Ticket {
     fn drop(&mut self) {
         self.end();
+    }
+}
+
+/// A request the routes do not see (a WebSocket upgrade taken over by [`crate::upgrade`]),
+/// counted against its address as [`guard`] counts the others: refused with `429` over the
+/// bound; counted as incomplete until the returned value is dropped (once the handshake is
+/// answered).
+pub(crate) fn admit(req: &actix_http::Request) -> Result<Option<Admitted>, ApiError> {
+    let Some(ticket) = req.conn_data::<Rc<Ticket>>().cloned() else {
+        return Ok(None);
+    };
+    if ticket.refused.get() || !ticket.begin() {
+        return Err(ApiError::TooManyConnections);
+    }
+    Ok(Some(Admitted(ticket)))
+}
+
+/// See [`admit`].
+pub(crate) struct Admitted(Rc<Ticket>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.end();
     }
 }
 

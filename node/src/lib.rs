@@ -34,4 +34,5 @@ pub mod routes;
 pub mod server;
 pub mod store_cmd;
 pub mod tls;
+pub mod upgrade;
 pub mod ws;

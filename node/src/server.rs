@@ -289,7 +289,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     }
     let gate = crate::edge::AddressGate::new(edge.max_incomplete_per_address);
     let console = web::Data::new(crate::console::ConsoleTransport { tls: tls.is_some() });
-    let server = HttpServer::new(move || {
+    let ws_context = crate::upgrade::UpgradeContext { hub: hub.clone(), permits: permits.get_ref().clone() };
+    let app = move || {
         App::new()
             .wrap(actix_web::middleware::from_fn(crate::edge::guard))
             .app_data(edge)
@@ -315,25 +316,41 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .configure(crate::routes::configure)
             .configure(crate::console::configure)
             .default_service(web::to(crate::fallback::unmatched))
-    })
-    .on_connect(move |io, data| gate.on_connect(io, data))
-    .workers(config.workers)
-    // Small frames must not wait for the peer's delayed ACK (Nagle): that stall alone put the
-    // p99 at ~40 ms below saturation. Under load several frames still leave in one write,
-    // because the HTTP/1 dispatcher drains every frame already queued before it flushes.
-    .tcp_nodelay(true)
-    .disable_signals()
-    .shutdown_timeout(5);
-    let server = match &tls {
-        Some(store) => server.listen_rustls_0_23(listener, crate::tls::server_config(store.clone())?)?,
-        None => server.listen(listener)?,
     };
-    let addr = server.addrs().first().copied().ok_or_else(|| anyhow::anyhow!("bound to no address"))?;
-    let server = server.run();
+    let (server, addr) = match config.ws_engine {
+        crate::config::WsEngine::Actix => {
+            let server = HttpServer::new(app)
+                .on_connect(move |io, data| gate.on_connect(io, data))
+                .workers(config.workers)
+                // Small frames must not wait for the peer's delayed ACK (Nagle): that stall
+                // alone put the p99 at ~40 ms below saturation. Under load several frames still
+                // leave in one write, because the HTTP/1 dispatcher drains every frame already
+                // queued before it flushes.
+                .tcp_nodelay(true)
+                .disable_signals()
+                .shutdown_timeout(5);
+            let server = match &tls {
+                Some(store) => {
+                    server.listen_rustls_0_23(listener, crate::tls::server_config(store.clone())?)?
+                }
+                None => server.listen(listener)?,
+            };
+            let addr =
+                server.addrs().first().copied().ok_or_else(|| anyhow::anyhow!("bound to no address"))?;
+            (server.run(), addr)
+        }
+        crate::config::WsEngine::Tungstenite => {
+            let tls_config = match &tls {
+                Some(store) => Some(crate::tls::server_config(store.clone())?),
+                None => None,
+            };
+            crate::upgrade::serve(app, listener, tls_config, gate, config.workers, ws_context)?
+        }
+    };
     let handle = server.handle();
     let task = actix_rt::spawn(server);
     let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, scheme, node = %config.node_id, bus = hub.bus.kind(), "listening");
+    tracing::info!(%addr, scheme, node = %config.node_id, bus = hub.bus.kind(), ws_engine = ?config.ws_engine, "listening");
     Ok(Running { addr, bootstrapped, hub, control, tls, store_socket, server: handle, task })
 }
 

@@ -30,13 +30,13 @@ use crate::auth::bearer;
 use crate::error::ApiError;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Format {
+pub(crate) enum Format {
     Unset,
     Postcard,
     Json,
 }
 
-type SharedFormat = Rc<Cell<Format>>;
+pub(crate) type SharedFormat = Rc<Cell<Format>>;
 
 fn follow(fmt: &SharedFormat, f: Format) {
     if fmt.get() == Format::Unset {
@@ -94,38 +94,81 @@ pub async fn websocket(
     Ok(resp)
 }
 
-async fn close(session: Session, code: u16, reason: &str) {
-    let _ = session
-        .close(Some(CloseReason { code: CloseCode::from(code), description: Some(reason.to_owned()) }))
-        .await;
+/// The sending half of a WebSocket, whichever engine runs it (actix-ws, or tungstenite on the
+/// socket taken over after the upgrade: [`crate::upgrade`]). A frame may wait in the engine's
+/// buffer until [`WsSink::flush`].
+pub(crate) trait WsSink {
+    /// Queues a text frame.
+    fn text(&mut self, t: String) -> impl std::future::Future<Output = Result<(), ()>>;
+    /// Queues a binary frame.
+    fn binary(&mut self, b: Vec<u8>) -> impl std::future::Future<Output = Result<(), ()>>;
+    /// Queues a ping.
+    fn ping(&mut self) -> impl std::future::Future<Output = Result<(), ()>>;
+    /// Queues a pong.
+    fn pong(&mut self, p: &[u8]) -> impl std::future::Future<Output = Result<(), ()>>;
+    /// Writes what is queued.
+    fn flush(&mut self) -> impl std::future::Future<Output = Result<(), ()>>;
+    /// Sends a close frame (with its code and reason, if any) and ends the socket.
+    fn close(self, why: Option<(u16, &str)>) -> impl std::future::Future<Output = ()>;
+}
+
+impl WsSink for Session {
+    async fn text(&mut self, t: String) -> Result<(), ()> {
+        Session::text(self, t).await.map_err(|_| ())
+    }
+    async fn binary(&mut self, b: Vec<u8>) -> Result<(), ()> {
+        Session::binary(self, b).await.map_err(|_| ())
+    }
+    async fn ping(&mut self) -> Result<(), ()> {
+        Session::ping(self, b"").await.map_err(|_| ())
+    }
+    async fn pong(&mut self, p: &[u8]) -> Result<(), ()> {
+        Session::pong(self, p).await.map_err(|_| ())
+    }
+    async fn flush(&mut self) -> Result<(), ()> {
+        // actix-http's dispatcher writes whenever it is polled.
+        Ok(())
+    }
+    async fn close(self, why: Option<(u16, &str)>) {
+        let reason = why.map(|(code, reason)| CloseReason {
+            code: CloseCode::from(code),
+            description: Some(reason.to_owned()),
+        });
+        let _ = Session::close(self, reason).await;
+    }
 }
 
 /// A socket without an `Authorization` header: authenticated by its first frame, then run.
-async fn first_frame_connection(
+pub(crate) async fn first_frame_connection<S, St>(
     hub: std::sync::Arc<Hub>,
-    mut session: Session,
-    mut stream: Reassembler,
+    mut sink: S,
+    mut stream: St,
     fmt: SharedFormat,
-) {
+) where
+    S: WsSink + 'static,
+    St: Stream<Item = Incoming> + Unpin + 'static,
+{
     // Boxed: the authentication's state (store reads) is not kept for the socket's life.
-    match Box::pin(first_frame_auth(&hub, &mut session, &mut stream, &fmt)).await {
-        Ok(authed) => run_device(hub, session, stream, authed, fmt).await,
-        Err((code, why)) => close(session, code, &why).await,
+    match Box::pin(first_frame_auth(&hub, &mut sink, &mut stream, &fmt)).await {
+        Ok(authed) => run_device(hub, sink, stream, authed, fmt).await,
+        Err((code, why)) => sink.close(Some((code, &why))).await,
     }
 }
 
 /// Writes a typed error frame before a close.
-async fn refuse(session: &mut Session, fmt: &SharedFormat, code: ErrorCode, message: String) {
+async fn refuse<S: WsSink>(sink: &mut S, fmt: &SharedFormat, code: ErrorCode, message: String) {
     let err = ServerFrame::Error { id: None, code, message, retry_after_s: None };
-    let _ = write(session, Outbound::Frame(Box::new(err)), fmt).await;
+    if write(sink, Outbound::Frame(Box::new(err)), fmt).await.is_ok() {
+        let _ = sink.flush().await;
+    }
 }
 
 /// Authentication by a first `Auth` frame (within [`AUTH_TIMEOUT`]); the close code and
 /// reason when refused (an error frame already written where the client should learn why).
-async fn first_frame_auth(
+async fn first_frame_auth<S: WsSink, St: Stream<Item = Incoming> + Unpin>(
     hub: &std::sync::Arc<Hub>,
-    session: &mut Session,
-    stream: &mut Reassembler,
+    sink: &mut S,
+    stream: &mut St,
     fmt: &SharedFormat,
 ) -> Result<Authed, (u16, String)> {
     let unauthorized = |why: &str| (CLOSE_UNAUTHORIZED, why.to_owned());
@@ -145,7 +188,7 @@ async fn first_frame_auth(
         Ok(ClientFrame::Auth { token }) => token,
         Ok(_) => return Err(unauthorized("the first frame must be Auth")),
         Err(e) => {
-            refuse(session, fmt, e.code(), e.to_string()).await;
+            refuse(sink, fmt, e.code(), e.to_string()).await;
             return Err(unauthorized("the first frame must be Auth"));
         }
     };
@@ -158,20 +201,24 @@ async fn first_frame_auth(
         Err(accounts::AccountError::SessionExpired) => "session expired",
         Err(_) => "invalid or revoked token",
     };
-    refuse(session, fmt, ErrorCode::InvalidRequest, refused.into()).await;
+    refuse(sink, fmt, ErrorCode::InvalidRequest, refused.into()).await;
     Err(unauthorized(refused))
 }
 
 /// Starts an authenticated socket: its session's actor on a task of its own; returns its
 /// device's actor joined with the socket writer, for this connection's task. Not `async`, so
 /// that none of the setup's locals is part of the long-lived future.
-fn run_device(
+pub(crate) fn run_device<S, St>(
     hub: std::sync::Arc<Hub>,
-    session: Session,
-    stream: Reassembler,
+    sink: S,
+    stream: St,
     authed: Authed,
     fmt: SharedFormat,
-) -> impl std::future::Future<Output = ()> {
+) -> impl std::future::Future<Output = ()>
+where
+    S: WsSink + 'static,
+    St: Stream<Item = Incoming> + Unpin + 'static,
+{
     let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
     let (closer, close_rx) = Closer::new();
     let in_fmt = fmt.clone();
@@ -195,11 +242,11 @@ fn run_device(
     );
     tokio::spawn(session_actor);
     let actor = hush_actors::device::serve(hub, wiring, inbound);
-    futures_util::future::join(actor, writer(session, rx, close_rx, fmt)).map(|_| ())
+    futures_util::future::join(actor, writer(sink, rx, close_rx, fmt)).map(|_| ())
 }
 
 /// A client message, reassembled from its fragments, or why the socket must close.
-enum Incoming {
+pub(crate) enum Incoming {
     Text(String),
     Binary(Bytes),
     Ping(Bytes),
@@ -343,7 +390,7 @@ fn decode(item: Incoming, fmt: &SharedFormat) -> Inbound {
     }
 }
 
-async fn write(session: &mut Session, item: Outbound, fmt: &SharedFormat) -> Result<(), ()> {
+async fn write<S: WsSink>(session: &mut S, item: Outbound, fmt: &SharedFormat) -> Result<(), ()> {
     let r = match item {
         Outbound::Frame(f) => match fmt.get() {
             Format::Postcard => match f.encode_binary() {
@@ -361,14 +408,14 @@ async fn write(session: &mut Session, item: Outbound, fmt: &SharedFormat) -> Res
                 }
             },
         },
-        Outbound::Ping => session.ping(b"").await,
+        Outbound::Ping => session.ping().await,
         Outbound::Pong(p) => session.pong(&p).await,
     };
-    r.map_err(|_| ())
+    r
 }
 
-async fn writer(
-    mut session: Session,
+async fn writer<S: WsSink>(
+    mut session: S,
     mut rx: mpsc::Receiver<Outbound>,
     mut close_rx: oneshot::Receiver<CloseFrame>,
     fmt: SharedFormat,
@@ -386,11 +433,9 @@ async fn writer(
                                 }
                             }
                         }
-                        close(session, c.code, &c.reason).await;
+                        session.close(Some((c.code, &c.reason))).await;
                     }
-                    Err(_) => {
-                        let _ = session.close(None).await;
-                    }
+                    Err(_) => session.close(None).await,
                 }
                 return;
             }
@@ -399,9 +444,18 @@ async fn writer(
                     if write(&mut session, item, &fmt).await.is_err() {
                         return;
                     }
+                    // Whatever else is queued goes out in the same write.
+                    while let Ok(item) = rx.try_recv() {
+                        if write(&mut session, item, &fmt).await.is_err() {
+                            return;
+                        }
+                    }
+                    if session.flush().await.is_err() {
+                        return;
+                    }
                 }
                 None => {
-                    let _ = session.close(None).await;
+                    session.close(None).await;
                     return;
                 }
             }

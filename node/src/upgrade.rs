@@ -1,0 +1,354 @@
+//! The WebSocket engine that owns the socket after the upgrade (`--ws-engine tungstenite`).
+//!
+//! With actix-ws (the default engine) a WebSocket stays an HTTP/1 response stream of actix-http's
+//! dispatcher for its whole life: 8 KiB read and 8 KiB write buffers (constants of actix-http),
+//! the dispatcher's state and two channels per socket, about 60% of an idle connection's heap
+//! (issue 15's heap profile, `benches/README.md`). Here actix-http hands the connection over at
+//! the upgrade (its `upgrade` service): this module answers the handshake itself, drops
+//! actix-http's buffers and runs the socket with tungstenite, whose read buffer is
+//! [`READ_BUFFER`] and whose write buffer only holds frames until the writer's flush. What
+//! happens after the handshake (authentication, the device and session actors, formats, close
+//! codes) is the same code as the default engine's ([`crate::ws`]).
+//!
+//! Requests answered here (every HTTP/1 request with `Connection: upgrade`): `GET /v1/ws` with
+//! a valid WebSocket handshake is upgraded; anything else gets the JSON error the routes would
+//! give (400 for a bad handshake, 404 for another path), and its connection is closed.
+
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_codec::{AsyncRead, AsyncWrite, Framed};
+use actix_http::{h1, Request};
+use actix_web::{HttpMessage, ResponseError};
+use bytes::Bytes;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
+use hush_actors::device::{CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
+use hush_actors::hub::Hub;
+use hush_protocol::limits::MAX_FRAME_BYTES;
+use hush_protocol::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::error::{CapacityError, ProtocolError};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::error::ApiError;
+use crate::ws::{Format, Incoming, SharedFormat, WsSink};
+
+/// Bytes of a socket's read buffer (tungstenite allocates it up front; a larger message grows
+/// it while it is read).
+pub const READ_BUFFER: usize = 4096;
+
+/// Frames are buffered up to this many bytes before the writer's flush writes them anyway.
+const WRITE_BUFFER: usize = 64 * 1024;
+
+/// What the upgrade service needs.
+#[derive(Clone)]
+pub struct UpgradeContext {
+    /// The node.
+    pub hub: Arc<Hub>,
+    /// The bound on open WebSocket connections.
+    pub permits: crate::edge::SocketPermits,
+}
+
+/// The sending half of a socket run by tungstenite.
+pub(crate) struct TungSink<T: AsyncRead + AsyncWrite + Unpin>(SplitSink<WebSocketStream<T>, Message>);
+
+impl<T: AsyncRead + AsyncWrite + Unpin> WsSink for TungSink<T> {
+    async fn text(&mut self, t: String) -> Result<(), ()> {
+        self.0.feed(Message::text(t)).await.map_err(|_| ())
+    }
+    async fn binary(&mut self, b: Vec<u8>) -> Result<(), ()> {
+        self.0.feed(Message::binary(b)).await.map_err(|_| ())
+    }
+    async fn ping(&mut self) -> Result<(), ()> {
+        self.0.feed(Message::Ping(Bytes::new())).await.map_err(|_| ())
+    }
+    async fn pong(&mut self, p: &[u8]) -> Result<(), ()> {
+        self.0.feed(Message::Pong(Bytes::copy_from_slice(p))).await.map_err(|_| ())
+    }
+    async fn flush(&mut self) -> Result<(), ()> {
+        self.0.flush().await.map_err(|_| ())
+    }
+    async fn close(mut self, why: Option<(u16, &str)>) {
+        let frame = why.map(|(code, reason)| CloseFrame {
+            code: CloseCode::from(code),
+            reason: Utf8Bytes::from(reason.to_owned()),
+        });
+        let _ = self.0.send(Message::Close(frame)).await;
+        let _ = self.0.close().await;
+    }
+}
+
+/// The receiving half: client messages as the default engine's reader gives them (tungstenite
+/// reassembles fragments and answers pings itself, so a ping only counts as a sign of life).
+pub(crate) struct TungInbound<T: AsyncRead + AsyncWrite + Unpin> {
+    inner: SplitStream<WebSocketStream<T>>,
+    done: bool,
+}
+
+fn incoming(item: Result<Message, WsError>) -> Option<Incoming> {
+    Some(match item {
+        Ok(Message::Text(t)) => Incoming::Text(t.as_str().to_owned()),
+        Ok(Message::Binary(b)) => Incoming::Binary(b),
+        Ok(Message::Ping(_) | Message::Pong(_)) => Incoming::Pong,
+        Ok(Message::Close(_)) => Incoming::Close,
+        Ok(Message::Frame(_)) => return None,
+        Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
+            Incoming::Violation { code: CLOSE_TOO_BIG, reason: "message too large" }
+        }
+        Err(WsError::Utf8(_)) => {
+            Incoming::Violation { code: CLOSE_INVALID_PAYLOAD, reason: "text message is not UTF-8" }
+        }
+        Err(WsError::Protocol(
+            ProtocolError::ExpectedFragment(_) | ProtocolError::UnexpectedContinueFrame,
+        )) => Incoming::Violation { code: CLOSE_PROTOCOL, reason: "broken fragment sequence" },
+        Err(WsError::Protocol(_) | WsError::Capacity(_)) => {
+            Incoming::Violation { code: CLOSE_PROTOCOL, reason: "protocol error" }
+        }
+        // The connection ended (closed, reset, I/O error).
+        Err(_) => Incoming::Close,
+    })
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Stream for TungInbound<T> {
+    type Item = Incoming;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Incoming>> {
+        use std::task::Poll;
+        loop {
+            if self.done {
+                return Poll::Ready(None);
+            }
+            let item = match std::pin::Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(item)) => item,
+            };
+            let ends = item.is_err();
+            match incoming(item) {
+                Some(i) => {
+                    self.done = ends;
+                    return Poll::Ready(Some(i));
+                }
+                None => continue,
+            }
+        }
+    }
+}
+
+/// The subprotocol chosen for a request: the first one the client lists that the node speaks
+/// (as actix-ws chooses).
+fn select_protocol(req: &Request) -> Option<&'static str> {
+    for listed in req.headers().get_all(actix_web::http::header::SEC_WEBSOCKET_PROTOCOL) {
+        let Ok(listed) = listed.to_str() else { continue };
+        for p in listed.split(',').map(str::trim) {
+            if p == SUBPROTOCOL_POSTCARD {
+                return Some(SUBPROTOCOL_POSTCARD);
+            }
+            if p == SUBPROTOCOL_JSON {
+                return Some(SUBPROTOCOL_JSON);
+            }
+        }
+    }
+    None
+}
+
+/// Writes `err` as the JSON answer the routes give and closes the connection.
+async fn answer<T: AsyncRead + AsyncWrite + Unpin>(framed: Framed<T, h1::Codec>, err: ApiError) {
+    let resp = err.error_response();
+    let status = resp.status();
+    let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap_or_default();
+    let head = format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len()
+    );
+    let mut io = framed.into_parts().io;
+    let _ = io.write_all(head.as_bytes()).await;
+    let _ = io.write_all(&body).await;
+    let _ = io.shutdown().await;
+}
+
+/// The upgrade service: one call per HTTP/1 request with `Upgrade: websocket`. Every refusal
+/// is answered here (never an `Err`).
+pub async fn upgrade<T>(
+    ctx: Rc<UpgradeContext>,
+    req: Request,
+    framed: Framed<T, h1::Codec>,
+) -> Result<(), actix_web::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    // The address gate of the HTTP edge (`edge::guard` does this for the routes).
+    let ticket = match crate::edge::admit(&req) {
+        Ok(t) => t,
+        Err(e) => {
+            answer(framed, e).await;
+            return Ok(());
+        }
+    };
+    if req.path() != "/v1/ws" {
+        answer(framed, ApiError::NotFound).await;
+        return Ok(());
+    }
+    if let Err(e) = actix_http::ws::verify_handshake(req.head()) {
+        answer(framed, ApiError::BadRequest(format!("not a WebSocket upgrade: {e}"))).await;
+        return Ok(());
+    }
+    // Held from the upgrade until the socket closes: one that never authenticates counts too.
+    let Ok(permit) = ctx.permits.0.clone().try_acquire_owned() else {
+        answer(framed, ApiError::Unavailable).await;
+        return Ok(());
+    };
+    // A bad token in the header is refused before the upgrade, with a JSON 401, as are a
+    // session that must still pass MFA and one that must set a new password.
+    let header_auth = match crate::auth::bearer_of(req.headers()) {
+        Some(t) => {
+            let checked = match hush_actors::accounts::authenticate(&ctx.hub, &t).await {
+                Ok(a) => crate::auth::mfa_gate(&a).and_then(|()| crate::auth::password_gate(&a)).map(|()| a),
+                Err(e) => Err(e.into()),
+            };
+            match checked {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    answer(framed, e).await;
+                    return Ok(());
+                }
+            }
+        }
+        None => None,
+    };
+    let protocol = select_protocol(&req);
+    // `verify_handshake` checked that the key is there.
+    let key = req
+        .headers()
+        .get(actix_web::http::header::SEC_WEBSOCKET_KEY)
+        .map(|k| k.as_bytes())
+        .unwrap_or_default();
+    let accept = actix_http::ws::hash_key(key);
+    let mut text =
+        String::from("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n");
+    text.push_str("sec-websocket-accept: ");
+    text.push_str(std::str::from_utf8(&accept).unwrap_or_default());
+    text.push_str("\r\n");
+    if let Some(p) = protocol {
+        text.push_str("sec-websocket-protocol: ");
+        text.push_str(p);
+        text.push_str("\r\n");
+    }
+    text.push_str("\r\n");
+    let parts = framed.into_parts();
+    let (mut io, already_read) = (parts.io, parts.read_buf);
+    if io.write_all(text.as_bytes()).await.is_err() {
+        return Ok(());
+    }
+    drop(ticket);
+    let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let ws =
+        WebSocketStream::from_partially_read(io, already_read.to_vec(), Role::Server, Some(config)).await;
+    let (sink, stream) = ws.split();
+    let (sink, stream) = (TungSink(sink), TungInbound { inner: stream, done: false });
+    let format = match protocol {
+        Some(SUBPROTOCOL_POSTCARD) => Format::Postcard,
+        Some(SUBPROTOCOL_JSON) => Format::Json,
+        _ => Format::Unset,
+    };
+    let fmt: SharedFormat = Rc::new(std::cell::Cell::new(format));
+    let hub = ctx.hub.clone();
+    // The connection runs as a task of its own, so that actix-http's dispatcher (and what is
+    // left of its state) ends now.
+    match header_auth {
+        Some(authed) => {
+            actix_web::rt::spawn(
+                crate::ws::run_device(hub, sink, stream, authed, fmt).map(move |()| drop(permit)),
+            );
+        }
+        None => {
+            actix_web::rt::spawn(
+                crate::ws::first_frame_connection(hub, sink, stream, fmt).map(move |()| drop(permit)),
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Builds the HTTP server with this engine: the routes of `app` (as `HttpServer` would run
+/// them: same keep-alive and request timeouts, `TCP_NODELAY`, the address gate on connect) and
+/// [`upgrade`] as actix-http's upgrade service. Returns the server (not yet running) and its
+/// address.
+pub fn serve<F, I, S, B>(
+    app: F,
+    listener: std::net::TcpListener,
+    tls: Option<rustls::ServerConfig>,
+    gate: Arc<crate::edge::AddressGate>,
+    workers: usize,
+    ctx: UpgradeContext,
+) -> anyhow::Result<(actix_server::Server, std::net::SocketAddr)>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: actix_service::IntoServiceFactory<S, Request>,
+    S: actix_service::ServiceFactory<Request, Config = actix_web::dev::AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    <S::Service as actix_service::Service<Request>>::Future: 'static,
+    S::Service: 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    use actix_http::{HttpService, KeepAlive};
+    use actix_rt::net::TcpStream;
+    use actix_service::{fn_service, map_config, ServiceFactoryExt};
+    use actix_tls::accept::rustls_0_23::TlsStream;
+    use std::time::Duration;
+
+    let addr = listener.local_addr()?;
+    let builder = actix_server::Server::build().workers(workers).disable_signals().shutdown_timeout(5);
+    let builder = match tls {
+        None => builder.listen("hush", listener, move || {
+            let (gate, ctx) = (gate.clone(), Rc::new(ctx.clone()));
+            let routes = app().into_factory().map_err(|e| e.into().error_response());
+            HttpService::build()
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .local_addr(addr)
+                .on_connect_ext(move |io: &TcpStream, ext| gate.on_connect(io, ext))
+                .upgrade(fn_service(move |(req, framed): (Request, Framed<TcpStream, h1::Codec>)| {
+                    upgrade(ctx.clone(), req, framed)
+                }))
+                .finish(map_config(routes, |()| actix_web::dev::AppConfig::default()))
+                .tcp()
+        })?,
+        Some(config) => builder.listen("hush", listener, move || {
+            let (gate, ctx) = (gate.clone(), Rc::new(ctx.clone()));
+            let routes = app().into_factory().map_err(|e| e.into().error_response());
+            HttpService::build()
+                .keep_alive(KeepAlive::default())
+                .client_request_timeout(Duration::from_secs(5))
+                .client_disconnect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true)
+                .local_addr(addr)
+                .on_connect_ext(move |io: &TlsStream<TcpStream>, ext| gate.on_connect(io, ext))
+                .upgrade(fn_service(
+                    move |(req, framed): (Request, Framed<TlsStream<TcpStream>, h1::Codec>)| {
+                        upgrade(ctx.clone(), req, framed)
+                    },
+                ))
+                .finish(map_config(routes, |()| actix_web::dev::AppConfig::default()))
+                .rustls_0_23(config.clone())
+        })?,
+    };
+    Ok((builder.run(), addr))
+}

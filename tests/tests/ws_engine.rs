@@ -1,0 +1,201 @@
+//! The experimental WebSocket engine (`hushd --ws-engine tungstenite`, `node/src/upgrade.rs`):
+//! the node takes the socket over from actix-http at the upgrade and runs it with tungstenite.
+//! On a real node, over real sockets, the behaviours the default engine's tests check: both
+//! encodings, header and first-frame authentication, a message relayed and delivered, refusals
+//! answered before the upgrade (401 for a bad token, 404 for another path, 400 for a request
+//! that is no WebSocket handshake), oversized and non-UTF-8 messages closed with 1009 and 1007
+//! while the node keeps serving, and a revocation closing the socket with `LoggedOut`. The whole
+//! suite also runs on this engine with `HUSH_WS_ENGINE=tungstenite` (the spawned nodes inherit it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use hush_client::ClientError;
+use hush_protocol::ids::UserId;
+use hush_protocol::wire::ServerFrame;
+use hush_tests::{drain, next, Node};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A node on the new engine (its start line in the log says so).
+fn start() -> Node {
+    let node = Node::start_args(&["--ws-engine", "tungstenite"]);
+    let says = |log: &str| {
+        // Without the terminal colours around field names.
+        let mut plain = String::new();
+        let mut escape = false;
+        for c in log.chars() {
+            match (escape, c) {
+                (false, '\u{1b}') => escape = true,
+                (true, 'm') => escape = false,
+                (false, c) => plain.push(c),
+                _ => {}
+            }
+        }
+        plain.contains("ws_engine=Tungstenite")
+    };
+    for _ in 0..100 {
+        if says(&node.log()) {
+            return node;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the node does not say it runs the tungstenite engine: {}", node.log());
+}
+
+async fn close_reason(conn: &mut hush_client::Connection) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), conn.next_frame())
+            .await
+            .expect("no close within 30 s")
+        {
+            Ok(_) => continue,
+            Err(ClientError::Closed(Some(r))) => return r,
+            Err(e) => return format!("{e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn messages_flow_in_both_encodings() {
+    let node = start();
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let bob = node.user(&admin, "bob").await;
+    let bob_id = UserId::new("bob").unwrap();
+    for json in [false, true] {
+        let mut a = alice.connect_encoded(json).await.unwrap();
+        drain(&mut a).await;
+        let mut b = bob.connect_encoded(json).await.unwrap();
+        drain(&mut b).await;
+        let body = format!("hello json={json}");
+        a.send_message(&bob_id, |_, _| body.clone().into_bytes()).await.unwrap();
+        let got = loop {
+            if let ServerFrame::Deliver(e) = next(&mut b).await {
+                break e;
+            }
+        };
+        assert_eq!(got.content.0, body.as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn first_frame_auth_and_refusals_before_the_upgrade() {
+    let node = start();
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let url = format!("ws://{}/v1/ws", node.addr);
+
+    // No header: the first frame authenticates; replies follow the text format.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let auth = format!("{{\"Auth\":{{\"token\":\"{}\"}}}}", alice.login_info().token.expose());
+    ws.send(Message::Text(auth.into())).await.unwrap();
+    let mut texts = Vec::new();
+    while texts.len() < 2 {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Text(t) => texts.push(t.to_string()),
+            Message::Ping(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(texts[0], r#"{"Ready":{"user":"alice","device":1}}"#);
+    assert_eq!(texts[1], r#""QueueEmpty""#);
+    // A ping is answered with its payload.
+    ws.send(Message::Ping(b"are you there".to_vec().into())).await.unwrap();
+    loop {
+        match ws.next().await.unwrap().unwrap() {
+            Message::Pong(p) => {
+                assert_eq!(&p[..], b"are you there");
+                break;
+            }
+            Message::Ping(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+
+    // A wrong token in the Auth frame: closed with 4401.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::Text(r#"{"Auth":{"token":"not-a-token"}}"#.into())).await.unwrap();
+    let code = loop {
+        match ws.next().await {
+            Some(Ok(Message::Close(Some(c)))) => break u16::from(c.code),
+            Some(Ok(_)) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, 4401);
+
+    // A bad token in the header: a JSON 401 before the upgrade.
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url.as_str()).unwrap();
+    req.headers_mut().insert("authorization", "Bearer nope".parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => {
+            assert_eq!(r.status(), 401);
+            let body: serde_json::Value = serde_json::from_slice(r.body().as_deref().unwrap()).unwrap();
+            assert!(body["error"].is_string(), "{body}");
+        }
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // Another path: 404.
+    match tokio_tungstenite::connect_async(format!("ws://{}/v1/other", node.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404),
+        other => panic!("{:?}", other.map(|_| ())),
+    }
+    // An upgrade without the WebSocket key: 400; a plain GET of the socket's path: 400 too.
+    let http = reqwest::Client::new();
+    let resp = http
+        .get(format!("{}/v1/ws", node.url()))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("not a WebSocket upgrade"), "{body}");
+    let resp = http.get(format!("{}/v1/ws", node.url())).send().await.unwrap();
+    assert_eq!(resp.status(), 400);
+    // The node still serves a socket.
+    let mut a = alice.connect().await.unwrap();
+    drain(&mut a).await;
+}
+
+#[tokio::test]
+async fn oversized_and_non_utf8_messages_close_the_socket_only() {
+    let node = start();
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let mut a = alice.connect().await.unwrap();
+    drain(&mut a).await;
+    a.send_raw(Message::Binary(vec![0u8; 2 * 1024 * 1024].into())).await.unwrap();
+    let reason = close_reason(&mut a).await;
+    assert!(reason.starts_with("1009"), "{reason}");
+
+    let mut a = alice.connect_encoded(true).await.unwrap();
+    drain(&mut a).await;
+    let bad = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
+    a.send_raw(Message::Frame(bad)).await.unwrap();
+    let reason = close_reason(&mut a).await;
+    assert!(reason.starts_with("1007"), "{reason}");
+
+    // Still serving.
+    let mut a = alice.connect().await.unwrap();
+    drain(&mut a).await;
+}
+
+#[tokio::test]
+async fn revocation_closes_the_socket_with_logged_out() {
+    let node = start();
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let mut a = alice.connect().await.unwrap();
+    drain(&mut a).await;
+    let id = alice.login_info().session_id.clone();
+    assert_eq!(alice.revoke_session(&id).await.unwrap(), 1);
+    assert_eq!(next(&mut a).await, ServerFrame::LoggedOut { reason: "revoked_by_user".into() });
+    let reason = close_reason(&mut a).await;
+    assert!(reason.starts_with("4401"), "{reason}");
+}
