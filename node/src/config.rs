@@ -24,12 +24,13 @@ pub enum LogFormat {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WsEngine {
-    /// actix-ws inside actix-http's HTTP/1 dispatcher (the default).
+    /// The node takes the socket over at the upgrade and runs it with tungstenite and small
+    /// buffers (`node/src/upgrade.rs`; the default).
     #[default]
-    Actix,
-    /// Experimental: the node takes the socket over at the upgrade and runs it with
-    /// tungstenite and small buffers (see `node/src/upgrade.rs`).
     Tungstenite,
+    /// actix-ws inside actix-http's HTTP/1 dispatcher (the engine before session 11, kept as a
+    /// fallback).
+    Actix,
 }
 
 /// Command line of `hushd`.
@@ -135,8 +136,8 @@ pub struct Cli {
     /// upgrades are refused with 503.
     #[arg(long, env = "HUSH_MAX_CONNECTIONS", global = true)]
     pub max_connections: Option<usize>,
-    /// Which code runs WebSockets after the upgrade (experimental; default actix).
-    #[arg(long, env = "HUSH_WS_ENGINE", global = true, hide = true, value_enum)]
+    /// Which code runs WebSockets after the upgrade (default tungstenite; actix is the fallback).
+    #[arg(long, env = "HUSH_WS_ENGINE", global = true, value_enum)]
     pub ws_engine: Option<WsEngine>,
     /// Test builds only (feature `fault-injection`): serve `POST /v1/test/faults`.
     #[cfg(feature = "fault-injection")]

@@ -1,4 +1,5 @@
-//! The WebSocket engine that owns the socket after the upgrade (`--ws-engine tungstenite`).
+//! The WebSocket engine that owns the socket after the upgrade (`--ws-engine tungstenite`, the
+//! default).
 //!
 //! With actix-ws (the default engine) a WebSocket stays an HTTP/1 response stream of actix-http's
 //! dispatcher for its whole life: 8 KiB read and 8 KiB write buffers (constants of actix-http),
@@ -54,9 +55,11 @@ pub struct UpgradeContext {
 }
 
 /// The sending half of a socket run by tungstenite.
-pub(crate) struct TungSink<T: AsyncRead + AsyncWrite + Unpin>(SplitSink<WebSocketStream<T>, Message>);
+pub(crate) struct TungSink<T: AsyncRead + AsyncWrite + Unpin + 'static>(
+    SplitSink<WebSocketStream<Lingering<T>>, Message>,
+);
 
-impl<T: AsyncRead + AsyncWrite + Unpin> WsSink for TungSink<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> WsSink for TungSink<T> {
     async fn text(&mut self, t: String) -> Result<(), ()> {
         self.0.feed(Message::text(t)).await.map_err(|_| ())
     }
@@ -84,8 +87,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin> WsSink for TungSink<T> {
 
 /// The receiving half: client messages as the default engine's reader gives them (tungstenite
 /// reassembles fragments and answers pings itself, so a ping only counts as a sign of life).
-pub(crate) struct TungInbound<T: AsyncRead + AsyncWrite + Unpin> {
-    inner: SplitStream<WebSocketStream<T>>,
+pub(crate) struct TungInbound<T: AsyncRead + AsyncWrite + Unpin + 'static> {
+    inner: SplitStream<WebSocketStream<Lingering<T>>>,
     done: bool,
 }
 
@@ -113,7 +116,7 @@ fn incoming(item: Result<Message, WsError>) -> Option<Incoming> {
     })
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Stream for TungInbound<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Stream for TungInbound<T> {
     type Item = Incoming;
 
     fn poll_next(
@@ -138,6 +141,78 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Stream for TungInbound<T> {
                 }
                 None => continue,
             }
+        }
+    }
+}
+
+/// How long a closed connection's socket is still read (and what arrives dropped) before it is
+/// closed: a client still writing when the node closes (an oversized message, a revocation)
+/// would otherwise get a TCP reset, which can discard the close frame it has not read yet
+/// (actix-http waits the same way: its `client_disconnect_timeout`, 1 s).
+pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The socket of an upgraded connection: when the connection drops it, the socket's write side
+/// is shut down (the client reads the close frame, then the end) and what the client still sends
+/// is read and dropped for at most [`LINGER`], then the socket closes.
+pub(crate) struct Lingering<T: AsyncRead + AsyncWrite + Unpin + 'static>(Option<T>);
+
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Drop for Lingering<T> {
+    fn drop(&mut self) {
+        let Some(mut io) = self.0.take() else { return };
+        actix_web::rt::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let _ = io.shutdown().await;
+            let mut sink = [0u8; 1024];
+            let _ = tokio::time::timeout(LINGER, async {
+                while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {}
+            })
+            .await;
+        });
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> AsyncRead for Lingering<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => std::pin::Pin::new(io).poll_read(cx, buf),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> AsyncWrite for Lingering<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.0.as_mut() {
+            Some(io) => std::pin::Pin::new(io).poll_write(cx, buf),
+            None => std::task::Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => std::pin::Pin::new(io).poll_flush(cx),
+            None => std::task::Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.0.as_mut() {
+            Some(io) => std::pin::Pin::new(io).poll_shutdown(cx),
+            None => std::task::Poll::Ready(Ok(())),
         }
     }
 }
@@ -170,9 +245,11 @@ async fn answer<T: AsyncRead + AsyncWrite + Unpin>(framed: Framed<T, h1::Codec>,
         status.canonical_reason().unwrap_or(""),
         body.len()
     );
+    // One write: a client that reads the answer to its handshake gets the body with the head.
+    let mut answer = head.into_bytes();
+    answer.extend_from_slice(&body);
     let mut io = framed.into_parts().io;
-    let _ = io.write_all(head.as_bytes()).await;
-    let _ = io.write_all(&body).await;
+    let _ = io.write_all(&answer).await;
     let _ = io.shutdown().await;
 }
 
@@ -255,8 +332,13 @@ where
         .write_buffer_size(WRITE_BUFFER)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let ws =
-        WebSocketStream::from_partially_read(io, already_read.to_vec(), Role::Server, Some(config)).await;
+    let ws = WebSocketStream::from_partially_read(
+        Lingering(Some(io)),
+        already_read.to_vec(),
+        Role::Server,
+        Some(config),
+    )
+    .await;
     let (sink, stream) = ws.split();
     let (sink, stream) = (TungSink(sink), TungInbound { inner: stream, done: false });
     let format = match protocol {
