@@ -20,18 +20,7 @@ pub enum LogFormat {
     Json,
 }
 
-/// Which code runs a WebSocket after its upgrade.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WsEngine {
-    /// The node takes the socket over at the upgrade and runs it with tungstenite and small
-    /// buffers (`node/src/upgrade.rs`; the default).
-    #[default]
-    Tungstenite,
-    /// actix-ws inside actix-http's HTTP/1 dispatcher (the engine before session 11, kept as a
-    /// fallback).
-    Actix,
-}
+pub use crate::upgrade::WsEngine;
 
 /// Command line of `hushd`.
 #[derive(Parser, Debug)]

@@ -317,7 +317,36 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             .configure(crate::console::configure)
             .default_service(web::to(crate::fallback::unmatched))
     };
-    let (server, addr) = match config.ws_engine {
+    let (server, addr) = build_server(app, config, listener, tls.as_ref(), gate, ws_context)?;
+    let handle = server.handle();
+    let task = actix_rt::spawn(server);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, node = %config.node_id, bus = hub.bus.kind(), ws_engine = ?config.ws_engine, "listening");
+    Ok(Running { addr, bootstrapped, hub, control, tls, store_socket, server: handle, task })
+}
+
+/// The HTTP server of `app` on the configured WebSocket engine (not yet running) and its
+/// address.
+fn build_server<F, I, S, B>(
+    app: F,
+    config: &Config,
+    listener: std::net::TcpListener,
+    tls: Option<&Arc<CertStore>>,
+    gate: Arc<crate::edge::AddressGate>,
+    ws_context: crate::upgrade::UpgradeContext,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)>
+where
+    F: Fn() -> I + Send + Clone + 'static,
+    I: actix_service::IntoServiceFactory<S, actix_http::Request>,
+    S: actix_service::ServiceFactory<actix_http::Request, Config = actix_web::dev::AppConfig> + 'static,
+    S::Error: Into<actix_web::Error> + 'static,
+    S::InitError: std::fmt::Debug,
+    S::Response: Into<actix_http::Response<B>> + 'static,
+    <S::Service as actix_service::Service<actix_http::Request>>::Future: 'static,
+    S::Service: 'static,
+    B: actix_web::body::MessageBody + 'static,
+{
+    Ok(match config.ws_engine {
         crate::config::WsEngine::Actix => {
             let server = HttpServer::new(app)
                 .on_connect(move |io, data| gate.on_connect(io, data))
@@ -329,7 +358,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
                 .tcp_nodelay(true)
                 .disable_signals()
                 .shutdown_timeout(5);
-            let server = match &tls {
+            let server = match tls {
                 Some(store) => {
                     server.listen_rustls_0_23(listener, crate::tls::server_config(store.clone())?)?
                 }
@@ -340,18 +369,13 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
             (server.run(), addr)
         }
         crate::config::WsEngine::Tungstenite => {
-            let tls_config = match &tls {
+            let tls_config = match tls {
                 Some(store) => Some(crate::tls::server_config(store.clone())?),
                 None => None,
             };
             crate::upgrade::serve(app, listener, tls_config, gate, config.workers, ws_context)?
         }
-    };
-    let handle = server.handle();
-    let task = actix_rt::spawn(server);
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    tracing::info!(%addr, scheme, node = %config.node_id, bus = hub.bus.kind(), ws_engine = ?config.ws_engine, "listening");
-    Ok(Running { addr, bootstrapped, hub, control, tls, store_socket, server: handle, task })
+    })
 }
 
 /// Longest pause between two sweeps of expired envelopes.

@@ -38,6 +38,19 @@ use tokio_tungstenite::WebSocketStream;
 use crate::error::ApiError;
 use crate::ws::{Format, Incoming, SharedFormat, WsSink};
 
+/// Which code runs a WebSocket after its upgrade (`--ws-engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WsEngine {
+    /// The node takes the socket over at the upgrade and runs it with tungstenite and small
+    /// buffers (this module; the default).
+    #[default]
+    Tungstenite,
+    /// actix-ws inside actix-http's HTTP/1 dispatcher (the engine before session 11, kept as a
+    /// fallback).
+    Actix,
+}
+
 /// Bytes of a socket's read buffer: tungstenite allocates it up front and zero-fills it on every
 /// read, so all of it is resident from the first frame; a larger frame grows it while it is
 /// read. 1 KiB holds a few chat frames per read: against 4 KiB it took 3 KB off every idle
@@ -255,56 +268,43 @@ async fn answer<T: AsyncRead + AsyncWrite + Unpin>(framed: Framed<T, h1::Codec>,
     let _ = io.shutdown().await;
 }
 
-/// The upgrade service: one call per HTTP/1 request with `Upgrade: websocket`. Every refusal
-/// is answered here (never an `Err`).
-pub async fn upgrade<T>(
-    ctx: Rc<UpgradeContext>,
-    req: Request,
-    framed: Framed<T, h1::Codec>,
-) -> Result<(), actix_web::Error>
-where
-    T: AsyncRead + AsyncWrite + Unpin + 'static,
-{
-    // The address gate of the HTTP edge (`edge::guard` does this for the routes).
-    let ticket = match crate::edge::admit(&req) {
-        Ok(t) => t,
-        Err(e) => {
-            answer(framed, e).await;
-            return Ok(());
-        }
-    };
+/// What a request that may be upgraded brought: checked, and what the connection holds.
+struct Admitted {
+    /// Counts the connection against its address until the handshake is answered.
+    ticket: Option<crate::edge::Admitted>,
+    /// Held from the upgrade until the socket closes: one that never authenticates counts too.
+    permit: tokio::sync::OwnedSemaphorePermit,
+    /// The session of a token given in the header.
+    header_auth: Option<hush_actors::accounts::Authed>,
+    protocol: Option<&'static str>,
+}
+
+/// The checks the route makes before an upgrade, in its order: the address gate of the HTTP
+/// edge (`edge::guard` does it for the routes), the path, the handshake, the connection bound,
+/// and a token in the header (refused with a JSON 401, as is a session that must still pass MFA,
+/// or 403 if it must set a new password).
+async fn admit(ctx: &UpgradeContext, req: &Request) -> Result<Admitted, ApiError> {
+    let ticket = crate::edge::admit(req)?;
     if req.path() != "/v1/ws" {
-        answer(framed, ApiError::NotFound).await;
-        return Ok(());
+        return Err(ApiError::NotFound);
     }
-    if let Err(e) = actix_http::ws::verify_handshake(req.head()) {
-        answer(framed, ApiError::BadRequest(format!("not a WebSocket upgrade: {e}"))).await;
-        return Ok(());
-    }
-    // Held from the upgrade until the socket closes: one that never authenticates counts too.
-    let Ok(permit) = ctx.permits.0.clone().try_acquire_owned() else {
-        answer(framed, ApiError::Unavailable).await;
-        return Ok(());
-    };
-    // A bad token in the header is refused before the upgrade, with a JSON 401, as are a
-    // session that must still pass MFA and one that must set a new password.
+    actix_http::ws::verify_handshake(req.head())
+        .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
+    let permit = ctx.permits.0.clone().try_acquire_owned().map_err(|_| ApiError::Unavailable)?;
     let header_auth = match crate::auth::bearer_of(req.headers()) {
         Some(t) => {
-            let checked = match hush_actors::accounts::authenticate(&ctx.hub, &t).await {
-                Ok(a) => crate::auth::mfa_gate(&a).and_then(|()| crate::auth::password_gate(&a)).map(|()| a),
-                Err(e) => Err(e.into()),
-            };
-            match checked {
-                Ok(a) => Some(a),
-                Err(e) => {
-                    answer(framed, e).await;
-                    return Ok(());
-                }
-            }
+            let a = hush_actors::accounts::authenticate(&ctx.hub, &t).await?;
+            crate::auth::mfa_gate(&a)?;
+            crate::auth::password_gate(&a)?;
+            Some(a)
         }
         None => None,
     };
-    let protocol = select_protocol(&req);
+    Ok(Admitted { ticket, permit, header_auth, protocol: select_protocol(req) })
+}
+
+/// The `101` answer to a verified handshake.
+fn switching_protocols(req: &Request, protocol: Option<&str>) -> String {
     // `verify_handshake` checked that the key is there.
     let key = req
         .headers()
@@ -323,11 +323,32 @@ where
         text.push_str("\r\n");
     }
     text.push_str("\r\n");
+    text
+}
+
+/// The upgrade service: one call per HTTP/1 request with `Upgrade: websocket`. Every refusal
+/// is answered here (never an `Err`).
+pub async fn upgrade<T>(
+    ctx: Rc<UpgradeContext>,
+    req: Request,
+    framed: Framed<T, h1::Codec>,
+) -> Result<(), actix_web::Error>
+where
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
+{
+    let admitted = match admit(&ctx, &req).await {
+        Ok(a) => a,
+        Err(e) => {
+            answer(framed, e).await;
+            return Ok(());
+        }
+    };
     let parts = framed.into_parts();
     let (mut io, already_read) = (parts.io, parts.read_buf);
-    if io.write_all(text.as_bytes()).await.is_err() {
+    if io.write_all(switching_protocols(&req, admitted.protocol).as_bytes()).await.is_err() {
         return Ok(());
     }
+    let Admitted { ticket, permit, header_auth, protocol } = admitted;
     drop(ticket);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
