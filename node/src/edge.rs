@@ -153,9 +153,10 @@ impl AddressGate {
         }
     }
 
-    /// The callback of `HttpServer::on_connect` (`on_connect_ext`): counts the new connection against its
-    /// address, and marks it refused when the address is over its bound (its first request is
-    /// answered `429`; one that sends no request head is closed by the head timer).
+    /// The callback of `HttpServer::on_connect` (and of `on_connect_ext` for the tungstenite
+    /// engine): counts the new connection against its address, and marks it refused when the
+    /// address is over its bound (its first request is answered `429`; one that sends no request
+    /// head is closed by the head timer).
     pub fn on_connect(self: &Arc<Self>, io: &dyn Any, data: &mut Extensions) {
         let peer = peer_of(io);
         let ticket = Ticket {
@@ -206,6 +207,12 @@ impl Ticket {
         }
     }
 
+    /// Whether a new request of this connection may go on: false if its address was over the
+    /// bound at the accept or is now (see [`Self::begin`]).
+    fn admits(&self) -> bool {
+        !self.refused.get() && self.begin()
+    }
+
     /// The request is complete: the connection no longer counts.
     fn end(&self) {
         if self.held.replace(false) {
@@ -230,7 +237,7 @@ pub(crate) fn admit(req: &actix_http::Request) -> Result<Option<Admitted>, ApiEr
     let Some(ticket) = req.conn_data::<Rc<Ticket>>().cloned() else {
         return Ok(None);
     };
-    if ticket.refused.get() || !ticket.begin() {
+    if !ticket.admits() {
         return Err(ApiError::TooManyConnections);
     }
     Ok(Some(Admitted(ticket)))
@@ -349,7 +356,7 @@ pub async fn guard(
     let limits = req.app_data::<EdgeLimits>().copied().unwrap_or_default();
     let ticket = req.conn_data::<Rc<Ticket>>().cloned();
     if let Some(t) = &ticket {
-        if t.refused.get() || !t.begin() {
+        if !t.admits() {
             let resp = closing(ApiError::TooManyConnections.error_response());
             return Ok(req.into_response(resp));
         }

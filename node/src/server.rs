@@ -369,10 +369,7 @@ where
             (server.run(), addr)
         }
         crate::config::WsEngine::Tungstenite => {
-            let tls_config = match tls {
-                Some(store) => Some(crate::tls::server_config(store.clone())?),
-                None => None,
-            };
+            let tls_config = tls.map(|store| crate::tls::server_config(store.clone())).transpose()?;
             crate::upgrade::serve(app, listener, tls_config, gate, config.workers, ws_context)?
         }
     })

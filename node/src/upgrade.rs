@@ -1,7 +1,7 @@
 //! The WebSocket engine that owns the socket after the upgrade (`--ws-engine tungstenite`, the
 //! default).
 //!
-//! With actix-ws (the default engine) a WebSocket stays an HTTP/1 response stream of actix-http's
+//! With actix-ws (the fallback engine, `--ws-engine actix`) a WebSocket stays an HTTP/1 response stream of actix-http's
 //! dispatcher for its whole life: 8 KiB read and 8 KiB write buffers (constants of actix-http),
 //! the dispatcher's state and two channels per socket, about 60% of an idle connection's heap
 //! (issue 15's heap profile, `benches/README.md`). Here actix-http hands the connection over at
@@ -11,9 +11,10 @@
 //! happens after the handshake (authentication, the device and session actors, formats, close
 //! codes) is the same code as the default engine's ([`crate::ws`]).
 //!
-//! Requests answered here (every HTTP/1 request with `Connection: upgrade`): `GET /v1/ws` with
+//! Requests answered here (every HTTP/1 request with `Upgrade: websocket`): `GET /v1/ws` with
 //! a valid WebSocket handshake is upgraded; anything else gets the JSON error the routes would
-//! give (400 for a bad handshake, 404 for another path), and its connection is closed.
+//! give (400 for a bad handshake, 404 for another path), and its connection is closed. Both
+//! answers are encoded by actix-http's own HTTP/1 codec.
 
 use std::rc::Rc;
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use actix_web::{HttpMessage, ResponseError};
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{FutureExt, SinkExt, Stream, StreamExt};
-use hush_actors::device::{CLOSE_INVALID_PAYLOAD, CLOSE_PROTOCOL, CLOSE_TOO_BIG};
 use hush_actors::hub::Hub;
 use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD};
@@ -114,18 +114,12 @@ fn incoming(item: Result<Message, WsError>) -> Option<Incoming> {
         Ok(Message::Ping(_) | Message::Pong(_)) => Incoming::Pong,
         Ok(Message::Close(_)) => Incoming::Close,
         Ok(Message::Frame(_)) => return None,
-        Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => {
-            Incoming::Violation { code: CLOSE_TOO_BIG, reason: "message too large" }
-        }
-        Err(WsError::Utf8(_)) => {
-            Incoming::Violation { code: CLOSE_INVALID_PAYLOAD, reason: "text message is not UTF-8" }
-        }
+        Err(WsError::Capacity(CapacityError::MessageTooLong { .. })) => crate::ws::TOO_LARGE,
+        Err(WsError::Utf8(_)) => crate::ws::NOT_UTF8,
         Err(WsError::Protocol(
             ProtocolError::ExpectedFragment(_) | ProtocolError::UnexpectedContinueFrame,
-        )) => Incoming::Violation { code: CLOSE_PROTOCOL, reason: "broken fragment sequence" },
-        Err(WsError::Protocol(_) | WsError::Capacity(_)) => {
-            Incoming::Violation { code: CLOSE_PROTOCOL, reason: "protocol error" }
-        }
+        )) => crate::ws::BROKEN_FRAGMENTS,
+        Err(WsError::Protocol(_) | WsError::Capacity(_)) => crate::ws::PROTOCOL_ERROR,
         // The connection ended (closed, reset, I/O error).
         Err(_) => Incoming::Close,
     })
@@ -249,23 +243,19 @@ fn select_protocol(req: &Request) -> Option<&'static str> {
     None
 }
 
-/// Writes `err` as the JSON answer the routes give and closes the connection.
-async fn answer<T: AsyncRead + AsyncWrite + Unpin>(framed: Framed<T, h1::Codec>, err: ApiError) {
-    let resp = err.error_response();
-    let status = resp.status();
-    let body = actix_web::body::to_bytes(resp.into_body()).await.unwrap_or_default();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len()
-    );
-    // One write: a client that reads the answer to its handshake gets the body with the head.
-    let mut answer = head.into_bytes();
-    answer.extend_from_slice(&body);
-    let mut io = framed.into_parts().io;
-    let _ = io.write_all(&answer).await;
-    let _ = io.shutdown().await;
+/// Writes `err` as the JSON answer the routes give (status, headers, body; through actix-http's
+/// codec, in one write) and closes the connection.
+async fn answer<T: AsyncRead + AsyncWrite + Unpin>(mut framed: Framed<T, h1::Codec>, err: ApiError) {
+    let (head, body) = err.error_response().into_parts();
+    let body = actix_web::body::to_bytes(body).await.unwrap_or_default();
+    let mut head: actix_http::Response<()> = head.into();
+    head.head_mut().set_connection_type(actix_http::ConnectionType::Close);
+    let size = actix_http::body::BodySize::Sized(body.len() as u64);
+    let _ = framed.feed(h1::Message::Item((head, size))).await;
+    let _ = framed.feed(h1::Message::Chunk(Some(body))).await;
+    let _ = framed.feed(h1::Message::Chunk(None)).await;
+    let _ = framed.flush().await;
+    let _ = framed.into_parts().io.shutdown().await;
 }
 
 /// What a request that may be upgraded brought: checked, and what the connection holds.
@@ -277,6 +267,8 @@ struct Admitted {
     /// The session of a token given in the header.
     header_auth: Option<hush_actors::accounts::Authed>,
     protocol: Option<&'static str>,
+    /// The `101` answer (`Sec-WebSocket-Accept` and the chosen subprotocol).
+    switching: actix_http::Response<()>,
 }
 
 /// The checks the route makes before an upgrade, in its order: the address gate of the HTTP
@@ -288,7 +280,7 @@ async fn admit(ctx: &UpgradeContext, req: &Request) -> Result<Admitted, ApiError
     if req.path() != "/v1/ws" {
         return Err(ApiError::NotFound);
     }
-    actix_http::ws::verify_handshake(req.head())
+    let mut switching = actix_http::ws::handshake(req.head())
         .map_err(|e| ApiError::BadRequest(format!("not a WebSocket upgrade: {e}")))?;
     let permit = ctx.permits.0.clone().try_acquire_owned().map_err(|_| ApiError::Unavailable)?;
     let header_auth = match crate::auth::bearer_of(req.headers()) {
@@ -300,30 +292,11 @@ async fn admit(ctx: &UpgradeContext, req: &Request) -> Result<Admitted, ApiError
         }
         None => None,
     };
-    Ok(Admitted { ticket, permit, header_auth, protocol: select_protocol(req) })
-}
-
-/// The `101` answer to a verified handshake.
-fn switching_protocols(req: &Request, protocol: Option<&str>) -> String {
-    // `verify_handshake` checked that the key is there.
-    let key = req
-        .headers()
-        .get(actix_web::http::header::SEC_WEBSOCKET_KEY)
-        .map(|k| k.as_bytes())
-        .unwrap_or_default();
-    let accept = actix_http::ws::hash_key(key);
-    let mut text =
-        String::from("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n");
-    text.push_str("sec-websocket-accept: ");
-    text.push_str(std::str::from_utf8(&accept).unwrap_or_default());
-    text.push_str("\r\n");
+    let protocol = select_protocol(req);
     if let Some(p) = protocol {
-        text.push_str("sec-websocket-protocol: ");
-        text.push_str(p);
-        text.push_str("\r\n");
+        switching.insert_header((actix_web::http::header::SEC_WEBSOCKET_PROTOCOL, p));
     }
-    text.push_str("\r\n");
-    text
+    Ok(Admitted { ticket, permit, header_auth, protocol, switching: switching.finish().drop_body() })
 }
 
 /// The upgrade service: one call per HTTP/1 request with `Upgrade: websocket`. Every refusal
@@ -343,12 +316,13 @@ where
             return Ok(());
         }
     };
-    let parts = framed.into_parts();
-    let (mut io, already_read) = (parts.io, parts.read_buf);
-    if io.write_all(switching_protocols(&req, admitted.protocol).as_bytes()).await.is_err() {
+    let Admitted { ticket, permit, header_auth, protocol, switching } = admitted;
+    let mut framed = framed;
+    if framed.send(h1::Message::Item((switching, actix_http::body::BodySize::None))).await.is_err() {
         return Ok(());
     }
-    let Admitted { ticket, permit, header_auth, protocol } = admitted;
+    let parts = framed.into_parts();
+    let (io, already_read) = (parts.io, parts.read_buf);
     drop(ticket);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)

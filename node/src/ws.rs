@@ -245,6 +245,19 @@ where
     futures_util::future::join(actor, writer(sink, rx, close_rx, fmt)).map(|_| ())
 }
 
+/// A text message that is not UTF-8 (both engines).
+pub(crate) const NOT_UTF8: Incoming =
+    Incoming::Violation { code: CLOSE_INVALID_PAYLOAD, reason: "text message is not UTF-8" };
+/// A continuation without a first fragment, or a new message inside a fragmented one.
+pub(crate) const BROKEN_FRAGMENTS: Incoming =
+    Incoming::Violation { code: CLOSE_PROTOCOL, reason: "broken fragment sequence" };
+/// A message over [`MAX_FRAME_BYTES`] in all.
+pub(crate) const TOO_LARGE: Incoming =
+    Incoming::Violation { code: CLOSE_TOO_BIG, reason: "message too large" };
+/// Any other WebSocket protocol violation.
+pub(crate) const PROTOCOL_ERROR: Incoming =
+    Incoming::Violation { code: CLOSE_PROTOCOL, reason: "protocol error" };
+
 /// A client message, reassembled from its fragments, or why the socket must close.
 pub(crate) enum Incoming {
     Text(String),
@@ -285,16 +298,12 @@ impl Reassembler {
         }
         match String::from_utf8(bytes.to_vec()) {
             Ok(t) => Incoming::Text(t),
-            Err(_) => {
-                Incoming::Violation { code: CLOSE_INVALID_PAYLOAD, reason: "text message is not UTF-8" }
-            }
+            Err(_) => NOT_UTF8,
         }
     }
 
     /// Adds a fragment; `Some` when the message is complete or refused.
     fn fragment(&mut self, item: Item) -> Option<Incoming> {
-        const BROKEN: Incoming =
-            Incoming::Violation { code: CLOSE_PROTOCOL, reason: "broken fragment sequence" };
         let (bytes, first, last) = match item {
             Item::FirstText(b) => (b, Some(true), false),
             Item::FirstBinary(b) => (b, Some(false), false),
@@ -302,7 +311,7 @@ impl Reassembler {
             Item::Last(b) => (b, None, true),
         };
         match (first, self.open) {
-            (Some(_), Some(_)) | (None, None) => return Some(BROKEN),
+            (Some(_), Some(_)) | (None, None) => return Some(BROKEN_FRAGMENTS),
             (Some(is_text), None) => {
                 self.open = Some(is_text);
                 self.dropping = false;
@@ -319,7 +328,7 @@ impl Reassembler {
         if self.parts.len() + bytes.len() > MAX_FRAME_BYTES {
             self.parts = BytesMut::new();
             self.dropping = true;
-            return Some(Incoming::Violation { code: CLOSE_TOO_BIG, reason: "message too large" });
+            return Some(TOO_LARGE);
         }
         self.parts.extend_from_slice(&bytes);
         last.then(|| self.finish(is_text))
@@ -345,12 +354,7 @@ impl Stream for Reassembler {
                         reason: "frame too large",
                     }))
                 }
-                Poll::Ready(Some(Err(_))) => {
-                    return Poll::Ready(Some(Incoming::Violation {
-                        code: CLOSE_PROTOCOL,
-                        reason: "protocol error",
-                    }))
-                }
+                Poll::Ready(Some(Err(_))) => return Poll::Ready(Some(PROTOCOL_ERROR)),
             };
             let item = match msg {
                 Message::Text(t) => Incoming::Text(t.to_string()),
@@ -390,28 +394,27 @@ fn decode(item: Incoming, fmt: &SharedFormat) -> Inbound {
     }
 }
 
-async fn write<S: WsSink>(session: &mut S, item: Outbound, fmt: &SharedFormat) -> Result<(), ()> {
-    let r = match item {
+async fn write<S: WsSink>(sink: &mut S, item: Outbound, fmt: &SharedFormat) -> Result<(), ()> {
+    match item {
         Outbound::Frame(f) => match fmt.get() {
             Format::Postcard => match f.encode_binary() {
-                Ok(b) => session.binary(b).await,
+                Ok(b) => sink.binary(b).await,
                 Err(e) => {
                     tracing::error!(error = %e, "frame not encodable");
                     return Ok(());
                 }
             },
             Format::Json | Format::Unset => match f.encode_text() {
-                Ok(t) => session.text(t).await,
+                Ok(t) => sink.text(t).await,
                 Err(e) => {
                     tracing::error!(error = %e, "frame not encodable");
                     return Ok(());
                 }
             },
         },
-        Outbound::Ping => session.ping().await,
-        Outbound::Pong(p) => session.pong(&p).await,
-    };
-    r
+        Outbound::Ping => sink.ping().await,
+        Outbound::Pong(p) => sink.pong(&p).await,
+    }
 }
 
 async fn writer<S: WsSink>(
@@ -441,14 +444,13 @@ async fn writer<S: WsSink>(
             }
             item = rx.recv() => match item {
                 Some(item) => {
-                    if write(&mut session, item, &fmt).await.is_err() {
-                        return;
-                    }
-                    // Whatever else is queued goes out in the same write.
-                    while let Ok(item) = rx.try_recv() {
+                    // This frame and whatever else is queued go out in one write.
+                    let mut next = Some(item);
+                    while let Some(item) = next {
                         if write(&mut session, item, &fmt).await.is_err() {
                             return;
                         }
+                        next = rx.try_recv().ok();
                     }
                     if session.flush().await.is_err() {
                         return;
