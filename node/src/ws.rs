@@ -401,14 +401,14 @@ async fn write<S: WsSink>(sink: &mut S, item: Outbound, fmt: &SharedFormat) -> R
                 Ok(b) => sink.binary(b).await,
                 Err(e) => {
                     tracing::error!(error = %e, "frame not encodable");
-                    return Ok(());
+                    Ok(())
                 }
             },
             Format::Json | Format::Unset => match f.encode_text() {
                 Ok(t) => sink.text(t).await,
                 Err(e) => {
                     tracing::error!(error = %e, "frame not encodable");
-                    return Ok(());
+                    Ok(())
                 }
             },
         },
