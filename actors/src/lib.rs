@@ -55,6 +55,7 @@ pub mod hub;
 pub mod keys;
 pub mod limits;
 pub mod login;
+pub mod mailbox;
 pub mod metrics;
 pub mod mfa;
 pub mod policy;

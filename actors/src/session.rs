@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 use hush_store::{SessionRecord, StoreError};
-use tokio::sync::mpsc;
+use crate::mailbox::Receiver;
 
 use crate::delivery::registry::{DeviceHandle, Disconnect, SessionMsg};
 use crate::device::CLOSE_INTERNAL;
@@ -59,12 +59,12 @@ pub async fn serve(
     admin: bool,
     mfa: SessionMfaRec,
     socket: DeviceHandle,
-    mut mailbox: mpsc::Receiver<SessionMsg>,
+    mailbox: Receiver<SessionMsg>,
 ) {
     let mfa_at_start = Some(Box::new(mfa));
     let mut actor = SessionActor { hub: hub.clone(), session, admin, socket, mfa_at_start };
     loop {
-        let run = std::panic::AssertUnwindSafe(actor.run(&mut mailbox)).catch_unwind().await;
+        let run = std::panic::AssertUnwindSafe(actor.run(&mailbox)).catch_unwind().await;
         let Err(panic) = run else { return };
         let id = format!("session {}", actor.session.id);
         let decision = match hub.tree.get(Area::Sessions) {
@@ -114,17 +114,17 @@ impl SessionActor {
         });
     }
 
-    async fn run(&mut self, mailbox: &mut mpsc::Receiver<SessionMsg>) {
+    async fn run(&mut self, mailbox: &Receiver<SessionMsg>) {
         let mut next = Duration::ZERO;
         loop {
             tokio::select! {
-                msg = mailbox.recv() => match msg {
-                    Some(SessionMsg::Revoked { reason, code }) => {
+                msg = mailbox.recv_async() => match msg {
+                    Ok(SessionMsg::Revoked { reason, code }) => {
                         crate::faults::check("session", "revoke", &self.session.id);
                         tracing::debug!(session = %self.session.id, %reason, "session revoked; closing its socket");
                         self.logged_out(&reason, code);
                     }
-                    None => return,
+                    Err(_) => return,
                 },
                 _ = tokio::time::sleep(next) => {
                     if self.socket.is_closed() {
@@ -216,10 +216,10 @@ mod tests {
     }
 
     /// The next close request the session's socket gets (within a minute).
-    async fn disconnect(rx: &mut mpsc::Receiver<DeviceMsg>) -> Disconnect {
+    async fn disconnect(rx: &Receiver<DeviceMsg>) -> Disconnect {
         let next = async {
             loop {
-                match rx.recv().await.expect("socket mailbox closed") {
+                match rx.recv_async().await.expect("socket mailbox closed") {
                     DeviceMsg::Disconnect(d, _) => return *d,
                     _ => continue,
                 }
@@ -233,7 +233,7 @@ mod tests {
     fn socket(
         hub: &Hub,
         session: &SessionRecord,
-    ) -> (DeviceHandle, mpsc::Receiver<DeviceMsg>, mpsc::Receiver<SessionMsg>) {
+    ) -> (DeviceHandle, Receiver<DeviceMsg>, Receiver<SessionMsg>) {
         let (socket, socket_rx) = DeviceHandle::channel();
         let (handle, mailbox) = SessionHandle::channel();
         let conn = crate::delivery::registry::Conn {
@@ -252,10 +252,10 @@ mod tests {
     async fn the_absolute_limit_ends_a_connected_session_on_time() {
         let policy = SessionPolicy { absolute_timeout_s: Some(2), ..SessionPolicy::default() };
         let (hub, session, _dir) = setup(policy).await;
-        let (socket, mut socket_rx, mailbox) = socket(&hub, &session);
+        let (socket, socket_rx, mailbox) = socket(&hub, &session);
         let t0 = Instant::now();
         tokio::spawn(serve(hub.clone(), session.clone(), false, SessionMfaRec::default(), socket, mailbox));
-        let d = disconnect(&mut socket_rx).await;
+        let d = disconnect(&socket_rx).await;
         assert_eq!((d.code, d.logged_out.as_deref()), (CLOSE_UNAUTHORIZED, Some("expired")));
         let took = t0.elapsed();
         // Not before the limit; at the tick that reaches it (generous bound for a loaded machine).
@@ -268,7 +268,7 @@ mod tests {
     async fn an_open_socket_keeps_an_idle_limited_session_alive() {
         let policy = SessionPolicy { idle_timeout_s: Some(1), ..SessionPolicy::default() };
         let (hub, session, _dir) = setup(policy).await;
-        let (socket, mut socket_rx, mailbox) = socket(&hub, &session);
+        let (socket, socket_rx, mailbox) = socket(&hub, &session);
         tokio::spawn(serve(hub.clone(), session.clone(), false, SessionMfaRec::default(), socket, mailbox));
         // Three idle limits later the socket was never told to close.
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -279,7 +279,7 @@ mod tests {
     #[tokio::test]
     async fn a_revocation_closes_the_socket_and_the_actor_stops_with_it() {
         let (hub, session, _dir) = setup(SessionPolicy::default()).await;
-        let (socket, mut socket_rx) = DeviceHandle::channel();
+        let (socket, socket_rx) = DeviceHandle::channel();
         let (handle, mailbox) = SessionHandle::channel();
         let actor = tokio::spawn(serve(
             hub.clone(),
@@ -290,7 +290,7 @@ mod tests {
             mailbox,
         ));
         assert!(handle.revoked("revoked_by_user", CLOSE_UNAUTHORIZED));
-        let d = disconnect(&mut socket_rx).await;
+        let d = disconnect(&socket_rx).await;
         assert_eq!((d.code, d.logged_out.as_deref()), (CLOSE_UNAUTHORIZED, Some("revoked_by_user")));
         assert_eq!(d.session_id.as_deref(), Some("s1"));
         // The socket's actor stops: the session actor follows within one tick.

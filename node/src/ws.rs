@@ -24,7 +24,8 @@ use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{
     ClientFrame, ErrorCode, ServerFrame, CLOSE_UNAUTHORIZED, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
 };
-use tokio::sync::{mpsc, oneshot};
+use hush_actors::mailbox;
+use tokio::sync::oneshot;
 
 use crate::auth::bearer;
 use crate::error::ApiError;
@@ -219,7 +220,7 @@ where
     S: WsSink + 'static,
     St: Stream<Item = Incoming> + Unpin + 'static,
 {
-    let (tx, rx) = mpsc::channel(OUTBOUND_FRAMES);
+    let (tx, rx) = mailbox::bounded(OUTBOUND_FRAMES);
     let (closer, close_rx) = Closer::new();
     let in_fmt = fmt.clone();
     let inbound = stream.map(move |item| decode(item, &in_fmt));
@@ -419,7 +420,7 @@ async fn write<S: WsSink>(sink: &mut S, item: Outbound, fmt: &SharedFormat) -> R
 
 async fn writer<S: WsSink>(
     mut session: S,
-    mut rx: mpsc::Receiver<Outbound>,
+    rx: mailbox::Receiver<Outbound>,
     mut close_rx: oneshot::Receiver<CloseFrame>,
     fmt: SharedFormat,
 ) {
@@ -442,8 +443,8 @@ async fn writer<S: WsSink>(
                 }
                 return;
             }
-            item = rx.recv() => match item {
-                Some(item) => {
+            item = rx.recv_async() => match item {
+                Ok(item) => {
                     // This frame and whatever else is queued go out in one write.
                     let mut next = Some(item);
                     while let Some(item) = next {
@@ -456,7 +457,7 @@ async fn writer<S: WsSink>(
                         return;
                     }
                 }
-                None => {
+                Err(_) => {
                     session.close(None).await;
                     return;
                 }

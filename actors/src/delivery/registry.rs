@@ -13,7 +13,9 @@ use std::sync::RwLock;
 
 use hush_protocol::ids::DeviceAddress;
 use hush_protocol::wire::{Envelope, ServerFrame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::mailbox::{self, Receiver, Sender, TrySendError};
 
 use crate::limits::DEVICE_MAILBOX;
 
@@ -73,12 +75,12 @@ pub enum Since {
 
 /// The mailbox of one device connection (bounded: [`DEVICE_MAILBOX`]).
 #[derive(Clone, Debug)]
-pub struct DeviceHandle(mpsc::Sender<DeviceMsg>);
+pub struct DeviceHandle(Sender<DeviceMsg>);
 
 impl DeviceHandle {
     /// A new mailbox: the handle and the actor's end.
-    pub fn channel() -> (DeviceHandle, mpsc::Receiver<DeviceMsg>) {
-        let (tx, rx) = mpsc::channel(DEVICE_MAILBOX);
+    pub fn channel() -> (DeviceHandle, Receiver<DeviceMsg>) {
+        let (tx, rx) = mailbox::bounded(DEVICE_MAILBOX);
         (DeviceHandle(tx), rx)
     }
 
@@ -114,26 +116,26 @@ impl DeviceHandle {
     }
 
     fn close_with(&self, d: Disconnect, done: Option<oneshot::Sender<()>>) {
-        if let Err(mpsc::error::TrySendError::Full(msg)) =
+        if let Err(TrySendError::Full(msg)) =
             self.0.try_send(DeviceMsg::Disconnect(Box::new(d), done))
         {
             let tx = self.0.clone();
             tokio::spawn(async move {
-                let _ = tx.send(msg).await;
+                let _ = tx.send_async(msg).await;
             });
         }
     }
 
     fn try_send(&self, msg: DeviceMsg) -> Result<(), Refused> {
         self.0.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => Refused::Full,
-            mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+            TrySendError::Full(_) => Refused::Full,
+            TrySendError::Disconnected(_) => Refused::Closed,
         })
     }
 
     /// True once the actor has stopped.
     pub fn is_closed(&self) -> bool {
-        self.0.is_closed()
+        self.0.is_disconnected()
     }
 }
 
@@ -151,15 +153,15 @@ pub enum SessionMsg {
 
 /// The mailbox of one live session's actor.
 #[derive(Clone, Debug)]
-pub struct SessionHandle(mpsc::Sender<SessionMsg>);
+pub struct SessionHandle(Sender<SessionMsg>);
 
 /// Mailbox size of a session actor (revocations only).
 const SESSION_MAILBOX: usize = 4;
 
 impl SessionHandle {
     /// A new mailbox: the handle and the actor's end.
-    pub fn channel() -> (SessionHandle, mpsc::Receiver<SessionMsg>) {
-        let (tx, rx) = mpsc::channel(SESSION_MAILBOX);
+    pub fn channel() -> (SessionHandle, Receiver<SessionMsg>) {
+        let (tx, rx) = mailbox::bounded(SESSION_MAILBOX);
         (SessionHandle(tx), rx)
     }
 

@@ -28,7 +28,7 @@ use hush_protocol::wire::{
     CLOSE_DISPLACED, CLOSE_IDLE, CLOSE_SLOW_CONSUMER, CLOSE_UNAUTHORIZED,
 };
 use hush_store::StoreError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::{CloseFrame, Inbound, Outbound, Sink, Wiring, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG};
@@ -132,7 +132,7 @@ pub(super) fn unregister(hub: &Arc<Hub>, addr: &DeviceAddress, conn_id: u64) {
 
 impl DeviceActor {
     /// The actor of an authenticated socket and its mailbox.
-    pub fn new(hub: Arc<Hub>, w: Wiring) -> (Self, mpsc::Receiver<crate::delivery::registry::DeviceMsg>) {
+    pub fn new(hub: Arc<Hub>, w: Wiring) -> (Self, crate::mailbox::Receiver<DeviceMsg>) {
         let conn_id = hub.registry.next_conn_id();
         let (me, mailbox) = w.mailbox;
         let actor = DeviceActor {
@@ -176,7 +176,7 @@ impl DeviceActor {
     pub async fn run(
         mut self,
         mut inbound: impl Stream<Item = Inbound> + Unpin,
-        mut mailbox: mpsc::Receiver<DeviceMsg>,
+        mailbox: crate::mailbox::Receiver<DeviceMsg>,
     ) {
         self.started();
         let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
@@ -191,7 +191,7 @@ impl DeviceActor {
                         self.on_inbound_end();
                     }
                 },
-                Some(msg) = mailbox.recv() => self.on_message(msg),
+                Ok(msg) = mailbox.recv_async() => self.on_message(msg),
                 Some(done) = self.work.next(), if !self.work.is_empty() => self.on_done(done),
                 _ = heartbeat.tick() => self.on_heartbeat(),
             }
@@ -216,13 +216,13 @@ impl DeviceActor {
         }
         match self.sink.frames.try_send(item) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
+            Err(crate::mailbox::TrySendError::Full(_)) => {
                 Metrics::add(&self.hub.metrics.slow_consumers, 1);
                 tracing::info!(device = %self.addr, "slow consumer closed; envelopes stay queued");
                 self.close(CLOSE_SLOW_CONSUMER, "slow consumer", false);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
+            Err(crate::mailbox::TrySendError::Disconnected(_)) => {
                 // The writer is gone (the socket broke); the reader ends soon too.
                 self.finish();
                 false

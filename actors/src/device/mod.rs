@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 use futures_util::FutureExt;
 use hush_protocol::ids::DeviceAddress;
 use hush_protocol::wire::{ClientFrame, FrameError, ServerFrame};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use crate::mailbox;
 
 use crate::delivery::registry::{DeviceHandle, DeviceMsg, SessionHandle};
 use crate::hub::Hub;
@@ -114,7 +116,7 @@ impl Closer {
 /// signal that overtakes the buffer.
 pub struct Sink {
     /// Frames to write, at most [`crate::limits::OUTBOUND_FRAMES`].
-    pub frames: mpsc::Sender<Outbound>,
+    pub frames: mailbox::Sender<Outbound>,
     /// Closes the socket.
     pub close: Closer,
 }
@@ -126,7 +128,7 @@ pub struct Wiring {
     /// The session the socket authenticated with.
     pub session_id: String,
     /// The actor's mailbox (its handle goes in the registry).
-    pub mailbox: (DeviceHandle, mpsc::Receiver<DeviceMsg>),
+    pub mailbox: (DeviceHandle, mailbox::Receiver<DeviceMsg>),
     /// The session's actor.
     pub session: SessionHandle,
     /// The writer's side.

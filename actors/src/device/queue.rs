@@ -27,7 +27,7 @@ impl DeviceActor {
             return;
         }
         let last = *self.drain.last_progress.get_or_insert_with(Instant::now);
-        if self.sink.frames.capacity() < DRAIN_PAGE {
+        if crate::mailbox::room(&self.sink.frames) < DRAIN_PAGE {
             if last.elapsed() > DRAIN_STALL_TIMEOUT {
                 Metrics::add(&self.hub.metrics.slow_consumers, 1);
                 self.close(CLOSE_SLOW_CONSUMER, "slow consumer", false);

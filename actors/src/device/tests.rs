@@ -38,7 +38,7 @@ fn harness() -> Harness {
 /// A socket: the client's side sends `Inbound` items and reads what the actor writes.
 struct Socket {
     to_actor: mpsc::Sender<Inbound>,
-    frames: mpsc::Receiver<Outbound>,
+    frames: crate::mailbox::Receiver<Outbound>,
     close: oneshot::Receiver<CloseFrame>,
 }
 
@@ -48,7 +48,7 @@ fn connect(h: &Harness, buffer: usize) -> (impl std::future::Future<Output = ()>
     let (to_actor, rx) = mpsc::channel(64);
     let inbound =
         Box::pin(futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|i| (i, rx)) }));
-    let (tx, frames) = mpsc::channel(buffer);
+    let (tx, frames) = crate::mailbox::bounded(buffer);
     let (closer, close) = Closer::new();
     let (device, device_rx) = DeviceHandle::channel();
     let (session, _session_rx) = SessionHandle::channel();
@@ -65,9 +65,9 @@ fn connect(h: &Harness, buffer: usize) -> (impl std::future::Future<Output = ()>
 
 impl Socket {
     async fn frame(&mut self) -> Outbound {
-        match self.frames.recv().await {
-            Some(f) => f,
-            None => panic!("the actor stopped: {:?}", self.close.try_recv()),
+        match self.frames.recv_async().await {
+            Ok(f) => f,
+            Err(_) => panic!("the actor stopped: {:?}", self.close.try_recv()),
         }
     }
 
@@ -117,8 +117,8 @@ async fn a_silent_client_gets_pings_then_the_idle_close() {
         let mut pings = Vec::new();
         let close = loop {
             tokio::select! {
-                f = s.frames.recv() => {
-                    if let Some(Outbound::Ping) = f {
+                f = s.frames.recv_async() => {
+                    if let Ok(Outbound::Ping) = f {
                         pings.push(t0.elapsed());
                     }
                 }
@@ -147,7 +147,7 @@ async fn a_client_that_answers_pings_stays_connected() {
         let t0 = Instant::now();
         while t0.elapsed() < IDLE_TIMEOUT * 4 {
             tokio::select! {
-                f = s.frames.recv() => if let Some(Outbound::Ping) = f {
+                f = s.frames.recv_async() => if let Ok(Outbound::Ping) = f {
                     s.to_actor.send(Inbound::Pong).await.unwrap();
                 },
                 c = &mut s.close => panic!("closed: {c:?}"),
