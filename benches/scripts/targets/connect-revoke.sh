@@ -20,7 +20,7 @@ RUNS=${RUNS:-3}
 BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after}
 CONNECT_DATA=${CONNECT_DATA:-/tmp/hush-idle-10000}
 REVOKE_DATA=${REVOKE_DATA:-/tmp/tg-revoke}
-TOKENS=/tmp/hush-load-http___127_0_0_1_18700_default_idle.json
+TOKENS=${TOKENS:-/tmp/hush-load-http___127_0_0_1_18700_default_idle.json}
 SECTIONS=${SECTIONS:-connect revoke}
 ulimit -n 20000
 source "$(dirname "$0")/lib.sh"   # start, stop, ticks, up

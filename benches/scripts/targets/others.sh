@@ -4,12 +4,15 @@
 # of 1,000 live sessions on one node (hush-revoke), connecting 10,000 clients and RSS per idle
 # connection at 19,000 (hush-load --rate 0). Run after run.sh (it reuses its data folders and
 # admin password). Output: $OUT (default /tmp/targets-others.txt).
-#   IDLE_DATA: a data folder with 19,000 users `idle-*` and its token cache (benches/scripts/idle/run.sh makes one)
+#   IDLE_DATA: a data folder with 19,000 users `idle-*` (benches/scripts/idle/run.sh makes one);
+#   IDLE_TOKENS: their token cache (default $IDLE_DATA.tokens.json: a cache of a folder with fewer
+#     users would send hush-load to log in again, as it checks one token picked at random)
 set -uo pipefail
 RUNS=${1:-3}
 BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after}
 OUT=${OUT:-/tmp/targets-others.txt}
 IDLE_DATA=${IDLE_DATA:-/tmp/hush-idle-19000}
+IDLE_TOKENS=${IDLE_TOKENS:-$IDLE_DATA.tokens.json}
 pw_of() { cat "/tmp/tg-$1.pw" 2>/dev/null || echo bench-admin-password-1; }
 ulimit -n 20000
 port_of() { [ "$1" = before ] && echo 18810 || echo 18820; }
@@ -64,7 +67,7 @@ for b in after before; do
         sleep 1
         taskset -c 1 "$tool/hush-load" --server http://127.0.0.1:18700 --connections $n --rate 0 \
           --warmup 0 --duration 2 --grace 1 --user-prefix idle --hushd-pid "$pid" \
-          --token-cache /tmp/hush-load-http___127_0_0_1_18700_default_idle.json $flag 2>&1 \
+          --token-cache "$IDLE_TOKENS" $flag 2>&1 \
           | grep -E "connections up|^hushd RSS: .* before connecting|kernel socket slabs" | sed "s/^/$b idle $enc $n run $r: /" | tee -a "$OUT"
         stop "$pid"
       done

@@ -9,7 +9,7 @@ OUTDIR=${1:?outdir}; mkdir -p "$OUTDIR"
 ROUNDS=${ROUNDS:-3}; RATES=${RATES:-1000,4000,6000,8000,10000,12000}
 BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after}
 DATA=${DATA:-/tmp/hush-idle-10000}
-TOKENS=/tmp/hush-load-http___127_0_0_1_18700_default_idle.json
+TOKENS=${TOKENS:-/tmp/hush-load-http___127_0_0_1_18700_default_idle.json}
 ulimit -n 20000
 source "$(dirname "$0")/lib.sh"   # start, stop, ticks, up
 for r in $(seq 1 "$ROUNDS"); do

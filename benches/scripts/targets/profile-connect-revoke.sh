@@ -25,7 +25,7 @@ OUTDIR=${1:?outdir}; mkdir -p "$OUTDIR"
 RUNS=${RUNS:-3}
 BEFORE=${BEFORE:-/work/perf-bin/t-before}; AFTER=${AFTER:-/work/perf-bin/t-after}
 IDLE_DATA=${IDLE_DATA:-/tmp/hush-idle-19000}
-TOKENS=/tmp/hush-load-http___127_0_0_1_18700_default_idle.json
+TOKENS=${TOKENS:-/tmp/hush-load-http___127_0_0_1_18700_default_idle.json}
 SECTIONS=${SECTIONS:-connect revoke group}
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 ulimit -n 20000
