@@ -11,7 +11,8 @@
 //! | `k/<tenant>/<user>/<device>/lrk` | Kyber last-resort key, with its upload time |
 //! | `k/<tenant>/<user>/<device>/ec/<key id>` | one EC one-time pre-key per entry |
 //! | `k/<tenant>/<user>/<device>/ky/<key id>` | one Kyber one-time pre-key per entry |
-//! | `k/<tenant>/<user>/<device>/low` | a `PreKeysLow` is owed (cleared by the next upload) |
+//! | `k/<tenant>/<user>/<device>/low` | a `PreKeysLow` is owed, as stores before `s/` kept it |
+//! | `s/<tenant>/<user>/<device>/…` | what a connect reads: key ages, an owed `PreKeysLow` ([`state`]) |
 //!
 //! Numbers are zero-padded to 10 digits, so key order is numeric order. One entry per one-time
 //! key makes a fetch's `kv_take_first` exact: two fetches on any nodes never get the same key.
@@ -33,6 +34,9 @@ use serde::{Deserialize, Serialize};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::now_ms;
+
+mod state;
+use state::Ages;
 
 /// The key-value namespace of this module.
 pub const NS: &str = "keys";
@@ -202,7 +206,7 @@ pub async fn set_identity(
     if reset {
         // The identity goes first: without it the device's old keys are never served.
         hub.store.kv_delete(NS, &id_key(addr), None).await?;
-        hub.store.kv_replace_prefix(NS, &dev_prefix(addr), Vec::new()).await?;
+        wipe(hub, addr).await?;
     }
     hub.store.kv_set(NS, &id_key(addr), key).await?;
     Ok(())
@@ -212,7 +216,13 @@ pub async fn set_identity(
 /// key taking a free device id).
 pub async fn forget_device(hub: &Hub, addr: &DeviceAddress) -> Result<(), StoreError> {
     hub.store.kv_delete(NS, &id_key(addr), None).await?;
-    hub.store.kv_replace_prefix(NS, &dev_prefix(addr), Vec::new()).await
+    wipe(hub, addr).await
+}
+
+/// Deletes a device's keys and their state records.
+async fn wipe(hub: &Hub, addr: &DeviceAddress) -> Result<(), StoreError> {
+    hub.store.kv_replace_prefix(NS, &dev_prefix(addr), Vec::new()).await?;
+    hub.store.kv_replace_prefix(NS, &state::region(addr), Vec::new()).await
 }
 
 struct Checked {
@@ -311,11 +321,12 @@ pub async fn upload(
             hub.store.kv_replace_prefix(NS, &p, entries).await?;
         }
     }
-    hub.store.kv_delete(NS, &format!("{prefix}low"), None).await?;
+    hub.store.kv_delete_many(NS, vec![format!("{prefix}low"), state::low_key(addr)]).await?;
     let counts = counts(hub, addr).await?;
     tracing::debug!(device = %addr, ec = counts.ec, kyber = counts.kyber, "pre-keys uploaded");
-    let meta = meta(hub, addr).await?;
-    if let Some(ask) = rotation_ask(hub, &meta, now) {
+    let ages = Ages::of(&meta(hub, addr).await?);
+    state::set_ages(hub, addr, ages).await?;
+    if let Some(ask) = rotation_ask(hub, ages, now) {
         crate::delivery::push(hub, addr, ask).await;
     }
     Ok(counts)
@@ -329,8 +340,8 @@ pub async fn counts(hub: &Hub, addr: &DeviceAddress) -> Result<KeyCounts, StoreE
     Ok(KeyCounts { ec: clamp(ec?), kyber: clamp(ky?) })
 }
 
-/// The small per-device records: signed pre-key, last-resort key, and whether a `PreKeysLow`
-/// is owed.
+/// The small per-device records among the keys: signed pre-key, last-resort key, and whether
+/// a `PreKeysLow` is owed as stores before the [`state`] region recorded it.
 #[derive(Default)]
 struct Meta {
     spk: Option<StoredKey>,
@@ -366,22 +377,34 @@ async fn meta(hub: &Hub, addr: &DeviceAddress) -> Result<Meta, StoreError> {
     Ok(m)
 }
 
-fn rotation_ask(hub: &Hub, m: &Meta, now: u64) -> Option<ServerFrame> {
+fn rotation_ask(hub: &Hub, ages: Ages, now: u64) -> Option<ServerFrame> {
     let age = hub.keys.rotation_age.as_millis() as u64;
-    let old = |k: &Option<StoredKey>| k.as_ref().is_some_and(|k| now.saturating_sub(k.uploaded_ms) >= age);
-    let (signed_pre_key, last_resort) = (old(&m.spk), old(&m.lrk));
+    let old = |ms: Option<u64>| ms.is_some_and(|ms| now.saturating_sub(ms) >= age);
+    let (signed_pre_key, last_resort) = (old(ages.spk_ms), old(ages.lrk_ms));
     (signed_pre_key || last_resort).then_some(ServerFrame::RotateKeys { signed_pre_key, last_resort })
 }
 
 /// What a device hears when it connects: `RotateKeys` if a signed key is too old, and
 /// `PreKeysLow` if one is owed. Nothing for a device that never uploaded keys.
+/// Read from the device's [`state`] records (one small scan), or from its key records the first
+/// time a device whose keys predate them connects.
 pub async fn connect_notices(hub: &Hub, addr: &DeviceAddress) -> Result<Vec<ServerFrame>, StoreError> {
-    let m = meta(hub, addr).await?;
+    let (ages, low) = match state::read(hub, addr).await? {
+        (Some(ages), low) => (ages, low),
+        (None, low) => {
+            let m = meta(hub, addr).await?;
+            let ages = Ages::of(&m);
+            if ages != Ages::default() || m.low {
+                state::copy_in(hub, addr, ages, m.low).await?;
+            }
+            (ages, low || m.low)
+        }
+    };
     let mut out = Vec::new();
-    if let Some(ask) = rotation_ask(hub, &m, now_ms()) {
+    if let Some(ask) = rotation_ask(hub, ages, now_ms()) {
         out.push(ask);
     }
-    if m.low {
+    if low {
         let c = counts(hub, addr).await?;
         out.push(ServerFrame::PreKeysLow { ec: c.ec, kyber: c.kyber });
     }
@@ -458,8 +481,9 @@ async fn fetch_device(
 /// After a fetch consumed keys: if a kind is below the threshold and no notice is owed yet,
 /// record one (so a device offline now hears it when it connects) and push it live. The
 /// create-if-absent write makes the live push happen once per low period across the cluster.
-async fn check_low(hub: &Hub, addr: &DeviceAddress, already_owed: bool) -> Result<(), StoreError> {
-    if already_owed {
+/// `owed_before`: a notice is owed as a store before the [`state`] region recorded it.
+async fn check_low(hub: &Hub, addr: &DeviceAddress, owed_before: bool) -> Result<(), StoreError> {
+    if owed_before || hub.store.kv_get(NS, &state::low_key(addr)).await?.is_some() {
         return Ok(());
     }
     let c = counts(hub, addr).await?;
@@ -467,7 +491,7 @@ async fn check_low(hub: &Hub, addr: &DeviceAddress, already_owed: bool) -> Resul
     if c.ec >= t && c.kyber >= t {
         return Ok(());
     }
-    match hub.store.kv_put(NS, &format!("{}low", dev_prefix(addr)), 0, Vec::new()).await {
+    match hub.store.kv_put(NS, &state::low_key(addr), 0, Vec::new()).await {
         Ok(_) => {
             crate::delivery::push(hub, addr, ServerFrame::PreKeysLow { ec: c.ec, kyber: c.kyber }).await;
             Ok(())

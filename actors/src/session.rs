@@ -21,10 +21,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::mailbox::Receiver;
 use futures_util::FutureExt;
 use hush_protocol::wire::CLOSE_UNAUTHORIZED;
 use hush_store::{SessionRecord, StoreError};
-use crate::mailbox::Receiver;
 
 use crate::delivery::registry::{DeviceHandle, Disconnect, SessionMsg};
 use crate::device::CLOSE_INTERNAL;

@@ -20,11 +20,11 @@ use hush_actors::device::{
 };
 use hush_actors::hub::Hub;
 use hush_actors::limits::{AUTH_TIMEOUT, OUTBOUND_FRAMES};
+use hush_actors::mailbox;
 use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{
     ClientFrame, ErrorCode, ServerFrame, CLOSE_UNAUTHORIZED, SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
 };
-use hush_actors::mailbox;
 use tokio::sync::oneshot;
 
 use crate::auth::bearer;

@@ -116,9 +116,7 @@ impl DeviceHandle {
     }
 
     fn close_with(&self, d: Disconnect, done: Option<oneshot::Sender<()>>) {
-        if let Err(TrySendError::Full(msg)) =
-            self.0.try_send(DeviceMsg::Disconnect(Box::new(d), done))
-        {
+        if let Err(TrySendError::Full(msg)) = self.0.try_send(DeviceMsg::Disconnect(Box::new(d), done)) {
             let tx = self.0.clone();
             tokio::spawn(async move {
                 let _ = tx.send_async(msg).await;
