@@ -53,9 +53,10 @@ pub enum WsEngine {
 
 /// Bytes of a socket's read buffer: tungstenite allocates it up front and zero-fills it on every
 /// read, so all of it is resident from the first frame; a larger frame grows it while it is
-/// read. 1 KiB holds a few chat frames per read: against 4 KiB it took 3 KB off every idle
-/// connection (17.4 -> 14.2 KB at 10,000) at no cost to the relay's rate (`benches/README.md`).
-pub const READ_BUFFER: usize = 1024;
+/// read. 512 bytes hold a 256-byte chat message's frame whole: against 4 KiB, 1 KiB took 3 KB
+/// off every idle connection (17.4 -> 14.2 KB at 10,000) at no cost to the relay's rate, and
+/// 512 bytes half a KiB more (`benches/README.md`, sessions 11 and 12).
+pub const READ_BUFFER: usize = 512;
 
 /// Frames are buffered up to this many bytes before the writer's flush writes them anyway.
 const WRITE_BUFFER: usize = 64 * 1024;
