@@ -2,6 +2,9 @@
 # CPU profiles of the after build under load (syscall counts for 3 s, then perf with DWARF
 # call graphs for 6 s of the measured window) and a heap profile of 10,000 idle connections (heaptrack).
 # Usage: benches/scripts/targets/profile.sh OUTDIR   (AFTER=dir with hushd and hush-load)
+#   SPECS: the loads ("name rate [hush-load flags]", default the four below); HEAP=0 skips heaptrack;
+#   LOAD_DATA / LOAD_PORT / LOAD_PREFIX / LOAD_TOKENS: the data folder the loads run on (default
+#   run.sh's /tmp/tg-after, port 18820, users tg-*, hush-load's own token cache).
 # Writes OUTDIR/<name>.folded (stack;frames count, the flame graph's text form, stacks under
 # 0.05% of samples dropped), OUTDIR/<name>.top (perf report, self time by symbol) and
 # OUTDIR/heap-10k.txt (heaptrack_print's summary and peak consumers).
@@ -21,11 +24,15 @@ stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.2; do
 collapse() { # perf.data -> folded stacks on stdout
   perf script -i "$1" 2>/dev/null | python3 "$ROOT/benches/scripts/targets/collapse.py"
 }
-for spec in "plain-10k 10000" "plain-20k 20000" "receipts-10k 10000 --receipts" "receipts-20k 20000 --receipts"; do
+LOAD_DATA=${LOAD_DATA:-/tmp/tg-after}; LOAD_PORT=${LOAD_PORT:-18820}; LOAD_PREFIX=${LOAD_PREFIX:-tg}
+TOKEN_FLAG=(); [ -n "${LOAD_TOKENS:-}" ] && TOKEN_FLAG=(--token-cache "$LOAD_TOKENS")
+SPECS=${SPECS:-"plain-10k 10000|plain-20k 20000|receipts-10k 10000 --receipts|receipts-20k 20000 --receipts"}
+IFS='|' read -r -a SPEC_LIST <<< "$SPECS"
+for spec in "${SPEC_LIST[@]}"; do
   set -- $spec; name=$1; rate=$2; shift 2
-  pid=$(start /tmp/tg-after 18820)
-  taskset -c 1 "$AFTER/hush-load" --server http://127.0.0.1:18820 --connections 1000 --payload 256 \
-    --warmup 3 --duration 10 --grace 5 --user-prefix tg --hushd-pid "$pid" --rate "$rate" "$@" \
+  pid=$(start "$LOAD_DATA" "$LOAD_PORT")
+  taskset -c 1 "$AFTER/hush-load" --server "http://127.0.0.1:$LOAD_PORT" --connections 1000 --payload 256 \
+    --warmup 3 --duration 10 --grace 5 --user-prefix "$LOAD_PREFIX" "${TOKEN_FLAG[@]}" --hushd-pid "$pid" --rate "$rate" "$@" \
     > "$OUTDIR/$name.load" 2>&1 &
   lp=$!
   # Record 8 s of the measured window (it starts 3 s after the load, which starts after connecting).
@@ -43,6 +50,7 @@ for spec in "plain-10k 10000" "plain-20k 20000" "receipts-10k 10000 --receipts" 
   collapse "/tmp/perf-$name.data" > "$OUTDIR/$name.folded"
   grep -E "delivery latency|receipt delivery|CPU during" "$OUTDIR/$name.load"
 done
+[ "${HEAP:-1}" = 0 ] && exit 0
 # Heap: 10,000 idle connections under heaptrack, on the 19,000-user data folder.
 d=/tmp/hush-idle-19000
 rm -f /tmp/heap-10k.zst
