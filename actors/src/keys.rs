@@ -394,9 +394,7 @@ pub async fn connect_notices(hub: &Hub, addr: &DeviceAddress) -> Result<Vec<Serv
         (None, low) => {
             let m = meta(hub, addr).await?;
             let ages = Ages::of(&m);
-            if ages != Ages::default() || m.low {
-                state::copy_in(hub, addr, ages, m.low).await?;
-            }
+            state::copy_in(hub, addr, ages, m.low).await?;
             (ages, low || m.low)
         }
     };

@@ -50,21 +50,18 @@ impl Ages {
         Ages { spk_ms: m.spk.as_ref().map(|k| k.uploaded_ms), lrk_ms: m.lrk.as_ref().map(|k| k.uploaded_ms) }
     }
 
+    /// Big-endian: the signed pre-key's time, then the last-resort key's.
     fn encode(self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(16);
-        v.extend_from_slice(&self.spk_ms.unwrap_or(0).to_be_bytes());
-        v.extend_from_slice(&self.lrk_ms.unwrap_or(0).to_be_bytes());
-        v
+        let (spk, lrk) = (self.spk_ms.unwrap_or(0), self.lrk_ms.unwrap_or(0));
+        ((u128::from(spk) << 64) | u128::from(lrk)).to_be_bytes().to_vec()
     }
 
     fn decode(b: &[u8]) -> Result<Self, StoreError> {
-        let (spk, lrk) = b
-            .split_first_chunk::<8>()
-            .and_then(|(spk, rest)| Some((*spk, *rest.first_chunk::<8>()?)))
-            .filter(|_| b.len() == 16)
-            .ok_or_else(|| StoreError::Corrupt(format!("key ages: {} bytes, not 16", b.len())))?;
-        let some = |v: u64| (v != 0).then_some(v);
-        Ok(Ages { spk_ms: some(u64::from_be_bytes(spk)), lrk_ms: some(u64::from_be_bytes(lrk)) })
+        let bytes =
+            b.try_into().map_err(|_| StoreError::Corrupt(format!("key ages: {} bytes, not 16", b.len())))?;
+        let v = u128::from_be_bytes(bytes);
+        let some = |ms: u64| (ms != 0).then_some(ms);
+        Ok(Ages { spk_ms: some((v >> 64) as u64), lrk_ms: some(v as u64) })
     }
 }
 
@@ -90,7 +87,8 @@ pub(super) async fn set_ages(hub: &Hub, addr: &DeviceAddress, ages: Ages) -> Res
 }
 
 /// Copies what a device's key records say into the region, where nothing is yet: the first
-/// connect of a device whose keys were stored before the region existed.
+/// connect of a device whose keys were stored before the region existed (or that has none, so
+/// its later connects read the region too).
 pub(super) async fn copy_in(
     hub: &Hub,
     addr: &DeviceAddress,
