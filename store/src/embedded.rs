@@ -41,7 +41,7 @@ use redb::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::failure::{Cause, Failure};
 use crate::{
@@ -55,6 +55,12 @@ use crate::{
 pub const MAX_PENDING_JOBS: usize = 16_384;
 /// Jobs folded into one transaction at most.
 pub const MAX_JOBS_PER_COMMIT: usize = 4_096;
+/// Longest time acknowledgements wait for a commit: they get no commit (and no `fdatasync`) of
+/// their own while other writes come, but ride on the next one (an enqueue, any other write);
+/// on an idle store they are committed this long after they came. Until then the envelopes
+/// are still queued: a crash, or a fetch from the start of the queue (a reconnect), delivers
+/// them again (at least once, never lost). An `Accepted` never waits for this.
+pub const MAX_ACK_DELAY: Duration = Duration::from_millis(5);
 /// Envelopes returned by one `fetch` at most, whatever the caller asks.
 pub const MAX_FETCH: usize = 1_024;
 
@@ -92,6 +98,12 @@ pub(crate) const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blob
 pub(crate) const BLOB_REFS: TableDefinition<u64, u64> = TableDefinition::new("blob_refs");
 
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
+
+/// A job, and whether it may wait for another write to commit with (acknowledgements).
+struct Queued {
+    job: Job,
+    may_wait: bool,
+}
 type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// The committed per-device queue index: device -> its queued sequence numbers.
@@ -330,13 +342,15 @@ struct Shared {
     jobs: AtomicU64,
     sum_us: AtomicU64,
     buckets: [AtomicU64; 11],
+    /// [`MAX_ACK_DELAY`], except in tests.
+    max_ack_delay: Duration,
 }
 
 /// The embedded store. Cheap to clone; the writer thread stops when the last clone is dropped.
 #[derive(Clone)]
 pub struct EmbeddedStore {
     shared: Arc<Shared>,
-    jobs: mpsc::Sender<Job>,
+    jobs: flume::Sender<Queued>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -354,6 +368,10 @@ impl EmbeddedStore {
     /// Opens (or creates) the store file at `path`, enforcing `policy` on every queue, and
     /// starts its writer thread.
     pub fn open_with(path: &Path, policy: QueuePolicy) -> Result<Self> {
+        Self::open_inner(path, policy, MAX_ACK_DELAY)
+    }
+
+    fn open_inner(path: &Path, policy: QueuePolicy, max_ack_delay: Duration) -> Result<Self> {
         let db = open_file(path, true)?;
         let (next_seq, depth, index, refs) = {
             let txn = db.begin_write().map_err(backend)?;
@@ -433,8 +451,9 @@ impl EmbeddedStore {
             jobs: AtomicU64::new(0),
             sum_us: AtomicU64::new(0),
             buckets: Default::default(),
+            max_ack_delay,
         });
-        let (tx, rx) = mpsc::channel(MAX_PENDING_JOBS);
+        let (tx, rx) = flume::bounded(MAX_PENDING_JOBS);
         let writer_shared = shared.clone();
         std::thread::Builder::new()
             .name("hush-store-writer".into())
@@ -449,6 +468,24 @@ impl EmbeddedStore {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
     {
+        self.write_with(false, f).await
+    }
+
+    /// Like [`Self::write`], but `f` may wait up to [`MAX_ACK_DELAY`] for another write to
+    /// commit with, rather than take a commit of its own (acknowledgements).
+    async fn write_later<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
+        self.write_with(true, f).await
+    }
+
+    async fn write_with<T, F>(&self, may_wait: bool, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |t: &mut Tx<'_>| {
             let out = f(t);
@@ -456,7 +493,7 @@ impl EmbeddedStore {
                 let _ = tx.send(committed.and(out));
             })
         });
-        self.jobs.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.jobs.send_async(Queued { job, may_wait }).await.map_err(|_| StoreError::Closed)?;
         // A job dropped unanswered was refused while the store recovers from a failure.
         rx.await.map_err(|_| match self.shared.failure() {
             Some(f) => StoreError::Unavailable(f),
@@ -466,6 +503,10 @@ impl EmbeddedStore {
 
     /// Closes the store file cleanly (graceful stop); every later call answers `closed`.
     pub async fn close(&self) {
+        // A write of nothing commits the acknowledgements still waiting for one.
+        if let Err(e) = self.write(|_| Ok(())).await {
+            tracing::debug!(error = %e, "waiting acknowledgements not committed at stop");
+        }
         let shared = self.shared.clone();
         let _ = tokio::task::spawn_blocking(move || shared.close()).await;
     }
@@ -664,8 +705,25 @@ impl Shared {
     }
 }
 
-fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u64) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
+/// Waits for the next job; while jobs wait for a commit to ride on, at most until they are due
+/// (`Ok(None)`: due and nothing came). `Err` once every sender is gone.
+fn next_job(
+    rx: &flume::Receiver<Queued>,
+    waiting_since: Option<Instant>,
+    bound: Duration,
+) -> std::result::Result<Option<Queued>, ()> {
+    match waiting_since {
+        None => rx.recv().map(Some).map_err(|_| ()),
+        Some(t) => match rx.recv_deadline(t + bound) {
+            Ok(q) => Ok(Some(q)),
+            Err(flume::RecvTimeoutError::Timeout) => Ok(None),
+            Err(flume::RecvTimeoutError::Disconnected) => Err(()),
+        },
+    }
+}
+
+fn writer_loop(shared: Arc<Shared>, rx: flume::Receiver<Queued>, mut next_seq: u64) {
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_JOBS_PER_COMMIT);
     let mut added: Vec<(DeviceAddress, u64)> = Vec::new();
     let mut removed: Vec<(DeviceAddress, u64)> = Vec::new();
     let mut refs_added: Vec<(u64, u64)> = Vec::new();
@@ -675,14 +733,33 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
     // doubles after each failed attempt.
     let mut paused_until: Option<Instant> = None;
     let mut backoff = MIN_REOPEN_BACKOFF;
-    while let Some(first) = rx.blocking_recv() {
-        batch.push(first);
+    // Since when the jobs in `batch` (acknowledgements alone) wait for a commit to ride on.
+    let mut waiting_since: Option<Instant> = None;
+    loop {
+        let last = match next_job(&rx, waiting_since, shared.max_ack_delay) {
+            Ok(next) => {
+                batch.extend(next);
+                false
+            }
+            // Every handle is gone: commit what still waits, then stop.
+            Err(()) if !batch.is_empty() => true,
+            Err(()) => break,
+        };
         while batch.len() < MAX_JOBS_PER_COMMIT {
             match rx.try_recv() {
                 Ok(j) => batch.push(j),
                 Err(_) => break,
             }
         }
+        let due = last
+            || batch.len() >= MAX_JOBS_PER_COMMIT
+            || batch.iter().any(|q| !q.may_wait)
+            || waiting_since.is_some_and(|t| t.elapsed() >= shared.max_ack_delay);
+        if !due {
+            waiting_since.get_or_insert_with(Instant::now);
+            continue;
+        }
+        waiting_since = None;
         if let Some(until) = paused_until {
             let now = Instant::now();
             if now < until {
@@ -740,8 +817,8 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
                     refs_removed: &mut refs_removed,
                     shared: None,
                 };
-                for job in batch.drain(..) {
-                    completions.push(job(&mut tx));
+                for q in batch.drain(..) {
+                    completions.push((q.job)(&mut tx));
                 }
                 if *tx.next_seq != seq_before {
                     let mut meta = txn.open_table(META).map_err(backend)?;
@@ -831,7 +908,7 @@ fn writer_loop(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>, mut next_seq: u
 
 /// Refuses every job of `batch` without running it: dropping a job drops its reply channel,
 /// and its caller ([`EmbeddedStore::write`]) answers with the store's current failure.
-fn refuse_batch(shared: &Shared, batch: &mut Vec<Job>) {
+fn refuse_batch(shared: &Shared, batch: &mut Vec<Queued>) {
     if !batch.is_empty() {
         tracing::trace!(
             jobs = batch.len(),
@@ -1627,7 +1704,9 @@ impl QueueStore for EmbeddedStore {
 
     async fn ack(&self, device: &DeviceAddress, seqs: Vec<u64>) -> Result<u64> {
         let a = device.clone();
-        self.write(move |t| {
+        // No commit of its own while other writes come (see `MAX_ACK_DELAY`): an ack not yet
+        // committed only means the envelope may be delivered again.
+        self.write_later(move |t| {
             // Only seqs the committed index gives this device: a seq is global, so the table
             // alone cannot tell whose it is. (A seq enqueued in this same commit cannot be
             // known to the caller yet.)
@@ -1812,6 +1891,52 @@ mod tests {
         assert!(store.fetch(&addr, 0, 10).await.unwrap().is_empty());
         let more = store.enqueue(crate::conformance::envelopes(&addr, 1)).await.unwrap();
         assert_eq!(more[0].seq, 8);
+    }
+
+    /// An ack waits for another write to commit with (or for its bound), and a graceful close
+    /// commits the one still waiting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn acks_ride_on_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hush.redb");
+        let addr = crate::conformance::addr("t1", "bob", 1);
+        let hour = Duration::from_secs(3600);
+        let store = EmbeddedStore::open_inner(&path, QueuePolicy::default(), hour).unwrap();
+        let queued = store.enqueue(crate::conformance::envelopes(&addr, 3)).await.unwrap();
+        let commits = store.commit_stats().commits;
+        let ack = tokio::spawn({
+            let (store, a, seq) = (store.clone(), addr.clone(), queued[0].seq);
+            async move { store.ack(&a, vec![seq]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!ack.is_finished(), "an ack alone waits for a commit to ride on");
+        assert_eq!(store.commit_stats().commits, commits);
+        assert_eq!(store.fetch(&addr, 0, 10).await.unwrap().len(), 3, "not deleted before its commit");
+        store.enqueue(crate::conformance::envelopes(&addr, 1)).await.unwrap();
+        assert_eq!(ack.await.unwrap().unwrap(), 1);
+        assert_eq!(store.commit_stats().commits, commits + 1, "one commit carried both");
+        assert_eq!(store.fetch(&addr, 0, 10).await.unwrap().len(), 3);
+
+        // A graceful close commits an ack still waiting.
+        let ack = tokio::spawn({
+            let (store, a, seq) = (store.clone(), addr.clone(), queued[1].seq);
+            async move { store.ack(&a, vec![seq]).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        store.close().await;
+        assert_eq!(ack.await.unwrap().unwrap(), 1);
+        drop(store);
+        let store =
+            EmbeddedStore::open_inner(&path, QueuePolicy::default(), Duration::from_millis(20)).unwrap();
+        let left: Vec<u64> = store.fetch(&addr, 0, 10).await.unwrap().iter().map(|e| e.seq).collect();
+        assert_eq!(left.len(), 2, "both acks survived the close: {left:?}");
+        assert!(!left.contains(&queued[0].seq) && !left.contains(&queued[1].seq));
+
+        // Idle: the bound commits an ack alone.
+        let acked =
+            tokio::time::timeout(Duration::from_secs(10), store.ack(&addr, vec![queued[2].seq])).await;
+        assert_eq!(acked.expect("the bound commits a waiting ack").unwrap(), 1);
+        assert_eq!(store.fetch(&addr, 0, 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -249,7 +249,9 @@ pub trait QueueStore: Send + Sync {
     /// out every envelope past the retention (even before [`QueueStore::expire`] deleted it).
     async fn fetch(&self, device: &DeviceAddress, after: u64, limit: usize) -> Result<Vec<Envelope>>;
     /// Deletes acknowledged envelopes (unknown sequence numbers are ignored); returns how many
-    /// were deleted.
+    /// were deleted, once the deletion is durable. A backend may hold it back a little to
+    /// commit it with other writes (the embedded store: at most
+    /// [`crate::embedded::MAX_ACK_DELAY`]); until then a fetch still returns those envelopes.
     async fn ack(&self, device: &DeviceAddress, seqs: Vec<u64>) -> Result<u64>;
     /// Deletes a device's whole queue (device removed); returns how many envelopes went.
     async fn purge(&self, device: &DeviceAddress) -> Result<u64>;
