@@ -6,6 +6,8 @@
 # rounds. group_trace.py then splits the trace into rounds and reports, per round, the node's
 # own fan-out time (the sender's GroupSend read -> the last member's Deliver written) beside
 # what hush-group saw (the last member has it).
+# With PROFILE=1: a CPU profile instead (perf record -F 499, DWARF call graphs), folded into
+# OUTDIR/group-<enc>-cpu.folded for stackshare.py.
 # Usage: benches/scripts/targets/group-trace.sh OUTDIR   (ROUNDS=300; AFTER: binary folder;
 #   GROUP_DATA: a data folder as group-ba.sh makes it, whose administrator has no second factor)
 set -uo pipefail
@@ -28,8 +30,12 @@ up "$out.txt" "receivers online" $gp
 g0=$(ticks "$gp")
 # hush-group's CPU: its last sample before it exits (its /proc entry goes with it).
 ( while kill -0 $gp 2>/dev/null; do t=$(ticks $gp); [ "$t" != -1 ] && echo "$t" > "$out.gticks"; sleep 0.05; done ) &
-perf record -e syscalls:sys_enter_recvfrom -e syscalls:sys_enter_sendto -e syscalls:sys_enter_writev \
-  -p "$pid" -o "/tmp/perf-group-$ENC.data" > /dev/null 2>&1 &
+if [ -n "${PROFILE:-}" ]; then  # CPU profile instead of the syscall trace
+  perf record -F 499 --call-graph dwarf,16384 -p "$pid" -o "/tmp/perf-group-$ENC-cpu.data" > /dev/null 2>&1 &
+else
+  perf record -e syscalls:sys_enter_recvfrom -e syscalls:sys_enter_sendto -e syscalls:sys_enter_writev \
+    -p "$pid" -o "/tmp/perf-group-$ENC.data" > /dev/null 2>&1 &
+fi
 pp=$!
 n0=$(ticks "$pid"); t0=$(date +%s.%N)
 wait $gp
@@ -41,5 +47,10 @@ g1=$(cat "$out.gticks")
   echo "wall $(python3 -c "print(round($t1 - $t0, 2))") s; hushd CPU $(( (n1 - n0) * 10 )) ms; hush-group CPU $(( (g1 - g0) * 10 )) ms (last 50 ms sample)"
   grep -E "last member|Accepted" "$out.txt"
 } | tee "$out.cpu"
+if [ -n "${PROFILE:-}" ]; then
+  perf script -i "/tmp/perf-group-$ENC-cpu.data" 2>/dev/null | COLLAPSE_MIN_SHARE=0 \
+    python3 "$ROOT/benches/scripts/targets/collapse.py" > "$out-cpu.folded"
+  exit 0
+fi
 perf script -i "/tmp/perf-group-$ENC.data" -F tid,time,event 2>/dev/null > "$out.trace"
 python3 "$ROOT/benches/scripts/targets/group_trace.py" "$out.trace" | tee "$out.rounds"

@@ -108,7 +108,7 @@ revoke_run() { # enc label perf?
   {
     grep -E "call ->|revoked" "$out" | sed "s/^/$enc revoke $label: /"
     echo "$enc revoke $label: hushd CPU from sockets up to the tool's exit: $(( (t1 - t0) * 10 )) ms"
-    grep "revocation stored and broadcast" /tmp/tg-after.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g' \
+    grep "revocation stored" /tmp/tg-after.log | tail -1 | sed 's/\x1b\[[0-9;]*m//g' \
       | grep -oE "asked=.*" | sed "s/^/$enc revoke $label: hushd log: /"
   } | tee -a "$OUTDIR/revoke.txt"
   stop "$pid"
