@@ -39,7 +39,7 @@ pub struct Latencies {
     /// [`Self::delivery`] for `path="bus"`.
     pub delivery_bus: Histogram,
     /// A group message in its group's actor: from its turn to every member device's copy stored
-    /// and handed to the device's actor here or published to its node.
+    /// (the sender's device actor then answers and routes the copies).
     pub fanout: Histogram,
 }
 

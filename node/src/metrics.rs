@@ -42,7 +42,7 @@ pub fn render(hub: &Arc<Hub>) -> String {
     );
     registry.register_with_unit(
         "hush_group_fanout",
-        "A group message in its group's actor: from its turn to every member device's copy stored and handed on (local actor or its node)",
+        "A group message in its group's actor: from its turn to every member device's copy stored (the sender's device actor then answers and routes the copies)",
         Unit::Seconds,
         l.fanout.clone(),
     );

@@ -94,14 +94,19 @@ impl DeviceActor {
         self.spawn(async move {
             let mut direct = Vec::new();
             let mut answers = Vec::new();
+            let mut routes = Vec::new();
             for o in batch {
                 match o {
-                    Outgoing::Group(m) => answers.push(crate::groups::send(&hub, &from, m).await),
+                    Outgoing::Group(m) => {
+                        let (answer, copies) = crate::groups::send(&hub, &from, m).await;
+                        answers.push(answer);
+                        routes.extend(copies);
+                    }
                     Outgoing::Direct(m) => direct.push(m),
                 }
             }
             if direct.is_empty() {
-                return Done::Sent(answers, Vec::new());
+                return Done::Sent(answers, routes);
             }
             let (replies, routes) = relay::send_batch(&hub, &from, direct).await;
             Done::Sent(replies, routes)

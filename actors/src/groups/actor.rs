@@ -19,18 +19,19 @@ use hush_protocol::wire::{
 use hush_store::{NewEnvelope, SharedEnvelope, StoreError};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
-use super::registry::{GroupMsg, Sent};
+use super::registry::{GroupMsg, Routes, Sent};
 use super::types::{Caller, Change, GroupError, SenderKeyUse, Stored};
 use super::{decode, encode, load, usage_key, NS_SENDER_KEYS};
-use crate::delivery::route_all;
 use crate::hub::Hub;
 use crate::limits::{GROUP_IDLE_TIMEOUT, MAX_GROUP_ACTORS, SENDER_KEY_USAGE_FLUSH};
 use crate::metrics::Metrics;
 use crate::now_ms;
 use crate::supervise::{Area, Restart, Restarting};
 
-/// Sends a group message from `from` (through the group's actor on this node).
-pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -> ServerFrame {
+/// Sends a group message from `from` (through the group's actor on this node): the answer for
+/// the sender, and the stored copies for the members' devices, which the caller routes live
+/// (after the answer: `Accepted` means stored, it does not wait for the live hand-off).
+pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -> (ServerFrame, Routes) {
     let id = msg.id;
     for _ in 0..2 {
         let Some(actor) = actor_of(hub, &from.tenant, &msg.group).await else { break };
@@ -43,12 +44,13 @@ pub async fn send(hub: &Arc<Hub>, from: &DeviceAddress, msg: GroupSendMessage) -
             Ok(_) => break,
         }
     }
-    ServerFrame::Error {
+    let refused = ServerFrame::Error {
         id: Some(id),
         code: ErrorCode::Unavailable,
         message: "group unavailable; retry".into(),
         retry_after_s: None,
-    }
+    };
+    (refused, Vec::new())
 }
 
 /// Applies a membership change through the group's actor on this node.
@@ -214,8 +216,8 @@ impl Actor for GroupActor {
                 let need_usage = !s.usage.contains_key(&from);
                 let (hub, tenant, gid) = (s.hub.clone(), s.tenant.clone(), s.id.clone());
                 tokio::spawn(async move {
-                    let (answer, sent) = store_send(&hub, &tenant, &gid, from, msg, need_usage).await;
-                    let _ = reply.send(answer);
+                    let (answer, sent, routes) = store_send(&hub, &tenant, &gid, from, msg, need_usage).await;
+                    let _ = reply.send((answer, routes));
                     let _ = myself.cast(GroupMsg::Counted(sent));
                 });
             }
@@ -262,7 +264,8 @@ fn unavailable(id: uuid::Uuid) -> ServerFrame {
 }
 
 /// The store part of a send: re-read the record, check membership and epoch, store once for
-/// every member device. Returns the sender's answer and what the actor counts.
+/// every member device. Returns the sender's answer, what the actor counts and the copies to
+/// route.
 async fn store_send(
     hub: &Arc<Hub>,
     tenant: &TenantId,
@@ -270,10 +273,11 @@ async fn store_send(
     from: DeviceAddress,
     msg: GroupSendMessage,
     need_usage: bool,
-) -> (ServerFrame, Sent) {
+) -> (ServerFrame, Sent, Routes) {
     let id = msg.id;
-    let refuse =
-        |from, current, answer| (answer, Sent { from, current, accepted_epoch: None, loaded_usage: None });
+    let refuse = |from, current, answer| {
+        (answer, Sent { from, current, accepted_epoch: None, loaded_usage: None }, Vec::new())
+    };
     // Every send re-reads the record: a removal committed on any node is seen.
     let current = match load(hub, tenant, gid).await {
         Ok(c) => c,
@@ -298,8 +302,8 @@ async fn store_send(
         let f = ServerFrame::StaleEpoch { id, group: gid.clone(), epoch: s.rec.epoch };
         return refuse(from, Some(s), f);
     }
-    match fan_out(hub, &from, &s, msg).await {
-        Ok(()) => {}
+    let routes = match fan_out(hub, &from, &s, msg).await {
+        Ok(routes) => routes,
         // A member device's queue is full: the whole group send is refused (stored for no
         // one), like a 1:1 send, so an accepted message reached every queue.
         Err(StoreError::QueueFull(full)) => {
@@ -309,7 +313,7 @@ async fn store_send(
             hush_store::failure::log_failure(&e, "group send not stored");
             return refuse(from, Some(s), unavailable(id));
         }
-    }
+    };
     let loaded_usage = if need_usage {
         match hub.store.kv_get(NS_SENDER_KEYS, &usage_key(gid, &from)).await {
             Ok(Some(e)) => decode(&e.value).ok(),
@@ -319,7 +323,8 @@ async fn store_send(
         None
     };
     let epoch = s.rec.epoch;
-    (ServerFrame::Accepted { id }, Sent { from, current: Some(s), accepted_epoch: Some(epoch), loaded_usage })
+    let sent = Sent { from, current: Some(s), accepted_epoch: Some(epoch), loaded_usage };
+    (ServerFrame::Accepted { id }, sent, routes)
 }
 
 async fn save_usage(hub: &Hub, id: &GroupId, d: &DeviceAddress, u: SenderKeyUse) {
@@ -391,13 +396,13 @@ async fn queue_device_event(hub: &Hub, to: &DeviceAddress, event: SessionEvent) 
     crate::delivery::queue_events(hub, vec![item], "rotation request not queued").await;
 }
 
-/// Stores the ciphertext once for every member device but `from`, then routes it.
+/// Stores the ciphertext once for every member device but `from`; returns the copies to route.
 async fn fan_out(
     hub: &Hub,
     from: &DeviceAddress,
     s: &Stored,
     msg: GroupSendMessage,
-) -> Result<(), StoreError> {
+) -> Result<Routes, StoreError> {
     let started = tokio::time::Instant::now();
     let mut to = Vec::new();
     for u in &s.rec.members {
@@ -410,7 +415,7 @@ async fn fan_out(
         }
     }
     if to.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let envelope = Envelope {
         seq: 0,
@@ -437,7 +442,6 @@ async fn fan_out(
             (addr, e)
         })
         .collect();
-    route_all(hub, items).await;
     crate::metrics::observe(&hub.metrics.latency.fanout, started.elapsed());
-    Ok(())
+    Ok(items)
 }

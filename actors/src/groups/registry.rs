@@ -7,7 +7,7 @@ use std::sync::{Mutex, RwLock};
 
 use hush_protocol::api::GroupInfo;
 use hush_protocol::ids::{DeviceAddress, GroupId, TenantId};
-use hush_protocol::wire::{GroupSendMessage, ServerFrame};
+use hush_protocol::wire::{Envelope, GroupSendMessage, ServerFrame};
 use ractor::{ActorRef, RpcReplyPort};
 
 use super::types::{Caller, Change, GroupError, SenderKeyUse, Stored};
@@ -72,8 +72,10 @@ impl Groups {
 
 /// The messages of a group actor.
 pub enum GroupMsg {
-    /// A group message from a device of this node; answered with the frame for the sender.
-    Send(DeviceAddress, GroupSendMessage, RpcReplyPort<ServerFrame>),
+    /// A group message from a device of this node; answered with the frame for the sender
+    /// and, once stored, the copies for the members' devices (the sender's device actor routes
+    /// them after its `Accepted`, as it does a 1:1 message's).
+    Send(DeviceAddress, GroupSendMessage, RpcReplyPort<(ServerFrame, Routes)>),
     /// The group changed: take the record (a change made here) or drop the cached one.
     Invalidate(Option<Stored>),
     /// A membership change (applied here, one at a time).
@@ -83,6 +85,9 @@ pub enum GroupMsg {
     /// Stop if idle.
     IdleCheck,
 }
+
+/// The stored copies of a message, one per recipient device, to route live.
+pub type Routes = Vec<(DeviceAddress, Envelope)>;
 
 /// What the store part of a send found.
 pub struct Sent {
