@@ -828,6 +828,13 @@ fn writer_loop(shared: Arc<Shared>, rx: flume::Receiver<Queued>, mut next_seq: u
             txn.commit().map_err(backend)?;
             Ok(())
         })();
+        // Counted before any caller hears back: whoever got an answer sees its commit counted.
+        let us = started.elapsed().as_micros() as u64;
+        shared.commits.fetch_add(1, Ordering::Relaxed);
+        shared.jobs.fetch_add(n, Ordering::Relaxed);
+        shared.sum_us.fetch_add(us, Ordering::Relaxed);
+        let idx = COMMIT_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(COMMIT_BUCKETS_US.len());
+        shared.buckets[idx].fetch_add(1, Ordering::Relaxed);
         match result {
             Ok(()) => {
                 if !added.is_empty() || !removed.is_empty() {
@@ -896,12 +903,6 @@ fn writer_loop(shared: Arc<Shared>, rx: flume::Receiver<Queued>, mut next_seq: u
                 }
             }
         }
-        let us = started.elapsed().as_micros() as u64;
-        shared.commits.fetch_add(1, Ordering::Relaxed);
-        shared.jobs.fetch_add(n, Ordering::Relaxed);
-        shared.sum_us.fetch_add(us, Ordering::Relaxed);
-        let idx = COMMIT_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(COMMIT_BUCKETS_US.len());
-        shared.buckets[idx].fetch_add(1, Ordering::Relaxed);
     }
     tracing::debug!("store writer stopped");
 }
