@@ -66,7 +66,10 @@ for b in before after; do
   pid=$(start $b)
   HUSH_ADMIN_PASSWORD=$(pw_of $b) taskset -c 1 "$(dir_of $b)/hush-load" --server "http://127.0.0.1:$(port_of $b)" \
     --connections 1000 --user-prefix tg --rate 100 --warmup 0 --duration 1 > /tmp/tg-$b.setup 2>&1 \
-    || { tail /tmp/tg-$b.setup; exit 1; }
+    || { grep -v '^ ' /tmp/tg-$b.setup | tail -5
+         grep -q mfa_required /tmp/tg-$b.setup && echo "/tmp/tg-$b: its administrator has a second factor now" \
+           "(hush-revoke enrols one, e.g. in others.sh) and its token cache is stale: move the folder aside and run again"
+         stop "$pid"; exit 1; }
   stop "$pid"
 done
 for r in $(seq 1 "$ROUNDS"); do
