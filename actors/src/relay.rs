@@ -13,6 +13,7 @@ use hush_protocol::ids::{DeviceAddress, DeviceId, UserId};
 use hush_protocol::wire::{DeviceMessage, Envelope, ErrorCode, SendMessage, ServerFrame};
 use hush_store::{DeviceSet, NewEnvelope};
 
+use crate::delivery::Routes;
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::now_ms;
@@ -211,7 +212,7 @@ pub async fn send_batch(
     hub: &Hub,
     from: &DeviceAddress,
     msgs: Vec<SendMessage>,
-) -> (Vec<ServerFrame>, Vec<(DeviceAddress, Envelope)>) {
+) -> (Vec<ServerFrame>, Routes) {
     let mut routes = Vec::new();
     let ts = now_ms();
     let mut answers: Vec<Option<ServerFrame>> = Vec::with_capacity(msgs.len());
@@ -276,12 +277,7 @@ pub async fn send_batch(
 
 /// Stores one send's envelopes (all or none), adding them to `routes`; the answer for its
 /// sender.
-async fn store_one(
-    hub: &Hub,
-    id: uuid::Uuid,
-    items: Vec<NewEnvelope>,
-    routes: &mut Vec<(DeviceAddress, Envelope)>,
-) -> ServerFrame {
+async fn store_one(hub: &Hub, id: uuid::Uuid, items: Vec<NewEnvelope>, routes: &mut Routes) -> ServerFrame {
     let targets: Vec<DeviceAddress> = items.iter().map(|i| i.to.clone()).collect();
     match hub.store.enqueue(items).await {
         Ok(stored) => {

@@ -98,13 +98,13 @@ pub(crate) const BLOBS: TableDefinition<u64, &[u8]> = TableDefinition::new("blob
 pub(crate) const BLOB_REFS: TableDefinition<u64, u64> = TableDefinition::new("blob_refs");
 
 type Job = Box<dyn FnOnce(&mut Tx<'_>) -> Completion + Send>;
+type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// A job, and whether it may wait for another write to commit with (acknowledgements).
 struct Queued {
     job: Job,
     may_wait: bool,
 }
-type Completion = Box<dyn FnOnce(Result<()>) + Send>;
 
 /// The committed per-device queue index: device -> its queued sequence numbers.
 type QueueIndex = HashMap<DeviceAddress, BTreeSet<u64>>;

@@ -16,6 +16,7 @@ use hush_store::NewEnvelope;
 use crate::hub::Hub;
 use crate::limits::ROUTE_BATCH;
 use crate::metrics::Metrics;
+pub use registry::Routes;
 use registry::{Conn, Disconnect, Refused, Since};
 
 /// Queues node events (one store write) for their devices, then routes them; a failure is
@@ -35,7 +36,7 @@ pub async fn queue_events(hub: &Hub, items: Vec<NewEnvelope>, what: &'static str
 /// Pushes stored envelopes to their devices: through the local registry when connected here,
 /// else to the node that presence names (one bus message per node and batch). A device that
 /// is offline, or whose node cannot be reached, gets the envelope from its queue later.
-pub async fn route_all(hub: &Hub, items: Vec<(DeviceAddress, Envelope)>) {
+pub async fn route_all(hub: &Hub, items: Routes) {
     let since = Since::Routed(tokio::time::Instant::now());
     let mut remote = Vec::new();
     for (addr, env) in items {
@@ -56,7 +57,7 @@ pub async fn route_all(hub: &Hub, items: Vec<(DeviceAddress, Envelope)>) {
             return;
         }
     };
-    let mut by_node: HashMap<String, Vec<(DeviceAddress, Envelope)>> = HashMap::new();
+    let mut by_node: HashMap<String, Routes> = HashMap::new();
     for ((addr, env), node) in remote.into_iter().zip(nodes) {
         if let Some(n) = node.filter(|n| n != hub.bus.node_id()) {
             by_node.entry(n).or_default().push((addr, env));
@@ -82,7 +83,7 @@ pub async fn route_all(hub: &Hub, items: Vec<(DeviceAddress, Envelope)>) {
 /// Bytes of envelope content per bus message to another node.
 const ROUTE_BATCH_BYTES: usize = 1024 * 1024;
 
-async fn send_remote(hub: &Hub, node: &str, batch: Vec<(DeviceAddress, Envelope)>) {
+async fn send_remote(hub: &Hub, node: &str, batch: Routes) {
     let n = batch.len();
     if let Err(e) = hub.bus.send_to(node, &BusMessage::Deliver(batch)).await {
         tracing::debug!(error = %e, node, envelopes = n, "live routing failed; envelopes stay queued");

@@ -170,6 +170,9 @@ impl SessionHandle {
     }
 }
 
+/// Stored envelopes, each with the device it is for: what a send hands to live routing.
+pub type Routes = Vec<(DeviceAddress, Envelope)>;
+
 /// How to reach one live connection.
 #[derive(Clone, Debug)]
 pub struct Conn {

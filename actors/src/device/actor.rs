@@ -54,7 +54,7 @@ pub(super) enum Outgoing {
 #[allow(clippy::large_enum_variant)]
 pub(super) enum Done {
     Fetched(Result<Vec<Envelope>, StoreError>),
-    Sent(Vec<ServerFrame>, Vec<(DeviceAddress, Envelope)>),
+    Sent(Vec<ServerFrame>, crate::delivery::Routes),
     Routed,
     Acked(Result<u64, StoreError>),
     Key(uuid::Uuid, Result<ServerFrame, keys::KeysError>),

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use hush_protocol::ids::DeviceAddress;
 use hush_protocol::limits::DRAIN_PAGE;
 use hush_protocol::wire::{Envelope, ServerFrame, CLOSE_SLOW_CONSUMER};
 use hush_store::StoreError;
@@ -12,6 +11,7 @@ use tokio::time::Instant;
 
 use super::actor::{DeviceActor, Done, Outgoing};
 use super::CLOSE_INTERNAL;
+use crate::delivery::Routes;
 use crate::limits::DRAIN_STALL_TIMEOUT;
 use crate::metrics::{observe, Metrics};
 use crate::relay;
@@ -113,7 +113,7 @@ impl DeviceActor {
         });
     }
 
-    pub(super) fn on_sent(&mut self, replies: Vec<ServerFrame>, routes: Vec<(DeviceAddress, Envelope)>) {
+    pub(super) fn on_sent(&mut self, replies: Vec<ServerFrame>, routes: Routes) {
         // The answers first: `Accepted` means durable, it does not wait for live routing.
         let since = std::mem::take(&mut self.sending_since);
         let group = self.sending_group;
@@ -126,7 +126,13 @@ impl DeviceActor {
                 observe(if group { &latency.accept_group } else { &latency.accept_direct }, t.elapsed());
             }
             if !self.frame(reply) {
+                // The sender's socket is gone or closing: no more answers and no next batch,
+                // but what was stored still goes to the recipients online now.
                 self.sending = 0;
+                if !routes.is_empty() {
+                    let hub = self.hub.clone();
+                    tokio::spawn(async move { crate::delivery::route_all(&hub, routes).await });
+                }
                 return;
             }
         }

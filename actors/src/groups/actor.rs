@@ -19,9 +19,10 @@ use hush_protocol::wire::{
 use hush_store::{NewEnvelope, SharedEnvelope, StoreError};
 use ractor::{Actor, ActorCell, ActorProcessingErr, ActorRef};
 
-use super::registry::{GroupMsg, Routes, Sent};
+use super::registry::{GroupMsg, Sent};
 use super::types::{Caller, Change, GroupError, SenderKeyUse, Stored};
 use super::{decode, encode, load, usage_key, NS_SENDER_KEYS};
+use crate::delivery::Routes;
 use crate::hub::Hub;
 use crate::limits::{GROUP_IDLE_TIMEOUT, MAX_GROUP_ACTORS, SENDER_KEY_USAGE_FLUSH};
 use crate::metrics::Metrics;

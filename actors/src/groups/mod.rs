@@ -49,7 +49,7 @@ pub mod registry;
 mod types;
 pub use crate::policy::GroupPolicy;
 pub use actor::{send, GroupActor, GroupState};
-pub use registry::{GroupMsg, Groups, Routes, Sent};
+pub use registry::{GroupMsg, Groups, Sent};
 pub use types::{Caller, Change, GroupError, GroupRecord, SenderKeyUse, Stored};
 
 use crate::audit::AuditAction;

@@ -7,10 +7,11 @@ use std::sync::{Mutex, RwLock};
 
 use hush_protocol::api::GroupInfo;
 use hush_protocol::ids::{DeviceAddress, GroupId, TenantId};
-use hush_protocol::wire::{Envelope, GroupSendMessage, ServerFrame};
+use hush_protocol::wire::{GroupSendMessage, ServerFrame};
 use ractor::{ActorRef, RpcReplyPort};
 
 use super::types::{Caller, Change, GroupError, SenderKeyUse, Stored};
+use crate::delivery::registry::Routes;
 use crate::policy::GroupPolicy;
 
 /// The group actors of this node and the rotation policy.
@@ -85,9 +86,6 @@ pub enum GroupMsg {
     /// Stop if idle.
     IdleCheck,
 }
-
-/// The stored copies of a message, one per recipient device, to route live.
-pub type Routes = Vec<(DeviceAddress, Envelope)>;
 
 /// What the store part of a send found.
 pub struct Sent {
