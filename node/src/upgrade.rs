@@ -164,13 +164,45 @@ pub const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 /// The socket of an upgraded connection: when the connection drops it, the socket's write side
 /// is shut down (the client reads the close frame, then the end) and what the client still sends
 /// is read and dropped for at most [`LINGER`], then the socket closes.
-pub(crate) struct Lingering<T: AsyncRead + AsyncWrite + Unpin + 'static>(Option<T>);
+///
+/// `head` holds bytes that go out before anything else: the `101` answer of a connection
+/// authenticated by its header, which then leaves in one write with the `Ready` frame that
+/// always follows it (one `sendto` a connection less, `benches/README.md`, session 14). It is
+/// written by the first write, flush or shutdown, or when the connection is dropped.
+pub(crate) struct Lingering<T: AsyncRead + AsyncWrite + Unpin + 'static> {
+    io: Option<T>,
+    head: Vec<u8>,
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Lingering<T> {
+    fn new(io: T, head: Vec<u8>) -> Self {
+        Lingering { io: Some(io), head }
+    }
+
+    /// Writes what is left of `head` (on its own).
+    fn poll_head(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        use std::task::Poll;
+        let Some(io) = self.io.as_mut() else { return Poll::Ready(Ok(())) };
+        while !self.head.is_empty() {
+            match std::task::ready!(std::pin::Pin::new(&mut *io).poll_write(cx, &self.head))? {
+                0 => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                n => drop(self.head.drain(..n)),
+            }
+        }
+        self.head = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+}
 
 impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Drop for Lingering<T> {
     fn drop(&mut self) {
-        let Some(mut io) = self.0.take() else { return };
+        let Some(mut io) = self.io.take() else { return };
+        let head = std::mem::take(&mut self.head);
         actix_web::rt::spawn(async move {
             use tokio::io::AsyncReadExt;
+            if !head.is_empty() {
+                let _ = io.write_all(&head).await;
+            }
             let _ = io.shutdown().await;
             let mut sink = [0u8; 1024];
             let _ = tokio::time::timeout(LINGER, async {
@@ -187,7 +219,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + 'static> AsyncRead for Lingering<T> {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match self.0.as_mut() {
+        match self.io.as_mut() {
             Some(io) => std::pin::Pin::new(io).poll_read(cx, buf),
             None => std::task::Poll::Ready(Ok(())),
         }
@@ -200,9 +232,27 @@ impl<T: AsyncRead + AsyncWrite + Unpin + 'static> AsyncWrite for Lingering<T> {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        match self.0.as_mut() {
+        use std::task::Poll;
+        let this = &mut *self;
+        let Some(io) = this.io.as_mut() else {
+            return Poll::Ready(Err(std::io::ErrorKind::NotConnected.into()));
+        };
+        // The head and the first frames in one vectored write; what of the head a short write
+        // leaves goes first next time.
+        if !this.head.is_empty() && !buf.is_empty() {
+            let bufs = [std::io::IoSlice::new(&this.head), std::io::IoSlice::new(buf)];
+            let n = std::task::ready!(std::pin::Pin::new(&mut *io).poll_write_vectored(cx, &bufs))?;
+            let head = this.head.len();
+            if n > head {
+                this.head = Vec::new();
+                return Poll::Ready(Ok(n - head));
+            }
+            drop(this.head.drain(..n));
+        }
+        std::task::ready!(this.poll_head(cx))?;
+        match this.io.as_mut() {
             Some(io) => std::pin::Pin::new(io).poll_write(cx, buf),
-            None => std::task::Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+            None => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
         }
     }
 
@@ -210,7 +260,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + 'static> AsyncWrite for Lingering<T> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match self.0.as_mut() {
+        std::task::ready!(self.poll_head(cx))?;
+        match self.io.as_mut() {
             Some(io) => std::pin::Pin::new(io).poll_flush(cx),
             None => std::task::Poll::Ready(Ok(())),
         }
@@ -220,7 +271,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + 'static> AsyncWrite for Lingering<T> {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        match self.0.as_mut() {
+        std::task::ready!(self.poll_head(cx))?;
+        match self.io.as_mut() {
             Some(io) => std::pin::Pin::new(io).poll_shutdown(cx),
             None => std::task::Poll::Ready(Ok(())),
         }
@@ -319,11 +371,23 @@ where
     };
     let Admitted { ticket, permit, header_auth, protocol, switching } = admitted;
     let mut framed = framed;
-    if framed.send(h1::Message::Item((switching, actix_http::body::BodySize::None))).await.is_err() {
-        return Ok(());
-    }
-    let parts = framed.into_parts();
-    let (io, already_read) = (parts.io, parts.read_buf);
+    let answer = h1::Message::Item((switching, actix_http::body::BodySize::None));
+    // A socket authenticated by its header gets `Ready` at once: the `101` waits for it (see
+    // [`Lingering`]). One that still has to send `Auth` needs the `101` first.
+    let head = if header_auth.is_some() {
+        if std::pin::Pin::new(&mut framed).write(answer).is_err() {
+            return Ok(());
+        }
+        let parts = framed.into_parts();
+        (parts.io, parts.read_buf, parts.write_buf.to_vec())
+    } else {
+        if framed.send(answer).await.is_err() {
+            return Ok(());
+        }
+        let parts = framed.into_parts();
+        (parts.io, parts.read_buf, Vec::new())
+    };
+    let (io, already_read, head) = head;
     drop(ticket);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)
@@ -331,7 +395,7 @@ where
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
     let ws = WebSocketStream::from_partially_read(
-        Lingering(Some(io)),
+        Lingering::new(io, head),
         already_read.to_vec(),
         Role::Server,
         Some(config),

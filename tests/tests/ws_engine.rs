@@ -77,6 +77,11 @@ on_both_engines!(
     oversized_and_non_utf8_messages_close_the_socket_only_actix
 );
 on_both_engines!(
+    header_auth_raw,
+    header_auth_answers_101_then_ready_byte_for_byte_tungstenite,
+    header_auth_answers_101_then_ready_byte_for_byte_actix
+);
+on_both_engines!(
     revocation,
     revocation_closes_the_socket_with_logged_out_tungstenite,
     revocation_closes_the_socket_with_logged_out_actix
@@ -234,4 +239,55 @@ async fn revocation(engine: &str) {
     assert_eq!(next(&mut a).await, ServerFrame::LoggedOut { reason: "revoked_by_user".into() });
     let reason = close_reason(&mut a).await;
     assert!(reason.starts_with("4401"), "{reason}");
+}
+
+/// A socket authenticated by its header, read as raw bytes: the `101` answer with the chosen
+/// subprotocol, then at once the `Ready` and `QueueEmpty` text frames, each exactly once (the
+/// tungstenite engine writes the `101` together with `Ready`, `node/src/upgrade.rs`).
+async fn header_auth_raw(engine: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = start(engine);
+    let admin = node.admin().await;
+    let alice = node.user(&admin, "alice").await;
+    let mut tcp = tokio::net::TcpStream::connect(&node.addr).await.unwrap();
+    let request = format!(
+        "GET /v1/ws HTTP/1.1\r\nHost: {}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Protocol: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+        node.addr,
+        hush_protocol::wire::SUBPROTOCOL_JSON,
+        alice.login_info().token.expose()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let ready = br#"{"Ready":{"user":"alice","device":1}}"#;
+    let empty = br#""QueueEmpty""#;
+    let mut got = Vec::new();
+    let (head_end, want) = loop {
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+            .await
+            .expect("no answer within 10 s")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let want = 2 + ready.len() + 2 + empty.len();
+            if got.len() >= i + 4 + want {
+                break (i + 4, want);
+            }
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101 "), "{head}");
+    // RFC 6455's example key and its accept value.
+    assert!(head.contains("sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo="), "{head}");
+    assert!(
+        head.contains(&format!("sec-websocket-protocol: {}", hush_protocol::wire::SUBPROTOCOL_JSON)),
+        "{head}"
+    );
+    let frames = &got[head_end..head_end + want];
+    assert_eq!(&frames[..2], &[0x81, ready.len() as u8]);
+    assert_eq!(&frames[2..2 + ready.len()], ready);
+    assert_eq!(&frames[2 + ready.len()..4 + ready.len()], &[0x81, empty.len() as u8]);
+    assert_eq!(&frames[4 + ready.len()..], empty);
 }

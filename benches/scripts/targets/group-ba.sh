@@ -5,8 +5,9 @@
 # on CPU 1). The after build's hush-group drives both builds (their frames are the same).
 # Usage: benches/scripts/targets/group-ba.sh OUTDIR   (RUNS=3; BEFORE / AFTER: binary folders)
 #   GROUP_DATA: a data folder whose administrator has no second factor and whose password is
-#     bench-admin-password-1 (made here on first use with benches/scripts/actor-move/start.sh and
-#     one unmeasured hush-group run that creates the 1,000 members); each build gets a copy.
+#     bench-admin-password-1 (made here on first use by the after build with
+#     benches/scripts/actor-move/start.sh and one unmeasured hush-group run that creates the
+#     1,000 members); each build gets a copy.
 set -uo pipefail
 OUTDIR=${1:?outdir}; mkdir -p "$OUTDIR"
 RUNS=${RUNS:-3}
@@ -22,7 +23,9 @@ group() { # rounds, extra flags...
   taskset -c 1 "$AFTER/hush-group" --server "http://127.0.0.1:$PORT" --members 1000 --rounds "$rounds" --warmup 20 "$@" 2>&1
 }
 if [ ! -d "$GROUP_DATA" ]; then
-  pid=$("$ROOT/benches/scripts/actor-move/start.sh" "$BEFORE" $PORT "$GROUP_DATA")
+  # Made by the after build: the before build (1e4dec9) cannot change the bootstrap password, so
+  # a folder it made keeps its one-time password, which HUSH_ADMIN_PASSWORD above is not.
+  pid=$("$ROOT/benches/scripts/actor-move/start.sh" "$AFTER" $PORT "$GROUP_DATA")
   group 10 > "$OUTDIR/group-setup.txt"
   stop "$pid"
 fi
