@@ -372,22 +372,17 @@ where
     let Admitted { ticket, permit, header_auth, protocol, switching } = admitted;
     let mut framed = framed;
     let answer = h1::Message::Item((switching, actix_http::body::BodySize::None));
-    // A socket authenticated by its header gets `Ready` at once: the `101` waits for it (see
-    // [`Lingering`]). One that still has to send `Auth` needs the `101` first.
-    let head = if header_auth.is_some() {
-        if std::pin::Pin::new(&mut framed).write(answer).is_err() {
-            return Ok(());
-        }
-        let parts = framed.into_parts();
-        (parts.io, parts.read_buf, parts.write_buf.to_vec())
-    } else {
-        if framed.send(answer).await.is_err() {
-            return Ok(());
-        }
-        let parts = framed.into_parts();
-        (parts.io, parts.read_buf, Vec::new())
-    };
-    let (io, already_read, head) = head;
+    if std::pin::Pin::new(&mut framed).write(answer).is_err() {
+        return Ok(());
+    }
+    // A socket authenticated by its header gets `Ready` at once: its `101` stays in the write
+    // buffer and goes with it (see [`Lingering`]). One that still has to send `Auth` needs the
+    // `101` now.
+    if header_auth.is_none() && framed.flush().await.is_err() {
+        return Ok(());
+    }
+    let parts = framed.into_parts();
+    let (io, already_read, head) = (parts.io, parts.read_buf, parts.write_buf.to_vec());
     drop(ticket);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER)

@@ -261,8 +261,9 @@ async fn header_auth_raw(engine: &str) {
     tcp.write_all(request.as_bytes()).await.unwrap();
     let ready = br#"{"Ready":{"user":"alice","device":1}}"#;
     let empty = br#""QueueEmpty""#;
+    let want = 2 + ready.len() + 2 + empty.len();
     let mut got = Vec::new();
-    let (head_end, want) = loop {
+    let head_end = loop {
         let mut buf = [0u8; 1024];
         let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
             .await
@@ -271,9 +272,8 @@ async fn header_auth_raw(engine: &str) {
         assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
         if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            let want = 2 + ready.len() + 2 + empty.len();
             if got.len() >= i + 4 + want {
-                break (i + 4, want);
+                break i + 4;
             }
         }
     };
