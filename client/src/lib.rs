@@ -39,6 +39,7 @@ use hush_protocol::e2e::{
     parse_one_time_prekey, verify_kyber_prekey, verify_signed_ec_prekey, PreKeyBundle, PublicKey,
 };
 use hush_protocol::ids::{DeviceId, GroupId, MessageId, RegistrationId, TenantId, UserId};
+use hush_protocol::limits::MAX_FRAME_BYTES;
 use hush_protocol::wire::{
     ClientFrame, ContentType, DeviceMessage, GroupSendMessage, Payload, SendMessage, ServerFrame,
     SUBPROTOCOL_JSON, SUBPROTOCOL_POSTCARD,
@@ -682,7 +683,8 @@ impl Session {
         let subprotocol = if json { SUBPROTOCOL_JSON } else { SUBPROTOCOL_POSTCARD };
         h.insert("sec-websocket-protocol", HeaderValue::from_static(subprotocol));
         let connected =
-            tokio_tungstenite::connect_async_tls_with_config(req, None, false, Some(connector)).await;
+            tokio_tungstenite::connect_async_tls_with_config(req, Some(ws_config()), false, Some(connector))
+                .await;
         let (ws, _) = connected.map_err(|e| match e {
             tokio_tungstenite::tungstenite::Error::Http(r) if r.status() == 401 || r.status() == 403 => {
                 let status = r.status().as_u16();
@@ -699,6 +701,18 @@ impl Session {
         })?;
         Ok(Connection { ws, pending: VecDeque::new(), session: self.clone(), json })
     }
+}
+
+/// The socket's limits: an 8 KiB read buffer (tungstenite's default, 128 KiB, is allocated per
+/// socket and zero-filled before every read: ~5 µs of `memset` a frame, and a `munmap` when the
+/// socket closes; a larger frame still grows the buffer while it is read), and no message above
+/// what the protocol allows a frame ([`MAX_FRAME_BYTES`]: anything larger is refused by the
+/// decoder anyway, so it is not buffered first).
+fn ws_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .read_buffer_size(8 * 1024)
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES))
 }
 
 /// The chat WebSocket of one device.
@@ -869,6 +883,19 @@ impl Connection {
     /// Closes the socket politely.
     pub async fn close(mut self) -> Result<()> {
         self.ws.close(None).await.map_err(transport)
+    }
+
+    /// Ends this side of the connection (TCP half-close: the node reads the end of the stream,
+    /// as when the connection is dropped) but keeps it, to be dropped later: for load tools that
+    /// run many devices on one core and must not spend it freeing connections while they measure.
+    pub async fn end_stream(&mut self) -> Result<()> {
+        use tokio::io::AsyncWriteExt;
+        match self.ws.get_mut() {
+            MaybeTlsStream::Plain(s) => s.shutdown().await,
+            MaybeTlsStream::Rustls(s) => s.shutdown().await,
+            _ => Ok(()),
+        }
+        .map_err(transport)
     }
 }
 
