@@ -157,6 +157,20 @@ async fn bad_frames_get_typed_errors_and_change_nothing() {
     let mut a2 = alice.connect().await.unwrap();
     drain(&mut a2).await;
     a2.send_message(&UserId::new("bob").unwrap(), |_, _| b"after".to_vec()).await.unwrap();
+    // A client that ends its side of the connection (`end_stream`, a TCP half-close) and keeps
+    // the object: the node ends the socket too, and the client reads the end.
+    a2.end_stream().await.unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match a2.next_frame().await {
+                Ok(_) => continue,
+                Err(e) => return e,
+            }
+        }
+    })
+    .await
+    .expect("the node kept the socket open after the client ended its side");
+    assert!(matches!(end, ClientError::Closed(_) | ClientError::Transport(_)), "{end:?}");
 }
 
 #[tokio::test]
